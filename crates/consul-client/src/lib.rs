@@ -1,0 +1,1 @@
+//! consul-client (being built).

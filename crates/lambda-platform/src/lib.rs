@@ -1,0 +1,1 @@
+//! lambda-platform (being built).

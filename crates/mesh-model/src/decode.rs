@@ -1,0 +1,425 @@
+//! Decoding of outside JSON/HCL into the model's types, the way Consul decodes it.
+//!
+//! Consul accepts field names in any case and in snake_case (`payload_passthrough`, `Protocol`,
+//! `protocol`) because it decodes with mapstructure after translating keys. We do the same with one
+//! schema-independent pass: every object key that names a known field is rewritten to its canonical
+//! Consul spelling, except inside user maps (`Meta`, `Arguments`, ...) whose keys are data. Then
+//! serde decodes with `deny_unknown_fields`, so a misspelt field is a named error, not silently lost.
+
+use serde::de::DeserializeOwned;
+use serde_json::{Map, Value};
+
+/// Error from decoding outside input. The message names the field or position that is wrong.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+pub enum DecodeError {
+    #[error("invalid JSON: {0}")]
+    Json(String),
+    #[error("invalid HCL: {0}")]
+    Hcl(String),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// Fields whose values are maps of user data: their keys are never rewritten (values still are,
+/// where they hold structs, e.g. resolver subsets).
+const USER_MAP_FIELDS: &[&str] = &[
+    "Meta",
+    "NodeMeta",
+    "ServiceMeta",
+    "Arguments",
+    "Config",
+    "TaggedAddresses",
+    "Add",
+    "Set",
+    "Env",
+    "Header",
+    "Headers",
+];
+
+/// Fields whose values are maps from user names to structs: keys kept, values canonicalised.
+const NAMED_STRUCT_MAP_FIELDS: &[&str] = &["Subsets", "Failover", "Checks_", "Weights_"];
+
+/// Every field name the model knows, in Consul's canonical spelling. Lookup is by the key with
+/// underscores and dashes removed, lowercased.
+const CANONICAL_FIELDS: &[&str] = &[
+    // generic
+    "Kind",
+    "Name",
+    "Namespace",
+    "Partition",
+    "Meta",
+    "ID",
+    "Description",
+    "CreateIndex",
+    "ModifyIndex",
+    "Datacenter",
+    "Peer",
+    "Protocol",
+    "Mode",
+    "Service",
+    "Services",
+    "Tags",
+    "Address",
+    "Port",
+    "Weights",
+    "Passing",
+    "Warning",
+    "EnableTagOverride",
+    "Token",
+    // catalog / agent
+    "Node",
+    "NodeMeta",
+    "TaggedAddresses",
+    "SkipNodeUpdate",
+    "ServiceID",
+    "CheckID",
+    "Check",
+    "Checks",
+    "Status",
+    "Notes",
+    "Output",
+    "TTL",
+    "HTTP",
+    "TCP",
+    "Interval",
+    "Timeout",
+    "DeregisterCriticalServiceAfter",
+    "ServiceName",
+    "Connect",
+    "SidecarService",
+    "Native",
+    "Proxy",
+    "Upstreams",
+    "DestinationName",
+    "DestinationNamespace",
+    "DestinationPartition",
+    "DestinationPeer",
+    "DestinationType",
+    "LocalBindPort",
+    "LocalBindAddress",
+    "LocalBindSocketPath",
+    "LocalBindSocketMode",
+    "DestinationServiceName",
+    "DestinationServiceID",
+    "LocalServiceAddress",
+    "LocalServicePort",
+    "LocalServiceSocketPath",
+    "MeshGateway",
+    "Expose",
+    "TransparentProxy",
+    "Definition",
+    "Method",
+    "Body",
+    "TLSSkipVerify",
+    "GRPC",
+    "GRPCUseTLS",
+    "SocketPath",
+    "Locality",
+    "Region",
+    "Zone",
+    "ServiceTags",
+    "ServicePort",
+    "ServiceAddress",
+    "ServiceMeta",
+    "ServiceKind",
+    "ServiceProxy",
+    "ServiceWeights",
+    "CentrallyConfigured",
+    "Dev",
+    // config entries
+    "EnvoyExtensions",
+    "Required",
+    "Arguments",
+    "ConsulVersion",
+    "EnvoyVersion",
+    "Config",
+    "MutualTLSMode",
+    "ExternalSNI",
+    "UpstreamConfig",
+    "Destination",
+    "MaxInboundConnections",
+    "LocalConnectTimeoutMs",
+    "LocalRequestTimeoutMs",
+    "BalanceInboundConnections",
+    "RateLimits",
+    "AccessLogs",
+    "FailoverPolicy",
+    "PrioritizeByLocality",
+    "Routes",
+    "Match",
+    "PathExact",
+    "PathPrefix",
+    "PathRegex",
+    "Header",
+    "QueryParam",
+    "Methods",
+    "Present",
+    "Exact",
+    "Prefix",
+    "Suffix",
+    "Regex",
+    "Invert",
+    "IgnoreCase",
+    "PrefixRewrite",
+    "RequestTimeout",
+    "IdleTimeout",
+    "NumRetries",
+    "RetryOnConnectFailure",
+    "RetryOnStatusCodes",
+    "RetryOn",
+    "RequestHeaders",
+    "ResponseHeaders",
+    "Add",
+    "Set",
+    "Remove",
+    "Splits",
+    "Weight",
+    "ServiceSubset",
+    "DefaultSubset",
+    "Subsets",
+    "Filter",
+    "OnlyPassing",
+    "Redirect",
+    "Failover",
+    "Datacenters",
+    "Targets",
+    "ConnectTimeout",
+    "LoadBalancer",
+    "Policy",
+    "RingHashConfig",
+    "LeastRequestConfig",
+    "HashPolicies",
+    "CAFile",
+    "CertFile",
+    "KeyFile",
+    "SNI",
+    "DisableAutoHostRewrite",
+    "Sources",
+    "Action",
+    "Permissions",
+    "Precedence",
+    "Type",
+    "SamenessGroup",
+    "LegacyID",
+    "LegacyMeta",
+    "LegacyCreateTime",
+    "LegacyUpdateTime",
+    "JWT",
+    "AllowEnablingPermissiveMutualTLS",
+    "ValidateClusters",
+    "TLS",
+    "Incoming",
+    "Outgoing",
+    "TLSMinVersion",
+    "TLSMaxVersion",
+    "CipherSuites",
+    "SanitizeXForwardedClientCert",
+    "Peering",
+    "PeerThroughMeshGateways",
+    "MeshDestinationsOnly",
+    "OutboundListenerPort",
+    "DialedDirectly",
+    "Paths",
+    "Checks",
+    "ListenerPort",
+    "LocalPathPort",
+    "Path",
+    "ParsedFromCheck",
+    "Limits",
+    "PassiveHealthCheck",
+    "MaxConnections",
+    "MaxPendingRequests",
+    "MaxConcurrentRequests",
+    "Overrides",
+    "Defaults",
+    "EnvoyListenerJSON",
+    "EnvoyClusterJSON",
+    "ConnectTimeoutMs",
+    "Field",
+    "FieldValue",
+    "Terminal",
+    "SourceIP",
+    "CookieConfig",
+    "Session",
+    "TTL",
+    "MinimumRingSize",
+    "MaximumRingSize",
+    "ChoiceCount",
+    // intentions (legacy API shape)
+    "SourceNS",
+    "SourceName",
+    "DestinationNS",
+    "SourcePartition",
+    "SourcePeer",
+    "SourceType",
+    "SourceSamenessGroup",
+    // ACL
+    "AccessorID",
+    "SecretID",
+    "Policies",
+    "Rules",
+    "Local",
+    "ExpirationTime",
+    "ExpirationTTL",
+    "CreateTime",
+    "Hash",
+    "Roles",
+    "ServiceIdentities",
+    "NodeIdentities",
+];
+
+fn lookup_canonical(key: &str) -> Option<&'static str> {
+    let folded: String = key
+        .chars()
+        .filter(|c| *c != '_' && *c != '-')
+        .flat_map(char::to_lowercase)
+        .collect();
+    CANONICAL_FIELDS
+        .iter()
+        .copied()
+        .find(|c| c.to_lowercase() == folded)
+}
+
+/// Rewrites object keys to their canonical Consul spelling (see the module docs). Keys of user maps
+/// are left as they are. When two spellings of one field are both present, the error names both.
+pub fn canonicalize(value: Value) -> Result<Value, DecodeError> {
+    canonicalize_inner(value, KeyMode::Fields)
+}
+
+#[derive(Clone, Copy)]
+enum KeyMode {
+    /// Keys are field names: rewrite them.
+    Fields,
+    /// Keys are user data and values are plain data: leave the whole subtree alone.
+    UserMap,
+    /// Keys are user names, values are structs: keep keys, canonicalise values.
+    NamedStructs,
+}
+
+fn canonicalize_inner(value: Value, mode: KeyMode) -> Result<Value, DecodeError> {
+    match value {
+        Value::Object(map) => {
+            let mut out = Map::with_capacity(map.len());
+            for (key, v) in map {
+                let (new_key, child_mode) = match mode {
+                    KeyMode::UserMap => (key, KeyMode::UserMap),
+                    KeyMode::NamedStructs => (key, KeyMode::Fields),
+                    KeyMode::Fields => {
+                        let canon = lookup_canonical(&key)
+                            .map(str::to_owned)
+                            .unwrap_or(key.clone());
+                        let child = if USER_MAP_FIELDS.contains(&canon.as_str()) {
+                            KeyMode::UserMap
+                        } else if NAMED_STRUCT_MAP_FIELDS.contains(&canon.as_str()) {
+                            KeyMode::NamedStructs
+                        } else {
+                            KeyMode::Fields
+                        };
+                        if out.contains_key(&canon) {
+                            return Err(DecodeError::Invalid(format!(
+                                "field {canon:?} given twice (as {key:?} and another spelling)"
+                            )));
+                        }
+                        (canon, child)
+                    }
+                };
+                let v = match child_mode {
+                    KeyMode::UserMap => v,
+                    m => canonicalize_inner(v, m)?,
+                };
+                out.insert(new_key, v);
+            }
+            Ok(Value::Object(out))
+        }
+        Value::Array(items) => items
+            .into_iter()
+            .map(|v| canonicalize_inner(v, mode))
+            .collect::<Result<Vec<_>, _>>()
+            .map(Value::Array),
+        other => Ok(other),
+    }
+}
+
+/// Decodes canonicalised JSON into `T`, turning serde's message into one that names the path.
+pub fn from_value<T: DeserializeOwned>(value: Value) -> Result<T, DecodeError> {
+    let value = canonicalize(value)?;
+    serde_json::from_value(value).map_err(|e| DecodeError::Invalid(e.to_string()))
+}
+
+/// Parses JSON text (size limits are the caller's job) and decodes it like [`from_value`].
+pub fn from_json_slice<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, DecodeError> {
+    let value: Value =
+        serde_json::from_slice(bytes).map_err(|e| DecodeError::Json(e.to_string()))?;
+    from_value(value)
+}
+
+/// Parses HCL text into a JSON value (blocks become objects; repeated blocks become arrays).
+pub fn hcl_to_value(text: &str) -> Result<Value, DecodeError> {
+    hcl::from_str::<Value>(text).map_err(|e| DecodeError::Hcl(e.to_string()))
+}
+
+/// Parses a document that is either JSON or HCL: JSON when it starts with `{` or `[`.
+pub fn json_or_hcl_to_value(text: &str) -> Result<Value, DecodeError> {
+    let trimmed = text.trim_start();
+    if trimmed.starts_with('{') || trimmed.starts_with('[') {
+        serde_json::from_str(trimmed).map_err(|e| DecodeError::Json(e.to_string()))
+    } else {
+        hcl_to_value(text)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn rewrites_snake_and_camel_keys_but_not_user_maps() {
+        let v = json!({
+            "kind": "service-defaults",
+            "name": "web",
+            "envoy_extensions": [{"name": "builtin/aws/lambda", "arguments": {"arn": "x", "payloadPassthrough": true}}],
+            "meta": {"some_key": "v", "kind": "user"},
+            "subsets": {"v1": {"only_passing": true}}
+        });
+        let out = canonicalize(v).unwrap();
+        assert_eq!(
+            out,
+            json!({
+                "Kind": "service-defaults",
+                "Name": "web",
+                "EnvoyExtensions": [{"Name": "builtin/aws/lambda", "Arguments": {"arn": "x", "payloadPassthrough": true}}],
+                "Meta": {"some_key": "v", "kind": "user"},
+                "Subsets": {"v1": {"OnlyPassing": true}}
+            })
+        );
+    }
+
+    #[test]
+    fn acronyms_are_recovered() {
+        let out = canonicalize(
+            json!({"http": {"path_exact": "/"}, "sni": "x", "ca_file": "f", "id": "1"}),
+        )
+        .unwrap();
+        assert_eq!(
+            out,
+            json!({"HTTP": {"PathExact": "/"}, "SNI": "x", "CAFile": "f", "ID": "1"})
+        );
+    }
+
+    #[test]
+    fn duplicate_spellings_are_an_error() {
+        let err = canonicalize(json!({"Name": "a", "name": "b"})).unwrap_err();
+        assert!(err.to_string().contains("\"Name\" given twice"), "{err}");
+    }
+
+    #[test]
+    fn hcl_blocks_become_objects() {
+        let v = hcl_to_value("Kind = \"service-defaults\"\nName = \"web\"\nMeta { a = \"b\" }\n")
+            .unwrap();
+        assert_eq!(
+            v,
+            json!({"Kind": "service-defaults", "Name": "web", "Meta": {"a": "b"}})
+        );
+    }
+}

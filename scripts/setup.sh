@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Installs the real third-party parts that the demo and the tests drive, idempotently:
+#   - a Python venv with the pinned PyPI parts (scripts/requirements.txt), cached under
+#     $LAMBDAMESH_CACHE keyed on the hash of that file, linked as ./.venv (git-ignored);
+#   - Debian packages the tests need, only when missing.
+# Prints nothing on a warm cache except one line. Safe to run any number of times.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cache=${LAMBDAMESH_CACHE:-$HOME/.cache/lambdamesh}
+mkdir -p "$cache"
+
+req="$root/scripts/requirements.txt"
+key=$(sha256sum "$req" | cut -c1-16)
+venv="$cache/venv-$key"
+if [ ! -x "$venv/bin/python" ] || [ ! -f "$venv/.complete" ]; then
+  echo "setup: creating Python venv $venv" >&2
+  rm -rf "$venv"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q --disable-pip-version-check -r "$req"
+  touch "$venv/.complete"
+fi
+ln -sfn "$venv" "$root/.venv"
+
+# Debian packages: only what is missing (apt-get needs root; CI and developers run as root here).
+need=()
+for pkg in ${LAMBDAMESH_APT_PACKAGES:-}; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
+done
+if [ "${#need[@]}" -gt 0 ]; then
+  echo "setup: installing apt packages: ${need[*]}" >&2
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+echo "setup: ok (venv $venv)" >&2
