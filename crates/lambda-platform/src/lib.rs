@@ -1,1 +1,170 @@
-//! lambda-platform (being built).
+//! A local, AWS-compatible Lambda platform: the Lambda REST API (functions, versions, aliases,
+//! layers, tags, Invoke), the Resource Groups Tagging API, Parameter Store (SSM JSON protocol) and
+//! EventBridge-style rules, all behind SigV4 verification, plus function sandboxes run as local
+//! processes, each with its own Runtime API and Extensions API endpoint on loopback.
+//!
+//! It must behave like AWS on the wire so that AWS's own clients (boto3, the AWS CLI, Envoy's
+//! `aws_lambda` filter) and runtimes (`awslambdaric`, `lambda_runtime`) work against it unchanged.
+//! It must not depend on the rest of lambdamesh (no mesh-model, store or server crates), on any AWS
+//! SDK, or on Docker: a function sandbox is a plain child process.
+//!
+//! ```text
+//!   client --SigV4--> api (lambda | ssm | tagging | events) --> Platform state --(fsync+rename)--> data dir
+//!                           | Invoke                                   | CloudTrail-shaped events
+//!                           v                                          v
+//!                     pool (per function version) <---------------- events (rules, schedules, retries)
+//!                           | cold start / warm reuse / idle stop
+//!                           v
+//!                     sandbox: runtime + extensions processes <--> Runtime/Extensions API (own port)
+//! ```
+
+pub mod api;
+pub mod arn;
+pub mod client;
+pub mod code;
+mod events;
+mod httpd;
+mod pool;
+mod sandbox;
+pub mod sigv4;
+mod ssm;
+mod state;
+pub mod wire;
+
+use std::{future::Future, net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
+
+pub use pool::{InvokeRequest, InvokeResult};
+
+/// Accepted credentials for SigV4 verification.
+#[derive(Clone, Debug)]
+pub struct Credentials {
+    /// The access key id clients sign with.
+    pub access_key: String,
+    /// The secret key clients sign with.
+    pub secret_key: String,
+}
+
+/// Typed, validated configuration of one platform instance.
+#[derive(Clone, Debug)]
+pub struct PlatformConfig {
+    /// Where functions, code, layers, parameters, rules and logs are kept.
+    pub data_dir: PathBuf,
+    /// The only credentials accepted by SigV4 verification.
+    pub credentials: Credentials,
+    /// Region in ARNs and the SigV4 credential scope.
+    pub region: String,
+    /// Twelve-digit account id in ARNs.
+    pub account: String,
+    /// Python interpreter with `awslambdaric` installed, used for `python3.x` runtimes.
+    pub python: PathBuf,
+    /// A warm sandbox idle this long is stopped (SHUTDOWN to extensions, then killed).
+    pub idle_timeout: Duration,
+    /// Upper bound of live sandboxes across all functions (the account concurrency limit).
+    pub max_sandboxes: usize,
+    /// Length of one "minute" for `rate()` schedules and async retry back-off; tests shrink it.
+    pub minute: Duration,
+}
+
+impl PlatformConfig {
+    /// Defaults matching `lambdamesh lambda serve` without flags.
+    pub fn new(data_dir: PathBuf) -> Self {
+        Self {
+            data_dir,
+            credentials: Credentials { access_key: "test".into(), secret_key: "test".into() },
+            region: "us-east-1".into(),
+            account: "123456789012".into(),
+            python: PathBuf::from("python3"),
+            idle_timeout: Duration::from_secs(300),
+            max_sandboxes: 64,
+            minute: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Errors that stop the platform from starting or serving.
+#[derive(Debug, thiserror::Error)]
+pub enum PlatformError {
+    /// The data dir could not be created or read.
+    #[error("data dir {path}: {source}")]
+    DataDir {
+        /// The path involved.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A persisted state file could not be decoded.
+    #[error("corrupt state file {path}: {message}")]
+    CorruptState {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// The configuration is invalid.
+    #[error("invalid config: {0}")]
+    Config(String),
+    /// The listener failed.
+    #[error("listener: {0}")]
+    Listener(#[source] std::io::Error),
+}
+
+/// Serves the platform on `listener` until `shutdown` resolves, then drains connections and stops
+/// every sandbox (delivering SHUTDOWN to extensions with its deadline).
+///
+/// # Errors
+/// Fails when the data dir cannot be opened or its state is corrupt.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    config: PlatformConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), PlatformError> {
+    let addr = listener.local_addr().map_err(PlatformError::Listener)?;
+    let platform = Platform::open(config, addr).await?;
+    let result = httpd::serve(listener, api::handler(platform.clone()), shutdown).await;
+    platform.stop().await;
+    result.map_err(PlatformError::Listener)
+}
+
+/// The running platform: shared state, sandbox pools and the event bus.
+#[derive(Clone)]
+pub(crate) struct Platform {
+    pub(crate) inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub(crate) config: PlatformConfig,
+    pub(crate) endpoint: String,
+    pub(crate) state: state::Store,
+    pub(crate) pools: Arc<pool::Pools>,
+    pub(crate) ssm: ssm::ParameterStore,
+    pub(crate) bus: events::Bus,
+}
+
+impl Platform {
+    async fn open(config: PlatformConfig, addr: SocketAddr) -> Result<Self, PlatformError> {
+        if config.account.len() != 12 || !config.account.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(PlatformError::Config(format!("account {:?} is not 12 digits", config.account)));
+        }
+        std::fs::create_dir_all(&config.data_dir)
+            .map_err(|source| PlatformError::DataDir { path: config.data_dir.clone(), source })?;
+        let state = state::Store::open(&config.data_dir)?;
+        let ssm = ssm::ParameterStore::open(&config.data_dir, &config.region, &config.account)?;
+        let bus = events::Bus::open(&config.data_dir)?;
+        let endpoint = format!("http://{addr}");
+        let pools = Arc::new(pool::Pools::new(&config, &endpoint));
+        let platform = Platform { inner: Arc::new(Inner { config, endpoint, state, pools, ssm, bus }) };
+        events::start(platform.clone());
+        pool::start_reaper(platform.clone());
+        Ok(platform)
+    }
+
+    async fn stop(&self) {
+        self.inner.bus.close();
+        self.inner.pools.stop_all().await;
+    }
+
+    pub(crate) fn config(&self) -> &PlatformConfig {
+        &self.inner.config
+    }
+}

@@ -1,1 +1,1 @@
-
+//! ACL rules, policies, tokens and authorization decisions.

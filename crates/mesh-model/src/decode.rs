@@ -39,6 +39,14 @@ const USER_MAP_FIELDS: &[&str] = &[
 /// Fields whose values are maps from user names to structs: keys kept, values canonicalised.
 const NAMED_STRUCT_MAP_FIELDS: &[&str] = &["Subsets", "Failover", "Checks_", "Weights_"];
 
+/// Fields that hold lists. HCL writes a single repeated block (`upstreams { ... }`) as one object;
+/// Consul's weak decoding accepts that as a one-element list, and so do we.
+const LIST_FIELDS: &[&str] = &[
+    "Upstreams", "Checks", "Sources", "Routes", "Splits", "Services", "Permissions", "Targets",
+    "Header", "QueryParam", "EnvoyExtensions", "Policies", "Paths", "Datacenters", "Methods",
+    "HashPolicies", "Tags",
+];
+
 /// Every field name the model knows, in Consul's canonical spelling. Lookup is by the key with
 /// underscores and dashes removed, lowercased.
 const CANONICAL_FIELDS: &[&str] = &[
@@ -245,6 +253,14 @@ const CANONICAL_FIELDS: &[&str] = &[
     "MinimumRingSize",
     "MaximumRingSize",
     "ChoiceCount",
+    // config entries: nested objects kept verbatim but still canonicalised
+    "Addresses",
+    "Regions",
+    "InstanceLevel",
+    "RequestsPerSecond",
+    "RequestsMaxBurst",
+    "Providers",
+    "VerifyClaims",
     // intentions (legacy API shape)
     "SourceNS",
     "SourceName",
@@ -323,9 +339,12 @@ fn canonicalize_inner(value: Value, mode: KeyMode) -> Result<Value, DecodeError>
                         (canon, child)
                     }
                 };
-                let v = match child_mode {
-                    KeyMode::UserMap => v,
-                    m => canonicalize_inner(v, m)?,
+                let v = match (child_mode, v) {
+                    (KeyMode::UserMap, v) => v,
+                    (m, Value::Object(obj)) if is_list_field(&new_key, mode) => {
+                        canonicalize_inner(Value::Array(vec![Value::Object(obj)]), m)?
+                    }
+                    (m, v) => canonicalize_inner(v, m)?,
                 };
                 out.insert(new_key, v);
             }
@@ -338,6 +357,10 @@ fn canonicalize_inner(value: Value, mode: KeyMode) -> Result<Value, DecodeError>
             .map(Value::Array),
         other => Ok(other),
     }
+}
+
+fn is_list_field(key: &str, parent: KeyMode) -> bool {
+    matches!(parent, KeyMode::Fields) && LIST_FIELDS.contains(&key)
 }
 
 /// Decodes canonicalised JSON into `T`, turning serde's message into one that names the path.
@@ -411,6 +434,33 @@ mod tests {
     fn duplicate_spellings_are_an_error() {
         let err = canonicalize(json!({"Name": "a", "name": "b"})).unwrap_err();
         assert!(err.to_string().contains("\"Name\" given twice"), "{err}");
+    }
+
+    #[test]
+    fn single_hcl_block_becomes_a_list() {
+        let v = hcl_to_value(
+            r#"
+service {
+  name = "api"
+  connect {
+    sidecar_service {
+      proxy {
+        upstreams {
+          local_bind_port  = 2345
+          destination_name = "authentication"
+        }
+      }
+    }
+  }
+}
+"#,
+        )
+        .unwrap();
+        let out = canonicalize(v).unwrap();
+        assert_eq!(
+            out["Service"]["Connect"]["SidecarService"]["Proxy"]["Upstreams"],
+            json!([{"LocalBindPort": 2345, "DestinationName": "authentication"}])
+        );
     }
 
     #[test]

@@ -61,6 +61,10 @@ impl ServiceName {
     pub fn default_tenancy(name: impl Into<String>) -> Self {
         Self::new(name, EntMeta::default())
     }
+    /// Short alias of [`Self::default_tenancy`] for tests and literals.
+    pub fn default_tuple(name: impl Into<String>) -> Self {
+        Self::default_tenancy(name)
+    }
 }
 
 /// Why a name was refused.

@@ -1,0 +1,150 @@
+//! The platform's public endpoint: SigV4 verification, then dispatch to the Lambda REST API or
+//! to a JSON-protocol service chosen by `X-Amz-Target` (SSM, Resource Groups Tagging,
+//! EventBridge). Every response carries `x-amzn-RequestId`.
+
+pub mod lambda;
+mod json_services;
+
+use std::{net::SocketAddr, sync::Arc};
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Method, Request, Response};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use serde_json::Value;
+
+use crate::{
+    Platform,
+    httpd::{Handler, ResponseFuture},
+    sigv4,
+    wire::{ApiError, Protocol},
+};
+
+/// Largest request body: a 50 MB zip, base64-encoded, inside JSON.
+const MAX_BODY: usize = 70 * 1024 * 1024;
+
+/// A request after the body has been read.
+pub(crate) struct Req {
+    pub method: Method,
+    /// Path segments, percent-decoded.
+    pub segs: Vec<String>,
+    /// Query pairs, percent-decoded, in order.
+    pub query: Vec<(String, String)>,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+    pub request_id: String,
+    pub peer: SocketAddr,
+}
+
+impl Req {
+    pub(crate) fn query(&self, key: &str) -> Option<&str> {
+        self.query.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+    }
+    pub(crate) fn header(&self, key: &str) -> Option<&str> {
+        self.headers.get(key).and_then(|v| v.to_str().ok())
+    }
+    /// The body as a JSON object (`{}` when empty).
+    pub(crate) fn json(&self) -> Result<Value, ApiError> {
+        if self.body.is_empty() {
+            return Ok(Value::Object(Default::default()));
+        }
+        match serde_json::from_slice::<Value>(&self.body) {
+            Ok(v @ Value::Object(_)) => Ok(v),
+            _ => Err(ApiError::new(400, "SerializationException", "Could not parse request body into json")),
+        }
+    }
+}
+
+pub(crate) fn handler(platform: Platform) -> Handler {
+    Arc::new(move |req: Request<Incoming>, peer: SocketAddr| -> ResponseFuture {
+        let platform = platform.clone();
+        Box::pin(async move { handle(platform, req, peer).await })
+    })
+}
+
+enum Service {
+    Lambda,
+    Json { service: &'static str, target: String },
+}
+
+async fn handle(platform: Platform, req: Request<Incoming>, peer: SocketAddr) -> Response<Full<Bytes>> {
+    let request_id = uuid::Uuid::new_v4().to_string();
+    let (parts, body) = req.into_parts();
+    let target = parts.headers.get("x-amz-target").and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let service = match target {
+        Some(t) => match t.split_once('.').map(|(p, _)| p) {
+            Some("AmazonSSM") => Service::Json { service: "ssm", target: t },
+            Some("ResourceGroupsTaggingAPI_20170126") => Service::Json { service: "tagging", target: t },
+            Some("AWSEvents") => Service::Json { service: "events", target: t },
+            _ => {
+                return ApiError::new(400, "UnknownOperationException", "")
+                    .into_response(Protocol::AwsJson, &request_id);
+            }
+        },
+        None => Service::Lambda,
+    };
+    let protocol = match service {
+        Service::Lambda => Protocol::RestJson,
+        Service::Json { .. } => Protocol::AwsJson,
+    };
+    let body = match Limited::new(body, MAX_BODY).collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(_) => {
+            return ApiError::new(413, "RequestTooLargeException", "Request must be smaller than 73400320 bytes")
+                .into_response(protocol, &request_id);
+        }
+    };
+    let raw_path = parts.uri.path();
+    let raw_query = parts.uri.query().unwrap_or("");
+    let signing_service = match &service {
+        Service::Lambda => "lambda",
+        Service::Json { service, .. } => service,
+    };
+    let view = sigv4::RequestView {
+        method: parts.method.as_str(),
+        path: raw_path,
+        query: raw_query,
+        headers: &parts.headers,
+        body: &body,
+    };
+    let cfg = platform.config();
+    if let Err(e) =
+        sigv4::verify(&view, &cfg.credentials, &cfg.region, signing_service, time::OffsetDateTime::now_utc())
+    {
+        tracing::info!(peer = %peer, code = e.code, "request rejected by SigV4 verification");
+        return e.into_response(protocol, &request_id);
+    }
+    let req = Req {
+        method: parts.method.clone(),
+        segs: raw_path.trim_start_matches('/').split('/').map(sigv4::percent_decode).collect(),
+        query: raw_query
+            .split('&')
+            .filter(|p| !p.is_empty())
+            .map(|p| {
+                let (k, v) = p.split_once('=').unwrap_or((p, ""));
+                (sigv4::percent_decode(&k.replace('+', " ")), sigv4::percent_decode(&v.replace('+', " ")))
+            })
+            .collect(),
+        headers: parts.headers,
+        body,
+        request_id: request_id.clone(),
+        peer,
+    };
+    let result = match service {
+        Service::Lambda => lambda::dispatch(&platform, &req).await,
+        Service::Json { service, target } => json_services::dispatch(&platform, service, &target, &req).await,
+    };
+    let mut resp = match result {
+        Ok(r) => r,
+        Err(e) => {
+            if e.status >= 500 {
+                tracing::error!(code = e.code, message = %e.message, "request failed");
+            }
+            e.into_response(protocol, &request_id)
+        }
+    };
+    if let Ok(v) = HeaderValue::from_str(&request_id) {
+        resp.headers_mut().insert("x-amzn-RequestId", v);
+    }
+    resp
+}

@@ -1,0 +1,124 @@
+//! The one place where platform errors become AWS error responses.
+//!
+//! Two AWS protocols are spoken: the Lambda REST API (`restJson1`: status code, an
+//! `x-amzn-ErrorType` header and `{"Type":"User","message":...}`), and the JSON protocol of SSM,
+//! the Resource Groups Tagging API and EventBridge (`awsJson1_1`: HTTP 400 and
+//! `{"__type":...,"message":...}`). botocore reads the error code from the header (REST) or from
+//! `__type` (JSON), so both must carry AWS's exact exception names.
+
+use bytes::Bytes;
+use http::{HeaderValue, Response, StatusCode};
+use http_body_util::Full;
+use serde_json::{Value, json};
+
+/// Which wire protocol an error is rendered in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Protocol {
+    /// Lambda's REST JSON API.
+    RestJson,
+    /// The `X-Amz-Target` JSON protocol (SSM, tagging, events).
+    AwsJson,
+}
+
+/// An AWS-shaped client or service error.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{code}: {message}")]
+pub struct ApiError {
+    /// HTTP status used by the REST protocol.
+    pub status: u16,
+    /// AWS exception name, e.g. `ResourceNotFoundException`.
+    pub code: &'static str,
+    /// Human message, as AWS words it.
+    pub message: String,
+    /// Extra top-level fields (e.g. `Reason` of `TooManyRequestsException`).
+    pub extra: Option<(&'static str, String)>,
+}
+
+impl ApiError {
+    /// A new error.
+    pub fn new(status: u16, code: &'static str, message: impl Into<String>) -> Self {
+        Self { status, code, message: message.into(), extra: None }
+    }
+    /// 404 `ResourceNotFoundException`.
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(404, "ResourceNotFoundException", message)
+    }
+    /// 400 `InvalidParameterValueException`.
+    pub fn invalid_parameter(message: impl Into<String>) -> Self {
+        Self::new(400, "InvalidParameterValueException", message)
+    }
+    /// 400 `ValidationException` with AWS's "1 validation error detected" wording.
+    pub fn validation(field: &str, value: &str, constraint: &str) -> Self {
+        Self::new(
+            400,
+            "ValidationException",
+            format!(
+                "1 validation error detected: Value '{value}' at '{field}' failed to satisfy constraint: {constraint}"
+            ),
+        )
+    }
+    /// 409 `ResourceConflictException`.
+    pub fn conflict(message: impl Into<String>) -> Self {
+        Self::new(409, "ResourceConflictException", message)
+    }
+    /// 400 `InvalidRequestContentException` (undecodable JSON body).
+    pub fn bad_content(message: impl Into<String>) -> Self {
+        Self::new(400, "InvalidRequestContentException", message)
+    }
+    /// 429 `TooManyRequestsException` with AWS's `Reason`.
+    pub fn throttled(reason: &str) -> Self {
+        let mut e = Self::new(429, "TooManyRequestsException", "Rate Exceeded.");
+        e.extra = Some(("Reason", reason.to_owned()));
+        e
+    }
+    /// 500 `ServiceException` for platform faults (never for client mistakes).
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new(500, "ServiceException", message)
+    }
+
+    /// Renders the error in `protocol`'s shape.
+    pub fn into_response(self, protocol: Protocol, request_id: &str) -> Response<Full<Bytes>> {
+        let (status, body) = match protocol {
+            Protocol::RestJson => {
+                let mut body = json!({"Type": if self.status >= 500 { "Service" } else { "User" }, "message": self.message});
+                if let (Some((k, v)), Some(obj)) = (&self.extra, body.as_object_mut()) {
+                    obj.insert((*k).to_owned(), Value::String(v.clone()));
+                }
+                (self.status, body)
+            }
+            // The JSON protocol answers every client error with 400; only faults are 5xx.
+            Protocol::AwsJson => {
+                let status = if self.status >= 500 { self.status } else { 400 };
+                (status, json!({"__type": self.code, "message": self.message}))
+            }
+        };
+        let mut resp = json_response(status, &body, protocol);
+        if let Ok(v) = HeaderValue::from_str(self.code) {
+            resp.headers_mut().insert("x-amzn-ErrorType", v);
+        }
+        if let Ok(v) = HeaderValue::from_str(request_id) {
+            resp.headers_mut().insert("x-amzn-RequestId", v);
+        }
+        resp
+    }
+}
+
+/// A JSON response with the content type of `protocol`.
+pub fn json_response(status: u16, body: &Value, protocol: Protocol) -> Response<Full<Bytes>> {
+    let ct = match protocol {
+        Protocol::RestJson => "application/json",
+        Protocol::AwsJson => "application/x-amz-json-1.1",
+    };
+    let bytes = serde_json::to_vec(body).unwrap_or_default();
+    let mut resp = Response::new(Full::new(Bytes::from(bytes)));
+    *resp.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    resp.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static(ct));
+    resp
+}
+
+/// An empty response with `status`.
+pub fn empty_response(status: u16) -> Response<Full<Bytes>> {
+    let mut resp = Response::new(Full::new(Bytes::new()));
+    *resp.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    resp
+}

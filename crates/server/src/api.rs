@@ -1,0 +1,101 @@
+//! The route table of the HTTP API. One module per Consul API area; each handler parses its query
+//! and body, checks the token, and either writes one op or runs a blocking read.
+
+pub mod acl;
+pub mod agent;
+pub mod catalog;
+pub mod config;
+pub mod health;
+pub mod intentions;
+pub mod status;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::DefaultBodyLimit;
+use axum::extract::rejection::BytesRejection;
+use axum::http::{Method, Uri};
+use axum::routing::{delete, get, put};
+
+use crate::AppState;
+use crate::error::{ApiError, ApiResult};
+
+/// Largest request body accepted (Consul's own limit for most endpoints is 512 KiB).
+pub const MAX_BODY: usize = 512 * 1024;
+
+pub fn router(app: AppState) -> Router {
+    Router::new()
+        // catalog
+        .route("/v1/catalog/register", put(catalog::register))
+        .route("/v1/catalog/deregister", put(catalog::deregister))
+        .route("/v1/catalog/services", get(catalog::services))
+        .route("/v1/catalog/service/{name}", get(catalog::service))
+        .route("/v1/catalog/connect/{name}", get(catalog::connect))
+        .route("/v1/catalog/nodes", get(catalog::nodes))
+        .route("/v1/catalog/node/{node}", get(catalog::node))
+        .route("/v1/catalog/node-services/{node}", get(catalog::node_services))
+        .route("/v1/catalog/datacenters", get(catalog::datacenters))
+        // agent
+        .route("/v1/agent/self", get(agent::self_info))
+        .route("/v1/agent/members", get(agent::members))
+        .route("/v1/agent/services", get(agent::services))
+        .route("/v1/agent/service/{id}", get(agent::service))
+        .route("/v1/agent/service/register", put(agent::register))
+        .route("/v1/agent/service/deregister/{id}", put(agent::deregister))
+        .route("/v1/agent/checks", get(agent::checks))
+        .route("/v1/agent/check/register", put(agent::check_register))
+        .route("/v1/agent/check/deregister/{id}", put(agent::check_deregister))
+        .route("/v1/agent/check/pass/{id}", put(agent::check_pass))
+        .route("/v1/agent/check/warn/{id}", put(agent::check_warn))
+        .route("/v1/agent/check/fail/{id}", put(agent::check_fail))
+        .route("/v1/agent/check/update/{id}", put(agent::check_update))
+        // health
+        .route("/v1/health/service/{name}", get(health::service))
+        .route("/v1/health/connect/{name}", get(health::connect))
+        .route("/v1/health/checks/{name}", get(health::checks))
+        .route("/v1/health/node/{node}", get(health::node))
+        .route("/v1/health/state/{state}", get(health::state))
+        // config entries
+        .route("/v1/config", put(config::apply))
+        .route("/v1/config/{kind}", get(config::list))
+        .route("/v1/config/{kind}/{name}", get(config::get).delete(config::delete))
+        // intentions
+        .route("/v1/connect/intentions", get(intentions::list))
+        .route(
+            "/v1/connect/intentions/exact",
+            get(intentions::exact_get).put(intentions::exact_put).delete(intentions::exact_delete),
+        )
+        .route("/v1/connect/intentions/match", get(intentions::match_))
+        .route("/v1/connect/intentions/check", get(intentions::check))
+        // acl
+        .route("/v1/acl/bootstrap", put(acl::bootstrap))
+        .route("/v1/acl/token", put(acl::token_create))
+        .route("/v1/acl/token/self", get(acl::token_self))
+        .route("/v1/acl/token/{id}", get(acl::token_read).put(acl::token_update).delete(acl::token_delete))
+        .route("/v1/acl/tokens", get(acl::token_list))
+        .route("/v1/acl/policy", put(acl::policy_create))
+        .route("/v1/acl/policy/name/{name}", get(acl::policy_read_by_name))
+        .route("/v1/acl/policy/{id}", get(acl::policy_read).put(acl::policy_update).delete(acl::policy_delete))
+        .route("/v1/acl/policies", get(acl::policy_list))
+        // status
+        .route("/v1/status/leader", get(status::leader))
+        .route("/v1/status/peers", get(status::peers))
+        .route("/v1/config/{kind}/{name}/", delete(config::delete))
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .with_state(app)
+}
+
+async fn not_found(method: Method, uri: Uri) -> ApiError {
+    ApiError::not_found(format!("Invalid URL path: {method} {} is not a recognized HTTP API endpoint", uri.path()))
+}
+
+/// The request body, or a 413 naming the limit when it is too large.
+pub fn body(b: Result<Bytes, BytesRejection>) -> ApiResult<Bytes> {
+    b.map_err(|e| {
+        if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::too_large(MAX_BODY)
+        } else {
+            ApiError::bad_request(format!("cannot read request body: {e}"))
+        }
+    })
+}

@@ -1,0 +1,175 @@
+//! The state machine: [`State`] changed only by [`Op`]s through [`State::apply`], which is
+//! deterministic (no clocks, no randomness: IDs and times travel inside the op) so replaying the
+//! log rebuilds exactly the state that was acknowledged. `apply` validates everything before it
+//! mutates anything: an op is applied whole or not at all.
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::{Deserialize, Serialize};
+
+use mesh_model::names::ServiceName;
+use mesh_model::EntMeta;
+
+pub mod catalog;
+
+pub use catalog::{NodeKey, Registration, ServiceKey};
+
+/// What a blocking query depends on. A write touches keys; a query waits on keys.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum WatchKey {
+    /// The node list.
+    Nodes,
+    /// One node's record, services and checks.
+    Node { partition: String, node: String },
+    /// The list of service names in a tenancy.
+    Services(EntMeta),
+    /// Instances (and their health) of one service.
+    Service(ServiceName),
+    /// Mesh-capable endpoints of one service (`health/connect`).
+    Connect(ServiceName),
+    /// All config entries of one kind.
+    ConfigKind(String),
+    /// ACL tokens and policies.
+    Acl,
+    /// Cluster metadata (cluster ID, CA).
+    Meta,
+}
+
+/// Why an op was refused. The HTTP layer maps each variant to one status code.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+pub enum ApplyError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+}
+
+/// Cluster-wide metadata, fixed at first start.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ClusterMeta {
+    pub cluster_id: String,
+}
+
+/// One durable change. Serialized into the log, so variants are only ever added.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Op {
+    /// A catalog or agent registration: node, instances and checks in one atomic write.
+    Register(catalog::Registration),
+    DeregisterNode { partition: String, node: String },
+    DeregisterService { partition: String, node: String, namespace: String, service_id: String },
+    DeregisterCheck { partition: String, node: String, namespace: String, check_id: String },
+    /// TTL check update (`agent/check/pass|warn|fail`, `agent/check/update`).
+    UpdateCheck { partition: String, node: String, check_id: String, status: String, output: String },
+    SetClusterMeta(ClusterMeta),
+}
+
+/// The whole control-plane state.
+#[derive(Debug, Default, Clone)]
+pub struct State {
+    index: u64,
+    /// Index at open: per-key indexes are not persisted, so queries never report less than this
+    /// after a restart (keeps `X-Consul-Index` monotonic across restarts).
+    floor: u64,
+    pub meta: ClusterMeta,
+    pub(crate) nodes: BTreeMap<NodeKey, mesh_model::catalog::Node>,
+    pub(crate) services: BTreeMap<ServiceKey, mesh_model::catalog::NodeService>,
+    pub(crate) checks: BTreeMap<catalog::CheckKey, mesh_model::catalog::HealthCheck>,
+    key_index: HashMap<WatchKey, u64>,
+}
+
+/// The durable form of a [`State`] (what a snapshot holds).
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct StateSnapshot {
+    pub index: u64,
+    pub meta: ClusterMeta,
+    pub nodes: Vec<mesh_model::catalog::Node>,
+    pub services: Vec<(String, mesh_model::catalog::NodeService)>,
+    pub checks: Vec<mesh_model::catalog::HealthCheck>,
+}
+
+impl State {
+    /// The highest applied index.
+    pub fn index(&self) -> u64 {
+        self.index
+    }
+
+    /// The index a query over `keys` reports: the newest write that touched any of them, never
+    /// below the restart floor, never 0 (Consul clients must not send index 0 as "changed").
+    pub fn index_of(&self, keys: &[WatchKey]) -> u64 {
+        keys.iter()
+            .filter_map(|k| self.key_index.get(k))
+            .copied()
+            .max()
+            .unwrap_or(0)
+            .max(self.floor)
+            .max(1)
+    }
+
+    /// Replay keeps the log's index even when a record no longer applies.
+    pub(crate) fn force_index(&mut self, index: u64) {
+        self.index = self.index.max(index);
+    }
+
+    pub(crate) fn set_floor(&mut self) {
+        self.floor = self.index;
+    }
+
+    /// Applies `op` at `index`. `Ok(None)` means a no-op that needs no log record (e.g. a failed
+    /// check-and-set); `Ok(Some(keys))` lists the keys whose queries changed.
+    ///
+    /// # Errors
+    /// The op is invalid against the current state; nothing was changed.
+    pub fn apply(&mut self, op: &Op, index: u64) -> Result<Option<Vec<WatchKey>>, ApplyError> {
+        let touched = match op {
+            Op::Register(reg) => self.apply_register(reg, index)?,
+            Op::DeregisterNode { partition, node } => self.apply_deregister_node(partition, node)?,
+            Op::DeregisterService { partition, node, namespace, service_id } => {
+                self.apply_deregister_service(partition, node, namespace, service_id)?
+            }
+            Op::DeregisterCheck { partition, node, namespace, check_id } => {
+                self.apply_deregister_check(partition, node, namespace, check_id)?
+            }
+            Op::UpdateCheck { partition, node, check_id, status, output } => {
+                self.apply_update_check(partition, node, check_id, status, output, index)?
+            }
+            Op::SetClusterMeta(meta) => {
+                self.meta = meta.clone();
+                vec![WatchKey::Meta]
+            }
+        };
+        self.index = index;
+        for k in &touched {
+            self.key_index.insert(k.clone(), index);
+        }
+        Ok(Some(touched))
+    }
+
+    pub(crate) fn to_snapshot(&self) -> StateSnapshot {
+        StateSnapshot {
+            index: self.index,
+            meta: self.meta.clone(),
+            nodes: self.nodes.values().cloned().collect(),
+            services: self.services.iter().map(|(k, v)| (k.node.clone(), v.clone())).collect(),
+            checks: self.checks.values().cloned().collect(),
+        }
+    }
+
+    pub(crate) fn from_snapshot(snap: StateSnapshot) -> Self {
+        let mut state = State { index: snap.index, meta: snap.meta, ..State::default() };
+        for n in snap.nodes {
+            state.nodes.insert(NodeKey::of(&n), n);
+        }
+        for (node, s) in snap.services {
+            state.services.insert(ServiceKey::of(&node, &s), s);
+        }
+        for c in snap.checks {
+            state.checks.insert(catalog::CheckKey::of(&c), c);
+        }
+        state
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,438 @@
+//! Catalog tables (nodes, instances, checks): their keys, the apply functions for catalog ops,
+//! and the read queries the HTTP API serves.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+
+use mesh_model::EntMeta;
+use mesh_model::catalog::{CRITICAL, HealthCheck, Node, NodeService, PASSING, WARNING};
+use mesh_model::names::ServiceName;
+
+use super::{ApplyError, State, WatchKey};
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct NodeKey {
+    pub partition: String,
+    pub node: String,
+}
+
+impl NodeKey {
+    pub fn new(partition: &str, node: &str) -> Self {
+        Self { partition: or_default(partition), node: node.to_owned() }
+    }
+    pub(crate) fn of(n: &Node) -> Self {
+        Self::new(&n.partition, &n.node)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ServiceKey {
+    pub partition: String,
+    pub node: String,
+    pub namespace: String,
+    pub id: String,
+}
+
+impl ServiceKey {
+    pub(crate) fn of(node: &str, s: &NodeService) -> Self {
+        Self {
+            partition: or_default(&s.partition),
+            node: node.to_owned(),
+            namespace: or_default(&s.namespace),
+            id: s.id.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(crate) struct CheckKey {
+    partition: String,
+    node: String,
+    namespace: String,
+    check_id: String,
+}
+
+impl CheckKey {
+    pub(crate) fn of(c: &HealthCheck) -> Self {
+        Self {
+            partition: or_default(&c.partition),
+            node: c.node.clone(),
+            namespace: or_default(&c.namespace),
+            check_id: c.check_id.clone(),
+        }
+    }
+}
+
+fn or_default(s: &str) -> String {
+    if s.is_empty() { mesh_model::names::DEFAULT.to_owned() } else { s.to_owned() }
+}
+
+/// A registration: what `catalog/register` and `agent/service/register` write, in one op.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Registration {
+    pub node: Node,
+    /// Keep an existing node record as is (Consul's `SkipNodeUpdate`).
+    pub skip_node_update: bool,
+    pub services: Vec<NodeService>,
+    pub checks: Vec<HealthCheck>,
+    /// Service IDs whose checks not listed in `checks` are removed (agent re-registration with
+    /// `replace-existing-checks`).
+    pub replace_checks_of: Vec<String>,
+}
+
+/// One row of `catalog/service/:name` / `health/service/:name`: an instance with its node and checks.
+#[derive(Debug, Clone)]
+pub struct Instance<'a> {
+    pub node: &'a Node,
+    pub service: &'a NodeService,
+    pub checks: Vec<&'a HealthCheck>,
+}
+
+impl Instance<'_> {
+    /// Aggregated status: critical beats warning beats passing (Consul's rule).
+    pub fn status(&self) -> &'static str {
+        if self.checks.iter().any(|c| c.status == CRITICAL) {
+            CRITICAL
+        } else if self.checks.iter().any(|c| c.status == WARNING) {
+            WARNING
+        } else {
+            PASSING
+        }
+    }
+}
+
+fn service_keys(s: &NodeService) -> Vec<WatchKey> {
+    let meta = s.ent_meta();
+    let mut keys = vec![WatchKey::Services(meta.clone()), WatchKey::Service(ServiceName::new(&s.service, meta.clone()))];
+    if s.is_connect_proxy() && !s.proxy.destination_service_name.is_empty() {
+        keys.push(WatchKey::Connect(ServiceName::new(&s.proxy.destination_service_name, meta.clone())));
+    }
+    if s.connect.native {
+        keys.push(WatchKey::Connect(ServiceName::new(&s.service, meta)));
+    }
+    keys
+}
+
+fn node_keys(partition: &str, node: &str) -> Vec<WatchKey> {
+    vec![WatchKey::Nodes, WatchKey::Node { partition: or_default(partition), node: node.to_owned() }]
+}
+
+impl State {
+    fn services_on_node<'a>(&'a self, partition: &'a str, node: &'a str) -> impl Iterator<Item = (&'a ServiceKey, &'a NodeService)> + 'a {
+        self.services.iter().filter(move |(k, _)| k.partition == partition && k.node == node)
+    }
+
+    /// Keys touched when something node-wide (a node check, the node itself) changes.
+    fn node_wide_keys(&self, partition: &str, node: &str) -> Vec<WatchKey> {
+        let mut keys = node_keys(partition, node);
+        for (_, s) in self.services_on_node(partition, node) {
+            keys.extend(service_keys(s));
+        }
+        keys
+    }
+
+    pub(super) fn apply_register(&mut self, reg: &Registration, index: u64) -> Result<Vec<WatchKey>, ApplyError> {
+        let partition = or_default(&reg.node.partition);
+        let node_name = reg.node.node.clone();
+        let nkey = NodeKey::new(&partition, &node_name);
+        // Validate first: checks must reference services that exist after this write.
+        let new_ids: BTreeSet<(String, String)> =
+            reg.services.iter().map(|s| (or_default(&s.namespace), s.id.clone())).collect();
+        for c in &reg.checks {
+            if c.service_id.is_empty() {
+                continue;
+            }
+            let ns = or_default(&c.namespace);
+            let exists = new_ids.contains(&(ns.clone(), c.service_id.clone()))
+                || self.services.contains_key(&ServiceKey {
+                    partition: partition.clone(),
+                    node: node_name.clone(),
+                    namespace: ns,
+                    id: c.service_id.clone(),
+                });
+            if !exists {
+                return Err(ApplyError::Invalid(format!(
+                    "Missing service for check: check {:?} refers to service ID {:?}, which is not registered on node {:?}",
+                    c.check_id, c.service_id, node_name
+                )));
+            }
+        }
+
+        let mut touched = Vec::new();
+        // Node.
+        let existing = self.nodes.get(&nkey).cloned();
+        match existing {
+            Some(_) if reg.skip_node_update => {}
+            Some(old) => {
+                let mut n = reg.node.clone();
+                n.partition = partition.clone();
+                n.create_index = old.create_index;
+                n.modify_index = old.modify_index;
+                if n.id.is_empty() {
+                    n.id = old.id.clone();
+                }
+                if n != old {
+                    n.modify_index = index;
+                    self.nodes.insert(nkey.clone(), n);
+                    touched.extend(self.node_wide_keys(&partition, &node_name));
+                }
+            }
+            None => {
+                let mut n = reg.node.clone();
+                n.partition = partition.clone();
+                n.create_index = index;
+                n.modify_index = index;
+                self.nodes.insert(nkey.clone(), n);
+                touched.extend(node_keys(&partition, &node_name));
+            }
+        }
+        // Services.
+        for s in &reg.services {
+            let mut s = s.clone();
+            s.partition = partition.clone();
+            s.namespace = or_default(&s.namespace);
+            let key = ServiceKey::of(&node_name, &s);
+            let old = self.services.get(&key).cloned();
+            s.create_index = old.as_ref().map_or(index, |o| o.create_index);
+            s.modify_index = old.as_ref().map_or(0, |o| o.modify_index);
+            if old.as_ref() == Some(&s) {
+                continue;
+            }
+            s.modify_index = index;
+            if let Some(o) = &old {
+                // A rename or a new destination changes what old watchers see as well.
+                touched.extend(service_keys(o));
+            }
+            touched.extend(service_keys(&s));
+            touched.extend(node_keys(&partition, &node_name));
+            self.services.insert(key, s);
+        }
+        // Checks to replace.
+        for sid in &reg.replace_checks_of {
+            let keep: BTreeSet<&str> =
+                reg.checks.iter().filter(|c| &c.service_id == sid).map(|c| c.check_id.as_str()).collect();
+            let stale: Vec<CheckKey> = self
+                .checks
+                .iter()
+                .filter(|(k, c)| {
+                    k.partition == partition && k.node == node_name && &c.service_id == sid && !keep.contains(c.check_id.as_str())
+                })
+                .map(|(k, _)| k.clone())
+                .collect();
+            for k in stale {
+                if let Some(c) = self.checks.remove(&k) {
+                    touched.extend(self.check_keys(&partition, &c));
+                }
+            }
+        }
+        // Checks.
+        for c in &reg.checks {
+            let mut c = c.clone();
+            c.node = node_name.clone();
+            c.partition = partition.clone();
+            c.namespace = or_default(&c.namespace);
+            if !c.service_id.is_empty() {
+                let skey = ServiceKey { partition: partition.clone(), node: node_name.clone(), namespace: c.namespace.clone(), id: c.service_id.clone() };
+                if let Some(s) = self.services.get(&skey) {
+                    c.service_name = s.service.clone();
+                    c.service_tags = s.tags.clone();
+                }
+            }
+            let key = CheckKey::of(&c);
+            let old = self.checks.get(&key);
+            c.create_index = old.map_or(index, |o| o.create_index);
+            c.modify_index = old.map_or(0, |o| o.modify_index);
+            if old == Some(&c) {
+                continue;
+            }
+            c.modify_index = index;
+            touched.extend(self.check_keys(&partition, &c));
+            self.checks.insert(key, c);
+        }
+        Ok(touched)
+    }
+
+    fn check_keys(&self, partition: &str, c: &HealthCheck) -> Vec<WatchKey> {
+        if c.service_id.is_empty() {
+            return self.node_wide_keys(partition, &c.node);
+        }
+        let skey = ServiceKey { partition: partition.to_owned(), node: c.node.clone(), namespace: or_default(&c.namespace), id: c.service_id.clone() };
+        let mut keys = node_keys(partition, &c.node);
+        if let Some(s) = self.services.get(&skey) {
+            keys.extend(service_keys(s));
+        }
+        keys
+    }
+
+    pub(super) fn apply_deregister_node(&mut self, partition: &str, node: &str) -> Result<Vec<WatchKey>, ApplyError> {
+        let partition = or_default(partition);
+        let nkey = NodeKey::new(&partition, node);
+        if !self.nodes.contains_key(&nkey) {
+            // Consul treats deregistering an unknown node as success; nothing changes.
+            return Ok(Vec::new());
+        }
+        let touched = self.node_wide_keys(&partition, node);
+        self.nodes.remove(&nkey);
+        self.services.retain(|k, _| !(k.partition == partition && k.node == node));
+        self.checks.retain(|k, _| !(k.partition == partition && k.node == node));
+        Ok(touched)
+    }
+
+    pub(super) fn apply_deregister_service(
+        &mut self,
+        partition: &str,
+        node: &str,
+        namespace: &str,
+        id: &str,
+    ) -> Result<Vec<WatchKey>, ApplyError> {
+        let key = ServiceKey { partition: or_default(partition), node: node.to_owned(), namespace: or_default(namespace), id: id.to_owned() };
+        let Some(s) = self.services.remove(&key) else {
+            return Ok(Vec::new());
+        };
+        let mut touched = service_keys(&s);
+        touched.extend(node_keys(&key.partition, node));
+        self.checks.retain(|k, c| !(k.partition == key.partition && k.node == node && c.service_id == id && k.namespace == key.namespace));
+        Ok(touched)
+    }
+
+    pub(super) fn apply_deregister_check(
+        &mut self,
+        partition: &str,
+        node: &str,
+        namespace: &str,
+        check_id: &str,
+    ) -> Result<Vec<WatchKey>, ApplyError> {
+        let key = CheckKey { partition: or_default(partition), node: node.to_owned(), namespace: or_default(namespace), check_id: check_id.to_owned() };
+        let Some(c) = self.checks.get(&key).cloned() else {
+            return Ok(Vec::new());
+        };
+        let touched = self.check_keys(&key.partition, &c);
+        self.checks.remove(&key);
+        Ok(touched)
+    }
+
+    pub(super) fn apply_update_check(
+        &mut self,
+        partition: &str,
+        node: &str,
+        check_id: &str,
+        status: &str,
+        output: &str,
+        index: u64,
+    ) -> Result<Vec<WatchKey>, ApplyError> {
+        if ![PASSING, WARNING, CRITICAL].contains(&status) {
+            return Err(ApplyError::Invalid(format!("invalid check status {status:?}")));
+        }
+        let partition = or_default(partition);
+        let found = self
+            .checks
+            .iter()
+            .find(|(k, _)| k.partition == partition && k.node == node && k.check_id == check_id)
+            .map(|(k, c)| (k.clone(), c.clone()));
+        let Some((key, mut c)) = found else {
+            return Err(ApplyError::NotFound(format!(
+                "Unknown check ID {check_id:?}. Ensure that the check ID is passed, not the check name."
+            )));
+        };
+        if c.status == status && c.output == output {
+            return Ok(Vec::new());
+        }
+        c.status = status.to_owned();
+        c.output = output.to_owned();
+        c.modify_index = index;
+        let touched = self.check_keys(&partition, &c);
+        self.checks.insert(key, c);
+        Ok(touched)
+    }
+
+    // === queries ===
+
+    pub fn node(&self, partition: &str, node: &str) -> Option<&Node> {
+        self.nodes.get(&NodeKey::new(partition, node))
+    }
+
+    pub fn nodes(&self, partition: &str) -> impl Iterator<Item = &Node> {
+        let partition = or_default(partition);
+        self.nodes.iter().filter(move |(k, _)| k.partition == partition).map(|(_, n)| n)
+    }
+
+    /// Services on one node, in ID order.
+    pub fn node_services<'a>(&'a self, partition: &'a str, node: &'a str) -> impl Iterator<Item = &'a NodeService> + 'a {
+        self.services.iter().filter(move |(k, _)| k.partition == partition && k.node == node).map(|(_, s)| s)
+    }
+
+    /// `catalog/services`: name → union of tags, for one tenancy.
+    pub fn service_tags(&self, meta: &EntMeta) -> BTreeMap<String, BTreeSet<String>> {
+        let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        for (k, s) in &self.services {
+            if k.partition == meta.partition && k.namespace == meta.namespace {
+                out.entry(s.service.clone()).or_default().extend(s.tags.iter().cloned());
+            }
+        }
+        out
+    }
+
+    fn instance<'a>(&'a self, key: &ServiceKey, s: &'a NodeService) -> Option<Instance<'a>> {
+        let node = self.nodes.get(&NodeKey::new(&key.partition, &key.node))?;
+        let checks = self
+            .checks
+            .iter()
+            .filter(|(ck, c)| {
+                ck.partition == key.partition
+                    && ck.node == key.node
+                    && (c.service_id.is_empty() || (c.service_id == s.id && ck.namespace == key.namespace))
+            })
+            .map(|(_, c)| c)
+            .collect();
+        Some(Instance { node, service: s, checks })
+    }
+
+    /// Instances of one service (catalog/service, health/service), ordered by node then ID.
+    pub fn instances(&self, name: &ServiceName) -> Vec<Instance<'_>> {
+        self.services
+            .iter()
+            .filter(|(k, s)| k.partition == name.meta.partition && k.namespace == name.meta.namespace && s.service == name.name)
+            .filter_map(|(k, s)| self.instance(k, s))
+            .collect()
+    }
+
+    /// Mesh-capable instances for a service: its sidecars and its native instances.
+    pub fn connect_instances(&self, name: &ServiceName) -> Vec<Instance<'_>> {
+        self.services
+            .iter()
+            .filter(|(k, s)| k.partition == name.meta.partition && k.namespace == name.meta.namespace && s.is_mesh_capable_for(&name.name))
+            .filter_map(|(k, s)| self.instance(k, s))
+            .collect()
+    }
+
+    /// Checks of all instances of a service (`health/checks/:service`).
+    pub fn service_checks(&self, name: &ServiceName) -> Vec<&HealthCheck> {
+        self.checks
+            .iter()
+            .filter(|(k, c)| k.partition == name.meta.partition && k.namespace == name.meta.namespace && c.service_name == name.name && !c.service_id.is_empty())
+            .map(|(_, c)| c)
+            .collect()
+    }
+
+    /// Checks on one node (node-level and service-level).
+    pub fn node_checks<'a>(&'a self, partition: &'a str, node: &'a str) -> impl Iterator<Item = &'a HealthCheck> + 'a {
+        self.checks.iter().filter(move |(k, _)| k.partition == partition && k.node == node).map(|(_, c)| c)
+    }
+
+    /// Ports already used by instances on a node (for sidecar port assignment).
+    pub fn used_ports(&self, partition: &str, node: &str) -> BTreeSet<u16> {
+        let partition = or_default(partition);
+        self.services_on_node(&partition, node).map(|(_, s)| s.port).filter(|p| *p != 0).collect()
+    }
+
+    /// One instance by node and ID.
+    pub fn service_by_id(&self, partition: &str, node: &str, namespace: &str, id: &str) -> Option<&NodeService> {
+        self.services.get(&ServiceKey { partition: or_default(partition), node: node.to_owned(), namespace: or_default(namespace), id: id.to_owned() })
+    }
+
+    /// Counts (for metrics and benchmarks).
+    pub fn service_count(&self) -> usize {
+        self.services.len()
+    }
+}
