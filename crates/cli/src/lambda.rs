@@ -1,15 +1,317 @@
 //! `lambdamesh lambda ...`: the local Lambda platform's server and its human CLI.
+//!
+//! `serve` runs the platform; the other subcommands are thin signed clients of its API (the same
+//! wire calls boto3 makes), except `logs`, which reads the function's log file in the data dir.
 
-use clap::Subcommand;
+use std::{collections::BTreeMap, path::PathBuf, time::Duration};
+
+use anyhow::{Context, bail};
+use base64::Engine;
+use bytes::Bytes;
+use clap::{Args, Subcommand};
+use lambda_platform::{Credentials, PlatformConfig, client::Client, sigv4::uri_encode};
+use serde_json::{Value, json};
 
 #[derive(Subcommand, Debug)]
 pub enum LambdaCommand {
-    /// Run the local Lambda platform.
-    Serve,
+    /// Run the local Lambda platform (Lambda API, Runtime/Extensions API, SSM, tagging, events).
+    Serve(ServeArgs),
+    /// Create a function from a directory (zipped on the fly) or a zip file.
+    Create(CreateArgs),
+    /// Invoke a function synchronously and print its response.
+    Invoke(InvokeArgs),
+    /// List functions.
+    List(ConnArgs),
+    /// Add tags (KEY=VALUE) to a function.
+    Tag(TagArgs),
+    /// Print a function's logs.
+    Logs(LogsArgs),
+    /// Delete a function.
+    Rm(NameArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:9001")]
+    addr: String,
+    /// Directory for functions, code, parameters, rules and logs.
+    #[arg(long, default_value = "lambda-data")]
+    data_dir: PathBuf,
+    /// The access key clients must sign with.
+    #[arg(long, env = "AWS_ACCESS_KEY_ID", default_value = "test")]
+    access_key: String,
+    /// The secret key clients must sign with.
+    #[arg(long, env = "AWS_SECRET_ACCESS_KEY", default_value = "test", hide_env_values = true)]
+    secret_key: String,
+    /// Region in ARNs and signatures.
+    #[arg(long, env = "AWS_REGION", default_value = "us-east-1")]
+    region: String,
+    /// Account id in ARNs.
+    #[arg(long, default_value = "123456789012")]
+    account: String,
+    /// Python interpreter with awslambdaric installed.
+    #[arg(long, env = "LAMBDAMESH_PYTHON", default_value = "python3")]
+    python: PathBuf,
+    /// Stop sandboxes idle this long (e.g. 5m, 30s).
+    #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
+    idle_timeout: Duration,
+    /// Most sandboxes alive at once.
+    #[arg(long, default_value_t = 64)]
+    max_sandboxes: usize,
+}
+
+#[derive(Args, Debug)]
+pub struct ConnArgs {
+    /// Platform endpoint.
+    #[arg(long, env = "AWS_ENDPOINT_URL", default_value = "http://127.0.0.1:9001")]
+    endpoint: String,
+    #[arg(long, env = "AWS_ACCESS_KEY_ID", default_value = "test")]
+    access_key: String,
+    #[arg(long, env = "AWS_SECRET_ACCESS_KEY", default_value = "test", hide_env_values = true)]
+    secret_key: String,
+    #[arg(long, env = "AWS_REGION", default_value = "us-east-1")]
+    region: String,
+}
+
+#[derive(Args, Debug)]
+pub struct CreateArgs {
+    /// Function name.
+    name: String,
+    /// Directory holding the code (zipped on the fly, modes kept).
+    #[arg(long, conflicts_with = "zip")]
+    dir: Option<PathBuf>,
+    /// Zip file holding the code.
+    #[arg(long)]
+    zip: Option<PathBuf>,
+    /// Runtime (python3.x, provided.al2023, provided.al2).
+    #[arg(long, default_value = "python3.11")]
+    runtime: String,
+    /// Handler (module.function for Python).
+    #[arg(long, default_value = "")]
+    handler: String,
+    /// Execution role ARN (recorded only).
+    #[arg(long, default_value = "arn:aws:iam::123456789012:role/lambda")]
+    role: String,
+    /// Timeout in seconds.
+    #[arg(long, default_value_t = 3)]
+    timeout: u32,
+    /// Memory in MB.
+    #[arg(long, default_value_t = 128)]
+    memory: u32,
+    /// Environment variable KEY=VALUE (repeatable).
+    #[arg(long = "env")]
+    env: Vec<String>,
+    /// Layer version ARN (repeatable).
+    #[arg(long = "layer")]
+    layers: Vec<String>,
+    /// Tag KEY=VALUE (repeatable).
+    #[arg(long = "tag")]
+    tags: Vec<String>,
+    #[command(flatten)]
+    conn: ConnArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct InvokeArgs {
+    /// Function name or ARN (optionally :qualifier).
+    name: String,
+    /// JSON payload.
+    #[arg(long, default_value = "{}")]
+    payload: String,
+    /// Also print the invoke's log tail to stderr.
+    #[arg(long)]
+    log: bool,
+    #[command(flatten)]
+    conn: ConnArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct TagArgs {
+    name: String,
+    /// KEY=VALUE pairs.
+    #[arg(required = true)]
+    tags: Vec<String>,
+    /// Account of the function's ARN.
+    #[arg(long, default_value = "123456789012")]
+    account: String,
+    #[command(flatten)]
+    conn: ConnArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct LogsArgs {
+    name: String,
+    /// The platform's data dir.
+    #[arg(long, default_value = "lambda-data")]
+    data_dir: PathBuf,
+}
+
+#[derive(Args, Debug)]
+pub struct NameArgs {
+    name: String,
+    #[command(flatten)]
+    conn: ConnArgs,
 }
 
 pub async fn run(cmd: LambdaCommand) -> anyhow::Result<u8> {
     match cmd {
-        LambdaCommand::Serve => anyhow::bail!("lambda serve is not built yet"),
+        LambdaCommand::Serve(a) => serve(a).await,
+        LambdaCommand::Create(a) => create(a).await,
+        LambdaCommand::Invoke(a) => invoke(a).await,
+        LambdaCommand::List(c) => list(c).await,
+        LambdaCommand::Tag(a) => tag(a).await,
+        LambdaCommand::Logs(a) => logs(a),
+        LambdaCommand::Rm(a) => {
+            let client = connect(&a.conn)?;
+            client.lambda("DELETE", &format!("/2015-03-31/functions/{}", uri_encode(&a.name, true)), None).await?;
+            Ok(0)
+        }
     }
+}
+
+async fn serve(a: ServeArgs) -> anyhow::Result<u8> {
+    let listener =
+        tokio::net::TcpListener::bind(&a.addr).await.with_context(|| format!("cannot listen on {}", a.addr))?;
+    let mut config = PlatformConfig::new(a.data_dir);
+    config.credentials = Credentials { access_key: a.access_key, secret_key: a.secret_key };
+    config.region = a.region;
+    config.account = a.account;
+    config.python = a.python;
+    config.idle_timeout = a.idle_timeout;
+    config.max_sandboxes = a.max_sandboxes;
+    tracing::info!(addr = %listener.local_addr()?, data_dir = %config.data_dir.display(), "lambda platform listening");
+    lambda_platform::serve(listener, config, shutdown_signal()).await?;
+    Ok(0)
+}
+
+async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = term => {}
+    }
+}
+
+fn connect(c: &ConnArgs) -> anyhow::Result<Client> {
+    Ok(Client::new(
+        &c.endpoint,
+        Credentials { access_key: c.access_key.clone(), secret_key: c.secret_key.clone() },
+        &c.region,
+    )?)
+}
+
+fn pairs(list: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
+    list.iter()
+        .map(|kv| kv.split_once('=').map(|(k, v)| (k.to_owned(), v.to_owned())).context(format!("expected KEY=VALUE, got {kv}")))
+        .collect()
+}
+
+async fn create(a: CreateArgs) -> anyhow::Result<u8> {
+    let zip = match (&a.dir, &a.zip) {
+        (Some(dir), None) => lambda_platform::code::zip_dir(dir).with_context(|| format!("cannot zip {}", dir.display()))?,
+        (None, Some(z)) => std::fs::read(z).with_context(|| format!("cannot read {}", z.display()))?,
+        _ => bail!("give exactly one of --dir or --zip"),
+    };
+    let mut body = json!({
+        "FunctionName": a.name,
+        "Runtime": a.runtime,
+        "Handler": a.handler,
+        "Role": a.role,
+        "Timeout": a.timeout,
+        "MemorySize": a.memory,
+        "Code": {"ZipFile": base64::engine::general_purpose::STANDARD.encode(zip)},
+        "Environment": {"Variables": pairs(&a.env)?},
+        "Tags": pairs(&a.tags)?,
+    });
+    if !a.layers.is_empty() {
+        body["Layers"] = json!(a.layers);
+    }
+    let client = connect(&a.conn)?;
+    let out = client.lambda("POST", "/2015-03-31/functions", Some(&body)).await?;
+    print_json(&out)?;
+    Ok(0)
+}
+
+async fn invoke(a: InvokeArgs) -> anyhow::Result<u8> {
+    let client = connect(&a.conn)?;
+    let mut headers = vec![("content-type", "application/json")];
+    if a.log {
+        headers.push(("x-amz-log-type", "Tail"));
+    }
+    let resp = client.invoke(&a.name, Bytes::from(a.payload), &headers).await?;
+    if resp.status >= 300 {
+        bail!("invoke failed ({}): {}", resp.status, String::from_utf8_lossy(&resp.body));
+    }
+    if let Some(tail) = resp.header("x-amz-log-result") {
+        let bytes = base64::engine::general_purpose::STANDARD.decode(tail).unwrap_or_default();
+        eprint!("{}", String::from_utf8_lossy(&bytes));
+    }
+    write_out(&resp.body)?;
+    Ok(if resp.header("x-amz-function-error").is_some() { 1 } else { 0 })
+}
+
+async fn list(c: ConnArgs) -> anyhow::Result<u8> {
+    let client = connect(&c)?;
+    let mut marker: Option<String> = None;
+    loop {
+        let path = match &marker {
+            Some(m) => format!("/2015-03-31/functions/?Marker={}", uri_encode(m, true)),
+            None => "/2015-03-31/functions/".to_owned(),
+        };
+        let page = client.lambda("GET", &path, None).await?;
+        for f in page.get("Functions").and_then(Value::as_array).into_iter().flatten() {
+            let line = format!(
+                "{}\t{}\t{}\n",
+                f.get("FunctionName").and_then(Value::as_str).unwrap_or_default(),
+                f.get("Runtime").and_then(Value::as_str).unwrap_or_default(),
+                f.get("LastModified").and_then(Value::as_str).unwrap_or_default()
+            );
+            write_out(line.as_bytes())?;
+        }
+        marker = page.get("NextMarker").and_then(Value::as_str).map(str::to_owned);
+        if marker.is_none() {
+            return Ok(0);
+        }
+    }
+}
+
+async fn tag(a: TagArgs) -> anyhow::Result<u8> {
+    let client = connect(&a.conn)?;
+    let arn = if a.name.starts_with("arn:") {
+        a.name.clone()
+    } else {
+        format!("arn:aws:lambda:{}:{}:function:{}", a.conn.region, a.account, a.name)
+    };
+    let body = json!({"Tags": pairs(&a.tags)?});
+    client.lambda("POST", &format!("/2017-03-31/tags/{}", uri_encode(&arn, true)), Some(&body)).await?;
+    Ok(0)
+}
+
+fn logs(a: LogsArgs) -> anyhow::Result<u8> {
+    let path = a.data_dir.join("logs").join(format!("{}.log", a.name));
+    let bytes = std::fs::read(&path).with_context(|| format!("no logs at {}", path.display()))?;
+    write_out(&bytes)?;
+    Ok(0)
+}
+
+fn print_json(v: &Value) -> anyhow::Result<()> {
+    let mut s = serde_json::to_string_pretty(v)?;
+    s.push('\n');
+    write_out(s.as_bytes())
+}
+
+fn write_out(bytes: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    out.write_all(bytes)?;
+    out.flush()?;
+    Ok(())
 }

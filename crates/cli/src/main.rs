@@ -4,7 +4,9 @@
 //! logging and signals, and maps errors to exit codes.
 
 mod args;
+mod client_cmd;
 mod lambda;
+mod server_cmd;
 
 use clap::{Parser, Subcommand};
 
@@ -17,6 +19,25 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Run a control-plane server (durable state in -data-dir).
+    Server(server_cmd::ServerArgs),
+    /// Run an agent; with -dev, a throw-away single-node server for development.
+    Agent(server_cmd::ServerArgs),
+    /// Register and deregister services with the local agent.
+    #[command(subcommand)]
+    Services(client_cmd::ServicesCommand),
+    /// Read the catalog.
+    #[command(subcommand)]
+    Catalog(client_cmd::CatalogCommand),
+    /// Write, read, list and delete config entries.
+    #[command(subcommand)]
+    Config(client_cmd::ConfigCommand),
+    /// Create, check and delete intentions.
+    #[command(subcommand)]
+    Intention(client_cmd::IntentionCommand),
+    /// ACL system commands.
+    #[command(subcommand)]
+    Acl(client_cmd::AclCommand),
     /// The local AWS-compatible Lambda platform (Lambda API, Runtime/Extensions API, SSM, events).
     #[command(subcommand)]
     Lambda(lambda::LambdaCommand),
@@ -34,6 +55,13 @@ fn main() -> std::process::ExitCode {
     };
     let result = runtime.block_on(async move {
         match cli.command {
+            Command::Server(args) => server_cmd::run(args).await,
+            Command::Agent(args) => server_cmd::run(args).await,
+            Command::Services(cmd) => blocking(move || client_cmd::services(cmd)).await,
+            Command::Catalog(cmd) => blocking(move || client_cmd::catalog(cmd)).await,
+            Command::Config(cmd) => blocking(move || client_cmd::config(cmd)).await,
+            Command::Intention(cmd) => blocking(move || client_cmd::intention(cmd)).await,
+            Command::Acl(cmd) => blocking(move || client_cmd::acl(cmd)).await,
             Command::Lambda(cmd) => lambda::run(cmd).await,
         }
     });
@@ -44,6 +72,11 @@ fn main() -> std::process::ExitCode {
             std::process::ExitCode::from(1)
         }
     }
+}
+
+/// Client commands use a blocking HTTP client; keep them off the async workers.
+async fn blocking(f: impl FnOnce() -> anyhow::Result<u8> + Send + 'static) -> anyhow::Result<u8> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| anyhow::anyhow!("command panicked: {e}"))?
 }
 
 fn init_tracing() {

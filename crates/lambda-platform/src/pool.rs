@@ -144,7 +144,6 @@ impl Pools {
         for s in stale {
             tokio::spawn(async move { s.stop("spindown").await });
         }
-        let deadline_ms = epoch_ms() + spec.timeout.as_millis() as u64;
         let sandbox = match warm {
             Some(s) => s,
             None => match Sandbox::start(spec.clone(), &self.env).await {
@@ -155,6 +154,8 @@ impl Pools {
                 }
             },
         };
+        // The deadline starts with the invoke, after any cold start, as on AWS.
+        let deadline_ms = epoch_ms() + spec.timeout.as_millis() as u64;
         let inv = Invocation {
             request_id: request_id.clone(),
             payload: req.payload,

@@ -300,7 +300,8 @@ impl Sandbox {
                     return Ok(());
                 }
             }
-            if let Some(how) = exit_rx.borrow().clone() {
+            let exited = exit_rx.borrow().clone();
+            if let Some(how) = exited {
                 // Give a racing init/error post a moment to land: AWS reports the posted error.
                 tokio::time::sleep(Duration::from_millis(20)).await;
                 if let Some(body) = self.shared.st.lock().init_error.take() {
@@ -501,7 +502,8 @@ impl Outcome {
 
 async fn wait_exit(rx: &mut watch::Receiver<Option<String>>) -> String {
     loop {
-        if let Some(how) = rx.borrow().clone() {
+        let current = rx.borrow().clone();
+        if let Some(how) = current {
             return how;
         }
         if rx.changed().await.is_err() {
@@ -512,9 +514,13 @@ async fn wait_exit(rx: &mut watch::Receiver<Option<String>>) -> String {
 
 async fn wait_child(mut child: Child, mut kill_rx: watch::Receiver<bool>) -> String {
     let pid = child.id();
-    let status = tokio::select! {
-        s = child.wait() => s,
-        _ = kill_rx.wait_for(|k| *k) => {
+    let killed = tokio::select! {
+        s = child.wait() => Some(s),
+        r = kill_rx.wait_for(|k| *k) => { drop(r); None }
+    };
+    let status = match killed {
+        Some(s) => s,
+        None => {
             let _ = child.start_kill();
             child.wait().await
         }
@@ -574,6 +580,8 @@ fn environment(spec: &FunctionSpec, env: &SandboxEnv, port: u16, tmp: &std::path
         ("PATH", path),
         ("PYTHONPATH", pythonpath),
         ("LANG", "en_US.UTF-8".into()),
+        // A pipe would make Python block-buffer prints, so logs would lag the invoke they belong to.
+        ("PYTHONUNBUFFERED", "1".into()),
         ("TZ", ":UTC".into()),
         ("HOME", tmp.display().to_string()),
         ("TMPDIR", tmp.join("tmp").display().to_string()),

@@ -442,12 +442,18 @@ fn de<T: DeserializeOwned>(kind: Kind, v: Value) -> Result<T, ConfigEntryError> 
 /// routers and intention permissions it is a list of match structs whose keys are field names.
 /// Canonicalise those elements here, before the generic pass leaves them alone; a single HCL
 /// block (an object of scalars) becomes a one-element list.
-fn fix_header_lists(v: Value) -> Result<Value, ConfigEntryError> {
+///
+/// Also drops `"Action": ""`, which Consul's own intention JSON carries for L7 intentions (the
+/// field is not `omitempty` there) and clients echo back.
+pub(crate) fn fix_header_lists(v: Value) -> Result<Value, ConfigEntryError> {
     match v {
         Value::Object(map) => {
             let mut out = Map::with_capacity(map.len());
             for (k, child) in map {
                 let folded = fold_key(&k);
+                if folded == "action" && child.as_str() == Some("") {
+                    continue;
+                }
                 let child = if folded == "header" {
                     match child {
                         Value::Array(items) => Value::Array(

@@ -11,6 +11,7 @@ use mesh_model::names::ServiceName;
 use mesh_model::EntMeta;
 
 pub mod catalog;
+mod config;
 
 pub use catalog::{NodeKey, Registration, ServiceKey};
 
@@ -29,6 +30,8 @@ pub enum WatchKey {
     Connect(ServiceName),
     /// All config entries of one kind.
     ConfigKind(String),
+    /// One config entry.
+    ConfigEntry { kind: String, meta: EntMeta, name: String },
     /// ACL tokens and policies.
     Acl,
     /// Cluster metadata (cluster ID, CA).
@@ -63,6 +66,10 @@ pub enum Op {
     /// TTL check update (`agent/check/pass|warn|fail`, `agent/check/update`).
     UpdateCheck { partition: String, node: String, check_id: String, status: String, output: String },
     SetClusterMeta(ClusterMeta),
+    /// `PUT /v1/config`: the entry as decoded JSON (decoded again at apply, so the log keeps the
+    /// exact input), with an optional check-and-set index (0 = must not exist).
+    ConfigSet { entry: serde_json::Value, cas: Option<u64> },
+    ConfigDelete { kind: String, partition: String, namespace: String, name: String, cas: Option<u64> },
 }
 
 /// The whole control-plane state.
@@ -76,6 +83,8 @@ pub struct State {
     pub(crate) nodes: BTreeMap<NodeKey, mesh_model::catalog::Node>,
     pub(crate) services: BTreeMap<ServiceKey, mesh_model::catalog::NodeService>,
     pub(crate) checks: BTreeMap<catalog::CheckKey, mesh_model::catalog::HealthCheck>,
+    pub(crate) config: mesh_model::config_entry::ConfigEntrySet,
+    pub(crate) config_index: config::EntryIndexes,
     key_index: HashMap<WatchKey, u64>,
 }
 
@@ -87,6 +96,9 @@ pub(crate) struct StateSnapshot {
     pub nodes: Vec<mesh_model::catalog::Node>,
     pub services: Vec<(String, mesh_model::catalog::NodeService)>,
     pub checks: Vec<mesh_model::catalog::HealthCheck>,
+    /// Config entries as API JSON with (create, modify) indexes.
+    #[serde(default)]
+    pub config: Vec<(serde_json::Value, u64, u64)>,
 }
 
 impl State {
@@ -123,6 +135,22 @@ impl State {
     /// The op is invalid against the current state; nothing was changed.
     pub fn apply(&mut self, op: &Op, index: u64) -> Result<Option<Vec<WatchKey>>, ApplyError> {
         let touched = match op {
+            Op::ConfigSet { entry, cas } => match self.apply_config_set(entry, *cas, index)? {
+                None => return Ok(None),
+                Some(keys) => keys,
+            },
+            Op::ConfigDelete { kind, partition, namespace, name, cas } => {
+                let kind = mesh_model::config_entry::Kind::parse(kind).map_err(|e| ApplyError::Invalid(e.to_string()))?;
+                let key = mesh_model::config_entry::EntryKey {
+                    kind,
+                    meta: EntMeta::new(Some(partition), Some(namespace)),
+                    name: name.clone(),
+                };
+                match self.apply_config_delete(&key, *cas)? {
+                    None => return Ok(None),
+                    Some(keys) => keys,
+                }
+            }
             Op::Register(reg) => self.apply_register(reg, index)?,
             Op::DeregisterNode { partition, node } => self.apply_deregister_node(partition, node)?,
             Op::DeregisterService { partition, node, namespace, service_id } => {
@@ -153,6 +181,14 @@ impl State {
             nodes: self.nodes.values().cloned().collect(),
             services: self.services.iter().map(|(k, v)| (k.node.clone(), v.clone())).collect(),
             checks: self.checks.values().cloned().collect(),
+            config: self
+                .config
+                .iter()
+                .map(|e| {
+                    let (c, m) = self.config_index.get(&e.key()).copied().unwrap_or((0, 0));
+                    (e.to_json(), c, m)
+                })
+                .collect(),
         }
     }
 
@@ -166,6 +202,12 @@ impl State {
         }
         for c in snap.checks {
             state.checks.insert(catalog::CheckKey::of(&c), c);
+        }
+        for (v, create, modify) in snap.config {
+            match mesh_model::config_entry::decode_value(v) {
+                Ok(e) => state.restore_entry(e, create, modify),
+                Err(e) => tracing::error!(error = %e, "config entry in snapshot no longer decodes; dropped"),
+            }
         }
         state
     }

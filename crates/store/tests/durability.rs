@@ -132,3 +132,43 @@ async fn rejected_ops_are_not_logged() {
     drop(store);
     assert_eq!(std::fs::metadata(dir.path().join("wal.log")).unwrap().len(), 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn config_entries_cas_and_restart() {
+    use mesh_model::config_entry::{EntryKey, Kind};
+    let dir = tempfile::tempdir().unwrap();
+    let entry = serde_json::json!({"Kind": "service-defaults", "Name": "web", "Protocol": "http"});
+    let key = EntryKey { kind: Kind::ServiceDefaults, meta: mesh_model::EntMeta::default(), name: "web".into() };
+    let modify = {
+        let store = Store::open(dir.path(), opts()).unwrap();
+        // cas=0: create only if absent.
+        let c = store.write(Op::ConfigSet { entry: entry.clone(), cas: Some(0) }).await.unwrap();
+        assert!(c.applied);
+        let again = store.write(Op::ConfigSet { entry: entry.clone(), cas: Some(0) }).await.unwrap();
+        assert!(!again.applied, "cas=0 must fail when the entry exists");
+        let changed = serde_json::json!({"Kind": "service-defaults", "Name": "web", "Protocol": "grpc"});
+        let stale = store.write(Op::ConfigSet { entry: changed.clone(), cas: Some(c.index + 100) }).await.unwrap();
+        assert!(!stale.applied);
+        let ok = store.write(Op::ConfigSet { entry: changed, cas: Some(c.index) }).await.unwrap();
+        assert!(ok.applied);
+        // A splitter on a service whose protocol is grpc is fine; an invalid one is rejected whole.
+        let bad = serde_json::json!({"Kind": "service-splitter", "Name": "web", "Splits": [{"Weight": 50}, {"Weight": 40, "Service": "b"}]});
+        let err = store.write(Op::ConfigSet { entry: bad, cas: None }).await.unwrap_err();
+        assert!(err.to_string().contains("100"), "{err}");
+        store.read(|s| s.entry_indexes(&key)).unwrap().1
+    };
+    let store = Store::open(dir.path(), opts()).unwrap();
+    let (entry, idx) = store.read(|s| (s.config_entries().get(&key).map(|e| e.to_json()), s.entry_indexes(&key)));
+    assert_eq!(entry.unwrap()["Protocol"], "grpc");
+    assert_eq!(idx.unwrap().1, modify);
+    let del = store
+        .write(Op::ConfigDelete { kind: "service-defaults".into(), partition: "".into(), namespace: "".into(), name: "web".into(), cas: Some(1) })
+        .await
+        .unwrap();
+    assert!(!del.applied, "delete with a stale cas must not apply");
+    store
+        .write(Op::ConfigDelete { kind: "service-defaults".into(), partition: "".into(), namespace: "".into(), name: "web".into(), cas: None })
+        .await
+        .unwrap();
+    assert!(store.read(|s| s.config_entries().get(&key).is_none()));
+}

@@ -175,24 +175,40 @@ pub struct ServiceFile {
 impl ServiceFile {
     /// Parses an HCL or JSON services file into its definitions (at least one).
     pub fn parse(text: &str) -> Result<Vec<ServiceDefinition>, CatalogError> {
+        Ok(Self::parse_with_json(text)?.into_iter().map(|(d, _)| d).collect())
+    }
+
+    /// Like [`Self::parse`], also returning each definition as canonical JSON (the body a client
+    /// sends to `PUT /v1/agent/service/register`).
+    pub fn parse_with_json(text: &str) -> Result<Vec<(ServiceDefinition, Value)>, CatalogError> {
         let value = decode::json_or_hcl_to_value(text)?;
         let canon = decode::canonicalize(value)?;
-        let is_wrapped = canon
-            .as_object()
-            .is_some_and(|o| o.contains_key("Service") || o.contains_key("Services"));
-        let defs = if is_wrapped {
-            let file: ServiceFile = decode::from_value(canon)?;
-            file.service.into_iter().chain(file.services).collect::<Vec<_>>()
-        } else {
-            vec![decode::from_value::<ServiceDefinition>(canon)?]
+        let values: Vec<Value> = match canon {
+            Value::Object(mut o) if o.contains_key("Service") || o.contains_key("Services") => {
+                let extra: Vec<String> = o.keys().filter(|k| *k != "Service" && *k != "Services").cloned().collect();
+                if !extra.is_empty() {
+                    return Err(invalid(format!("unknown top-level field(s) {extra:?}: expected `service` or `services`")));
+                }
+                let mut v: Vec<Value> = o.remove("Service").into_iter().collect();
+                match o.remove("Services") {
+                    Some(Value::Array(items)) => v.extend(items),
+                    Some(other) => v.push(other),
+                    None => {}
+                }
+                v
+            }
+            other => vec![other],
         };
-        if defs.is_empty() {
+        if values.is_empty() {
             return Err(invalid("no service definition found: expected a `service` or `services` block"));
         }
-        for d in &defs {
+        let mut out = Vec::with_capacity(values.len());
+        for v in values {
+            let d: ServiceDefinition = decode::from_value(v.clone())?;
             d.validate_for_agent()?;
+            out.push((d, v));
         }
-        Ok(defs)
+        Ok(out)
     }
 }
 

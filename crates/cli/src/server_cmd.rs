@@ -1,0 +1,144 @@
+//! `lambdamesh server` and `lambdamesh agent`: load config, open the store, serve until SIGINT or
+//! SIGTERM, then drain.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Args;
+
+use server::config::{ConfigFile, Overrides, ServerConfig};
+
+#[derive(Args, Debug, Clone)]
+pub struct ServerArgs {
+    /// Directory for the durable state (required unless -dev).
+    #[arg(long = "data-dir")]
+    pub data_dir: Option<PathBuf>,
+    /// Config file in HCL or JSON (repeatable; later files override earlier ones).
+    #[arg(long = "config-file")]
+    pub config_file: Vec<PathBuf>,
+    /// Directory whose *.hcl and *.json files are loaded in name order.
+    #[arg(long = "config-dir")]
+    pub config_dir: Option<PathBuf>,
+    #[arg(long)]
+    pub datacenter: Option<String>,
+    /// Node name of this agent.
+    #[arg(long = "node")]
+    pub node: Option<String>,
+    /// Address of the HTTP API (HOST:PORT).
+    #[arg(long = "http-addr")]
+    pub http_addr: Option<String>,
+    /// Client address the HTTP and gRPC listeners bind to (Consul's -client).
+    #[arg(long = "client")]
+    pub client: Option<String>,
+    #[arg(long = "http-port")]
+    pub http_port: Option<u16>,
+    #[arg(long = "grpc-port")]
+    pub grpc_port: Option<u16>,
+    /// Lambda endpoint used for Lambda services instead of AWS (e.g. http://127.0.0.1:9001).
+    #[arg(long = "lambda-endpoint")]
+    pub lambda_endpoint: Option<String>,
+    /// Development mode: throw-away data dir, everything on 127.0.0.1.
+    #[arg(long)]
+    pub dev: bool,
+    /// Accepted for compatibility with `consul agent -server`.
+    #[arg(long)]
+    pub server: bool,
+    /// Accepted for compatibility with `consul agent -bootstrap-expect=1`.
+    #[arg(long = "bootstrap-expect")]
+    pub bootstrap_expect: Option<u32>,
+}
+
+fn load_files(args: &ServerArgs) -> anyhow::Result<Vec<ConfigFile>> {
+    let mut paths = args.config_file.clone();
+    if let Some(dir) = &args.config_dir {
+        let mut in_dir: Vec<PathBuf> = std::fs::read_dir(dir)
+            .with_context(|| format!("cannot read -config-dir {}", dir.display()))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|e| e == "hcl" || e == "json"))
+            .collect();
+        in_dir.sort();
+        paths.extend(in_dir);
+    }
+    let mut files = Vec::new();
+    let mut problems = Vec::new();
+    for p in &paths {
+        match ConfigFile::load(p) {
+            Ok(f) => files.push(f),
+            Err(e) => problems.extend(e.problems),
+        }
+    }
+    if !problems.is_empty() {
+        anyhow::bail!("invalid configuration:\n  {}", problems.join("\n  "));
+    }
+    Ok(files)
+}
+
+pub async fn run(args: ServerArgs) -> anyhow::Result<u8> {
+    let files = load_files(&args)?;
+    let http_addr = args.http_addr.clone().or_else(|| {
+        (args.client.is_some() || args.http_port.is_some())
+            .then(|| format!("{}:{}", args.client.as_deref().unwrap_or("127.0.0.1"), args.http_port.unwrap_or(8500)))
+    });
+    let grpc_addr = (args.client.is_some() || args.grpc_port.is_some())
+        .then(|| format!("{}:{}", args.client.as_deref().unwrap_or("127.0.0.1"), args.grpc_port.unwrap_or(8502)));
+    let overrides = Overrides {
+        datacenter: args.datacenter.clone(),
+        node_name: args.node.clone(),
+        data_dir: args.data_dir.clone(),
+        http_addr,
+        grpc_addr,
+        lambda_endpoint: args.lambda_endpoint.clone(),
+        dev: args.dev,
+    };
+    let mut config = ServerConfig::build(&files, &overrides)?;
+    // -dev without a data dir: a throw-away directory removed at exit.
+    let _dev_dir = if args.dev && args.data_dir.is_none() {
+        let d = tempfile::Builder::new().prefix("lambdamesh-dev-").tempdir().context("cannot create the -dev data dir")?;
+        config.data_dir = d.path().to_owned();
+        Some(d)
+    } else {
+        None
+    };
+    let listener = tokio::net::TcpListener::bind(config.http_addr)
+        .await
+        .with_context(|| format!("cannot bind the HTTP API to {}", config.http_addr))?;
+    let http = listener.local_addr().context("listener has no address")?;
+    let app = server::AppState::open(config.clone()).await.context("cannot start the server")?;
+    tracing::info!(
+        http = %http,
+        datacenter = %config.datacenter,
+        node = %config.node_name,
+        data_dir = %config.data_dir.display(),
+        acl = config.acl.enabled,
+        dev = config.dev,
+        "lambdamesh server ready: HTTP API at http://{http}/v1/ (try: curl http://{http}/v1/catalog/services)"
+    );
+    server::serve(app, listener, shutdown_signal()).await?;
+    tracing::info!("lambdamesh server stopped");
+    Ok(0)
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = ctrl_c => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM; only Ctrl-C stops the server");
+                let _ = ctrl_c.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+    tracing::info!("shutdown requested; draining");
+}

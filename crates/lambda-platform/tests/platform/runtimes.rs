@@ -1,0 +1,239 @@
+//! Function execution through real runtimes: awslambdaric for Python, a `lambda_runtime` Rust
+//! function, a raw Extensions API client; errors, timeouts, crashes, throttling, idle shutdown.
+
+use serde_json::json;
+
+use crate::harness::{PY_APP, TestPlatform, example_bin};
+
+fn lit(s: &str) -> String {
+    serde_json::to_string(s).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_handler_results_errors_timeouts_and_crashes() {
+    let p = TestPlatform::start().await;
+    let script = format!(
+        r#"
+code = zip_files({{"app.py": {app}}})
+lam.create_function(FunctionName="py", Runtime="python3.11", Role=ROLE, Handler="app.handler", Code={{"ZipFile": code}},
+                    Timeout=1, MemorySize=256, Environment={{"Variables": {{"GREETING": "hello"}}}})
+def call(payload, **kw):
+    r = lam.invoke(FunctionName="py", Payload=json.dumps(payload).encode(), **kw)
+    return {{"status": r["StatusCode"], "error": r.get("FunctionError"), "payload": json.loads(r["Payload"].read()), "version": r.get("ExecutedVersion")}}
+out = {{}}
+out["ok"] = call({{"a": 1}})
+out["fail"] = call({{"fail": True}})
+out["timeout"] = call({{"sleep": 3}})
+out["after_timeout"] = call({{"b": 2}})
+out["exit"] = call({{"exit": True}})
+out["after_exit"] = call({{"c": 3}})
+import threading
+pidfile = os.path.join(os.environ["TMPDIR_TEST"], "pid")
+res = {{}}
+lam.update_function_configuration(FunctionName="py", Timeout=30)
+t = threading.Thread(target=lambda: res.update(call({{"pidfile": pidfile}})))
+t.start()
+for _ in range(200):
+    if os.path.exists(pidfile) and open(pidfile).read(): break
+    time.sleep(0.05)
+os.kill(int(open(pidfile).read()), 9)
+t.join(20)
+out["killed"] = res
+print(json.dumps(out))
+"#,
+        app = lit(PY_APP)
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let out = p.boto3_env(&script, &[("TMPDIR_TEST", tmp.path().to_str().unwrap())]).await;
+    let ok = &out["ok"];
+    assert_eq!(ok["status"], 200);
+    assert!(ok["error"].is_null(), "{ok}");
+    assert_eq!(ok["version"], "$LATEST");
+    assert_eq!(ok["payload"]["echo"], json!({"a": 1}));
+    let env = &ok["payload"]["env"];
+    assert_eq!(env["AWS_LAMBDA_FUNCTION_NAME"], "py");
+    assert_eq!(env["AWS_LAMBDA_FUNCTION_MEMORY_SIZE"], "256");
+    assert_eq!(env["AWS_REGION"], "us-east-1");
+    assert_eq!(env["_HANDLER"], "app.handler");
+    assert_eq!(env["GREETING"], "hello");
+    assert!(env["AWS_LAMBDA_RUNTIME_API"].as_str().unwrap().starts_with("127.0.0.1:"));
+    let left = ok["payload"]["left"].as_i64().unwrap();
+    assert!(left > 500 && left <= 1000, "remaining time {left}");
+    assert_eq!(out["fail"]["error"], "Unhandled");
+    assert_eq!(out["fail"]["payload"]["errorType"], "ValueError");
+    assert_eq!(out["fail"]["payload"]["errorMessage"], "requested failure");
+    assert_eq!(out["timeout"]["error"], "Unhandled");
+    assert_eq!(out["timeout"]["payload"]["errorType"], "Sandbox.Timedout");
+    assert!(out["timeout"]["payload"]["errorMessage"].as_str().unwrap().contains("Task timed out after 1.00 seconds"));
+    assert_eq!(out["after_timeout"]["payload"]["echo"], json!({"b": 2}));
+    assert_eq!(out["exit"]["payload"]["errorType"], "Runtime.ExitError");
+    assert!(out["exit"]["payload"]["errorMessage"].as_str().unwrap().contains("exit status 3"), "{}", out["exit"]);
+    assert_eq!(out["after_exit"]["payload"]["echo"], json!({"c": 3}));
+    assert_eq!(out["killed"]["error"], "Unhandled", "{}", out["killed"]);
+    assert_eq!(out["killed"]["payload"]["errorType"], "Runtime.ExitError");
+    assert!(out["killed"]["payload"]["errorMessage"].as_str().unwrap().contains("signal: 9"), "{}", out["killed"]);
+    p.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn init_failures_are_reported_as_aws_does_and_never_hurt_others() {
+    let p = TestPlatform::start().await;
+    let script = format!(
+        r#"
+def mk(name, files, handler="app.handler"):
+    lam.create_function(FunctionName=name, Runtime="python3.11", Role=ROLE, Handler=handler, Code={{"ZipFile": zip_files(files)}}, Timeout=3)
+def call(name):
+    r = lam.invoke(FunctionName=name, Payload=b'{{"x": 1}}')
+    return {{"error": r.get("FunctionError"), "payload": json.loads(r["Payload"].read())}}
+mk("good", {{"app.py": {app}}})
+mk("nohandler", {{"app.py": {app}}}, handler="app.nope")
+mk("syntax", {{"app.py": "def handler(:\n"}})
+mk("raises", {{"app.py": "raise RuntimeError('boom at import')\n"}})
+mk("exits", {{"app.py": "import os\nos._exit(2)\n"}})
+mk("garbage", {{"app.py": "import sys\nsys.stdout.buffer.write(bytes(range(256)) * 4096)\nsys.stdout.flush()\ndef handler(e, c):\n    sys.stdout.buffer.write(b'\\xff\\xfe' * 100000)\n    return 'fine'\n"}})
+mk("hangs", {{"app.py": "import time\ntime.sleep(60)\n"}})
+lam.create_function(FunctionName="nobootstrap", Runtime="provided.al2023", Role=ROLE, Handler="x", Code={{"ZipFile": zip_files({{"README": "no bootstrap"}})}})
+out = {{}}
+for n in ["nohandler", "syntax", "raises", "exits", "garbage", "nobootstrap", "good"]:
+    out[n] = call(n)
+print(json.dumps(out))
+"#,
+        app = lit(PY_APP)
+    );
+    let out = p.boto3(&script).await;
+    let err_type = |k: &str| out[k]["payload"]["errorType"].as_str().unwrap_or_default().to_owned();
+    assert_eq!(err_type("nohandler"), "Runtime.HandlerNotFound", "{}", out["nohandler"]);
+    assert_eq!(err_type("syntax"), "Runtime.UserCodeSyntaxError", "{}", out["syntax"]);
+    assert_eq!(out["raises"]["error"], "Unhandled");
+    assert!(out["raises"]["payload"]["errorMessage"].as_str().unwrap().contains("boom at import"), "{}", out["raises"]);
+    assert_eq!(err_type("exits"), "Runtime.ExitError", "{}", out["exits"]);
+    assert_eq!(out["garbage"]["payload"], "fine");
+    assert_eq!(err_type("nobootstrap"), "Runtime.InvalidEntrypoint", "{}", out["nobootstrap"]);
+    assert_eq!(out["good"]["payload"]["echo"], json!({"x": 1}));
+    // A function hanging in INIT is cut off and reported, while others keep serving meanwhile.
+    let client = p.client();
+    let hang = {
+        let c = client.clone();
+        tokio::spawn(async move { c.invoke("hangs", bytes::Bytes::from_static(b"{}"), &[]).await.unwrap() })
+    };
+    for _ in 0..5 {
+        let r = client.invoke("good", bytes::Bytes::from_static(b"{\"y\":2}"), &[]).await.unwrap();
+        assert_eq!(r.status, 200);
+    }
+    let r = hang.await.unwrap();
+    assert_eq!(r.header("x-amz-function-error"), Some("Unhandled"));
+    let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(v["errorType"], "Sandbox.Timedout", "{v}");
+    p.stop().await;
+}
+
+fn bootstrap_exec(bin: &std::path::Path) -> String {
+    format!("#!/bin/sh\nexec {} \"$@\"\n", bin.display())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rust_lambda_runtime_function() {
+    let p = TestPlatform::start().await;
+    let script = format!(
+        r#"
+lam.create_function(FunctionName="rust", Runtime="provided.al2023", Role=ROLE, Handler="bootstrap",
+                    Code={{"ZipFile": zip_files({{"bootstrap": {boot}}})}})
+out = {{}}
+r = lam.invoke(FunctionName="rust", Payload=b'{{"hello": "rust"}}')
+out["ok"] = {{"error": r.get("FunctionError"), "payload": json.loads(r["Payload"].read())}}
+r = lam.invoke(FunctionName="rust", Payload=b'{{"fail": 1}}')
+out["fail"] = {{"error": r.get("FunctionError"), "payload": json.loads(r["Payload"].read())}}
+print(json.dumps(out))
+"#,
+        boot = lit(&bootstrap_exec(&example_bin("echo_rust")))
+    );
+    let out = p.boto3(&script).await;
+    assert!(out["ok"]["error"].is_null(), "{out}");
+    assert_eq!(out["ok"]["payload"]["echo"], json!({"hello": "rust"}));
+    assert_eq!(out["ok"]["payload"]["function_arn"], "arn:aws:lambda:us-east-1:123456789012:function:rust");
+    assert_eq!(out["ok"]["payload"]["request_id"].as_str().unwrap().len(), 36);
+    assert_eq!(out["fail"]["error"], "Unhandled");
+    assert_eq!(out["fail"]["payload"]["errorMessage"], "requested failure");
+    p.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reserved_concurrency_throttles_with_429() {
+    let p = TestPlatform::start().await;
+    let script = format!(
+        r#"
+import threading
+lam.create_function(FunctionName="slow", Runtime="python3.11", Role=ROLE, Handler="app.handler", Code={{"ZipFile": zip_files({{"app.py": {app}}})}}, Timeout=10)
+lam.put_function_concurrency(FunctionName="slow", ReservedConcurrentExecutions=1)
+t = threading.Thread(target=lambda: lam.invoke(FunctionName="slow", Payload=b'{{"sleep": 2}}'))
+t.start()
+time.sleep(1.0)
+out = {{"busy": None}}
+try:
+    lam.invoke(FunctionName="slow", Payload=b'{{}}')
+except botocore.exceptions.ClientError as e:
+    out["busy"] = {{"code": e.response["Error"]["Code"], "status": e.response["ResponseMetadata"]["HTTPStatusCode"], "reason": e.response.get("Reason")}}
+t.join()
+lam.put_function_concurrency(FunctionName="slow", ReservedConcurrentExecutions=0)
+out["zero"] = err(lam.invoke, FunctionName="slow", Payload=b'{{}}')
+lam.delete_function_concurrency(FunctionName="slow")
+out["free"] = lam.invoke(FunctionName="slow", Payload=b'{{}}')["StatusCode"]
+print(json.dumps(out))
+"#,
+        app = lit(PY_APP)
+    );
+    let out = p.boto3(&script).await;
+    assert_eq!(out["busy"]["code"], "TooManyRequestsException", "{out}");
+    assert_eq!(out["busy"]["status"], 429);
+    assert_eq!(out["busy"]["reason"], "ReservedFunctionConcurrentInvocationLimitExceeded");
+    assert_eq!(out["zero"]["code"], "TooManyRequestsException");
+    assert_eq!(out["free"], 200);
+    p.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn external_extension_delays_init_and_gets_invoke_and_shutdown() {
+    let p = TestPlatform::start_with(|c| c.idle_timeout = std::time::Duration::from_millis(800)).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let events = tmp.path().join("events.jsonl");
+    let script = format!(
+        r#"
+layer = lam.publish_layer_version(LayerName="testext", Content={{"ZipFile": zip_files({{"extensions/test_extension": {ext}}})}},
+                                  CompatibleRuntimes=["python3.11"])
+lam.create_function(FunctionName="withext", Runtime="python3.11", Role=ROLE, Handler="app.handler",
+                    Code={{"ZipFile": zip_files({{"app.py": {app}}})}}, Layers=[layer["LayerVersionArn"]],
+                    Environment={{"Variables": {{"TEST_EXT_OUT": {out}, "TEST_EXT_INIT_DELAY_MS": "400"}}}})
+t0 = time.time()
+r = lam.invoke(FunctionName="withext", Payload=b'{{"n": 1}}')
+cold = time.time() - t0
+payload = json.loads(r["Payload"].read())
+time.sleep(2.5)
+print(json.dumps({{"layer": layer["LayerVersionArn"], "version": layer["Version"], "cold": cold, "payload": payload,
+  "layers": lam.get_function_configuration(FunctionName="withext")["Layers"],
+  "listed": [l["LayerName"] for l in lam.list_layers()["Layers"]]}}))
+"#,
+        ext = lit(&bootstrap_exec(&example_bin("test_extension"))),
+        app = lit(PY_APP),
+        out = lit(events.to_str().unwrap()),
+    );
+    let out = p.boto3(&script).await;
+    assert_eq!(out["layer"], "arn:aws:lambda:us-east-1:123456789012:layer:testext:1");
+    assert_eq!(out["listed"], json!(["testext"]));
+    assert_eq!(out["payload"]["echo"], json!({"n": 1}), "{out}");
+    assert!(out["cold"].as_f64().unwrap() >= 0.4, "INIT must wait for the extension: {}", out["cold"]);
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&events)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let kinds: Vec<&str> = lines.iter().map(|l| l["event"]["eventType"].as_str().unwrap()).collect();
+    assert_eq!(kinds, vec!["REGISTERED", "READY", "INVOKE", "SHUTDOWN"], "{lines:?}");
+    assert_eq!(lines[0]["event"]["response"]["functionName"], "withext");
+    let invoke = &lines[2]["event"];
+    assert_eq!(invoke["invokedFunctionArn"], "arn:aws:lambda:us-east-1:123456789012:function:withext");
+    assert!(invoke["deadlineMs"].as_u64().unwrap() > lines[2]["at"].as_u64().unwrap());
+    let shutdown = &lines[3]["event"];
+    assert_eq!(shutdown["shutdownReason"], "spindown");
+    assert!(shutdown["deadlineMs"].as_u64().unwrap() > lines[3]["at"].as_u64().unwrap());
+    p.stop().await;
+}

@@ -1,0 +1,128 @@
+//! `/v1/config`: config entries. Decoding and validation are the model's; the graph check
+//! against every other entry runs in the store's committer, so two concurrent writes can never
+//! together produce a graph that each alone would have been refused for.
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::HeaderMap;
+use axum::response::Response;
+use serde_json::Value;
+
+use mesh_model::config_entry::{self, ConfigEntry, EntryKey, Kind};
+use store::{Op, WatchKey};
+
+use crate::AppState;
+use crate::api::body;
+use crate::authz::{self, Identity};
+use crate::error::{ApiError, ApiResult};
+use crate::query::{Query, blocking, json, json_with_index};
+
+fn parse_kind(kind: &str) -> ApiResult<Kind> {
+    Kind::parse(kind).map_err(|e| ApiError::bad_request(e.to_string()))
+}
+
+fn parse_cas(q: &Query) -> ApiResult<Option<u64>> {
+    q.get("cas")
+        .map(|c| c.parse::<u64>().map_err(|_| ApiError::bad_request(format!("Invalid cas index {c:?}: must be a non-negative integer"))))
+        .transpose()
+}
+
+/// Consul's per-kind write rule.
+fn require_write(ident: &Identity, kind: Kind, name: &str) -> ApiResult<()> {
+    match kind {
+        Kind::ServiceDefaults | Kind::ServiceRouter | Kind::ServiceSplitter | Kind::ServiceResolver => {
+            authz::require(ident, ident.authorizer.service_write(name), "service:write", name)
+        }
+        Kind::ServiceIntentions => authz::require(ident, ident.authorizer.intention_write(name), "intention:write", name),
+        Kind::ProxyDefaults | Kind::Mesh | Kind::TerminatingGateway => {
+            authz::require(ident, ident.authorizer.operator_write(), "operator:write", "")
+        }
+    }
+}
+
+fn can_read(ident: &Identity, kind: Kind, name: &str) -> bool {
+    match kind {
+        Kind::ServiceDefaults | Kind::ServiceRouter | Kind::ServiceSplitter | Kind::ServiceResolver | Kind::TerminatingGateway => {
+            ident.authorizer.service_read(name)
+        }
+        Kind::ServiceIntentions => ident.authorizer.intention_read(name),
+        // Consul lets any token read proxy-defaults and mesh: proxies need them to start.
+        Kind::ProxyDefaults | Kind::Mesh => true,
+    }
+}
+
+fn entry_json(e: &ConfigEntry, indexes: Option<(u64, u64)>) -> Value {
+    let mut v = e.to_json();
+    if let (Some(o), Some((c, m))) = (v.as_object_mut(), indexes) {
+        o.insert("CreateIndex".into(), Value::from(c));
+        o.insert("ModifyIndex".into(), Value::from(m));
+    }
+    v
+}
+
+pub async fn apply(State(app): State<AppState>, headers: HeaderMap, RawQuery(raw): RawQuery, b: Result<Bytes, BytesRejection>) -> ApiResult<Response> {
+    let q = Query::parse(raw.as_deref())?;
+    let ident = authz::resolve(&app, &headers, &q)?;
+    let cas = parse_cas(&q)?;
+    let mut entry = config_entry::decode_json(&body(b)?).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let given = entry.ent_meta();
+    if given == mesh_model::EntMeta::default() && q.meta != given {
+        entry.set_ent_meta(&q.meta);
+    }
+    entry.validate().map_err(|e| ApiError::bad_request(e.to_string()))?;
+    require_write(&ident, entry.kind(), entry.name())?;
+    let committed = app.store.write(Op::ConfigSet { entry: entry.to_json(), cas }).await?;
+    Ok(json(&committed.applied))
+}
+
+pub async fn list(State(app): State<AppState>, Path(kind): Path<String>, headers: HeaderMap, RawQuery(raw): RawQuery) -> ApiResult<Response> {
+    let q = Query::parse(raw.as_deref())?;
+    let ident = authz::resolve(&app, &headers, &q)?;
+    let kind = parse_kind(&kind)?;
+    let keys = [WatchKey::ConfigKind(kind.as_str().to_owned())];
+    let all_tenancies = q.get("ns") == Some("*");
+    let (rows, index) = blocking(&app, &q, &keys, |s| {
+        let set = s.config_entries();
+        set.list(kind)
+            .into_iter()
+            .filter(|e| all_tenancies || e.ent_meta() == q.meta)
+            .filter(|e| can_read(&ident, kind, e.name()))
+            .map(|e| entry_json(e, s.entry_indexes(&e.key())))
+            .collect::<Vec<_>>()
+    })
+    .await;
+    Ok(json_with_index(&rows, index))
+}
+
+pub async fn get(State(app): State<AppState>, Path((kind, name)): Path<(String, String)>, headers: HeaderMap, RawQuery(raw): RawQuery) -> ApiResult<Response> {
+    let q = Query::parse(raw.as_deref())?;
+    let ident = authz::resolve(&app, &headers, &q)?;
+    let kind = parse_kind(&kind)?;
+    let key = EntryKey { kind, meta: q.meta.clone(), name: name.clone() };
+    let keys = [WatchKey::ConfigEntry { kind: kind.as_str().to_owned(), meta: q.meta.clone(), name: name.clone() }];
+    authz::require(&ident, can_read(&ident, kind, &name), if kind == Kind::ServiceIntentions { "intention:read" } else { "service:read" }, &name)?;
+    let (found, index) =
+        blocking(&app, &q, &keys, |s| s.config_entries().get(&key).map(|e| entry_json(e, s.entry_indexes(&key)))).await;
+    match found {
+        Some(v) => Ok(json_with_index(&v, index)),
+        None => Err(ApiError::not_found(format!("Config entry not found for {:?} / {name:?}", kind.as_str()))),
+    }
+}
+
+pub async fn delete(State(app): State<AppState>, Path((kind, name)): Path<(String, String)>, headers: HeaderMap, RawQuery(raw): RawQuery) -> ApiResult<Response> {
+    let q = Query::parse(raw.as_deref())?;
+    let ident = authz::resolve(&app, &headers, &q)?;
+    let kind = parse_kind(&kind)?;
+    let cas = parse_cas(&q)?;
+    require_write(&ident, kind, &name)?;
+    let op = Op::ConfigDelete {
+        kind: kind.as_str().to_owned(),
+        partition: q.meta.partition.clone(),
+        namespace: q.meta.namespace.clone(),
+        name,
+        cas,
+    };
+    let committed = app.store.write(op).await?;
+    Ok(json(&committed.applied))
+}
