@@ -82,5 +82,9 @@ async fn blocking(f: impl FnOnce() -> anyhow::Result<u8> + Send + 'static) -> an
 fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("LAMBDAMESH_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
 }

@@ -22,12 +22,12 @@ pub mod api;
 pub mod arn;
 pub mod client;
 pub mod code;
-mod events;
+pub mod events;
 mod httpd;
 mod pool;
 mod sandbox;
 pub mod sigv4;
-mod ssm;
+pub mod ssm;
 mod state;
 pub mod wire;
 

@@ -39,7 +39,8 @@ pub use chain::{
 };
 pub use common::{
     EnvoyExtension, ExposeConfig, ExposePath, HTTP_METHODS, HeaderMatch, HttpHeaderModifiers,
-    MeshGatewayConfig, PROTOCOLS, QueryParamMatch, TransparentProxyConfig, is_http_like,
+    LAMBDA_EXTENSION, LambdaArn, MeshGatewayConfig, PROTOCOLS, QueryParamMatch,
+    TransparentProxyConfig, is_http_like, lambda_argument, parse_lambda_arn,
 };
 pub use defaults::{
     DestinationConfig, MeshConfig, MeshHttpConfig, MeshTransparentProxy, PeeringMeshConfig,
@@ -152,25 +153,15 @@ impl Kind {
         }
     }
 
-    /// Parses a kind name. Consul matches kinds case-insensitively and also accepts the
-    /// `service-default`/`proxy-default` singular spellings its CLI once used.
+    /// Parses a kind name, exactly as Consul spells it.
     ///
     /// # Errors
     /// [`ConfigEntryError::UnknownKind`] naming the input.
     pub fn parse(s: &str) -> Result<Kind, ConfigEntryError> {
-        let lower = s.to_ascii_lowercase();
-        let k = match lower.as_str() {
-            "service-defaults" | "service-default" => Kind::ServiceDefaults,
-            "proxy-defaults" | "proxy-default" => Kind::ProxyDefaults,
-            "service-router" => Kind::ServiceRouter,
-            "service-splitter" => Kind::ServiceSplitter,
-            "service-resolver" => Kind::ServiceResolver,
-            "terminating-gateway" => Kind::TerminatingGateway,
-            "service-intentions" => Kind::ServiceIntentions,
-            "mesh" => Kind::Mesh,
-            _ => return Err(ConfigEntryError::UnknownKind(s.to_owned())),
-        };
-        Ok(k)
+        Kind::ALL
+            .into_iter()
+            .find(|k| k.as_str() == s)
+            .ok_or_else(|| ConfigEntryError::UnknownKind(s.to_owned()))
     }
 
     /// Whether entries of this kind are part of a service's discovery chain.
@@ -266,7 +257,10 @@ impl ConfigEntry {
             Ok(Value::Object(m)) => m,
             _ => Map::new(),
         };
-        obj.insert("Kind".into(), Value::String(self.kind().as_str().to_owned()));
+        obj.insert(
+            "Kind".into(),
+            Value::String(self.kind().as_str().to_owned()),
+        );
         Value::Object(obj)
     }
 
@@ -314,6 +308,19 @@ impl ConfigEntry {
         if !skip(namespace) {
             names::validate_tenancy_name("namespace", namespace)
                 .map_err(|e| ("Namespace".to_owned(), e.to_string()))?;
+        }
+        // Mesh-wide kinds are partition-scoped: Consul keeps them in the default namespace.
+        if matches!(self, ConfigEntry::ProxyDefaults(_) | ConfigEntry::Mesh(_))
+            && !namespace.is_empty()
+            && namespace != names::DEFAULT
+        {
+            return Err((
+                "Namespace".to_owned(),
+                format!(
+                    "{} entries can only be created in the default namespace, not {namespace:?}",
+                    self.kind()
+                ),
+            ));
         }
         let name = self.name();
         match self {
@@ -462,9 +469,11 @@ pub(crate) fn fix_header_lists(v: Value) -> Result<Value, ConfigEntryError> {
                                 .map(|i| decode::canonicalize(i).map_err(decode_err(None)))
                                 .collect::<Result<_, _>>()?,
                         ),
-                        Value::Object(o) if o.values().all(|x| !x.is_object()) => Value::Array(
-                            vec![decode::canonicalize(Value::Object(o)).map_err(decode_err(None))?],
-                        ),
+                        Value::Object(o) if o.values().all(|x| !x.is_object()) => {
+                            Value::Array(vec![
+                                decode::canonicalize(Value::Object(o)).map_err(decode_err(None))?,
+                            ])
+                        }
                         other => other,
                     }
                 } else if USER_DATA_KEYS.contains(&folded.as_str()) {

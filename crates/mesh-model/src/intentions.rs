@@ -202,11 +202,17 @@ impl Intention {
             m.insert("SourcePeer".into(), json!(self.source_peer));
         }
         if !self.source_sameness_group.is_empty() {
-            m.insert("SourceSamenessGroup".into(), json!(self.source_sameness_group));
+            m.insert(
+                "SourceSamenessGroup".into(),
+                json!(self.source_sameness_group),
+            );
         }
         m.insert("SourceNS".into(), json!(self.source.meta.namespace));
         m.insert("SourceName".into(), json!(self.source.name));
-        m.insert("DestinationNS".into(), json!(self.destination.meta.namespace));
+        m.insert(
+            "DestinationNS".into(),
+            json!(self.destination.meta.namespace),
+        );
         m.insert("DestinationName".into(), json!(self.destination.name));
         if self.source.meta.partition != DEFAULT {
             m.insert("SourcePartition".into(), json!(self.source.meta.partition));
@@ -277,8 +283,18 @@ fn precedence_order(a: &Intention, b: &Intention) -> Ordering {
         .then_with(|| a.source.meta.partition.cmp(&b.source.meta.partition))
         .then_with(|| a.source.meta.namespace.cmp(&b.source.meta.namespace))
         .then_with(|| a.source.name.cmp(&b.source.name))
-        .then_with(|| a.destination.meta.partition.cmp(&b.destination.meta.partition))
-        .then_with(|| a.destination.meta.namespace.cmp(&b.destination.meta.namespace))
+        .then_with(|| {
+            a.destination
+                .meta
+                .partition
+                .cmp(&b.destination.meta.partition)
+        })
+        .then_with(|| {
+            a.destination
+                .meta
+                .namespace
+                .cmp(&b.destination.meta.namespace)
+        })
         .then_with(|| a.destination.name.cmp(&b.destination.name))
         .then_with(|| a.source_peer.cmp(&b.source_peer))
         .then_with(|| a.source_sameness_group.cmp(&b.source_sameness_group))
@@ -345,7 +361,12 @@ pub fn match_by(set: &ConfigEntrySet, by: MatchBy, name: &ServiceName) -> Vec<In
 /// The allow/deny decision for a connection from `src` to `dst`: the highest-precedence
 /// intention whose source and destination cover them decides; an L7 intention counts as deny
 /// (this answer cannot see the request); nothing matching means the ACL default policy.
-pub fn check(set: &ConfigEntrySet, src: &ServiceName, dst: &ServiceName, default_allow: bool) -> Decision {
+pub fn check(
+    set: &ConfigEntrySet,
+    src: &ServiceName,
+    dst: &ServiceName,
+    default_allow: bool,
+) -> Decision {
     let winner = match_by(set, MatchBy::Destination, dst)
         .into_iter()
         .find(|i| i.source_matches(src));
@@ -392,7 +413,11 @@ impl IntentionRequest {
         serde_path_to_error::deserialize(v).map_err(|e| {
             let path = e.path().to_string();
             let inner = e.into_inner().to_string();
-            IntentionError::Decode(if path == "." { inner } else { format!("{path}: {inner}") })
+            IntentionError::Decode(if path == "." {
+                inner
+            } else {
+                format!("{path}: {inner}")
+            })
         })
     }
 
@@ -436,7 +461,11 @@ pub fn upsert_exact(
             ..ServiceIntentions::default()
         },
     };
-    match entry.sources.iter().position(|s| is_local_source(&entry, s, src)) {
+    match entry
+        .sources
+        .iter()
+        .position(|s| is_local_source(&entry, s, src))
+    {
         Some(i) => entry.sources[i] = source,
         None => entry.sources.push(source),
     }

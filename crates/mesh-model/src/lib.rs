@@ -12,4 +12,5 @@ pub mod decode;
 pub mod intentions;
 pub mod names;
 
+pub use config_entry::bexpr;
 pub use names::EntMeta;

@@ -1311,3 +1311,26 @@ fn paged_response(key: &str, page: Vec<(String, Value)>, more: bool) -> Resp {
     }
     ok(200, &Value::Object(out))
 }
+
+/// Invokes the function named by `arn` asynchronously (event delivery).
+///
+/// # Errors
+/// AWS errors for unknown functions or qualifiers, or a full async queue.
+pub(crate) fn invoke_async_arn(p: &Platform, arn: &str, payload: Bytes) -> Result<(), ApiError> {
+    let r = arn::parse_function_ref(arn).map_err(|_| arn::function_name_error(arn))?;
+    let rec = p.inner.state.get(&r.name).ok_or_else(|| ApiError::not_found(format!("Function not found: {arn}")))?;
+    let version = match r.qualifier.as_deref() {
+        None | Some("$LATEST") => rec.latest.clone(),
+        Some(q) => {
+            let v = rec.aliases.get(q).map_or(q, |a| a.function_version.as_str());
+            match v.parse::<u64>().ok().and_then(|n| rec.versions.get(&n)) {
+                Some(cfg) => cfg.clone(),
+                None if v == "$LATEST" => rec.latest.clone(),
+                None => return Err(ApiError::not_found(format!("Function not found: {arn}"))),
+            }
+        }
+    };
+    let spec = spec_for(p, &rec, &version)?;
+    let req = InvokeRequest { payload, invoked_arn: arn.to_owned(), client_context: None };
+    p.inner.pools.invoke_async(p, spec, rec.reserved_concurrency, req)
+}

@@ -45,7 +45,11 @@ impl Table {
     }
 
     fn add(&mut self, r: &NameRule, prefix: bool) {
-        let map = if prefix { &mut self.prefix } else { &mut self.exact };
+        let map = if prefix {
+            &mut self.prefix
+        } else {
+            &mut self.exact
+        };
         Self::merge(map, &r.name, r.policy);
     }
 
@@ -162,8 +166,16 @@ impl Authorizer {
             merge_opt(&mut a.operator, r.operator);
             for (list, prefix) in [(&r.services, false), (&r.service_prefixes, true)] {
                 for s in list {
-                    let ServiceRule { name, policy, intentions } = s;
-                    let map = if prefix { &mut a.services.prefix } else { &mut a.services.exact };
+                    let ServiceRule {
+                        name,
+                        policy,
+                        intentions,
+                    } = s;
+                    let map = if prefix {
+                        &mut a.services.prefix
+                    } else {
+                        &mut a.services.exact
+                    };
                     Table::merge(map, name, *policy);
                     if let Some(i) = intentions {
                         Table::merge(&mut svc_intentions[usize::from(prefix)], name, *i);
@@ -187,7 +199,11 @@ impl Authorizer {
             (false, &a.services.exact, &svc_intentions[0]),
             (true, &a.services.prefix, &svc_intentions[1]),
         ] {
-            let target = if prefix { &mut a.intentions.prefix } else { &mut a.intentions.exact };
+            let target = if prefix {
+                &mut a.intentions.prefix
+            } else {
+                &mut a.intentions.exact
+            };
             for (name, policy) in services {
                 let derived = match explicit.get(name) {
                     Some(i) => *i,

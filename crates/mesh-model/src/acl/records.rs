@@ -5,8 +5,8 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::rules::{Access, NameRule, Rules, ServiceRule, parse_rules};
 use super::AclError;
+use super::rules::{Access, NameRule, Rules, ServiceRule, parse_rules};
 use crate::decode;
 
 /// Consul's built-in management policy.
@@ -236,7 +236,10 @@ impl PolicyRequest {
     pub fn validate(&self) -> Result<Rules, AclError> {
         validate_policy_name(&self.name)?;
         if !self.id.is_empty() && !is_uuid(&self.id) {
-            return Err(AclError::Invalid(format!("policy ID {:?}: must be a UUID", self.id)));
+            return Err(AclError::Invalid(format!(
+                "policy ID {:?}: must be a UUID",
+                self.id
+            )));
         }
         parse_rules(&self.rules)
     }
@@ -272,14 +275,21 @@ impl TokenRequest {
     /// # Errors
     /// The first problem found.
     pub fn validate(&self) -> Result<(), AclError> {
-        for (field, v) in [("AccessorID", &self.accessor_id), ("SecretID", &self.secret_id)] {
+        for (field, v) in [
+            ("AccessorID", &self.accessor_id),
+            ("SecretID", &self.secret_id),
+        ] {
             if !v.is_empty() && !is_uuid(v) {
-                return Err(AclError::Invalid(format!("{field}: {v:?} is not a valid UUID")));
+                return Err(AclError::Invalid(format!(
+                    "{field}: {v:?} is not a valid UUID"
+                )));
             }
         }
         for (i, l) in self.policies.iter().enumerate() {
             if l.id.is_empty() && l.name.is_empty() {
-                return Err(AclError::Invalid(format!("Policies[{i}]: ID or Name is required")));
+                return Err(AclError::Invalid(format!(
+                    "Policies[{i}]: ID or Name is required"
+                )));
             }
         }
         for (i, s) in self.service_identities.iter().enumerate() {
@@ -304,7 +314,9 @@ impl TokenRequest {
             }
         }
         if !self.roles.is_empty() {
-            return Err(AclError::Invalid("Roles: ACL roles are not supported".into()));
+            return Err(AclError::Invalid(
+                "Roles: ACL roles are not supported".into(),
+            ));
         }
         if !self.expiration_ttl.is_empty() && !self.expiration_time.is_empty() {
             return Err(AclError::Invalid(
@@ -335,7 +347,10 @@ impl AclToken {
         let mut out = Vec::new();
         for s in &self.service_identities {
             let mut r = Rules::default();
-            for name in [s.service_name.clone(), format!("{}-sidecar-proxy", s.service_name)] {
+            for name in [
+                s.service_name.clone(),
+                format!("{}-sidecar-proxy", s.service_name),
+            ] {
                 r.services.push(ServiceRule {
                     name,
                     policy: Access::Write,

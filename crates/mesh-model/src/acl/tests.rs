@@ -40,20 +40,44 @@ peering  = "read"
     assert_eq!(
         r.services,
         vec![
-            ServiceRule { name: "db".into(), policy: Access::Read, intentions: None },
-            ServiceRule { name: "web".into(), policy: Access::Write, intentions: Some(Access::Read) },
+            ServiceRule {
+                name: "db".into(),
+                policy: Access::Read,
+                intentions: None
+            },
+            ServiceRule {
+                name: "web".into(),
+                policy: Access::Write,
+                intentions: Some(Access::Read)
+            },
         ]
     );
     assert_eq!(r.service_prefixes[0].name, "");
-    assert_eq!(r.nodes, vec![NameRule { name: "n1".into(), policy: Access::Write }]);
+    assert_eq!(
+        r.nodes,
+        vec![NameRule {
+            name: "n1".into(),
+            policy: Access::Write
+        }]
+    );
     assert_eq!(r.node_prefixes[0].policy, Access::Read);
     assert_eq!(r.agents[0].name, "a1");
     assert_eq!(r.agent_prefixes[0].policy, Access::Deny);
     assert_eq!(r.key_prefixes[0].policy, Access::List);
-    assert_eq!(r.session_prefixes.len() + r.event_prefixes.len() + r.query_prefixes.len(), 3);
-    assert_eq!((r.operator, r.acl, r.keyring, r.mesh, r.peering), (
-        Some(Access::Read), Some(Access::Write), Some(Access::Deny), Some(Access::Write), Some(Access::Read)
-    ));
+    assert_eq!(
+        r.session_prefixes.len() + r.event_prefixes.len() + r.query_prefixes.len(),
+        3
+    );
+    assert_eq!(
+        (r.operator, r.acl, r.keyring, r.mesh, r.peering),
+        (
+            Some(Access::Read),
+            Some(Access::Write),
+            Some(Access::Deny),
+            Some(Access::Write),
+            Some(Access::Read)
+        )
+    );
 }
 
 #[test]
@@ -69,7 +93,11 @@ fn parses_json_rules() {
             "service_prefix": [{"": {"policy": "read", "intentions": "deny"}}],
             "node_prefix": {"": {"policy": "read"}}, "operator": "write", "acl": "read"}"#,
     );
-    let mut names: Vec<_> = r.services.iter().map(|s| (s.name.as_str(), s.policy)).collect();
+    let mut names: Vec<_> = r
+        .services
+        .iter()
+        .map(|s| (s.name.as_str(), s.policy))
+        .collect();
     names.sort();
     assert_eq!(names, vec![("db", Access::Read), ("web", Access::Write)]);
     assert_eq!(r.service_prefixes[0].intentions, Some(Access::Deny));
@@ -77,7 +105,9 @@ fn parses_json_rules() {
     assert_eq!(r.operator, Some(Access::Write));
     assert_eq!(r.acl, Some(Access::Read));
     // Repeated HCL blocks for one name are all kept (merged later).
-    let r = rules("service \"web\" {\n policy = \"read\"\n}\nservice \"web\" {\n policy = \"deny\"\n}\n");
+    let r = rules(
+        "service \"web\" {\n policy = \"read\"\n}\nservice \"web\" {\n policy = \"deny\"\n}\n",
+    );
     assert_eq!(r.services.len(), 2);
     assert_eq!(rules(""), Rules::default());
     assert_eq!(rules("  \n"), Rules::default());
@@ -86,13 +116,34 @@ fn parses_json_rules() {
 #[test]
 fn rule_errors_name_the_problem() {
     let cases = [
-        (r#"servce "web" { policy = "read" }"#, "unknown resource \"servce\""),
-        (r#"service "web" { policy = "admin" }"#, "invalid service policy \"admin\" for \"web\": must be one of \"read\", \"write\" or \"deny\""),
-        (r#"service "web" { policy = "list" }"#, "invalid service policy \"list\""),
-        (r#"service "web" { intentions = "read" }"#, "invalid service policy \"\" for \"web\""),
-        (r#"service "web" { policy = "read" intentions = "all" }"#, "invalid service intentions policy \"all\""),
-        (r#"service "web" { policy = "read" color = "red" }"#, "unknown field in rule block \"service \\\"web\\\" color\""),
-        (r#"key_prefix "" { policy = "sudo" }"#, "must be one of \"read\", \"list\", \"write\" or \"deny\""),
+        (
+            r#"servce "web" { policy = "read" }"#,
+            "unknown resource \"servce\"",
+        ),
+        (
+            r#"service "web" { policy = "admin" }"#,
+            "invalid service policy \"admin\" for \"web\": must be one of \"read\", \"write\" or \"deny\"",
+        ),
+        (
+            r#"service "web" { policy = "list" }"#,
+            "invalid service policy \"list\"",
+        ),
+        (
+            r#"service "web" { intentions = "read" }"#,
+            "invalid service policy \"\" for \"web\"",
+        ),
+        (
+            r#"service "web" { policy = "read" intentions = "all" }"#,
+            "invalid service intentions policy \"all\"",
+        ),
+        (
+            r#"service "web" { policy = "read" color = "red" }"#,
+            "unknown field in rule block \"service \\\"web\\\" color\"",
+        ),
+        (
+            r#"key_prefix "" { policy = "sudo" }"#,
+            "must be one of \"read\", \"list\", \"write\" or \"deny\"",
+        ),
         (r#"operator = "list""#, "invalid operator policy \"list\""),
         (r#"acl = "manage""#, "invalid acl policy \"manage\""),
         (r#"service = "read""#, "service must be a block with a name"),
@@ -128,19 +179,39 @@ service "api-internal-ok" { policy = "read" }
 #[test]
 fn merging_equal_keys_deny_over_write_over_read() {
     // Two policies naming the same service: the stronger level wins regardless of order.
-    for order in [[r#"service "web" { policy = "read" }"#, r#"service "web" { policy = "write" }"#],
-                  [r#"service "web" { policy = "write" }"#, r#"service "web" { policy = "read" }"#]] {
+    for order in [
+        [
+            r#"service "web" { policy = "read" }"#,
+            r#"service "web" { policy = "write" }"#,
+        ],
+        [
+            r#"service "web" { policy = "write" }"#,
+            r#"service "web" { policy = "read" }"#,
+        ],
+    ] {
         let a = authz(&order, false);
         assert!(a.service_write("web"), "{order:?}");
     }
-    let a = authz(&[r#"service "web" { policy = "write" }"#, r#"service "web" { policy = "deny" }"#], true);
+    let a = authz(
+        &[
+            r#"service "web" { policy = "write" }"#,
+            r#"service "web" { policy = "deny" }"#,
+        ],
+        true,
+    );
     assert!(!a.service_read("web"));
     let a = authz(&[r#"operator = "read""#, r#"operator = "write""#], false);
     assert!(a.operator_write());
     let a = authz(&[r#"operator = "write""#, r#"operator = "deny""#], true);
     assert!(!a.operator_read());
     // Merging happens per name: a deny on a prefix does not beat an exact write.
-    let a = authz(&[r#"service_prefix "" { policy = "deny" }"#, r#"service "web" { policy = "write" }"#], true);
+    let a = authz(
+        &[
+            r#"service_prefix "" { policy = "deny" }"#,
+            r#"service "web" { policy = "write" }"#,
+        ],
+        true,
+    );
     assert!(a.service_write("web") && !a.service_read("db"));
 }
 
@@ -164,7 +235,13 @@ fn default_policy_fills_undecided() {
         assert!(!a.acl_read() && !a.acl_write());
     }
     // A rule decides over the default in both directions.
-    let a = authz(&[r#"node "n1" { policy = "deny" }"#, r#"agent_prefix "" { policy = "read" }"#], true);
+    let a = authz(
+        &[
+            r#"node "n1" { policy = "deny" }"#,
+            r#"agent_prefix "" { policy = "read" }"#,
+        ],
+        true,
+    );
     assert!(!a.node_read("n1") && a.node_read("n2"));
     assert!(a.agent_read("any") && !a.agent_write("any"));
     let a = authz(&[r#"acl = "read""#], false);
@@ -175,7 +252,13 @@ fn default_policy_fills_undecided() {
 fn management_allows_everything() {
     let m = Authorizer::management();
     assert!(m.is_management());
-    assert!(m.acl_write() && m.acl_read() && m.operator_write() && m.service_write("x") && m.intention_write("*"));
+    assert!(
+        m.acl_write()
+            && m.acl_read()
+            && m.operator_write()
+            && m.service_write("x")
+            && m.intention_write("*")
+    );
     assert!(m.node_write("n") && m.agent_write("a") && m.service_read_all());
 }
 
@@ -198,19 +281,37 @@ service_prefix "ro-" { policy = "read" }
     // Unnamed destinations fall to the default.
     assert!(a.intention_write("other"));
     // Explicit intentions merge across policies like policies do.
-    let a = authz(&[r#"service "web" { policy = "write" }"#, r#"service "web" { policy = "read" intentions = "write" }"#], false);
+    let a = authz(
+        &[
+            r#"service "web" { policy = "write" }"#,
+            r#"service "web" { policy = "read" intentions = "write" }"#,
+        ],
+        false,
+    );
     assert!(a.service_write("web") && a.intention_write("web"));
 }
 
 #[test]
 fn wildcard_intention_access_is_any_read_all_write() {
-    let a = authz(&[r#"service "web" { policy = "read" intentions = "write" }"#], false);
+    let a = authz(
+        &[r#"service "web" { policy = "read" intentions = "write" }"#],
+        false,
+    );
     // Some destination is readable → "*" read allowed; not every one is writable.
     assert!(a.intention_read("*"));
     assert!(!a.intention_write("*"));
-    let a = authz(&[r#"service_prefix "" { policy = "write" intentions = "write" }"#], false);
+    let a = authz(
+        &[r#"service_prefix "" { policy = "write" intentions = "write" }"#],
+        false,
+    );
     assert!(a.intention_write("*"));
-    let a = authz(&[r#"service_prefix "" { policy = "write" intentions = "write" }"#, r#"service "db" { policy = "read" intentions = "deny" }"#], false);
+    let a = authz(
+        &[
+            r#"service_prefix "" { policy = "write" intentions = "write" }"#,
+            r#"service "db" { policy = "read" intentions = "deny" }"#,
+        ],
+        false,
+    );
     assert!(!a.intention_write("*"));
     assert!(a.intention_read("*"));
     let none: [&str; 0] = [];
@@ -221,7 +322,16 @@ fn wildcard_intention_access_is_any_read_all_write() {
 #[test]
 fn service_read_all() {
     assert!(authz(&[r#"service_prefix "" { policy = "read" }"#], false).service_read_all());
-    assert!(!authz(&[r#"service_prefix "" { policy = "read" }"#, r#"service "x" { policy = "deny" }"#], true).service_read_all());
+    assert!(
+        !authz(
+            &[
+                r#"service_prefix "" { policy = "read" }"#,
+                r#"service "x" { policy = "deny" }"#
+            ],
+            true
+        )
+        .service_read_all()
+    );
     assert!(!authz(&[r#"service "x" { policy = "read" }"#], false).service_read_all());
 }
 
@@ -242,10 +352,24 @@ fn policy_and_token_records() {
     other.rules.push(' ');
     assert_ne!(policy_hash(&other), p.hash);
 
-    let err = PolicyRequest::decode_json(br#"{"Name": "bad name!"}"#).unwrap().validate().unwrap_err();
-    assert!(err.to_string().contains("only alphanumeric characters"), "{err}");
-    let err = PolicyRequest::decode_json(br#"{"Name": "p", "Rules": "nope \"x\" { policy = \"read\" }"}"#).unwrap().validate().unwrap_err();
-    assert!(err.to_string().contains("unknown resource \"nope\""), "{err}");
+    let err = PolicyRequest::decode_json(br#"{"Name": "bad name!"}"#)
+        .unwrap()
+        .validate()
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("only alphanumeric characters"),
+        "{err}"
+    );
+    let err = PolicyRequest::decode_json(
+        br#"{"Name": "p", "Rules": "nope \"x\" { policy = \"read\" }"}"#,
+    )
+    .unwrap()
+    .validate()
+    .unwrap_err();
+    assert!(
+        err.to_string().contains("unknown resource \"nope\""),
+        "{err}"
+    );
     let err = PolicyRequest::decode_json(br#"{"Name": "p", "Rulez": ""}"#).unwrap_err();
     assert!(err.to_string().contains("unknown field `Rulez`"), "{err}");
     assert!(validate_policy_name(&"a".repeat(128)).is_ok());
@@ -256,23 +380,53 @@ fn policy_and_token_records() {
     t.validate().unwrap();
     assert_eq!(t.policies[0].name, "web-policy");
     for (body, want) in [
-        (r#"{"AccessorID": "nope"}"#, "AccessorID: \"nope\" is not a valid UUID"),
-        (r#"{"Policies": [{}]}"#, "Policies[0]: ID or Name is required"),
-        (r#"{"ServiceIdentities": [{"ServiceName": "Web!"}]}"#, "ServiceIdentities[0].ServiceName"),
-        (r#"{"NodeIdentities": [{"NodeName": "n1", "Datacenter": ""}]}"#, "NodeIdentities[0].Datacenter: is required"),
-        (r#"{"Roles": [{"Name": "r"}]}"#, "Roles: ACL roles are not supported"),
+        (
+            r#"{"AccessorID": "nope"}"#,
+            "AccessorID: \"nope\" is not a valid UUID",
+        ),
+        (
+            r#"{"Policies": [{}]}"#,
+            "Policies[0]: ID or Name is required",
+        ),
+        (
+            r#"{"ServiceIdentities": [{"ServiceName": "Web!"}]}"#,
+            "ServiceIdentities[0].ServiceName",
+        ),
+        (
+            r#"{"NodeIdentities": [{"NodeName": "n1", "Datacenter": ""}]}"#,
+            "NodeIdentities[0].Datacenter: is required",
+        ),
+        (
+            r#"{"Roles": [{"Name": "r"}]}"#,
+            "Roles: ACL roles are not supported",
+        ),
     ] {
-        let err = TokenRequest::decode_json(body.as_bytes()).unwrap().validate().unwrap_err().to_string();
+        let err = TokenRequest::decode_json(body.as_bytes())
+            .unwrap()
+            .validate()
+            .unwrap_err()
+            .to_string();
         assert!(err.contains(want), "{body}: {err}");
     }
-    assert!(TokenRequest::decode_json(br#"{"Secret": "x"}"#).unwrap_err().to_string().contains("unknown field `Secret`"));
+    assert!(
+        TokenRequest::decode_json(br#"{"Secret": "x"}"#)
+            .unwrap_err()
+            .to_string()
+            .contains("unknown field `Secret`")
+    );
 
     let token = AclToken {
         accessor_id: "a".into(),
         secret_id: "s".into(),
         description: "d".into(),
-        policies: vec![PolicyLink { id: "p1".into(), name: "web-policy".into() }],
-        service_identities: vec![ServiceIdentity { service_name: "web".into(), datacenters: vec![] }],
+        policies: vec![PolicyLink {
+            id: "p1".into(),
+            name: "web-policy".into(),
+        }],
+        service_identities: vec![ServiceIdentity {
+            service_name: "web".into(),
+            datacenters: vec![],
+        }],
         local: false,
         create_time: "2026-11-22T02:00:00Z".into(),
         ..AclToken::default()
@@ -281,7 +435,10 @@ fn policy_and_token_records() {
     let j = serde_json::to_value(&token).unwrap();
     assert_eq!(j["AccessorID"], "a");
     assert_eq!(j["SecretID"], "s");
-    assert_eq!(j["Policies"], serde_json::json!([{"ID": "p1", "Name": "web-policy"}]));
+    assert_eq!(
+        j["Policies"],
+        serde_json::json!([{"ID": "p1", "Name": "web-policy"}])
+    );
     assert_eq!(j["CreateTime"], "2026-11-22T02:00:00Z");
     assert!(!token.hash.is_empty());
     let back: AclToken = serde_json::from_value(j).unwrap();

@@ -249,11 +249,17 @@ fn tokenize(input: &str) -> Result<Vec<Token>, ParseError> {
         match c {
             c if c.is_whitespace() => i += 1,
             '(' => {
-                out.push(Token { kind: TokKind::LParen, pos });
+                out.push(Token {
+                    kind: TokKind::LParen,
+                    pos,
+                });
                 i += 1;
             }
             ')' => {
-                out.push(Token { kind: TokKind::RParen, pos });
+                out.push(Token {
+                    kind: TokKind::RParen,
+                    pos,
+                });
                 i += 1;
             }
             '=' | '!' => {
@@ -265,8 +271,12 @@ fn tokenize(input: &str) -> Result<Vec<Token>, ParseError> {
                 i += 2;
             }
             '"' | '`' => {
-                let (s, next) = read_quoted(&chars, i).ok_or_else(|| err(pos, "unterminated string"))?;
-                out.push(Token { kind: TokKind::Quoted(s), pos });
+                let (s, next) =
+                    read_quoted(&chars, i).ok_or_else(|| err(pos, "unterminated string"))?;
+                out.push(Token {
+                    kind: TokKind::Quoted(s),
+                    pos,
+                });
                 i = next;
             }
             _ => {
@@ -403,11 +413,20 @@ impl Parser {
             self.pos += 1;
             return Ok(Expr::Not(Box::new(self.unary()?)));
         }
-        if matches!(self.peek(), Some(Token { kind: TokKind::LParen, .. })) {
+        if matches!(
+            self.peek(),
+            Some(Token {
+                kind: TokKind::LParen,
+                ..
+            })
+        ) {
             self.pos += 1;
             let e = self.or()?;
             match self.next() {
-                Some(Token { kind: TokKind::RParen, .. }) => return Ok(e),
+                Some(Token {
+                    kind: TokKind::RParen,
+                    ..
+                }) => return Ok(e),
                 Some(t) => return Err(self.err_at(t.pos, format!("expected ')', got {}", t.kind))),
                 None => return Err(self.err_at(self.end, "expected ')'".into())),
             }
@@ -430,8 +449,16 @@ impl Parser {
                 .next()
                 .ok_or_else(|| self.err_at(self.end, "expected a selector".into()))?;
             let selector = selector_of(&sel_tok)?;
-            let op = if negated_in { MatchOp::NotIn } else { MatchOp::In };
-            return Ok(Expr::Match(Match { selector, op, value }));
+            let op = if negated_in {
+                MatchOp::NotIn
+            } else {
+                MatchOp::In
+            };
+            return Ok(Expr::Match(Match {
+                selector,
+                op,
+                value,
+            }));
         }
         let selector = selector_of(&first)?;
         let op_tok = self
@@ -441,13 +468,21 @@ impl Parser {
             TokKind::Eq => "==".to_owned(),
             TokKind::Ne => "!=".to_owned(),
             TokKind::Word(w) => w.clone(),
-            other => return Err(self.err_at(op_tok.pos, format!("expected an operator, got {other}"))),
+            other => {
+                return Err(self.err_at(op_tok.pos, format!("expected an operator, got {other}")));
+            }
         };
         let (op_name, negated) = if op_name == "not" {
             match self.next() {
-                Some(Token { kind: TokKind::Word(w), .. }) if w == "contains" || w == "matches" => (w, true),
+                Some(Token {
+                    kind: TokKind::Word(w),
+                    ..
+                }) if w == "contains" || w == "matches" => (w, true),
                 _ => {
-                    return Err(self.err_at(op_tok.pos, "expected 'contains' or 'matches' after 'not'".into()));
+                    return Err(self.err_at(
+                        op_tok.pos,
+                        "expected 'contains' or 'matches' after 'not'".into(),
+                    ));
                 }
             }
         } else {
@@ -462,14 +497,26 @@ impl Parser {
                 return Err(self.err_at(self.here(), "expected 'empty' after 'is'".into()));
             }
             self.pos += 1;
-            let op = if not { MatchOp::IsNotEmpty } else { MatchOp::IsEmpty };
-            return Ok(Expr::Match(Match { selector, op, value: String::new() }));
+            let op = if not {
+                MatchOp::IsNotEmpty
+            } else {
+                MatchOp::IsEmpty
+            };
+            return Ok(Expr::Match(Match {
+                selector,
+                op,
+                value: String::new(),
+            }));
         }
         let val_tok = self
             .next()
             .ok_or_else(|| self.err_at(self.end, format!("expected a value after {op_name:?}")))?;
-        let value = value_of(&val_tok)
-            .ok_or_else(|| self.err_at(val_tok.pos, format!("expected a value, got {}", val_tok.kind)))?;
+        let value = value_of(&val_tok).ok_or_else(|| {
+            self.err_at(
+                val_tok.pos,
+                format!("expected a value, got {}", val_tok.kind),
+            )
+        })?;
         let op = match (op_name.as_str(), negated) {
             ("==", _) => MatchOp::Equal,
             ("!=", _) => MatchOp::NotEqual,
@@ -479,17 +526,27 @@ impl Parser {
                 let re = regex::Regex::new(&value).map_err(|e| {
                     self.err_at(val_tok.pos, format!("invalid regular expression: {e}"))
                 })?;
-                if n { MatchOp::NotMatches(re) } else { MatchOp::Matches(re) }
+                if n {
+                    MatchOp::NotMatches(re)
+                } else {
+                    MatchOp::Matches(re)
+                }
             }
             (other, _) => {
                 return Err(self.err_at(op_tok.pos, format!("unknown operator {other:?}")));
             }
         };
-        Ok(Expr::Match(Match { selector, op, value }))
+        Ok(Expr::Match(Match {
+            selector,
+            op,
+            value,
+        }))
     }
 }
 
-const KEYWORDS: [&str; 8] = ["and", "or", "not", "in", "is", "empty", "contains", "matches"];
+const KEYWORDS: [&str; 8] = [
+    "and", "or", "not", "in", "is", "empty", "contains", "matches",
+];
 
 fn value_of(t: &Token) -> Option<String> {
     match &t.kind {
@@ -500,7 +557,10 @@ fn value_of(t: &Token) -> Option<String> {
 }
 
 fn selector_of(t: &Token) -> Result<Vec<String>, ParseError> {
-    let err = |m: String| ParseError { pos: t.pos, message: m };
+    let err = |m: String| ParseError {
+        pos: t.pos,
+        message: m,
+    };
     let TokKind::Word(w) = &t.kind else {
         return Err(err(format!("expected a selector, got {}", t.kind)));
     };
@@ -514,7 +574,9 @@ fn selector_of(t: &Token) -> Result<Vec<String>, ParseError> {
         if let Some(after) = rest.strip_prefix('[') {
             let q = after.chars().next().filter(|c| *c == '"' || *c == '`');
             let Some(q) = q else {
-                return Err(err(format!("invalid selector {w:?}: index must be a quoted string")));
+                return Err(err(format!(
+                    "invalid selector {w:?}: index must be a quoted string"
+                )));
             };
             let body = &after[1..];
             let close = format!("{q}]");
@@ -524,7 +586,9 @@ fn selector_of(t: &Token) -> Result<Vec<String>, ParseError> {
             segs.push(body[..end].to_owned());
             rest = &body[end + 2..];
         } else {
-            let r = if first { rest } else {
+            let r = if first {
+                rest
+            } else {
                 rest.strip_prefix('.')
                     .ok_or_else(|| err(format!("invalid selector {w:?}")))?
             };
@@ -534,7 +598,9 @@ fn selector_of(t: &Token) -> Result<Vec<String>, ParseError> {
                 .chars()
                 .next()
                 .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-                && ident.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+                && ident
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
             if !valid {
                 return Err(err(format!("invalid selector {w:?}")));
             }
@@ -568,7 +634,10 @@ mod tests {
     }
 
     fn t(expr: &str) -> bool {
-        eval(&parse(expr).unwrap_or_else(|e| panic!("{expr}: {e}")), &instance())
+        eval(
+            &parse(expr).unwrap_or_else(|e| panic!("{expr}: {e}")),
+            &instance(),
+        )
     }
 
     #[test]
@@ -592,13 +661,28 @@ mod tests {
             ("Service.Service matches \"^w.b$\"", true),
             ("Service.Service not matches `^x`", true),
             ("version in Service.Meta", true),
-            ("Service.Meta.version == v1 and Service.Tags contains canary", true),
-            ("Service.Meta.version == v2 or Service.Tags contains canary", true),
+            (
+                "Service.Meta.version == v1 and Service.Tags contains canary",
+                true,
+            ),
+            (
+                "Service.Meta.version == v2 or Service.Tags contains canary",
+                true,
+            ),
             ("not Service.Meta.version == v1", false),
-            ("not (Service.Meta.version == v2 or Service.Port == 1)", true),
+            (
+                "not (Service.Meta.version == v2 or Service.Port == 1)",
+                true,
+            ),
             // `and` binds tighter than `or`.
-            ("Service.Port == 1 and Service.Port == 2 or Service.Port == 8080", true),
-            ("Service.Port == 8080 or Service.Port == 2 and Service.Port == 3", true),
+            (
+                "Service.Port == 1 and Service.Port == 2 or Service.Port == 8080",
+                true,
+            ),
+            (
+                "Service.Port == 8080 or Service.Port == 2 and Service.Port == 3",
+                true,
+            ),
         ];
         for (expr, want) in cases {
             assert_eq!(t(expr), want, "{expr}");

@@ -182,7 +182,10 @@ impl ServiceRouter {
                     ("IdleTimeout", d.idle_timeout),
                 ] {
                     if v.0 < 0 {
-                        return Err((format!("{prefix}.{field}"), format!("must be >= 0, got {v}")));
+                        return Err((
+                            format!("{prefix}.{field}"),
+                            format!("must be >= 0, got {v}"),
+                        ));
                     }
                 }
                 if !d.service.is_empty() && d.service != "*" {
@@ -274,7 +277,11 @@ impl ServiceSplitter {
                 crate::names::validate_service_name("service name", &s.service)
                     .map_err(|e| (format!("Splits[{i}].Service"), e.to_string()))?;
             }
-            let service = if s.service.is_empty() { &self.name } else { &s.service };
+            let service = if s.service.is_empty() {
+                &self.name
+            } else {
+                &s.service
+            };
             let key = (
                 service.clone(),
                 s.service_subset.clone(),
@@ -561,7 +568,10 @@ impl ServiceResolver {
         {
             return Err((
                 "Redirect.ServiceSubset".into(),
-                format!("{:?} is not a valid subset of {:?}", r.service_subset, self.name),
+                format!(
+                    "{:?} is not a valid subset of {:?}",
+                    r.service_subset, self.name
+                ),
             ));
         }
         if r.service.is_empty() && !r.service_subset.is_empty() {
@@ -602,7 +612,10 @@ impl ServiceResolver {
         {
             return Err((
                 field(".ServiceSubset"),
-                format!("{:?} is not a valid subset of {:?}", f.service_subset, self.name),
+                format!(
+                    "{:?} is not a valid subset of {:?}",
+                    f.service_subset, self.name
+                ),
             ));
         }
         if !f.datacenters.is_empty() && !f.targets.is_empty() {
@@ -636,7 +649,10 @@ impl ServiceResolver {
             {
                 return Err((
                     format!("{tf}.ServiceSubset"),
-                    format!("{:?} is not a valid subset of {:?}", t.service_subset, self.name),
+                    format!(
+                        "{:?} is not a valid subset of {:?}",
+                        t.service_subset, self.name
+                    ),
                 ));
             }
         }
@@ -657,13 +673,19 @@ fn check_load_balancer(lb: &LoadBalancer) -> FieldResult {
     if lb.policy != "ring_hash" && lb.ring_hash_config.is_some() {
         return Err((
             "LoadBalancer.RingHashConfig".into(),
-            format!("specified for incompatible load balancing policy {:?}", lb.policy),
+            format!(
+                "specified for incompatible load balancing policy {:?}",
+                lb.policy
+            ),
         ));
     }
     if lb.policy != "least_request" && lb.least_request_config.is_some() {
         return Err((
             "LoadBalancer.LeastRequestConfig".into(),
-            format!("specified for incompatible load balancing policy {:?}", lb.policy),
+            format!(
+                "specified for incompatible load balancing policy {:?}",
+                lb.policy
+            ),
         ));
     }
     let hash_based = matches!(lb.policy.as_str(), "ring_hash" | "maglev");
@@ -675,21 +697,31 @@ fn check_load_balancer(lb: &LoadBalancer) -> FieldResult {
     }
     for (i, hp) in lb.hash_policies.iter().enumerate() {
         let f = format!("LoadBalancer.HashPolicies[{i}]");
-        if !hp.field.is_empty() && !matches!(hp.field.as_str(), "header" | "cookie" | "query_parameter")
+        if !hp.field.is_empty()
+            && !matches!(hp.field.as_str(), "header" | "cookie" | "query_parameter")
         {
             return Err((f, format!("{:?} is not a supported field", hp.field)));
         }
         if hp.source_ip && !hp.field.is_empty() {
             return Err((
                 f,
-                format!("a single hash policy cannot hash both a source address and a {:?}", hp.field),
+                format!(
+                    "a single hash policy cannot hash both a source address and a {:?}",
+                    hp.field
+                ),
             ));
         }
         if hp.source_ip && !hp.field_value.is_empty() {
-            return Err((f, "a FieldValue cannot be specified when hashing SourceIP".into()));
+            return Err((
+                f,
+                "a FieldValue cannot be specified when hashing SourceIP".into(),
+            ));
         }
         if !hp.field.is_empty() && hp.field_value.is_empty() {
-            return Err((f, format!("Field {:?} was specified without a FieldValue", hp.field)));
+            return Err((
+                f,
+                format!("Field {:?} was specified without a FieldValue", hp.field),
+            ));
         }
         if !hp.field_value.is_empty() && hp.field.is_empty() {
             return Err((f, "FieldValue requires a Field to apply to".into()));

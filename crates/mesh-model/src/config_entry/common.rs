@@ -197,19 +197,120 @@ pub(crate) fn check_protocol(p: &str) -> Result<(), String> {
     }
 }
 
+/// The Lambda extension's name (reference §1.2).
+pub const LAMBDA_EXTENSION: &str = "builtin/aws/lambda";
+
 pub(crate) fn check_envoy_extensions(exts: &[EnvoyExtension]) -> Result<(), (String, String)> {
     for (i, ext) in exts.iter().enumerate() {
         if ext.name.is_empty() {
+            return Err((format!("EnvoyExtensions[{i}].Name"), "is required".into()));
+        }
+        if ext.name == LAMBDA_EXTENSION {
+            check_lambda_arguments(&ext.arguments)
+                .map_err(|(f, m)| (format!("EnvoyExtensions[{i}].Arguments.{f}"), m))?;
+        }
+    }
+    Ok(())
+}
+
+/// Argument of a Lambda extension by case-insensitive name: Consul decodes `Arguments` with
+/// mapstructure, which matches field names that way (the registrator sends `arn`,
+/// `payloadPassthrough`, `invocationMode`).
+pub fn lambda_argument<'a>(args: &'a Map<String, Value>, name: &str) -> Option<&'a Value> {
+    args.iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v)
+}
+
+/// What Consul's Lambda extension checks when it is configured: an ARN it can take the region
+/// from, a boolean passthrough flag and a string invocation mode. Unknown arguments are
+/// ignored, as mapstructure ignores them.
+fn check_lambda_arguments(args: &Map<String, Value>) -> Result<(), (String, String)> {
+    match lambda_argument(args, "ARN") {
+        None => return Err(("ARN".into(), "is required".into())),
+        Some(Value::String(arn)) => {
+            parse_lambda_arn(arn).map_err(|m| ("ARN".to_owned(), m))?;
+        }
+        Some(other) => return Err(("ARN".into(), format!("must be a string, got {other}"))),
+    }
+    if let Some(v) = lambda_argument(args, "PayloadPassthrough")
+        && !v.is_boolean()
+    {
+        return Err((
+            "PayloadPassthrough".into(),
+            format!("must be a boolean, got {v}"),
+        ));
+    }
+    if let Some(v) = lambda_argument(args, "InvocationMode") {
+        // Consul compares against "asynchronous" exactly; we accept any case (the registrator
+        // sends upper case), see docs/model.md.
+        let ok = v.as_str().is_some_and(|s| {
+            s.eq_ignore_ascii_case("synchronous") || s.eq_ignore_ascii_case("asynchronous")
+        });
+        if !ok {
             return Err((
-                format!("EnvoyExtensions[{i}].Name"),
-                "is required".into(),
+                "InvocationMode".into(),
+                format!("must be \"synchronous\" or \"asynchronous\", got {v}"),
             ));
         }
     }
     Ok(())
 }
 
-pub(crate) fn check_one_of(field: &str, value: &str, allowed: &[&str]) -> Result<(), (String, String)> {
+/// The parts of a Lambda function ARN:
+/// `arn:<partition>:lambda:<region>:<account>:function:<name>[:<qualifier>]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LambdaArn {
+    pub partition: String,
+    pub region: String,
+    pub account: String,
+    pub function: String,
+    pub qualifier: Option<String>,
+}
+
+/// Parses a Lambda function ARN.
+///
+/// # Errors
+/// A message saying which part is wrong.
+pub fn parse_lambda_arn(arn: &str) -> Result<LambdaArn, String> {
+    let parts: Vec<&str> = arn.split(':').collect();
+    if parts.len() < 7 || parts.len() > 8 || parts[0] != "arn" {
+        return Err(format!(
+            "invalid ARN {arn:?}: expected arn:<partition>:lambda:<region>:<account>:function:<name>[:<qualifier>]"
+        ));
+    }
+    if parts[2] != "lambda" || parts[5] != "function" {
+        return Err(format!("invalid ARN {arn:?}: not a Lambda function ARN"));
+    }
+    for (what, v) in [
+        ("partition", parts[1]),
+        ("region", parts[3]),
+        ("account", parts[4]),
+        ("function name", parts[6]),
+    ] {
+        if v.is_empty() {
+            return Err(format!("invalid ARN {arn:?}: empty {what}"));
+        }
+    }
+    let qualifier = match parts.get(7) {
+        Some(&"") => return Err(format!("invalid ARN {arn:?}: empty qualifier")),
+        Some(q) => Some((*q).to_owned()),
+        None => None,
+    };
+    Ok(LambdaArn {
+        partition: parts[1].to_owned(),
+        region: parts[3].to_owned(),
+        account: parts[4].to_owned(),
+        function: parts[6].to_owned(),
+        qualifier,
+    })
+}
+
+pub(crate) fn check_one_of(
+    field: &str,
+    value: &str,
+    allowed: &[&str],
+) -> Result<(), (String, String)> {
     if allowed.contains(&value) {
         Ok(())
     } else {
@@ -310,7 +411,10 @@ pub(crate) fn check_methods(field: &str, methods: &[String]) -> Result<(), (Stri
     let mut seen = Vec::new();
     for m in methods {
         if !HTTP_METHODS.contains(&m.as_str()) {
-            return Err((field.to_owned(), format!("contains an invalid method {m:?}")));
+            return Err((
+                field.to_owned(),
+                format!("contains an invalid method {m:?}"),
+            ));
         }
         if seen.contains(&m) {
             return Err((field.to_owned(), format!("contains {m:?} more than once")));
@@ -335,7 +439,9 @@ pub(crate) fn check_subset_name(name: &str) -> Result<(), String> {
         return Err("subset defined with empty name".into());
     }
     if name.len() > 63 {
-        return Err(format!("subset {name:?} is invalid: must be 63 characters or less"));
+        return Err(format!(
+            "subset {name:?} is invalid: must be 63 characters or less"
+        ));
     }
     let b = name.as_bytes();
     let ok_inner = b

@@ -7,11 +7,12 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::common::{
-    EnvoyExtension, ExposeConfig, MeshGatewayConfig, TransparentProxyConfig, check_envoy_extensions,
-    check_meta, check_one_of, check_protocol, is_false, is_zero_i64, is_zero_u32,
-};
 use super::FieldResult;
+use super::common::{
+    EnvoyExtension, ExposeConfig, MeshGatewayConfig, TransparentProxyConfig,
+    check_envoy_extensions, check_meta, check_one_of, check_protocol, is_false, is_zero_i64,
+    is_zero_u32,
+};
 
 /// Proxy modes (`Mode`).
 const PROXY_MODES: [&str; 3] = ["", "direct", "transparent"];
@@ -34,13 +35,21 @@ pub struct ServiceDefaults {
     pub mode: String,
     #[serde(default, skip_serializing_if = "TransparentProxyConfig::is_empty")]
     pub transparent_proxy: TransparentProxyConfig,
-    #[serde(rename = "MutualTLSMode", default, skip_serializing_if = "String::is_empty")]
+    #[serde(
+        rename = "MutualTLSMode",
+        default,
+        skip_serializing_if = "String::is_empty"
+    )]
     pub mutual_tls_mode: String,
     #[serde(default, skip_serializing_if = "MeshGatewayConfig::is_empty")]
     pub mesh_gateway: MeshGatewayConfig,
     #[serde(default, skip_serializing_if = "ExposeConfig::is_empty")]
     pub expose: ExposeConfig,
-    #[serde(rename = "ExternalSNI", default, skip_serializing_if = "String::is_empty")]
+    #[serde(
+        rename = "ExternalSNI",
+        default,
+        skip_serializing_if = "String::is_empty"
+    )]
     pub external_sni: String,
     /// Kept verbatim (see module docs).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -91,7 +100,11 @@ pub struct ProxyDefaults {
     pub mode: String,
     #[serde(default, skip_serializing_if = "TransparentProxyConfig::is_empty")]
     pub transparent_proxy: TransparentProxyConfig,
-    #[serde(rename = "MutualTLSMode", default, skip_serializing_if = "String::is_empty")]
+    #[serde(
+        rename = "MutualTLSMode",
+        default,
+        skip_serializing_if = "String::is_empty"
+    )]
     pub mutual_tls_mode: String,
     #[serde(default, skip_serializing_if = "MeshGatewayConfig::is_empty")]
     pub mesh_gateway: MeshGatewayConfig,
@@ -185,7 +198,11 @@ impl ServiceDefaults {
         check_protocol(&self.protocol).map_err(|m| ("Protocol".to_owned(), m))?;
         check_one_of("Mode", &self.mode, &PROXY_MODES)?;
         check_one_of("MutualTLSMode", &self.mutual_tls_mode, &MUTUAL_TLS_MODES)?;
-        check_one_of("MeshGateway.Mode", &self.mesh_gateway.mode, &MESH_GATEWAY_MODES)?;
+        check_one_of(
+            "MeshGateway.Mode",
+            &self.mesh_gateway.mode,
+            &MESH_GATEWAY_MODES,
+        )?;
         check_one_of(
             "BalanceInboundConnections",
             &self.balance_inbound_connections,
@@ -244,7 +261,10 @@ impl ProxyDefaults {
         if self.name != super::PROXY_DEFAULTS_GLOBAL {
             return Err((
                 "Name".into(),
-                format!("invalid name ({:?}), only \"global\" is supported", self.name),
+                format!(
+                    "invalid name ({:?}), only \"global\" is supported",
+                    self.name
+                ),
             ));
         }
         match self.config.get("protocol") {
@@ -257,7 +277,11 @@ impl ProxyDefaults {
         }
         check_one_of("Mode", &self.mode, &PROXY_MODES)?;
         check_one_of("MutualTLSMode", &self.mutual_tls_mode, &MUTUAL_TLS_MODES)?;
-        check_one_of("MeshGateway.Mode", &self.mesh_gateway.mode, &MESH_GATEWAY_MODES)?;
+        check_one_of(
+            "MeshGateway.Mode",
+            &self.mesh_gateway.mode,
+            &MESH_GATEWAY_MODES,
+        )?;
         check_envoy_extensions(&self.envoy_extensions)?;
         check_meta(&self.meta)
     }

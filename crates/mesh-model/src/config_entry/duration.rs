@@ -219,7 +219,10 @@ mod tests {
 
     #[test]
     fn parses_go_syntax() {
-        assert_eq!(GoDuration::parse("1h30m").unwrap(), GoDuration::from_secs(5400));
+        assert_eq!(
+            GoDuration::parse("1h30m").unwrap(),
+            GoDuration::from_secs(5400)
+        );
         assert_eq!(GoDuration::parse("300ms").unwrap(), GoDuration(300_000_000));
         assert_eq!(GoDuration::parse("2us").unwrap(), GoDuration(2_000));
         assert_eq!(GoDuration::parse(".5s").unwrap(), GoDuration(500_000_000));

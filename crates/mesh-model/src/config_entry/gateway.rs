@@ -66,15 +66,25 @@ impl TerminatingGateway {
                 };
                 return Err((
                     field,
-                    format!("service {:?} must have a {missing} if a {have} is specified", svc.name),
+                    format!(
+                        "service {:?} must have a {missing} if a {have} is specified",
+                        svc.name
+                    ),
                 ));
             }
-            let ns = if svc.namespace.is_empty() { &self.namespace } else { &svc.namespace };
+            let ns = if svc.namespace.is_empty() {
+                &self.namespace
+            } else {
+                &svc.namespace
+            };
             let key = (svc.name.clone(), ns.clone(), svc.partition.clone());
             if !seen.insert(key) {
                 return Err((
                     field,
-                    format!("service {:?} was specified more than once within a namespace", svc.name),
+                    format!(
+                        "service {:?} was specified more than once within a namespace",
+                        svc.name
+                    ),
                 ));
             }
         }

@@ -202,7 +202,10 @@ impl ServiceIntentions {
                     .map_err(|e| (f(".Name"), e.to_string()))?;
             }
             if !src.peer.is_empty() && !src.partition.is_empty() {
-                return Err((f(".Peer"), "cannot set Peer and Partition at the same time".into()));
+                return Err((
+                    f(".Peer"),
+                    "cannot set Peer and Partition at the same time".into(),
+                ));
             }
             if !src.sameness_group.is_empty() && !src.partition.is_empty() {
                 return Err((
@@ -238,7 +241,10 @@ impl ServiceIntentions {
                 return Err((f(".Action"), "must be set to 'allow' or 'deny'".into()));
             }
             if !src.permissions.is_empty() && src.action.is_some() {
-                return Err((f(".Action"), "must be omitted if Permissions are specified".into()));
+                return Err((
+                    f(".Action"),
+                    "must be omitted if Permissions are specified".into(),
+                ));
             }
             if dest_wild && !src.permissions.is_empty() {
                 return Err((
@@ -252,7 +258,10 @@ impl ServiceIntentions {
             for (j, perm) in src.permissions.iter().enumerate() {
                 let pf = f(&format!(".Permissions[{j}]"));
                 if perm.action.is_none() {
-                    return Err((format!("{pf}.Action"), "must be set to 'allow' or 'deny'".into()));
+                    return Err((
+                        format!("{pf}.Action"),
+                        "must be set to 'allow' or 'deny'".into(),
+                    ));
                 }
                 let Some(http) = &perm.http else {
                     return Err((format!("{pf}.HTTP"), "is required".into()));
@@ -271,7 +280,11 @@ impl ServiceIntentions {
                     return Err((format!("{pf}.HTTP"), "should not be empty".into()));
                 }
             }
-            let key = (self.source_name(src), src.peer.clone(), src.sameness_group.clone());
+            let key = (
+                self.source_name(src),
+                src.peer.clone(),
+                src.sameness_group.clone(),
+            );
             if !seen.insert(key) {
                 let qualifier = if !src.peer.is_empty() {
                     format!("peer({:?}) ", src.peer)
@@ -302,11 +315,17 @@ fn check_wildcards(
 ) -> FieldResult {
     let err = |field: &str, msg: &str| Err((format!("{prefix}{field}"), msg.to_owned()));
     if namespace != WILDCARD && namespace.contains('*') {
-        return err("Namespace", "wildcard character '*' cannot be used with partial values");
+        return err(
+            "Namespace",
+            "wildcard character '*' cannot be used with partial values",
+        );
     }
     if name != WILDCARD {
         if name.contains('*') {
-            return err("Name", "wildcard character '*' cannot be used with partial values");
+            return err(
+                "Name",
+                "wildcard character '*' cannot be used with partial values",
+            );
         }
         if namespace == WILDCARD {
             return err("Name", "exact value cannot follow wildcard namespace");

@@ -85,8 +85,7 @@ impl ConfigEntrySet {
     /// The service's protocol: its service-defaults `Protocol`, else the partition's
     /// proxy-defaults `global` `Config["protocol"]`, else `tcp`.
     pub fn protocol_of(&self, svc: &ServiceName) -> String {
-        if let Some(ConfigEntry::ServiceDefaults(sd)) =
-            self.for_service(Kind::ServiceDefaults, svc)
+        if let Some(ConfigEntry::ServiceDefaults(sd)) = self.for_service(Kind::ServiceDefaults, svc)
             && !sd.protocol.is_empty()
         {
             return sd.protocol.to_ascii_lowercase();
@@ -291,9 +290,21 @@ impl ConfigEntrySet {
 
 /// The service a route/split/redirect points at: empty fields inherit from the chain's service.
 fn target(chain: &ServiceName, service: &str, namespace: &str, partition: &str) -> ServiceName {
-    let name = if service.is_empty() { &chain.name } else { service };
-    let ns = if namespace.is_empty() { &chain.meta.namespace } else { namespace };
-    let ap = if partition.is_empty() { &chain.meta.partition } else { partition };
+    let name = if service.is_empty() {
+        &chain.name
+    } else {
+        service
+    };
+    let ns = if namespace.is_empty() {
+        &chain.meta.namespace
+    } else {
+        namespace
+    };
+    let ap = if partition.is_empty() {
+        &chain.meta.partition
+    } else {
+        partition
+    };
     ServiceName::new(name, EntMeta::new(Some(ap), Some(ns)))
 }
 

@@ -1,0 +1,98 @@
+//! Runs the real `lambdamesh` binary: servers as owned child processes (killed on drop) bound
+//! to 127.0.0.1:0, and CLI commands with their exit codes and output.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_lambdamesh");
+
+/// A running `lambdamesh` server process.
+pub struct Proc {
+    pub child: Child,
+    /// `127.0.0.1:PORT` of the HTTP API.
+    pub http: String,
+    pub log: std::sync::Arc<parking_lot::Mutex<Vec<String>>>,
+}
+
+impl Proc {
+    /// Starts `lambdamesh <args> -http-addr 127.0.0.1:0` and waits for it to serve.
+    pub fn start(args: &[&str]) -> Proc {
+        let mut child = Command::new(BIN)
+            .args(args)
+            .args(["-http-addr", "127.0.0.1:0"])
+            .env("LAMBDAMESH_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn lambdamesh");
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        let log = std::sync::Arc::new(parking_lot::Mutex::new(Vec::new()));
+        let log2 = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(rest) = line.split("HTTP API at http://").nth(1) {
+                    let addr = rest.split('/').next().unwrap_or("").to_owned();
+                    let _ = tx.send(addr);
+                }
+                log2.lock().push(line);
+            }
+        });
+        let http = match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(a) => a,
+            Err(_) => {
+                let _ = child.kill();
+                panic!("server did not start; log:\n{}", log.lock().join("\n"));
+            }
+        };
+        Proc { child, http, log }
+    }
+
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM and wait; returns whether it exited successfully.
+    pub fn terminate(&mut self) -> bool {
+        let pid = self.child.id() as i32;
+        // SAFETY-free: the `kill` command keeps this crate free of unsafe code.
+        let _ = Command::new("kill").args(["-TERM", &pid.to_string()]).status();
+        for _ in 0..100 {
+            if let Ok(Some(st)) = self.child.try_wait() {
+                return st.success();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        false
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs a CLI command against `http` and returns its output.
+pub fn lm(http: &str, args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .env("CONSUL_HTTP_ADDR", http)
+        .env_remove("CONSUL_HTTP_TOKEN")
+        .output()
+        .expect("run lambdamesh")
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
