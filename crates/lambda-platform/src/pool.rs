@@ -271,11 +271,6 @@ impl Pools {
         }
         while set.join_next().await.is_some() {}
     }
-
-    /// Live sandboxes (idle and busy).
-    pub(crate) fn live(&self) -> usize {
-        self.inner.lock().live
-    }
 }
 
 /// Periodically stops idle sandboxes.

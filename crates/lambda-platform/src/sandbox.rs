@@ -48,7 +48,6 @@ static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 pub(crate) struct FunctionSpec {
     pub name: String,
     pub version: String,
-    pub function_arn: String,
     pub runtime: String,
     pub handler: String,
     pub code_dir: PathBuf,
@@ -181,7 +180,6 @@ pub(crate) struct Sandbox {
 pub(crate) struct Invoked {
     pub outcome: Outcome,
     pub log_tail: Vec<u8>,
-    pub duration: Duration,
 }
 
 // === impl Sandbox ===
@@ -442,7 +440,7 @@ impl Sandbox {
         tokio::task::yield_now().await;
         let log_tail = self.shared.log.capture.lock().take().unwrap_or_default();
         *self.last_used.lock() = Instant::now();
-        Invoked { outcome, log_tail, duration }
+        Invoked { outcome, log_tail }
     }
 
     /// Whether the runtime process has exited.

@@ -9,3 +9,5 @@ mod lambda_api;
 mod runtimes;
 #[path = "platform/envoy.rs"]
 mod envoy;
+#[path = "platform/services.rs"]
+mod services;

@@ -1037,7 +1037,6 @@ pub(crate) fn spec_for(p: &Platform, rec: &FunctionRecord, v: &VersionConfig) ->
     Ok(Arc::new(FunctionSpec {
         name: rec.name.clone(),
         version: v.version.clone(),
-        function_arn: format!("arn:aws:lambda:{}:{}:function:{}", p.config().region, p.config().account, rec.name),
         runtime: v.runtime.clone(),
         handler: v.handler.clone(),
         code_dir: code::code_dir(data_dir, &v.code_key),
