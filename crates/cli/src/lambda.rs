@@ -42,7 +42,12 @@ pub struct ServeArgs {
     #[arg(long, env = "AWS_ACCESS_KEY_ID", default_value = "test")]
     access_key: String,
     /// The secret key clients must sign with.
-    #[arg(long, env = "AWS_SECRET_ACCESS_KEY", default_value = "test", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "AWS_SECRET_ACCESS_KEY",
+        default_value = "test",
+        hide_env_values = true
+    )]
     secret_key: String,
     /// Region in ARNs and signatures.
     #[arg(long, env = "AWS_REGION", default_value = "us-east-1")]
@@ -64,11 +69,20 @@ pub struct ServeArgs {
 #[derive(Args, Debug)]
 pub struct ConnArgs {
     /// Platform endpoint.
-    #[arg(long, env = "AWS_ENDPOINT_URL", default_value = "http://127.0.0.1:9001")]
+    #[arg(
+        long,
+        env = "AWS_ENDPOINT_URL",
+        default_value = "http://127.0.0.1:9001"
+    )]
     endpoint: String,
     #[arg(long, env = "AWS_ACCESS_KEY_ID", default_value = "test")]
     access_key: String,
-    #[arg(long, env = "AWS_SECRET_ACCESS_KEY", default_value = "test", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "AWS_SECRET_ACCESS_KEY",
+        default_value = "test",
+        hide_env_values = true
+    )]
     secret_key: String,
     #[arg(long, env = "AWS_REGION", default_value = "us-east-1")]
     region: String,
@@ -164,17 +178,27 @@ pub async fn run(cmd: LambdaCommand) -> anyhow::Result<u8> {
         LambdaCommand::Logs(a) => logs(a),
         LambdaCommand::Rm(a) => {
             let client = connect(&a.conn)?;
-            client.lambda("DELETE", &format!("/2015-03-31/functions/{}", uri_encode(&a.name, true)), None).await?;
+            client
+                .lambda(
+                    "DELETE",
+                    &format!("/2015-03-31/functions/{}", uri_encode(&a.name, true)),
+                    None,
+                )
+                .await?;
             Ok(0)
         }
     }
 }
 
 async fn serve(a: ServeArgs) -> anyhow::Result<u8> {
-    let listener =
-        tokio::net::TcpListener::bind(&a.addr).await.with_context(|| format!("cannot listen on {}", a.addr))?;
+    let listener = tokio::net::TcpListener::bind(&a.addr)
+        .await
+        .with_context(|| format!("cannot listen on {}", a.addr))?;
     let mut config = PlatformConfig::new(a.data_dir);
-    config.credentials = Credentials { access_key: a.access_key, secret_key: a.secret_key };
+    config.credentials = Credentials {
+        access_key: a.access_key,
+        secret_key: a.secret_key,
+    };
     config.region = a.region;
     config.account = a.account;
     config.python = a.python;
@@ -203,21 +227,31 @@ async fn shutdown_signal() {
 fn connect(c: &ConnArgs) -> anyhow::Result<Client> {
     Ok(Client::new(
         &c.endpoint,
-        Credentials { access_key: c.access_key.clone(), secret_key: c.secret_key.clone() },
+        Credentials {
+            access_key: c.access_key.clone(),
+            secret_key: c.secret_key.clone(),
+        },
         &c.region,
     )?)
 }
 
 fn pairs(list: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
     list.iter()
-        .map(|kv| kv.split_once('=').map(|(k, v)| (k.to_owned(), v.to_owned())).context(format!("expected KEY=VALUE, got {kv}")))
+        .map(|kv| {
+            kv.split_once('=')
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .context(format!("expected KEY=VALUE, got {kv}"))
+        })
         .collect()
 }
 
 async fn create(a: CreateArgs) -> anyhow::Result<u8> {
     let zip = match (&a.dir, &a.zip) {
-        (Some(dir), None) => lambda_platform::code::zip_dir(dir).with_context(|| format!("cannot zip {}", dir.display()))?,
-        (None, Some(z)) => std::fs::read(z).with_context(|| format!("cannot read {}", z.display()))?,
+        (Some(dir), None) => lambda_platform::code::zip_dir(dir)
+            .with_context(|| format!("cannot zip {}", dir.display()))?,
+        (None, Some(z)) => {
+            std::fs::read(z).with_context(|| format!("cannot read {}", z.display()))?
+        }
         _ => bail!("give exactly one of --dir or --zip"),
     };
     let mut body = json!({
@@ -235,7 +269,9 @@ async fn create(a: CreateArgs) -> anyhow::Result<u8> {
         body["Layers"] = json!(a.layers);
     }
     let client = connect(&a.conn)?;
-    let out = client.lambda("POST", "/2015-03-31/functions", Some(&body)).await?;
+    let out = client
+        .lambda("POST", "/2015-03-31/functions", Some(&body))
+        .await?;
     print_json(&out)?;
     Ok(0)
 }
@@ -246,16 +282,28 @@ async fn invoke(a: InvokeArgs) -> anyhow::Result<u8> {
     if a.log {
         headers.push(("x-amz-log-type", "Tail"));
     }
-    let resp = client.invoke(&a.name, Bytes::from(a.payload), &headers).await?;
+    let resp = client
+        .invoke(&a.name, Bytes::from(a.payload), &headers)
+        .await?;
     if resp.status >= 300 {
-        bail!("invoke failed ({}): {}", resp.status, String::from_utf8_lossy(&resp.body));
+        bail!(
+            "invoke failed ({}): {}",
+            resp.status,
+            String::from_utf8_lossy(&resp.body)
+        );
     }
     if let Some(tail) = resp.header("x-amz-log-result") {
-        let bytes = base64::engine::general_purpose::STANDARD.decode(tail).unwrap_or_default();
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(tail)
+            .unwrap_or_default();
         eprint!("{}", String::from_utf8_lossy(&bytes));
     }
     write_out(&resp.body)?;
-    Ok(if resp.header("x-amz-function-error").is_some() { 1 } else { 0 })
+    Ok(if resp.header("x-amz-function-error").is_some() {
+        1
+    } else {
+        0
+    })
 }
 
 async fn list(c: ConnArgs) -> anyhow::Result<u8> {
@@ -267,16 +315,28 @@ async fn list(c: ConnArgs) -> anyhow::Result<u8> {
             None => "/2015-03-31/functions/".to_owned(),
         };
         let page = client.lambda("GET", &path, None).await?;
-        for f in page.get("Functions").and_then(Value::as_array).into_iter().flatten() {
+        for f in page
+            .get("Functions")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
             let line = format!(
                 "{}\t{}\t{}\n",
-                f.get("FunctionName").and_then(Value::as_str).unwrap_or_default(),
+                f.get("FunctionName")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default(),
                 f.get("Runtime").and_then(Value::as_str).unwrap_or_default(),
-                f.get("LastModified").and_then(Value::as_str).unwrap_or_default()
+                f.get("LastModified")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
             );
             write_out(line.as_bytes())?;
         }
-        marker = page.get("NextMarker").and_then(Value::as_str).map(str::to_owned);
+        marker = page
+            .get("NextMarker")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
         if marker.is_none() {
             return Ok(0);
         }
@@ -288,10 +348,19 @@ async fn tag(a: TagArgs) -> anyhow::Result<u8> {
     let arn = if a.name.starts_with("arn:") {
         a.name.clone()
     } else {
-        format!("arn:aws:lambda:{}:{}:function:{}", a.conn.region, a.account, a.name)
+        format!(
+            "arn:aws:lambda:{}:{}:function:{}",
+            a.conn.region, a.account, a.name
+        )
     };
     let body = json!({"Tags": pairs(&a.tags)?});
-    client.lambda("POST", &format!("/2017-03-31/tags/{}", uri_encode(&arn, true)), Some(&body)).await?;
+    client
+        .lambda(
+            "POST",
+            &format!("/2017-03-31/tags/{}", uri_encode(&arn, true)),
+            Some(&body),
+        )
+        .await?;
     Ok(0)
 }
 

@@ -2,8 +2,8 @@
 //! to a JSON-protocol service chosen by `X-Amz-Target` (SSM, Resource Groups Tagging,
 //! EventBridge). Every response carries `x-amzn-RequestId`.
 
-pub mod lambda;
 mod json_services;
+pub mod lambda;
 
 use std::{net::SocketAddr, sync::Arc};
 
@@ -38,7 +38,10 @@ pub(crate) struct Req {
 
 impl Req {
     pub(crate) fn query(&self, key: &str) -> Option<&str> {
-        self.query.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+        self.query
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
     }
     pub(crate) fn header(&self, key: &str) -> Option<&str> {
         self.headers.get(key).and_then(|v| v.to_str().ok())
@@ -50,32 +53,58 @@ impl Req {
         }
         match serde_json::from_slice::<Value>(&self.body) {
             Ok(v @ Value::Object(_)) => Ok(v),
-            _ => Err(ApiError::new(400, "SerializationException", "Could not parse request body into json")),
+            _ => Err(ApiError::new(
+                400,
+                "SerializationException",
+                "Could not parse request body into json",
+            )),
         }
     }
 }
 
 pub(crate) fn handler(platform: Platform) -> Handler {
-    Arc::new(move |req: Request<Incoming>, peer: SocketAddr| -> ResponseFuture {
-        let platform = platform.clone();
-        Box::pin(async move { handle(platform, req, peer).await })
-    })
+    Arc::new(
+        move |req: Request<Incoming>, peer: SocketAddr| -> ResponseFuture {
+            let platform = platform.clone();
+            Box::pin(async move { handle(platform, req, peer).await })
+        },
+    )
 }
 
 enum Service {
     Lambda,
-    Json { service: &'static str, target: String },
+    Json {
+        service: &'static str,
+        target: String,
+    },
 }
 
-async fn handle(platform: Platform, req: Request<Incoming>, peer: SocketAddr) -> Response<Full<Bytes>> {
+async fn handle(
+    platform: Platform,
+    req: Request<Incoming>,
+    peer: SocketAddr,
+) -> Response<Full<Bytes>> {
     let request_id = uuid::Uuid::new_v4().to_string();
     let (parts, body) = req.into_parts();
-    let target = parts.headers.get("x-amz-target").and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let target = parts
+        .headers
+        .get("x-amz-target")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
     let service = match target {
         Some(t) => match t.split_once('.').map(|(p, _)| p) {
-            Some("AmazonSSM") => Service::Json { service: "ssm", target: t },
-            Some("ResourceGroupsTaggingAPI_20170126") => Service::Json { service: "tagging", target: t },
-            Some("AWSEvents") => Service::Json { service: "events", target: t },
+            Some("AmazonSSM") => Service::Json {
+                service: "ssm",
+                target: t,
+            },
+            Some("ResourceGroupsTaggingAPI_20170126") => Service::Json {
+                service: "tagging",
+                target: t,
+            },
+            Some("AWSEvents") => Service::Json {
+                service: "events",
+                target: t,
+            },
             _ => {
                 return ApiError::new(400, "UnknownOperationException", "")
                     .into_response(Protocol::AwsJson, &request_id);
@@ -90,8 +119,12 @@ async fn handle(platform: Platform, req: Request<Incoming>, peer: SocketAddr) ->
     let body = match Limited::new(body, MAX_BODY).collect().await {
         Ok(b) => b.to_bytes(),
         Err(_) => {
-            return ApiError::new(413, "RequestTooLargeException", "Request must be smaller than 73400320 bytes")
-                .into_response(protocol, &request_id);
+            return ApiError::new(
+                413,
+                "RequestTooLargeException",
+                "Request must be smaller than 73400320 bytes",
+            )
+            .into_response(protocol, &request_id);
         }
     };
     let raw_path = parts.uri.path();
@@ -108,21 +141,32 @@ async fn handle(platform: Platform, req: Request<Incoming>, peer: SocketAddr) ->
         body: &body,
     };
     let cfg = platform.config();
-    if let Err(e) =
-        sigv4::verify(&view, &cfg.credentials, &cfg.region, signing_service, time::OffsetDateTime::now_utc())
-    {
+    if let Err(e) = sigv4::verify(
+        &view,
+        &cfg.credentials,
+        &cfg.region,
+        signing_service,
+        time::OffsetDateTime::now_utc(),
+    ) {
         tracing::info!(peer = %peer, code = e.code, "request rejected by SigV4 verification");
         return e.into_response(protocol, &request_id);
     }
     let req = Req {
         method: parts.method.clone(),
-        segs: raw_path.trim_start_matches('/').split('/').map(sigv4::percent_decode).collect(),
+        segs: raw_path
+            .trim_start_matches('/')
+            .split('/')
+            .map(sigv4::percent_decode)
+            .collect(),
         query: raw_query
             .split('&')
             .filter(|p| !p.is_empty())
             .map(|p| {
                 let (k, v) = p.split_once('=').unwrap_or((p, ""));
-                (sigv4::percent_decode(&k.replace('+', " ")), sigv4::percent_decode(&v.replace('+', " ")))
+                (
+                    sigv4::percent_decode(&k.replace('+', " ")),
+                    sigv4::percent_decode(&v.replace('+', " ")),
+                )
             })
             .collect(),
         headers: parts.headers,
@@ -132,7 +176,9 @@ async fn handle(platform: Platform, req: Request<Incoming>, peer: SocketAddr) ->
     };
     let result = match service {
         Service::Lambda => lambda::dispatch(&platform, &req).await,
-        Service::Json { service, target } => json_services::dispatch(&platform, service, &target, &req).await,
+        Service::Json { service, target } => {
+            json_services::dispatch(&platform, service, &target, &req).await
+        }
     };
     let mut resp = match result {
         Ok(r) => r,

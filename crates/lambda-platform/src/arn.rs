@@ -35,12 +35,18 @@ pub enum RefError {
 
 /// Whether `s` is a valid bare function name (1–64 of `[a-zA-Z0-9-_]`).
 pub fn valid_name(s: &str) -> bool {
-    !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    !s.is_empty()
+        && s.len() <= 64
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 /// Whether `s` is a valid qualifier (`$LATEST`, a version number or an alias name).
 pub fn valid_qualifier(s: &str) -> bool {
-    !s.is_empty() && s.len() <= 128 && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'$' | b'_' | b'-'))
+    !s.is_empty()
+        && s.len() <= 128
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'$' | b'_' | b'-'))
 }
 
 /// Parses a `FunctionName` parameter. Pure; fuzzed.
@@ -53,7 +59,15 @@ pub fn parse_function_ref(s: &str) -> Result<FunctionRef, RefError> {
     }
     let parts: Vec<&str> = s.split(':').collect();
     let (region, account, rest): (Option<&str>, Option<&str>, &[&str]) = match parts.as_slice() {
-        ["arn", partition, "lambda", region, account, "function", rest @ ..] => {
+        [
+            "arn",
+            partition,
+            "lambda",
+            region,
+            account,
+            "function",
+            rest @ ..,
+        ] => {
             if !partition.starts_with("aws") || !valid_region(region) || !valid_account(account) {
                 return Err(RefError::Pattern);
             }
@@ -70,10 +84,10 @@ pub fn parse_function_ref(s: &str) -> Result<FunctionRef, RefError> {
     if !valid_name(name) {
         return Err(RefError::Pattern);
     }
-    if let Some(q) = qualifier {
-        if !(q == "$LATEST" || (valid_qualifier(q) && !q.contains('$'))) {
-            return Err(RefError::Pattern);
-        }
+    if let Some(q) = qualifier
+        && !(q == "$LATEST" || (valid_qualifier(q) && !q.contains('$')))
+    {
+        return Err(RefError::Pattern);
     }
     Ok(FunctionRef {
         name: name.to_owned(),
@@ -105,15 +119,31 @@ pub fn parse_layer_version_arn(s: &str) -> Result<LayerVersionRef, RefError> {
         return Err(RefError::TooLong(140));
     }
     match s.split(':').collect::<Vec<_>>().as_slice() {
-        ["arn", partition, "lambda", region, account, "layer", name, version]
-            if partition.starts_with("aws") && valid_region(region) && valid_account(account) && valid_layer_name(name) =>
+        [
+            "arn",
+            partition,
+            "lambda",
+            region,
+            account,
+            "layer",
+            name,
+            version,
+        ] if partition.starts_with("aws")
+            && valid_region(region)
+            && valid_account(account)
+            && valid_layer_name(name) =>
         {
             let number = version.parse::<u64>().map_err(|_| RefError::Pattern)?;
             // Reject "01" and "+1", which `parse` would accept.
             if number == 0 || number.to_string() != *version {
                 return Err(RefError::Pattern);
             }
-            Ok(LayerVersionRef { region: (*region).into(), account: (*account).into(), name: (*name).into(), version: number })
+            Ok(LayerVersionRef {
+                region: (*region).into(),
+                account: (*account).into(),
+                name: (*name).into(),
+                version: number,
+            })
         }
         _ => Err(RefError::Pattern),
     }
@@ -121,7 +151,10 @@ pub fn parse_layer_version_arn(s: &str) -> Result<LayerVersionRef, RefError> {
 
 /// Whether `s` is a valid layer name.
 pub fn valid_layer_name(s: &str) -> bool {
-    !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    !s.is_empty()
+        && s.len() <= 64
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 fn valid_account(s: &str) -> bool {
@@ -129,7 +162,10 @@ fn valid_account(s: &str) -> bool {
 }
 
 fn valid_region(s: &str) -> bool {
-    !s.is_empty() && s.len() <= 32 && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    !s.is_empty()
+        && s.len() <= 32
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
 }
 
 /// The AWS validation error for a bad `FunctionName`.
@@ -161,8 +197,12 @@ mod tests {
         let r = parse_function_ref("123456789012:function:greeter:$LATEST").unwrap();
         assert_eq!(r.account.as_deref(), Some("123456789012"));
         assert_eq!(r.qualifier.as_deref(), Some("$LATEST"));
-        let r = parse_function_ref("arn:aws:lambda:us-east-1:123456789012:function:greeter:3").unwrap();
-        assert_eq!((r.region.as_deref(), r.qualifier.as_deref()), (Some("us-east-1"), Some("3")));
+        let r =
+            parse_function_ref("arn:aws:lambda:us-east-1:123456789012:function:greeter:3").unwrap();
+        assert_eq!(
+            (r.region.as_deref(), r.qualifier.as_deref()),
+            (Some("us-east-1"), Some("3"))
+        );
     }
 
     #[test]
@@ -178,14 +218,22 @@ mod tests {
         ] {
             assert!(parse_function_ref(bad).is_err(), "{bad}");
         }
-        assert_eq!(parse_function_ref(&"a".repeat(171)), Err(RefError::TooLong(170)));
+        assert_eq!(
+            parse_function_ref(&"a".repeat(171)),
+            Err(RefError::TooLong(170))
+        );
     }
 
     #[test]
     fn layer_arns() {
-        let l = parse_layer_version_arn("arn:aws:lambda:us-east-1:123456789012:layer:ext:2").unwrap();
+        let l =
+            parse_layer_version_arn("arn:aws:lambda:us-east-1:123456789012:layer:ext:2").unwrap();
         assert_eq!((l.name.as_str(), l.version), ("ext", 2));
-        assert!(parse_layer_version_arn("arn:aws:lambda:us-east-1:123456789012:layer:ext").is_err());
-        assert!(parse_layer_version_arn("arn:aws:lambda:us-east-1:123456789012:layer:ext:0").is_err());
+        assert!(
+            parse_layer_version_arn("arn:aws:lambda:us-east-1:123456789012:layer:ext").is_err()
+        );
+        assert!(
+            parse_layer_version_arn("arn:aws:lambda:us-east-1:123456789012:layer:ext:0").is_err()
+        );
     }
 }

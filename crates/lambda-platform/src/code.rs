@@ -33,7 +33,9 @@ pub(crate) fn install_zip(data_dir: &Path, zip: &[u8]) -> Result<Installed, ApiE
     let sha256_b64 = base64::engine::general_purpose::STANDARD.encode(digest);
     let dir = code_dir(data_dir, &key);
     if !dir.is_dir() {
-        let tmp = data_dir.join("code").join(format!(".{key}.tmp-{}", uuid::Uuid::new_v4().simple()));
+        let tmp = data_dir
+            .join("code")
+            .join(format!(".{key}.tmp-{}", uuid::Uuid::new_v4().simple()));
         let result = extract(zip, &tmp);
         if let Err(e) = result {
             let _ = fs::remove_dir_all(&tmp);
@@ -47,7 +49,11 @@ pub(crate) fn install_zip(data_dir: &Path, zip: &[u8]) -> Result<Installed, ApiE
             }
         }
     }
-    Ok(Installed { sha256_b64, size: zip.len() as u64, key })
+    Ok(Installed {
+        sha256_b64,
+        size: zip.len() as u64,
+        key,
+    })
 }
 
 /// Directory of an installed package.
@@ -56,13 +62,16 @@ pub(crate) fn code_dir(data_dir: &Path, key: &str) -> PathBuf {
 }
 
 fn unzip_error() -> ApiError {
-    ApiError::invalid_parameter("Could not unzip uploaded file. Please check your file, then try to upload again.")
+    ApiError::invalid_parameter(
+        "Could not unzip uploaded file. Please check your file, then try to upload again.",
+    )
 }
 
 /// Extracts a zip into `dest`, refusing entries that escape it and archives over 250 MB unzipped.
 pub(crate) fn extract(zip: &[u8], dest: &Path) -> Result<(), ApiError> {
     let mut archive = zip::ZipArchive::new(Cursor::new(zip)).map_err(|_| unzip_error())?;
-    fs::create_dir_all(dest).map_err(|e| ApiError::internal(format!("cannot create code dir: {e}")))?;
+    fs::create_dir_all(dest)
+        .map_err(|e| ApiError::internal(format!("cannot create code dir: {e}")))?;
     let mut total: u64 = 0;
     for i in 0..archive.len() {
         let mut file = archive.by_index(i).map_err(|_| unzip_error())?;
@@ -71,24 +80,30 @@ pub(crate) fn extract(zip: &[u8], dest: &Path) -> Result<(), ApiError> {
         };
         let path = dest.join(rel);
         if file.is_dir() {
-            fs::create_dir_all(&path).map_err(|e| ApiError::internal(format!("cannot create dir: {e}")))?;
+            fs::create_dir_all(&path)
+                .map_err(|e| ApiError::internal(format!("cannot create dir: {e}")))?;
             continue;
         }
         if let Some(parent) = path.parent() {
-            fs::create_dir_all(parent).map_err(|e| ApiError::internal(format!("cannot create dir: {e}")))?;
+            fs::create_dir_all(parent)
+                .map_err(|e| ApiError::internal(format!("cannot create dir: {e}")))?;
         }
         let mode = file.unix_mode();
         let mut buf = Vec::new();
         // Read at most what is left of the budget + 1 so a zip bomb cannot exhaust memory.
         let budget = MAX_UNZIPPED.saturating_sub(total) + 1;
-        (&mut file).take(budget).read_to_end(&mut buf).map_err(|_| unzip_error())?;
+        (&mut file)
+            .take(budget)
+            .read_to_end(&mut buf)
+            .map_err(|_| unzip_error())?;
         total += buf.len() as u64;
         if total > MAX_UNZIPPED {
             return Err(ApiError::invalid_parameter(format!(
                 "Unzipped size must be smaller than {MAX_UNZIPPED} bytes"
             )));
         }
-        fs::write(&path, &buf).map_err(|e| ApiError::internal(format!("cannot write code: {e}")))?;
+        fs::write(&path, &buf)
+            .map_err(|e| ApiError::internal(format!("cannot write code: {e}")))?;
         set_mode(&path, mode.unwrap_or(0o755));
     }
     Ok(())
@@ -110,7 +125,11 @@ pub(crate) fn assemble_opt(data_dir: &Path, keys: &[String]) -> std::io::Result<
     if dir.is_dir() {
         return Ok(Some(dir));
     }
-    let tmp = data_dir.join("opt").join(format!(".{}.tmp-{}", &id[..32], uuid::Uuid::new_v4().simple()));
+    let tmp = data_dir.join("opt").join(format!(
+        ".{}.tmp-{}",
+        &id[..32],
+        uuid::Uuid::new_v4().simple()
+    ));
     fs::create_dir_all(&tmp)?;
     for key in keys {
         copy_tree(&code_dir(data_dir, key), &tmp)?;
@@ -150,7 +169,11 @@ pub fn zip_dir(dir: &Path) -> std::io::Result<Vec<u8>> {
         entries.sort_by_key(fs::DirEntry::file_name);
         for entry in entries {
             let path = entry.path();
-            let rel = path.strip_prefix(dir).map_err(std::io::Error::other)?.to_string_lossy().into_owned();
+            let rel = path
+                .strip_prefix(dir)
+                .map_err(std::io::Error::other)?
+                .to_string_lossy()
+                .into_owned();
             let meta = entry.metadata()?;
             if meta.is_dir() {
                 stack.push(path);

@@ -56,13 +56,21 @@ impl Bus {
     pub(crate) fn open(data_dir: &Path) -> Result<Self, PlatformError> {
         let path = data_dir.join("events").join("rules.json");
         let rules = match std::fs::read(&path) {
-            Ok(b) => serde_json::from_slice(&b)
-                .map_err(|e| PlatformError::CorruptState { path: path.clone(), message: e.to_string() })?,
+            Ok(b) => serde_json::from_slice(&b).map_err(|e| PlatformError::CorruptState {
+                path: path.clone(),
+                message: e.to_string(),
+            })?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
             Err(source) => return Err(PlatformError::DataDir { path, source }),
         };
         let (tx, rx) = mpsc::unbounded_channel();
-        Ok(Self { path, rules: Mutex::new(rules), tx, rx: Mutex::new(Some(rx)), closed: Mutex::new(false) })
+        Ok(Self {
+            path,
+            rules: Mutex::new(rules),
+            tx,
+            rx: Mutex::new(Some(rx)),
+            closed: Mutex::new(false),
+        })
     }
 
     pub(crate) fn close(&self) {
@@ -70,7 +78,8 @@ impl Bus {
     }
 
     fn persist(&self, rules: &BTreeMap<String, Rule>) -> Result<(), ApiError> {
-        write_json_atomic(&self.path, rules).map_err(|e| ApiError::internal(format!("cannot persist rules: {e}")))
+        write_json_atomic(&self.path, rules)
+            .map_err(|e| ApiError::internal(format!("cannot persist rules: {e}")))
     }
 
     /// Publishes an event to the bus (matching and delivery happen asynchronously).
@@ -81,7 +90,14 @@ impl Bus {
     }
 
     /// Emits the CloudTrail event of a successful Lambda API call.
-    pub(crate) fn api_call(&self, p: &Platform, event_name: &str, request: Value, response: Value, req: &Req) {
+    pub(crate) fn api_call(
+        &self,
+        p: &Platform,
+        event_name: &str,
+        request: Value,
+        response: Value,
+        req: &Req,
+    ) {
         let cfg = p.config();
         let time = rfc3339_now();
         let user_agent = req.header("user-agent").unwrap_or_default().to_owned();
@@ -129,41 +145,91 @@ impl Bus {
         let cfg = p.config();
         let rule_arn = |n: &str| format!("arn:aws:events:{}:{}:rule/{n}", cfg.region, cfg.account);
         let name = || -> Result<String, ApiError> {
-            let n = body.get("Name").or_else(|| body.get("Rule")).and_then(Value::as_str).unwrap_or_default();
-            if n.is_empty() || n.len() > 64 || !n.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)) {
-                return Err(ApiError::validation("name", n, "Member must satisfy regular expression pattern: [\\.\\-_A-Za-z0-9]+"));
+            let n = body
+                .get("Name")
+                .or_else(|| body.get("Rule"))
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            if n.is_empty()
+                || n.len() > 64
+                || !n
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+            {
+                return Err(ApiError::validation(
+                    "name",
+                    n,
+                    "Member must satisfy regular expression pattern: [\\.\\-_A-Za-z0-9]+",
+                ));
             }
             Ok(n.to_owned())
         };
-        let missing_rule = |n: &str| ApiError::new(400, "ResourceNotFoundException", format!("Rule {n} does not exist on EventBus default."));
+        let missing_rule = |n: &str| {
+            ApiError::new(
+                400,
+                "ResourceNotFoundException",
+                format!("Rule {n} does not exist on EventBus default."),
+            )
+        };
         match op {
             "PutRule" => {
                 let n = name()?;
-                let pattern = body.get("EventPattern").and_then(Value::as_str).map(str::to_owned);
-                let schedule = body.get("ScheduleExpression").and_then(Value::as_str).map(str::to_owned);
+                let pattern = body
+                    .get("EventPattern")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned);
+                let schedule = body
+                    .get("ScheduleExpression")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned);
                 if pattern.is_none() && schedule.is_none() {
-                    return Err(ApiError::new(400, "ValidationException", "Parameter(s) EventPattern or ScheduleExpression must be specified."));
+                    return Err(ApiError::new(
+                        400,
+                        "ValidationException",
+                        "Parameter(s) EventPattern or ScheduleExpression must be specified.",
+                    ));
                 }
                 if let Some(pt) = &pattern {
                     EventPattern::parse(pt).map_err(|e| {
-                        ApiError::new(400, "InvalidEventPatternException", format!("Event pattern is not valid. Reason: {e}"))
+                        ApiError::new(
+                            400,
+                            "InvalidEventPatternException",
+                            format!("Event pattern is not valid. Reason: {e}"),
+                        )
                     })?;
                 }
                 if let Some(s) = &schedule {
-                    Schedule::parse(s).map_err(|_| ApiError::new(400, "ValidationException", "Parameter ScheduleExpression is not valid."))?;
+                    Schedule::parse(s).map_err(|_| {
+                        ApiError::new(
+                            400,
+                            "ValidationException",
+                            "Parameter ScheduleExpression is not valid.",
+                        )
+                    })?;
                 }
-                let state = body.get("State").and_then(Value::as_str).unwrap_or("ENABLED").to_owned();
+                let state = body
+                    .get("State")
+                    .and_then(Value::as_str)
+                    .unwrap_or("ENABLED")
+                    .to_owned();
                 let mut rules = self.rules.lock();
                 let targets = rules.get(&n).map(|r| r.targets.clone()).unwrap_or_default();
                 let mut next = rules.clone();
-                next.insert(n.clone(), Rule {
-                    name: n.clone(),
-                    event_pattern: pattern,
-                    schedule,
-                    state,
-                    description: body.get("Description").and_then(Value::as_str).unwrap_or_default().to_owned(),
-                    targets,
-                });
+                next.insert(
+                    n.clone(),
+                    Rule {
+                        name: n.clone(),
+                        event_pattern: pattern,
+                        schedule,
+                        state,
+                        description: body
+                            .get("Description")
+                            .and_then(Value::as_str)
+                            .unwrap_or_default()
+                            .to_owned(),
+                        targets,
+                    },
+                );
                 self.persist(&next)?;
                 *rules = next;
                 Ok(json!({"RuleArn": rule_arn(&n)}))
@@ -172,7 +238,11 @@ impl Bus {
                 let n = name()?;
                 let mut rules = self.rules.lock();
                 if rules.get(&n).is_some_and(|r| !r.targets.is_empty()) {
-                    return Err(ApiError::new(400, "ValidationException", "Rule can't be deleted since it has targets."));
+                    return Err(ApiError::new(
+                        400,
+                        "ValidationException",
+                        "Rule can't be deleted since it has targets.",
+                    ));
                 }
                 let mut next = rules.clone();
                 next.remove(&n);
@@ -187,31 +257,57 @@ impl Bus {
                 Ok(rule_json(r, &rule_arn(&r.name)))
             }
             "ListRules" => {
-                let prefix = body.get("NamePrefix").and_then(Value::as_str).unwrap_or_default();
+                let prefix = body
+                    .get("NamePrefix")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
                 let rules = self.rules.lock();
-                let list: Vec<Value> =
-                    rules.values().filter(|r| r.name.starts_with(prefix)).map(|r| rule_json(r, &rule_arn(&r.name))).collect();
+                let list: Vec<Value> = rules
+                    .values()
+                    .filter(|r| r.name.starts_with(prefix))
+                    .map(|r| rule_json(r, &rule_arn(&r.name)))
+                    .collect();
                 Ok(json!({"Rules": list}))
             }
             "PutTargets" => {
                 let n = name()?;
-                let targets = body.get("Targets").and_then(Value::as_array).cloned().unwrap_or_default();
+                let targets = body
+                    .get("Targets")
+                    .and_then(Value::as_array)
+                    .cloned()
+                    .unwrap_or_default();
                 if targets.is_empty() || targets.len() > 10 {
-                    return Err(ApiError::validation("targets", "", "Member must have length less than or equal to 10"));
+                    return Err(ApiError::validation(
+                        "targets",
+                        "",
+                        "Member must have length less than or equal to 10",
+                    ));
                 }
                 let mut rules = self.rules.lock();
                 let mut next = rules.clone();
                 let rule = next.get_mut(&n).ok_or_else(|| missing_rule(&n))?;
                 let mut failed = Vec::new();
                 for t in targets {
-                    let id = t.get("Id").and_then(Value::as_str).unwrap_or_default().to_owned();
-                    let arn = t.get("Arn").and_then(Value::as_str).unwrap_or_default().to_owned();
+                    let id = t
+                        .get("Id")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .to_owned();
+                    let arn = t
+                        .get("Arn")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .to_owned();
                     if !arn.starts_with("arn:aws:lambda:") {
                         failed.push(json!({"TargetId": id, "ErrorCode": "ValidationException", "ErrorMessage": "Only Lambda function targets are supported by the local platform."}));
                         continue;
                     }
                     rule.targets.retain(|x| x.id != id);
-                    rule.targets.push(Target { id, arn, input: t.get("Input").and_then(Value::as_str).map(str::to_owned) });
+                    rule.targets.push(Target {
+                        id,
+                        arn,
+                        input: t.get("Input").and_then(Value::as_str).map(str::to_owned),
+                    });
                 }
                 self.persist(&next)?;
                 *rules = next;
@@ -219,7 +315,16 @@ impl Bus {
             }
             "RemoveTargets" => {
                 let n = name()?;
-                let ids: Vec<String> = body.get("Ids").and_then(Value::as_array).map(|a| a.iter().filter_map(Value::as_str).map(str::to_owned).collect()).unwrap_or_default();
+                let ids: Vec<String> = body
+                    .get("Ids")
+                    .and_then(Value::as_array)
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(Value::as_str)
+                            .map(str::to_owned)
+                            .collect()
+                    })
+                    .unwrap_or_default();
                 let mut rules = self.rules.lock();
                 let mut next = rules.clone();
                 let rule = next.get_mut(&n).ok_or_else(|| missing_rule(&n))?;
@@ -246,15 +351,25 @@ impl Bus {
                 Ok(json!({"Targets": list}))
             }
             "PutEvents" => {
-                let entries = body.get("Entries").and_then(Value::as_array).cloned().unwrap_or_default();
+                let entries = body
+                    .get("Entries")
+                    .and_then(Value::as_array)
+                    .cloned()
+                    .unwrap_or_default();
                 if entries.is_empty() || entries.len() > 10 {
-                    return Err(ApiError::validation("entries", "", "Member must have length less than or equal to 10"));
+                    return Err(ApiError::validation(
+                        "entries",
+                        "",
+                        "Member must have length less than or equal to 10",
+                    ));
                 }
                 let mut out = Vec::new();
                 let mut failed = 0;
                 for e in entries {
                     let s = |k: &str| e.get(k).and_then(Value::as_str).map(str::to_owned);
-                    let detail = s("Detail").and_then(|d| serde_json::from_str::<Value>(&d).ok()).filter(Value::is_object);
+                    let detail = s("Detail")
+                        .and_then(|d| serde_json::from_str::<Value>(&d).ok())
+                        .filter(Value::is_object);
                     match (s("Source"), s("DetailType"), detail) {
                         (Some(source), Some(dt), Some(detail)) => {
                             let id = uuid::Uuid::new_v4().to_string();
@@ -274,15 +389,24 @@ impl Bus {
                 Ok(json!({"FailedEntryCount": failed, "Entries": out}))
             }
             "TestEventPattern" => {
-                let pt = body.get("EventPattern").and_then(Value::as_str).unwrap_or_default();
+                let pt = body
+                    .get("EventPattern")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
                 let pattern = EventPattern::parse(pt).map_err(|e| {
-                    ApiError::new(400, "InvalidEventPatternException", format!("Event pattern is not valid. Reason: {e}"))
+                    ApiError::new(
+                        400,
+                        "InvalidEventPatternException",
+                        format!("Event pattern is not valid. Reason: {e}"),
+                    )
                 })?;
                 let event: Value = body
                     .get("Event")
                     .and_then(Value::as_str)
                     .and_then(|e| serde_json::from_str(e).ok())
-                    .ok_or_else(|| ApiError::new(400, "ValidationException", "Parameter Event is not valid."))?;
+                    .ok_or_else(|| {
+                        ApiError::new(400, "ValidationException", "Parameter Event is not valid.")
+                    })?;
                 Ok(json!({"Result": pattern.matches(&event)}))
             }
             _ => Err(ApiError::new(400, "UnknownOperationException", "")),
@@ -328,7 +452,10 @@ fn camel(v: Value) -> Value {
         Value::Object(m) => Value::Object(
             m.into_iter()
                 .map(|(k, v)| {
-                    let user_map = matches!(k.as_str(), "Tags" | "tags" | "Variables" | "AdditionalVersionWeights");
+                    let user_map = matches!(
+                        k.as_str(),
+                        "Tags" | "tags" | "Variables" | "AdditionalVersionWeights"
+                    );
                     let mut key = k.clone();
                     if let Some(first) = key.get(..1) {
                         key = format!("{}{}", first.to_ascii_lowercase(), &key[1..]);
@@ -344,12 +471,16 @@ fn camel(v: Value) -> Value {
 
 fn rfc3339_now() -> String {
     let fmt = time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z");
-    time::OffsetDateTime::now_utc().format(fmt).unwrap_or_default()
+    time::OffsetDateTime::now_utc()
+        .format(fmt)
+        .unwrap_or_default()
 }
 
 /// Starts the bus's delivery loop and the scheduler.
 pub(crate) fn start(platform: Platform) {
-    let Some(mut rx) = platform.inner.bus.rx.lock().take() else { return };
+    let Some(mut rx) = platform.inner.bus.rx.lock().take() else {
+        return;
+    };
     let weak = std::sync::Arc::downgrade(&platform.inner);
     tokio::spawn(async move {
         while let Some(event) = rx.recv().await {
@@ -375,14 +506,24 @@ pub(crate) fn start(platform: Platform) {
             if *p.inner.bus.closed.lock() {
                 break;
             }
-            let rules: Vec<Rule> = p.inner.bus.rules.lock().values().filter(|r| r.state == "ENABLED" && r.schedule.is_some()).cloned().collect();
+            let rules: Vec<Rule> = p
+                .inner
+                .bus
+                .rules
+                .lock()
+                .values()
+                .filter(|r| r.state == "ENABLED" && r.schedule.is_some())
+                .cloned()
+                .collect();
             let now = Instant::now();
             let wall_minute = time::OffsetDateTime::now_utc().unix_timestamp() / 60;
             let new_minute = wall_minute != last_cron_minute;
             last_cron_minute = wall_minute;
             last_fire.retain(|name, _| rules.iter().any(|r| &r.name == name));
             for r in rules {
-                let Some(Ok(schedule)) = r.schedule.as_deref().map(Schedule::parse) else { continue };
+                let Some(Ok(schedule)) = r.schedule.as_deref().map(Schedule::parse) else {
+                    continue;
+                };
                 let due = match &schedule {
                     Schedule::Rate(minutes) => {
                         let period = minute * (*minutes as u32);

@@ -1,7 +1,9 @@
 //! One HTTP/1.1 server lifecycle for the API and every sandbox's Runtime API: a pre-bound
 //! listener, a shutdown future, bounded connections, back-off on accept errors, graceful drain.
 
-use std::{convert::Infallible, future::Future, net::SocketAddr, pin::Pin, sync::Arc, time::Duration};
+use std::{
+    convert::Infallible, future::Future, net::SocketAddr, pin::Pin, sync::Arc, time::Duration,
+};
 
 use bytes::Bytes;
 use http::{Request, Response};
@@ -14,7 +16,8 @@ use tracing::{debug, warn};
 /// A boxed response future.
 pub(crate) type ResponseFuture = Pin<Box<dyn Future<Output = Response<Full<Bytes>>> + Send>>;
 /// A request handler shared by every connection.
-pub(crate) type Handler = Arc<dyn Fn(Request<Incoming>, SocketAddr) -> ResponseFuture + Send + Sync>;
+pub(crate) type Handler =
+    Arc<dyn Fn(Request<Incoming>, SocketAddr) -> ResponseFuture + Send + Sync>;
 
 /// Most connections served at once; more wait in the kernel's accept queue.
 const MAX_CONNECTIONS: usize = 1024;
@@ -71,7 +74,10 @@ pub(crate) async fn serve(
         while conns.try_join_next().is_some() {}
     }
     let _ = stop_tx.send(true);
-    let _ = tokio::time::timeout(DRAIN_DEADLINE, async { while conns.join_next().await.is_some() {} }).await;
+    let _ = tokio::time::timeout(DRAIN_DEADLINE, async {
+        while conns.join_next().await.is_some() {}
+    })
+    .await;
     conns.abort_all();
     Ok(())
 }

@@ -70,7 +70,10 @@ impl PlatformConfig {
     pub fn new(data_dir: PathBuf) -> Self {
         Self {
             data_dir,
-            credentials: Credentials { access_key: "test".into(), secret_key: "test".into() },
+            credentials: Credentials {
+                access_key: "test".into(),
+                secret_key: "test".into(),
+            },
             region: "us-east-1".into(),
             account: "123456789012".into(),
             python: PathBuf::from("python3"),
@@ -144,16 +147,30 @@ pub(crate) struct Inner {
 impl Platform {
     async fn open(config: PlatformConfig, addr: SocketAddr) -> Result<Self, PlatformError> {
         if config.account.len() != 12 || !config.account.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(PlatformError::Config(format!("account {:?} is not 12 digits", config.account)));
+            return Err(PlatformError::Config(format!(
+                "account {:?} is not 12 digits",
+                config.account
+            )));
         }
-        std::fs::create_dir_all(&config.data_dir)
-            .map_err(|source| PlatformError::DataDir { path: config.data_dir.clone(), source })?;
+        std::fs::create_dir_all(&config.data_dir).map_err(|source| PlatformError::DataDir {
+            path: config.data_dir.clone(),
+            source,
+        })?;
         let state = state::Store::open(&config.data_dir)?;
         let ssm = ssm::ParameterStore::open(&config.data_dir, &config.region, &config.account)?;
         let bus = events::Bus::open(&config.data_dir)?;
         let endpoint = format!("http://{addr}");
         let pools = Arc::new(pool::Pools::new(&config, &endpoint));
-        let platform = Platform { inner: Arc::new(Inner { config, endpoint, state, pools, ssm, bus }) };
+        let platform = Platform {
+            inner: Arc::new(Inner {
+                config,
+                endpoint,
+                state,
+                pools,
+                ssm,
+                bus,
+            }),
+        };
         events::start(platform.clone());
         pool::start_reaper(platform.clone());
         Ok(platform)

@@ -117,11 +117,16 @@ impl Pools {
             let mut inner = self.inner.lock();
             let inflight = inner.inflight.get(&spec.name).copied().unwrap_or(0);
             if reserved.is_some_and(|r| inflight >= r) {
-                return Err(ApiError::throttled("ReservedFunctionConcurrentInvocationLimitExceeded"));
+                return Err(ApiError::throttled(
+                    "ReservedFunctionConcurrentInvocationLimitExceeded",
+                ));
             }
             let mut stale = Vec::new();
             let mut warm = None;
-            if let Some(idle) = inner.idle.get_mut(&(spec.name.clone(), spec.version.clone())) {
+            if let Some(idle) = inner
+                .idle
+                .get_mut(&(spec.name.clone(), spec.version.clone()))
+            {
                 while let Some(s) = idle.pop() {
                     if s.spec.revision == spec.revision && !s.exited() {
                         warm = Some(s);
@@ -139,7 +144,15 @@ impl Pools {
             }
             *inner.inflight.entry(spec.name.clone()).or_default() += 1;
             // A warm sandbox already counts in `live`; the slot takes that count over.
-            (warm, stale, Slot { pools: self, function: spec.name.clone(), holds_live: true })
+            (
+                warm,
+                stale,
+                Slot {
+                    pools: self,
+                    function: spec.name.clone(),
+                    holds_live: true,
+                },
+            )
         };
         for s in stale {
             tokio::spawn(async move { s.stop("spindown").await });
@@ -169,14 +182,27 @@ impl Pools {
         if reusable {
             slot.holds_live = false;
             let mut inner = self.inner.lock();
-            inner.idle.entry((spec.name.clone(), spec.version.clone())).or_default().push(sandbox);
+            inner
+                .idle
+                .entry((spec.name.clone(), spec.version.clone()))
+                .or_default()
+                .push(sandbox);
         } else {
-            let reason = if matches!(invoked.outcome, Outcome::Timeout) { "timeout" } else { "failure" };
+            let reason = if matches!(invoked.outcome, Outcome::Timeout) {
+                "timeout"
+            } else {
+                "failure"
+            };
             tokio::spawn(async move { sandbox.stop(reason).await });
         }
         drop(slot);
         let (payload, function_error) = outcome_payload(invoked.outcome, &request_id, spec.timeout);
-        Ok(InvokeResult { payload, function_error, log_tail: invoked.log_tail, request_id })
+        Ok(InvokeResult {
+            payload,
+            function_error,
+            log_tail: invoked.log_tail,
+            request_id,
+        })
     }
 
     /// Queues an asynchronous invoke with AWS's retry policy (two retries after a function error
@@ -204,8 +230,12 @@ impl Pools {
                 }
                 match pools.invoke(spec.clone(), reserved, req.clone()).await {
                     Ok(r) if r.function_error.is_none() => break,
-                    Ok(r) => warn!(function = %spec.name, attempt, request_id = %r.request_id, "async invoke failed"),
-                    Err(e) => warn!(function = %spec.name, attempt, error = %e, "async invoke throttled"),
+                    Ok(r) => {
+                        warn!(function = %spec.name, attempt, request_id = %r.request_id, "async invoke failed")
+                    }
+                    Err(e) => {
+                        warn!(function = %spec.name, attempt, error = %e, "async invoke throttled")
+                    }
                 }
             }
             pools.async_pending.fetch_sub(1, Ordering::SeqCst);
@@ -241,9 +271,9 @@ impl Pools {
             let mut inner = self.inner.lock();
             let mut out = Vec::new();
             for list in inner.idle.values_mut() {
-                let (old, keep): (Vec<_>, Vec<_>) = list
-                    .drain(..)
-                    .partition(|s| s.exited() || now.duration_since(*s.last_used.lock()) >= self.idle_timeout);
+                let (old, keep): (Vec<_>, Vec<_>) = list.drain(..).partition(|s| {
+                    s.exited() || now.duration_since(*s.last_used.lock()) >= self.idle_timeout
+                });
                 *list = keep;
                 out.extend(old);
             }
@@ -276,7 +306,8 @@ impl Pools {
 /// Periodically stops idle sandboxes.
 pub(crate) fn start_reaper(platform: Platform) {
     let weak = Arc::downgrade(&platform.inner);
-    let period = (platform.config().idle_timeout / 4).clamp(Duration::from_millis(50), Duration::from_secs(5));
+    let period = (platform.config().idle_timeout / 4)
+        .clamp(Duration::from_millis(50), Duration::from_secs(5));
     drop(platform);
     tokio::spawn(async move {
         loop {
@@ -289,33 +320,52 @@ pub(crate) fn start_reaper(platform: Platform) {
 
 fn trace_id() -> String {
     let id = uuid::Uuid::new_v4().simple().to_string();
-    format!("Root=1-{:08x}-{};Parent={};Sampled=0", epoch_ms() / 1000, &id[..24], &id[16..32])
+    format!(
+        "Root=1-{:08x}-{};Parent={};Sampled=0",
+        epoch_ms() / 1000,
+        &id[..24],
+        &id[16..32]
+    )
 }
 
 fn error_doc(error_type: &str, message: String) -> Bytes {
-    Bytes::from(serde_json::to_vec(&json!({"errorType": error_type, "errorMessage": message})).unwrap_or_default())
+    Bytes::from(
+        serde_json::to_vec(&json!({"errorType": error_type, "errorMessage": message}))
+            .unwrap_or_default(),
+    )
 }
 
 /// The single mapping from a sandbox outcome to Invoke's payload and `X-Amz-Function-Error`.
-fn outcome_payload(outcome: Outcome, request_id: &str, timeout: Duration) -> (Bytes, Option<&'static str>) {
+fn outcome_payload(
+    outcome: Outcome,
+    request_id: &str,
+    timeout: Duration,
+) -> (Bytes, Option<&'static str>) {
     match outcome {
         Outcome::Response(b) => (b, None),
         Outcome::Error(b) => (b, Some("Unhandled")),
         Outcome::Timeout => (
             error_doc(
                 "Sandbox.Timedout",
-                format!("RequestId: {request_id} Error: Task timed out after {:.2} seconds", timeout.as_secs_f64()),
+                format!(
+                    "RequestId: {request_id} Error: Task timed out after {:.2} seconds",
+                    timeout.as_secs_f64()
+                ),
             ),
             Some("Unhandled"),
         ),
         Outcome::Exit(how) => (
-            error_doc("Runtime.ExitError", format!("RequestId: {request_id} Error: Runtime exited with error: {how}")),
+            error_doc(
+                "Runtime.ExitError",
+                format!("RequestId: {request_id} Error: Runtime exited with error: {how}"),
+            ),
             Some("Unhandled"),
         ),
         Outcome::TooLarge => (
             error_doc(
                 "Function.ResponseSizeTooLarge",
-                "Response payload size exceeded maximum allowed payload size (6291556 bytes).".into(),
+                "Response payload size exceeded maximum allowed payload size (6291556 bytes)."
+                    .into(),
             ),
             Some("Unhandled"),
         ),
@@ -325,7 +375,10 @@ fn outcome_payload(outcome: Outcome, request_id: &str, timeout: Duration) -> (By
 fn init_failure_result(failure: InitFailure, request_id: String) -> InvokeResult {
     let payload = match failure {
         InitFailure::Error { body } => body,
-        InitFailure::Exit { error_type, message } => {
+        InitFailure::Exit {
+            error_type,
+            message,
+        } => {
             let message = if error_type == "Runtime.ExitError" {
                 format!("RequestId: {request_id} Error: Runtime exited with error: {message}")
             } else {
@@ -333,9 +386,15 @@ fn init_failure_result(failure: InitFailure, request_id: String) -> InvokeResult
             };
             error_doc(error_type, message)
         }
-        InitFailure::Timeout => {
-            error_doc("Sandbox.Timedout", format!("RequestId: {request_id} Error: INIT did not complete within 10 seconds"))
-        }
+        InitFailure::Timeout => error_doc(
+            "Sandbox.Timedout",
+            format!("RequestId: {request_id} Error: INIT did not complete within 10 seconds"),
+        ),
     };
-    InvokeResult { payload, function_error: Some("Unhandled"), log_tail: Vec::new(), request_id }
+    InvokeResult {
+        payload,
+        function_error: Some("Unhandled"),
+        log_tail: Vec::new(),
+        request_id,
+    }
 }

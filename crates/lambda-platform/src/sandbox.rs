@@ -100,7 +100,10 @@ pub(crate) enum InitFailure {
     /// The runtime or an extension posted `init/error`.
     Error { body: Bytes },
     /// A process could not be started or exited during INIT.
-    Exit { error_type: &'static str, message: String },
+    Exit {
+        error_type: &'static str,
+        message: String,
+    },
     /// INIT did not complete within the limit.
     Timeout,
 }
@@ -186,17 +189,28 @@ pub(crate) struct Invoked {
 
 impl Sandbox {
     /// Starts processes and waits for INIT. On failure everything started is stopped.
-    pub(crate) async fn start(spec: Arc<FunctionSpec>, env: &SandboxEnv) -> Result<Arc<Sandbox>, InitFailure> {
+    pub(crate) async fn start(
+        spec: Arc<FunctionSpec>,
+        env: &SandboxEnv,
+    ) -> Result<Arc<Sandbox>, InitFailure> {
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
             .await
-            .map_err(|e| InitFailure::Exit { error_type: "Runtime.Unknown", message: e.to_string() })?;
+            .map_err(|e| InitFailure::Exit {
+                error_type: "Runtime.Unknown",
+                message: e.to_string(),
+            })?;
         let port = listener.local_addr().map(|a| a.port()).unwrap_or_default();
         let (inv_tx, inv_rx) = mpsc::channel(1);
         let (changed, _) = watch::channel(0);
         let log_path = env.data_dir.join("logs").join(format!("{}.log", spec.name));
         let file = std::fs::create_dir_all(env.data_dir.join("logs"))
-            .and_then(|()| std::fs::OpenOptions::new().create(true).append(true).open(&log_path))
+            .and_then(|()| {
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&log_path)
+            })
             .map_err(|e| warn!(error = %e, path = %log_path.display(), "cannot open function log"))
             .ok();
         let shared = Arc::new(Shared {
@@ -204,12 +218,19 @@ impl Sandbox {
             st: Mutex::new(RtState::default()),
             changed,
             inv_rx: tokio::sync::Mutex::new(inv_rx),
-            log: LogSink { file: Mutex::new(file), capture: Mutex::new(None) },
+            log: LogSink {
+                file: Mutex::new(file),
+                capture: Mutex::new(None),
+            },
         });
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
-        tokio::spawn(httpd::serve(listener, runtime_api::handler(shared.clone()), async move {
-            let _ = stop_rx.await;
-        }));
+        tokio::spawn(httpd::serve(
+            listener,
+            runtime_api::handler(shared.clone()),
+            async move {
+                let _ = stop_rx.await;
+            },
+        ));
         let tmp_dir = env.data_dir.join("sandboxes").join(id.to_string());
         let _ = std::fs::create_dir_all(tmp_dir.join("tmp"));
         let (exit_tx, exit_rx) = watch::channel(None);
@@ -247,11 +268,19 @@ impl Sandbox {
         let deadline = tokio::time::Instant::now() + INIT_TIMEOUT;
         let mut changed = self.shared.changed.subscribe();
         // 1. External extensions start first and must all register before the runtime starts.
-        let extensions = self.spec.opt_dir.as_ref().map(|d| list_extensions(&d.join("extensions"))).unwrap_or_default();
+        let extensions = self
+            .spec
+            .opt_dir
+            .as_ref()
+            .map(|d| list_extensions(&d.join("extensions")))
+            .unwrap_or_default();
         for path in &extensions {
             let cmd = Command::new(path);
             self.spawn(cmd, &vars, None)
-                .map_err(|e| InitFailure::Exit { error_type: "Extension.LaunchError", message: e })?;
+                .map_err(|e| InitFailure::Exit {
+                    error_type: "Extension.LaunchError",
+                    message: e,
+                })?;
         }
         loop {
             {
@@ -269,7 +298,10 @@ impl Sandbox {
                     });
                 }
             }
-            if tokio::time::timeout_at(deadline, changed.changed()).await.is_err() {
+            if tokio::time::timeout_at(deadline, changed.changed())
+                .await
+                .is_err()
+            {
                 return Err(InitFailure::Timeout);
             }
         }
@@ -277,7 +309,10 @@ impl Sandbox {
         if self.shared.st.lock().init_error.is_none() {
             let cmd = self.runtime_command(env)?;
             self.spawn(cmd, &vars, Some(exit_tx))
-                .map_err(|e| InitFailure::Exit { error_type: "Runtime.InvalidEntrypoint", message: e })?;
+                .map_err(|e| InitFailure::Exit {
+                    error_type: "Runtime.InvalidEntrypoint",
+                    message: e,
+                })?;
         }
         // 3. Wait until the runtime and every extension are waiting on `next`.
         let mut exit_rx = self.exit_rx.clone();
@@ -305,7 +340,10 @@ impl Sandbox {
                 if let Some(body) = self.shared.st.lock().init_error.take() {
                     return Err(InitFailure::Error { body });
                 }
-                return Err(InitFailure::Exit { error_type: "Runtime.ExitError", message: how });
+                return Err(InitFailure::Exit {
+                    error_type: "Runtime.ExitError",
+                    message: how,
+                });
             }
             tokio::select! {
                 r = tokio::time::timeout_at(deadline, changed.changed()) => if r.is_err() { return Err(InitFailure::Timeout) },
@@ -330,7 +368,11 @@ impl Sandbox {
                 error_type: "Runtime.InvalidEntrypoint",
                 message: format!(
                     "Couldn't find valid bootstrap(s): [{}]",
-                    candidates.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(" ")
+                    candidates
+                        .iter()
+                        .map(|p| p.display().to_string())
+                        .collect::<Vec<_>>()
+                        .join(" ")
                 ),
             }),
         }
@@ -351,9 +393,19 @@ impl Sandbox {
             .stderr(Stdio::piped())
             .kill_on_drop(true)
             .process_group(0);
-        let mut child = cmd.spawn().map_err(|e| format!("cannot start process: {e}"))?;
-        for out in [child.stdout.take().map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Send + Unpin>),
-            child.stderr.take().map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Send + Unpin>)]
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| format!("cannot start process: {e}"))?;
+        for out in [
+            child
+                .stdout
+                .take()
+                .map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Send + Unpin>),
+            child
+                .stderr
+                .take()
+                .map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Send + Unpin>),
+        ]
         .into_iter()
         .flatten()
         {
@@ -385,7 +437,13 @@ impl Sandbox {
         let (tx, rx) = oneshot::channel();
         let request_id = inv.request_id.clone();
         *self.shared.log.capture.lock() = Some(Vec::new());
-        self.shared.log.write(format!("START RequestId: {request_id} Version: {}\n", self.spec.version).as_bytes());
+        self.shared.log.write(
+            format!(
+                "START RequestId: {request_id} Version: {}\n",
+                self.spec.version
+            )
+            .as_bytes(),
+        );
         {
             let mut st = self.shared.st.lock();
             st.current = Some((request_id.clone(), tx));
@@ -494,7 +552,10 @@ impl Sandbox {
 impl Outcome {
     /// Whether the sandbox can serve another invoke after this outcome.
     pub(crate) fn reusable(&self) -> bool {
-        matches!(self, Outcome::Response(_) | Outcome::Error(_) | Outcome::TooLarge)
+        matches!(
+            self,
+            Outcome::Response(_) | Outcome::Error(_) | Outcome::TooLarge
+        )
     }
 }
 
@@ -525,7 +586,13 @@ async fn wait_child(mut child: Child, mut kill_rx: watch::Receiver<bool>) -> Str
     };
     // Children the function forked (e.g. a shell `bootstrap`) share its process group.
     if let Some(pid) = pid {
-        let _ = Command::new("kill").arg("-KILL").arg("--").arg(format!("-{pid}")).stderr(Stdio::null()).status().await;
+        let _ = Command::new("kill")
+            .arg("-KILL")
+            .arg("--")
+            .arg(format!("-{pid}"))
+            .stderr(Stdio::null())
+            .status()
+            .await;
     }
     match status {
         Ok(s) => match (s.code(), std::os::unix::process::ExitStatusExt::signal(&s)) {
@@ -549,7 +616,12 @@ async fn pump(mut out: Box<dyn tokio::io::AsyncRead + Send + Unpin>, shared: Arc
 
 fn list_extensions(dir: &std::path::Path) -> Vec<PathBuf> {
     let mut out: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map(|rd| rd.filter_map(Result::ok).map(|e| e.path()).filter(|p| p.is_file()).collect())
+        .map(|rd| {
+            rd.filter_map(Result::ok)
+                .map(|e| e.path())
+                .filter(|p| p.is_file())
+                .collect()
+        })
         .unwrap_or_default();
     out.sort();
     out
@@ -557,7 +629,12 @@ fn list_extensions(dir: &std::path::Path) -> Vec<PathBuf> {
 
 /// The environment AWS gives a function, plus `AWS_ENDPOINT_URL` so AWS SDKs inside the function
 /// reach this platform instead of AWS.
-fn environment(spec: &FunctionSpec, env: &SandboxEnv, port: u16, tmp: &std::path::Path) -> Vec<(String, String)> {
+fn environment(
+    spec: &FunctionSpec,
+    env: &SandboxEnv,
+    port: u16,
+    tmp: &std::path::Path,
+) -> Vec<(String, String)> {
     let mut vars: BTreeMap<String, String> = BTreeMap::new();
     let task_root = spec.code_dir.display().to_string();
     let opt = spec.opt_dir.as_ref().map(|d| d.display().to_string());
@@ -590,9 +667,18 @@ fn environment(spec: &FunctionSpec, env: &SandboxEnv, port: u16, tmp: &std::path
         ("AWS_LAMBDA_RUNTIME_API", format!("127.0.0.1:{port}")),
         ("AWS_LAMBDA_FUNCTION_NAME", spec.name.clone()),
         ("AWS_LAMBDA_FUNCTION_VERSION", spec.version.clone()),
-        ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", spec.memory_size.to_string()),
-        ("AWS_LAMBDA_LOG_GROUP_NAME", format!("/aws/lambda/{}", spec.name)),
-        ("AWS_LAMBDA_LOG_STREAM_NAME", format!("local/[{}]{}", spec.version, uuid::Uuid::new_v4().simple())),
+        (
+            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
+            spec.memory_size.to_string(),
+        ),
+        (
+            "AWS_LAMBDA_LOG_GROUP_NAME",
+            format!("/aws/lambda/{}", spec.name),
+        ),
+        (
+            "AWS_LAMBDA_LOG_STREAM_NAME",
+            format!("local/[{}]{}", spec.version, uuid::Uuid::new_v4().simple()),
+        ),
         ("AWS_LAMBDA_INITIALIZATION_TYPE", "on-demand".into()),
         ("AWS_EXECUTION_ENV", format!("AWS_Lambda_{}", spec.runtime)),
         ("AWS_REGION", env.region.clone()),
@@ -609,5 +695,8 @@ fn environment(spec: &FunctionSpec, env: &SandboxEnv, port: u16, tmp: &std::path
 
 /// Milliseconds since the epoch.
 pub(crate) fn epoch_ms() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }

@@ -52,7 +52,9 @@ pub enum AuthParseError {
 /// # Errors
 /// Returns which part is missing or malformed.
 pub fn parse_authorization(value: &str) -> Result<Authorization, AuthParseError> {
-    let rest = value.strip_prefix("AWS4-HMAC-SHA256").ok_or(AuthParseError::Scheme)?;
+    let rest = value
+        .strip_prefix("AWS4-HMAC-SHA256")
+        .ok_or(AuthParseError::Scheme)?;
     if !rest.starts_with(' ') {
         return Err(AuthParseError::Scheme);
     }
@@ -121,9 +123,19 @@ pub fn verify(
         .headers
         .get(http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .ok_or_else(|| ApiError::new(403, "MissingAuthenticationTokenException", "Missing Authentication Token"))?;
+        .ok_or_else(|| {
+            ApiError::new(
+                403,
+                "MissingAuthenticationTokenException",
+                "Missing Authentication Token",
+            )
+        })?;
     let auth = parse_authorization(header).map_err(|e| {
-        ApiError::new(403, "IncompleteSignatureException", format!("Authorization header is invalid: {e}"))
+        ApiError::new(
+            403,
+            "IncompleteSignatureException",
+            format!("Authorization header is invalid: {e}"),
+        )
     })?;
     if auth.access_key != creds.access_key {
         return Err(ApiError::new(
@@ -133,7 +145,9 @@ pub fn verify(
         ));
     }
     if auth.service != service {
-        return Err(invalid_signature(format!("Credential should be scoped to correct service: '{service}'. ")));
+        return Err(invalid_signature(format!(
+            "Credential should be scoped to correct service: '{service}'. "
+        )));
     }
     if auth.region != region {
         return Err(invalid_signature(format!(
@@ -142,14 +156,28 @@ pub fn verify(
         )));
     }
     if !auth.signed_headers.iter().any(|h| h == "host") {
-        return Err(invalid_signature("'Host' must be a 'SignedHeader' in the AWS Authorization.".into()));
+        return Err(invalid_signature(
+            "'Host' must be a 'SignedHeader' in the AWS Authorization.".into(),
+        ));
     }
-    let amz_date = header_str(req.headers, "x-amz-date")
-        .ok_or_else(|| ApiError::new(403, "IncompleteSignatureException", "Missing X-Amz-Date header."))?;
-    let signed_at = parse_amz_date(amz_date)
-        .ok_or_else(|| ApiError::new(403, "IncompleteSignatureException", "Invalid X-Amz-Date header."))?;
+    let amz_date = header_str(req.headers, "x-amz-date").ok_or_else(|| {
+        ApiError::new(
+            403,
+            "IncompleteSignatureException",
+            "Missing X-Amz-Date header.",
+        )
+    })?;
+    let signed_at = parse_amz_date(amz_date).ok_or_else(|| {
+        ApiError::new(
+            403,
+            "IncompleteSignatureException",
+            "Invalid X-Amz-Date header.",
+        )
+    })?;
     if (now - signed_at).whole_seconds().abs() > MAX_SKEW_SECS {
-        return Err(invalid_signature(format!("Signature expired: {amz_date} is now earlier or later than allowed.")));
+        return Err(invalid_signature(format!(
+            "Signature expired: {amz_date} is now earlier or later than allowed."
+        )));
     }
     if !amz_date.starts_with(&auth.date) {
         return Err(invalid_signature("Date in Credential scope does not match YYYYMMDD from ISO-8601 version of date from HTTP.".into()));
@@ -167,8 +195,19 @@ pub fn verify(
         _ => body_hash,
     };
     let canonical = canonical_request(req, &auth.signed_headers, &payload_hash);
-    let scope = format!("{}/{}/{}/aws4_request", auth.date, auth.region, auth.service);
-    let expected = signature(&creds.secret_key, &auth.date, &auth.region, &auth.service, amz_date, &scope, &canonical);
+    let scope = format!(
+        "{}/{}/{}/aws4_request",
+        auth.date, auth.region, auth.service
+    );
+    let expected = signature(
+        &creds.secret_key,
+        &auth.date,
+        &auth.region,
+        &auth.service,
+        amz_date,
+        &scope,
+        &canonical,
+    );
     if !constant_time_eq(expected.as_bytes(), auth.signature.as_bytes()) {
         return Err(invalid_signature(
             "The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method. Consult the service documentation for details."
@@ -176,6 +215,16 @@ pub fn verify(
         ));
     }
     Ok(())
+}
+
+/// Who signs, for which region and service.
+pub struct Scope<'a> {
+    /// Credentials.
+    pub creds: &'a Credentials,
+    /// Region.
+    pub region: &'a str,
+    /// Service (`lambda`, `ssm`, ...).
+    pub service: &'a str,
 }
 
 /// Signs a request: returns the headers to add (`x-amz-date`, `x-amz-content-sha256`,
@@ -186,16 +235,22 @@ pub fn sign(
     query: &str,
     headers: &http::HeaderMap,
     body: &[u8],
-    creds: &Credentials,
-    region: &str,
-    service: &str,
+    scope: &Scope<'_>,
     now: OffsetDateTime,
 ) -> Vec<(String, String)> {
+    let Scope {
+        creds,
+        region,
+        service,
+    } = *scope;
     let amz_date = format_amz_date(now);
     let date = amz_date.get(..8).unwrap_or_default().to_owned();
     let payload_hash = hex::encode(Sha256::digest(body));
     let mut all = headers.clone();
-    for (k, v) in [("x-amz-date", &amz_date), ("x-amz-content-sha256", &payload_hash)] {
+    for (k, v) in [
+        ("x-amz-date", &amz_date),
+        ("x-amz-content-sha256", &payload_hash),
+    ] {
         if let Ok(v) = http::HeaderValue::from_str(v) {
             all.insert(k, v);
         }
@@ -203,16 +258,34 @@ pub fn sign(
     let mut names: Vec<String> = all.keys().map(|k| k.as_str().to_owned()).collect();
     names.sort();
     names.dedup();
-    let view = RequestView { method, path, query, headers: &all, body };
+    let view = RequestView {
+        method,
+        path,
+        query,
+        headers: &all,
+        body,
+    };
     let canonical = canonical_request(&view, &names, &payload_hash);
     let scope = format!("{date}/{region}/{service}/aws4_request");
-    let sig = signature(&creds.secret_key, &date, region, service, &amz_date, &scope, &canonical);
+    let sig = signature(
+        &creds.secret_key,
+        &date,
+        region,
+        service,
+        &amz_date,
+        &scope,
+        &canonical,
+    );
     let auth = format!(
         "AWS4-HMAC-SHA256 Credential={}/{scope}, SignedHeaders={}, Signature={sig}",
         creds.access_key,
         names.join(";")
     );
-    vec![("x-amz-date".into(), amz_date), ("x-amz-content-sha256".into(), payload_hash), ("authorization".into(), auth)]
+    vec![
+        ("x-amz-date".into(), amz_date),
+        ("x-amz-content-sha256".into(), payload_hash),
+        ("authorization".into(), auth),
+    ]
 }
 
 fn invalid_signature(message: String) -> ApiError {
@@ -225,7 +298,9 @@ fn header_str<'a>(headers: &'a http::HeaderMap, name: &str) -> Option<&'a str> {
 
 fn parse_amz_date(s: &str) -> Option<OffsetDateTime> {
     let fmt = format_description!("[year][month][day]T[hour][minute][second]Z");
-    PrimitiveDateTime::parse(s, fmt).ok().map(PrimitiveDateTime::assume_utc)
+    PrimitiveDateTime::parse(s, fmt)
+        .ok()
+        .map(PrimitiveDateTime::assume_utc)
 }
 
 fn format_amz_date(t: OffsetDateTime) -> String {
@@ -277,18 +352,27 @@ pub fn canonical_query(query: &str) -> String {
         .filter(|p| !p.is_empty())
         .map(|p| {
             let (k, v) = p.split_once('=').unwrap_or((p, ""));
-            (uri_encode(&percent_decode(k), true), uri_encode(&percent_decode(v), true))
+            (
+                uri_encode(&percent_decode(k), true),
+                uri_encode(&percent_decode(v), true),
+            )
         })
         .collect();
     pairs.sort();
-    pairs.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("&")
+    pairs
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join("&")
 }
 
 /// Percent-encodes every byte but RFC 3986 unreserved ones (and `/` unless `encode_slash`).
 pub fn uri_encode(s: &str, encode_slash: bool) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
-        let keep = b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') || (b == b'/' && !encode_slash);
+        let keep = b.is_ascii_alphanumeric()
+            || matches!(b, b'-' | b'_' | b'.' | b'~')
+            || (b == b'/' && !encode_slash);
         if keep {
             out.push(char::from(b));
         } else {
@@ -304,12 +388,13 @@ pub fn percent_decode(s: &str) -> String {
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            if let (Some(h), Some(l)) = (hex_val(bytes[i + 1]), hex_val(bytes[i + 2])) {
-                out.push(h * 16 + l);
-                i += 3;
-                continue;
-            }
+        if bytes[i] == b'%'
+            && i + 2 < bytes.len()
+            && let (Some(h), Some(l)) = (hex_val(bytes[i + 1]), hex_val(bytes[i + 2]))
+        {
+            out.push(h * 16 + l);
+            i += 3;
+            continue;
         }
         out.push(bytes[i]);
         i += 1;
@@ -318,7 +403,9 @@ pub fn percent_decode(s: &str) -> String {
 }
 
 fn hex_val(b: u8) -> Option<u8> {
-    char::from(b).to_digit(16).and_then(|d| u8::try_from(d).ok())
+    char::from(b)
+        .to_digit(16)
+        .and_then(|d| u8::try_from(d).ok())
 }
 
 fn hmac(key: &[u8], data: &[u8]) -> Vec<u8> {
@@ -341,8 +428,10 @@ fn signature(
     scope: &str,
     canonical: &str,
 ) -> String {
-    let string_to_sign =
-        format!("AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n{}", hex::encode(Sha256::digest(canonical.as_bytes())));
+    let string_to_sign = format!(
+        "AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n{}",
+        hex::encode(Sha256::digest(canonical.as_bytes()))
+    );
     let k_date = hmac(format!("AWS4{secret}").as_bytes(), date.as_bytes());
     let k_region = hmac(&k_date, region.as_bytes());
     let k_service = hmac(&k_region, service.as_bytes());
@@ -378,7 +467,9 @@ mod tests {
     fn canonical_uri_encodes_the_wire_path_once() {
         // Envoy: raw ARN on the wire, signs it single-encoded.
         assert_eq!(
-            canonical_uri("/2015-03-31/functions/arn:aws:lambda:us-east-1:1:function:f/invocations"),
+            canonical_uri(
+                "/2015-03-31/functions/arn:aws:lambda:us-east-1:1:function:f/invocations"
+            ),
             "/2015-03-31/functions/arn%3Aaws%3Alambda%3Aus-east-1%3A1%3Afunction%3Af/invocations"
         );
         // botocore: escaped ARN on the wire, signs it escaped again.
@@ -387,18 +478,50 @@ mod tests {
 
     #[test]
     fn sign_then_verify_round_trips_and_wrong_key_fails() {
-        let creds = Credentials { access_key: "test".into(), secret_key: "test".into() };
+        let creds = Credentials {
+            access_key: "test".into(),
+            secret_key: "test".into(),
+        };
         let mut headers = http::HeaderMap::new();
         headers.insert("host", http::HeaderValue::from_static("127.0.0.1:9001"));
         let now = OffsetDateTime::now_utc();
         let body = b"{}";
-        for (k, v) in sign("POST", "/a/b%3Ac", "x=1&a=2", &headers, body, &creds, "us-east-1", "lambda", now) {
-            headers.insert(http::HeaderName::from_bytes(k.as_bytes()).unwrap(), v.parse().unwrap());
+        for (k, v) in sign(
+            "POST",
+            "/a/b%3Ac",
+            "x=1&a=2",
+            &headers,
+            body,
+            &Scope {
+                creds: &creds,
+                region: "us-east-1",
+                service: "lambda",
+            },
+            now,
+        ) {
+            headers.insert(
+                http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                v.parse().unwrap(),
+            );
         }
-        let view = RequestView { method: "POST", path: "/a/b%3Ac", query: "x=1&a=2", headers: &headers, body };
+        let view = RequestView {
+            method: "POST",
+            path: "/a/b%3Ac",
+            query: "x=1&a=2",
+            headers: &headers,
+            body,
+        };
         verify(&view, &creds, "us-east-1", "lambda", now).unwrap();
-        let wrong = Credentials { access_key: "test".into(), secret_key: "nope".into() };
-        assert_eq!(verify(&view, &wrong, "us-east-1", "lambda", now).unwrap_err().code, "InvalidSignatureException");
+        let wrong = Credentials {
+            access_key: "test".into(),
+            secret_key: "nope".into(),
+        };
+        assert_eq!(
+            verify(&view, &wrong, "us-east-1", "lambda", now)
+                .unwrap_err()
+                .code,
+            "InvalidSignatureException"
+        );
         let err = verify(&view, &creds, "us-east-1", "ssm", now).unwrap_err();
         assert_eq!(err.code, "InvalidSignatureException");
     }

@@ -68,13 +68,21 @@ pub fn validate_name(name: &str) -> Result<(), NameError> {
     if name.is_empty() || name.len() > 1011 {
         return Err(NameError::Invalid);
     }
-    if !name.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-/".contains(&b)) {
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"_.-/".contains(&b))
+    {
         return Err(NameError::Invalid);
     }
     if name.contains('/') && !name.starts_with('/') {
         return Err(NameError::NotQualified);
     }
-    let first = name.trim_start_matches('/').split('/').next().unwrap_or_default().to_ascii_lowercase();
+    let first = name
+        .trim_start_matches('/')
+        .split('/')
+        .next()
+        .unwrap_or_default()
+        .to_ascii_lowercase();
     if first.starts_with("aws") || first.starts_with("ssm") {
         return Err(NameError::Invalid);
     }
@@ -94,11 +102,17 @@ fn name_error(name: &str, e: NameError) -> ApiError {
             "HierarchyLevelLimitExceededException",
             "A hierarchy can have a maximum of 15 levels. For more information, see Requirements and Constraints for Parameter Names in the AWS Systems Manager User Guide.",
         ),
-        NameError::NotQualified => ApiError::new(400, "ValidationException", "Parameter name must be a fully qualified name."),
+        NameError::NotQualified => ApiError::new(
+            400,
+            "ValidationException",
+            "Parameter name must be a fully qualified name.",
+        ),
         NameError::Invalid => ApiError::new(
             400,
             "ValidationException",
-            format!("Parameter name: can't be prefixed with \"aws\" or \"ssm\" (case-insensitive). If formed as a path, it can consist of sub-paths divided by slash symbol; each sub-path can be formed as a mix of letters, numbers and the following 3 symbols .-_ (got {name:?})"),
+            format!(
+                "Parameter name: can't be prefixed with \"aws\" or \"ssm\" (case-insensitive). If formed as a path, it can consist of sub-paths divided by slash symbol; each sub-path can be formed as a mix of letters, numbers and the following 3 symbols .-_ (got {name:?})"
+            ),
         ),
     }
 }
@@ -108,15 +122,25 @@ fn not_found() -> ApiError {
 }
 
 fn now() -> f64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
 }
 
 // === impl ParameterStore ===
 
 impl ParameterStore {
-    pub(crate) fn open(data_dir: &Path, region: &str, account: &str) -> Result<Self, PlatformError> {
+    pub(crate) fn open(
+        data_dir: &Path,
+        region: &str,
+        account: &str,
+    ) -> Result<Self, PlatformError> {
         let dir = data_dir.join("ssm");
-        let io = |source| PlatformError::DataDir { path: dir.clone(), source };
+        let io = |source| PlatformError::DataDir {
+            path: dir.clone(),
+            source,
+        };
         std::fs::create_dir_all(&dir).map_err(io)?;
         let key_path = dir.join("key");
         let key: [u8; 32] = match std::fs::read(&key_path) {
@@ -128,28 +152,43 @@ impl ParameterStore {
                 let key: [u8; 32] = rand::random();
                 write_atomic(&key_path, &key).map_err(io)?;
                 use std::os::unix::fs::PermissionsExt;
-                std::fs::set_permissions(&key_path, std::fs::Permissions::from_mode(0o600)).map_err(io)?;
+                std::fs::set_permissions(&key_path, std::fs::Permissions::from_mode(0o600))
+                    .map_err(io)?;
                 key
             }
             Err(e) => return Err(io(e)),
         };
         let path = dir.join("parameters.json");
         let params = match std::fs::read(&path) {
-            Ok(b) => serde_json::from_slice(&b)
-                .map_err(|e| PlatformError::CorruptState { path: path.clone(), message: e.to_string() })?,
+            Ok(b) => serde_json::from_slice(&b).map_err(|e| PlatformError::CorruptState {
+                path: path.clone(),
+                message: e.to_string(),
+            })?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
             Err(e) => return Err(io(e)),
         };
-        Ok(Self { path, key, region: region.into(), account: account.into(), params: Mutex::new(params) })
+        Ok(Self {
+            path,
+            key,
+            region: region.into(),
+            account: account.into(),
+            params: Mutex::new(params),
+        })
     }
 
     fn persist(&self, params: &BTreeMap<String, Param>) -> Result<(), ApiError> {
         let bytes = serde_json::to_vec(params).map_err(|e| ApiError::internal(e.to_string()))?;
-        write_atomic(&self.path, &bytes).map_err(|e| ApiError::internal(format!("cannot persist parameters: {e}")))
+        write_atomic(&self.path, &bytes)
+            .map_err(|e| ApiError::internal(format!("cannot persist parameters: {e}")))
     }
 
     fn arn(&self, name: &str) -> String {
-        format!("arn:aws:ssm:{}:{}:parameter/{}", self.region, self.account, name.trim_start_matches('/'))
+        format!(
+            "arn:aws:ssm:{}:{}:parameter/{}",
+            self.region,
+            self.account,
+            name.trim_start_matches('/')
+        )
     }
 
     fn subkey(&self, label: &[u8]) -> Vec<u8> {
@@ -164,7 +203,10 @@ impl ParameterStore {
         let mut blob = nonce.to_vec();
         blob.extend_from_slice(&ct);
         blob.extend_from_slice(&tag);
-        format!("v1:{}", base64::engine::general_purpose::STANDARD.encode(blob))
+        format!(
+            "v1:{}",
+            base64::engine::general_purpose::STANDARD.encode(blob)
+        )
     }
 
     fn open_sealed(&self, sealed: &str) -> Result<String, ApiError> {
@@ -187,7 +229,11 @@ impl ParameterStore {
 
     fn render(&self, p: &Param, decrypt: bool) -> Result<Value, ApiError> {
         let value = if p.kind == "SecureString" {
-            if decrypt { self.open_sealed(&p.value)? } else { p.value.clone() }
+            if decrypt {
+                self.open_sealed(&p.value)?
+            } else {
+                p.value.clone()
+            }
         } else {
             p.value.clone()
         };
@@ -224,7 +270,11 @@ impl ParameterStore {
             "DeleteParameter" => self.delete(body),
             "DeleteParameters" => self.delete_many(body),
             "DescribeParameters" => self.describe(body),
-            _ => Err(ApiError::new(400, "InvalidAction", format!("The action {op} is not valid for this endpoint."))),
+            _ => Err(ApiError::new(
+                400,
+                "InvalidAction",
+                format!("The action {op} is not valid for this endpoint."),
+            )),
         }
     }
 
@@ -233,62 +283,134 @@ impl ParameterStore {
         validate_name(name).map_err(|e| name_error(name, e))?;
         let value = required_str(body, "Value", "value")?;
         if value.is_empty() {
-            return Err(ApiError::validation("value", "", "Member must have length greater than or equal to 1"));
+            return Err(ApiError::validation(
+                "value",
+                "",
+                "Member must have length greater than or equal to 1",
+            ));
         }
         let kind = body.get("Type").and_then(Value::as_str);
-        if let Some(k) = kind {
-            if !matches!(k, "String" | "StringList" | "SecureString") {
-                return Err(ApiError::validation("type", k, "Member must satisfy enum value set: [SecureString, StringList, String]"));
-            }
+        if let Some(k) = kind
+            && !matches!(k, "String" | "StringList" | "SecureString")
+        {
+            return Err(ApiError::validation(
+                "type",
+                k,
+                "Member must satisfy enum value set: [SecureString, StringList, String]",
+            ));
         }
-        let overwrite = body.get("Overwrite").and_then(Value::as_bool).unwrap_or(false);
-        let requested_tier = body.get("Tier").and_then(Value::as_str).unwrap_or("Standard");
+        let overwrite = body
+            .get("Overwrite")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
+        let requested_tier = body
+            .get("Tier")
+            .and_then(Value::as_str)
+            .unwrap_or("Standard");
         let chars = value.chars().count();
         let tier = match requested_tier {
             "Standard" if chars > STANDARD_MAX => {
-                return Err(ApiError::new(400, "ValidationException", "Standard tier parameters support a maximum parameter value of 4096 characters. To create a larger parameter value, upgrade the parameter to use the advanced-parameter tier. For more information, see https://docs.aws.amazon.com/systems-manager/latest/userguide/parameter-store-advanced-parameters.html"));
+                return Err(ApiError::new(
+                    400,
+                    "ValidationException",
+                    "Standard tier parameters support a maximum parameter value of 4096 characters. To create a larger parameter value, upgrade the parameter to use the advanced-parameter tier. For more information, see https://docs.aws.amazon.com/systems-manager/latest/userguide/parameter-store-advanced-parameters.html",
+                ));
             }
             "Standard" => "Standard",
             "Advanced" => "Advanced",
-            "Intelligent-Tiering" => if chars > STANDARD_MAX { "Advanced" } else { "Standard" },
-            other => return Err(ApiError::validation("tier", other, "Member must satisfy enum value set: [Advanced, Intelligent-Tiering, Standard]")),
+            "Intelligent-Tiering" => {
+                if chars > STANDARD_MAX {
+                    "Advanced"
+                } else {
+                    "Standard"
+                }
+            }
+            other => {
+                return Err(ApiError::validation(
+                    "tier",
+                    other,
+                    "Member must satisfy enum value set: [Advanced, Intelligent-Tiering, Standard]",
+                ));
+            }
         };
         if chars > ADVANCED_MAX {
-            return Err(ApiError::validation("value", "(omitted)", "Member must have length less than or equal to 8192"));
+            return Err(ApiError::validation(
+                "value",
+                "(omitted)",
+                "Member must have length less than or equal to 8192",
+            ));
         }
-        let description = body.get("Description").and_then(Value::as_str).unwrap_or_default();
+        let description = body
+            .get("Description")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
         if description.chars().count() > 1024 {
-            return Err(ApiError::validation("description", description, "Member must have length less than or equal to 1024"));
+            return Err(ApiError::validation(
+                "description",
+                description,
+                "Member must have length less than or equal to 1024",
+            ));
         }
         let mut params = self.params.lock();
         let existing = params.get(name).cloned();
         if existing.is_some() && !overwrite {
-            return Err(ApiError::new(400, "ParameterAlreadyExists", "The parameter already exists. To overwrite this value, set the overwrite option in the request to true."));
+            return Err(ApiError::new(
+                400,
+                "ParameterAlreadyExists",
+                "The parameter already exists. To overwrite this value, set the overwrite option in the request to true.",
+            ));
         }
         let kind = match (kind, &existing) {
             (Some(k), _) => k.to_owned(),
             (None, Some(e)) => e.kind.clone(),
-            (None, None) => return Err(ApiError::new(400, "ValidationException", "A parameter type is required when you create a parameter.")),
+            (None, None) => {
+                return Err(ApiError::new(
+                    400,
+                    "ValidationException",
+                    "A parameter type is required when you create a parameter.",
+                ));
+            }
         };
         let version = existing.as_ref().map_or(1, |e| e.version + 1);
         let tier = match &existing {
-            Some(e) if e.tier == "Advanced" && tier == "Standard" && requested_tier != "Standard" => "Advanced",
+            Some(e)
+                if e.tier == "Advanced" && tier == "Standard" && requested_tier != "Standard" =>
+            {
+                "Advanced"
+            }
             Some(e) if e.tier == "Advanced" && requested_tier == "Standard" => {
-                return Err(ApiError::new(400, "ValidationException", "This parameter uses the advanced-parameter tier. You can't downgrade a parameter from the advanced-parameter tier to the standard-parameter tier. If necessary, you can delete the advanced parameter and recreate it as a standard parameter."));
+                return Err(ApiError::new(
+                    400,
+                    "ValidationException",
+                    "This parameter uses the advanced-parameter tier. You can't downgrade a parameter from the advanced-parameter tier to the standard-parameter tier. If necessary, you can delete the advanced parameter and recreate it as a standard parameter.",
+                ));
             }
             _ => tier,
         };
         let secure = kind == "SecureString";
         let param = Param {
             name: name.to_owned(),
-            value: if secure { self.seal(value) } else { value.to_owned() },
+            value: if secure {
+                self.seal(value)
+            } else {
+                value.to_owned()
+            },
             kind,
             version,
             modified: now(),
             tier: tier.to_owned(),
             description: description.to_owned(),
-            key_id: secure.then(|| body.get("KeyId").and_then(Value::as_str).unwrap_or("alias/aws/ssm").to_owned()),
-            data_type: body.get("DataType").and_then(Value::as_str).unwrap_or("text").to_owned(),
+            key_id: secure.then(|| {
+                body.get("KeyId")
+                    .and_then(Value::as_str)
+                    .unwrap_or("alias/aws/ssm")
+                    .to_owned()
+            }),
+            data_type: body
+                .get("DataType")
+                .and_then(Value::as_str)
+                .unwrap_or("text")
+                .to_owned(),
         };
         let mut next = params.clone();
         next.insert(name.to_owned(), param);
@@ -299,30 +421,51 @@ impl ParameterStore {
 
     fn get(&self, body: &Value) -> Result<Value, ApiError> {
         let raw = required_str(body, "Name", "name")?;
-        let decrypt = body.get("WithDecryption").and_then(Value::as_bool).unwrap_or(false);
-        let (name, selector) = raw.rsplit_once(':').map_or((raw, None), |(n, s)| (n, Some(s)));
+        let decrypt = body
+            .get("WithDecryption")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
+        let (name, selector) = raw
+            .rsplit_once(':')
+            .map_or((raw, None), |(n, s)| (n, Some(s)));
         let params = self.params.lock();
         let p = params.get(name).ok_or_else(not_found)?;
-        if let Some(sel) = selector {
-            if sel.parse::<u64>().ok() != Some(p.version) {
-                return Err(ApiError::new(400, "ParameterVersionNotFound", format!("Systems Manager could not find version {sel} of {name}. Verify the version and try again.")));
-            }
+        if let Some(sel) = selector
+            && sel.parse::<u64>().ok() != Some(p.version)
+        {
+            return Err(ApiError::new(
+                400,
+                "ParameterVersionNotFound",
+                format!(
+                    "Systems Manager could not find version {sel} of {name}. Verify the version and try again."
+                ),
+            ));
         }
         Ok(json!({"Parameter": self.render(p, decrypt)?}))
     }
 
-    fn names<'b>(body: &'b Value) -> Result<Vec<&'b str>, ApiError> {
-        let names: Vec<&str> =
-            body.get("Names").and_then(Value::as_array).map(|a| a.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
+    fn names(body: &Value) -> Result<Vec<&str>, ApiError> {
+        let names: Vec<&str> = body
+            .get("Names")
+            .and_then(Value::as_array)
+            .map(|a| a.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
         if names.is_empty() || names.len() > 10 {
-            return Err(ApiError::validation("names", &format!("{names:?}"), "Member must have length less than or equal to 10 and greater than or equal to 1"));
+            return Err(ApiError::validation(
+                "names",
+                &format!("{names:?}"),
+                "Member must have length less than or equal to 10 and greater than or equal to 1",
+            ));
         }
         Ok(names)
     }
 
     fn get_many(&self, body: &Value) -> Result<Value, ApiError> {
         let names = Self::names(body)?;
-        let decrypt = body.get("WithDecryption").and_then(Value::as_bool).unwrap_or(false);
+        let decrypt = body
+            .get("WithDecryption")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
         let params = self.params.lock();
         let (mut found, mut invalid) = (Vec::new(), Vec::new());
         for n in names {
@@ -336,14 +479,32 @@ impl ParameterStore {
 
     fn by_path(&self, body: &Value) -> Result<Value, ApiError> {
         let path = required_str(body, "Path", "path")?;
-        if !path.starts_with('/') || !path.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-/".contains(&b)) {
-            return Err(ApiError::new(400, "ValidationException", "The parameter doesn't meet the parameter name requirements. The parameter name must begin with a forward slash \"/\". It can't be prefixed with \"aws\" or \"ssm\" (case-insensitive). It must use only letters, numbers, or the following symbols: . (period), - (hyphen), _ (underscore). Special characters are not allowed. All sub-paths, if specified, must use the forward slash symbol \"/\". Valid example: /get/parameters2-/by1./path0_."));
+        if !path.starts_with('/')
+            || !path
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"_.-/".contains(&b))
+        {
+            return Err(ApiError::new(
+                400,
+                "ValidationException",
+                "The parameter doesn't meet the parameter name requirements. The parameter name must begin with a forward slash \"/\". It can't be prefixed with \"aws\" or \"ssm\" (case-insensitive). It must use only letters, numbers, or the following symbols: . (period), - (hyphen), _ (underscore). Special characters are not allowed. All sub-paths, if specified, must use the forward slash symbol \"/\". Valid example: /get/parameters2-/by1./path0_.",
+            ));
         }
-        let recursive = body.get("Recursive").and_then(Value::as_bool).unwrap_or(false);
-        let decrypt = body.get("WithDecryption").and_then(Value::as_bool).unwrap_or(false);
+        let recursive = body
+            .get("Recursive")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
+        let decrypt = body
+            .get("WithDecryption")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
         let max = max_results(body, 10)?;
         let after = token(body)?;
-        let prefix = if path.ends_with('/') { path.to_owned() } else { format!("{path}/") };
+        let prefix = if path.ends_with('/') {
+            path.to_owned()
+        } else {
+            format!("{path}/")
+        };
         let params = self.params.lock();
         let mut matching = params.values().filter(|p| {
             p.name.starts_with(&prefix)
@@ -352,7 +513,8 @@ impl ParameterStore {
         });
         let page: Vec<&Param> = matching.by_ref().take(max).collect();
         let more = matching.next().is_some();
-        let rendered: Result<Vec<Value>, ApiError> = page.iter().map(|p| self.render(p, decrypt)).collect();
+        let rendered: Result<Vec<Value>, ApiError> =
+            page.iter().map(|p| self.render(p, decrypt)).collect();
         let mut out = json!({"Parameters": rendered?});
         if let (true, Some(last), Some(o)) = (more, page.last(), out.as_object_mut()) {
             o.insert("NextToken".into(), Value::String(encode_token(&last.name)));
@@ -379,7 +541,11 @@ impl ParameterStore {
         let mut next = params.clone();
         let (mut deleted, mut invalid) = (Vec::new(), Vec::new());
         for n in names {
-            if next.remove(n).is_some() { deleted.push(n) } else { invalid.push(n) }
+            if next.remove(n).is_some() {
+                deleted.push(n)
+            } else {
+                invalid.push(n)
+            }
         }
         self.persist(&next)?;
         *params = next;
@@ -395,16 +561,42 @@ impl ParameterStore {
             .map(|a| {
                 a.iter()
                     .map(|f| {
-                        let s = |k: &str| f.get(k).and_then(Value::as_str).unwrap_or_default().to_owned();
-                        let values = f.get("Values").and_then(Value::as_array).map(|v| v.iter().filter_map(Value::as_str).map(str::to_owned).collect()).unwrap_or_default();
-                        (s("Key"), if s("Option").is_empty() { "Equals".into() } else { s("Option") }, values)
+                        let s = |k: &str| {
+                            f.get(k)
+                                .and_then(Value::as_str)
+                                .unwrap_or_default()
+                                .to_owned()
+                        };
+                        let values = f
+                            .get("Values")
+                            .and_then(Value::as_array)
+                            .map(|v| {
+                                v.iter()
+                                    .filter_map(Value::as_str)
+                                    .map(str::to_owned)
+                                    .collect()
+                            })
+                            .unwrap_or_default();
+                        (
+                            s("Key"),
+                            if s("Option").is_empty() {
+                                "Equals".into()
+                            } else {
+                                s("Option")
+                            },
+                            values,
+                        )
                     })
                     .collect()
             })
             .unwrap_or_default();
         for (key, _, _) in &filters {
             if !matches!(key.as_str(), "Name" | "Type" | "Path" | "Tier" | "DataType") {
-                return Err(ApiError::new(400, "InvalidFilterKey", format!("The following filter key is not valid: {key}.")));
+                return Err(ApiError::new(
+                    400,
+                    "InvalidFilterKey",
+                    format!("The following filter key is not valid: {key}."),
+                ));
             }
         }
         let keep = |p: &Param| {
@@ -416,23 +608,30 @@ impl ParameterStore {
                     "DataType" => &p.data_type,
                     _ => &p.name,
                 };
-                values.iter().any(|v| match (key.as_str(), option.as_str()) {
-                    ("Path", "Recursive") => p.name.starts_with(&format!("{}/", v.trim_end_matches('/'))),
-                    ("Path", _) => {
-                        let prefix = format!("{}/", v.trim_end_matches('/'));
-                        p.name.starts_with(&prefix) && !p.name[prefix.len()..].contains('/')
-                    }
-                    (_, "BeginsWith") => field.starts_with(v.as_str()),
-                    (_, "Contains") => field.contains(v.as_str()),
-                    _ => field == v,
-                })
+                values
+                    .iter()
+                    .any(|v| match (key.as_str(), option.as_str()) {
+                        ("Path", "Recursive") => {
+                            p.name.starts_with(&format!("{}/", v.trim_end_matches('/')))
+                        }
+                        ("Path", _) => {
+                            let prefix = format!("{}/", v.trim_end_matches('/'));
+                            p.name.starts_with(&prefix) && !p.name[prefix.len()..].contains('/')
+                        }
+                        (_, "BeginsWith") => field.starts_with(v.as_str()),
+                        (_, "Contains") => field.contains(v.as_str()),
+                        _ => field == v,
+                    })
             })
         };
         let params = self.params.lock();
-        let mut matching = params.values().filter(|p| keep(p) && after.as_deref().is_none_or(|a| p.name.as_str() > a));
+        let mut matching = params
+            .values()
+            .filter(|p| keep(p) && after.as_deref().is_none_or(|a| p.name.as_str() > a));
         let page: Vec<&Param> = matching.by_ref().take(max).collect();
         let more = matching.next().is_some();
-        let mut out = json!({"Parameters": page.iter().map(|p| self.metadata(p)).collect::<Vec<_>>()});
+        let mut out =
+            json!({"Parameters": page.iter().map(|p| self.metadata(p)).collect::<Vec<_>>()});
         if let (true, Some(last), Some(o)) = (more, page.last(), out.as_object_mut()) {
             o.insert("NextToken".into(), Value::String(encode_token(&last.name)));
         }
@@ -441,14 +640,20 @@ impl ParameterStore {
 }
 
 fn required_str<'b>(body: &'b Value, key: &str, field: &str) -> Result<&'b str, ApiError> {
-    body.get(key).and_then(Value::as_str).ok_or_else(|| ApiError::validation(field, "null", "Member must not be null"))
+    body.get(key)
+        .and_then(Value::as_str)
+        .ok_or_else(|| ApiError::validation(field, "null", "Member must not be null"))
 }
 
 fn max_results(body: &Value, cap: i64) -> Result<usize, ApiError> {
     match body.get("MaxResults").and_then(Value::as_i64) {
         None => Ok(cap as usize),
         Some(n) if (1..=cap).contains(&n) => Ok(n as usize),
-        Some(n) => Err(ApiError::validation("maxResults", &n.to_string(), &format!("Member must have value less than or equal to {cap}"))),
+        Some(n) => Err(ApiError::validation(
+            "maxResults",
+            &n.to_string(),
+            &format!("Member must have value less than or equal to {cap}"),
+        )),
     }
 }
 
@@ -457,7 +662,9 @@ fn encode_token(name: &str) -> String {
 }
 
 fn token(body: &Value) -> Result<Option<String>, ApiError> {
-    let Some(t) = body.get("NextToken").and_then(Value::as_str) else { return Ok(None) };
+    let Some(t) = body.get("NextToken").and_then(Value::as_str) else {
+        return Ok(None);
+    };
     base64::engine::general_purpose::STANDARD
         .decode(t)
         .ok()
@@ -501,7 +708,11 @@ mod tests {
         let mut tampered = sealed.into_bytes();
         let n = tampered.len() - 5;
         tampered[n] = if tampered[n] == b'A' { b'B' } else { b'A' };
-        assert!(store.open_sealed(&String::from_utf8(tampered).unwrap()).is_err());
+        assert!(
+            store
+                .open_sealed(&String::from_utf8(tampered).unwrap())
+                .is_err()
+        );
     }
 
     #[test]

@@ -11,8 +11,8 @@ use std::{
 };
 
 use parking_lot::{Mutex, RwLock};
-use serde::{Deserialize, Serialize};
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 
 use crate::{PlatformError, wire::ApiError};
 
@@ -106,7 +106,10 @@ impl Store {
         }
         let mut layers: BTreeMap<String, BTreeMap<u64, LayerVersion>> = BTreeMap::new();
         for lv in load_dir::<LayerVersion>(&ldir)? {
-            layers.entry(lv.name.clone()).or_default().insert(lv.version, lv);
+            layers
+                .entry(lv.name.clone())
+                .or_default()
+                .insert(lv.version, lv);
         }
         Ok(Self {
             dir: data_dir.to_owned(),
@@ -134,7 +137,8 @@ impl Store {
         let map = self.functions.read();
         let mut iter: Box<dyn Iterator<Item = &FunctionRecord>> = match after {
             Some(a) => Box::new(
-                map.range::<str, _>((std::ops::Bound::Excluded(a), std::ops::Bound::Unbounded)).map(|(_, v)| v),
+                map.range::<str, _>((std::ops::Bound::Excluded(a), std::ops::Bound::Unbounded))
+                    .map(|(_, v)| v),
             ),
             None => Box::new(map.values()),
         };
@@ -153,7 +157,10 @@ impl Store {
     pub(crate) fn insert(&self, rec: FunctionRecord) -> Result<(), ApiError> {
         let _w = self.writer.lock();
         if self.functions.read().contains_key(&rec.name) {
-            return Err(ApiError::conflict(format!("Function already exist: {}", rec.name)));
+            return Err(ApiError::conflict(format!(
+                "Function already exist: {}",
+                rec.name
+            )));
         }
         self.persist_function(&rec)?;
         self.functions.write().insert(rec.name.clone(), rec);
@@ -168,7 +175,12 @@ impl Store {
         f: impl FnOnce(&mut FunctionRecord) -> Result<T, ApiError>,
     ) -> Result<T, ApiError> {
         let _w = self.writer.lock();
-        let mut rec = self.functions.read().get(name).cloned().ok_or_else(not_found)?;
+        let mut rec = self
+            .functions
+            .read()
+            .get(name)
+            .cloned()
+            .ok_or_else(not_found)?;
         let out = f(&mut rec)?;
         self.persist_function(&rec)?;
         self.functions.write().insert(name.to_owned(), rec);
@@ -181,13 +193,21 @@ impl Store {
         match fs::remove_file(&path) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(ApiError::internal(format!("cannot delete function state: {e}"))),
+            Err(e) => {
+                return Err(ApiError::internal(format!(
+                    "cannot delete function state: {e}"
+                )));
+            }
         }
         Ok(self.functions.write().remove(name))
     }
 
     pub(crate) fn layer_versions(&self, name: &str) -> Vec<LayerVersion> {
-        self.layers.read().get(name).map(|m| m.values().cloned().collect()).unwrap_or_default()
+        self.layers
+            .read()
+            .get(name)
+            .map(|m| m.values().cloned().collect())
+            .unwrap_or_default()
     }
 
     pub(crate) fn layer_names(&self) -> Vec<String> {
@@ -195,7 +215,11 @@ impl Store {
     }
 
     pub(crate) fn layer_version(&self, name: &str, version: u64) -> Option<LayerVersion> {
-        self.layers.read().get(name).and_then(|m| m.get(&version)).cloned()
+        self.layers
+            .read()
+            .get(name)
+            .and_then(|m| m.get(&version))
+            .cloned()
     }
 
     /// Publishes the next version of layer `name`, built by `f` from its number.
@@ -205,17 +229,31 @@ impl Store {
         f: impl FnOnce(u64) -> LayerVersion,
     ) -> Result<LayerVersion, ApiError> {
         let _w = self.writer.lock();
-        let next = self.layers.read().get(name).and_then(|m| m.keys().next_back().copied()).unwrap_or(0) + 1;
+        let next = self
+            .layers
+            .read()
+            .get(name)
+            .and_then(|m| m.keys().next_back().copied())
+            .unwrap_or(0)
+            + 1;
         let lv = f(next);
         let path = self.dir.join("layers").join(format!("{name}.{next}.json"));
-        write_json_atomic(&path, &lv).map_err(|e| ApiError::internal(format!("cannot persist layer: {e}")))?;
-        self.layers.write().entry(name.to_owned()).or_default().insert(next, lv.clone());
+        write_json_atomic(&path, &lv)
+            .map_err(|e| ApiError::internal(format!("cannot persist layer: {e}")))?;
+        self.layers
+            .write()
+            .entry(name.to_owned())
+            .or_default()
+            .insert(next, lv.clone());
         Ok(lv)
     }
 
     pub(crate) fn delete_layer_version(&self, name: &str, version: u64) -> Result<(), ApiError> {
         let _w = self.writer.lock();
-        let path = self.dir.join("layers").join(format!("{name}.{version}.json"));
+        let path = self
+            .dir
+            .join("layers")
+            .join(format!("{name}.{version}.json"));
         let _ = fs::remove_file(path);
         if let Some(m) = self.layers.write().get_mut(name) {
             m.remove(&version);
@@ -224,8 +262,12 @@ impl Store {
     }
 
     fn persist_function(&self, rec: &FunctionRecord) -> Result<(), ApiError> {
-        let path = self.dir.join("functions").join(format!("{}.json", rec.name));
-        write_json_atomic(&path, rec).map_err(|e| ApiError::internal(format!("cannot persist function: {e}")))
+        let path = self
+            .dir
+            .join("functions")
+            .join(format!("{}.json", rec.name));
+        write_json_atomic(&path, rec)
+            .map_err(|e| ApiError::internal(format!("cannot persist function: {e}")))
     }
 }
 
@@ -237,7 +279,9 @@ pub(crate) fn write_json_atomic<T: Serialize>(path: &Path, value: &T) -> std::io
 
 /// Writes `bytes` to `path`: temp file, fsync, rename, fsync of the parent directory.
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let parent = path.parent().ok_or_else(|| std::io::Error::other("path has no parent"))?;
+    let parent = path
+        .parent()
+        .ok_or_else(|| std::io::Error::other("path has no parent"))?;
     fs::create_dir_all(parent)?;
     let tmp = parent.join(format!(
         ".{}.tmp-{}",
@@ -256,12 +300,19 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 /// Loads every `*.json` in `dir` (a missing dir is empty); temp files of interrupted writes are
 /// removed.
 pub(crate) fn load_dir<T: DeserializeOwned>(dir: &Path) -> Result<Vec<T>, PlatformError> {
-    let io = |source| PlatformError::DataDir { path: dir.to_owned(), source };
+    let io = |source| PlatformError::DataDir {
+        path: dir.to_owned(),
+        source,
+    };
     fs::create_dir_all(dir).map_err(io)?;
     let mut out = Vec::new();
     for entry in fs::read_dir(dir).map_err(io)? {
         let path = entry.map_err(io)?.path();
-        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_owned();
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default()
+            .to_owned();
         if name.starts_with('.') && name.contains(".tmp-") {
             let _ = fs::remove_file(&path);
             continue;
@@ -269,9 +320,14 @@ pub(crate) fn load_dir<T: DeserializeOwned>(dir: &Path) -> Result<Vec<T>, Platfo
         if !name.ends_with(".json") {
             continue;
         }
-        let bytes = fs::read(&path).map_err(|source| PlatformError::DataDir { path: path.clone(), source })?;
-        let value = serde_json::from_slice(&bytes)
-            .map_err(|e| PlatformError::CorruptState { path: path.clone(), message: e.to_string() })?;
+        let bytes = fs::read(&path).map_err(|source| PlatformError::DataDir {
+            path: path.clone(),
+            source,
+        })?;
+        let value = serde_json::from_slice(&bytes).map_err(|e| PlatformError::CorruptState {
+            path: path.clone(),
+            message: e.to_string(),
+        })?;
         out.push(value);
     }
     Ok(out)

@@ -37,7 +37,12 @@ pub struct ApiError {
 impl ApiError {
     /// A new error.
     pub fn new(status: u16, code: &'static str, message: impl Into<String>) -> Self {
-        Self { status, code, message: message.into(), extra: None }
+        Self {
+            status,
+            code,
+            message: message.into(),
+            extra: None,
+        }
     }
     /// 404 `ResourceNotFoundException`.
     pub fn not_found(message: impl Into<String>) -> Self {
@@ -89,7 +94,10 @@ impl ApiError {
             // The JSON protocol answers every client error with 400; only faults are 5xx.
             Protocol::AwsJson => {
                 let status = if self.status >= 500 { self.status } else { 400 };
-                (status, json!({"__type": self.code, "message": self.message}))
+                (
+                    status,
+                    json!({"__type": self.code, "message": self.message}),
+                )
             }
         };
         let mut resp = json_response(status, &body, protocol);
@@ -112,7 +120,8 @@ pub fn json_response(status: u16, body: &Value, protocol: Protocol) -> Response<
     let bytes = serde_json::to_vec(body).unwrap_or_default();
     let mut resp = Response::new(Full::new(Bytes::from(bytes)));
     *resp.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    resp.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static(ct));
+    resp.headers_mut()
+        .insert(http::header::CONTENT_TYPE, HeaderValue::from_static(ct));
     resp
 }
 

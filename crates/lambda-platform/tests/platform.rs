@@ -1,13 +1,13 @@
 //! Integration tests of the local Lambda platform through real clients: boto3 (subprocess),
 //! awslambdaric, a `lambda_runtime` Rust function, a raw Extensions API client and Envoy.
 
+#[path = "platform/envoy.rs"]
+mod envoy;
 #[path = "platform/harness.rs"]
 mod harness;
 #[path = "platform/lambda_api.rs"]
 mod lambda_api;
 #[path = "platform/runtimes.rs"]
 mod runtimes;
-#[path = "platform/envoy.rs"]
-mod envoy;
 #[path = "platform/services.rs"]
 mod services;

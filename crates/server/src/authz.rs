@@ -5,58 +5,70 @@
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::Response;
 
+use mesh_model::acl::{AclToken, Authorizer, GLOBAL_MANAGEMENT_ID, parse_rules};
+
 use crate::AppState;
 use crate::error::{ApiError, ApiResult};
 use crate::query::Query;
 
 /// Accessor ID of Consul's anonymous token.
-pub const ANONYMOUS_ACCESSOR: &str = "00000000-0000-0000-0000-000000000002";
+pub const ANONYMOUS_ACCESSOR: &str = mesh_model::acl::ANONYMOUS_TOKEN_ID;
 
 /// Who is calling, and what they may do.
 pub struct Identity {
     pub authorizer: Authz,
     pub accessor_id: String,
+    /// The secret the request carried (for `/v1/acl/token/self`).
+    pub secret: Option<String>,
 }
 
 /// Authorization decisions for one request.
 pub enum Authz {
     /// ACLs disabled, or a management token.
     Management,
+    /// A token's merged policies over the configured default.
+    Rules(Authorizer),
 }
 
 impl Authz {
-    pub fn service_read(&self, _name: &str) -> bool {
-        true
+    fn check(&self, f: impl FnOnce(&Authorizer) -> bool) -> bool {
+        match self {
+            Authz::Management => true,
+            Authz::Rules(a) => f(a),
+        }
     }
-    pub fn service_write(&self, _name: &str) -> bool {
-        true
+    pub fn service_read(&self, name: &str) -> bool {
+        self.check(|a| a.service_read(name))
     }
-    pub fn intention_read(&self, _dest: &str) -> bool {
-        true
+    pub fn service_write(&self, name: &str) -> bool {
+        self.check(|a| a.service_write(name))
     }
-    pub fn intention_write(&self, _dest: &str) -> bool {
-        true
+    pub fn intention_read(&self, dest: &str) -> bool {
+        self.check(|a| a.intention_read(dest))
     }
-    pub fn node_read(&self, _name: &str) -> bool {
-        true
+    pub fn intention_write(&self, dest: &str) -> bool {
+        self.check(|a| a.intention_write(dest))
     }
-    pub fn node_write(&self, _name: &str) -> bool {
-        true
+    pub fn node_read(&self, name: &str) -> bool {
+        self.check(|a| a.node_read(name))
     }
-    pub fn agent_read(&self, _node: &str) -> bool {
-        true
+    pub fn node_write(&self, name: &str) -> bool {
+        self.check(|a| a.node_write(name))
+    }
+    pub fn agent_read(&self, node: &str) -> bool {
+        self.check(|a| a.agent_read(node))
     }
     pub fn operator_read(&self) -> bool {
-        true
+        self.check(Authorizer::operator_read)
     }
     pub fn operator_write(&self) -> bool {
-        true
+        self.check(Authorizer::operator_write)
     }
     pub fn acl_read(&self) -> bool {
-        true
+        self.check(Authorizer::acl_read)
     }
     pub fn acl_write(&self) -> bool {
-        true
+        self.check(Authorizer::acl_write)
     }
 }
 
@@ -79,13 +91,54 @@ pub fn token_of(headers: &HeaderMap, q: &Query) -> Option<String> {
 /// Resolves the request's token.
 ///
 /// # Errors
-/// 403 `ACL not found` for a secret that matches no token.
+/// 403 `ACL not found` for a secret that matches no (unexpired) token.
 pub fn resolve(app: &AppState, headers: &HeaderMap, q: &Query) -> ApiResult<Identity> {
-    let _secret = token_of(headers, q);
     if !app.config.acl.enabled {
-        return Ok(Identity { authorizer: Authz::Management, accessor_id: String::new() });
+        return Ok(Identity { authorizer: Authz::Management, accessor_id: String::new(), secret: None });
     }
-    Ok(Identity { authorizer: Authz::Management, accessor_id: ANONYMOUS_ACCESSOR.into() })
+    let secret = token_of(headers, q);
+    let default_allow = app.config.acl.default_allow;
+    let now = time::OffsetDateTime::now_utc();
+    app.store.read(|s| {
+        let acl = s.acl();
+        let token = match &secret {
+            None => acl.tokens.get(ANONYMOUS_ACCESSOR),
+            Some(secret) => match acl.token_by_secret(secret) {
+                Some(t) if !is_expired(t, now) => Some(t),
+                _ => return Err(ApiError::forbidden("ACL not found")),
+            },
+        };
+        let Some(token) = token else {
+            // ACLs on but not initialised yet: only the default policy applies.
+            return Ok(Identity { authorizer: Authz::Rules(Authorizer::new(&[], default_allow)), accessor_id: ANONYMOUS_ACCESSOR.into(), secret });
+        };
+        if token.policies.iter().any(|l| l.id == GLOBAL_MANAGEMENT_ID) {
+            return Ok(Identity { authorizer: Authz::Management, accessor_id: token.accessor_id.clone(), secret });
+        }
+        let mut rules = Vec::new();
+        for link in &token.policies {
+            if let Some(p) = acl.policies.get(&link.id) {
+                match parse_rules(&p.rules) {
+                    Ok(r) => rules.push(r),
+                    // Stored policies were validated on write; a failure here means a newer
+                    // grammar than this binary knows. Deny what it would have granted.
+                    Err(e) => tracing::error!(policy = %p.name, error = %e, "stored policy no longer parses; ignored"),
+                }
+            }
+        }
+        rules.extend(token.identity_rules());
+        Ok(Identity { authorizer: Authz::Rules(Authorizer::new(&rules, default_allow)), accessor_id: token.accessor_id.clone(), secret })
+    })
+}
+
+fn is_expired(t: &AclToken, now: time::OffsetDateTime) -> bool {
+    if t.expiration_time.is_empty() {
+        return false;
+    }
+    match time::OffsetDateTime::parse(&t.expiration_time, &time::format_description::well_known::Rfc3339) {
+        Ok(exp) => exp <= now,
+        Err(_) => true,
+    }
 }
 
 /// Fails with Consul's permission-denied text unless `allowed`.

@@ -60,6 +60,7 @@ impl From<StoreError> for ApiError {
             StoreError::Rejected(ApplyError::Invalid(m)) => Self::bad_request(m),
             StoreError::Rejected(ApplyError::NotFound(m)) => Self::not_found(m),
             StoreError::Rejected(ApplyError::Conflict(m)) => Self::conflict(m),
+            StoreError::Rejected(ApplyError::Forbidden(m)) => Self::forbidden(format!("Permission denied: {m}")),
             other => Self::internal(other.to_string()),
         }
     }

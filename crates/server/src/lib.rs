@@ -49,6 +49,7 @@ impl AppState {
     pub async fn open(config: ServerConfig) -> Result<Self, ServerError> {
         let store = Store::open(&config.data_dir, store::StoreOptions::default())?;
         let app = Self { store, config: Arc::new(config), ttl: Arc::new(ttl::TtlTimers::default()) };
+        api::acl::init(&app).await.map_err(|e| ServerError::SelfRegistration(e.message))?;
         api::agent::register_self(&app).await.map_err(|e| ServerError::SelfRegistration(e.message))?;
         Ok(app)
     }

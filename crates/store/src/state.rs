@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use mesh_model::names::ServiceName;
 use mesh_model::EntMeta;
 
+pub mod acl;
 pub mod catalog;
 mod config;
 
@@ -47,6 +48,8 @@ pub enum ApplyError {
     NotFound(String),
     #[error("{0}")]
     Conflict(String),
+    #[error("{0}")]
+    Forbidden(String),
 }
 
 /// Cluster-wide metadata, fixed at first start.
@@ -70,6 +73,7 @@ pub enum Op {
     /// exact input), with an optional check-and-set index (0 = must not exist).
     ConfigSet { entry: serde_json::Value, cas: Option<u64> },
     ConfigDelete { kind: String, partition: String, namespace: String, name: String, cas: Option<u64> },
+    Acl(acl::AclOp),
 }
 
 /// The whole control-plane state.
@@ -85,6 +89,7 @@ pub struct State {
     pub(crate) checks: BTreeMap<catalog::CheckKey, mesh_model::catalog::HealthCheck>,
     pub(crate) config: mesh_model::config_entry::ConfigEntrySet,
     pub(crate) config_index: config::EntryIndexes,
+    pub(crate) acl: acl::AclState,
     key_index: HashMap<WatchKey, u64>,
 }
 
@@ -99,6 +104,8 @@ pub(crate) struct StateSnapshot {
     /// Config entries as API JSON with (create, modify) indexes.
     #[serde(default)]
     pub config: Vec<(serde_json::Value, u64, u64)>,
+    #[serde(default)]
+    pub acl: acl::AclState,
 }
 
 impl State {
@@ -162,6 +169,7 @@ impl State {
             Op::UpdateCheck { partition, node, check_id, status, output } => {
                 self.apply_update_check(partition, node, check_id, status, output, index)?
             }
+            Op::Acl(op) => self.apply_acl(op, index)?,
             Op::SetClusterMeta(meta) => {
                 self.meta = meta.clone();
                 vec![WatchKey::Meta]
@@ -189,11 +197,12 @@ impl State {
                     (e.to_json(), c, m)
                 })
                 .collect(),
+            acl: self.acl.clone(),
         }
     }
 
     pub(crate) fn from_snapshot(snap: StateSnapshot) -> Self {
-        let mut state = State { index: snap.index, meta: snap.meta, ..State::default() };
+        let mut state = State { index: snap.index, meta: snap.meta, acl: snap.acl, ..State::default() };
         for n in snap.nodes {
             state.nodes.insert(NodeKey::of(&n), n);
         }

@@ -26,7 +26,13 @@ pub(crate) async fn dispatch(
         serde_json::from_slice(&req.body)
             .ok()
             .filter(Value::is_object)
-            .ok_or_else(|| ApiError::new(400, "SerializationException", "Start of structure or map found where not expected."))?
+            .ok_or_else(|| {
+                ApiError::new(
+                    400,
+                    "SerializationException",
+                    "Start of structure or map found where not expected.",
+                )
+            })?
     };
     let out = match service {
         "ssm" => p.inner.ssm.call(op, &body)?,
@@ -51,20 +57,37 @@ fn get_resources(p: &Platform, body: &Value) -> Result<Value, ApiError> {
     let types: Vec<String> = body
         .get("ResourceTypeFilters")
         .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(Value::as_str).map(str::to_owned).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect()
+        })
         .unwrap_or_default();
-    let wants_lambda = types.is_empty() || types.iter().any(|t| t == "lambda" || t == "lambda:function");
+    let wants_lambda = types.is_empty()
+        || types
+            .iter()
+            .any(|t| t == "lambda" || t == "lambda:function");
     let filters: Vec<(String, Vec<String>)> = body
         .get("TagFilters")
         .and_then(Value::as_array)
         .map(|a| {
             a.iter()
                 .map(|f| {
-                    let key = f.get("Key").and_then(Value::as_str).unwrap_or_default().to_owned();
+                    let key = f
+                        .get("Key")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .to_owned();
                     let values = f
                         .get("Values")
                         .and_then(Value::as_array)
-                        .map(|v| v.iter().filter_map(Value::as_str).map(str::to_owned).collect())
+                        .map(|v| {
+                            v.iter()
+                                .filter_map(Value::as_str)
+                                .map(str::to_owned)
+                                .collect()
+                        })
                         .unwrap_or_default();
                     (key, values)
                 })
@@ -74,14 +97,24 @@ fn get_resources(p: &Platform, body: &Value) -> Result<Value, ApiError> {
     if filters.len() > 50 || filters.iter().any(|(k, _)| k.is_empty() || k.len() > 128) {
         return Err(invalid("TagFilters are not valid."));
     }
-    let after = match body.get("PaginationToken").and_then(Value::as_str).filter(|t| !t.is_empty()) {
+    let after = match body
+        .get("PaginationToken")
+        .and_then(Value::as_str)
+        .filter(|t| !t.is_empty())
+    {
         None => None,
         Some(t) => Some(
             base64::engine::general_purpose::STANDARD
                 .decode(t)
                 .ok()
                 .and_then(|b| String::from_utf8(b).ok())
-                .ok_or_else(|| ApiError::new(400, "PaginationTokenExpiredException", "The pagination token is not valid."))?,
+                .ok_or_else(|| {
+                    ApiError::new(
+                        400,
+                        "PaginationTokenExpiredException",
+                        "The pagination token is not valid.",
+                    )
+                })?,
         ),
     };
     let cfg = p.config();
@@ -94,7 +127,9 @@ fn get_resources(p: &Platform, body: &Value) -> Result<Value, ApiError> {
                 continue;
             }
             let keep = filters.iter().all(|(k, values)| {
-                rec.tags.get(k).is_some_and(|v| values.is_empty() || values.contains(v))
+                rec.tags
+                    .get(k)
+                    .is_some_and(|v| values.is_empty() || values.contains(v))
             });
             if !keep {
                 continue;
@@ -103,7 +138,11 @@ fn get_resources(p: &Platform, body: &Value) -> Result<Value, ApiError> {
                 more = true;
                 break;
             }
-            let tags: Vec<Value> = rec.tags.iter().map(|(k, v)| json!({"Key": k, "Value": v})).collect();
+            let tags: Vec<Value> = rec
+                .tags
+                .iter()
+                .map(|(k, v)| json!({"Key": k, "Value": v}))
+                .collect();
             page.push(json!({
                 "ResourceARN": format!("arn:aws:lambda:{}:{}:function:{}", cfg.region, cfg.account, rec.name),
                 "Tags": tags,

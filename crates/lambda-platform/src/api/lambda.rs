@@ -44,12 +44,18 @@ pub(crate) async fn dispatch(p: &Platform, req: &Req) -> Resp {
     let segs: Vec<&str> = req.segs.iter().map(String::as_str).collect();
     let api = Api { p, req };
     match (&req.method, segs.as_slice()) {
-        (&Method::POST, ["2015-03-31", "functions"] | ["2015-03-31", "functions", ""]) => api.create_function(),
-        (&Method::GET, ["2015-03-31", "functions"] | ["2015-03-31", "functions", ""]) => api.list_functions(),
+        (&Method::POST, ["2015-03-31", "functions"] | ["2015-03-31", "functions", ""]) => {
+            api.create_function()
+        }
+        (&Method::GET, ["2015-03-31", "functions"] | ["2015-03-31", "functions", ""]) => {
+            api.list_functions()
+        }
         (&Method::GET, ["2015-03-31", "functions", f]) => api.get_function(f),
         (&Method::DELETE, ["2015-03-31", "functions", f]) => api.delete_function(f),
         (&Method::GET, ["2015-03-31", "functions", f, "configuration"]) => api.get_configuration(f),
-        (&Method::PUT, ["2015-03-31", "functions", f, "configuration"]) => api.update_configuration(f),
+        (&Method::PUT, ["2015-03-31", "functions", f, "configuration"]) => {
+            api.update_configuration(f)
+        }
         (&Method::PUT, ["2015-03-31", "functions", f, "code"]) => api.update_code(f),
         (&Method::POST, ["2015-03-31", "functions", f, "invocations"]) => api.invoke(f).await,
         (&Method::POST, ["2015-03-31", "functions", f, "versions"]) => api.publish_version(f),
@@ -63,17 +69,28 @@ pub(crate) async fn dispatch(p: &Platform, req: &Req) -> Resp {
         (&Method::DELETE, ["2017-03-31", "tags", r]) => api.untag_resource(r),
         (&Method::GET, ["2017-03-31", "tags", r]) => api.list_tags(r),
         (&Method::PUT, ["2017-10-31", "functions", f, "concurrency"]) => api.put_concurrency(f),
-        (&Method::DELETE, ["2017-10-31", "functions", f, "concurrency"]) => api.delete_concurrency(f),
+        (&Method::DELETE, ["2017-10-31", "functions", f, "concurrency"]) => {
+            api.delete_concurrency(f)
+        }
         (&Method::GET, ["2019-09-30", "functions", f, "concurrency"]) => api.get_concurrency(f),
         (&Method::POST, ["2018-10-31", "layers", l, "versions"]) => api.publish_layer(l),
         (&Method::GET, ["2018-10-31", "layers", l, "versions"]) => api.list_layer_versions(l),
         (&Method::GET, ["2018-10-31", "layers", l, "versions", v]) => api.get_layer_version(l, v),
-        (&Method::DELETE, ["2018-10-31", "layers", l, "versions", v]) => api.delete_layer_version(l, v),
-        (&Method::GET, ["2018-10-31", "layers"] | ["2018-10-31", "layers", ""]) => api.list_layers(),
-        (&Method::GET, ["2016-08-19", "account-settings"] | ["2016-08-19", "account-settings", ""]) => {
-            api.account_settings()
+        (&Method::DELETE, ["2018-10-31", "layers", l, "versions", v]) => {
+            api.delete_layer_version(l, v)
         }
-        _ => Err(ApiError::new(404, "UnknownOperationException", "Unknown operation")),
+        (&Method::GET, ["2018-10-31", "layers"] | ["2018-10-31", "layers", ""]) => {
+            api.list_layers()
+        }
+        (
+            &Method::GET,
+            ["2016-08-19", "account-settings"] | ["2016-08-19", "account-settings", ""],
+        ) => api.account_settings(),
+        _ => Err(ApiError::new(
+            404,
+            "UnknownOperationException",
+            "Unknown operation",
+        )),
     }
 }
 
@@ -87,7 +104,9 @@ pub(crate) fn iso_now() -> String {
     let fmt = time::macros::format_description!(
         "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]+0000"
     );
-    time::OffsetDateTime::now_utc().format(fmt).unwrap_or_default()
+    time::OffsetDateTime::now_utc()
+        .format(fmt)
+        .unwrap_or_default()
 }
 
 fn ok(status: u16, body: &Value) -> Resp {
@@ -108,10 +127,18 @@ impl Api<'_> {
         &self.p.config().account
     }
     fn function_arn(&self, name: &str) -> String {
-        format!("arn:aws:lambda:{}:{}:function:{name}", self.region(), self.account())
+        format!(
+            "arn:aws:lambda:{}:{}:function:{name}",
+            self.region(),
+            self.account()
+        )
     }
     fn layer_arn(&self, name: &str) -> String {
-        format!("arn:aws:lambda:{}:{}:layer:{name}", self.region(), self.account())
+        format!(
+            "arn:aws:lambda:{}:{}:layer:{name}",
+            self.region(),
+            self.account()
+        )
     }
 
     fn not_found_fn(&self, name: &str, qualifier: Option<&str>) -> ApiError {
@@ -130,7 +157,10 @@ impl Api<'_> {
                 return Err(ApiError::validation(
                     "qualifier",
                     q,
-                    &format!("Member must satisfy regular expression pattern: {}", arn::QUALIFIER_PATTERN),
+                    &format!(
+                        "Member must satisfy regular expression pattern: {}",
+                        arn::QUALIFIER_PATTERN
+                    ),
                 ));
             }
             match &r.qualifier {
@@ -151,11 +181,19 @@ impl Api<'_> {
     }
 
     fn record(&self, r: &FunctionRef) -> Result<FunctionRecord, ApiError> {
-        self.p.inner.state.get(&r.name).ok_or_else(|| self.not_found_fn(&r.name, None))
+        self.p
+            .inner
+            .state
+            .get(&r.name)
+            .ok_or_else(|| self.not_found_fn(&r.name, None))
     }
 
     /// The version config a qualifier selects, and the executed version number.
-    fn resolve<'r>(&self, rec: &'r FunctionRecord, qualifier: Option<&str>) -> Result<&'r VersionConfig, ApiError> {
+    fn resolve<'r>(
+        &self,
+        rec: &'r FunctionRecord,
+        qualifier: Option<&str>,
+    ) -> Result<&'r VersionConfig, ApiError> {
         match qualifier {
             None | Some("$LATEST") => Ok(&rec.latest),
             Some(q) if q.bytes().all(|b| b.is_ascii_digit()) => q
@@ -164,13 +202,21 @@ impl Api<'_> {
                 .and_then(|n| rec.versions.get(&n))
                 .ok_or_else(|| self.not_found_fn(&rec.name, Some(q))),
             Some(q) => {
-                let alias = rec.aliases.get(q).ok_or_else(|| self.not_found_fn(&rec.name, Some(q)))?;
+                let alias = rec
+                    .aliases
+                    .get(q)
+                    .ok_or_else(|| self.not_found_fn(&rec.name, Some(q)))?;
                 self.resolve(rec, Some(alias.function_version.as_str()))
             }
         }
     }
 
-    fn config_json(&self, rec: &FunctionRecord, v: &VersionConfig, qualified_latest: bool) -> Value {
+    fn config_json(
+        &self,
+        rec: &FunctionRecord,
+        v: &VersionConfig,
+        qualified_latest: bool,
+    ) -> Value {
         let arn = if v.version == "$LATEST" && !qualified_latest {
             self.function_arn(&rec.name)
         } else {
@@ -204,15 +250,22 @@ impl Api<'_> {
                 obj.insert("Environment".into(), json!({"Variables": v.environment}));
             }
             if !v.layers.is_empty() {
-                let layers: Vec<Value> =
-                    v.layers.iter().map(|l| json!({"Arn": l.arn, "CodeSize": l.code_size})).collect();
+                let layers: Vec<Value> = v
+                    .layers
+                    .iter()
+                    .map(|l| json!({"Arn": l.arn, "CodeSize": l.code_size}))
+                    .collect();
                 obj.insert("Layers".into(), Value::Array(layers));
             }
         }
         out
     }
 
-    pub(crate) fn spec(&self, rec: &FunctionRecord, v: &VersionConfig) -> Result<Arc<FunctionSpec>, ApiError> {
+    pub(crate) fn spec(
+        &self,
+        rec: &FunctionRecord,
+        v: &VersionConfig,
+    ) -> Result<Arc<FunctionSpec>, ApiError> {
         spec_for(self.p, rec, v)
     }
 
@@ -220,13 +273,16 @@ impl Api<'_> {
 
     fn create_function(&self) -> Resp {
         let body = self.req.json()?;
-        let name_raw = str_field(&body, "FunctionName")
-            .ok_or_else(|| ApiError::validation("functionName", "null", "Member must not be null"))?;
-        let fref = arn::parse_function_ref(name_raw).map_err(|_| arn::function_name_error(name_raw))?;
+        let name_raw = str_field(&body, "FunctionName").ok_or_else(|| {
+            ApiError::validation("functionName", "null", "Member must not be null")
+        })?;
+        let fref =
+            arn::parse_function_ref(name_raw).map_err(|_| arn::function_name_error(name_raw))?;
         if fref.qualifier.is_some() || fref.name.len() > 64 {
             return Err(arn::function_name_error(name_raw));
         }
-        let role = str_field(&body, "Role").ok_or_else(|| ApiError::validation("role", "null", "Member must not be null"))?;
+        let role = str_field(&body, "Role")
+            .ok_or_else(|| ApiError::validation("role", "null", "Member must not be null"))?;
         validate_role(role)?;
         let runtime = str_field(&body, "Runtime").unwrap_or_default();
         validate_runtime(runtime)?;
@@ -266,11 +322,18 @@ impl Api<'_> {
             tags,
             reserved_concurrency: None,
         };
-        let publish = body.get("Publish").and_then(Value::as_bool).unwrap_or(false);
+        let publish = body
+            .get("Publish")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
         if publish {
             publish_latest(&mut rec, None);
         }
-        let shown = if publish { rec.versions.values().next_back().cloned() } else { None };
+        let shown = if publish {
+            rec.versions.values().next_back().cloned()
+        } else {
+            None
+        };
         self.p.inner.state.insert(rec.clone())?;
         let cfg = self.config_json(&rec, shown.as_ref().unwrap_or(&rec.latest), false);
         let mut params = body.clone();
@@ -304,7 +367,12 @@ impl Api<'_> {
                 .flat_map(|rec| {
                     std::iter::once(&rec.latest)
                         .chain(rec.versions.values())
-                        .map(|v| (format!("{}\u{0}{:020}", rec.name, version_sort_key(&v.version)), self.config_json(rec, v, true)))
+                        .map(|v| {
+                            (
+                                format!("{}\u{0}{:020}", rec.name, version_sort_key(&v.version)),
+                                self.config_json(rec, v, true),
+                            )
+                        })
                         .collect::<Vec<_>>()
                 })
                 .collect();
@@ -315,7 +383,11 @@ impl Api<'_> {
             });
             (items, more)
         };
-        let next = if more { items.last().map(|(k, _)| encode_marker(k)) } else { None };
+        let next = if more {
+            items.last().map(|(k, _)| encode_marker(k))
+        } else {
+            None
+        };
         let functions: Vec<Value> = items.into_iter().map(|(_, v)| v).collect();
         let mut out = json!({"Functions": functions});
         if let (Some(m), Some(o)) = (next, out.as_object_mut()) {
@@ -337,7 +409,10 @@ impl Api<'_> {
             "Tags": rec.tags,
         });
         if let (Some(n), Some(o)) = (rec.reserved_concurrency, out.as_object_mut()) {
-            o.insert("Concurrency".into(), json!({"ReservedConcurrentExecutions": n}));
+            o.insert(
+                "Concurrency".into(),
+                json!({"ReservedConcurrentExecutions": n}),
+            );
         }
         ok(200, &out)
     }
@@ -358,7 +433,11 @@ impl Api<'_> {
                     return Err(self.not_found_fn(&r.name, None));
                 }
                 self.p.inner.pools.flush(&r.name, None);
-                self.trail("DeleteFunction20150331", json!({"functionName": raw}), Value::Null);
+                self.trail(
+                    "DeleteFunction20150331",
+                    json!({"functionName": raw}),
+                    Value::Null,
+                );
                 Ok(empty_response(204))
             }
             Some("$LATEST") => Err(ApiError::invalid_parameter(
@@ -382,10 +461,16 @@ impl Api<'_> {
                     },
                 )?;
                 self.p.inner.pools.flush(&r.name, Some(q));
-                self.trail("DeleteFunction20150331", json!({"functionName": raw, "qualifier": q}), Value::Null);
+                self.trail(
+                    "DeleteFunction20150331",
+                    json!({"functionName": raw, "qualifier": q}),
+                    Value::Null,
+                );
                 Ok(empty_response(204))
             }
-            Some(_) => Err(ApiError::invalid_parameter("Deletion of aliases is not supported.")),
+            Some(_) => Err(ApiError::invalid_parameter(
+                "Deletion of aliases is not supported.",
+            )),
         }
     }
 
@@ -412,9 +497,21 @@ impl Api<'_> {
         if let Some(rt) = str_field(&body, "Runtime") {
             validate_runtime(rt)?;
         }
-        let layers = if body.get("Layers").is_some() { Some(self.layers(&body)?) } else { None };
-        let environment = if body.get("Environment").is_some() { Some(environment(&body)?) } else { None };
-        let description = if body.get("Description").is_some() { Some(description(&body)?) } else { None };
+        let layers = if body.get("Layers").is_some() {
+            Some(self.layers(&body)?)
+        } else {
+            None
+        };
+        let environment = if body.get("Environment").is_some() {
+            Some(environment(&body)?)
+        } else {
+            None
+        };
+        let description = if body.get("Description").is_some() {
+            Some(description(&body)?)
+        } else {
+            None
+        };
         let (timeout, memory) = limits(&body, 0, 0)?;
         let rec = self.p.inner.state.update(
             &r.name,
@@ -471,7 +568,10 @@ impl Api<'_> {
         let body = self.req.json()?;
         let zip = zip_from(Some(&body))?;
         let installed = code::install_zip(self.p.inner.state.data_dir(), &zip)?;
-        let publish = body.get("Publish").and_then(Value::as_bool).unwrap_or(false);
+        let publish = body
+            .get("Publish")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
         let (rec, shown) = self.p.inner.state.update(
             &r.name,
             || self.not_found_fn(&r.name, None),
@@ -483,7 +583,11 @@ impl Api<'_> {
                 l.code_key = installed.key.clone();
                 l.last_modified = iso_now();
                 l.revision_id = revision();
-                let shown = if publish { Some(publish_latest(rec, None)) } else { None };
+                let shown = if publish {
+                    Some(publish_latest(rec, None))
+                } else {
+                    None
+                };
                 Ok((rec.clone(), shown))
             },
         )?;
@@ -501,7 +605,10 @@ impl Api<'_> {
 
     async fn invoke(&self, raw: &str) -> Resp {
         let r = self.function_ref(raw)?;
-        let kind = self.req.header("x-amz-invocation-type").unwrap_or("RequestResponse");
+        let kind = self
+            .req
+            .header("x-amz-invocation-type")
+            .unwrap_or("RequestResponse");
         if !matches!(kind, "RequestResponse" | "Event" | "DryRun") {
             return Err(ApiError::validation(
                 "invocationType",
@@ -509,12 +616,18 @@ impl Api<'_> {
                 "Member must satisfy enum value set: [Event, RequestResponse, DryRun]",
             ));
         }
-        let limit = if kind == "Event" { MAX_ASYNC_PAYLOAD } else { MAX_SYNC_PAYLOAD };
+        let limit = if kind == "Event" {
+            MAX_ASYNC_PAYLOAD
+        } else {
+            MAX_SYNC_PAYLOAD
+        };
         if self.req.body.len() > limit {
             return Err(ApiError::new(
                 413,
                 "RequestTooLargeException",
-                format!("Request must be smaller than {limit} bytes for the InvokeFunction operation"),
+                format!(
+                    "Request must be smaller than {limit} bytes for the InvokeFunction operation"
+                ),
             ));
         }
         let payload = if self.req.body.iter().all(u8::is_ascii_whitespace) {
@@ -551,15 +664,30 @@ impl Api<'_> {
         }
         let spec = self.spec(&rec, v)?;
         let client_context = self.req.header("x-amz-client-context").map(str::to_owned);
-        let ireq = InvokeRequest { payload, invoked_arn, client_context };
+        let ireq = InvokeRequest {
+            payload,
+            invoked_arn,
+            client_context,
+        };
         if kind == "Event" {
-            self.p.inner.pools.invoke_async(self.p, spec, rec.reserved_concurrency, ireq)?;
+            self.p
+                .inner
+                .pools
+                .invoke_async(self.p, spec, rec.reserved_concurrency, ireq)?;
             return Ok(empty_response(202));
         }
-        let result = self.p.inner.pools.invoke(spec, rec.reserved_concurrency, ireq).await?;
+        let result = self
+            .p
+            .inner
+            .pools
+            .invoke(spec, rec.reserved_concurrency, ireq)
+            .await?;
         let mut resp = Response::new(Full::new(result.payload));
         let h = resp.headers_mut();
-        h.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        h.insert(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
         if let Ok(v) = HeaderValue::from_str(&version) {
             h.insert("x-amz-executed-version", v);
         }
@@ -567,8 +695,13 @@ impl Api<'_> {
             h.insert("x-amz-function-error", HeaderValue::from_static(fe));
         }
         if self.req.header("x-amz-log-type") == Some("Tail") {
-            let tail = &result.log_tail[result.log_tail.len().saturating_sub(crate::sandbox::LOG_TAIL)..];
-            if let Ok(v) = HeaderValue::from_str(&base64::engine::general_purpose::STANDARD.encode(tail)) {
+            let tail = &result.log_tail[result
+                .log_tail
+                .len()
+                .saturating_sub(crate::sandbox::LOG_TAIL)..];
+            if let Ok(v) =
+                HeaderValue::from_str(&base64::engine::general_purpose::STANDARD.encode(tail))
+            {
                 h.insert("x-amz-log-result", v);
             }
         }
@@ -589,20 +722,23 @@ impl Api<'_> {
             || self.not_found_fn(&r.name, None),
             |rec| {
                 Self::check_revision(&body, &rec.latest.revision_id)?;
-                if let Some(sha) = str_field(&body, "CodeSha256") {
-                    if sha != rec.latest.code_sha256 {
+                if let Some(sha) = str_field(&body, "CodeSha256")
+                    && sha != rec.latest.code_sha256 {
                         return Err(ApiError::invalid_parameter(format!(
                             "CodeSHA256 ({sha}) is different from current CodeSHA256 in $LATEST ({}). Please try again with the CodeSHA256 in $LATEST.",
                             rec.latest.code_sha256
                         )));
                     }
-                }
                 let v = publish_latest(rec, desc);
                 Ok((rec.clone(), v))
             },
         )?;
         let cfg = self.config_json(&rec, &v, true);
-        self.trail("PublishVersion20150331", json!({"functionName": raw}), cfg.clone());
+        self.trail(
+            "PublishVersion20150331",
+            json!({"functionName": raw}),
+            cfg.clone(),
+        );
         ok(201, &cfg)
     }
 
@@ -613,7 +749,12 @@ impl Api<'_> {
         let after = decode_marker(self.req.query("Marker"))?;
         let items: Vec<(String, Value)> = std::iter::once(&rec.latest)
             .chain(rec.versions.values())
-            .map(|v| (format!("{:020}", version_sort_key(&v.version)), self.config_json(&rec, v, true)))
+            .map(|v| {
+                (
+                    format!("{:020}", version_sort_key(&v.version)),
+                    self.config_json(&rec, v, true),
+                )
+            })
             .collect();
         let (page, more) = page_after(items, after.as_deref(), max);
         paged_response("Versions", page, more)
@@ -630,12 +771,20 @@ impl Api<'_> {
             "RevisionId": a.revision_id,
         });
         if let (false, Some(o)) = (a.additional_weights.is_empty(), out.as_object_mut()) {
-            o.insert("RoutingConfig".into(), json!({"AdditionalVersionWeights": a.additional_weights}));
+            o.insert(
+                "RoutingConfig".into(),
+                json!({"AdditionalVersionWeights": a.additional_weights}),
+            );
         }
         out
     }
 
-    fn alias_fields(&self, rec: &FunctionRecord, body: &Value, alias: &mut Alias) -> Result<(), ApiError> {
+    fn alias_fields(
+        &self,
+        rec: &FunctionRecord,
+        body: &Value,
+        alias: &mut Alias,
+    ) -> Result<(), ApiError> {
         if let Some(v) = str_field(body, "FunctionVersion") {
             if v != "$LATEST" && !rec.versions.keys().any(|n| n.to_string() == v) {
                 return Err(self.not_found_fn(&rec.name, Some(v)));
@@ -646,20 +795,35 @@ impl Api<'_> {
             alias.description = description(body)?;
         }
         if let Some(rc) = body.get("RoutingConfig") {
-            let weights = rc.get("AdditionalVersionWeights").and_then(Value::as_object).cloned().unwrap_or_default();
+            let weights = rc
+                .get("AdditionalVersionWeights")
+                .and_then(Value::as_object)
+                .cloned()
+                .unwrap_or_default();
             let mut out = BTreeMap::new();
             for (ver, w) in weights {
-                let w = w.as_f64().filter(|w| (0.0..=1.0).contains(w)).ok_or_else(|| {
-                    ApiError::validation("routingConfig.additionalVersionWeights", &ver, "Member must have value between 0.0 and 1.0")
+                let w = w
+                    .as_f64()
+                    .filter(|w| (0.0..=1.0).contains(w))
+                    .ok_or_else(|| {
+                        ApiError::validation(
+                            "routingConfig.additionalVersionWeights",
+                            &ver,
+                            "Member must have value between 0.0 and 1.0",
+                        )
+                    })?;
+                let n: u64 = ver.parse().map_err(|_| {
+                    ApiError::invalid_parameter(format!("Invalid function version {ver}."))
                 })?;
-                let n: u64 = ver.parse().map_err(|_| ApiError::invalid_parameter(format!("Invalid function version {ver}.")))?;
                 if !rec.versions.contains_key(&n) {
                     return Err(self.not_found_fn(&rec.name, Some(&ver)));
                 }
                 out.insert(ver, w);
             }
             if out.len() > 1 {
-                return Err(ApiError::invalid_parameter("Number of items in AdditionalVersionWeights cannot be greater than 1"));
+                return Err(ApiError::invalid_parameter(
+                    "Number of items in AdditionalVersionWeights cannot be greater than 1",
+                ));
             }
             alias.additional_weights = out;
         }
@@ -669,7 +833,8 @@ impl Api<'_> {
     fn create_alias(&self, raw: &str) -> Resp {
         let r = self.function_ref(raw)?;
         let body = self.req.json()?;
-        let name = str_field(&body, "Name").ok_or_else(|| ApiError::validation("name", "null", "Member must not be null"))?;
+        let name = str_field(&body, "Name")
+            .ok_or_else(|| ApiError::validation("name", "null", "Member must not be null"))?;
         if !valid_alias_name(name) {
             return Err(ApiError::validation(
                 "name",
@@ -678,7 +843,11 @@ impl Api<'_> {
             ));
         }
         if str_field(&body, "FunctionVersion").is_none() {
-            return Err(ApiError::validation("functionVersion", "null", "Member must not be null"));
+            return Err(ApiError::validation(
+                "functionVersion",
+                "null",
+                "Member must not be null",
+            ));
         }
         let alias = self.p.inner.state.update(
             &r.name,
@@ -715,7 +884,10 @@ impl Api<'_> {
         let r = self.function_ref(raw)?;
         let rec = self.record(&r)?;
         let a = rec.aliases.get(name).ok_or_else(|| {
-            ApiError::not_found(format!("Alias not found: {}:{name}", self.function_arn(&rec.name)))
+            ApiError::not_found(format!(
+                "Alias not found: {}:{name}",
+                self.function_arn(&rec.name)
+            ))
         })?;
         ok(200, &self.alias_json(&rec.name, a))
     }
@@ -728,7 +900,10 @@ impl Api<'_> {
             || self.not_found_fn(&r.name, None),
             |rec| {
                 let mut alias = rec.aliases.get(name).cloned().ok_or_else(|| {
-                    ApiError::not_found(format!("Alias not found: {}:{name}", self.function_arn(&rec.name)))
+                    ApiError::not_found(format!(
+                        "Alias not found: {}:{name}",
+                        self.function_arn(&rec.name)
+                    ))
                 })?;
                 Self::check_revision(&body, &alias.revision_id)?;
                 self.alias_fields(rec, &body, &mut alias)?;
@@ -738,7 +913,11 @@ impl Api<'_> {
             },
         )?;
         let out = self.alias_json(&r.name, &alias);
-        self.trail("UpdateAlias20150331", json!({"functionName": raw, "name": name}), out.clone());
+        self.trail(
+            "UpdateAlias20150331",
+            json!({"functionName": raw, "name": name}),
+            out.clone(),
+        );
         ok(200, &out)
     }
 
@@ -753,7 +932,11 @@ impl Api<'_> {
                 Ok(())
             },
         )?;
-        self.trail("DeleteAlias20150331", json!({"functionName": raw, "name": name}), Value::Null);
+        self.trail(
+            "DeleteAlias20150331",
+            json!({"functionName": raw, "name": name}),
+            Value::Null,
+        );
         Ok(empty_response(204))
     }
 
@@ -780,8 +963,11 @@ impl Api<'_> {
         if !raw.starts_with("arn:") {
             return Err(ApiError::validation("resource", raw, pattern));
         }
-        let r = arn::parse_function_ref(raw).map_err(|_| ApiError::validation("resource", raw, pattern))?;
-        if r.region.as_deref() != Some(self.region()) || r.account.as_deref() != Some(self.account()) {
+        let r = arn::parse_function_ref(raw)
+            .map_err(|_| ApiError::validation("resource", raw, pattern))?;
+        if r.region.as_deref() != Some(self.region())
+            || r.account.as_deref() != Some(self.account())
+        {
             return Err(self.not_found_fn(&r.name, None));
         }
         Ok(r)
@@ -801,22 +987,37 @@ impl Api<'_> {
                 let mut merged = rec.tags.clone();
                 merged.extend(tags.clone());
                 if merged.len() > 50 {
-                    return Err(ApiError::invalid_parameter("Number of tags exceeds resource tag limit."));
+                    return Err(ApiError::invalid_parameter(
+                        "Number of tags exceeds resource tag limit.",
+                    ));
                 }
                 rec.tags = merged;
                 Ok(())
             },
         )?;
-        self.trail("TagResource20170331v2", json!({"resource": raw, "tags": tags}), Value::Null);
+        self.trail(
+            "TagResource20170331v2",
+            json!({"resource": raw, "tags": tags}),
+            Value::Null,
+        );
         Ok(empty_response(204))
     }
 
     fn untag_resource(&self, raw: &str) -> Resp {
         let r = self.tag_target(raw)?;
-        let keys: Vec<String> =
-            self.req.query.iter().filter(|(k, _)| k == "tagKeys").map(|(_, v)| v.clone()).collect();
+        let keys: Vec<String> = self
+            .req
+            .query
+            .iter()
+            .filter(|(k, _)| k == "tagKeys")
+            .map(|(_, v)| v.clone())
+            .collect();
         if keys.is_empty() {
-            return Err(ApiError::validation("tagKeys", "null", "Member must not be null"));
+            return Err(ApiError::validation(
+                "tagKeys",
+                "null",
+                "Member must not be null",
+            ));
         }
         self.p.inner.state.update(
             &r.name,
@@ -828,7 +1029,11 @@ impl Api<'_> {
                 Ok(())
             },
         )?;
-        self.trail("UntagResource20170331v2", json!({"resource": raw, "tagKeys": keys}), Value::Null);
+        self.trail(
+            "UntagResource20170331v2",
+            json!({"resource": raw, "tagKeys": keys}),
+            Value::Null,
+        );
         Ok(empty_response(204))
     }
 
@@ -846,29 +1051,51 @@ impl Api<'_> {
         let n = body
             .get("ReservedConcurrentExecutions")
             .and_then(Value::as_i64)
-            .ok_or_else(|| ApiError::validation("reservedConcurrentExecutions", "null", "Member must not be null"))?;
+            .ok_or_else(|| {
+                ApiError::validation(
+                    "reservedConcurrentExecutions",
+                    "null",
+                    "Member must not be null",
+                )
+            })?;
         let n = u32::try_from(n).map_err(|_| {
-            ApiError::validation("reservedConcurrentExecutions", &n.to_string(), "Member must have value greater than or equal to 0")
+            ApiError::validation(
+                "reservedConcurrentExecutions",
+                &n.to_string(),
+                "Member must have value greater than or equal to 0",
+            )
         })?;
         if n > 900 {
             return Err(ApiError::invalid_parameter(
                 "Specified ReservedConcurrentExecutions for function decreases account's UnreservedConcurrentExecution below its minimum value of [100].",
             ));
         }
-        self.p.inner.state.update(&r.name, || self.not_found_fn(&r.name, None), |rec| {
-            rec.reserved_concurrency = Some(n);
-            Ok(())
-        })?;
-        self.trail("PutFunctionConcurrency20171031", json!({"functionName": raw, "reservedConcurrentExecutions": n}), Value::Null);
+        self.p.inner.state.update(
+            &r.name,
+            || self.not_found_fn(&r.name, None),
+            |rec| {
+                rec.reserved_concurrency = Some(n);
+                Ok(())
+            },
+        )?;
+        self.trail(
+            "PutFunctionConcurrency20171031",
+            json!({"functionName": raw, "reservedConcurrentExecutions": n}),
+            Value::Null,
+        );
         ok(200, &json!({"ReservedConcurrentExecutions": n}))
     }
 
     fn delete_concurrency(&self, raw: &str) -> Resp {
         let r = self.function_ref(raw)?;
-        self.p.inner.state.update(&r.name, || self.not_found_fn(&r.name, None), |rec| {
-            rec.reserved_concurrency = None;
-            Ok(())
-        })?;
+        self.p.inner.state.update(
+            &r.name,
+            || self.not_found_fn(&r.name, None),
+            |rec| {
+                rec.reserved_concurrency = None;
+                Ok(())
+            },
+        )?;
         Ok(empty_response(204))
     }
 
@@ -884,10 +1111,16 @@ impl Api<'_> {
     // --- layers ---
 
     fn layers(&self, body: &Value) -> Result<Vec<LayerUse>, ApiError> {
-        let Some(list) = body.get("Layers") else { return Ok(Vec::new()) };
-        let list = list.as_array().ok_or_else(|| ApiError::validation("layers", "", "Member must be a list"))?;
+        let Some(list) = body.get("Layers") else {
+            return Ok(Vec::new());
+        };
+        let list = list
+            .as_array()
+            .ok_or_else(|| ApiError::validation("layers", "", "Member must be a list"))?;
         if list.len() > 5 {
-            return Err(ApiError::invalid_parameter("Cannot reference more than 5 layers."));
+            return Err(ApiError::invalid_parameter(
+                "Cannot reference more than 5 layers.",
+            ));
         }
         let mut out = Vec::new();
         for l in list {
@@ -902,8 +1135,14 @@ impl Api<'_> {
             let lv = (lr.region == self.region() && lr.account == self.account())
                 .then(|| self.p.inner.state.layer_version(&lr.name, lr.version))
                 .flatten()
-                .ok_or_else(|| ApiError::invalid_parameter(format!("Layer version {s} does not exist.")))?;
-            out.push(LayerUse { arn: s.to_owned(), code_size: lv.code_size, code_key: lv.code_key });
+                .ok_or_else(|| {
+                    ApiError::invalid_parameter(format!("Layer version {s} does not exist."))
+                })?;
+            out.push(LayerUse {
+                arn: s.to_owned(),
+                code_size: lv.code_size,
+                code_key: lv.code_key,
+            });
         }
         Ok(out)
     }
@@ -931,29 +1170,49 @@ impl Api<'_> {
 
     fn publish_layer(&self, name: &str) -> Resp {
         if !arn::valid_layer_name(name) {
-            return Err(ApiError::validation("layerName", name, "Member must satisfy regular expression pattern: (arn:[a-zA-Z0-9-]+:lambda:[a-zA-Z0-9-]+:\\d{12}:layer:[a-zA-Z0-9-_]+)|[a-zA-Z0-9-_]+"));
+            return Err(ApiError::validation(
+                "layerName",
+                name,
+                "Member must satisfy regular expression pattern: (arn:[a-zA-Z0-9-]+:lambda:[a-zA-Z0-9-]+:\\d{12}:layer:[a-zA-Z0-9-_]+)|[a-zA-Z0-9-_]+",
+            ));
         }
         let body = self.req.json()?;
         let zip = zip_from(body.get("Content"))?;
         let installed = code::install_zip(self.p.inner.state.data_dir(), &zip)?;
         let strings = |k: &str| -> Vec<String> {
-            body.get(k).and_then(Value::as_array).map(|a| a.iter().filter_map(Value::as_str).map(str::to_owned).collect()).unwrap_or_default()
+            body.get(k)
+                .and_then(Value::as_array)
+                .map(|a| {
+                    a.iter()
+                        .filter_map(Value::as_str)
+                        .map(str::to_owned)
+                        .collect()
+                })
+                .unwrap_or_default()
         };
         let description = description(&body)?;
-        let lv = self.p.inner.state.publish_layer(name, |version| LayerVersion {
-            name: name.to_owned(),
-            version,
-            description,
-            created: iso_now(),
-            code_sha256: installed.sha256_b64,
-            code_size: installed.size,
-            code_key: installed.key,
-            compatible_runtimes: strings("CompatibleRuntimes"),
-            compatible_architectures: strings("CompatibleArchitectures"),
-            license_info: str_field(&body, "LicenseInfo").map(str::to_owned),
-        })?;
+        let lv = self
+            .p
+            .inner
+            .state
+            .publish_layer(name, |version| LayerVersion {
+                name: name.to_owned(),
+                version,
+                description,
+                created: iso_now(),
+                code_sha256: installed.sha256_b64,
+                code_size: installed.size,
+                code_key: installed.key,
+                compatible_runtimes: strings("CompatibleRuntimes"),
+                compatible_architectures: strings("CompatibleArchitectures"),
+                license_info: str_field(&body, "LicenseInfo").map(str::to_owned),
+            })?;
         let out = self.layer_version_json(&lv);
-        self.trail("PublishLayerVersion20181031", json!({"layerName": name}), out.clone());
+        self.trail(
+            "PublishLayerVersion20181031",
+            json!({"layerName": name}),
+            out.clone(),
+        );
         ok(201, &out)
     }
 
@@ -962,13 +1221,22 @@ impl Api<'_> {
     }
 
     fn get_layer_version(&self, name: &str, version: &str) -> Resp {
-        let v: u64 = version.parse().map_err(|_| ApiError::validation("versionNumber", version, "Member must be a number"))?;
-        let lv = self.p.inner.state.layer_version(name, v).ok_or_else(|| self.layer_not_found())?;
+        let v: u64 = version.parse().map_err(|_| {
+            ApiError::validation("versionNumber", version, "Member must be a number")
+        })?;
+        let lv = self
+            .p
+            .inner
+            .state
+            .layer_version(name, v)
+            .ok_or_else(|| self.layer_not_found())?;
         ok(200, &self.layer_version_json(&lv))
     }
 
     fn delete_layer_version(&self, name: &str, version: &str) -> Resp {
-        let v: u64 = version.parse().map_err(|_| ApiError::validation("versionNumber", version, "Member must be a number"))?;
+        let v: u64 = version.parse().map_err(|_| {
+            ApiError::validation("versionNumber", version, "Member must be a number")
+        })?;
         self.p.inner.state.delete_layer_version(name, v)?;
         Ok(empty_response(204))
     }
@@ -981,7 +1249,12 @@ impl Api<'_> {
         versions.reverse();
         let items: Vec<(String, Value)> = versions
             .iter()
-            .map(|lv| (format!("{:020}", u64::MAX - lv.version), self.layer_version_json(lv)))
+            .map(|lv| {
+                (
+                    format!("{:020}", u64::MAX - lv.version),
+                    self.layer_version_json(lv),
+                )
+            })
             .collect();
         let (page, more) = page_after(items, after.as_deref(), max);
         paged_response("LayerVersions", page, more)
@@ -998,11 +1271,14 @@ impl Api<'_> {
             .into_iter()
             .filter_map(|n| {
                 let latest = self.p.inner.state.layer_versions(&n).pop()?;
-                Some((n.clone(), json!({
-                    "LayerName": n,
-                    "LayerArn": self.layer_arn(&n),
-                    "LatestMatchingVersion": self.layer_version_json(&latest),
-                })))
+                Some((
+                    n.clone(),
+                    json!({
+                        "LayerName": n,
+                        "LayerArn": self.layer_arn(&n),
+                        "LatestMatchingVersion": self.layer_version_json(&latest),
+                    }),
+                ))
             })
             .collect();
         let (page, more) = page_after(items, after.as_deref(), max);
@@ -1011,29 +1287,43 @@ impl Api<'_> {
 
     fn account_settings(&self) -> Resp {
         let all = self.p.inner.state.all();
-        let total: u64 = all.iter().map(|r| r.latest.code_size + r.versions.values().map(|v| v.code_size).sum::<u64>()).sum();
-        ok(200, &json!({
-            "AccountLimit": {
-                "TotalCodeSize": 80_530_636_800u64,
-                "CodeSizeUnzipped": 262_144_000u64,
-                "CodeSizeZipped": 52_428_800u64,
-                "ConcurrentExecutions": 1000,
-                "UnreservedConcurrentExecutions": 1000 - all.iter().filter_map(|r| r.reserved_concurrency).sum::<u32>(),
-            },
-            "AccountUsage": {"TotalCodeSize": total, "FunctionCount": all.len()},
-        }))
+        let total: u64 = all
+            .iter()
+            .map(|r| r.latest.code_size + r.versions.values().map(|v| v.code_size).sum::<u64>())
+            .sum();
+        ok(
+            200,
+            &json!({
+                "AccountLimit": {
+                    "TotalCodeSize": 80_530_636_800u64,
+                    "CodeSizeUnzipped": 262_144_000u64,
+                    "CodeSizeZipped": 52_428_800u64,
+                    "ConcurrentExecutions": 1000,
+                    "UnreservedConcurrentExecutions": 1000 - all.iter().filter_map(|r| r.reserved_concurrency).sum::<u32>(),
+                },
+                "AccountUsage": {"TotalCodeSize": total, "FunctionCount": all.len()},
+            }),
+        )
     }
 
     fn trail(&self, event_name: &str, request: Value, response: Value) {
-        self.p.inner.bus.api_call(self.p, event_name, request, response, self.req);
+        self.p
+            .inner
+            .bus
+            .api_call(self.p, event_name, request, response, self.req);
     }
 }
 
 /// Builds the sandbox spec of a function version (assembling its layers' `/opt`).
-pub(crate) fn spec_for(p: &Platform, rec: &FunctionRecord, v: &VersionConfig) -> Result<Arc<FunctionSpec>, ApiError> {
+pub(crate) fn spec_for(
+    p: &Platform,
+    rec: &FunctionRecord,
+    v: &VersionConfig,
+) -> Result<Arc<FunctionSpec>, ApiError> {
     let data_dir = p.inner.state.data_dir();
     let keys: Vec<String> = v.layers.iter().map(|l| l.code_key.clone()).collect();
-    let opt_dir = code::assemble_opt(data_dir, &keys).map_err(|e| ApiError::internal(format!("cannot assemble layers: {e}")))?;
+    let opt_dir = code::assemble_opt(data_dir, &keys)
+        .map_err(|e| ApiError::internal(format!("cannot assemble layers: {e}")))?;
     Ok(Arc::new(FunctionSpec {
         name: rec.name.clone(),
         version: v.version.clone(),
@@ -1098,9 +1388,15 @@ fn validate_role(role: &str) -> Result<(), ApiError> {
             acct.len() == 12
                 && acct.bytes().all(|b| b.is_ascii_digit())
                 && !name.is_empty()
-                && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"+=,.@-_/".contains(&b))
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"+=,.@-_/".contains(&b))
         });
-    if ok { Ok(()) } else { Err(ApiError::validation("role", role, pattern)) }
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::validation("role", role, pattern))
+    }
 }
 
 fn validate_runtime(rt: &str) -> Result<(), ApiError> {
@@ -1108,7 +1404,9 @@ fn validate_runtime(rt: &str) -> Result<(), ApiError> {
         return Ok(());
     }
     if rt.is_empty() {
-        return Err(ApiError::invalid_parameter("Runtime and Handler are mandatory parameters for functions created with deployment packages."));
+        return Err(ApiError::invalid_parameter(
+            "Runtime and Handler are mandatory parameters for functions created with deployment packages.",
+        ));
     }
     Err(ApiError::invalid_parameter(format!(
         "The runtime parameter of {rt} is not supported by this platform. Supported runtimes: {}",
@@ -1118,10 +1416,16 @@ fn validate_runtime(rt: &str) -> Result<(), ApiError> {
 
 fn validate_handler(runtime: &str, handler: &str) -> Result<(), ApiError> {
     if handler.len() > 128 || handler.bytes().any(|b| b.is_ascii_whitespace()) {
-        return Err(ApiError::validation("handler", handler, "Member must satisfy regular expression pattern: [^\\s]+"));
+        return Err(ApiError::validation(
+            "handler",
+            handler,
+            "Member must satisfy regular expression pattern: [^\\s]+",
+        ));
     }
     if handler.is_empty() && runtime.starts_with("python") {
-        return Err(ApiError::invalid_parameter("Runtime and Handler are mandatory parameters for functions created with deployment packages."));
+        return Err(ApiError::invalid_parameter(
+            "Runtime and Handler are mandatory parameters for functions created with deployment packages.",
+        ));
     }
     Ok(())
 }
@@ -1133,7 +1437,11 @@ fn limits(body: &Value, default_timeout: u32, default_memory: u32) -> Result<(u3
             return Err(ApiError::validation(
                 "timeout",
                 &t.to_string(),
-                if t < 1 { "Member must have value greater than or equal to 1" } else { "Member must have value less than or equal to 900" },
+                if t < 1 {
+                    "Member must have value greater than or equal to 1"
+                } else {
+                    "Member must have value less than or equal to 900"
+                },
             ));
         }
         Some(t) => t as u32,
@@ -1144,7 +1452,11 @@ fn limits(body: &Value, default_timeout: u32, default_memory: u32) -> Result<(u3
             return Err(ApiError::validation(
                 "memorySize",
                 &m.to_string(),
-                if m < 128 { "Member must have value greater than or equal to 128" } else { "Member must have value less than or equal to 10240" },
+                if m < 128 {
+                    "Member must have value greater than or equal to 128"
+                } else {
+                    "Member must have value less than or equal to 10240"
+                },
             ));
         }
         Some(m) => m as u32,
@@ -1153,15 +1465,33 @@ fn limits(body: &Value, default_timeout: u32, default_memory: u32) -> Result<(u3
 }
 
 const RESERVED_ENV: &[&str] = &[
-    "_HANDLER", "_X_AMZN_TRACE_ID", "AWS_DEFAULT_REGION", "AWS_REGION", "AWS_EXECUTION_ENV",
-    "AWS_LAMBDA_FUNCTION_NAME", "AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "AWS_LAMBDA_FUNCTION_VERSION",
-    "AWS_LAMBDA_INITIALIZATION_TYPE", "AWS_LAMBDA_LOG_GROUP_NAME", "AWS_LAMBDA_LOG_STREAM_NAME",
-    "AWS_ACCESS_KEY", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
-    "AWS_LAMBDA_RUNTIME_API", "LAMBDA_TASK_ROOT", "LAMBDA_RUNTIME_DIR",
+    "_HANDLER",
+    "_X_AMZN_TRACE_ID",
+    "AWS_DEFAULT_REGION",
+    "AWS_REGION",
+    "AWS_EXECUTION_ENV",
+    "AWS_LAMBDA_FUNCTION_NAME",
+    "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
+    "AWS_LAMBDA_FUNCTION_VERSION",
+    "AWS_LAMBDA_INITIALIZATION_TYPE",
+    "AWS_LAMBDA_LOG_GROUP_NAME",
+    "AWS_LAMBDA_LOG_STREAM_NAME",
+    "AWS_ACCESS_KEY",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_LAMBDA_RUNTIME_API",
+    "LAMBDA_TASK_ROOT",
+    "LAMBDA_RUNTIME_DIR",
 ];
 
 fn environment(body: &Value) -> Result<BTreeMap<String, String>, ApiError> {
-    let vars = body.get("Environment").and_then(|e| e.get("Variables")).and_then(Value::as_object).cloned().unwrap_or_default();
+    let vars = body
+        .get("Environment")
+        .and_then(|e| e.get("Variables"))
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default();
     let mut out = BTreeMap::new();
     let mut size = 0;
     for (k, v) in vars {
@@ -1175,11 +1505,18 @@ fn environment(body: &Value) -> Result<BTreeMap<String, String>, ApiError> {
                 "Member must satisfy constraint: [Member must satisfy regular expression pattern: [a-zA-Z]([a-zA-Z0-9_])+]",
             ));
         }
-        let v = v.as_str().map(str::to_owned).unwrap_or_else(|| v.to_string());
+        let v = v
+            .as_str()
+            .map(str::to_owned)
+            .unwrap_or_else(|| v.to_string());
         size += k.len() + v.len();
         out.insert(k, v);
     }
-    let reserved: Vec<&str> = out.keys().map(String::as_str).filter(|k| RESERVED_ENV.contains(k)).collect();
+    let reserved: Vec<&str> = out
+        .keys()
+        .map(String::as_str)
+        .filter(|k| RESERVED_ENV.contains(k))
+        .collect();
     if !reserved.is_empty() {
         return Err(ApiError::invalid_parameter(format!(
             "Lambda was unable to configure your environment variables because the environment variables you have provided contains reserved keys that are currently not supported for modification. Reserved keys used in this request: {}",
@@ -1197,7 +1534,11 @@ fn environment(body: &Value) -> Result<BTreeMap<String, String>, ApiError> {
 fn description(body: &Value) -> Result<String, ApiError> {
     let d = str_field(body, "Description").unwrap_or_default();
     if d.chars().count() > 256 {
-        return Err(ApiError::validation("description", d, "Member must have length less than or equal to 256"));
+        return Err(ApiError::validation(
+            "description",
+            d,
+            "Member must have length less than or equal to 256",
+        ));
     }
     Ok(d.to_owned())
 }
@@ -1206,40 +1547,63 @@ fn architectures(body: &Value) -> Result<Vec<String>, ApiError> {
     let list: Vec<String> = body
         .get("Architectures")
         .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(Value::as_str).map(str::to_owned).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect()
+        })
         .unwrap_or_else(|| vec!["x86_64".into()]);
     if list.len() != 1 || !matches!(list[0].as_str(), "x86_64" | "arm64") {
-        return Err(ApiError::validation("architectures", &list.join(","), "Member must satisfy enum value set: [x86_64, arm64]"));
+        return Err(ApiError::validation(
+            "architectures",
+            &list.join(","),
+            "Member must satisfy enum value set: [x86_64, arm64]",
+        ));
     }
     Ok(list)
 }
 
 /// Decodes `Code.ZipFile` / `Content.ZipFile` (base64). S3 and image code are not supported.
 fn zip_from(code: Option<&Value>) -> Result<Vec<u8>, ApiError> {
-    let code = code.ok_or_else(|| ApiError::validation("code", "null", "Member must not be null"))?;
+    let code =
+        code.ok_or_else(|| ApiError::validation("code", "null", "Member must not be null"))?;
     if code.get("S3Bucket").is_some() || code.get("ImageUri").is_some() {
         return Err(ApiError::invalid_parameter(
             "Only ZipFile code is supported by the local platform (use `lambdamesh lambda create --dir` for a directory).",
         ));
     }
-    let b64 = code.get("ZipFile").and_then(Value::as_str).ok_or_else(|| {
-        ApiError::invalid_parameter("Please provide a source for function code.")
-    })?;
+    let b64 = code
+        .get("ZipFile")
+        .and_then(Value::as_str)
+        .ok_or_else(|| ApiError::invalid_parameter("Please provide a source for function code."))?;
     base64::engine::general_purpose::STANDARD
         .decode(b64)
-        .map_err(|_| ApiError::invalid_parameter("Could not unzip uploaded file. Please check your file, then try to upload again."))
+        .map_err(|_| {
+            ApiError::invalid_parameter(
+                "Could not unzip uploaded file. Please check your file, then try to upload again.",
+            )
+        })
 }
 
 /// Validates Lambda tags (`{"key": "value"}`), as TagResource and CreateFunction accept them.
 pub(crate) fn tag_map(tags: Option<&Value>) -> Result<BTreeMap<String, String>, ApiError> {
-    let Some(tags) = tags else { return Ok(BTreeMap::new()) };
-    let obj = tags.as_object().ok_or_else(|| ApiError::invalid_parameter("Tags must be a map."))?;
+    let Some(tags) = tags else {
+        return Ok(BTreeMap::new());
+    };
+    let obj = tags
+        .as_object()
+        .ok_or_else(|| ApiError::invalid_parameter("Tags must be a map."))?;
     if obj.len() > 50 {
-        return Err(ApiError::invalid_parameter("Number of tags exceeds resource tag limit."));
+        return Err(ApiError::invalid_parameter(
+            "Number of tags exceeds resource tag limit.",
+        ));
     }
     let mut out = BTreeMap::new();
     for (k, v) in obj {
-        let v = v.as_str().ok_or_else(|| ApiError::invalid_parameter(format!("Tag value for key {k} must be a string.")))?;
+        let v = v.as_str().ok_or_else(|| {
+            ApiError::invalid_parameter(format!("Tag value for key {k} must be a string."))
+        })?;
         validate_tag(k, v)?;
         out.insert(k.clone(), v.to_owned());
     }
@@ -1251,13 +1615,19 @@ pub(crate) fn tag_map(tags: Option<&Value>) -> Result<BTreeMap<String, String>, 
 pub fn validate_tag(k: &str, v: &str) -> Result<(), ApiError> {
     let allowed = |c: char| c.is_alphanumeric() || c.is_whitespace() || "_.:/=+-@".contains(c);
     if k.is_empty() || k.chars().count() > 128 || !k.chars().all(allowed) {
-        return Err(ApiError::invalid_parameter(format!("Tag key {k} is invalid: keys must be 1-128 characters of letters, digits, spaces and _.:/=+-@.")));
+        return Err(ApiError::invalid_parameter(format!(
+            "Tag key {k} is invalid: keys must be 1-128 characters of letters, digits, spaces and _.:/=+-@."
+        )));
     }
     if k.to_ascii_lowercase().starts_with("aws:") {
-        return Err(ApiError::invalid_parameter(format!("Tag key {k} is invalid: the aws: prefix is reserved for AWS use.")));
+        return Err(ApiError::invalid_parameter(format!(
+            "Tag key {k} is invalid: the aws: prefix is reserved for AWS use."
+        )));
     }
     if v.chars().count() > 256 || !v.chars().all(allowed) {
-        return Err(ApiError::invalid_parameter(format!("Tag value for key {k} is invalid: values must be 0-256 characters of letters, digits, spaces and _.:/=+-@.")));
+        return Err(ApiError::invalid_parameter(format!(
+            "Tag value for key {k} is invalid: values must be 0-256 characters of letters, digits, spaces and _.:/=+-@."
+        )));
     }
     Ok(())
 }
@@ -1266,11 +1636,23 @@ fn max_items(raw: Option<&str>) -> Result<usize, ApiError> {
     match raw {
         None => Ok(PAGE_MAX),
         Some(s) => match s.parse::<i64>() {
-            Ok(n) if n < 1 => Err(ApiError::validation("maxItems", s, "Member must have value greater than or equal to 1")),
-            Ok(n) if n > 10_000 => Err(ApiError::validation("maxItems", s, "Member must have value less than or equal to 10000")),
+            Ok(n) if n < 1 => Err(ApiError::validation(
+                "maxItems",
+                s,
+                "Member must have value greater than or equal to 1",
+            )),
+            Ok(n) if n > 10_000 => Err(ApiError::validation(
+                "maxItems",
+                s,
+                "Member must have value less than or equal to 10000",
+            )),
             // AWS returns at most 50 items per page whatever MaxItems says.
             Ok(n) => Ok((n as usize).min(PAGE_MAX)),
-            Err(_) => Err(ApiError::validation("maxItems", s, "Member must be a number")),
+            Err(_) => Err(ApiError::validation(
+                "maxItems",
+                s,
+                "Member must be a number",
+            )),
         },
     }
 }
@@ -1294,17 +1676,30 @@ pub fn decode_marker(raw: Option<&str>) -> Result<Option<String>, ApiError> {
         .ok_or_else(|| ApiError::invalid_parameter("Invalid marker"))
 }
 
-fn page_after(items: Vec<(String, Value)>, after: Option<&str>, max: usize) -> (Vec<(String, Value)>, bool) {
-    let mut rest = items.into_iter().filter(|(k, _)| after.is_none_or(|a| k.as_str() > a));
+fn page_after(
+    items: Vec<(String, Value)>,
+    after: Option<&str>,
+    max: usize,
+) -> (Vec<(String, Value)>, bool) {
+    let mut rest = items
+        .into_iter()
+        .filter(|(k, _)| after.is_none_or(|a| k.as_str() > a));
     let page: Vec<_> = rest.by_ref().take(max).collect();
     let more = rest.next().is_some();
     (page, more)
 }
 
 fn paged_response(key: &str, page: Vec<(String, Value)>, more: bool) -> Resp {
-    let next = if more { page.last().map(|(k, _)| encode_marker(k)) } else { None };
+    let next = if more {
+        page.last().map(|(k, _)| encode_marker(k))
+    } else {
+        None
+    };
     let mut out = Map::new();
-    out.insert(key.into(), Value::Array(page.into_iter().map(|(_, v)| v).collect()));
+    out.insert(
+        key.into(),
+        Value::Array(page.into_iter().map(|(_, v)| v).collect()),
+    );
     if let Some(m) = next {
         out.insert("NextMarker".into(), Value::String(m));
     }
@@ -1317,11 +1712,18 @@ fn paged_response(key: &str, page: Vec<(String, Value)>, more: bool) -> Resp {
 /// AWS errors for unknown functions or qualifiers, or a full async queue.
 pub(crate) fn invoke_async_arn(p: &Platform, arn: &str, payload: Bytes) -> Result<(), ApiError> {
     let r = arn::parse_function_ref(arn).map_err(|_| arn::function_name_error(arn))?;
-    let rec = p.inner.state.get(&r.name).ok_or_else(|| ApiError::not_found(format!("Function not found: {arn}")))?;
+    let rec = p
+        .inner
+        .state
+        .get(&r.name)
+        .ok_or_else(|| ApiError::not_found(format!("Function not found: {arn}")))?;
     let version = match r.qualifier.as_deref() {
         None | Some("$LATEST") => rec.latest.clone(),
         Some(q) => {
-            let v = rec.aliases.get(q).map_or(q, |a| a.function_version.as_str());
+            let v = rec
+                .aliases
+                .get(q)
+                .map_or(q, |a| a.function_version.as_str());
             match v.parse::<u64>().ok().and_then(|n| rec.versions.get(&n)) {
                 Some(cfg) => cfg.clone(),
                 None if v == "$LATEST" => rec.latest.clone(),
@@ -1330,6 +1732,12 @@ pub(crate) fn invoke_async_arn(p: &Platform, arn: &str, payload: Bytes) -> Resul
         }
     };
     let spec = spec_for(p, &rec, &version)?;
-    let req = InvokeRequest { payload, invoked_arn: arn.to_owned(), client_context: None };
-    p.inner.pools.invoke_async(p, spec, rec.reserved_concurrency, req)
+    let req = InvokeRequest {
+        payload,
+        invoked_arn: arn.to_owned(),
+        client_context: None,
+    };
+    p.inner
+        .pools
+        .invoke_async(p, spec, rec.reserved_concurrency, req)
 }

@@ -48,7 +48,9 @@ fn validate(v: &Value, depth: usize) -> Result<(), PatternError> {
     if depth > 32 {
         return Err(PatternError::NotObject);
     }
-    let Some(obj) = v.as_object() else { return Err(PatternError::NotObject) };
+    let Some(obj) = v.as_object() else {
+        return Err(PatternError::NotObject);
+    };
     for member in obj.values() {
         match member {
             Value::Object(_) => validate(member, depth + 1)?,
@@ -69,15 +71,23 @@ fn validate_matcher(m: &Value) -> Result<(), PatternError> {
     if o.len() != 1 {
         return Err(bad("object"));
     }
-    let Some((k, v)) = o.iter().next() else { return Err(bad("object")) };
+    let Some((k, v)) = o.iter().next() else {
+        return Err(bad("object"));
+    };
     match (k.as_str(), v) {
         ("prefix" | "suffix" | "equals-ignore-case" | "wildcard", Value::String(_)) => Ok(()),
         ("exists", Value::Bool(_)) => Ok(()),
         ("anything-but", Value::String(_) | Value::Number(_) | Value::Array(_)) => Ok(()),
-        ("anything-but", Value::Object(inner)) if inner.len() == 1 && inner.get("prefix").is_some_and(Value::is_string) => Ok(()),
+        ("anything-but", Value::Object(inner))
+            if inner.len() == 1 && inner.get("prefix").is_some_and(Value::is_string) =>
+        {
+            Ok(())
+        }
         ("numeric", Value::Array(a)) if matches!(a.len(), 2 | 4) => {
             for pair in a.chunks(2) {
-                let op_ok = pair[0].as_str().is_some_and(|op| matches!(op, "<" | "<=" | "=" | ">" | ">="));
+                let op_ok = pair[0]
+                    .as_str()
+                    .is_some_and(|op| matches!(op, "<" | "<=" | "=" | ">" | ">="));
                 if !op_ok || !pair[1].is_number() {
                     return Err(bad("numeric"));
                 }
@@ -89,14 +99,18 @@ fn validate_matcher(m: &Value) -> Result<(), PatternError> {
 }
 
 fn match_object(pattern: &Value, event: &Value) -> bool {
-    let Some(p) = pattern.as_object() else { return false };
+    let Some(p) = pattern.as_object() else {
+        return false;
+    };
     p.iter().all(|(k, pv)| {
         let ev = event.get(k);
         match pv {
             Value::Object(_) => ev.is_some_and(|e| match_object(pv, e)),
             Value::Array(matchers) => match ev {
                 Some(Value::Array(items)) => {
-                    items.iter().any(|item| matchers.iter().any(|m| match_value(m, Some(item))))
+                    items
+                        .iter()
+                        .any(|item| matchers.iter().any(|m| match_value(m, Some(item))))
                         || (items.is_empty() && matchers.iter().any(|m| match_value(m, None)))
                 }
                 other => matchers.iter().any(|m| match_value(m, other)),
@@ -109,20 +123,28 @@ fn match_object(pattern: &Value, event: &Value) -> bool {
 fn match_value(m: &Value, ev: Option<&Value>) -> bool {
     match m {
         Value::Object(o) => {
-            let Some((k, v)) = o.iter().next() else { return false };
+            let Some((k, v)) = o.iter().next() else {
+                return false;
+            };
             match (k.as_str(), ev) {
                 ("exists", e) => v.as_bool() == Some(e.is_some()),
                 (_, None) => false,
                 ("prefix", Some(Value::String(s))) => v.as_str().is_some_and(|p| s.starts_with(p)),
                 ("suffix", Some(Value::String(s))) => v.as_str().is_some_and(|p| s.ends_with(p)),
-                ("equals-ignore-case", Some(Value::String(s))) => v.as_str().is_some_and(|p| s.eq_ignore_ascii_case(p)),
-                ("wildcard", Some(Value::String(s))) => v.as_str().is_some_and(|p| wildcard(p.as_bytes(), s.as_bytes())),
+                ("equals-ignore-case", Some(Value::String(s))) => {
+                    v.as_str().is_some_and(|p| s.eq_ignore_ascii_case(p))
+                }
+                ("wildcard", Some(Value::String(s))) => v
+                    .as_str()
+                    .is_some_and(|p| wildcard(p.as_bytes(), s.as_bytes())),
                 ("anything-but", Some(e)) => match v {
                     Value::Array(a) => !a.contains(e),
-                    Value::Object(inner) => match (inner.get("prefix").and_then(Value::as_str), e.as_str()) {
-                        (Some(p), Some(s)) => !s.starts_with(p),
-                        _ => true,
-                    },
+                    Value::Object(inner) => {
+                        match (inner.get("prefix").and_then(Value::as_str), e.as_str()) {
+                            (Some(p), Some(s)) => !s.starts_with(p),
+                            _ => true,
+                        }
+                    }
                     other => other != e,
                 },
                 ("numeric", Some(Value::Number(n))) => {
@@ -188,7 +210,10 @@ mod tests {
         assert!(p.matches(&ev("CreateFunction20150331")));
         assert!(p.matches(&ev("TagResource20170331v2")));
         assert!(!p.matches(&ev("Invoke")));
-        let p = EventPattern::parse(r#"{"detail":{"n":[{"numeric":[">",1,"<=",5]}],"x":[{"exists":false}],"tags":["a"]}}"#).unwrap();
+        let p = EventPattern::parse(
+            r#"{"detail":{"n":[{"numeric":[">",1,"<=",5]}],"x":[{"exists":false}],"tags":["a"]}}"#,
+        )
+        .unwrap();
         assert!(p.matches(&json!({"detail":{"n":3,"tags":["b","a"]}})));
         assert!(!p.matches(&json!({"detail":{"n":3,"x":1,"tags":["a"]}})));
         assert!(!p.matches(&json!({"detail":{"n":6,"tags":["a"]}})));
@@ -196,8 +221,14 @@ mod tests {
 
     #[test]
     fn invalid_patterns_are_rejected() {
-        assert_eq!(EventPattern::parse("[]").unwrap_err(), PatternError::NotObject);
-        assert_eq!(EventPattern::parse(r#"{"a":"b"}"#).unwrap_err(), PatternError::NotArray);
+        assert_eq!(
+            EventPattern::parse("[]").unwrap_err(),
+            PatternError::NotObject
+        );
+        assert_eq!(
+            EventPattern::parse(r#"{"a":"b"}"#).unwrap_err(),
+            PatternError::NotArray
+        );
         assert!(EventPattern::parse(r#"{"a":[{"bogus":1}]}"#).is_err());
         assert!(EventPattern::parse("{").is_err());
         assert!(wildcard(b"a*c*e", b"abcde"));

@@ -58,21 +58,42 @@ impl Schedule {
             };
             return Ok(Schedule::Rate(n * per));
         }
-        let inner = s.strip_prefix("cron(").and_then(|r| r.strip_suffix(')')).ok_or(ScheduleError::Syntax)?;
+        let inner = s
+            .strip_prefix("cron(")
+            .and_then(|r| r.strip_suffix(')'))
+            .ok_or(ScheduleError::Syntax)?;
         let f: Vec<&str> = inner.split_whitespace().collect();
-        let [min, hour, dom, mon, dow, year] = f.as_slice() else { return Err(ScheduleError::Cron("count")) };
+        let [min, hour, dom, mon, dow, year] = f.as_slice() else {
+            return Err(ScheduleError::Cron("count"));
+        };
         if (*dom == "?") == (*dow == "?") {
-            return Err(ScheduleError::Cron("day-of-month/day-of-week: exactly one must be ?"));
+            return Err(ScheduleError::Cron(
+                "day-of-month/day-of-week: exactly one must be ?",
+            ));
         }
-        const MONTHS: &[&str] = &["JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"];
+        const MONTHS: &[&str] = &[
+            "JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC",
+        ];
         const DAYS: &[&str] = &["SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"];
         Ok(Schedule::Cron(Cron {
             minutes: field(min, 0, 59, &[], "minutes")?,
             hours: field(hour, 0, 23, &[], "hours")?,
-            days: if *dom == "?" { None } else { Some(field(dom, 1, 31, &[], "day-of-month")?) },
+            days: if *dom == "?" {
+                None
+            } else {
+                Some(field(dom, 1, 31, &[], "day-of-month")?)
+            },
             months: field(mon, 1, 12, MONTHS, "month")?,
-            weekdays: if *dow == "?" { None } else { Some(field(dow, 1, 7, DAYS, "day-of-week")?) },
-            years: if *year == "*" { None } else { Some(field(year, 1970, 2199, &[], "year")?) },
+            weekdays: if *dow == "?" {
+                None
+            } else {
+                Some(field(dow, 1, 7, DAYS, "day-of-week")?)
+            },
+            years: if *year == "*" {
+                None
+            } else {
+                Some(field(year, 1970, 2199, &[], "year")?)
+            },
         }))
     }
 }
@@ -84,25 +105,46 @@ impl Cron {
         self.minutes.contains(&u32::from(t.minute()))
             && self.hours.contains(&u32::from(t.hour()))
             && self.months.contains(&u32::from(u8::from(t.month())))
-            && self.days.as_ref().is_none_or(|d| d.contains(&u32::from(t.day())))
+            && self
+                .days
+                .as_ref()
+                .is_none_or(|d| d.contains(&u32::from(t.day())))
             && self.weekdays.as_ref().is_none_or(|d| d.contains(&wd))
-            && self.years.as_ref().is_none_or(|y| u32::try_from(t.year()).is_ok_and(|yr| y.contains(&yr)))
+            && self
+                .years
+                .as_ref()
+                .is_none_or(|y| u32::try_from(t.year()).is_ok_and(|yr| y.contains(&yr)))
     }
 }
 
-fn field(s: &str, lo: u32, hi: u32, names: &[&str], what: &'static str) -> Result<Vec<u32>, ScheduleError> {
+fn field(
+    s: &str,
+    lo: u32,
+    hi: u32,
+    names: &[&str],
+    what: &'static str,
+) -> Result<Vec<u32>, ScheduleError> {
     let err = || ScheduleError::Cron(what);
     let value = |v: &str| -> Result<u32, ScheduleError> {
         if let Some(i) = names.iter().position(|n| n.eq_ignore_ascii_case(v)) {
             return Ok(lo + i as u32);
         }
         let n: u32 = v.parse().map_err(|_| err())?;
-        if (lo..=hi).contains(&n) { Ok(n) } else { Err(err()) }
+        if (lo..=hi).contains(&n) {
+            Ok(n)
+        } else {
+            Err(err())
+        }
     };
     let mut out = Vec::new();
     for part in s.split(',') {
         let (range, step) = match part.split_once('/') {
-            Some((r, st)) => (r, st.parse::<u32>().map_err(|_| err()).and_then(|x| if x == 0 { Err(err()) } else { Ok(x) })?),
+            Some((r, st)) => (
+                r,
+                st.parse::<u32>()
+                    .map_err(|_| err())
+                    .and_then(|x| if x == 0 { Err(err()) } else { Ok(x) })?,
+            ),
             None => (part, 1),
         };
         let (a, b) = match range {
@@ -137,7 +179,9 @@ mod tests {
         assert_eq!(Schedule::parse("rate(2 hours)"), Ok(Schedule::Rate(120)));
         assert!(Schedule::parse("rate(1 minutes)").is_err());
         assert!(Schedule::parse("rate(0 minutes)").is_err());
-        let Ok(Schedule::Cron(c)) = Schedule::parse("cron(0/15 10 ? * MON-FRI *)") else { panic!() };
+        let Ok(Schedule::Cron(c)) = Schedule::parse("cron(0/15 10 ? * MON-FRI *)") else {
+            panic!()
+        };
         let t = time::macros::datetime!(2026-11-23 10:30 UTC); // a Monday
         assert!(c.matches(&t));
         assert!(!c.matches(&time::macros::datetime!(2026-11-22 10:30 UTC))); // Sunday

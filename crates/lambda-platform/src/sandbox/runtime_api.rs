@@ -19,30 +19,56 @@ use crate::httpd::{Handler, ResponseFuture};
 const MAX_RESPONSE: usize = 6 * 1024 * 1024;
 
 pub(super) fn handler(shared: Arc<Shared>) -> Handler {
-    Arc::new(move |req: Request<Incoming>, _peer: SocketAddr| -> ResponseFuture {
-        let shared = shared.clone();
-        Box::pin(async move { route(shared, req).await })
-    })
+    Arc::new(
+        move |req: Request<Incoming>, _peer: SocketAddr| -> ResponseFuture {
+            let shared = shared.clone();
+            Box::pin(async move { route(shared, req).await })
+        },
+    )
 }
 
 async fn route(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Full<Bytes>> {
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
-    let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let header = |name: &str| {
+        req.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
     let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     match (method, segs.as_slice()) {
-        (Method::GET, ["2018-06-01", "runtime", "invocation", "next"]) => next_invocation(&shared).await,
-        (Method::POST, ["2018-06-01", "runtime", "invocation", id, kind @ ("response" | "error")]) => {
+        (Method::GET, ["2018-06-01", "runtime", "invocation", "next"]) => {
+            next_invocation(&shared).await
+        }
+        (
+            Method::POST,
+            [
+                "2018-06-01",
+                "runtime",
+                "invocation",
+                id,
+                kind @ ("response" | "error"),
+            ],
+        ) => {
             let (id, kind) = ((*id).to_owned(), *kind == "response");
             let error_type = header("lambda-runtime-function-error-type");
             let body = match read_body(req).await {
                 Ok(b) => b,
                 Err(()) => {
                     complete(&shared, &id, Outcome::TooLarge);
-                    return error(413, "RequestEntityTooLarge", "Exceeded maximum allowed payload size (6291556 bytes).");
+                    return error(
+                        413,
+                        "RequestEntityTooLarge",
+                        "Exceeded maximum allowed payload size (6291556 bytes).",
+                    );
                 }
             };
-            let outcome = if kind { Outcome::Response(body) } else { Outcome::Error(error_body(body, error_type)) };
+            let outcome = if kind {
+                Outcome::Response(body)
+            } else {
+                Outcome::Error(error_body(body, error_type))
+            };
             if complete(&shared, &id, outcome) {
                 accepted()
             } else {
@@ -69,7 +95,11 @@ async fn route(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Full<Byt
             let init = *kind == "init";
             let body = read_body(req).await.unwrap_or_default();
             if !shared.st.lock().extensions.iter().any(|e| e.id == id) {
-                return error(403, "Extension.UnknownExtensionIdentifier", "Unknown extension identifier");
+                return error(
+                    403,
+                    "Extension.UnknownExtensionIdentifier",
+                    "Unknown extension identifier",
+                );
             }
             if init {
                 post_init_error(&shared, error_body(body, error_type))
@@ -83,12 +113,19 @@ async fn route(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Full<Byt
 }
 
 async fn read_body(req: Request<Incoming>) -> Result<Bytes, ()> {
-    Limited::new(req.into_body(), MAX_RESPONSE).collect().await.map(|c| c.to_bytes()).map_err(|_| ())
+    Limited::new(req.into_body(), MAX_RESPONSE)
+        .collect()
+        .await
+        .map(|c| c.to_bytes())
+        .map_err(|_| ())
 }
 
 /// AWS passes a JSON error document through; anything else is wrapped with the declared type.
 fn error_body(body: Bytes, error_type: Option<String>) -> Bytes {
-    if serde_json::from_slice::<Value>(&body).map(|v| v.is_object()).unwrap_or(false) {
+    if serde_json::from_slice::<Value>(&body)
+        .map(|v| v.is_object())
+        .unwrap_or(false)
+    {
         return body;
     }
     let v = json!({
@@ -115,7 +152,11 @@ fn complete(shared: &Shared, id: &str, outcome: Outcome) -> bool {
 fn post_init_error(shared: &Shared, body: Bytes) -> Response<Full<Bytes>> {
     let mut st = shared.st.lock();
     if st.init_done {
-        return error(403, "InvalidStateTransition", "init/error is only allowed during INIT");
+        return error(
+            403,
+            "InvalidStateTransition",
+            "init/error is only allowed during INIT",
+        );
     }
     st.init_error = Some(body);
     drop(st);
@@ -132,7 +173,10 @@ async fn next_invocation(shared: &Shared) -> Response<Full<Bytes>> {
     };
     let mut resp = Response::new(Full::new(inv.payload));
     let h = resp.headers_mut();
-    h.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    h.insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     let pairs = [
         ("lambda-runtime-aws-request-id", inv.request_id),
         ("lambda-runtime-deadline-ms", inv.deadline_ms.to_string()),
@@ -144,7 +188,10 @@ async fn next_invocation(shared: &Shared) -> Response<Full<Bytes>> {
             h.insert(k, v);
         }
     }
-    if let Some(cc) = inv.client_context.and_then(|c| HeaderValue::from_str(&c).ok()) {
+    if let Some(cc) = inv
+        .client_context
+        .and_then(|c| HeaderValue::from_str(&c).ok())
+    {
         h.insert("lambda-runtime-client-context", cc);
     }
     resp
@@ -152,7 +199,11 @@ async fn next_invocation(shared: &Shared) -> Response<Full<Bytes>> {
 
 fn register(shared: &Shared, name: String, body: &[u8]) -> Response<Full<Bytes>> {
     if name.is_empty() {
-        return error(403, "Extension.InvalidExtensionName", "Lambda-Extension-Name header is required");
+        return error(
+            403,
+            "Extension.InvalidExtensionName",
+            "Lambda-Extension-Name header is required",
+        );
     }
     let Ok(v) = serde_json::from_slice::<Value>(body) else {
         return error(400, "InvalidRequest", "Invalid register request body");
@@ -160,17 +211,34 @@ fn register(shared: &Shared, name: String, body: &[u8]) -> Response<Full<Bytes>>
     let events: Vec<String> = v
         .get("events")
         .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(Value::as_str).map(str::to_owned).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect()
+        })
         .unwrap_or_default();
     if let Some(bad) = events.iter().find(|e| *e != "INVOKE" && *e != "SHUTDOWN") {
-        return error(400, "InvalidEventType", &format!("Unsupported event type {bad}"));
+        return error(
+            400,
+            "InvalidEventType",
+            &format!("Unsupported event type {bad}"),
+        );
     }
     let mut st = shared.st.lock();
     if st.init_done {
-        return error(403, "Extension.RegistrationAfterInit", "Extensions must register during INIT");
+        return error(
+            403,
+            "Extension.RegistrationAfterInit",
+            "Extensions must register during INIT",
+        );
     }
     if st.extensions.iter().any(|e| e.name == name) {
-        return error(409, "Extension.AlreadyRegistered", "Extension with this name is already registered");
+        return error(
+            409,
+            "Extension.AlreadyRegistered",
+            "Extension with this name is already registered",
+        );
     }
     let id = uuid::Uuid::new_v4().to_string();
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
@@ -201,7 +269,11 @@ async fn next_event(shared: &Shared, id: &str) -> Response<Full<Bytes>> {
     let rx = {
         let mut st = shared.st.lock();
         let Some(ext) = st.extensions.iter_mut().find(|e| e.id == id) else {
-            return error(403, "Extension.UnknownExtensionIdentifier", "Unknown extension identifier");
+            return error(
+                403,
+                "Extension.UnknownExtensionIdentifier",
+                "Unknown extension identifier",
+            );
         };
         ext.ready = true;
         ext.rx.clone()
@@ -213,7 +285,8 @@ async fn next_event(shared: &Shared, id: &str) -> Response<Full<Bytes>> {
     };
     let mut resp = json_reply(200, &event);
     if let Ok(v) = HeaderValue::from_str(&uuid::Uuid::new_v4().to_string()) {
-        resp.headers_mut().insert("lambda-extension-event-identifier", v);
+        resp.headers_mut()
+            .insert("lambda-extension-event-identifier", v);
     }
     resp
 }
@@ -223,13 +296,21 @@ fn accepted() -> Response<Full<Bytes>> {
 }
 
 fn json_reply(status: u16, body: &Value) -> Response<Full<Bytes>> {
-    let mut resp = Response::new(Full::new(Bytes::from(serde_json::to_vec(body).unwrap_or_default())));
+    let mut resp = Response::new(Full::new(Bytes::from(
+        serde_json::to_vec(body).unwrap_or_default(),
+    )));
     *resp.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
-    resp.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     resp
 }
 
 /// The one Runtime/Extensions API error shape.
 fn error(status: u16, error_type: &str, message: &str) -> Response<Full<Bytes>> {
-    json_reply(status, &json!({"errorMessage": message, "errorType": error_type}))
+    json_reply(
+        status,
+        &json!({"errorMessage": message, "errorType": error_type}),
+    )
 }

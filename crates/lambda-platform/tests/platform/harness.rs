@@ -11,7 +11,10 @@ use serde_json::Value;
 use tokio::{sync::oneshot, task::JoinHandle};
 
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
 }
 
 /// The interpreter with awslambdaric/boto3: `LAMBDAMESH_PYTHON` or `<repo>/.venv/bin/python`.
@@ -32,7 +35,11 @@ pub fn example_bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     let dir = exe.parent().unwrap().parent().unwrap();
     let p = dir.join("examples").join(name);
-    assert!(p.exists(), "example binary {} missing: build with cargo test -p lambda-platform", p.display());
+    assert!(
+        p.exists(),
+        "example binary {} missing: build with cargo test -p lambda-platform",
+        p.display()
+    );
     p
 }
 
@@ -73,7 +80,14 @@ impl TestPlatform {
             .await
             .unwrap();
         });
-        Self { endpoint, data_dir: config.data_dir.clone(), _tmp: None, stop: Some(tx), task: Some(task), config }
+        Self {
+            endpoint,
+            data_dir: config.data_dir.clone(),
+            _tmp: None,
+            stop: Some(tx),
+            task: Some(task),
+            config,
+        }
     }
 
     /// Graceful stop (SHUTDOWN to extensions, sandboxes killed).
@@ -82,13 +96,23 @@ impl TestPlatform {
             let _ = tx.send(());
         }
         if let Some(t) = self.task.take() {
-            tokio::time::timeout(Duration::from_secs(15), t).await.unwrap().unwrap();
+            tokio::time::timeout(Duration::from_secs(15), t)
+                .await
+                .unwrap()
+                .unwrap();
         }
     }
 
     pub fn client(&self) -> Client {
-        Client::new(&self.endpoint, Credentials { access_key: "test".into(), secret_key: "test".into() }, "us-east-1")
-            .unwrap()
+        Client::new(
+            &self.endpoint,
+            Credentials {
+                access_key: "test".into(),
+                secret_key: "test".into(),
+            },
+            "us-east-1",
+        )
+        .unwrap()
     }
 
     /// Runs a boto3 script; `lam`, `ssm`, `tagging`, `events` clients and helpers are predefined.
@@ -128,15 +152,26 @@ def err(fn, *a, **k):
         );
         let full = format!("{preamble}\n{script}");
         let mut cmd = tokio::process::Command::new(python());
-        cmd.arg("-c").arg(full).env("AWS_EC2_METADATA_DISABLED", "true").kill_on_drop(true);
+        cmd.arg("-c")
+            .arg(full)
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .kill_on_drop(true);
         for (k, v) in env {
             cmd.env(k, v);
         }
-        let out = tokio::time::timeout(Duration::from_secs(120), cmd.output()).await.expect("boto3 script timed out").unwrap();
+        let out = tokio::time::timeout(Duration::from_secs(120), cmd.output())
+            .await
+            .expect("boto3 script timed out")
+            .unwrap();
         let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(out.status.success(), "boto3 script failed:\n{}\n--- stdout\n{stdout}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "boto3 script failed:\n{}\n--- stdout\n{stdout}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let last = stdout.lines().last().unwrap_or("null");
-        serde_json::from_str(last).unwrap_or_else(|e| panic!("script output is not JSON ({e}): {stdout}"))
+        serde_json::from_str(last)
+            .unwrap_or_else(|e| panic!("script output is not JSON ({e}): {stdout}"))
     }
 }
 

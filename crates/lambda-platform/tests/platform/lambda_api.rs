@@ -73,13 +73,25 @@ print(json.dumps(out))
     assert_eq!(out["pages"], json!([50, 50, 20]), "{out}");
     assert_eq!(out["paginated"], 120);
     assert_eq!(out["unique"], 120);
-    assert_eq!(out["arn"], "arn:aws:lambda:us-east-1:123456789012:function:fn000");
-    assert_eq!(out["tags"]["serverless.consul.hashicorp.com/v1alpha1/lambda/enabled"], "true");
+    assert_eq!(
+        out["arn"],
+        "arn:aws:lambda:us-east-1:123456789012:function:fn000"
+    );
+    assert_eq!(
+        out["tags"]["serverless.consul.hashicorp.com/v1alpha1/lambda/enabled"],
+        "true"
+    );
     assert_eq!(out["tags_after"].as_object().unwrap().len(), 1);
     assert_eq!(out["v1"], "1");
-    assert_eq!(out["v1_again"], "1", "unchanged $LATEST publishes no new version");
+    assert_eq!(
+        out["v1_again"], "1",
+        "unchanged $LATEST publishes no new version"
+    );
     assert_eq!(out["v2"], "2");
-    assert_eq!(out["alias_arn"], "arn:aws:lambda:us-east-1:123456789012:function:fn000:live");
+    assert_eq!(
+        out["alias_arn"],
+        "arn:aws:lambda:us-east-1:123456789012:function:fn000:live"
+    );
     assert_eq!(out["alias_conflict"]["code"], "ResourceConflictException");
     assert_eq!(out["alias_conflict"]["status"], 409);
     assert_eq!(out["get_cfg_alias"], "1");
@@ -88,14 +100,28 @@ print(json.dumps(out))
     assert_eq!(out["invoke"]["echo"], json!({"k": "v"}));
     assert_eq!(out["invoke"]["version"], "2");
     assert_eq!(out["invoke"]["env"]["GREETING"], "hi");
-    assert_eq!(out["invoke"]["arn"], "arn:aws:lambda:us-east-1:123456789012:function:fn000:live");
+    assert_eq!(
+        out["invoke"]["arn"],
+        "arn:aws:lambda:us-east-1:123456789012:function:fn000:live"
+    );
     assert_eq!(out["executed"], "2");
-    assert!(out["log"].as_str().unwrap().contains("START RequestId:"), "{}", out["log"]);
-    assert!(out["log"].as_str().unwrap().contains("got {\"k\": \"v\"}"), "{}", out["log"]);
+    assert!(
+        out["log"].as_str().unwrap().contains("START RequestId:"),
+        "{}",
+        out["log"]
+    );
+    assert!(
+        out["log"].as_str().unwrap().contains("got {\"k\": \"v\"}"),
+        "{}",
+        out["log"]
+    );
     assert_eq!(out["executed_arn_qualified"], "1");
     assert_eq!(out["event"], 202);
     assert_eq!(out["dryrun"], 204);
-    assert_eq!(out["delete_version_in_use"]["code"], "ResourceConflictException");
+    assert_eq!(
+        out["delete_version_in_use"]["code"],
+        "ResourceConflictException"
+    );
     assert_eq!(out["after_delete"]["code"], "ResourceNotFoundException");
     assert_eq!(out["after_delete"]["status"], 404);
     assert_eq!(out["all_versions"], 50);
@@ -141,7 +167,10 @@ print(json.dumps(out))
         assert_eq!(out[k]["status"], status, "{k}: {}", out[k]);
     };
     expect("missing", "ResourceNotFoundException", 404);
-    assert_eq!(out["missing"]["message"], "Function not found: arn:aws:lambda:us-east-1:123456789012:function:nope");
+    assert_eq!(
+        out["missing"]["message"],
+        "Function not found: arn:aws:lambda:us-east-1:123456789012:function:nope"
+    );
     expect("missing_arn", "ResourceNotFoundException", 404);
     expect("bad_name", "ValidationException", 400);
     expect("bad_qualifier", "ValidationException", 400);
@@ -188,7 +217,11 @@ print(json.dumps(out))
     // No signature at all.
     let resp = reqwest_like_get(&p.endpoint, "/2015-03-31/functions/").await;
     assert_eq!(resp.0, 403);
-    assert!(resp.1.contains("Missing Authentication Token"), "{}", resp.1);
+    assert!(
+        resp.1.contains("Missing Authentication Token"),
+        "{}",
+        resp.1
+    );
     p.stop().await;
 }
 
@@ -197,7 +230,11 @@ async fn reqwest_like_get(endpoint: &str, path: &str) -> (u16, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let addr = endpoint.trim_start_matches("http://");
     let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes()).await.unwrap();
+    s.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await
+    .unwrap();
     let mut buf = String::new();
     s.read_to_string(&mut buf).await.unwrap();
     let status = buf.split_whitespace().nth(1).unwrap().parse().unwrap();

@@ -44,7 +44,9 @@ print(json.dumps(out))
         app = lit(PY_APP)
     );
     let tmp = tempfile::tempdir().unwrap();
-    let out = p.boto3_env(&script, &[("TMPDIR_TEST", tmp.path().to_str().unwrap())]).await;
+    let out = p
+        .boto3_env(&script, &[("TMPDIR_TEST", tmp.path().to_str().unwrap())])
+        .await;
     let ok = &out["ok"];
     assert_eq!(ok["status"], 200);
     assert!(ok["error"].is_null(), "{ok}");
@@ -56,7 +58,12 @@ print(json.dumps(out))
     assert_eq!(env["AWS_REGION"], "us-east-1");
     assert_eq!(env["_HANDLER"], "app.handler");
     assert_eq!(env["GREETING"], "hello");
-    assert!(env["AWS_LAMBDA_RUNTIME_API"].as_str().unwrap().starts_with("127.0.0.1:"));
+    assert!(
+        env["AWS_LAMBDA_RUNTIME_API"]
+            .as_str()
+            .unwrap()
+            .starts_with("127.0.0.1:")
+    );
     let left = ok["payload"]["left"].as_i64().unwrap();
     assert!(left > 500 && left <= 1000, "remaining time {left}");
     assert_eq!(out["fail"]["error"], "Unhandled");
@@ -64,14 +71,33 @@ print(json.dumps(out))
     assert_eq!(out["fail"]["payload"]["errorMessage"], "requested failure");
     assert_eq!(out["timeout"]["error"], "Unhandled");
     assert_eq!(out["timeout"]["payload"]["errorType"], "Sandbox.Timedout");
-    assert!(out["timeout"]["payload"]["errorMessage"].as_str().unwrap().contains("Task timed out after 1.00 seconds"));
+    assert!(
+        out["timeout"]["payload"]["errorMessage"]
+            .as_str()
+            .unwrap()
+            .contains("Task timed out after 1.00 seconds")
+    );
     assert_eq!(out["after_timeout"]["payload"]["echo"], json!({"b": 2}));
     assert_eq!(out["exit"]["payload"]["errorType"], "Runtime.ExitError");
-    assert!(out["exit"]["payload"]["errorMessage"].as_str().unwrap().contains("exit status 3"), "{}", out["exit"]);
+    assert!(
+        out["exit"]["payload"]["errorMessage"]
+            .as_str()
+            .unwrap()
+            .contains("exit status 3"),
+        "{}",
+        out["exit"]
+    );
     assert_eq!(out["after_exit"]["payload"]["echo"], json!({"c": 3}));
     assert_eq!(out["killed"]["error"], "Unhandled", "{}", out["killed"]);
     assert_eq!(out["killed"]["payload"]["errorType"], "Runtime.ExitError");
-    assert!(out["killed"]["payload"]["errorMessage"].as_str().unwrap().contains("signal: 9"), "{}", out["killed"]);
+    assert!(
+        out["killed"]["payload"]["errorMessage"]
+            .as_str()
+            .unwrap()
+            .contains("signal: 9"),
+        "{}",
+        out["killed"]
+    );
     p.stop().await;
 }
 
@@ -101,23 +127,57 @@ print(json.dumps(out))
         app = lit(PY_APP)
     );
     let out = p.boto3(&script).await;
-    let err_type = |k: &str| out[k]["payload"]["errorType"].as_str().unwrap_or_default().to_owned();
-    assert_eq!(err_type("nohandler"), "Runtime.HandlerNotFound", "{}", out["nohandler"]);
-    assert_eq!(err_type("syntax"), "Runtime.UserCodeSyntaxError", "{}", out["syntax"]);
+    let err_type = |k: &str| {
+        out[k]["payload"]["errorType"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert_eq!(
+        err_type("nohandler"),
+        "Runtime.HandlerNotFound",
+        "{}",
+        out["nohandler"]
+    );
+    assert_eq!(
+        err_type("syntax"),
+        "Runtime.UserCodeSyntaxError",
+        "{}",
+        out["syntax"]
+    );
     assert_eq!(out["raises"]["error"], "Unhandled");
-    assert!(out["raises"]["payload"]["errorMessage"].as_str().unwrap().contains("boom at import"), "{}", out["raises"]);
+    assert!(
+        out["raises"]["payload"]["errorMessage"]
+            .as_str()
+            .unwrap()
+            .contains("boom at import"),
+        "{}",
+        out["raises"]
+    );
     assert_eq!(err_type("exits"), "Runtime.ExitError", "{}", out["exits"]);
     assert_eq!(out["garbage"]["payload"], "fine");
-    assert_eq!(err_type("nobootstrap"), "Runtime.InvalidEntrypoint", "{}", out["nobootstrap"]);
+    assert_eq!(
+        err_type("nobootstrap"),
+        "Runtime.InvalidEntrypoint",
+        "{}",
+        out["nobootstrap"]
+    );
     assert_eq!(out["good"]["payload"]["echo"], json!({"x": 1}));
     // A function hanging in INIT is cut off and reported, while others keep serving meanwhile.
     let client = p.client();
     let hang = {
         let c = client.clone();
-        tokio::spawn(async move { c.invoke("hangs", bytes::Bytes::from_static(b"{}"), &[]).await.unwrap() })
+        tokio::spawn(async move {
+            c.invoke("hangs", bytes::Bytes::from_static(b"{}"), &[])
+                .await
+                .unwrap()
+        })
     };
     for _ in 0..5 {
-        let r = client.invoke("good", bytes::Bytes::from_static(b"{\"y\":2}"), &[]).await.unwrap();
+        let r = client
+            .invoke("good", bytes::Bytes::from_static(b"{\"y\":2}"), &[])
+            .await
+            .unwrap();
         assert_eq!(r.status, 200);
     }
     let r = hang.await.unwrap();
@@ -150,8 +210,14 @@ print(json.dumps(out))
     let out = p.boto3(&script).await;
     assert!(out["ok"]["error"].is_null(), "{out}");
     assert_eq!(out["ok"]["payload"]["echo"], json!({"hello": "rust"}));
-    assert_eq!(out["ok"]["payload"]["function_arn"], "arn:aws:lambda:us-east-1:123456789012:function:rust");
-    assert_eq!(out["ok"]["payload"]["request_id"].as_str().unwrap().len(), 36);
+    assert_eq!(
+        out["ok"]["payload"]["function_arn"],
+        "arn:aws:lambda:us-east-1:123456789012:function:rust"
+    );
+    assert_eq!(
+        out["ok"]["payload"]["request_id"].as_str().unwrap().len(),
+        36
+    );
     assert_eq!(out["fail"]["error"], "Unhandled");
     assert_eq!(out["fail"]["payload"]["errorMessage"], "requested failure");
     p.stop().await;
@@ -185,7 +251,10 @@ print(json.dumps(out))
     let out = p.boto3(&script).await;
     assert_eq!(out["busy"]["code"], "TooManyRequestsException", "{out}");
     assert_eq!(out["busy"]["status"], 429);
-    assert_eq!(out["busy"]["reason"], "ReservedFunctionConcurrentInvocationLimitExceeded");
+    assert_eq!(
+        out["busy"]["reason"],
+        "ReservedFunctionConcurrentInvocationLimitExceeded"
+    );
     assert_eq!(out["zero"]["code"], "TooManyRequestsException");
     assert_eq!(out["free"], 200);
     p.stop().await;
@@ -193,7 +262,8 @@ print(json.dumps(out))
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn external_extension_delays_init_and_gets_invoke_and_shutdown() {
-    let p = TestPlatform::start_with(|c| c.idle_timeout = std::time::Duration::from_millis(800)).await;
+    let p =
+        TestPlatform::start_with(|c| c.idle_timeout = std::time::Duration::from_millis(800)).await;
     let tmp = tempfile::tempdir().unwrap();
     let events = tmp.path().join("events.jsonl");
     let script = format!(
@@ -217,20 +287,37 @@ print(json.dumps({{"layer": layer["LayerVersionArn"], "version": layer["Version"
         out = lit(events.to_str().unwrap()),
     );
     let out = p.boto3(&script).await;
-    assert_eq!(out["layer"], "arn:aws:lambda:us-east-1:123456789012:layer:testext:1");
+    assert_eq!(
+        out["layer"],
+        "arn:aws:lambda:us-east-1:123456789012:layer:testext:1"
+    );
     assert_eq!(out["listed"], json!(["testext"]));
     assert_eq!(out["payload"]["echo"], json!({"n": 1}), "{out}");
-    assert!(out["cold"].as_f64().unwrap() >= 0.4, "INIT must wait for the extension: {}", out["cold"]);
+    assert!(
+        out["cold"].as_f64().unwrap() >= 0.4,
+        "INIT must wait for the extension: {}",
+        out["cold"]
+    );
     let lines: Vec<serde_json::Value> = std::fs::read_to_string(&events)
         .unwrap()
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    let kinds: Vec<&str> = lines.iter().map(|l| l["event"]["eventType"].as_str().unwrap()).collect();
-    assert_eq!(kinds, vec!["REGISTERED", "READY", "INVOKE", "SHUTDOWN"], "{lines:?}");
+    let kinds: Vec<&str> = lines
+        .iter()
+        .map(|l| l["event"]["eventType"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        vec!["REGISTERED", "READY", "INVOKE", "SHUTDOWN"],
+        "{lines:?}"
+    );
     assert_eq!(lines[0]["event"]["response"]["functionName"], "withext");
     let invoke = &lines[2]["event"];
-    assert_eq!(invoke["invokedFunctionArn"], "arn:aws:lambda:us-east-1:123456789012:function:withext");
+    assert_eq!(
+        invoke["invokedFunctionArn"],
+        "arn:aws:lambda:us-east-1:123456789012:function:withext"
+    );
     assert!(invoke["deadlineMs"].as_u64().unwrap() > lines[2]["at"].as_u64().unwrap());
     let shutdown = &lines[3]["event"];
     assert_eq!(shutdown["shutdownReason"], "spindown");

@@ -48,7 +48,12 @@ print(json.dumps(out, default=str))
     assert_eq!(code("exists"), "ParameterAlreadyExists");
     assert_eq!(out["overwrite"], 2);
     assert_eq!(code("std_too_big"), "ValidationException");
-    assert!(out["std_too_big"]["message"].as_str().unwrap().contains("4096"));
+    assert!(
+        out["std_too_big"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("4096")
+    );
     assert_eq!(code("adv_too_big"), "ValidationException");
     assert_eq!(code("bad_type"), "ValidationException");
     assert_eq!(code("bad_name"), "ValidationException");
@@ -58,13 +63,27 @@ print(json.dumps(out, default=str))
     assert_eq!(out["missing"]["status"], 400);
     assert_ne!(out["enc"], "s3cr3t-pem");
     assert_eq!(out["dec"]["Value"], "s3cr3t-pem");
-    assert_eq!(out["dec"]["ARN"], "arn:aws:ssm:us-east-1:123456789012:parameter/mesh/fn/cert");
+    assert_eq!(
+        out["dec"]["ARN"],
+        "arn:aws:ssm:us-east-1:123456789012:parameter/mesh/fn/cert"
+    );
     assert_eq!(out["many"]["InvalidParameters"], json!(["/nope"]));
     assert_eq!(out["path"], json!(["/mesh/fn/cert", "/mesh/fn/name"]));
-    assert_eq!(out["recursive"], json!(["/mesh/big", "/mesh/fn/cert", "/mesh/fn/name", "/mesh/other/deep/x"]));
+    assert_eq!(
+        out["recursive"],
+        json!([
+            "/mesh/big",
+            "/mesh/fn/cert",
+            "/mesh/fn/name",
+            "/mesh/other/deep/x"
+        ])
+    );
     assert_eq!(out["describe"], json!(["/mesh/fn/cert", "/mesh/fn/name"]));
     assert_eq!(code("delete_again"), "ParameterNotFound");
-    assert_eq!(out["delete_many"]["DeletedParameters"], json!(["/mesh/big"]));
+    assert_eq!(
+        out["delete_many"]["DeletedParameters"],
+        json!(["/mesh/big"])
+    );
     // Encrypted at rest: the secret never appears in the data dir.
     let stored = std::fs::read_to_string(p.data_dir.join("ssm/parameters.json")).unwrap();
     assert!(!stored.contains("s3cr3t-pem"), "{stored}");
@@ -100,8 +119,14 @@ print(json.dumps(out))
     assert_eq!(out["token"], false);
     assert_eq!(out["all"], 65);
     assert_eq!(out["unique"], 65);
-    assert_eq!(out["sample"]["ResourceARN"], "arn:aws:lambda:us-east-1:123456789012:function:t000");
-    assert_eq!(out["sample"]["Tags"][0]["Key"], "serverless.consul.hashicorp.com/v1alpha1/lambda/enabled");
+    assert_eq!(
+        out["sample"]["ResourceARN"],
+        "arn:aws:lambda:us-east-1:123456789012:function:t000"
+    );
+    assert_eq!(
+        out["sample"]["Tags"][0]["Key"],
+        "serverless.consul.hashicorp.com/v1alpha1/lambda/enabled"
+    );
     assert_eq!(out["by_value"], 65);
     assert_eq!(out["other_type"], 0);
     assert_eq!(out["bad_page"]["code"], "InvalidParameterException");
@@ -116,7 +141,11 @@ def handler(event, context):
     return "ok"
 "#;
 
-async fn wait_lines(path: &std::path::Path, n: usize, pred: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+async fn wait_lines(
+    path: &std::path::Path,
+    n: usize,
+    pred: impl Fn(&[Value]) -> bool,
+) -> Vec<Value> {
     for _ in 0..150 {
         let lines: Vec<Value> = std::fs::read_to_string(path)
             .unwrap_or_default()
@@ -128,7 +157,11 @@ async fn wait_lines(path: &std::path::Path, n: usize, pred: impl Fn(&[Value]) ->
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    panic!("expected {n} events in {}: {:?}", path.display(), std::fs::read_to_string(path));
+    panic!(
+        "expected {n} events in {}: {:?}",
+        path.display(),
+        std::fs::read_to_string(path)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -160,23 +193,54 @@ print(json.dumps(out))
         app = serde_json::to_string(PY_APP).unwrap(),
     );
     let out = p.boto3(&script).await;
-    assert_eq!(out["rule_arn"], "arn:aws:events:us-east-1:123456789012:rule/registrator");
+    assert_eq!(
+        out["rule_arn"],
+        "arn:aws:events:us-east-1:123456789012:rule/registrator"
+    );
     assert_eq!(out["bad_pattern"]["code"], "InvalidEventPatternException");
     assert_eq!(out["bad_schedule"]["code"], "ValidationException");
     assert_eq!(out["test_pattern"], true);
     let lines = wait_lines(&sink, 3, |l| l.iter().any(|e| e["source"] == "aws.events")).await;
-    let trail: Vec<&Value> = lines.iter().filter(|e| e["source"] == "aws.lambda").collect();
-    assert_eq!(trail.len(), 2, "only CreateFunction and TagResource of 'watched' match: {lines:?}");
-    let create = trail.iter().find(|e| e["detail"]["eventName"] == "CreateFunction20150331").unwrap();
+    let trail: Vec<&Value> = lines
+        .iter()
+        .filter(|e| e["source"] == "aws.lambda")
+        .collect();
+    assert_eq!(
+        trail.len(),
+        2,
+        "only CreateFunction and TagResource of 'watched' match: {lines:?}"
+    );
+    let create = trail
+        .iter()
+        .find(|e| e["detail"]["eventName"] == "CreateFunction20150331")
+        .unwrap();
     assert_eq!(create["detail-type"], "AWS API Call via CloudTrail");
-    assert_eq!(create["detail"]["responseElements"]["functionArn"], "arn:aws:lambda:us-east-1:123456789012:function:watched");
-    assert_eq!(create["detail"]["requestParameters"]["functionName"], "watched");
+    assert_eq!(
+        create["detail"]["responseElements"]["functionArn"],
+        "arn:aws:lambda:us-east-1:123456789012:function:watched"
+    );
+    assert_eq!(
+        create["detail"]["requestParameters"]["functionName"],
+        "watched"
+    );
     assert!(create["detail"]["errorCode"].is_null());
-    let tag = trail.iter().find(|e| e["detail"]["eventName"] == "TagResource20170331v2").unwrap();
-    assert_eq!(tag["detail"]["requestParameters"]["resource"], "arn:aws:lambda:us-east-1:123456789012:function:watched");
-    assert_eq!(tag["detail"]["requestParameters"]["tags"]["serverless.consul.hashicorp.com/v1alpha1/lambda/enabled"], "true");
+    let tag = trail
+        .iter()
+        .find(|e| e["detail"]["eventName"] == "TagResource20170331v2")
+        .unwrap();
+    assert_eq!(
+        tag["detail"]["requestParameters"]["resource"],
+        "arn:aws:lambda:us-east-1:123456789012:function:watched"
+    );
+    assert_eq!(
+        tag["detail"]["requestParameters"]["tags"]["serverless.consul.hashicorp.com/v1alpha1/lambda/enabled"],
+        "true"
+    );
     let tick = lines.iter().find(|e| e["source"] == "aws.events").unwrap();
     assert_eq!(tick["detail-type"], "Scheduled Event");
-    assert_eq!(tick["resources"][0], "arn:aws:events:us-east-1:123456789012:rule/tick");
+    assert_eq!(
+        tick["resources"][0],
+        "arn:aws:events:us-east-1:123456789012:rule/tick"
+    );
     p.stop().await;
 }

@@ -282,10 +282,16 @@ impl ServiceSplitter {
             } else {
                 &s.service
             };
+            // Consul defaults a split's namespace to the splitter's before comparing, so
+            // `""` and the splitter's own namespace are the same target.
+            let namespace = [&s.namespace, &self.namespace]
+                .into_iter()
+                .find(|n| !n.is_empty())
+                .map_or(crate::names::DEFAULT, |n| n.as_str());
             let key = (
                 service.clone(),
                 s.service_subset.clone(),
-                s.namespace.clone(),
+                namespace.to_owned(),
                 s.partition.clone(),
             );
             if !seen.insert(key) {

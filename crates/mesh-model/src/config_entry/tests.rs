@@ -291,6 +291,10 @@ fn splitter_rules() {
             "",
         ),
         (
+            split(json!([{"Weight": 50}, {"Weight": 50, "Namespace": "default"}])),
+            "occurs more than once",
+        ),
+        (
             split(json!([{"Weight": 100, "Service": "bad name"}])),
             "Splits[0].Service",
         ),

@@ -1,5 +1,257 @@
-//! `/v1/acl/*` (being built).
+//! `/v1/acl/*`: bootstrap, tokens and policies. IDs, secrets and times are generated here and
+//! travel inside the op, so the store's replay stays deterministic.
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
+use serde_json::Value;
+
+use mesh_model::acl::{AclPolicy, AclToken, PolicyRequest, TokenRequest};
+use mesh_model::catalog::definition::parse_go_duration;
+use store::Op;
+use store::state::acl::AclOp;
+
+use crate::AppState;
+use crate::api::body;
+use crate::authz::{self, Identity};
 use crate::error::{ApiError, ApiResult};
-macro_rules! pending { ($($n:ident),*) => { $(pub async fn $n() -> ApiResult<Response> { Err(ApiError::not_found("ACL endpoints are not built yet")) })* } }
-pending!(bootstrap, token_create, token_self, token_read, token_update, token_delete, token_list, policy_create, policy_read_by_name, policy_read, policy_update, policy_delete, policy_list);
+use crate::query::{Query, blocking, json, json_with_index};
+
+fn now_rfc3339() -> String {
+    time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
+}
+
+fn new_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+fn acl_enabled(app: &AppState) -> ApiResult<()> {
+    if app.config.acl.enabled {
+        Ok(())
+    } else {
+        Err(ApiError { status: StatusCode::UNAUTHORIZED, message: "ACL support disabled".into() })
+    }
+}
+
+fn bad(e: impl std::fmt::Display) -> ApiError {
+    ApiError::bad_request(e.to_string())
+}
+
+/// The tokens and policies that must exist whenever ACLs are on (run at every start; idempotent).
+pub(crate) async fn init(app: &AppState) -> ApiResult<()> {
+    if !app.config.acl.enabled {
+        return Ok(());
+    }
+    let anonymous = AclToken {
+        accessor_id: authz::ANONYMOUS_ACCESSOR.into(),
+        secret_id: "anonymous".into(),
+        description: "Anonymous Token".into(),
+        create_time: now_rfc3339(),
+        ..AclToken::default()
+    };
+    let initial_management = app.config.acl.initial_management.as_ref().map(|secret| AclToken {
+        accessor_id: new_id(),
+        secret_id: secret.clone(),
+        description: "Initial Management Token".into(),
+        policies: vec![mesh_model::acl::PolicyLink {
+            id: mesh_model::acl::GLOBAL_MANAGEMENT_ID.into(),
+            name: mesh_model::acl::GLOBAL_MANAGEMENT_NAME.into(),
+        }],
+        create_time: now_rfc3339(),
+        ..AclToken::default()
+    });
+    app.store.write(Op::Acl(AclOp::Init { anonymous, initial_management })).await?;
+    Ok(())
+}
+
+pub async fn bootstrap(State(app): State<AppState>) -> ApiResult<Response> {
+    acl_enabled(&app)?;
+    let token = AclToken {
+        accessor_id: new_id(),
+        secret_id: new_id(),
+        description: "Bootstrap Token (Global Management)".into(),
+        create_time: now_rfc3339(),
+        ..AclToken::default()
+    };
+    let accessor = token.accessor_id.clone();
+    app.store.write(Op::Acl(AclOp::Bootstrap { token })).await?;
+    let t = app.store.read(|s| s.acl().tokens.get(&accessor).cloned());
+    Ok(json(&t))
+}
+
+fn token_json(t: &AclToken, show_secret: bool) -> Value {
+    let mut v = serde_json::to_value(t).unwrap_or(Value::Null);
+    if let Some(o) = v.as_object_mut() {
+        if !show_secret {
+            o.insert("SecretID".into(), Value::from("<hidden>"));
+        }
+        o.entry("Policies").or_insert_with(|| Value::Array(vec![]));
+    }
+    v
+}
+
+fn build_token(req: TokenRequest, accessor: String) -> ApiResult<AclToken> {
+    req.validate().map_err(bad)?;
+    let expiration_time = if !req.expiration_ttl.is_empty() {
+        let ttl = parse_go_duration(&req.expiration_ttl).map_err(|e| bad(format!("ExpirationTTL: {e}")))?;
+        let at = time::OffsetDateTime::now_utc() + ttl;
+        at.format(&time::format_description::well_known::Rfc3339).map_err(bad)?
+    } else {
+        req.expiration_time.clone()
+    };
+    Ok(AclToken {
+        accessor_id: accessor,
+        secret_id: if req.secret_id.is_empty() { new_id() } else { req.secret_id },
+        description: req.description,
+        policies: req.policies,
+        service_identities: req.service_identities,
+        node_identities: req.node_identities,
+        local: req.local,
+        expiration_time,
+        create_time: now_rfc3339(),
+        hash: String::new(),
+        create_index: 0,
+        modify_index: 0,
+    })
+}
+
+fn caller(app: &AppState, headers: &HeaderMap, raw: Option<&str>) -> ApiResult<(Query, Identity)> {
+    acl_enabled(app)?;
+    let q = Query::parse(raw)?;
+    let ident = authz::resolve(app, headers, &q)?;
+    Ok((q, ident))
+}
+
+pub async fn token_create(State(app): State<AppState>, headers: HeaderMap, RawQuery(raw): RawQuery, b: Result<Bytes, BytesRejection>) -> ApiResult<Response> {
+    let (_, ident) = caller(&app, &headers, raw.as_deref())?;
+    authz::require(&ident, ident.authorizer.acl_write(), "acl:write", "")?;
+    let req = TokenRequest::decode_json(&body(b)?).map_err(bad)?;
+    let accessor = if req.accessor_id.is_empty() { new_id() } else { req.accessor_id.clone() };
+    let token = build_token(req, accessor.clone())?;
+    app.store.write(Op::Acl(AclOp::TokenSet { token, create: true })).await?;
+    let t = app.store.read(|s| s.acl().tokens.get(&accessor).cloned());
+    Ok(json(&t.map(|t| token_json(&t, true))))
+}
+
+pub async fn token_update(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+    b: Result<Bytes, BytesRejection>,
+) -> ApiResult<Response> {
+    let (_, ident) = caller(&app, &headers, raw.as_deref())?;
+    authz::require(&ident, ident.authorizer.acl_write(), "acl:write", "")?;
+    let req = TokenRequest::decode_json(&body(b)?).map_err(bad)?;
+    if !req.accessor_id.is_empty() && req.accessor_id != id {
+        return Err(ApiError::bad_request("AccessorID in the body does not match the URL"));
+    }
+    let token = build_token(req, id.clone())?;
+    app.store.write(Op::Acl(AclOp::TokenSet { token, create: false })).await?;
+    let t = app.store.read(|s| s.acl().tokens.get(&id).cloned());
+    Ok(json(&t.map(|t| token_json(&t, true))))
+}
+
+pub async fn token_read(State(app): State<AppState>, Path(id): Path<String>, headers: HeaderMap, RawQuery(raw): RawQuery) -> ApiResult<Response> {
+    let (_, ident) = caller(&app, &headers, raw.as_deref())?;
+    authz::require(&ident, ident.authorizer.acl_read(), "acl:read", "")?;
+    let show = ident.authorizer.acl_write();
+    match app.store.read(|s| s.acl().tokens.get(&id).cloned()) {
+        Some(t) => Ok(json(&token_json(&t, show))),
+        None => Err(ApiError::forbidden("ACL not found")),
+    }
+}
+
+pub async fn token_self(State(app): State<AppState>, headers: HeaderMap, RawQuery(raw): RawQuery) -> ApiResult<Response> {
+    let (_, ident) = caller(&app, &headers, raw.as_deref())?;
+    let secret = ident.secret.clone().ok_or_else(|| ApiError::forbidden("ACL not found"))?;
+    match app.store.read(|s| s.acl().token_by_secret(&secret).cloned()) {
+        Some(t) => Ok(json(&token_json(&t, true))),
+        None => Err(ApiError::forbidden("ACL not found")),
+    }
+}
+
+pub async fn token_delete(State(app): State<AppState>, Path(id): Path<String>, headers: HeaderMap, RawQuery(raw): RawQuery) -> ApiResult<Response> {
+    let (_, ident) = caller(&app, &headers, raw.as_deref())?;
+    authz::require(&ident, ident.authorizer.acl_write(), "acl:write", "")?;
+    app.store.write(Op::Acl(AclOp::TokenDelete { accessor_id: id })).await?;
+    Ok(json(&true))
+}
+
+pub async fn token_list(State(app): State<AppState>, headers: HeaderMap, RawQuery(raw): RawQuery) -> ApiResult<Response> {
+    let (q, ident) = caller(&app, &headers, raw.as_deref())?;
+    authz::require(&ident, ident.authorizer.acl_read(), "acl:read", "")?;
+    let show = ident.authorizer.acl_write();
+    let (rows, index) = blocking(&app, &q, &[store::WatchKey::Acl], |s| {
+        s.acl().tokens.values().map(|t| token_json(t, show)).collect::<Vec<_>>()
+    })
+    .await;
+    Ok(json_with_index(&rows, index))
+}
+
+fn build_policy(req: PolicyRequest, id: String) -> ApiResult<AclPolicy> {
+    req.validate().map_err(bad)?;
+    Ok(req.into_policy(id, 0, 0))
+}
+
+pub async fn policy_create(State(app): State<AppState>, headers: HeaderMap, RawQuery(raw): RawQuery, b: Result<Bytes, BytesRejection>) -> ApiResult<Response> {
+    let (_, ident) = caller(&app, &headers, raw.as_deref())?;
+    authz::require(&ident, ident.authorizer.acl_write(), "acl:write", "")?;
+    let req = PolicyRequest::decode_json(&body(b)?).map_err(bad)?;
+    let id = if req.id.is_empty() { new_id() } else { req.id.clone() };
+    let policy = build_policy(req, id.clone())?;
+    app.store.write(Op::Acl(AclOp::PolicySet { policy, create: true })).await?;
+    Ok(json(&app.store.read(|s| s.acl().policies.get(&id).cloned())))
+}
+
+pub async fn policy_update(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+    b: Result<Bytes, BytesRejection>,
+) -> ApiResult<Response> {
+    let (_, ident) = caller(&app, &headers, raw.as_deref())?;
+    authz::require(&ident, ident.authorizer.acl_write(), "acl:write", "")?;
+    let req = PolicyRequest::decode_json(&body(b)?).map_err(bad)?;
+    if !req.id.is_empty() && req.id != id {
+        return Err(ApiError::bad_request("ID in the body does not match the URL"));
+    }
+    let policy = build_policy(req, id.clone())?;
+    app.store.write(Op::Acl(AclOp::PolicySet { policy, create: false })).await?;
+    Ok(json(&app.store.read(|s| s.acl().policies.get(&id).cloned())))
+}
+
+pub async fn policy_read(State(app): State<AppState>, Path(id): Path<String>, headers: HeaderMap, RawQuery(raw): RawQuery) -> ApiResult<Response> {
+    let (_, ident) = caller(&app, &headers, raw.as_deref())?;
+    authz::require(&ident, ident.authorizer.acl_read(), "acl:read", "")?;
+    app.store
+        .read(|s| s.acl().policies.get(&id).cloned())
+        .map(|p| json(&p))
+        .ok_or_else(|| ApiError::forbidden("ACL not found"))
+}
+
+pub async fn policy_read_by_name(State(app): State<AppState>, Path(name): Path<String>, headers: HeaderMap, RawQuery(raw): RawQuery) -> ApiResult<Response> {
+    let (_, ident) = caller(&app, &headers, raw.as_deref())?;
+    authz::require(&ident, ident.authorizer.acl_read(), "acl:read", "")?;
+    app.store
+        .read(|s| s.acl().policy_by_name(&name).cloned())
+        .map(|p| json(&p))
+        .ok_or_else(|| ApiError::forbidden("ACL not found"))
+}
+
+pub async fn policy_delete(State(app): State<AppState>, Path(id): Path<String>, headers: HeaderMap, RawQuery(raw): RawQuery) -> ApiResult<Response> {
+    let (_, ident) = caller(&app, &headers, raw.as_deref())?;
+    authz::require(&ident, ident.authorizer.acl_write(), "acl:write", "")?;
+    app.store.write(Op::Acl(AclOp::PolicyDelete { id })).await?;
+    Ok(json(&true))
+}
+
+pub async fn policy_list(State(app): State<AppState>, headers: HeaderMap, RawQuery(raw): RawQuery) -> ApiResult<Response> {
+    let (q, ident) = caller(&app, &headers, raw.as_deref())?;
+    authz::require(&ident, ident.authorizer.acl_read(), "acl:read", "")?;
+    let (rows, index) = blocking(&app, &q, &[store::WatchKey::Acl], |s| s.acl().policies.values().cloned().collect::<Vec<_>>()).await;
+    Ok(json_with_index(&rows, index))
+}
