@@ -8,6 +8,9 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cache=${LAMBDAMESH_CACHE:-$HOME/.cache/lambdamesh}
 mkdir -p "$cache"
+# One setup at a time per cache (parallel test runs and demos share it).
+exec 9>"$cache/setup.lock"
+flock 9
 
 req="$root/scripts/requirements.txt"
 key=$(sha256sum "$req" | cut -c1-16)

@@ -5,7 +5,9 @@ use libfuzzer_sys::fuzz_target;
 use mesh_model::acl::{Authorizer, parse_rules};
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(text) = std::str::from_utf8(data) else { return };
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
     let Ok(rules) = parse_rules(text) else { return };
     for default_allow in [false, true] {
         let a = Authorizer::new(std::slice::from_ref(&rules), default_allow);
@@ -17,7 +19,11 @@ fuzz_target!(|data: &[u8]| {
             if a.node_write(name) {
                 assert!(a.node_read(name));
             }
-            let _ = (a.intention_read(name), a.intention_write(name), a.agent_write(name));
+            let _ = (
+                a.intention_read(name),
+                a.intention_write(name),
+                a.agent_write(name),
+            );
         }
         let _ = (a.operator_read(), a.acl_write(), a.service_read_all());
     }

@@ -11,7 +11,12 @@ struct Instance;
 
 impl Lookup for Instance {
     fn lookup(&self, path: &[String]) -> Option<FieldValue> {
-        match path.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
+        match path
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>()
+            .as_slice()
+        {
             ["Service", "Meta", "version"] => Some(FieldValue::Str("v1".into())),
             ["Service", "Tags"] => Some(FieldValue::List(vec!["a".into()])),
             ["Service", "Port"] => Some(FieldValue::Number(8080.0)),
@@ -25,7 +30,10 @@ fuzz_target!(|data: &[u8]| {
         let _ = config_entry::decode_json(data);
         return;
     };
-    for decoded in [config_entry::decode_json(data), config_entry::decode_hcl_or_json(text)] {
+    for decoded in [
+        config_entry::decode_json(data),
+        config_entry::decode_hcl_or_json(text),
+    ] {
         let Ok(entry) = decoded else { continue };
         let valid = entry.validate().is_ok();
         let back = config_entry::decode_value(entry.to_json())
@@ -42,6 +50,9 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(expr) = bexpr::parse(text) {
         // `not` must flip the answer: catches precedence or negation slips in the evaluator.
         let negated = bexpr::Expr::Not(Box::new(expr.clone()));
-        assert_ne!(bexpr::eval(&expr, &Instance), bexpr::eval(&negated, &Instance));
+        assert_ne!(
+            bexpr::eval(&expr, &Instance),
+            bexpr::eval(&negated, &Instance)
+        );
     }
 });

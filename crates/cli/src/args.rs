@@ -40,13 +40,37 @@ mod tests {
     use super::*;
 
     fn n(args: &[&str]) -> Vec<String> {
-        normalize(args.iter().map(OsString::from)).into_iter().map(|s| s.into_string().unwrap()).collect()
+        normalize(args.iter().map(OsString::from))
+            .into_iter()
+            .map(|s| s.into_string().unwrap())
+            .collect()
     }
 
     #[test]
     fn single_dash_long_flags_become_double_dash() {
-        assert_eq!(n(&["lm", "agent", "-dev", "-http-addr=x", "-h", "-5", "--x", "--", "-keep"]), vec![
-            "lm", "agent", "--dev", "--http-addr=x", "-h", "-5", "--x", "--", "-keep"
-        ]);
+        assert_eq!(
+            n(&[
+                "lm",
+                "agent",
+                "-dev",
+                "-http-addr=x",
+                "-h",
+                "-5",
+                "--x",
+                "--",
+                "-keep"
+            ]),
+            vec![
+                "lm",
+                "agent",
+                "--dev",
+                "--http-addr=x",
+                "-h",
+                "-5",
+                "--x",
+                "--",
+                "-keep"
+            ]
+        );
     }
 }

@@ -17,7 +17,11 @@ use mesh_model::config_entry;
 #[derive(Args, Debug, Clone)]
 pub struct HttpArgs {
     /// Address of the HTTP API.
-    #[arg(long = "http-addr", env = "CONSUL_HTTP_ADDR", default_value = "127.0.0.1:8500")]
+    #[arg(
+        long = "http-addr",
+        env = "CONSUL_HTTP_ADDR",
+        default_value = "127.0.0.1:8500"
+    )]
     pub http_addr: String,
     /// ACL token.
     #[arg(long = "token", env = "CONSUL_HTTP_TOKEN", hide_env_values = true)]
@@ -44,7 +48,11 @@ impl HttpArgs {
         if let Some(p) = &self.partition {
             parts.push(format!("partition={}", encode(p)));
         }
-        if parts.is_empty() { String::new() } else { format!("?{}", parts.join("&")) }
+        if parts.is_empty() {
+            String::new()
+        } else {
+            format!("?{}", parts.join("&"))
+        }
     }
 }
 
@@ -56,7 +64,8 @@ fn out(line: impl AsRef<str>) -> anyhow::Result<()> {
 fn read_file(path: &PathBuf) -> anyhow::Result<String> {
     if path.as_os_str() == "-" {
         let mut s = String::new();
-        std::io::Read::read_to_string(&mut std::io::stdin(), &mut s).context("cannot read stdin")?;
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut s)
+            .context("cannot read stdin")?;
         return Ok(s);
     }
     std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))
@@ -88,7 +97,10 @@ pub fn services(cmd: ServicesCommand) -> anyhow::Result<u8> {
             let client = http.client();
             for (def, body) in defs {
                 client
-                    .put(&format!("/v1/agent/service/register{}", http.tenancy()), Some(&body))
+                    .put(
+                        &format!("/v1/agent/service/register{}", http.tenancy()),
+                        Some(&body),
+                    )
                     .with_context(|| format!("Error registering service {:?}", def.name))?;
                 out(format!("Registered service: {}", def.name))?;
             }
@@ -107,7 +119,14 @@ pub fn services(cmd: ServicesCommand) -> anyhow::Result<u8> {
             let client = http.client();
             for id in ids {
                 client
-                    .put(&format!("/v1/agent/service/deregister/{}{}", encode(&id), http.tenancy()), None)
+                    .put(
+                        &format!(
+                            "/v1/agent/service/deregister/{}{}",
+                            encode(&id),
+                            http.tenancy()
+                        ),
+                        None,
+                    )
                     .with_context(|| format!("Error deregistering service {id:?}"))?;
                 out(format!("Deregistered service: {id}"))?;
             }
@@ -136,12 +155,18 @@ pub enum CatalogCommand {
 pub fn catalog(cmd: CatalogCommand) -> anyhow::Result<u8> {
     match cmd {
         CatalogCommand::Services { http, tags } => {
-            let a = http.client().get(&format!("/v1/catalog/services{}", http.tenancy())).context("Error listing services")?;
+            let a = http
+                .client()
+                .get(&format!("/v1/catalog/services{}", http.tenancy()))
+                .context("Error listing services")?;
             let map = a.body.as_object().cloned().unwrap_or_default();
             let width = map.keys().map(String::len).max().unwrap_or(0);
             for (name, t) in map {
                 if tags {
-                    let t: Vec<&str> = t.as_array().map(|a| a.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
+                    let t: Vec<&str> = t
+                        .as_array()
+                        .map(|a| a.iter().filter_map(Value::as_str).collect())
+                        .unwrap_or_default();
                     out(format!("{name:width$}  {}", t.join(",")))?;
                 } else {
                     out(name)?;
@@ -150,7 +175,10 @@ pub fn catalog(cmd: CatalogCommand) -> anyhow::Result<u8> {
             Ok(0)
         }
         CatalogCommand::Nodes { http } => {
-            let a = http.client().get("/v1/catalog/nodes").context("Error listing nodes")?;
+            let a = http
+                .client()
+                .get("/v1/catalog/nodes")
+                .context("Error listing nodes")?;
             out(format!("{:<24} {:<38} {:<16} DC", "Node", "ID", "Address"))?;
             for n in a.body.as_array().cloned().unwrap_or_default() {
                 out(format!(
@@ -208,9 +236,19 @@ pub enum ConfigCommand {
 
 pub fn config(cmd: ConfigCommand) -> anyhow::Result<u8> {
     match cmd {
-        ConfigCommand::Write { http, cas, modify_index, file } => {
-            let entry = config_entry::decode_hcl_or_json(&read_file(&file)?)
-                .with_context(|| format!("Failed to decode config entry input from {}", file.display()))?;
+        ConfigCommand::Write {
+            http,
+            cas,
+            modify_index,
+            file,
+        } => {
+            let entry =
+                config_entry::decode_hcl_or_json(&read_file(&file)?).with_context(|| {
+                    format!(
+                        "Failed to decode config entry input from {}",
+                        file.display()
+                    )
+                })?;
             entry.validate().context("Invalid config entry")?;
             let label = format!("{}/{}", entry.kind().as_str(), entry.name());
             let mut path = format!("/v1/config{}", http.tenancy());
@@ -219,7 +257,10 @@ pub fn config(cmd: ConfigCommand) -> anyhow::Result<u8> {
                 path.push_str(if path.contains('?') { "&" } else { "?" });
                 path.push_str(&format!("cas={idx}"));
             }
-            let a = http.client().put(&path, Some(&entry.to_json())).with_context(|| format!("Error writing config entry {label}"))?;
+            let a = http
+                .client()
+                .put(&path, Some(&entry.to_json()))
+                .with_context(|| format!("Error writing config entry {label}"))?;
             if a.body == Value::Bool(false) {
                 bail!("Config entry not updated: {label} (the check-and-set index did not match)");
             }
@@ -229,7 +270,12 @@ pub fn config(cmd: ConfigCommand) -> anyhow::Result<u8> {
         ConfigCommand::Read { http, kind, name } => {
             let a = http
                 .client()
-                .get(&format!("/v1/config/{}/{}{}", encode(&kind), encode(&name), http.tenancy()))
+                .get(&format!(
+                    "/v1/config/{}/{}{}",
+                    encode(&kind),
+                    encode(&name),
+                    http.tenancy()
+                ))
                 .with_context(|| format!("Error reading config entry {kind}/{name}"))?;
             out(serde_json::to_string_pretty(&a.body).context("cannot format the entry")?)?;
             Ok(0)
@@ -246,7 +292,12 @@ pub fn config(cmd: ConfigCommand) -> anyhow::Result<u8> {
         }
         ConfigCommand::Delete { http, kind, name } => {
             http.client()
-                .delete(&format!("/v1/config/{}/{}{}", encode(&kind), encode(&name), http.tenancy()))
+                .delete(&format!(
+                    "/v1/config/{}/{}{}",
+                    encode(&kind),
+                    encode(&name),
+                    http.tenancy()
+                ))
                 .with_context(|| format!("Error deleting config entry {kind}/{name}"))?;
             out(format!("Config entry deleted: {kind}/{name}"))?;
             Ok(0)
@@ -296,12 +347,24 @@ pub enum IntentionCommand {
 }
 
 fn pair(source: &str, destination: &str) -> String {
-    format!("source={}&destination={}", encode(source), encode(destination))
+    format!(
+        "source={}&destination={}",
+        encode(source),
+        encode(destination)
+    )
 }
 
 pub fn intention(cmd: IntentionCommand) -> anyhow::Result<u8> {
     match cmd {
-        IntentionCommand::Create { http, allow: _, deny, replace, description, source, destination } => {
+        IntentionCommand::Create {
+            http,
+            allow: _,
+            deny,
+            replace,
+            description,
+            source,
+            destination,
+        } => {
             let client = http.client();
             let q = pair(&source, &destination);
             if !replace {
@@ -324,10 +387,17 @@ pub fn intention(cmd: IntentionCommand) -> anyhow::Result<u8> {
             out(format!("Created: {source} => {destination} ({action})"))?;
             Ok(0)
         }
-        IntentionCommand::Check { http, source, destination } => {
+        IntentionCommand::Check {
+            http,
+            source,
+            destination,
+        } => {
             let a = http
                 .client()
-                .get(&format!("/v1/connect/intentions/check?{}", pair(&source, &destination)))
+                .get(&format!(
+                    "/v1/connect/intentions/check?{}",
+                    pair(&source, &destination)
+                ))
                 .context("Error checking the connection")?;
             if a.body["Allowed"] == Value::Bool(true) {
                 out("Allowed")?;
@@ -337,17 +407,31 @@ pub fn intention(cmd: IntentionCommand) -> anyhow::Result<u8> {
                 Ok(2)
             }
         }
-        IntentionCommand::Delete { http, source, destination } => {
+        IntentionCommand::Delete {
+            http,
+            source,
+            destination,
+        } => {
             http.client()
-                .delete(&format!("/v1/connect/intentions/exact?{}", pair(&source, &destination)))
+                .delete(&format!(
+                    "/v1/connect/intentions/exact?{}",
+                    pair(&source, &destination)
+                ))
                 .context("Error deleting intention")?;
             out("Intention deleted.")?;
             Ok(0)
         }
-        IntentionCommand::Get { http, source, destination } => {
+        IntentionCommand::Get {
+            http,
+            source,
+            destination,
+        } => {
             let a = http
                 .client()
-                .get(&format!("/v1/connect/intentions/exact?{}", pair(&source, &destination)))
+                .get(&format!(
+                    "/v1/connect/intentions/exact?{}",
+                    pair(&source, &destination)
+                ))
                 .context("Error reading intention")?;
             out(serde_json::to_string_pretty(&a.body).context("cannot format the intention")?)?;
             Ok(0)
@@ -367,16 +451,38 @@ pub enum AclCommand {
 pub fn acl(cmd: AclCommand) -> anyhow::Result<u8> {
     match cmd {
         AclCommand::Bootstrap { http } => {
-            let a = http.client().put("/v1/acl/bootstrap", None).context("Failed ACL bootstrapping")?;
+            let a = http
+                .client()
+                .put("/v1/acl/bootstrap", None)
+                .context("Failed ACL bootstrapping")?;
             let t = &a.body;
-            out(format!("AccessorID:       {}", t["AccessorID"].as_str().unwrap_or("")))?;
-            out(format!("SecretID:         {}", t["SecretID"].as_str().unwrap_or("")))?;
-            out(format!("Description:      {}", t["Description"].as_str().unwrap_or("")))?;
-            out(format!("Local:            {}", t["Local"].as_bool().unwrap_or(false)))?;
-            out(format!("Create Time:      {}", t["CreateTime"].as_str().unwrap_or("")))?;
+            out(format!(
+                "AccessorID:       {}",
+                t["AccessorID"].as_str().unwrap_or("")
+            ))?;
+            out(format!(
+                "SecretID:         {}",
+                t["SecretID"].as_str().unwrap_or("")
+            ))?;
+            out(format!(
+                "Description:      {}",
+                t["Description"].as_str().unwrap_or("")
+            ))?;
+            out(format!(
+                "Local:            {}",
+                t["Local"].as_bool().unwrap_or(false)
+            ))?;
+            out(format!(
+                "Create Time:      {}",
+                t["CreateTime"].as_str().unwrap_or("")
+            ))?;
             out("Policies:")?;
             for p in t["Policies"].as_array().cloned().unwrap_or_default() {
-                out(format!("   {} - {}", p["ID"].as_str().unwrap_or(""), p["Name"].as_str().unwrap_or("")))?;
+                out(format!(
+                    "   {} - {}",
+                    p["ID"].as_str().unwrap_or(""),
+                    p["Name"].as_str().unwrap_or("")
+                ))?;
             }
             Ok(0)
         }

@@ -11,7 +11,11 @@ mod server_cmd;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser, Debug)]
-#[command(name = "lambdamesh", version, about = "Serverless functions as first-class members of a service mesh")]
+#[command(
+    name = "lambdamesh",
+    version,
+    about = "Serverless functions as first-class members of a service mesh"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -46,7 +50,10 @@ enum Command {
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse_from(args::normalize(std::env::args_os()));
     init_tracing();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -76,7 +83,9 @@ fn main() -> std::process::ExitCode {
 
 /// Client commands use a blocking HTTP client; keep them off the async workers.
 async fn blocking(f: impl FnOnce() -> anyhow::Result<u8> + Send + 'static) -> anyhow::Result<u8> {
-    tokio::task::spawn_blocking(f).await.map_err(|e| anyhow::anyhow!("command panicked: {e}"))?
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| anyhow::anyhow!("command panicked: {e}"))?
 }
 
 fn init_tracing() {

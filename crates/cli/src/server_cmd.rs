@@ -76,11 +76,21 @@ fn load_files(args: &ServerArgs) -> anyhow::Result<Vec<ConfigFile>> {
 pub async fn run(args: ServerArgs) -> anyhow::Result<u8> {
     let files = load_files(&args)?;
     let http_addr = args.http_addr.clone().or_else(|| {
-        (args.client.is_some() || args.http_port.is_some())
-            .then(|| format!("{}:{}", args.client.as_deref().unwrap_or("127.0.0.1"), args.http_port.unwrap_or(8500)))
+        (args.client.is_some() || args.http_port.is_some()).then(|| {
+            format!(
+                "{}:{}",
+                args.client.as_deref().unwrap_or("127.0.0.1"),
+                args.http_port.unwrap_or(8500)
+            )
+        })
     });
-    let grpc_addr = (args.client.is_some() || args.grpc_port.is_some())
-        .then(|| format!("{}:{}", args.client.as_deref().unwrap_or("127.0.0.1"), args.grpc_port.unwrap_or(8502)));
+    let grpc_addr = (args.client.is_some() || args.grpc_port.is_some()).then(|| {
+        format!(
+            "{}:{}",
+            args.client.as_deref().unwrap_or("127.0.0.1"),
+            args.grpc_port.unwrap_or(8502)
+        )
+    });
     let overrides = Overrides {
         datacenter: args.datacenter.clone(),
         node_name: args.node.clone(),
@@ -93,7 +103,10 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<u8> {
     let mut config = ServerConfig::build(&files, &overrides)?;
     // -dev without a data dir: a throw-away directory removed at exit.
     let _dev_dir = if args.dev && args.data_dir.is_none() {
-        let d = tempfile::Builder::new().prefix("lambdamesh-dev-").tempdir().context("cannot create the -dev data dir")?;
+        let d = tempfile::Builder::new()
+            .prefix("lambdamesh-dev-")
+            .tempdir()
+            .context("cannot create the -dev data dir")?;
         config.data_dir = d.path().to_owned();
         Some(d)
     } else {
@@ -103,7 +116,9 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<u8> {
         .await
         .with_context(|| format!("cannot bind the HTTP API to {}", config.http_addr))?;
     let http = listener.local_addr().context("listener has no address")?;
-    let app = server::AppState::open(config.clone()).await.context("cannot start the server")?;
+    let app = server::AppState::open(config.clone())
+        .await
+        .context("cannot start the server")?;
     tracing::info!(
         http = %http,
         datacenter = %config.datacenter,

@@ -17,13 +17,25 @@ const WRITERS: usize = 16;
 
 fn agent() -> ureq::Agent {
     ureq::Agent::new_with_config(
-        ureq::Agent::config_builder().http_status_as_error(false).timeout_global(Some(Duration::from_secs(10))).build(),
+        ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(10)))
+            .build(),
     )
 }
 
 fn index_of(http: &str) -> u64 {
-    let resp = agent().get(&format!("http://{http}/v1/catalog/services")).call().unwrap();
-    resp.headers().get("X-Consul-Index").unwrap().to_str().unwrap().parse().unwrap()
+    let resp = agent()
+        .get(&format!("http://{http}/v1/catalog/services"))
+        .call()
+        .unwrap();
+    resp.headers()
+        .get("X-Consul-Index")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap()
 }
 
 #[test]
@@ -37,7 +49,10 @@ fn kill_dash_nine_loses_no_acknowledged_write() {
     for round in 0..3u64 {
         let mut server = Proc::start(&["server", "-data-dir", &data]);
         let start_index = index_of(&server.http);
-        assert!(start_index >= max_index_seen, "round {round}: index went backwards: {start_index} < {max_index_seen}");
+        assert!(
+            start_index >= max_index_seen,
+            "round {round}: index went backwards: {start_index} < {max_index_seen}"
+        );
         // Everything acknowledged in earlier rounds is here, whole.
         verify(&server.http, &acked.lock());
 
@@ -45,7 +60,12 @@ fn kill_dash_nine_loses_no_acknowledged_write() {
         let seen = Arc::new(AtomicU64::new(start_index));
         let mut threads = Vec::new();
         for w in 0..WRITERS {
-            let (http, stop, acked, seen) = (server.http.clone(), stop.clone(), acked.clone(), seen.clone());
+            let (http, stop, acked, seen) = (
+                server.http.clone(),
+                stop.clone(),
+                acked.clone(),
+                seen.clone(),
+            );
             threads.push(std::thread::spawn(move || {
                 let a = agent();
                 let mut i = round * 1_000_000;
@@ -91,20 +111,31 @@ fn verify(http: &str, acked: &BTreeSet<(usize, u64)>) -> usize {
     let a = agent();
     let mut total = 0;
     for w in 0..WRITERS {
-        let mut resp = a.get(&format!("http://{http}/v1/health/service/crash-{w}")).call().unwrap();
-        let rows: serde_json::Value = serde_json::from_str(&resp.body_mut().read_to_string().unwrap()).unwrap();
+        let mut resp = a
+            .get(&format!("http://{http}/v1/health/service/crash-{w}"))
+            .call()
+            .unwrap();
+        let rows: serde_json::Value =
+            serde_json::from_str(&resp.body_mut().read_to_string().unwrap()).unwrap();
         let mut present = BTreeSet::new();
         for r in rows.as_array().unwrap() {
             let id = r["Service"]["ID"].as_str().unwrap().to_owned();
             let check = format!("c-{}", id.trim_start_matches("s-"));
             assert!(
-                r["Checks"].as_array().unwrap().iter().any(|c| c["CheckID"] == check.as_str()),
+                r["Checks"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|c| c["CheckID"] == check.as_str()),
                 "service {id} is present without its check: half-applied write"
             );
             present.insert(id);
         }
         for (_, i) in acked.iter().filter(|(ww, _)| *ww == w) {
-            assert!(present.contains(&format!("s-{i}")), "acknowledged write s-{i} of writer {w} was lost");
+            assert!(
+                present.contains(&format!("s-{i}")),
+                "acknowledged write s-{i} of writer {w} was lost"
+            );
         }
         total += present.len();
     }

@@ -46,28 +46,52 @@ impl Client {
             .http_status_as_error(false)
             .timeout_global(Some(Duration::from_secs(660)))
             .build();
-        Self { agent: ureq::Agent::new_with_config(config), base, token: token.filter(|t| !t.is_empty()) }
+        Self {
+            agent: ureq::Agent::new_with_config(config),
+            base,
+            token: token.filter(|t| !t.is_empty()),
+        }
     }
 
     pub fn base_url(&self) -> &str {
         &self.base
     }
 
-    fn finish(&self, url: &str, resp: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> Result<Answer, ClientError> {
-        let mut resp = resp.map_err(|e| ClientError::Transport { url: url.to_owned(), message: e.to_string() })?;
+    fn finish(
+        &self,
+        url: &str,
+        resp: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+    ) -> Result<Answer, ClientError> {
+        let mut resp = resp.map_err(|e| ClientError::Transport {
+            url: url.to_owned(),
+            message: e.to_string(),
+        })?;
         let status = resp.status().as_u16();
-        let index = resp.headers().get("X-Consul-Index").and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
+        let index = resp
+            .headers()
+            .get("X-Consul-Index")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok());
         let text = resp
             .body_mut()
             .read_to_string()
-            .map_err(|e| ClientError::Transport { url: url.to_owned(), message: e.to_string() })?;
+            .map_err(|e| ClientError::Transport {
+                url: url.to_owned(),
+                message: e.to_string(),
+            })?;
         if status >= 400 {
-            return Err(ClientError::Http { status, message: text.trim().to_owned() });
+            return Err(ClientError::Http {
+                status,
+                message: text.trim().to_owned(),
+            });
         }
         let body = if text.trim().is_empty() {
             Value::Null
         } else {
-            serde_json::from_str(&text).map_err(|e| ClientError::Decode { url: url.to_owned(), message: e.to_string() })?
+            serde_json::from_str(&text).map_err(|e| ClientError::Decode {
+                url: url.to_owned(),
+                message: e.to_string(),
+            })?
         };
         Ok(Answer { body, index })
     }
@@ -90,7 +114,9 @@ impl Client {
             req = req.header("X-Consul-Token", t);
         }
         let resp = match body {
-            Some(b) => req.header("Content-Type", "application/json").send(b.to_string()),
+            Some(b) => req
+                .header("Content-Type", "application/json")
+                .send(b.to_string()),
             None => req.send_empty(),
         };
         self.finish(&url, resp)

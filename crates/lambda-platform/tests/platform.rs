@@ -1,6 +1,8 @@
 //! Integration tests of the local Lambda platform through real clients: boto3 (subprocess),
 //! awslambdaric, a `lambda_runtime` Rust function, a raw Extensions API client and Envoy.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers panic on setup failure by design
+
 #[path = "platform/envoy.rs"]
 mod envoy;
 #[path = "platform/harness.rs"]

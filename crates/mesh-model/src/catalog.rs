@@ -84,7 +84,10 @@ pub struct Weights {
 
 impl Default for Weights {
     fn default() -> Self {
-        Self { passing: 1, warning: 1 }
+        Self {
+            passing: 1,
+            warning: 1,
+        }
     }
 }
 
@@ -133,7 +136,11 @@ pub struct Upstream {
 pub struct ProxyConfig {
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub destination_service_name: String,
-    #[serde(default, rename = "DestinationServiceID", skip_serializing_if = "String::is_empty")]
+    #[serde(
+        default,
+        rename = "DestinationServiceID",
+        skip_serializing_if = "String::is_empty"
+    )]
     pub destination_service_id: String,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub local_service_address: String,
@@ -385,7 +392,11 @@ pub(crate) fn validate_kind(kind: &str) -> Result<(), CatalogError> {
     } else {
         Err(invalid(format!(
             "Kind: invalid service kind {kind:?}: must be one of \"\", {}",
-            KNOWN_KINDS[1..].iter().map(|k| format!("{k:?}")).collect::<Vec<_>>().join(", ")
+            KNOWN_KINDS[1..]
+                .iter()
+                .map(|k| format!("{k:?}"))
+                .collect::<Vec<_>>()
+                .join(", ")
         )))
     }
 }

@@ -28,6 +28,7 @@ mod common;
 mod defaults;
 mod duration;
 mod gateway;
+pub(crate) mod hcl1;
 mod intentions_entry;
 mod set;
 
@@ -417,7 +418,15 @@ pub fn decode_json(bytes: &[u8]) -> Result<ConfigEntry, ConfigEntryError> {
 /// # Errors
 /// As [`decode_value`], plus malformed JSON/HCL.
 pub fn decode_hcl_or_json(text: &str) -> Result<ConfigEntry, ConfigEntryError> {
-    let v = decode::json_or_hcl_to_value(text).map_err(decode_err(None))?;
+    let v = match decode::json_or_hcl_to_value(text) {
+        Ok(v) => v,
+        // Consul parses HCL 1; retry its HCL 1-only forms rewritten (see `hcl1`), and report
+        // the original error if that fails too.
+        Err(e @ DecodeError::Hcl(_)) => {
+            decode::hcl_to_value(&hcl1::to_hcl2(text)).map_err(|_| decode_err(None)(e))?
+        }
+        Err(e) => return Err(decode_err(None)(e)),
+    };
     decode_value(v)
 }
 

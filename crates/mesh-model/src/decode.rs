@@ -42,9 +42,23 @@ const NAMED_STRUCT_MAP_FIELDS: &[&str] = &["Subsets", "Failover", "Checks_", "We
 /// Fields that hold lists. HCL writes a single repeated block (`upstreams { ... }`) as one object;
 /// Consul's weak decoding accepts that as a one-element list, and so do we.
 const LIST_FIELDS: &[&str] = &[
-    "Upstreams", "Checks", "Sources", "Routes", "Splits", "Services", "Permissions", "Targets",
-    "Header", "QueryParam", "EnvoyExtensions", "Policies", "Paths", "Datacenters", "Methods",
-    "HashPolicies", "Tags",
+    "Upstreams",
+    "Checks",
+    "Sources",
+    "Routes",
+    "Splits",
+    "Services",
+    "Permissions",
+    "Targets",
+    "Header",
+    "QueryParam",
+    "EnvoyExtensions",
+    "Policies",
+    "Paths",
+    "Datacenters",
+    "Methods",
+    "HashPolicies",
+    "Tags",
 ];
 
 /// Every field name the model knows, in Consul's canonical spelling. Lookup is by the key with

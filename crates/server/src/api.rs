@@ -32,7 +32,10 @@ pub fn router(app: AppState) -> Router {
         .route("/v1/catalog/connect/{name}", get(catalog::connect))
         .route("/v1/catalog/nodes", get(catalog::nodes))
         .route("/v1/catalog/node/{node}", get(catalog::node))
-        .route("/v1/catalog/node-services/{node}", get(catalog::node_services))
+        .route(
+            "/v1/catalog/node-services/{node}",
+            get(catalog::node_services),
+        )
         .route("/v1/catalog/datacenters", get(catalog::datacenters))
         // agent
         .route("/v1/agent/self", get(agent::self_info))
@@ -43,7 +46,10 @@ pub fn router(app: AppState) -> Router {
         .route("/v1/agent/service/deregister/{id}", put(agent::deregister))
         .route("/v1/agent/checks", get(agent::checks))
         .route("/v1/agent/check/register", put(agent::check_register))
-        .route("/v1/agent/check/deregister/{id}", put(agent::check_deregister))
+        .route(
+            "/v1/agent/check/deregister/{id}",
+            put(agent::check_deregister),
+        )
         .route("/v1/agent/check/pass/{id}", put(agent::check_pass))
         .route("/v1/agent/check/warn/{id}", put(agent::check_warn))
         .route("/v1/agent/check/fail/{id}", put(agent::check_fail))
@@ -57,12 +63,17 @@ pub fn router(app: AppState) -> Router {
         // config entries
         .route("/v1/config", put(config::apply))
         .route("/v1/config/{kind}", get(config::list))
-        .route("/v1/config/{kind}/{name}", get(config::get).delete(config::delete))
+        .route(
+            "/v1/config/{kind}/{name}",
+            get(config::get).delete(config::delete),
+        )
         // intentions
         .route("/v1/connect/intentions", get(intentions::list))
         .route(
             "/v1/connect/intentions/exact",
-            get(intentions::exact_get).put(intentions::exact_put).delete(intentions::exact_delete),
+            get(intentions::exact_get)
+                .put(intentions::exact_put)
+                .delete(intentions::exact_delete),
         )
         .route("/v1/connect/intentions/match", get(intentions::match_))
         .route("/v1/connect/intentions/check", get(intentions::check))
@@ -70,11 +81,21 @@ pub fn router(app: AppState) -> Router {
         .route("/v1/acl/bootstrap", put(acl::bootstrap))
         .route("/v1/acl/token", put(acl::token_create))
         .route("/v1/acl/token/self", get(acl::token_self))
-        .route("/v1/acl/token/{id}", get(acl::token_read).put(acl::token_update).delete(acl::token_delete))
+        .route(
+            "/v1/acl/token/{id}",
+            get(acl::token_read)
+                .put(acl::token_update)
+                .delete(acl::token_delete),
+        )
         .route("/v1/acl/tokens", get(acl::token_list))
         .route("/v1/acl/policy", put(acl::policy_create))
         .route("/v1/acl/policy/name/{name}", get(acl::policy_read_by_name))
-        .route("/v1/acl/policy/{id}", get(acl::policy_read).put(acl::policy_update).delete(acl::policy_delete))
+        .route(
+            "/v1/acl/policy/{id}",
+            get(acl::policy_read)
+                .put(acl::policy_update)
+                .delete(acl::policy_delete),
+        )
         .route("/v1/acl/policies", get(acl::policy_list))
         // status
         .route("/v1/status/leader", get(status::leader))
@@ -82,11 +103,38 @@ pub fn router(app: AppState) -> Router {
         .route("/v1/config/{kind}/{name}/", delete(config::delete))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            check_datacenter,
+        ))
         .with_state(app)
 }
 
+/// `?dc=` naming another datacenter: Consul answers "No path to datacenter" (with a 500); a
+/// single-datacenter server answers the same text as a 400, since it is the caller's mistake.
+async fn check_datacenter(
+    axum::extract::State(app): axum::extract::State<AppState>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let query = req.uri().query().unwrap_or("");
+    for pair in query.split('&') {
+        if let Some(dc) = pair.strip_prefix("dc=") {
+            if !dc.is_empty() && dc != app.config.datacenter {
+                return ApiError::bad_request(format!("No path to datacenter {dc:?}"))
+                    .into_response();
+            }
+        }
+    }
+    next.run(req).await
+}
+
 async fn not_found(method: Method, uri: Uri) -> ApiError {
-    ApiError::not_found(format!("Invalid URL path: {method} {} is not a recognized HTTP API endpoint", uri.path()))
+    ApiError::not_found(format!(
+        "Invalid URL path: {method} {} is not a recognized HTTP API endpoint",
+        uri.path()
+    ))
 }
 
 /// The request body, or a 413 naming the limit when it is too large.

@@ -74,11 +74,18 @@ impl Authz {
 
 /// The secret a request carries, if any.
 pub fn token_of(headers: &HeaderMap, q: &Query) -> Option<String> {
-    if let Some(t) = headers.get("X-Consul-Token").and_then(|v| v.to_str().ok()).filter(|t| !t.is_empty()) {
+    if let Some(t) = headers
+        .get("X-Consul-Token")
+        .and_then(|v| v.to_str().ok())
+        .filter(|t| !t.is_empty())
+    {
         return Some(t.to_owned());
     }
     if let Some(auth) = headers.get("Authorization").and_then(|v| v.to_str().ok()) {
-        if let Some(t) = auth.strip_prefix("Bearer ").or_else(|| auth.strip_prefix("bearer ")) {
+        if let Some(t) = auth
+            .strip_prefix("Bearer ")
+            .or_else(|| auth.strip_prefix("bearer "))
+        {
             let t = t.trim();
             if !t.is_empty() {
                 return Some(t.to_owned());
@@ -94,7 +101,11 @@ pub fn token_of(headers: &HeaderMap, q: &Query) -> Option<String> {
 /// 403 `ACL not found` for a secret that matches no (unexpired) token.
 pub fn resolve(app: &AppState, headers: &HeaderMap, q: &Query) -> ApiResult<Identity> {
     if !app.config.acl.enabled {
-        return Ok(Identity { authorizer: Authz::Management, accessor_id: String::new(), secret: None });
+        return Ok(Identity {
+            authorizer: Authz::Management,
+            accessor_id: String::new(),
+            secret: None,
+        });
     }
     let secret = token_of(headers, q);
     let default_allow = app.config.acl.default_allow;
@@ -135,7 +146,10 @@ fn is_expired(t: &AclToken, now: time::OffsetDateTime) -> bool {
     if t.expiration_time.is_empty() {
         return false;
     }
-    match time::OffsetDateTime::parse(&t.expiration_time, &time::format_description::well_known::Rfc3339) {
+    match time::OffsetDateTime::parse(
+        &t.expiration_time,
+        &time::format_description::well_known::Rfc3339,
+    ) {
         Ok(exp) => exp <= now,
         Err(_) => true,
     }
@@ -151,14 +165,24 @@ pub fn require(ident: &Identity, allowed: bool, permission: &str, resource: &str
     } else {
         format!("token with AccessorID '{}'", ident.accessor_id)
     };
-    let on = if resource.is_empty() { String::new() } else { format!(" on {resource:?}") };
-    Err(ApiError { status: StatusCode::FORBIDDEN, message: format!("Permission denied: {who} lacks permission '{permission}'{on}") })
+    let on = if resource.is_empty() {
+        String::new()
+    } else {
+        format!(" on {resource:?}")
+    };
+    Err(ApiError {
+        status: StatusCode::FORBIDDEN,
+        message: format!("Permission denied: {who} lacks permission '{permission}'{on}"),
+    })
 }
 
 /// Sets `X-Consul-Results-Filtered-By-ACLs` when a list was trimmed for the caller's token.
 pub fn mark_filtered(mut resp: Response, filtered: bool) -> Response {
     if filtered {
-        resp.headers_mut().insert("X-Consul-Results-Filtered-By-ACLs", HeaderValue::from_static("true"));
+        resp.headers_mut().insert(
+            "X-Consul-Results-Filtered-By-ACLs",
+            HeaderValue::from_static("true"),
+        );
     }
     resp
 }

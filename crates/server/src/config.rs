@@ -109,14 +109,17 @@ impl ConfigFile {
     /// # Errors
     /// Unreadable file, syntax errors, unknown keys.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| ConfigError { problems: vec![format!("{}: {e}", path.display())] })?;
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            problems: vec![format!("{}: {e}", path.display())],
+        })?;
         let parsed = if path.extension().is_some_and(|e| e == "json") {
             serde_json::from_str(&text).map_err(|e| e.to_string())
         } else {
             hcl::from_str(&text).map_err(|e| e.to_string())
         };
-        parsed.map_err(|e| ConfigError { problems: vec![format!("{}: {e}", path.display())] })
+        parsed.map_err(|e| ConfigError {
+            problems: vec![format!("{}: {e}", path.display())],
+        })
     }
 }
 
@@ -169,7 +172,11 @@ impl ServerConfig {
         let mut client = "127.0.0.1".to_owned();
         let (mut http_port, mut grpc_port) = (8500u16, 8502u16);
         let (mut http_host, mut grpc_host) = (None, None);
-        let mut acl = AclConfig { enabled: false, default_allow: true, initial_management: None };
+        let mut acl = AclConfig {
+            enabled: false,
+            default_allow: true,
+            initial_management: None,
+        };
         let mut lambda_endpoint = None;
         for f in files {
             if let Some(v) = &f.datacenter {
@@ -203,7 +210,9 @@ impl ServerConfig {
                     None => {}
                     Some("allow") => acl.default_allow = true,
                     Some("deny") => acl.default_allow = false,
-                    Some(other) => p.push(format!("acl.default_policy: invalid value {other:?}: must be \"allow\" or \"deny\"")),
+                    Some(other) => p.push(format!(
+                        "acl.default_policy: invalid value {other:?}: must be \"allow\" or \"deny\""
+                    )),
                 }
                 if let Some(t) = a.tokens.as_ref().and_then(|t| t.initial_management.clone()) {
                     acl.initial_management = Some(t);
@@ -225,20 +234,34 @@ impl ServerConfig {
         if flags.lambda_endpoint.is_some() {
             lambda_endpoint = flags.lambda_endpoint.clone();
         }
-        if datacenter.is_empty() || !datacenter.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+        if datacenter.is_empty()
+            || !datacenter
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
             p.push(format!("datacenter: invalid name {datacenter:?}: only letters, digits, '-' and '_' are allowed"));
         }
         let http_addr = match &flags.http_addr {
             Some(a) => addr_of(&mut p, "-http-addr", a.trim_start_matches("http://")),
-            None => addr_of(&mut p, "addresses.http", &format!("{}:{http_port}", http_host.as_deref().unwrap_or(&client))),
+            None => addr_of(
+                &mut p,
+                "addresses.http",
+                &format!("{}:{http_port}", http_host.as_deref().unwrap_or(&client)),
+            ),
         };
         let grpc_addr = match &flags.grpc_addr {
             Some(a) => addr_of(&mut p, "-grpc-addr", a),
-            None => addr_of(&mut p, "addresses.grpc", &format!("{}:{grpc_port}", grpc_host.as_deref().unwrap_or(&client))),
+            None => addr_of(
+                &mut p,
+                "addresses.grpc",
+                &format!("{}:{grpc_port}", grpc_host.as_deref().unwrap_or(&client)),
+            ),
         };
         if let Some(ep) = &lambda_endpoint {
             if !(ep.starts_with("http://") || ep.starts_with("https://")) {
-                p.push(format!("lambda_endpoint: invalid URL {ep:?}: must start with http:// or https://"));
+                p.push(format!(
+                    "lambda_endpoint: invalid URL {ep:?}: must start with http:// or https://"
+                ));
             }
         }
         let data_dir = match data_dir {
@@ -258,8 +281,10 @@ impl ServerConfig {
             node_id: node_id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
             node_name,
             data_dir: data_dir.unwrap_or_default(),
-            http_addr: http_addr.unwrap_or_else(|| std::net::SocketAddr::from(([127, 0, 0, 1], 8500))),
-            grpc_addr: grpc_addr.unwrap_or_else(|| std::net::SocketAddr::from(([127, 0, 0, 1], 8502))),
+            http_addr: http_addr
+                .unwrap_or_else(|| std::net::SocketAddr::from(([127, 0, 0, 1], 8500))),
+            grpc_addr: grpc_addr
+                .unwrap_or_else(|| std::net::SocketAddr::from(([127, 0, 0, 1], 8502))),
             acl,
             dev: flags.dev,
             lambda_endpoint,
@@ -275,7 +300,11 @@ impl ServerConfig {
             data_dir: dir.to_owned(),
             http_addr: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
             grpc_addr: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
-            acl: AclConfig { enabled: false, default_allow: true, initial_management: None },
+            acl: AclConfig {
+                enabled: false,
+                default_allow: true,
+                initial_management: None,
+            },
             dev: true,
             lambda_endpoint: None,
         }
@@ -300,7 +329,14 @@ mod tests {
             "datacenter = \"east\"\nacl {\n  enabled = true\n  default_policy = \"deny\"\n}\nports {\n  http = 8600\n}\n",
         )
         .unwrap();
-        let cfg = ServerConfig::build(&[file], &Overrides { data_dir: Some("/tmp/x".into()), ..Overrides::default() }).unwrap();
+        let cfg = ServerConfig::build(
+            &[file],
+            &Overrides {
+                data_dir: Some("/tmp/x".into()),
+                ..Overrides::default()
+            },
+        )
+        .unwrap();
         assert_eq!(cfg.datacenter, "east");
         assert!(cfg.acl.enabled);
         assert!(!cfg.acl.default_allow);
@@ -309,7 +345,9 @@ mod tests {
 
     #[test]
     fn every_problem_is_reported() {
-        let file: ConfigFile = hcl::from_str("acl {\n  default_policy = \"maybe\"\n}\nports {\n  http = 70000\n}\n").unwrap();
+        let file: ConfigFile =
+            hcl::from_str("acl {\n  default_policy = \"maybe\"\n}\nports {\n  http = 70000\n}\n")
+                .unwrap();
         let err = ServerConfig::build(&[file], &Overrides::default()).unwrap_err();
         let text = err.to_string();
         assert!(text.contains("acl.default_policy"), "{text}");

@@ -17,16 +17,28 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn bad_request(message: impl Into<String>) -> Self {
-        Self { status: StatusCode::BAD_REQUEST, message: message.into() }
+        Self {
+            status: StatusCode::BAD_REQUEST,
+            message: message.into(),
+        }
     }
     pub fn not_found(message: impl Into<String>) -> Self {
-        Self { status: StatusCode::NOT_FOUND, message: message.into() }
+        Self {
+            status: StatusCode::NOT_FOUND,
+            message: message.into(),
+        }
     }
     pub fn forbidden(message: impl Into<String>) -> Self {
-        Self { status: StatusCode::FORBIDDEN, message: message.into() }
+        Self {
+            status: StatusCode::FORBIDDEN,
+            message: message.into(),
+        }
     }
     pub fn conflict(message: impl Into<String>) -> Self {
-        Self { status: StatusCode::CONFLICT, message: message.into() }
+        Self {
+            status: StatusCode::CONFLICT,
+            message: message.into(),
+        }
     }
     pub fn too_large(limit: usize) -> Self {
         Self {
@@ -35,7 +47,10 @@ impl ApiError {
         }
     }
     pub fn internal(message: impl Into<String>) -> Self {
-        Self { status: StatusCode::INTERNAL_SERVER_ERROR, message: message.into() }
+        Self {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            message: message.into(),
+        }
     }
     pub fn method_not_allowed(method: &str, path: &str) -> Self {
         Self {
@@ -50,7 +65,12 @@ impl IntoResponse for ApiError {
         if self.status.is_server_error() {
             tracing::error!(status = %self.status, message = %self.message, "request failed");
         }
-        (self.status, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], self.message).into_response()
+        (
+            self.status,
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            self.message,
+        )
+            .into_response()
     }
 }
 
@@ -60,7 +80,9 @@ impl From<StoreError> for ApiError {
             StoreError::Rejected(ApplyError::Invalid(m)) => Self::bad_request(m),
             StoreError::Rejected(ApplyError::NotFound(m)) => Self::not_found(m),
             StoreError::Rejected(ApplyError::Conflict(m)) => Self::conflict(m),
-            StoreError::Rejected(ApplyError::Forbidden(m)) => Self::forbidden(format!("Permission denied: {m}")),
+            StoreError::Rejected(ApplyError::Forbidden(m)) => {
+                Self::forbidden(format!("Permission denied: {m}"))
+            }
             other => Self::internal(other.to_string()),
         }
     }

@@ -48,9 +48,17 @@ impl AppState {
     /// The store cannot be opened.
     pub async fn open(config: ServerConfig) -> Result<Self, ServerError> {
         let store = Store::open(&config.data_dir, store::StoreOptions::default())?;
-        let app = Self { store, config: Arc::new(config), ttl: Arc::new(ttl::TtlTimers::default()) };
-        api::acl::init(&app).await.map_err(|e| ServerError::SelfRegistration(e.message))?;
-        api::agent::register_self(&app).await.map_err(|e| ServerError::SelfRegistration(e.message))?;
+        let app = Self {
+            store,
+            config: Arc::new(config),
+            ttl: Arc::new(ttl::TtlTimers::default()),
+        };
+        api::acl::init(&app)
+            .await
+            .map_err(|e| ServerError::SelfRegistration(e.message))?;
+        api::agent::register_self(&app)
+            .await
+            .map_err(|e| ServerError::SelfRegistration(e.message))?;
         Ok(app)
     }
 }
@@ -66,7 +74,10 @@ pub async fn serve(
 ) -> Result<(), ServerError> {
     let ttl_task = tokio::spawn(ttl::run(app.clone()));
     let router = api::router(app);
-    let result = axum::serve(listener, router).with_graceful_shutdown(shutdown).await.map_err(ServerError::Http);
+    let result = axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown)
+        .await
+        .map_err(ServerError::Http);
     ttl_task.abort();
     result
 }

@@ -34,29 +34,46 @@ impl Query {
         let mut params: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for pair in raw.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
             let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            let k = percent_decode(k).ok_or_else(|| ApiError::bad_request(format!("Invalid query parameter name {k:?}")))?;
-            let v = percent_decode(v).ok_or_else(|| ApiError::bad_request(format!("Invalid value for query parameter {k:?}")))?;
+            let k = percent_decode(k).ok_or_else(|| {
+                ApiError::bad_request(format!("Invalid query parameter name {k:?}"))
+            })?;
+            let v = percent_decode(v).ok_or_else(|| {
+                ApiError::bad_request(format!("Invalid value for query parameter {k:?}"))
+            })?;
             params.entry(k).or_default().push(v);
         }
-        let mut q = Query { params, ..Query::default() };
+        let mut q = Query {
+            params,
+            ..Query::default()
+        };
         if let Some(i) = q.get("index") {
-            let i: u64 = i.parse().map_err(|_| ApiError::bad_request(format!("Invalid index {i:?}: must be a non-negative integer")))?;
+            let i: u64 = i.parse().map_err(|_| {
+                ApiError::bad_request(format!(
+                    "Invalid index {i:?}: must be a non-negative integer"
+                ))
+            })?;
             q.index = Some(i);
         }
         q.wait = match q.get("wait") {
             None => DEFAULT_WAIT,
             Some(w) => {
-                let d = parse_go_duration(w).map_err(|e| ApiError::bad_request(format!("Invalid wait time: {e}")))?;
+                let d = parse_go_duration(w)
+                    .map_err(|e| ApiError::bad_request(format!("Invalid wait time: {e}")))?;
                 d.min(MAX_WAIT)
             }
         };
         q.meta = EntMeta::new(q.get("partition"), q.get("ns"));
-        q.meta.validate().map_err(|e| ApiError::bad_request(e.to_string()))?;
+        q.meta
+            .validate()
+            .map_err(|e| ApiError::bad_request(e.to_string()))?;
         Ok(q)
     }
 
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.params.get(key).and_then(|v| v.first()).map(String::as_str)
+        self.params
+            .get(key)
+            .and_then(|v| v.first())
+            .map(String::as_str)
     }
 
     pub fn all(&self, key: &str) -> &[String] {
@@ -110,8 +127,14 @@ pub async fn blocking<T>(
 ) -> (T, u64) {
     if let Some(min) = q.index.filter(|i| *i > 0) {
         let jitter_cap = q.wait.as_millis() as u64 / 16;
-        let jitter = if jitter_cap > 0 { rand::random::<u64>() % jitter_cap } else { 0 };
-        app.store.wait_for_change(keys, min, q.wait + Duration::from_millis(jitter)).await;
+        let jitter = if jitter_cap > 0 {
+            rand::random::<u64>() % jitter_cap
+        } else {
+            0
+        };
+        app.store
+            .wait_for_change(keys, min, q.wait + Duration::from_millis(jitter))
+            .await;
     }
     app.store.read(|s| {
         let index = s.index_of(keys);
@@ -124,11 +147,17 @@ pub fn json_with_index<T: Serialize>(value: &T, index: u64) -> Response {
     match serde_json::to_vec(value) {
         Ok(body) => {
             let mut headers = HeaderMap::new();
-            headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            headers.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
             headers.insert("X-Consul-Index", HeaderValue::from(index));
             headers.insert("X-Consul-KnownLeader", HeaderValue::from_static("true"));
             headers.insert("X-Consul-LastContact", HeaderValue::from_static("0"));
-            headers.insert("X-Consul-Effective-Consistency", HeaderValue::from_static("leader"));
+            headers.insert(
+                "X-Consul-Effective-Consistency",
+                HeaderValue::from_static("leader"),
+            );
             (StatusCode::OK, headers, body).into_response()
         }
         Err(e) => ApiError::internal(format!("cannot encode response: {e}")).into_response(),
@@ -138,7 +167,12 @@ pub fn json_with_index<T: Serialize>(value: &T, index: u64) -> Response {
 /// A JSON response without query headers (writes and agent endpoints).
 pub fn json<T: Serialize>(value: &T) -> Response {
     match serde_json::to_vec(value) {
-        Ok(body) => (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], body).into_response(),
+        Ok(body) => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "application/json")],
+            body,
+        )
+            .into_response(),
         Err(e) => ApiError::internal(format!("cannot encode response: {e}")).into_response(),
     }
 }
@@ -161,10 +195,30 @@ mod tests {
 
     #[test]
     fn bad_values_are_named() {
-        assert!(Query::parse(Some("index=abc")).unwrap_err().message.contains("Invalid index"));
-        assert!(Query::parse(Some("index=-1")).unwrap_err().message.contains("Invalid index"));
-        assert!(Query::parse(Some("wait=soon")).unwrap_err().message.contains("Invalid wait time"));
-        assert!(Query::parse(Some("ns=bad_ns")).unwrap_err().message.contains("namespace"));
+        assert!(
+            Query::parse(Some("index=abc"))
+                .unwrap_err()
+                .message
+                .contains("Invalid index")
+        );
+        assert!(
+            Query::parse(Some("index=-1"))
+                .unwrap_err()
+                .message
+                .contains("Invalid index")
+        );
+        assert!(
+            Query::parse(Some("wait=soon"))
+                .unwrap_err()
+                .message
+                .contains("Invalid wait time")
+        );
+        assert!(
+            Query::parse(Some("ns=bad_ns"))
+                .unwrap_err()
+                .message
+                .contains("namespace")
+        );
         assert!(Query::parse(Some("x=%zz")).is_err());
     }
 }

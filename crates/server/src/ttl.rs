@@ -21,7 +21,9 @@ pub struct TtlTimers {
 impl TtlTimers {
     /// Restarts the TTL of `check_id` (on registration and on every pass/warn/fail).
     pub fn touch(&self, check_id: &str, ttl: Duration) {
-        self.deadlines.lock().insert(check_id.to_owned(), Instant::now() + ttl);
+        self.deadlines
+            .lock()
+            .insert(check_id.to_owned(), Instant::now() + ttl);
     }
 
     pub fn forget(&self, check_id: &str) {
@@ -30,7 +32,11 @@ impl TtlTimers {
 
     fn expired(&self, now: Instant) -> Vec<String> {
         let mut map = self.deadlines.lock();
-        let ids: Vec<String> = map.iter().filter(|(_, d)| **d <= now).map(|(id, _)| id.clone()).collect();
+        let ids: Vec<String> = map
+            .iter()
+            .filter(|(_, d)| **d <= now)
+            .map(|(id, _)| id.clone())
+            .collect();
         for id in &ids {
             map.remove(id);
         }

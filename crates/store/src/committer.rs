@@ -30,7 +30,10 @@ pub(crate) fn spawn(
     let thread = std::thread::Builder::new()
         .name("store-committer".into())
         .spawn(move || run(shared, wal, rx, opts))
-        .map_err(|source| StoreError::Io { path: "store-committer thread".into(), source })?;
+        .map_err(|source| StoreError::Io {
+            path: "store-committer thread".into(),
+            source,
+        })?;
     Ok(Handle { _thread: thread })
 }
 
@@ -56,11 +59,17 @@ fn run(shared: Arc<Shared>, mut wal: Wal, mut rx: mpsc::Receiver<Request>, opts:
                     Ok(Some(keys)) => match wal.append(index, &req.op) {
                         Ok(()) => {
                             touched.extend(keys);
-                            Ok(Committed { index, applied: true })
+                            Ok(Committed {
+                                index,
+                                applied: true,
+                            })
                         }
                         Err(e) => fatal(e),
                     },
-                    Ok(None) => Ok(Committed { index: state.index(), applied: false }),
+                    Ok(None) => Ok(Committed {
+                        index: state.index(),
+                        applied: false,
+                    }),
                     Err(e) => Err(StoreError::Rejected(e)),
                 };
                 replies.push((req.reply, result));

@@ -85,7 +85,10 @@ pub struct StoreOptions {
 
 impl Default for StoreOptions {
     fn default() -> Self {
-        Self { snapshot_threshold_bytes: 64 * 1024 * 1024, unsafe_no_fsync: false }
+        Self {
+            snapshot_threshold_bytes: 64 * 1024 * 1024,
+            unsafe_no_fsync: false,
+        }
     }
 }
 
@@ -100,10 +103,17 @@ impl Store {
     /// I/O errors, or a snapshot that cannot be read (a torn log tail is repaired, not an error).
     pub fn open(dir: &Path, opts: StoreOptions) -> Result<Self, StoreError> {
         let (state, wal) = wal::Wal::open(dir, &opts)?;
-        let shared = Arc::new(Shared { state: RwLock::new(state), watches: watch::Registry::default() });
+        let shared = Arc::new(Shared {
+            state: RwLock::new(state),
+            watches: watch::Registry::default(),
+        });
         let (tx, rx) = mpsc::channel(WRITE_QUEUE);
         let handle = committer::spawn(shared.clone(), wal, rx, opts)?;
-        Ok(Self { shared, tx, _committer: Arc::new(handle) })
+        Ok(Self {
+            shared,
+            tx,
+            _committer: Arc::new(handle),
+        })
     }
 
     /// Commits one op durably. Returns after the record is fsynced and applied.
@@ -112,7 +122,10 @@ impl Store {
     /// [`StoreError::Rejected`] when the op is invalid against the current state.
     pub async fn write(&self, op: Op) -> Result<Committed, StoreError> {
         let (reply, rx) = oneshot::channel();
-        self.tx.send(committer::Request { op, reply }).await.map_err(|_| StoreError::Closed)?;
+        self.tx
+            .send(committer::Request { op, reply })
+            .await
+            .map_err(|_| StoreError::Closed)?;
         rx.await.map_err(|_| StoreError::Closed)?
     }
 
@@ -128,7 +141,12 @@ impl Store {
 
     /// Blocking-query support: waits until the max index of `keys` exceeds `min_index` or
     /// `timeout` passes. Only writes that touch one of `keys` wake this waiter.
-    pub async fn wait_for_change(&self, keys: &[WatchKey], min_index: u64, timeout: Duration) -> WatchOutcome {
+    pub async fn wait_for_change(
+        &self,
+        keys: &[WatchKey],
+        min_index: u64,
+        timeout: Duration,
+    ) -> WatchOutcome {
         watch::wait(&self.shared, keys, min_index, timeout).await
     }
 

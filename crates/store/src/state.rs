@@ -7,8 +7,8 @@ use std::collections::{BTreeMap, HashMap};
 
 use serde::{Deserialize, Serialize};
 
-use mesh_model::names::ServiceName;
 use mesh_model::EntMeta;
+use mesh_model::names::ServiceName;
 
 pub mod acl;
 pub mod catalog;
@@ -32,7 +32,11 @@ pub enum WatchKey {
     /// All config entries of one kind.
     ConfigKind(String),
     /// One config entry.
-    ConfigEntry { kind: String, meta: EntMeta, name: String },
+    ConfigEntry {
+        kind: String,
+        meta: EntMeta,
+        name: String,
+    },
     /// ACL tokens and policies.
     Acl,
     /// Cluster metadata (cluster ID, CA).
@@ -63,16 +67,44 @@ pub struct ClusterMeta {
 pub enum Op {
     /// A catalog or agent registration: node, instances and checks in one atomic write.
     Register(catalog::Registration),
-    DeregisterNode { partition: String, node: String },
-    DeregisterService { partition: String, node: String, namespace: String, service_id: String },
-    DeregisterCheck { partition: String, node: String, namespace: String, check_id: String },
+    DeregisterNode {
+        partition: String,
+        node: String,
+    },
+    DeregisterService {
+        partition: String,
+        node: String,
+        namespace: String,
+        service_id: String,
+    },
+    DeregisterCheck {
+        partition: String,
+        node: String,
+        namespace: String,
+        check_id: String,
+    },
     /// TTL check update (`agent/check/pass|warn|fail`, `agent/check/update`).
-    UpdateCheck { partition: String, node: String, check_id: String, status: String, output: String },
+    UpdateCheck {
+        partition: String,
+        node: String,
+        check_id: String,
+        status: String,
+        output: String,
+    },
     SetClusterMeta(ClusterMeta),
     /// `PUT /v1/config`: the entry as decoded JSON (decoded again at apply, so the log keeps the
     /// exact input), with an optional check-and-set index (0 = must not exist).
-    ConfigSet { entry: serde_json::Value, cas: Option<u64> },
-    ConfigDelete { kind: String, partition: String, namespace: String, name: String, cas: Option<u64> },
+    ConfigSet {
+        entry: serde_json::Value,
+        cas: Option<u64>,
+    },
+    ConfigDelete {
+        kind: String,
+        partition: String,
+        namespace: String,
+        name: String,
+        cas: Option<u64>,
+    },
     Acl(acl::AclOp),
 }
 
@@ -146,8 +178,15 @@ impl State {
                 None => return Ok(None),
                 Some(keys) => keys,
             },
-            Op::ConfigDelete { kind, partition, namespace, name, cas } => {
-                let kind = mesh_model::config_entry::Kind::parse(kind).map_err(|e| ApplyError::Invalid(e.to_string()))?;
+            Op::ConfigDelete {
+                kind,
+                partition,
+                namespace,
+                name,
+                cas,
+            } => {
+                let kind = mesh_model::config_entry::Kind::parse(kind)
+                    .map_err(|e| ApplyError::Invalid(e.to_string()))?;
                 let key = mesh_model::config_entry::EntryKey {
                     kind,
                     meta: EntMeta::new(Some(partition), Some(namespace)),
@@ -159,16 +198,28 @@ impl State {
                 }
             }
             Op::Register(reg) => self.apply_register(reg, index)?,
-            Op::DeregisterNode { partition, node } => self.apply_deregister_node(partition, node)?,
-            Op::DeregisterService { partition, node, namespace, service_id } => {
-                self.apply_deregister_service(partition, node, namespace, service_id)?
+            Op::DeregisterNode { partition, node } => {
+                self.apply_deregister_node(partition, node)?
             }
-            Op::DeregisterCheck { partition, node, namespace, check_id } => {
-                self.apply_deregister_check(partition, node, namespace, check_id)?
-            }
-            Op::UpdateCheck { partition, node, check_id, status, output } => {
-                self.apply_update_check(partition, node, check_id, status, output, index)?
-            }
+            Op::DeregisterService {
+                partition,
+                node,
+                namespace,
+                service_id,
+            } => self.apply_deregister_service(partition, node, namespace, service_id)?,
+            Op::DeregisterCheck {
+                partition,
+                node,
+                namespace,
+                check_id,
+            } => self.apply_deregister_check(partition, node, namespace, check_id)?,
+            Op::UpdateCheck {
+                partition,
+                node,
+                check_id,
+                status,
+                output,
+            } => self.apply_update_check(partition, node, check_id, status, output, index)?,
             Op::Acl(op) => self.apply_acl(op, index)?,
             Op::SetClusterMeta(meta) => {
                 self.meta = meta.clone();
@@ -187,7 +238,11 @@ impl State {
             index: self.index,
             meta: self.meta.clone(),
             nodes: self.nodes.values().cloned().collect(),
-            services: self.services.iter().map(|(k, v)| (k.node.clone(), v.clone())).collect(),
+            services: self
+                .services
+                .iter()
+                .map(|(k, v)| (k.node.clone(), v.clone()))
+                .collect(),
             checks: self.checks.values().cloned().collect(),
             config: self
                 .config
@@ -202,7 +257,12 @@ impl State {
     }
 
     pub(crate) fn from_snapshot(snap: StateSnapshot) -> Self {
-        let mut state = State { index: snap.index, meta: snap.meta, acl: snap.acl, ..State::default() };
+        let mut state = State {
+            index: snap.index,
+            meta: snap.meta,
+            acl: snap.acl,
+            ..State::default()
+        };
         for n in snap.nodes {
             state.nodes.insert(NodeKey::of(&n), n);
         }
@@ -215,7 +275,9 @@ impl State {
         for (v, create, modify) in snap.config {
             match mesh_model::config_entry::decode_value(v) {
                 Ok(e) => state.restore_entry(e, create, modify),
-                Err(e) => tracing::error!(error = %e, "config entry in snapshot no longer decodes; dropped"),
+                Err(e) => {
+                    tracing::error!(error = %e, "config entry in snapshot no longer decodes; dropped")
+                }
             }
         }
         state

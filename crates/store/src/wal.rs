@@ -43,11 +43,16 @@ pub(crate) struct Wal {
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
-    move |source| StoreError::Io { path: path.to_owned(), source }
+    move |source| StoreError::Io {
+        path: path.to_owned(),
+        source,
+    }
 }
 
 fn sync_dir(dir: &Path) -> Result<(), StoreError> {
-    File::open(dir).and_then(|d| d.sync_all()).map_err(io_err(dir))
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err(dir))
 }
 
 impl Wal {
@@ -57,16 +62,29 @@ impl Wal {
         let snap_path = dir.join(SNAPSHOT_FILE);
         let mut state = match fs::read(&snap_path) {
             Ok(bytes) => {
-                let snap: SnapshotFile = serde_json::from_slice(&bytes)
-                    .map_err(|e| StoreError::Corrupt { path: snap_path.clone(), reason: e.to_string() })?;
+                let snap: SnapshotFile =
+                    serde_json::from_slice(&bytes).map_err(|e| StoreError::Corrupt {
+                        path: snap_path.clone(),
+                        reason: e.to_string(),
+                    })?;
                 State::from_snapshot(snap.state)
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => State::default(),
-            Err(e) => return Err(StoreError::Io { path: snap_path, source: e }),
+            Err(e) => {
+                return Err(StoreError::Io {
+                    path: snap_path,
+                    source: e,
+                });
+            }
         };
 
         let log_path = dir.join(LOG_FILE);
-        let mut file = OpenOptions::new().create(true).read(true).append(true).open(&log_path).map_err(io_err(&log_path))?;
+        let mut file = OpenOptions::new()
+            .create(true)
+            .read(true)
+            .append(true)
+            .open(&log_path)
+            .map_err(io_err(&log_path))?;
         let mut bytes = Vec::new();
         file.read_to_end(&mut bytes).map_err(io_err(&log_path))?;
         let (valid_len, replayed, skipped) = replay(&bytes, &mut state);
@@ -83,20 +101,36 @@ impl Wal {
         sync_dir(dir)?;
         tracing::info!(index = state.index(), replayed, skipped, dir = %dir.display(), "store opened");
         state.set_floor();
-        let wal = Wal { dir: dir.to_owned(), file, size: valid_len as u64, pending: Vec::new(), fsync: !opts.unsafe_no_fsync };
+        let wal = Wal {
+            dir: dir.to_owned(),
+            file,
+            size: valid_len as u64,
+            pending: Vec::new(),
+            fsync: !opts.unsafe_no_fsync,
+        };
         Ok((state, wal))
     }
 
     /// Buffers one record; nothing is durable until [`Wal::commit`].
     pub(crate) fn append(&mut self, index: u64, op: &Op) -> Result<(), StoreError> {
-        let payload = serde_json::to_vec(&Record { index, op: op.clone() })
-            .map_err(|e| StoreError::Corrupt { path: self.dir.join(LOG_FILE), reason: format!("cannot encode op: {e}") })?;
-        let len = u32::try_from(payload.len()).ok().filter(|l| *l <= MAX_RECORD).ok_or_else(|| StoreError::Corrupt {
+        let payload = serde_json::to_vec(&Record {
+            index,
+            op: op.clone(),
+        })
+        .map_err(|e| StoreError::Corrupt {
             path: self.dir.join(LOG_FILE),
-            reason: format!("record of {} bytes is too large", payload.len()),
+            reason: format!("cannot encode op: {e}"),
         })?;
+        let len = u32::try_from(payload.len())
+            .ok()
+            .filter(|l| *l <= MAX_RECORD)
+            .ok_or_else(|| StoreError::Corrupt {
+                path: self.dir.join(LOG_FILE),
+                reason: format!("record of {} bytes is too large", payload.len()),
+            })?;
         self.pending.extend_from_slice(&len.to_le_bytes());
-        self.pending.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
+        self.pending
+            .extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
         self.pending.extend_from_slice(&payload);
         Ok(())
     }
@@ -125,8 +159,14 @@ impl Wal {
     pub(crate) fn snapshot(&mut self, state: &State) -> Result<(), StoreError> {
         let tmp = self.dir.join(format!("{SNAPSHOT_FILE}.tmp"));
         let dst = self.dir.join(SNAPSHOT_FILE);
-        let bytes = serde_json::to_vec(&SnapshotFile { version: 1, state: state.to_snapshot() })
-            .map_err(|e| StoreError::Corrupt { path: dst.clone(), reason: e.to_string() })?;
+        let bytes = serde_json::to_vec(&SnapshotFile {
+            version: 1,
+            state: state.to_snapshot(),
+        })
+        .map_err(|e| StoreError::Corrupt {
+            path: dst.clone(),
+            reason: e.to_string(),
+        })?;
         {
             let mut f = File::create(&tmp).map_err(io_err(&tmp))?;
             f.write_all(&bytes).map_err(io_err(&tmp))?;
@@ -138,7 +178,11 @@ impl Wal {
         self.file.set_len(0).map_err(io_err(&log))?;
         self.file.sync_all().map_err(io_err(&log))?;
         self.size = 0;
-        tracing::info!(index = state.index(), snapshot_bytes = bytes.len(), "store compacted into a snapshot");
+        tracing::info!(
+            index = state.index(),
+            snapshot_bytes = bytes.len(),
+            "store compacted into a snapshot"
+        );
         Ok(())
     }
 }
@@ -149,7 +193,12 @@ fn replay(bytes: &[u8], state: &mut State) -> (usize, usize, usize) {
     let (mut replayed, mut skipped) = (0, 0);
     while bytes.len() - off >= HEADER {
         let len = u32::from_le_bytes([bytes[off], bytes[off + 1], bytes[off + 2], bytes[off + 3]]);
-        let crc = u32::from_le_bytes([bytes[off + 4], bytes[off + 5], bytes[off + 6], bytes[off + 7]]);
+        let crc = u32::from_le_bytes([
+            bytes[off + 4],
+            bytes[off + 5],
+            bytes[off + 6],
+            bytes[off + 7],
+        ]);
         if len > MAX_RECORD || bytes.len() - off - HEADER < len as usize {
             break;
         }

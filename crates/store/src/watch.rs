@@ -73,7 +73,12 @@ impl Registry {
     }
 }
 
-pub(crate) async fn wait(shared: &Shared, keys: &[WatchKey], min_index: u64, timeout: Duration) -> WatchOutcome {
+pub(crate) async fn wait(
+    shared: &Shared,
+    keys: &[WatchKey],
+    min_index: u64,
+    timeout: Duration,
+) -> WatchOutcome {
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
         let notify = Arc::new(Notify::new());
@@ -83,7 +88,9 @@ pub(crate) async fn wait(shared: &Shared, keys: &[WatchKey], min_index: u64, tim
             shared.watches.unregister(keys, &notify);
             return WatchOutcome::Changed(index);
         }
-        let woke = tokio::time::timeout_at(deadline, notify.notified()).await.is_ok();
+        let woke = tokio::time::timeout_at(deadline, notify.notified())
+            .await
+            .is_ok();
         shared.watches.unregister(keys, &notify);
         if !woke {
             return WatchOutcome::TimedOut(shared.state.read().index_of(keys));

@@ -61,7 +61,9 @@ impl Proc {
     pub fn terminate(&mut self) -> bool {
         let pid = self.child.id() as i32;
         // SAFETY-free: the `kill` command keeps this crate free of unsafe code.
-        let _ = Command::new("kill").args(["-TERM", &pid.to_string()]).status();
+        let _ = Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status();
         for _ in 0..100 {
             if let Ok(Some(st)) = self.child.try_wait() {
                 return st.success();

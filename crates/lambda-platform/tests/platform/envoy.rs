@@ -7,7 +7,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::harness::{TestPlatform, python};
 
-struct Envoy(tokio::process::Child);
+/// Owns the Envoy process; `kill_on_drop` stops it when the test ends.
+struct Envoy {
+    _child: tokio::process::Child,
+}
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -128,7 +131,7 @@ static_resources:
         .kill_on_drop(true)
         .spawn()
         .unwrap();
-    let _envoy = Envoy(child);
+    let _envoy = Envoy { _child: child };
     let mut ready = false;
     for _ in 0..100 {
         if http_get(admin, "/ready")

@@ -49,7 +49,6 @@ pub struct TestPlatform {
     _tmp: Option<tempfile::TempDir>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
-    pub config: PlatformConfig,
 }
 
 impl TestPlatform {
@@ -86,7 +85,6 @@ impl TestPlatform {
             _tmp: None,
             stop: Some(tx),
             task: Some(task),
-            config,
         }
     }
 

@@ -254,6 +254,9 @@ lam.create_function(FunctionName="keep", Runtime="python3.11", Role=ROLE, Handle
 lam.publish_version(FunctionName="keep")
 lam.create_alias(FunctionName="keep", Name="live", FunctionVersion="1")
 lam.put_function_concurrency(FunctionName="keep", ReservedConcurrentExecutions=3)
+ssm.put_parameter(Name="/keep/secret", Value="kept-secret", Type="SecureString")
+events.put_rule(Name="keep-rule", ScheduleExpression="rate(5 minutes)")
+events.put_targets(Rule="keep-rule", Targets=[{{"Id": "1", "Arn": "arn:aws:lambda:us-east-1:123456789012:function:keep"}}])
 print(json.dumps({{}}))
 "#,
         app = py_literal(PY_APP)
@@ -268,7 +271,10 @@ f = lam.get_function(FunctionName="keep")
 r = lam.invoke(FunctionName="keep", Qualifier="live", Payload=b'{"x": 1}')
 print(json.dumps({"tags": f["Tags"], "conc": f["Concurrency"], "alias": lam.get_alias(FunctionName="keep", Name="live")["FunctionVersion"],
   "versions": [v["Version"] for v in lam.list_versions_by_function(FunctionName="keep")["Versions"]],
-  "invoke": json.loads(r["Payload"].read())["echo"]}))
+  "invoke": json.loads(r["Payload"].read())["echo"],
+  "secret": ssm.get_parameter(Name="/keep/secret", WithDecryption=True)["Parameter"]["Value"],
+  "rule": events.describe_rule(Name="keep-rule")["ScheduleExpression"],
+  "targets": [t["Arn"] for t in events.list_targets_by_rule(Rule="keep-rule")["Targets"]]}))
 "#,
         )
         .await;
@@ -277,6 +283,174 @@ print(json.dumps({"tags": f["Tags"], "conc": f["Concurrency"], "alias": lam.get_
     assert_eq!(out["alias"], "1");
     assert_eq!(out["versions"], json!(["$LATEST", "1"]));
     assert_eq!(out["invoke"], json!({"x": 1}));
+    assert_eq!(out["secret"], "kept-secret");
+    assert_eq!(out["rule"], "rate(5 minutes)");
+    assert_eq!(out["targets"], json!(["arn:aws:lambda:us-east-1:123456789012:function:keep"]));
     p.stop().await;
     let _: Value = Value::Null;
+}
+
+/// Runs the AWS CLI (from the venv) against the platform and parses its JSON output.
+async fn aws(p: &TestPlatform, args: &[&str]) -> Value {
+    let aws = crate::harness::python().parent().unwrap().join("aws");
+    assert!(
+        aws.exists(),
+        "AWS CLI missing at {} — run scripts/setup.sh",
+        aws.display()
+    );
+    let out = tokio::process::Command::new(aws)
+        .arg("--endpoint-url")
+        .arg(&p.endpoint)
+        .args(["--output", "json"])
+        .args(args)
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_DEFAULT_REGION", "us-east-1")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_PAGER", "")
+        .kill_on_drop(true)
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "aws {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    if out.stdout.iter().all(u8::is_ascii_whitespace) {
+        return Value::Null;
+    }
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aws_cli_drives_the_lifecycle() {
+    let p = TestPlatform::start().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let zip = tmp.path().join("fn.zip");
+    p.boto3(&format!(
+        r#"
+code = zip_files({{"app.py": {app}}})
+open({zip}, "wb").write(code)
+for i in range(119):
+    lam.create_function(FunctionName=f"bulk{{i:03d}}", Runtime="python3.11", Role=ROLE, Handler="app.handler", Code={{"ZipFile": code}})
+print("{{}}")
+"#,
+        app = py_literal(PY_APP),
+        zip = py_literal(zip.to_str().unwrap())
+    ))
+    .await;
+    let zip_arg = format!("fileb://{}", zip.display());
+    let created = aws(
+        &p,
+        &[
+            "lambda",
+            "create-function",
+            "--function-name",
+            "cli",
+            "--runtime",
+            "python3.11",
+            "--handler",
+            "app.handler",
+            "--role",
+            "arn:aws:iam::123456789012:role/lambda",
+            "--zip-file",
+            &zip_arg,
+        ],
+    )
+    .await;
+    let arn = created["FunctionArn"].as_str().unwrap().to_owned();
+    assert_eq!(arn, "arn:aws:lambda:us-east-1:123456789012:function:cli");
+    let all = aws(&p, &["lambda", "list-functions", "--page-size", "50"]).await;
+    assert_eq!(all["Functions"].as_array().unwrap().len(), 120);
+    let first = aws(&p, &["lambda", "list-functions", "--max-items", "50"]).await;
+    assert_eq!(first["Functions"].as_array().unwrap().len(), 50);
+    let token = first["NextToken"].as_str().unwrap().to_owned();
+    let second = aws(
+        &p,
+        &[
+            "lambda",
+            "list-functions",
+            "--max-items",
+            "50",
+            "--starting-token",
+            &token,
+        ],
+    )
+    .await;
+    assert_eq!(second["Functions"].as_array().unwrap().len(), 50);
+    aws(
+        &p,
+        &[
+            "lambda",
+            "tag-resource",
+            "--resource",
+            &arn,
+            "--tags",
+            "team=mesh",
+        ],
+    )
+    .await;
+    assert_eq!(
+        aws(&p, &["lambda", "list-tags", "--resource", &arn]).await["Tags"]["team"],
+        "mesh"
+    );
+    assert_eq!(
+        aws(&p, &["lambda", "publish-version", "--function-name", "cli"]).await["Version"],
+        "1"
+    );
+    let alias = aws(
+        &p,
+        &[
+            "lambda",
+            "create-alias",
+            "--function-name",
+            "cli",
+            "--name",
+            "live",
+            "--function-version",
+            "1",
+        ],
+    )
+    .await;
+    assert_eq!(alias["AliasArn"], format!("{arn}:live"));
+    let outfile = tmp.path().join("out.json");
+    let payload_file = tmp.path().join("in.json");
+    std::fs::write(&payload_file, r#"{"via": "cli"}"#).unwrap();
+    let inv = aws(
+        &p,
+        &[
+            "lambda",
+            "invoke",
+            "--function-name",
+            "cli",
+            "--qualifier",
+            "live",
+            "--payload",
+            &format!("fileb://{}", payload_file.display()),
+            outfile.to_str().unwrap(),
+        ],
+    )
+    .await;
+    assert_eq!(inv["StatusCode"], 200);
+    assert_eq!(inv["ExecutedVersion"], "1");
+    let result: Value = serde_json::from_slice(&std::fs::read(&outfile).unwrap()).unwrap();
+    assert_eq!(result["echo"], json!({"via": "cli"}));
+    aws(
+        &p,
+        &[
+            "lambda",
+            "delete-alias",
+            "--function-name",
+            "cli",
+            "--name",
+            "live",
+        ],
+    )
+    .await;
+    aws(&p, &["lambda", "delete-function", "--function-name", "cli"]).await;
+    let listed = aws(&p, &["lambda", "list-functions"]).await;
+    assert_eq!(listed["Functions"].as_array().unwrap().len(), 119);
+    p.stop().await;
 }

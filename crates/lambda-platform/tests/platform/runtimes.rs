@@ -324,3 +324,36 @@ print(json.dumps({{"layer": layer["LayerVersionArn"], "version": layer["Version"
     assert!(shutdown["deadlineMs"].as_u64().unwrap() > lines[3]["at"].as_u64().unwrap());
     p.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn extension_init_error_fails_init_with_its_error_type() {
+    let p = TestPlatform::start().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let script = format!(
+        r#"
+layer = lam.publish_layer_version(LayerName="badext", Content={{"ZipFile": zip_files({{"extensions/test_extension": {ext}}})}})
+lam.create_function(FunctionName="badext", Runtime="python3.11", Role=ROLE, Handler="app.handler",
+                    Code={{"ZipFile": zip_files({{"app.py": {app}}})}}, Layers=[layer["LayerVersionArn"]],
+                    Environment={{"Variables": {{"TEST_EXT_OUT": {out}, "TEST_EXT_INIT_ERROR": "1"}}}})
+r = lam.invoke(FunctionName="badext", Payload=b'{{}}')
+print(json.dumps({{"error": r.get("FunctionError"), "payload": json.loads(r["Payload"].read())}}))
+"#,
+        ext = lit(&bootstrap_exec(&example_bin("test_extension"))),
+        app = lit(PY_APP),
+        out = lit(tmp.path().join("ev.jsonl").to_str().unwrap()),
+    );
+    let out = p.boto3(&script).await;
+    assert_eq!(out["error"], "Unhandled", "{out}");
+    assert_eq!(out["payload"]["errorType"], "Extension.ConfigInvalid", "{out}");
+    assert_eq!(out["payload"]["errorMessage"], "bad extension config");
+    p.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn async_invokes_are_retried_twice_after_function_errors() {
+    let p = TestPlatform::start_with(|c| c.minute = std::time::Duration::from_millis(200)).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let attempts = tmp.path().join("attempts");
+    let script = format!(
+        r#"
+app = 

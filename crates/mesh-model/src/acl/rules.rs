@@ -190,24 +190,14 @@ pub fn parse_rules(text: &str) -> Result<Rules, AclError> {
     Ok(rules)
 }
 
-/// HCL 2 (what hcl-rs parses) only accepts one attribute in a one-line block, while HCL 1
-/// (Consul's parser) accepts `service "web" { policy = "read" intentions = "read" }`. On a
-/// parse error, retry once with such blocks spread over lines; the first error is reported if
-/// that fails too. Braces inside strings would be spread as well, but rule names and levels
-/// never contain braces.
+/// Parses HCL, retrying HCL 1-only forms (several attributes in a one-line block, which
+/// Consul's parser accepts) through `config_entry::hcl1`; the first error is reported if the
+/// retry fails too.
 fn parse_hcl(text: &str) -> Result<Value, AclError> {
-    let first = match hcl::from_str::<Value>(text) {
-        Ok(v) => return Ok(v),
-        Err(e) => AclError::Parse(e.to_string()),
-    };
-    let attrs = regex::Regex::new(r#"("(?:[^"\\\n]|\\.)*")[ \t]+([A-Za-z_][A-Za-z0-9_-]*[ \t]*=)"#)
-        .map_err(|e| AclError::Parse(e.to_string()))?;
-    let spread = attrs.replace_all(text, "$1\n$2");
-    let spread = spread.replace('{', "{\n").replace('}', "\n}");
-    if spread == text {
-        return Err(first);
-    }
-    hcl::from_str::<Value>(&spread).map_err(|_| first)
+    hcl::from_str::<Value>(text).or_else(|first| {
+        hcl::from_str::<Value>(&crate::config_entry::hcl1::to_hcl2(text))
+            .map_err(|_| AclError::Parse(first.to_string()))
+    })
 }
 
 /// A labelled rule block: its name and body.

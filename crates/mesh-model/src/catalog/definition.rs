@@ -175,7 +175,10 @@ pub struct ServiceFile {
 impl ServiceFile {
     /// Parses an HCL or JSON services file into its definitions (at least one).
     pub fn parse(text: &str) -> Result<Vec<ServiceDefinition>, CatalogError> {
-        Ok(Self::parse_with_json(text)?.into_iter().map(|(d, _)| d).collect())
+        Ok(Self::parse_with_json(text)?
+            .into_iter()
+            .map(|(d, _)| d)
+            .collect())
     }
 
     /// Like [`Self::parse`], also returning each definition as canonical JSON (the body a client
@@ -185,9 +188,15 @@ impl ServiceFile {
         let canon = decode::canonicalize(value)?;
         let values: Vec<Value> = match canon {
             Value::Object(mut o) if o.contains_key("Service") || o.contains_key("Services") => {
-                let extra: Vec<String> = o.keys().filter(|k| *k != "Service" && *k != "Services").cloned().collect();
+                let extra: Vec<String> = o
+                    .keys()
+                    .filter(|k| *k != "Service" && *k != "Services")
+                    .cloned()
+                    .collect();
                 if !extra.is_empty() {
-                    return Err(invalid(format!("unknown top-level field(s) {extra:?}: expected `service` or `services`")));
+                    return Err(invalid(format!(
+                        "unknown top-level field(s) {extra:?}: expected `service` or `services`"
+                    )));
                 }
                 let mut v: Vec<Value> = o.remove("Service").into_iter().collect();
                 match o.remove("Services") {
@@ -200,7 +209,9 @@ impl ServiceFile {
             other => vec![other],
         };
         if values.is_empty() {
-            return Err(invalid("no service definition found: expected a `service` or `services` block"));
+            return Err(invalid(
+                "no service definition found: expected a `service` or `services` block",
+            ));
         }
         let mut out = Vec::with_capacity(values.len());
         for v in values {
@@ -215,7 +226,8 @@ impl ServiceFile {
 fn port_from(field: &str, port: Option<i64>) -> Result<u16, CatalogError> {
     match port {
         None => Ok(0),
-        Some(p) => u16::try_from(p).map_err(|_| invalid(format!("{field}: invalid port {p}: must be 0-65535"))),
+        Some(p) => u16::try_from(p)
+            .map_err(|_| invalid(format!("{field}: invalid port {p}: must be 0-65535"))),
     }
 }
 
@@ -233,7 +245,11 @@ impl ServiceDefinition {
 
     /// The instance ID: `ID`, or the name when no ID is given (as Consul does).
     pub fn effective_id(&self) -> &str {
-        if self.id.is_empty() { &self.name } else { &self.id }
+        if self.id.is_empty() {
+            &self.name
+        } else {
+            &self.id
+        }
     }
 
     fn validate_common(&self) -> Result<(), CatalogError> {
@@ -242,7 +258,10 @@ impl ServiceDefinition {
         }
         names::validate_service_name("service name", &self.name)?;
         if !self.id.is_empty() && (self.id.contains('/') || self.id.chars().any(char::is_control)) {
-            return Err(invalid(format!("ID: invalid service ID {:?}: must not contain '/'", self.id)));
+            return Err(invalid(format!(
+                "ID: invalid service ID {:?}: must not contain '/'",
+                self.id
+            )));
         }
         validate_kind(&self.kind)?;
         port_from("Port", self.port)?;
@@ -258,7 +277,9 @@ impl ServiceDefinition {
             port_from("Proxy.LocalServicePort", proxy.local_service_port)?;
             for (i, u) in proxy.upstreams.iter().enumerate() {
                 if u.destination_name.is_empty() {
-                    return Err(invalid(format!("Proxy.Upstreams[{i}].DestinationName: must be set")));
+                    return Err(invalid(format!(
+                        "Proxy.Upstreams[{i}].DestinationName: must be set"
+                    )));
                 }
                 if u.local_bind_port == 0 && u.local_bind_socket_path.is_empty() {
                     return Err(invalid(format!(
@@ -269,9 +290,15 @@ impl ServiceDefinition {
             }
         }
         if self.kind == KIND_CONNECT_PROXY {
-            let dest = self.proxy.as_ref().map(|p| p.destination_service_name.as_str()).unwrap_or("");
+            let dest = self
+                .proxy
+                .as_ref()
+                .map(|p| p.destination_service_name.as_str())
+                .unwrap_or("");
             if dest.is_empty() {
-                return Err(invalid("Proxy.DestinationServiceName must be set for service kind \"connect-proxy\""));
+                return Err(invalid(
+                    "Proxy.DestinationServiceName must be set for service kind \"connect-proxy\"",
+                ));
             }
             if self.port.unwrap_or(0) == 0 && self.socket_path.is_empty() {
                 return Err(invalid("Port must be set for a Connect proxy"));
@@ -286,12 +313,24 @@ impl ServiceDefinition {
     /// Validation for agent registrations and service files (sidecars allowed).
     pub fn validate_for_agent(&self) -> Result<(), CatalogError> {
         self.validate_common()?;
-        if let Some(sidecar) = self.connect.as_ref().and_then(|c| c.sidecar_service.as_ref()) {
-            if sidecar.connect.as_ref().is_some_and(|c| c.sidecar_service.is_some()) {
-                return Err(invalid("Connect.SidecarService: a sidecar service cannot have its own sidecar"));
+        if let Some(sidecar) = self
+            .connect
+            .as_ref()
+            .and_then(|c| c.sidecar_service.as_ref())
+        {
+            if sidecar
+                .connect
+                .as_ref()
+                .is_some_and(|c| c.sidecar_service.is_some())
+            {
+                return Err(invalid(
+                    "Connect.SidecarService: a sidecar service cannot have its own sidecar",
+                ));
             }
             if !sidecar.kind.is_empty() && sidecar.kind != KIND_CONNECT_PROXY {
-                return Err(invalid("Connect.SidecarService.Kind: must be empty or \"connect-proxy\""));
+                return Err(invalid(
+                    "Connect.SidecarService.Kind: must be empty or \"connect-proxy\"",
+                ));
             }
             port_from("Connect.SidecarService.Port", sidecar.port)?;
         }
@@ -301,8 +340,14 @@ impl ServiceDefinition {
     /// Validation for catalog registrations: Consul refuses sidecar definitions there.
     pub fn validate_for_catalog(&self) -> Result<(), CatalogError> {
         self.validate_common()?;
-        if self.connect.as_ref().is_some_and(|c| c.sidecar_service.is_some()) {
-            return Err(invalid("Connect.SidecarService: cannot be used in a catalog registration; use the agent API"));
+        if self
+            .connect
+            .as_ref()
+            .is_some_and(|c| c.sidecar_service.is_some())
+        {
+            return Err(invalid(
+                "Connect.SidecarService: cannot be used in a catalog registration; use the agent API",
+            ));
         }
         Ok(())
     }
@@ -311,7 +356,10 @@ impl ServiceDefinition {
     pub fn to_node_service(&self, datacenter: &str) -> Result<NodeService, CatalogError> {
         let meta = self.ent_meta();
         let proxy = match &self.proxy {
-            None => ProxyConfig { expose: Value::Object(Default::default()), ..ProxyConfig::default() },
+            None => ProxyConfig {
+                expose: Value::Object(Default::default()),
+                ..ProxyConfig::default()
+            },
             Some(p) => ProxyConfig {
                 destination_service_name: p.destination_service_name.clone(),
                 destination_service_id: p.destination_service_id.clone(),
@@ -322,7 +370,11 @@ impl ServiceDefinition {
                 config: p.config.clone(),
                 upstreams: p.upstreams.clone(),
                 mesh_gateway: p.mesh_gateway.clone(),
-                expose: if p.expose.is_null() { Value::Object(Default::default()) } else { p.expose.clone() },
+                expose: if p.expose.is_null() {
+                    Value::Object(Default::default())
+                } else {
+                    p.expose.clone()
+                },
                 transparent_proxy: p.transparent_proxy.clone(),
             },
         };
@@ -338,7 +390,9 @@ impl ServiceDefinition {
             weights: self.weights.unwrap_or_default(),
             enable_tag_override: self.enable_tag_override,
             proxy,
-            connect: ServiceConnect { native: self.connect.as_ref().is_some_and(|c| c.native) },
+            connect: ServiceConnect {
+                native: self.connect.as_ref().is_some_and(|c| c.native),
+            },
             locality: self.locality.clone(),
             namespace: meta.namespace,
             partition: meta.partition,
@@ -351,8 +405,15 @@ impl ServiceDefinition {
     /// Consul's sidecar expansion: `Connect.SidecarService` becomes its own `connect-proxy`
     /// registration `<id>-sidecar-proxy` named `<name>-sidecar-proxy`, whose port is taken from
     /// the sidecar range when not given, and which inherits tags and meta when it has none.
-    pub fn sidecar(&self, used_ports: &BTreeSet<u16>) -> Result<Option<ServiceDefinition>, CatalogError> {
-        let Some(sidecar) = self.connect.as_ref().and_then(|c| c.sidecar_service.as_deref()) else {
+    pub fn sidecar(
+        &self,
+        used_ports: &BTreeSet<u16>,
+    ) -> Result<Option<ServiceDefinition>, CatalogError> {
+        let Some(sidecar) = self
+            .connect
+            .as_ref()
+            .and_then(|c| c.sidecar_service.as_deref())
+        else {
             return Ok(None);
         };
         let mut s = sidecar.clone();
@@ -410,7 +471,11 @@ impl ServiceDefinition {
             } else {
                 format!("service:{id}:{}", i + 1)
             };
-            let name = if c.name.is_empty() { format!("Service '{}' check", self.name) } else { c.name.clone() };
+            let name = if c.name.is_empty() {
+                format!("Service '{}' check", self.name)
+            } else {
+                c.name.clone()
+            };
             let mut hc = c.to_health_check(node, &meta)?;
             hc.check_id = check_id;
             hc.name = name;
@@ -425,20 +490,35 @@ impl ServiceDefinition {
 
 impl CheckDefinition {
     pub fn validate(&self) -> Result<(), CatalogError> {
-        let kinds = [!self.ttl.is_empty(), !self.http.is_empty(), !self.tcp.is_empty()];
+        let kinds = [
+            !self.ttl.is_empty(),
+            !self.http.is_empty(),
+            !self.tcp.is_empty(),
+        ];
         if kinds.iter().filter(|k| **k).count() > 1 {
             return Err(invalid("check: only one of TTL, HTTP and TCP may be set"));
         }
-        for (field, value) in [("TTL", &self.ttl), ("Interval", &self.interval), ("Timeout", &self.timeout)] {
+        for (field, value) in [
+            ("TTL", &self.ttl),
+            ("Interval", &self.interval),
+            ("Timeout", &self.timeout),
+        ] {
             if !value.is_empty() {
                 parse_go_duration(value).map_err(|e| invalid(format!("check {field}: {e}")))?;
             }
         }
         if (!self.http.is_empty() || !self.tcp.is_empty()) && self.interval.is_empty() {
-            return Err(invalid("check: Interval must be set for HTTP and TCP checks"));
+            return Err(invalid(
+                "check: Interval must be set for HTTP and TCP checks",
+            ));
         }
-        if !self.status.is_empty() && ![super::PASSING, super::WARNING, CRITICAL].contains(&self.status.as_str()) {
-            return Err(invalid(format!("check Status: invalid status {:?}", self.status)));
+        if !self.status.is_empty()
+            && ![super::PASSING, super::WARNING, CRITICAL].contains(&self.status.as_str())
+        {
+            return Err(invalid(format!(
+                "check Status: invalid status {:?}",
+                self.status
+            )));
         }
         Ok(())
     }
@@ -459,12 +539,20 @@ impl CheckDefinition {
     /// The stored record for this check (IDs and names defaulted by the caller where needed).
     pub fn to_health_check(&self, node: &str, meta: &EntMeta) -> Result<HealthCheck, CatalogError> {
         self.validate()?;
-        let check_id = if self.check_id.is_empty() { self.name.clone() } else { self.check_id.clone() };
+        let check_id = if self.check_id.is_empty() {
+            self.name.clone()
+        } else {
+            self.check_id.clone()
+        };
         Ok(HealthCheck {
             node: node.to_owned(),
             check_id,
             name: self.name.clone(),
-            status: if self.status.is_empty() { CRITICAL.to_owned() } else { self.status.clone() },
+            status: if self.status.is_empty() {
+                CRITICAL.to_owned()
+            } else {
+                self.status.clone()
+            },
             notes: self.notes.clone(),
             output: self.output.clone(),
             service_id: self.service_id.clone(),
@@ -490,7 +578,11 @@ impl CheckDefinition {
 
 /// Parses a Go duration string (`"10s"`, `"1m30s"`, `"250ms"`), as Consul's config does.
 pub fn parse_go_duration(s: &str) -> Result<std::time::Duration, String> {
-    let bad = || format!("invalid duration {s:?}: expected a number with a unit (ns, us, ms, s, m, h), e.g. \"10s\"");
+    let bad = || {
+        format!(
+            "invalid duration {s:?}: expected a number with a unit (ns, us, ms, s, m, h), e.g. \"10s\""
+        )
+    };
     if s == "0" {
         return Ok(std::time::Duration::ZERO);
     }
@@ -500,13 +592,17 @@ pub fn parse_go_duration(s: &str) -> Result<std::time::Duration, String> {
         return Err(bad());
     }
     while !rest.is_empty() {
-        let num_len = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
+        let num_len = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
         if num_len == 0 {
             return Err(bad());
         }
         let n: f64 = rest[..num_len].parse().map_err(|_| bad())?;
         rest = &rest[num_len..];
-        let unit_len = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
         let unit = match &rest[..unit_len] {
             "ns" => 1e-9,
             "us" | "µs" => 1e-6,

@@ -56,15 +56,17 @@ fn json_files_in_both_shapes() {
     let one = ServiceFile::parse(r#"{"service": {"name": "web", "port": 80}}"#).unwrap();
     assert_eq!(one[0].name, "web");
     let many = ServiceFile::parse(r#"{"Services": [{"Name": "a"}, {"Name": "b"}]}"#).unwrap();
-    assert_eq!(many.iter().map(|d| d.name.as_str()).collect::<Vec<_>>(), ["a", "b"]);
+    assert_eq!(
+        many.iter().map(|d| d.name.as_str()).collect::<Vec<_>>(),
+        ["a", "b"]
+    );
     let bare = ServiceFile::parse(r#"{"Name": "bare", "Port": 1}"#).unwrap();
     assert_eq!(bare[0].name, "bare");
 }
 
 #[test]
 fn unknown_fields_and_bad_values_are_named() {
-    let err = ServiceFile::parse("service {\n  name = \"x\"\n  prot = 1\n}\n")
-        .unwrap_err();
+    let err = ServiceFile::parse("service {\n  name = \"x\"\n  prot = 1\n}\n").unwrap_err();
     assert!(err.to_string().contains("prot"), "{err}");
     let err = ServiceDefinition::decode_json(br#"{"Name":"x","Port":70000}"#).unwrap_err();
     assert!(err.to_string().contains("Port"), "{err}");
@@ -72,7 +74,8 @@ fn unknown_fields_and_bad_values_are_named() {
     assert!(err.to_string().contains("Missing service name"), "{err}");
     let err = ServiceDefinition::decode_json(br#"{"Name":"a/b"}"#).unwrap_err();
     assert!(err.to_string().contains("invalid characters"), "{err}");
-    let err = ServiceDefinition::decode_json(br#"{"Name":"p","Kind":"connect-proxy","Port":1}"#).unwrap_err();
+    let err = ServiceDefinition::decode_json(br#"{"Name":"p","Kind":"connect-proxy","Port":1}"#)
+        .unwrap_err();
     assert!(err.to_string().contains("DestinationServiceName"), "{err}");
     let err = ServiceDefinition::decode_json(br#"{"Name":"x","Kind":"bogus"}"#).unwrap_err();
     assert!(err.to_string().contains("invalid service kind"), "{err}");
@@ -93,8 +96,10 @@ fn catalog_register_decodes_consul_body_and_refuses_sidecars() {
     assert_eq!(svc.tags, ["managed-by-lambda-registrator"]);
     assert_eq!(svc.namespace, "default");
 
-    let err = RegisterRequest::decode_json(br#"{"Node":"n","Service":{"Service":"a","Connect":{"SidecarService":{}}}}"#)
-        .unwrap_err();
+    let err = RegisterRequest::decode_json(
+        br#"{"Node":"n","Service":{"Service":"a","Connect":{"SidecarService":{}}}}"#,
+    )
+    .unwrap_err();
     assert!(err.to_string().contains("SidecarService"), "{err}");
     let err = RegisterRequest::decode_json(br#"{"Address":"1.2.3.4"}"#).unwrap_err();
     assert_eq!(err.to_string(), "Must provide node");
@@ -102,8 +107,10 @@ fn catalog_register_decodes_consul_body_and_refuses_sidecars() {
 
 #[test]
 fn checks_get_consul_default_ids_and_critical_status() {
-    let def = ServiceDefinition::decode_json(br#"{"Name":"web","ID":"web-1","Checks":[{"TTL":"10s"},{"TTL":"5s","Status":"passing"}]}"#)
-        .unwrap();
+    let def = ServiceDefinition::decode_json(
+        br#"{"Name":"web","ID":"web-1","Checks":[{"TTL":"10s"},{"TTL":"5s","Status":"passing"}]}"#,
+    )
+    .unwrap();
     let checks = def.health_checks("node1").unwrap();
     assert_eq!(checks[0].check_id, "service:web-1:1");
     assert_eq!(checks[0].status, CRITICAL);
@@ -111,16 +118,29 @@ fn checks_get_consul_default_ids_and_critical_status() {
     assert_eq!(checks[1].status, PASSING);
     assert_eq!(checks[1].check_type, "ttl");
     assert_eq!(checks[0].service_name, "web");
-    let single = ServiceDefinition::decode_json(br#"{"Name":"web","Check":{"TTL":"10s"}}"#).unwrap();
-    assert_eq!(single.health_checks("n").unwrap()[0].check_id, "service:web");
+    let single =
+        ServiceDefinition::decode_json(br#"{"Name":"web","Check":{"TTL":"10s"}}"#).unwrap();
+    assert_eq!(
+        single.health_checks("n").unwrap()[0].check_id,
+        "service:web"
+    );
 }
 
 #[test]
 fn go_durations() {
     use std::time::Duration;
-    assert_eq!(definition::parse_go_duration("10s").unwrap(), Duration::from_secs(10));
-    assert_eq!(definition::parse_go_duration("1m30s").unwrap(), Duration::from_secs(90));
-    assert_eq!(definition::parse_go_duration("250ms").unwrap(), Duration::from_millis(250));
+    assert_eq!(
+        definition::parse_go_duration("10s").unwrap(),
+        Duration::from_secs(10)
+    );
+    assert_eq!(
+        definition::parse_go_duration("1m30s").unwrap(),
+        Duration::from_secs(90)
+    );
+    assert_eq!(
+        definition::parse_go_duration("250ms").unwrap(),
+        Duration::from_millis(250)
+    );
     assert!(definition::parse_go_duration("10").is_err());
     assert!(definition::parse_go_duration("").is_err());
     assert!(definition::parse_go_duration("5x").is_err());

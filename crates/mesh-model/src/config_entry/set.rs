@@ -184,41 +184,42 @@ impl ConfigEntrySet {
                 }
                 ConfigEntry::ServiceResolver(r) => {
                     let me = ServiceName::new(r.name.clone(), key.meta.clone());
+                    // Peers have their own config entries: nothing to check them against.
+                    let mut targets = Vec::new();
                     if let Some(rd) = &r.redirect
-                        && rd.datacenter.is_empty()
                         && rd.peer.is_empty()
                     {
                         let t = target(&me, &rd.service, &rd.namespace, &rd.partition);
-                        if t != me {
-                            self.check_subset("Redirect", &t, &rd.service_subset, &mut push);
-                        }
+                        targets.push(("Redirect".to_owned(), t, rd.service_subset.as_str()));
                     }
                     for (k, f) in &r.failover {
                         if f.targets.is_empty() {
                             let t = target(&me, &f.service, &f.namespace, "");
-                            if t != me {
-                                self.check_subset(
-                                    &format!("Failover[{k:?}]"),
-                                    &t,
-                                    &f.service_subset,
-                                    &mut push,
-                                );
-                            }
+                            targets.push((
+                                format!("Failover[{k:?}]"),
+                                t,
+                                f.service_subset.as_str(),
+                            ));
                         }
                         for (i, ft) in f.targets.iter().enumerate() {
-                            if !ft.peer.is_empty() || !ft.datacenter.is_empty() {
-                                continue;
-                            }
-                            let t = target(&me, &ft.service, &ft.namespace, &ft.partition);
-                            if t != me {
-                                self.check_subset(
-                                    &format!("Failover[{k:?}].Targets[{i}]"),
-                                    &t,
-                                    &ft.service_subset,
-                                    &mut push,
-                                );
+                            if ft.peer.is_empty() {
+                                let t = target(&me, &ft.service, &ft.namespace, &ft.partition);
+                                targets.push((
+                                    format!("Failover[{k:?}].Targets[{i}]"),
+                                    t,
+                                    ft.service_subset.as_str(),
+                                ));
                             }
                         }
+                    }
+                    let proto = self.protocol_of(&me);
+                    for (field, t, subset) in targets {
+                        // Subsets of the resolver's own service were checked by `validate`.
+                        if t == me {
+                            continue;
+                        }
+                        self.check_same_protocol(&field, &me, &proto, &t, &mut push);
+                        self.check_subset(&field, &t, subset, &mut push);
                     }
                 }
                 ConfigEntry::ServiceIntentions(ixn) if ixn.has_any_permissions() => {
@@ -238,7 +239,7 @@ impl ConfigEntrySet {
     }
 
     /// Router/splitter rules: the chain's protocol is HTTP-like, every target service speaks
-    /// the same protocol (Consul: "uses inconsistent protocols"), and named subsets exist.
+    /// the same protocol, and named subsets exist.
     fn check_chain<'a>(
         &self,
         chain: &ServiceName,
@@ -254,14 +255,29 @@ impl ConfigEntrySet {
             return;
         }
         for (field, t, subset) in targets {
-            let tp = self.protocol_of(&t);
-            if t != *chain && tp != proto {
-                push(format!(
-                    "{field}: discovery chain {:?} uses inconsistent protocols: {:?} is {proto:?} but {:?} is {tp:?}",
-                    chain.name, chain.name, t.name
-                ));
+            if t != *chain {
+                self.check_same_protocol(&field, chain, &proto, &t, push);
             }
             self.check_subset(&field, &t, subset, push);
+        }
+    }
+
+    /// Every service a chain reaches must speak the chain's protocol (Consul's
+    /// `recordProtocol`), with Consul's message.
+    fn check_same_protocol(
+        &self,
+        field: &str,
+        chain: &ServiceName,
+        proto: &str,
+        t: &ServiceName,
+        push: &mut impl FnMut(String),
+    ) {
+        let tp = self.protocol_of(t);
+        if tp != proto {
+            push(format!(
+                "{field}: discovery chain {:?} uses inconsistent protocols; service {:?} has {tp:?} which is not {proto:?}",
+                chain.name, t.name
+            ));
         }
     }
 

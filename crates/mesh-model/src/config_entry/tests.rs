@@ -1161,7 +1161,7 @@ fn split_targets_must_share_the_protocol() {
     );
     let err = s.validate_upsert(&splitter).unwrap_err().to_string();
     assert!(
-        err.contains("Splits[1]: discovery chain \"web\" uses inconsistent protocols"),
+        err.contains("Splits[1]: discovery chain \"web\" uses inconsistent protocols; service \"web-v2\" has \"tcp\" which is not \"http\""),
         "{err}"
     );
     let s = set_of(vec![http_defaults("web"), http_defaults("web-v2")]);
@@ -1229,6 +1229,48 @@ fn referenced_subsets_must_exist() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("Failover[\"*\"].ServiceSubset"), "{err}");
+}
+
+#[test]
+fn resolver_targets_must_share_the_protocol() {
+    // Consul's FailoverCrossesProtocols / RedirectCrossesProtocols compile cases.
+    let s = set_of(vec![
+        json!({"Kind": "service-defaults", "Name": "main", "Protocol": "grpc"}),
+        json!({"Kind": "service-defaults", "Name": "other", "Protocol": "tcp"}),
+    ]);
+    for resolver in [
+        json!({"Kind": "service-resolver", "Name": "main", "Failover": {"*": {"Service": "other"}}}),
+        json!({"Kind": "service-resolver", "Name": "main", "Redirect": {"Service": "other"}}),
+        json!({"Kind": "service-resolver", "Name": "main", "Failover": {"*": {"Targets": [{"Service": "other"}]}}}),
+    ] {
+        let err = s
+            .validate_upsert(&entry(resolver.clone()))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("discovery chain \"main\" uses inconsistent protocols; service \"other\" has \"tcp\" which is not \"grpc\""),
+            "{resolver}: {err}"
+        );
+    }
+    // Same-service datacenter failover and peer targets have nothing to compare.
+    s.validate_upsert(&entry(json!({"Kind": "service-resolver", "Name": "main", "Failover": {"*": {"Datacenters": ["dc2"]}}}))).unwrap();
+    s.validate_upsert(&entry(json!({"Kind": "service-resolver", "Name": "main", "Failover": {"*": {"Targets": [{"Service": "other", "Peer": "p1"}]}}}))).unwrap();
+    // Making "other" grpc too fixes it; switching it back is then refused.
+    let s = set_of(vec![
+        json!({"Kind": "service-defaults", "Name": "main", "Protocol": "grpc"}),
+        json!({"Kind": "service-defaults", "Name": "other", "Protocol": "grpc"}),
+        json!({"Kind": "service-resolver", "Name": "main", "Redirect": {"Service": "other"}}),
+    ]);
+    let err = s
+        .validate_upsert(&entry(
+            json!({"Kind": "service-defaults", "Name": "other", "Protocol": "tcp"}),
+        ))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("would invalidate service-resolver \"main\": Redirect: discovery chain"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -1307,4 +1349,74 @@ fn lambda_arns_parse() {
     ] {
         assert!(parse_lambda_arn(bad).is_err(), "{bad}");
     }
+}
+
+#[test]
+fn consul_documentation_hcl_1_examples_decode() {
+    let e = decode_hcl_or_json(
+        r#"
+Kind = "service-router"
+Name = "web"
+Routes = [
+  {
+    Match {
+      HTTP {
+        PathPrefix = "/admin"
+        Header = [
+          {
+            Name  = "x-debug"
+            Exact = "1"
+          },
+        ]
+      }
+    }
+    Destination {
+      Service = "admin"
+      RequestTimeout = "5s"
+    }
+  },
+]
+"#,
+    )
+    .unwrap();
+    e.validate().unwrap();
+    let j = e.to_json();
+    assert_eq!(
+        j["Routes"][0]["Match"]["HTTP"]["Header"][0]["Name"],
+        "x-debug"
+    );
+    assert_eq!(j["Routes"][0]["Destination"]["RequestTimeout"], "5s");
+
+    let e = decode_hcl_or_json(
+        r#"
+Kind = "service-intentions"
+Name = "api"
+Sources = [
+  {
+    Name = "web"
+    Permissions = [
+      {
+        Action = "allow"
+        HTTP {
+          PathPrefix = "/v1"
+          Methods    = ["GET", "PUT"]
+        }
+      }
+    ]
+  },
+  { Name = "*" Action = "deny" }
+]
+"#,
+    )
+    .unwrap();
+    e.validate().unwrap();
+    assert_eq!(
+        e.to_json()["Sources"][0]["Permissions"][0]["HTTP"]["Methods"],
+        json!(["GET", "PUT"])
+    );
+    // A real syntax error still reports the parser's own message.
+    let err = decode_hcl_or_json("Kind = \"mesh\"\nRoutes = [ {")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("invalid HCL"), "{err}");
 }

@@ -20,7 +20,9 @@ use crate::error::{ApiError, ApiResult};
 use crate::query::{Query, blocking, json, json_with_index};
 
 fn now_rfc3339() -> String {
-    time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
 }
 
 fn new_id() -> String {
@@ -31,7 +33,10 @@ fn acl_enabled(app: &AppState) -> ApiResult<()> {
     if app.config.acl.enabled {
         Ok(())
     } else {
-        Err(ApiError { status: StatusCode::UNAUTHORIZED, message: "ACL support disabled".into() })
+        Err(ApiError {
+            status: StatusCode::UNAUTHORIZED,
+            message: "ACL support disabled".into(),
+        })
     }
 }
 
@@ -51,18 +56,28 @@ pub(crate) async fn init(app: &AppState) -> ApiResult<()> {
         create_time: now_rfc3339(),
         ..AclToken::default()
     };
-    let initial_management = app.config.acl.initial_management.as_ref().map(|secret| AclToken {
-        accessor_id: new_id(),
-        secret_id: secret.clone(),
-        description: "Initial Management Token".into(),
-        policies: vec![mesh_model::acl::PolicyLink {
-            id: mesh_model::acl::GLOBAL_MANAGEMENT_ID.into(),
-            name: mesh_model::acl::GLOBAL_MANAGEMENT_NAME.into(),
-        }],
-        create_time: now_rfc3339(),
-        ..AclToken::default()
-    });
-    app.store.write(Op::Acl(AclOp::Init { anonymous, initial_management })).await?;
+    let initial_management = app
+        .config
+        .acl
+        .initial_management
+        .as_ref()
+        .map(|secret| AclToken {
+            accessor_id: new_id(),
+            secret_id: secret.clone(),
+            description: "Initial Management Token".into(),
+            policies: vec![mesh_model::acl::PolicyLink {
+                id: mesh_model::acl::GLOBAL_MANAGEMENT_ID.into(),
+                name: mesh_model::acl::GLOBAL_MANAGEMENT_NAME.into(),
+            }],
+            create_time: now_rfc3339(),
+            ..AclToken::default()
+        });
+    app.store
+        .write(Op::Acl(AclOp::Init {
+            anonymous,
+            initial_management,
+        }))
+        .await?;
     Ok(())
 }
 
@@ -95,15 +110,21 @@ fn token_json(t: &AclToken, show_secret: bool) -> Value {
 fn build_token(req: TokenRequest, accessor: String) -> ApiResult<AclToken> {
     req.validate().map_err(bad)?;
     let expiration_time = if !req.expiration_ttl.is_empty() {
-        let ttl = parse_go_duration(&req.expiration_ttl).map_err(|e| bad(format!("ExpirationTTL: {e}")))?;
+        let ttl = parse_go_duration(&req.expiration_ttl)
+            .map_err(|e| bad(format!("ExpirationTTL: {e}")))?;
         let at = time::OffsetDateTime::now_utc() + ttl;
-        at.format(&time::format_description::well_known::Rfc3339).map_err(bad)?
+        at.format(&time::format_description::well_known::Rfc3339)
+            .map_err(bad)?
     } else {
         req.expiration_time.clone()
     };
     Ok(AclToken {
         accessor_id: accessor,
-        secret_id: if req.secret_id.is_empty() { new_id() } else { req.secret_id },
+        secret_id: if req.secret_id.is_empty() {
+            new_id()
+        } else {
+            req.secret_id
+        },
         description: req.description,
         policies: req.policies,
         service_identities: req.service_identities,
@@ -124,13 +145,27 @@ fn caller(app: &AppState, headers: &HeaderMap, raw: Option<&str>) -> ApiResult<(
     Ok((q, ident))
 }
 
-pub async fn token_create(State(app): State<AppState>, headers: HeaderMap, RawQuery(raw): RawQuery, b: Result<Bytes, BytesRejection>) -> ApiResult<Response> {
+pub async fn token_create(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+    b: Result<Bytes, BytesRejection>,
+) -> ApiResult<Response> {
     let (_, ident) = caller(&app, &headers, raw.as_deref())?;
     authz::require(&ident, ident.authorizer.acl_write(), "acl:write", "")?;
     let req = TokenRequest::decode_json(&body(b)?).map_err(bad)?;
-    let accessor = if req.accessor_id.is_empty() { new_id() } else { req.accessor_id.clone() };
+    let accessor = if req.accessor_id.is_empty() {
+        new_id()
+    } else {
+        req.accessor_id.clone()
+    };
     let token = build_token(req, accessor.clone())?;
-    app.store.write(Op::Acl(AclOp::TokenSet { token, create: true })).await?;
+    app.store
+        .write(Op::Acl(AclOp::TokenSet {
+            token,
+            create: true,
+        }))
+        .await?;
     let t = app.store.read(|s| s.acl().tokens.get(&accessor).cloned());
     Ok(json(&t.map(|t| token_json(&t, true))))
 }
@@ -146,15 +181,27 @@ pub async fn token_update(
     authz::require(&ident, ident.authorizer.acl_write(), "acl:write", "")?;
     let req = TokenRequest::decode_json(&body(b)?).map_err(bad)?;
     if !req.accessor_id.is_empty() && req.accessor_id != id {
-        return Err(ApiError::bad_request("AccessorID in the body does not match the URL"));
+        return Err(ApiError::bad_request(
+            "AccessorID in the body does not match the URL",
+        ));
     }
     let token = build_token(req, id.clone())?;
-    app.store.write(Op::Acl(AclOp::TokenSet { token, create: false })).await?;
+    app.store
+        .write(Op::Acl(AclOp::TokenSet {
+            token,
+            create: false,
+        }))
+        .await?;
     let t = app.store.read(|s| s.acl().tokens.get(&id).cloned());
     Ok(json(&t.map(|t| token_json(&t, true))))
 }
 
-pub async fn token_read(State(app): State<AppState>, Path(id): Path<String>, headers: HeaderMap, RawQuery(raw): RawQuery) -> ApiResult<Response> {
+pub async fn token_read(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> ApiResult<Response> {
     let (_, ident) = caller(&app, &headers, raw.as_deref())?;
     authz::require(&ident, ident.authorizer.acl_read(), "acl:read", "")?;
     let show = ident.authorizer.acl_write();
@@ -164,28 +211,53 @@ pub async fn token_read(State(app): State<AppState>, Path(id): Path<String>, hea
     }
 }
 
-pub async fn token_self(State(app): State<AppState>, headers: HeaderMap, RawQuery(raw): RawQuery) -> ApiResult<Response> {
+pub async fn token_self(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> ApiResult<Response> {
     let (_, ident) = caller(&app, &headers, raw.as_deref())?;
-    let secret = ident.secret.clone().ok_or_else(|| ApiError::forbidden("ACL not found"))?;
-    match app.store.read(|s| s.acl().token_by_secret(&secret).cloned()) {
+    let secret = ident
+        .secret
+        .clone()
+        .ok_or_else(|| ApiError::forbidden("ACL not found"))?;
+    match app
+        .store
+        .read(|s| s.acl().token_by_secret(&secret).cloned())
+    {
         Some(t) => Ok(json(&token_json(&t, true))),
         None => Err(ApiError::forbidden("ACL not found")),
     }
 }
 
-pub async fn token_delete(State(app): State<AppState>, Path(id): Path<String>, headers: HeaderMap, RawQuery(raw): RawQuery) -> ApiResult<Response> {
+pub async fn token_delete(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> ApiResult<Response> {
     let (_, ident) = caller(&app, &headers, raw.as_deref())?;
     authz::require(&ident, ident.authorizer.acl_write(), "acl:write", "")?;
-    app.store.write(Op::Acl(AclOp::TokenDelete { accessor_id: id })).await?;
+    app.store
+        .write(Op::Acl(AclOp::TokenDelete { accessor_id: id }))
+        .await?;
     Ok(json(&true))
 }
 
-pub async fn token_list(State(app): State<AppState>, headers: HeaderMap, RawQuery(raw): RawQuery) -> ApiResult<Response> {
+pub async fn token_list(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> ApiResult<Response> {
     let (q, ident) = caller(&app, &headers, raw.as_deref())?;
     authz::require(&ident, ident.authorizer.acl_read(), "acl:read", "")?;
     let show = ident.authorizer.acl_write();
     let (rows, index) = blocking(&app, &q, &[store::WatchKey::Acl], |s| {
-        s.acl().tokens.values().map(|t| token_json(t, show)).collect::<Vec<_>>()
+        s.acl()
+            .tokens
+            .values()
+            .map(|t| token_json(t, show))
+            .collect::<Vec<_>>()
     })
     .await;
     Ok(json_with_index(&rows, index))
@@ -196,14 +268,30 @@ fn build_policy(req: PolicyRequest, id: String) -> ApiResult<AclPolicy> {
     Ok(req.into_policy(id, 0, 0))
 }
 
-pub async fn policy_create(State(app): State<AppState>, headers: HeaderMap, RawQuery(raw): RawQuery, b: Result<Bytes, BytesRejection>) -> ApiResult<Response> {
+pub async fn policy_create(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+    b: Result<Bytes, BytesRejection>,
+) -> ApiResult<Response> {
     let (_, ident) = caller(&app, &headers, raw.as_deref())?;
     authz::require(&ident, ident.authorizer.acl_write(), "acl:write", "")?;
     let req = PolicyRequest::decode_json(&body(b)?).map_err(bad)?;
-    let id = if req.id.is_empty() { new_id() } else { req.id.clone() };
+    let id = if req.id.is_empty() {
+        new_id()
+    } else {
+        req.id.clone()
+    };
     let policy = build_policy(req, id.clone())?;
-    app.store.write(Op::Acl(AclOp::PolicySet { policy, create: true })).await?;
-    Ok(json(&app.store.read(|s| s.acl().policies.get(&id).cloned())))
+    app.store
+        .write(Op::Acl(AclOp::PolicySet {
+            policy,
+            create: true,
+        }))
+        .await?;
+    Ok(json(
+        &app.store.read(|s| s.acl().policies.get(&id).cloned()),
+    ))
 }
 
 pub async fn policy_update(
@@ -217,14 +305,28 @@ pub async fn policy_update(
     authz::require(&ident, ident.authorizer.acl_write(), "acl:write", "")?;
     let req = PolicyRequest::decode_json(&body(b)?).map_err(bad)?;
     if !req.id.is_empty() && req.id != id {
-        return Err(ApiError::bad_request("ID in the body does not match the URL"));
+        return Err(ApiError::bad_request(
+            "ID in the body does not match the URL",
+        ));
     }
     let policy = build_policy(req, id.clone())?;
-    app.store.write(Op::Acl(AclOp::PolicySet { policy, create: false })).await?;
-    Ok(json(&app.store.read(|s| s.acl().policies.get(&id).cloned())))
+    app.store
+        .write(Op::Acl(AclOp::PolicySet {
+            policy,
+            create: false,
+        }))
+        .await?;
+    Ok(json(
+        &app.store.read(|s| s.acl().policies.get(&id).cloned()),
+    ))
 }
 
-pub async fn policy_read(State(app): State<AppState>, Path(id): Path<String>, headers: HeaderMap, RawQuery(raw): RawQuery) -> ApiResult<Response> {
+pub async fn policy_read(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> ApiResult<Response> {
     let (_, ident) = caller(&app, &headers, raw.as_deref())?;
     authz::require(&ident, ident.authorizer.acl_read(), "acl:read", "")?;
     app.store
@@ -233,7 +335,12 @@ pub async fn policy_read(State(app): State<AppState>, Path(id): Path<String>, he
         .ok_or_else(|| ApiError::forbidden("ACL not found"))
 }
 
-pub async fn policy_read_by_name(State(app): State<AppState>, Path(name): Path<String>, headers: HeaderMap, RawQuery(raw): RawQuery) -> ApiResult<Response> {
+pub async fn policy_read_by_name(
+    State(app): State<AppState>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> ApiResult<Response> {
     let (_, ident) = caller(&app, &headers, raw.as_deref())?;
     authz::require(&ident, ident.authorizer.acl_read(), "acl:read", "")?;
     app.store
@@ -242,16 +349,28 @@ pub async fn policy_read_by_name(State(app): State<AppState>, Path(name): Path<S
         .ok_or_else(|| ApiError::forbidden("ACL not found"))
 }
 
-pub async fn policy_delete(State(app): State<AppState>, Path(id): Path<String>, headers: HeaderMap, RawQuery(raw): RawQuery) -> ApiResult<Response> {
+pub async fn policy_delete(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> ApiResult<Response> {
     let (_, ident) = caller(&app, &headers, raw.as_deref())?;
     authz::require(&ident, ident.authorizer.acl_write(), "acl:write", "")?;
     app.store.write(Op::Acl(AclOp::PolicyDelete { id })).await?;
     Ok(json(&true))
 }
 
-pub async fn policy_list(State(app): State<AppState>, headers: HeaderMap, RawQuery(raw): RawQuery) -> ApiResult<Response> {
+pub async fn policy_list(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> ApiResult<Response> {
     let (q, ident) = caller(&app, &headers, raw.as_deref())?;
     authz::require(&ident, ident.authorizer.acl_read(), "acl:read", "")?;
-    let (rows, index) = blocking(&app, &q, &[store::WatchKey::Acl], |s| s.acl().policies.values().cloned().collect::<Vec<_>>()).await;
+    let (rows, index) = blocking(&app, &q, &[store::WatchKey::Acl], |s| {
+        s.acl().policies.values().cloned().collect::<Vec<_>>()
+    })
+    .await;
     Ok(json_with_index(&rows, index))
 }

@@ -12,8 +12,10 @@ use axum::response::Response;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use mesh_model::catalog::{CheckDefinition, HealthCheck, Node, NodeService, PASSING, ServiceDefinition, CRITICAL, WARNING};
 use mesh_model::catalog::definition::parse_go_duration;
+use mesh_model::catalog::{
+    CRITICAL, CheckDefinition, HealthCheck, Node, NodeService, PASSING, ServiceDefinition, WARNING,
+};
 use store::Op;
 use store::state::Registration;
 
@@ -56,7 +58,10 @@ pub(crate) async fn register_self(app: &AppState) -> ApiResult<()> {
         namespace: "default".into(),
         partition: "default".into(),
         datacenter: app.config.datacenter.clone(),
-        proxy: mesh_model::catalog::ProxyConfig { expose: json!({}), ..Default::default() },
+        proxy: mesh_model::catalog::ProxyConfig {
+            expose: json!({}),
+            ..Default::default()
+        },
         ..NodeService::default()
     };
     let serf = HealthCheck {
@@ -69,15 +74,30 @@ pub(crate) async fn register_self(app: &AppState) -> ApiResult<()> {
         partition: "default".into(),
         ..HealthCheck::default()
     };
-    let op = Op::Register(Registration { node, skip_node_update: false, services: vec![consul], checks: vec![serf], replace_checks_of: vec![] });
+    let op = Op::Register(Registration {
+        node,
+        skip_node_update: false,
+        services: vec![consul],
+        checks: vec![serf],
+        replace_checks_of: vec![],
+    });
     app.store.write(op).await?;
     Ok(())
 }
 
-pub async fn self_info(State(app): State<AppState>, headers: HeaderMap, RawQuery(raw): RawQuery) -> ApiResult<Response> {
+pub async fn self_info(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> ApiResult<Response> {
     let q = Query::parse(raw.as_deref())?;
     let ident = authz::resolve(&app, &headers, &q)?;
-    authz::require(&ident, ident.authorizer.agent_read(&app.config.node_name), "agent:read", &app.config.node_name)?;
+    authz::require(
+        &ident,
+        ident.authorizer.agent_read(&app.config.node_name),
+        "agent:read",
+        &app.config.node_name,
+    )?;
     let c = &app.config;
     let ip = c.http_addr.ip().to_string();
     Ok(json(&json!({
@@ -118,7 +138,11 @@ fn agent_service_json(s: &NodeService, dc: &str) -> Value {
     v
 }
 
-pub async fn services(State(app): State<AppState>, headers: HeaderMap, RawQuery(raw): RawQuery) -> ApiResult<Response> {
+pub async fn services(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> ApiResult<Response> {
     let q = Query::parse(raw.as_deref())?;
     let ident = authz::resolve(&app, &headers, &q)?;
     let filter = Filter::parse(&q)?;
@@ -126,7 +150,9 @@ pub async fn services(State(app): State<AppState>, headers: HeaderMap, RawQuery(
     let node = app.config.node_name.clone();
     let out: serde_json::Map<String, Value> = app.store.read(|s| {
         s.node_services("default", &node)
-            .filter(|svc| svc.namespace == q.meta.namespace && ident.authorizer.service_read(&svc.service))
+            .filter(|svc| {
+                svc.namespace == q.meta.namespace && ident.authorizer.service_read(&svc.service)
+            })
             .map(|svc| (svc.id.clone(), agent_service_json(svc, &dc)))
             .filter(|(_, v)| filter.matches(v))
             .collect()
@@ -134,17 +160,35 @@ pub async fn services(State(app): State<AppState>, headers: HeaderMap, RawQuery(
     Ok(json(&out))
 }
 
-pub async fn service(State(app): State<AppState>, Path(id): Path<String>, headers: HeaderMap, RawQuery(raw): RawQuery) -> ApiResult<Response> {
+pub async fn service(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> ApiResult<Response> {
     let q = Query::parse(raw.as_deref())?;
     let ident = authz::resolve(&app, &headers, &q)?;
     let dc = app.config.datacenter.clone();
-    let found = app.store.read(|s| s.service_by_id("default", &app.config.node_name, &q.meta.namespace, &id).cloned());
+    let found = app.store.read(|s| {
+        s.service_by_id("default", &app.config.node_name, &q.meta.namespace, &id)
+            .cloned()
+    });
     let svc = found.ok_or_else(|| ApiError::not_found(format!("unknown service ID: {id}")))?;
-    authz::require(&ident, ident.authorizer.service_read(&svc.service), "service:read", &svc.service)?;
+    authz::require(
+        &ident,
+        ident.authorizer.service_read(&svc.service),
+        "service:read",
+        &svc.service,
+    )?;
     Ok(json(&agent_service_json(&svc, &dc)))
 }
 
-pub async fn register(State(app): State<AppState>, headers: HeaderMap, RawQuery(raw): RawQuery, b: Result<Bytes, BytesRejection>) -> ApiResult<Response> {
+pub async fn register(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+    b: Result<Bytes, BytesRejection>,
+) -> ApiResult<Response> {
     let q = Query::parse(raw.as_deref())?;
     let ident = authz::resolve(&app, &headers, &q)?;
     let mut def = ServiceDefinition::decode_json(&body(b)?)?;
@@ -154,7 +198,12 @@ pub async fn register(State(app): State<AppState>, headers: HeaderMap, RawQuery(
     if def.partition.is_empty() {
         def.partition = q.meta.partition.clone();
     }
-    authz::require(&ident, ident.authorizer.service_write(&def.name), "service:write", &def.name)?;
+    authz::require(
+        &ident,
+        ident.authorizer.service_write(&def.name),
+        "service:write",
+        &def.name,
+    )?;
     let node = app.config.node_name.clone();
     let dc = app.config.datacenter.clone();
     let used = app.store.read(|s| {
@@ -170,7 +219,12 @@ pub async fn register(State(app): State<AppState>, headers: HeaderMap, RawQuery(
     let mut checks = def.health_checks(&node)?;
     let mut replace = Vec::new();
     if let Some(sidecar) = def.sidecar(&used)? {
-        authz::require(&ident, ident.authorizer.service_write(&sidecar.name), "service:write", &sidecar.name)?;
+        authz::require(
+            &ident,
+            ident.authorizer.service_write(&sidecar.name),
+            "service:write",
+            &sidecar.name,
+        )?;
         services.push(sidecar.to_node_service(&dc)?);
         checks.extend(sidecar.health_checks(&node)?);
         replace.push(sidecar.effective_id().to_owned());
@@ -178,8 +232,18 @@ pub async fn register(State(app): State<AppState>, headers: HeaderMap, RawQuery(
     if q.flag("replace-existing-checks") {
         replace.push(def.effective_id().to_owned());
     }
-    let ttls: Vec<(String, String)> = checks.iter().filter(|c| !c.definition.ttl.is_empty()).map(|c| (c.check_id.clone(), c.definition.ttl.clone())).collect();
-    let op = Op::Register(Registration { node: agent_node(&app), skip_node_update: true, services, checks, replace_checks_of: replace });
+    let ttls: Vec<(String, String)> = checks
+        .iter()
+        .filter(|c| !c.definition.ttl.is_empty())
+        .map(|c| (c.check_id.clone(), c.definition.ttl.clone()))
+        .collect();
+    let op = Op::Register(Registration {
+        node: agent_node(&app),
+        skip_node_update: true,
+        services,
+        checks,
+        replace_checks_of: replace,
+    });
     app.store.write(op).await?;
     for (id, ttl) in ttls {
         if let Ok(d) = parse_go_duration(&ttl) {
@@ -189,12 +253,19 @@ pub async fn register(State(app): State<AppState>, headers: HeaderMap, RawQuery(
     Ok(json(&Value::Null))
 }
 
-pub async fn deregister(State(app): State<AppState>, Path(id): Path<String>, headers: HeaderMap, RawQuery(raw): RawQuery) -> ApiResult<Response> {
+pub async fn deregister(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> ApiResult<Response> {
     let q = Query::parse(raw.as_deref())?;
     let ident = authz::resolve(&app, &headers, &q)?;
     let node = app.config.node_name.clone();
     let (svc, sidecar) = app.store.read(|s| {
-        let svc = s.service_by_id("default", &node, &q.meta.namespace, &id).cloned();
+        let svc = s
+            .service_by_id("default", &node, &q.meta.namespace, &id)
+            .cloned();
         let sidecar_id = format!("{id}-sidecar-proxy");
         let sidecar = s
             .service_by_id("default", &node, &q.meta.namespace, &sidecar_id)
@@ -203,26 +274,57 @@ pub async fn deregister(State(app): State<AppState>, Path(id): Path<String>, hea
         (svc, sidecar)
     });
     let svc = svc.ok_or_else(|| {
-        ApiError::not_found(format!("Unknown service ID {id:?}. Ensure that the service ID is passed, not the service name."))
+        ApiError::not_found(format!(
+            "Unknown service ID {id:?}. Ensure that the service ID is passed, not the service name."
+        ))
     })?;
-    authz::require(&ident, ident.authorizer.service_write(&svc.service), "service:write", &svc.service)?;
+    authz::require(
+        &ident,
+        ident.authorizer.service_write(&svc.service),
+        "service:write",
+        &svc.service,
+    )?;
     // The sidecar goes first: a crash in between leaves a service without its proxy, never a
     // proxy pointing at nothing.
     if let Some(p) = sidecar {
-        app.store.write(Op::DeregisterService { partition: "default".into(), node: node.clone(), namespace: q.meta.namespace.clone(), service_id: p.id }).await?;
+        app.store
+            .write(Op::DeregisterService {
+                partition: "default".into(),
+                node: node.clone(),
+                namespace: q.meta.namespace.clone(),
+                service_id: p.id,
+            })
+            .await?;
     }
-    app.store.write(Op::DeregisterService { partition: "default".into(), node, namespace: q.meta.namespace.clone(), service_id: id }).await?;
+    app.store
+        .write(Op::DeregisterService {
+            partition: "default".into(),
+            node,
+            namespace: q.meta.namespace.clone(),
+            service_id: id,
+        })
+        .await?;
     Ok(json(&Value::Null))
 }
 
-pub async fn checks(State(app): State<AppState>, headers: HeaderMap, RawQuery(raw): RawQuery) -> ApiResult<Response> {
+pub async fn checks(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> ApiResult<Response> {
     let q = Query::parse(raw.as_deref())?;
     let ident = authz::resolve(&app, &headers, &q)?;
     let filter = Filter::parse(&q)?;
     let node = app.config.node_name.clone();
     let out: serde_json::Map<String, Value> = app.store.read(|s| {
         s.node_checks("default", &node)
-            .filter(|c| if c.service_name.is_empty() { ident.authorizer.node_read(&node) } else { ident.authorizer.service_read(&c.service_name) })
+            .filter(|c| {
+                if c.service_name.is_empty() {
+                    ident.authorizer.node_read(&node)
+                } else {
+                    ident.authorizer.service_read(&c.service_name)
+                }
+            })
             .map(|c| (c.check_id.clone(), check_json(c)))
             .filter(|(_, v)| filter.matches(v))
             .collect()
@@ -232,24 +334,49 @@ pub async fn checks(State(app): State<AppState>, headers: HeaderMap, RawQuery(ra
 
 fn find_check(app: &AppState, id: &str) -> ApiResult<HealthCheck> {
     app.store
-        .read(|s| s.node_checks("default", &app.config.node_name).find(|c| c.check_id == id).cloned())
-        .ok_or_else(|| ApiError::not_found(format!("Unknown check ID {id:?}. Ensure that the check ID is passed, not the check name.")))
+        .read(|s| {
+            s.node_checks("default", &app.config.node_name)
+                .find(|c| c.check_id == id)
+                .cloned()
+        })
+        .ok_or_else(|| {
+            ApiError::not_found(format!(
+                "Unknown check ID {id:?}. Ensure that the check ID is passed, not the check name."
+            ))
+        })
 }
 
 fn require_check_write(app: &AppState, ident: &authz::Identity, c: &HealthCheck) -> ApiResult<()> {
     if c.service_name.is_empty() {
-        authz::require(ident, ident.authorizer.node_write(&app.config.node_name), "node:write", &app.config.node_name)
+        authz::require(
+            ident,
+            ident.authorizer.node_write(&app.config.node_name),
+            "node:write",
+            &app.config.node_name,
+        )
     } else {
-        authz::require(ident, ident.authorizer.service_write(&c.service_name), "service:write", &c.service_name)
+        authz::require(
+            ident,
+            ident.authorizer.service_write(&c.service_name),
+            "service:write",
+            &c.service_name,
+        )
     }
 }
 
-pub async fn check_register(State(app): State<AppState>, headers: HeaderMap, RawQuery(raw): RawQuery, b: Result<Bytes, BytesRejection>) -> ApiResult<Response> {
+pub async fn check_register(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+    b: Result<Bytes, BytesRejection>,
+) -> ApiResult<Response> {
     let q = Query::parse(raw.as_deref())?;
     let ident = authz::resolve(&app, &headers, &q)?;
     let def: CheckDefinition = mesh_model::decode::from_json_slice(&body(b)?)?;
     let node = app.config.node_name.clone();
-    let mut hc = def.to_health_check(&node, &q.meta).map_err(ApiError::from)?;
+    let mut hc = def
+        .to_health_check(&node, &q.meta)
+        .map_err(ApiError::from)?;
     if hc.name.is_empty() {
         return Err(ApiError::bad_request("Missing check name"));
     }
@@ -257,56 +384,110 @@ pub async fn check_register(State(app): State<AppState>, headers: HeaderMap, Raw
         hc.check_id = hc.name.clone();
     }
     if !hc.service_id.is_empty() {
-        let svc = app.store.read(|s| s.service_by_id("default", &node, &q.meta.namespace, &hc.service_id).cloned());
-        let svc = svc.ok_or_else(|| ApiError::bad_request(format!("ServiceID {:?} does not exist", hc.service_id)))?;
+        let svc = app.store.read(|s| {
+            s.service_by_id("default", &node, &q.meta.namespace, &hc.service_id)
+                .cloned()
+        });
+        let svc = svc.ok_or_else(|| {
+            ApiError::bad_request(format!("ServiceID {:?} does not exist", hc.service_id))
+        })?;
         hc.service_name = svc.service;
     }
     require_check_write(&app, &ident, &hc)?;
     let ttl = hc.definition.ttl.clone();
     let id = hc.check_id.clone();
-    app.store.write(Op::Register(Registration { node: agent_node(&app), skip_node_update: true, services: vec![], checks: vec![hc], replace_checks_of: vec![] })).await?;
+    app.store
+        .write(Op::Register(Registration {
+            node: agent_node(&app),
+            skip_node_update: true,
+            services: vec![],
+            checks: vec![hc],
+            replace_checks_of: vec![],
+        }))
+        .await?;
     if let Ok(d) = parse_go_duration(&ttl) {
         app.ttl.touch(&id, d);
     }
     Ok(json(&Value::Null))
 }
 
-pub async fn check_deregister(State(app): State<AppState>, Path(id): Path<String>, headers: HeaderMap, RawQuery(raw): RawQuery) -> ApiResult<Response> {
+pub async fn check_deregister(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> ApiResult<Response> {
     let q = Query::parse(raw.as_deref())?;
     let ident = authz::resolve(&app, &headers, &q)?;
     let c = find_check(&app, &id)?;
     require_check_write(&app, &ident, &c)?;
-    app.store.write(Op::DeregisterCheck { partition: "default".into(), node: app.config.node_name.clone(), namespace: c.namespace.clone(), check_id: id.clone() }).await?;
+    app.store
+        .write(Op::DeregisterCheck {
+            partition: "default".into(),
+            node: app.config.node_name.clone(),
+            namespace: c.namespace.clone(),
+            check_id: id.clone(),
+        })
+        .await?;
     app.ttl.forget(&id);
     Ok(json(&Value::Null))
 }
 
-async fn update_ttl(app: AppState, id: String, headers: HeaderMap, q: Query, status: &str, output: String) -> ApiResult<Response> {
+async fn update_ttl(
+    app: AppState,
+    id: String,
+    headers: HeaderMap,
+    q: Query,
+    status: &str,
+    output: String,
+) -> ApiResult<Response> {
     let ident = authz::resolve(&app, &headers, &q)?;
     let c = find_check(&app, &id)?;
     require_check_write(&app, &ident, &c)?;
-    let ttl = parse_go_duration(&c.definition.ttl)
-        .map_err(|_| ApiError::bad_request(format!("CheckID {id:?} does not have associated TTL")))?;
+    let ttl = parse_go_duration(&c.definition.ttl).map_err(|_| {
+        ApiError::bad_request(format!("CheckID {id:?} does not have associated TTL"))
+    })?;
     app.store
-        .write(Op::UpdateCheck { partition: "default".into(), node: app.config.node_name.clone(), check_id: id.clone(), status: status.into(), output })
+        .write(Op::UpdateCheck {
+            partition: "default".into(),
+            node: app.config.node_name.clone(),
+            check_id: id.clone(),
+            status: status.into(),
+            output,
+        })
         .await?;
     app.ttl.touch(&id, ttl);
     Ok(json(&Value::Null))
 }
 
-pub async fn check_pass(State(app): State<AppState>, Path(id): Path<String>, headers: HeaderMap, RawQuery(raw): RawQuery) -> ApiResult<Response> {
+pub async fn check_pass(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> ApiResult<Response> {
     let q = Query::parse(raw.as_deref())?;
     let note = q.get("note").unwrap_or("").to_owned();
     update_ttl(app, id, headers, q, PASSING, note).await
 }
 
-pub async fn check_warn(State(app): State<AppState>, Path(id): Path<String>, headers: HeaderMap, RawQuery(raw): RawQuery) -> ApiResult<Response> {
+pub async fn check_warn(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> ApiResult<Response> {
     let q = Query::parse(raw.as_deref())?;
     let note = q.get("note").unwrap_or("").to_owned();
     update_ttl(app, id, headers, q, WARNING, note).await
 }
 
-pub async fn check_fail(State(app): State<AppState>, Path(id): Path<String>, headers: HeaderMap, RawQuery(raw): RawQuery) -> ApiResult<Response> {
+pub async fn check_fail(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> ApiResult<Response> {
     let q = Query::parse(raw.as_deref())?;
     let note = q.get("note").unwrap_or("").to_owned();
     update_ttl(app, id, headers, q, CRITICAL, note).await
@@ -320,14 +501,24 @@ struct CheckUpdate {
     output: String,
 }
 
-pub async fn check_update(State(app): State<AppState>, Path(id): Path<String>, headers: HeaderMap, RawQuery(raw): RawQuery, b: Result<Bytes, BytesRejection>) -> ApiResult<Response> {
+pub async fn check_update(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+    b: Result<Bytes, BytesRejection>,
+) -> ApiResult<Response> {
     let q = Query::parse(raw.as_deref())?;
     let upd: CheckUpdate = mesh_model::decode::from_json_slice(&body(b)?)?;
     let status = match upd.status.as_str() {
         "passing" => PASSING,
         "warning" => WARNING,
         "critical" => CRITICAL,
-        other => return Err(ApiError::bad_request(format!("Invalid check status: {other:?}"))),
+        other => {
+            return Err(ApiError::bad_request(format!(
+                "Invalid check status: {other:?}"
+            )));
+        }
     };
     update_ttl(app, id, headers, q, status, upd.output).await
 }

@@ -63,9 +63,16 @@ pub async fn register(
     let req = RegisterRequest::decode_json(&body(b)?)?;
     let dc = &app.config.datacenter;
     if !req.datacenter.is_empty() && &req.datacenter != dc {
-        return Err(ApiError::bad_request(format!("unknown datacenter {:?}: this server serves {dc:?}", req.datacenter)));
+        return Err(ApiError::bad_request(format!(
+            "unknown datacenter {:?}: this server serves {dc:?}",
+            req.datacenter
+        )));
     }
-    let meta = if req.namespace.is_empty() && req.partition.is_empty() { q.meta.clone() } else { mesh_model::EntMeta::new(Some(&req.partition), Some(&req.namespace)) };
+    let meta = if req.namespace.is_empty() && req.partition.is_empty() {
+        q.meta.clone()
+    } else {
+        mesh_model::EntMeta::new(Some(&req.partition), Some(&req.namespace))
+    };
     let mut services = Vec::new();
     let mut checks = Vec::new();
     if let Some(def) = &req.service {
@@ -76,13 +83,25 @@ pub async fn register(
         if def.partition.is_empty() {
             def.partition = meta.partition.clone();
         }
-        authz::require(&ident, ident.authorizer.service_write(&def.name), "service:write", &def.name)?;
+        authz::require(
+            &ident,
+            ident.authorizer.service_write(&def.name),
+            "service:write",
+            &def.name,
+        )?;
         services.push(def.to_node_service(dc)?);
         checks.extend(def.health_checks(&req.node)?);
     }
-    let node_exists = app.store.read(|s| s.node(&meta.partition, &req.node).is_some());
+    let node_exists = app
+        .store
+        .read(|s| s.node(&meta.partition, &req.node).is_some());
     if !(req.skip_node_update && node_exists) {
-        authz::require(&ident, ident.authorizer.node_write(&req.node), "node:write", &req.node)?;
+        authz::require(
+            &ident,
+            ident.authorizer.node_write(&req.node),
+            "node:write",
+            &req.node,
+        )?;
     }
     for c in req.check.iter().chain(&req.checks) {
         let mut hc = c.to_health_check(&req.node, &meta)?;
@@ -105,7 +124,13 @@ pub async fn register(
         create_index: 0,
         modify_index: 0,
     };
-    let op = Op::Register(Registration { node, skip_node_update: req.skip_node_update, services, checks, replace_checks_of: vec![] });
+    let op = Op::Register(Registration {
+        node,
+        skip_node_update: req.skip_node_update,
+        services,
+        checks,
+        replace_checks_of: vec![],
+    });
     app.store.write(op).await?;
     Ok(json(&true))
 }
@@ -119,27 +144,64 @@ pub async fn deregister(
     let q = Query::parse(raw.as_deref())?;
     let ident = authz::resolve(&app, &headers, &q)?;
     let req = DeregisterRequest::decode_json(&body(b)?)?;
-    let meta = if req.namespace.is_empty() && req.partition.is_empty() { q.meta.clone() } else { mesh_model::EntMeta::new(Some(&req.partition), Some(&req.namespace)) };
-    let op = if !req.service_id.is_empty() {
-        let name = app
-            .store
-            .read(|s| s.service_by_id(&meta.partition, &req.node, &meta.namespace, &req.service_id).map(|s| s.service.clone()));
-        if let Some(name) = name {
-            authz::require(&ident, ident.authorizer.service_write(&name), "service:write", &name)?;
-        }
-        Op::DeregisterService { partition: meta.partition, node: req.node, namespace: meta.namespace, service_id: req.service_id }
-    } else if !req.check_id.is_empty() {
-        authz::require(&ident, ident.authorizer.node_write(&req.node), "node:write", &req.node)?;
-        Op::DeregisterCheck { partition: meta.partition, node: req.node, namespace: meta.namespace, check_id: req.check_id }
+    let meta = if req.namespace.is_empty() && req.partition.is_empty() {
+        q.meta.clone()
     } else {
-        authz::require(&ident, ident.authorizer.node_write(&req.node), "node:write", &req.node)?;
-        Op::DeregisterNode { partition: meta.partition, node: req.node }
+        mesh_model::EntMeta::new(Some(&req.partition), Some(&req.namespace))
+    };
+    let op = if !req.service_id.is_empty() {
+        let name = app.store.read(|s| {
+            s.service_by_id(&meta.partition, &req.node, &meta.namespace, &req.service_id)
+                .map(|s| s.service.clone())
+        });
+        if let Some(name) = name {
+            authz::require(
+                &ident,
+                ident.authorizer.service_write(&name),
+                "service:write",
+                &name,
+            )?;
+        }
+        Op::DeregisterService {
+            partition: meta.partition,
+            node: req.node,
+            namespace: meta.namespace,
+            service_id: req.service_id,
+        }
+    } else if !req.check_id.is_empty() {
+        authz::require(
+            &ident,
+            ident.authorizer.node_write(&req.node),
+            "node:write",
+            &req.node,
+        )?;
+        Op::DeregisterCheck {
+            partition: meta.partition,
+            node: req.node,
+            namespace: meta.namespace,
+            check_id: req.check_id,
+        }
+    } else {
+        authz::require(
+            &ident,
+            ident.authorizer.node_write(&req.node),
+            "node:write",
+            &req.node,
+        )?;
+        Op::DeregisterNode {
+            partition: meta.partition,
+            node: req.node,
+        }
     };
     app.store.write(op).await?;
     Ok(json(&true))
 }
 
-pub async fn services(State(app): State<AppState>, headers: HeaderMap, RawQuery(raw): RawQuery) -> ApiResult<Response> {
+pub async fn services(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> ApiResult<Response> {
     let q = Query::parse(raw.as_deref())?;
     let ident = authz::resolve(&app, &headers, &q)?;
     let keys = [WatchKey::Services(q.meta.clone())];
@@ -184,7 +246,10 @@ pub async fn service(
     .await;
     let allowed = ident.authorizer.service_read(&name);
     let rows = if allowed { rows } else { Vec::new() };
-    Ok(authz::mark_filtered(json_with_index(&rows, index), !allowed))
+    Ok(authz::mark_filtered(
+        json_with_index(&rows, index),
+        !allowed,
+    ))
 }
 
 pub async fn connect(
@@ -199,20 +264,32 @@ pub async fn connect(
     let dc = app.config.datacenter.clone();
     let keys = [WatchKey::Connect(svc.clone())];
     let (rows, index) = blocking(&app, &q, &keys, |s| {
-        s.connect_instances(&svc).into_iter().map(|i| catalog_service_json(i.node, i.service, &dc)).collect::<Vec<_>>()
+        s.connect_instances(&svc)
+            .into_iter()
+            .map(|i| catalog_service_json(i.node, i.service, &dc))
+            .collect::<Vec<_>>()
     })
     .await;
     let allowed = ident.authorizer.service_read(&name);
     let rows = if allowed { rows } else { Vec::new() };
-    Ok(authz::mark_filtered(json_with_index(&rows, index), !allowed))
+    Ok(authz::mark_filtered(
+        json_with_index(&rows, index),
+        !allowed,
+    ))
 }
 
-pub async fn nodes(State(app): State<AppState>, headers: HeaderMap, RawQuery(raw): RawQuery) -> ApiResult<Response> {
+pub async fn nodes(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> ApiResult<Response> {
     let q = Query::parse(raw.as_deref())?;
     let ident = authz::resolve(&app, &headers, &q)?;
     let dc = app.config.datacenter.clone();
-    let (rows, index) =
-        blocking(&app, &q, &[WatchKey::Nodes], |s| s.nodes(&q.meta.partition).cloned().collect::<Vec<_>>()).await;
+    let (rows, index) = blocking(&app, &q, &[WatchKey::Nodes], |s| {
+        s.nodes(&q.meta.partition).cloned().collect::<Vec<_>>()
+    })
+    .await;
     let mut filtered = false;
     let out: Vec<Value> = rows
         .iter()
@@ -235,7 +312,10 @@ pub async fn node(
     let q = Query::parse(raw.as_deref())?;
     let ident = authz::resolve(&app, &headers, &q)?;
     let dc = app.config.datacenter.clone();
-    let key = [WatchKey::Node { partition: q.meta.partition.clone(), node: node.clone() }];
+    let key = [WatchKey::Node {
+        partition: q.meta.partition.clone(),
+        node: node.clone(),
+    }];
     let (v, index) = blocking(&app, &q, &key, |s| {
         s.node(&q.meta.partition, &node).map(|n| {
             let services: serde_json::Map<String, Value> = s
@@ -248,7 +328,10 @@ pub async fn node(
     })
     .await;
     if !ident.authorizer.node_read(&node) {
-        return Ok(authz::mark_filtered(json_with_index(&Value::Null, index), true));
+        return Ok(authz::mark_filtered(
+            json_with_index(&Value::Null, index),
+            true,
+        ));
     }
     Ok(json_with_index(&v.unwrap_or(Value::Null), index))
 }
@@ -262,7 +345,10 @@ pub async fn node_services(
     let q = Query::parse(raw.as_deref())?;
     let ident = authz::resolve(&app, &headers, &q)?;
     let dc = app.config.datacenter.clone();
-    let key = [WatchKey::Node { partition: q.meta.partition.clone(), node: node.clone() }];
+    let key = [WatchKey::Node {
+        partition: q.meta.partition.clone(),
+        node: node.clone(),
+    }];
     let (v, index) = blocking(&app, &q, &key, |s| {
         s.node(&q.meta.partition, &node).map(|n| {
             let services: Vec<Value> = s

@@ -24,28 +24,50 @@ fn parse_kind(kind: &str) -> ApiResult<Kind> {
 
 fn parse_cas(q: &Query) -> ApiResult<Option<u64>> {
     q.get("cas")
-        .map(|c| c.parse::<u64>().map_err(|_| ApiError::bad_request(format!("Invalid cas index {c:?}: must be a non-negative integer"))))
+        .map(|c| {
+            c.parse::<u64>().map_err(|_| {
+                ApiError::bad_request(format!(
+                    "Invalid cas index {c:?}: must be a non-negative integer"
+                ))
+            })
+        })
         .transpose()
 }
 
 /// Consul's per-kind write rule.
 fn require_write(ident: &Identity, kind: Kind, name: &str) -> ApiResult<()> {
     match kind {
-        Kind::ServiceDefaults | Kind::ServiceRouter | Kind::ServiceSplitter | Kind::ServiceResolver => {
-            authz::require(ident, ident.authorizer.service_write(name), "service:write", name)
-        }
-        Kind::ServiceIntentions => authz::require(ident, ident.authorizer.intention_write(name), "intention:write", name),
-        Kind::ProxyDefaults | Kind::Mesh | Kind::TerminatingGateway => {
-            authz::require(ident, ident.authorizer.operator_write(), "operator:write", "")
-        }
+        Kind::ServiceDefaults
+        | Kind::ServiceRouter
+        | Kind::ServiceSplitter
+        | Kind::ServiceResolver => authz::require(
+            ident,
+            ident.authorizer.service_write(name),
+            "service:write",
+            name,
+        ),
+        Kind::ServiceIntentions => authz::require(
+            ident,
+            ident.authorizer.intention_write(name),
+            "intention:write",
+            name,
+        ),
+        Kind::ProxyDefaults | Kind::Mesh | Kind::TerminatingGateway => authz::require(
+            ident,
+            ident.authorizer.operator_write(),
+            "operator:write",
+            "",
+        ),
     }
 }
 
 fn can_read(ident: &Identity, kind: Kind, name: &str) -> bool {
     match kind {
-        Kind::ServiceDefaults | Kind::ServiceRouter | Kind::ServiceSplitter | Kind::ServiceResolver | Kind::TerminatingGateway => {
-            ident.authorizer.service_read(name)
-        }
+        Kind::ServiceDefaults
+        | Kind::ServiceRouter
+        | Kind::ServiceSplitter
+        | Kind::ServiceResolver
+        | Kind::TerminatingGateway => ident.authorizer.service_read(name),
         Kind::ServiceIntentions => ident.authorizer.intention_read(name),
         // Consul lets any token read proxy-defaults and mesh: proxies need them to start.
         Kind::ProxyDefaults | Kind::Mesh => true,
@@ -61,22 +83,41 @@ fn entry_json(e: &ConfigEntry, indexes: Option<(u64, u64)>) -> Value {
     v
 }
 
-pub async fn apply(State(app): State<AppState>, headers: HeaderMap, RawQuery(raw): RawQuery, b: Result<Bytes, BytesRejection>) -> ApiResult<Response> {
+pub async fn apply(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+    b: Result<Bytes, BytesRejection>,
+) -> ApiResult<Response> {
     let q = Query::parse(raw.as_deref())?;
     let ident = authz::resolve(&app, &headers, &q)?;
     let cas = parse_cas(&q)?;
-    let mut entry = config_entry::decode_json(&body(b)?).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let mut entry =
+        config_entry::decode_json(&body(b)?).map_err(|e| ApiError::bad_request(e.to_string()))?;
     let given = entry.ent_meta();
     if given == mesh_model::EntMeta::default() && q.meta != given {
         entry.set_ent_meta(&q.meta);
     }
-    entry.validate().map_err(|e| ApiError::bad_request(e.to_string()))?;
+    entry
+        .validate()
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
     require_write(&ident, entry.kind(), entry.name())?;
-    let committed = app.store.write(Op::ConfigSet { entry: entry.to_json(), cas }).await?;
+    let committed = app
+        .store
+        .write(Op::ConfigSet {
+            entry: entry.to_json(),
+            cas,
+        })
+        .await?;
     Ok(json(&committed.applied))
 }
 
-pub async fn list(State(app): State<AppState>, Path(kind): Path<String>, headers: HeaderMap, RawQuery(raw): RawQuery) -> ApiResult<Response> {
+pub async fn list(
+    State(app): State<AppState>,
+    Path(kind): Path<String>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> ApiResult<Response> {
     let q = Query::parse(raw.as_deref())?;
     let ident = authz::resolve(&app, &headers, &q)?;
     let kind = parse_kind(&kind)?;
@@ -95,22 +136,56 @@ pub async fn list(State(app): State<AppState>, Path(kind): Path<String>, headers
     Ok(json_with_index(&rows, index))
 }
 
-pub async fn get(State(app): State<AppState>, Path((kind, name)): Path<(String, String)>, headers: HeaderMap, RawQuery(raw): RawQuery) -> ApiResult<Response> {
+pub async fn get(
+    State(app): State<AppState>,
+    Path((kind, name)): Path<(String, String)>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> ApiResult<Response> {
     let q = Query::parse(raw.as_deref())?;
     let ident = authz::resolve(&app, &headers, &q)?;
     let kind = parse_kind(&kind)?;
-    let key = EntryKey { kind, meta: q.meta.clone(), name: name.clone() };
-    let keys = [WatchKey::ConfigEntry { kind: kind.as_str().to_owned(), meta: q.meta.clone(), name: name.clone() }];
-    authz::require(&ident, can_read(&ident, kind, &name), if kind == Kind::ServiceIntentions { "intention:read" } else { "service:read" }, &name)?;
-    let (found, index) =
-        blocking(&app, &q, &keys, |s| s.config_entries().get(&key).map(|e| entry_json(e, s.entry_indexes(&key)))).await;
+    let key = EntryKey {
+        kind,
+        meta: q.meta.clone(),
+        name: name.clone(),
+    };
+    let keys = [WatchKey::ConfigEntry {
+        kind: kind.as_str().to_owned(),
+        meta: q.meta.clone(),
+        name: name.clone(),
+    }];
+    authz::require(
+        &ident,
+        can_read(&ident, kind, &name),
+        if kind == Kind::ServiceIntentions {
+            "intention:read"
+        } else {
+            "service:read"
+        },
+        &name,
+    )?;
+    let (found, index) = blocking(&app, &q, &keys, |s| {
+        s.config_entries()
+            .get(&key)
+            .map(|e| entry_json(e, s.entry_indexes(&key)))
+    })
+    .await;
     match found {
         Some(v) => Ok(json_with_index(&v, index)),
-        None => Err(ApiError::not_found(format!("Config entry not found for {:?} / {name:?}", kind.as_str()))),
+        None => Err(ApiError::not_found(format!(
+            "Config entry not found for {:?} / {name:?}",
+            kind.as_str()
+        ))),
     }
 }
 
-pub async fn delete(State(app): State<AppState>, Path((kind, name)): Path<(String, String)>, headers: HeaderMap, RawQuery(raw): RawQuery) -> ApiResult<Response> {
+pub async fn delete(
+    State(app): State<AppState>,
+    Path((kind, name)): Path<(String, String)>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> ApiResult<Response> {
     let q = Query::parse(raw.as_deref())?;
     let ident = authz::resolve(&app, &headers, &q)?;
     let kind = parse_kind(&kind)?;
@@ -124,5 +199,10 @@ pub async fn delete(State(app): State<AppState>, Path((kind, name)): Path<(Strin
         cas,
     };
     let committed = app.store.write(op).await?;
-    Ok(json(&committed.applied))
+    // Consul answers a plain delete with an empty object and a check-and-set one with a bool.
+    if cas.is_some() {
+        Ok(json(&committed.applied))
+    } else {
+        Ok(json(&serde_json::json!({})))
+    }
 }

@@ -24,9 +24,11 @@ impl Filter {
     pub fn parse(q: &Query) -> ApiResult<Self> {
         match q.get("filter") {
             None | Some("") => Ok(Self(None)),
-            Some(f) => bexpr::parse(f)
-                .map(|e| Self(Some(e)))
-                .map_err(|e| ApiError::bad_request(format!("Failed to create boolean expression evaluator: {e}"))),
+            Some(f) => bexpr::parse(f).map(|e| Self(Some(e))).map_err(|e| {
+                ApiError::bad_request(format!(
+                    "Failed to create boolean expression evaluator: {e}"
+                ))
+            }),
         }
     }
 
@@ -43,16 +45,30 @@ fn entry_json(i: &Instance<'_>, dc: &str) -> Value {
     })
 }
 
-async fn instances(app: AppState, name: String, headers: HeaderMap, raw: Option<String>, connect: bool) -> ApiResult<Response> {
+async fn instances(
+    app: AppState,
+    name: String,
+    headers: HeaderMap,
+    raw: Option<String>,
+    connect: bool,
+) -> ApiResult<Response> {
     let q = Query::parse(raw.as_deref())?;
     let ident = authz::resolve(&app, &headers, &q)?;
     let filter = Filter::parse(&q)?;
     let passing = q.flag("passing");
     let svc = ServiceName::new(&name, q.meta.clone());
     let dc = app.config.datacenter.clone();
-    let keys = if connect { [WatchKey::Connect(svc.clone())] } else { [WatchKey::Service(svc.clone())] };
+    let keys = if connect {
+        [WatchKey::Connect(svc.clone())]
+    } else {
+        [WatchKey::Service(svc.clone())]
+    };
     let (rows, index) = blocking(&app, &q, &keys, |s| {
-        let list = if connect { s.connect_instances(&svc) } else { s.instances(&svc) };
+        let list = if connect {
+            s.connect_instances(&svc)
+        } else {
+            s.instances(&svc)
+        };
         list.into_iter()
             .filter(|i| !passing || i.status() == PASSING)
             .filter(|i| q.all("tag").iter().all(|t| i.service.tags.contains(t)))
@@ -63,46 +79,94 @@ async fn instances(app: AppState, name: String, headers: HeaderMap, raw: Option<
     .await;
     let allowed = ident.authorizer.service_read(&name);
     let rows = if allowed { rows } else { Vec::new() };
-    Ok(authz::mark_filtered(json_with_index(&rows, index), !allowed))
+    Ok(authz::mark_filtered(
+        json_with_index(&rows, index),
+        !allowed,
+    ))
 }
 
-pub async fn service(State(app): State<AppState>, Path(name): Path<String>, headers: HeaderMap, RawQuery(raw): RawQuery) -> ApiResult<Response> {
+pub async fn service(
+    State(app): State<AppState>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> ApiResult<Response> {
     instances(app, name, headers, raw, false).await
 }
 
-pub async fn connect(State(app): State<AppState>, Path(name): Path<String>, headers: HeaderMap, RawQuery(raw): RawQuery) -> ApiResult<Response> {
+pub async fn connect(
+    State(app): State<AppState>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> ApiResult<Response> {
     instances(app, name, headers, raw, true).await
 }
 
-pub async fn checks(State(app): State<AppState>, Path(name): Path<String>, headers: HeaderMap, RawQuery(raw): RawQuery) -> ApiResult<Response> {
+pub async fn checks(
+    State(app): State<AppState>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> ApiResult<Response> {
     let q = Query::parse(raw.as_deref())?;
     let ident = authz::resolve(&app, &headers, &q)?;
     let filter = Filter::parse(&q)?;
     let svc = ServiceName::new(&name, q.meta.clone());
     let (rows, index) = blocking(&app, &q, &[WatchKey::Service(svc.clone())], |s| {
-        s.service_checks(&svc).into_iter().map(check_json).filter(|v| filter.matches(v)).collect::<Vec<_>>()
+        s.service_checks(&svc)
+            .into_iter()
+            .map(check_json)
+            .filter(|v| filter.matches(v))
+            .collect::<Vec<_>>()
     })
     .await;
     let allowed = ident.authorizer.service_read(&name);
     let rows = if allowed { rows } else { Vec::new() };
-    Ok(authz::mark_filtered(json_with_index(&rows, index), !allowed))
+    Ok(authz::mark_filtered(
+        json_with_index(&rows, index),
+        !allowed,
+    ))
 }
 
-pub async fn node(State(app): State<AppState>, Path(node): Path<String>, headers: HeaderMap, RawQuery(raw): RawQuery) -> ApiResult<Response> {
+pub async fn node(
+    State(app): State<AppState>,
+    Path(node): Path<String>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> ApiResult<Response> {
     let q = Query::parse(raw.as_deref())?;
     let ident = authz::resolve(&app, &headers, &q)?;
-    let key = [WatchKey::Node { partition: q.meta.partition.clone(), node: node.clone() }];
-    let (rows, index) = blocking(&app, &q, &key, |s| s.node_checks(&q.meta.partition, &node).map(check_json).collect::<Vec<_>>()).await;
+    let key = [WatchKey::Node {
+        partition: q.meta.partition.clone(),
+        node: node.clone(),
+    }];
+    let (rows, index) = blocking(&app, &q, &key, |s| {
+        s.node_checks(&q.meta.partition, &node)
+            .map(check_json)
+            .collect::<Vec<_>>()
+    })
+    .await;
     let allowed = ident.authorizer.node_read(&node);
     let rows = if allowed { rows } else { Vec::new() };
-    Ok(authz::mark_filtered(json_with_index(&rows, index), !allowed))
+    Ok(authz::mark_filtered(
+        json_with_index(&rows, index),
+        !allowed,
+    ))
 }
 
-pub async fn state(State(app): State<AppState>, Path(state): Path<String>, headers: HeaderMap, RawQuery(raw): RawQuery) -> ApiResult<Response> {
+pub async fn state(
+    State(app): State<AppState>,
+    Path(state): Path<String>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> ApiResult<Response> {
     let q = Query::parse(raw.as_deref())?;
     let ident = authz::resolve(&app, &headers, &q)?;
     if !["any", PASSING, WARNING, CRITICAL].contains(&state.as_str()) {
-        return Err(ApiError::bad_request(format!("Invalid check state {state:?}: must be any, passing, warning or critical")));
+        return Err(ApiError::bad_request(format!(
+            "Invalid check state {state:?}: must be any, passing, warning or critical"
+        )));
     }
     let (rows, index) = blocking(&app, &q, &[WatchKey::Nodes], |s| {
         s.nodes(&q.meta.partition)

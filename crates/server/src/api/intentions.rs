@@ -34,16 +34,23 @@ fn keys() -> [WatchKey; 1] {
 
 /// `name`, `ns/name` or `partition/ns/name`, as Consul's intention endpoints accept.
 fn parse_name(q: &Query, field: &str) -> ApiResult<ServiceName> {
-    let raw = q.get(field).filter(|v| !v.is_empty()).ok_or_else(|| ApiError::bad_request(format!("required query parameter '{field}' not set")))?;
+    let raw = q.get(field).filter(|v| !v.is_empty()).ok_or_else(|| {
+        ApiError::bad_request(format!("required query parameter '{field}' not set"))
+    })?;
     let parts: Vec<&str> = raw.split('/').collect();
     let name = match parts.as_slice() {
         [name] => ServiceName::new(*name, q.meta.clone()),
         [ns, name] => ServiceName::new(*name, EntMeta::new(Some(&q.meta.partition), Some(ns))),
         [ap, ns, name] => ServiceName::new(*name, EntMeta::new(Some(ap), Some(ns))),
-        _ => return Err(ApiError::bad_request(format!("{field}: invalid name {raw:?}: expected NAME, NS/NAME or PARTITION/NS/NAME"))),
+        _ => {
+            return Err(ApiError::bad_request(format!(
+                "{field}: invalid name {raw:?}: expected NAME, NS/NAME or PARTITION/NS/NAME"
+            )));
+        }
     };
     if name.name != "*" {
-        mesh_model::names::validate_service_name("service name", &name.name).map_err(|e| ApiError::bad_request(format!("{field}: {e}")))?;
+        mesh_model::names::validate_service_name("service name", &name.name)
+            .map_err(|e| ApiError::bad_request(format!("{field}: {e}")))?;
     }
     Ok(name)
 }
@@ -53,15 +60,25 @@ fn default_allow(app: &AppState) -> bool {
 }
 
 fn entry_key(dst: &ServiceName) -> EntryKey {
-    EntryKey { kind: mesh_model::config_entry::Kind::ServiceIntentions, meta: dst.meta.clone(), name: dst.name.clone() }
+    EntryKey {
+        kind: mesh_model::config_entry::Kind::ServiceIntentions,
+        meta: dst.meta.clone(),
+        name: dst.name.clone(),
+    }
 }
 
 fn intention_json(app_state: &store::State, i: &intentions::Intention) -> Value {
-    let (c, m) = app_state.entry_indexes(&entry_key(&i.destination)).unwrap_or((0, 0));
+    let (c, m) = app_state
+        .entry_indexes(&entry_key(&i.destination))
+        .unwrap_or((0, 0));
     i.to_api_json(c, m)
 }
 
-pub async fn list(State(app): State<AppState>, headers: HeaderMap, RawQuery(raw): RawQuery) -> ApiResult<Response> {
+pub async fn list(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> ApiResult<Response> {
     let q = Query::parse(raw.as_deref())?;
     let ident = authz::resolve(&app, &headers, &q)?;
     let filter = Filter::parse(&q)?;
@@ -77,41 +94,86 @@ pub async fn list(State(app): State<AppState>, headers: HeaderMap, RawQuery(raw)
     Ok(json_with_index(&rows, index))
 }
 
-pub async fn exact_get(State(app): State<AppState>, headers: HeaderMap, RawQuery(raw): RawQuery) -> ApiResult<Response> {
+pub async fn exact_get(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> ApiResult<Response> {
     let q = Query::parse(raw.as_deref())?;
     let ident = authz::resolve(&app, &headers, &q)?;
     let (src, dst) = (parse_name(&q, "source")?, parse_name(&q, "destination")?);
-    authz::require(&ident, ident.authorizer.intention_read(&dst.name), "intention:read", &dst.name)?;
-    let (found, index) =
-        blocking(&app, &q, &keys(), |s| intentions::exact(s.config_entries(), &src, &dst).map(|i| intention_json(s, &i))).await;
+    authz::require(
+        &ident,
+        ident.authorizer.intention_read(&dst.name),
+        "intention:read",
+        &dst.name,
+    )?;
+    let (found, index) = blocking(&app, &q, &keys(), |s| {
+        intentions::exact(s.config_entries(), &src, &dst).map(|i| intention_json(s, &i))
+    })
+    .await;
     match found {
         Some(v) => Ok(json_with_index(&v, index)),
-        None => Err(ApiError::not_found(format!("Intention not found: {} => {}", src.name, dst.name))),
+        None => Err(ApiError::not_found(format!(
+            "Intention not found: {} => {}",
+            src.name, dst.name
+        ))),
     }
 }
 
-pub async fn exact_put(State(app): State<AppState>, headers: HeaderMap, RawQuery(raw): RawQuery, b: Result<Bytes, BytesRejection>) -> ApiResult<Response> {
+pub async fn exact_put(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+    b: Result<Bytes, BytesRejection>,
+) -> ApiResult<Response> {
     let q = Query::parse(raw.as_deref())?;
     let ident = authz::resolve(&app, &headers, &q)?;
     let (src, dst) = (parse_name(&q, "source")?, parse_name(&q, "destination")?);
-    authz::require(&ident, ident.authorizer.intention_write(&dst.name), "intention:write", &dst.name)?;
-    let req = IntentionRequest::decode_json(&body(b)?).map_err(|e| ApiError::bad_request(e.to_string()))?;
-    write_with_cas(&app, &dst, |set| intentions::upsert_exact(set, &src, &dst, req.clone()).map(Some).map_err(|e| ApiError::bad_request(e.to_string()))).await?;
+    authz::require(
+        &ident,
+        ident.authorizer.intention_write(&dst.name),
+        "intention:write",
+        &dst.name,
+    )?;
+    let req = IntentionRequest::decode_json(&body(b)?)
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    write_with_cas(&app, &dst, |set| {
+        intentions::upsert_exact(set, &src, &dst, req.clone())
+            .map(Some)
+            .map_err(|e| ApiError::bad_request(e.to_string()))
+    })
+    .await?;
     Ok(json(&true))
 }
 
-pub async fn exact_delete(State(app): State<AppState>, headers: HeaderMap, RawQuery(raw): RawQuery) -> ApiResult<Response> {
+pub async fn exact_delete(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> ApiResult<Response> {
     let q = Query::parse(raw.as_deref())?;
     let ident = authz::resolve(&app, &headers, &q)?;
     let (src, dst) = (parse_name(&q, "source")?, parse_name(&q, "destination")?);
-    authz::require(&ident, ident.authorizer.intention_write(&dst.name), "intention:write", &dst.name)?;
+    authz::require(
+        &ident,
+        ident.authorizer.intention_write(&dst.name),
+        "intention:write",
+        &dst.name,
+    )?;
     for _ in 0..CAS_ATTEMPTS {
         let (outcome, cas) = app.store.read(|s| {
-            (intentions::delete_exact(s.config_entries(), &src, &dst), s.entry_indexes(&entry_key(&dst)).map(|(_, m)| m))
+            (
+                intentions::delete_exact(s.config_entries(), &src, &dst),
+                s.entry_indexes(&entry_key(&dst)).map(|(_, m)| m),
+            )
         });
         let op = match outcome {
             DeleteOutcome::NotFound => return Ok(json(&true)),
-            DeleteOutcome::Write(entry) => Op::ConfigSet { entry: entry.to_json(), cas: Some(cas.unwrap_or(0)) },
+            DeleteOutcome::Write(entry) => Op::ConfigSet {
+                entry: entry.to_json(),
+                cas: Some(cas.unwrap_or(0)),
+            },
             DeleteOutcome::Delete(key) => Op::ConfigDelete {
                 kind: key.kind.as_str().to_owned(),
                 partition: key.meta.partition,
@@ -124,7 +186,9 @@ pub async fn exact_delete(State(app): State<AppState>, headers: HeaderMap, RawQu
             return Ok(json(&true));
         }
     }
-    Err(ApiError::conflict("intention changed concurrently too many times; retry"))
+    Err(ApiError::conflict(
+        "intention changed concurrently too many times; retry",
+    ))
 }
 
 /// Read-modify-write of the destination's `service-intentions` entry with check-and-set.
@@ -134,26 +198,57 @@ async fn write_with_cas(
     build: impl Fn(&mesh_model::config_entry::ConfigEntrySet) -> ApiResult<Option<ConfigEntry>>,
 ) -> ApiResult<()> {
     for _ in 0..CAS_ATTEMPTS {
-        let (entry, cas) = app.store.read(|s| (build(s.config_entries()), s.entry_indexes(&entry_key(dst)).map(|(_, m)| m).unwrap_or(0)));
+        let (entry, cas) = app.store.read(|s| {
+            (
+                build(s.config_entries()),
+                s.entry_indexes(&entry_key(dst))
+                    .map(|(_, m)| m)
+                    .unwrap_or(0),
+            )
+        });
         let Some(entry) = entry? else { return Ok(()) };
-        if app.store.write(Op::ConfigSet { entry: entry.to_json(), cas: Some(cas) }).await?.applied {
+        if app
+            .store
+            .write(Op::ConfigSet {
+                entry: entry.to_json(),
+                cas: Some(cas),
+            })
+            .await?
+            .applied
+        {
             return Ok(());
         }
     }
-    Err(ApiError::conflict("intention changed concurrently too many times; retry"))
+    Err(ApiError::conflict(
+        "intention changed concurrently too many times; retry",
+    ))
 }
 
-pub async fn match_(State(app): State<AppState>, headers: HeaderMap, RawQuery(raw): RawQuery) -> ApiResult<Response> {
+pub async fn match_(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> ApiResult<Response> {
     let q = Query::parse(raw.as_deref())?;
     let ident = authz::resolve(&app, &headers, &q)?;
     let by = match q.get("by") {
         Some("source") => MatchBy::Source,
         Some("destination") => MatchBy::Destination,
-        Some(other) => return Err(ApiError::bad_request(format!("'by' must be 'source' or 'destination', got {other:?}"))),
-        None => return Err(ApiError::bad_request("required query parameter 'by' not set")),
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "'by' must be 'source' or 'destination', got {other:?}"
+            )));
+        }
+        None => {
+            return Err(ApiError::bad_request(
+                "required query parameter 'by' not set",
+            ));
+        }
     };
     if q.all("name").is_empty() {
-        return Err(ApiError::bad_request("required query parameter 'name' not set"));
+        return Err(ApiError::bad_request(
+            "required query parameter 'name' not set",
+        ));
     }
     let mut names = Vec::new();
     for raw_name in q.all("name") {
@@ -183,16 +278,33 @@ pub async fn match_(State(app): State<AppState>, headers: HeaderMap, RawQuery(ra
 
 fn consul_encode(s: &str) -> String {
     s.bytes()
-        .map(|b| if b.is_ascii_alphanumeric() || b"-_.~/*".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") })
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~/*".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
         .collect()
 }
 
-pub async fn check(State(app): State<AppState>, headers: HeaderMap, RawQuery(raw): RawQuery) -> ApiResult<Response> {
+pub async fn check(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> ApiResult<Response> {
     let q = Query::parse(raw.as_deref())?;
     let ident = authz::resolve(&app, &headers, &q)?;
     let (src, dst) = (parse_name(&q, "source")?, parse_name(&q, "destination")?);
-    authz::require(&ident, ident.authorizer.intention_read(&dst.name), "intention:read", &dst.name)?;
+    authz::require(
+        &ident,
+        ident.authorizer.intention_read(&dst.name),
+        "intention:read",
+        &dst.name,
+    )?;
     let allow = default_allow(&app);
-    let decision = app.store.read(|s| intentions::check(s.config_entries(), &src, &dst, allow));
+    let decision = app
+        .store
+        .read(|s| intentions::check(s.config_entries(), &src, &dst, allow));
     Ok(json(&json!({ "Allowed": decision.allowed })))
 }

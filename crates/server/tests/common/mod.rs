@@ -25,7 +25,10 @@ impl Resp {
         serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
     }
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -45,7 +48,11 @@ impl TestServer {
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
             rt.block_on(async move {
                 let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
                 let addr = listener.local_addr().unwrap();
@@ -59,8 +66,15 @@ impl TestServer {
                 .unwrap();
             });
         });
-        let addr = addr_rx.recv_timeout(Duration::from_secs(20)).expect("server did not start");
-        TestServer { base: format!("http://{addr}"), dir, shutdown: Some(stop_tx), thread: Some(thread) }
+        let addr = addr_rx
+            .recv_timeout(Duration::from_secs(20))
+            .expect("server did not start");
+        TestServer {
+            base: format!("http://{addr}"),
+            dir,
+            shutdown: Some(stop_tx),
+            thread: Some(thread),
+        }
     }
 
     /// Stops the server and returns its data dir (to restart on it).
@@ -81,7 +95,10 @@ impl TestServer {
 
     fn agent() -> ureq::Agent {
         ureq::Agent::new_with_config(
-            ureq::Agent::config_builder().http_status_as_error(false).timeout_global(Some(Duration::from_secs(30))).build(),
+            ureq::Agent::config_builder()
+                .http_status_as_error(false)
+                .timeout_global(Some(Duration::from_secs(30)))
+                .build(),
         )
     }
 
@@ -95,10 +112,23 @@ impl TestServer {
         let req = builder.body(body.unwrap_or("").to_owned()).unwrap();
         let mut resp = agent.run(req).unwrap();
         let status = resp.status().as_u16();
-        let headers = resp.headers().iter().map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_owned())).collect::<Vec<_>>();
-        let index = resp.headers().get("X-Consul-Index").and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
+        let headers = resp
+            .headers()
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_owned()))
+            .collect::<Vec<_>>();
+        let index = resp
+            .headers()
+            .get("X-Consul-Index")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok());
         let body = resp.body_mut().read_to_string().unwrap_or_default();
-        Resp { status, body, index, headers }
+        Resp {
+            status,
+            body,
+            index,
+            headers,
+        }
     }
 
     pub fn get(&self, path: &str) -> Resp {

@@ -5,7 +5,9 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use mesh_model::acl::{AclPolicy, AclToken, GLOBAL_MANAGEMENT_ID, GLOBAL_MANAGEMENT_NAME, PolicyLink, policy_hash};
+use mesh_model::acl::{
+    AclPolicy, AclToken, GLOBAL_MANAGEMENT_ID, GLOBAL_MANAGEMENT_NAME, PolicyLink, policy_hash,
+};
 
 use super::{ApplyError, State, WatchKey};
 
@@ -22,12 +24,27 @@ pub struct AclState {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum AclOp {
     /// Creates the built-in policy and tokens that must exist when ACLs are on (idempotent).
-    Init { anonymous: AclToken, initial_management: Option<AclToken> },
-    Bootstrap { token: AclToken },
-    TokenSet { token: AclToken, create: bool },
-    TokenDelete { accessor_id: String },
-    PolicySet { policy: AclPolicy, create: bool },
-    PolicyDelete { id: String },
+    Init {
+        anonymous: AclToken,
+        initial_management: Option<AclToken>,
+    },
+    Bootstrap {
+        token: AclToken,
+    },
+    TokenSet {
+        token: AclToken,
+        create: bool,
+    },
+    TokenDelete {
+        accessor_id: String,
+    },
+    PolicySet {
+        policy: AclPolicy,
+        create: bool,
+    },
+    PolicyDelete {
+        id: String,
+    },
 }
 
 fn builtin_management(index: u64) -> AclPolicy {
@@ -56,10 +73,16 @@ impl AclState {
                 self.policies.values().find(|p| p.name == l.name)
             };
             let p = p.ok_or_else(|| {
-                ApplyError::Invalid(format!("cannot find policy {}", if l.id.is_empty() { &l.name } else { &l.id }))
+                ApplyError::Invalid(format!(
+                    "cannot find policy {}",
+                    if l.id.is_empty() { &l.name } else { &l.id }
+                ))
             })?;
             if !out.iter().any(|o| o.id == p.id) {
-                out.push(PolicyLink { id: p.id.clone(), name: p.name.clone() });
+                out.push(PolicyLink {
+                    id: p.id.clone(),
+                    name: p.name.clone(),
+                });
             }
         }
         Ok(out)
@@ -79,17 +102,28 @@ impl State {
         &self.acl
     }
 
-    pub(super) fn apply_acl(&mut self, op: &AclOp, index: u64) -> Result<Vec<WatchKey>, ApplyError> {
+    pub(super) fn apply_acl(
+        &mut self,
+        op: &AclOp,
+        index: u64,
+    ) -> Result<Vec<WatchKey>, ApplyError> {
         let acl = &mut self.acl;
         match op {
-            AclOp::Init { anonymous, initial_management } => {
-                acl.policies.entry(GLOBAL_MANAGEMENT_ID.into()).or_insert_with(|| builtin_management(index));
-                acl.tokens.entry(anonymous.accessor_id.clone()).or_insert_with(|| {
-                    let mut t = anonymous.clone();
-                    t.create_index = index;
-                    t.modify_index = index;
-                    t
-                });
+            AclOp::Init {
+                anonymous,
+                initial_management,
+            } => {
+                acl.policies
+                    .entry(GLOBAL_MANAGEMENT_ID.into())
+                    .or_insert_with(|| builtin_management(index));
+                acl.tokens
+                    .entry(anonymous.accessor_id.clone())
+                    .or_insert_with(|| {
+                        let mut t = anonymous.clone();
+                        t.create_index = index;
+                        t.modify_index = index;
+                        t
+                    });
                 if let Some(m) = initial_management {
                     if acl.token_by_secret(&m.secret_id).is_none() {
                         let mut t = m.clone();
@@ -101,11 +135,18 @@ impl State {
             }
             AclOp::Bootstrap { token } => {
                 if let Some(i) = acl.bootstrap_index {
-                    return Err(ApplyError::Forbidden(format!("ACL bootstrap no longer allowed (reset index: {i})")));
+                    return Err(ApplyError::Forbidden(format!(
+                        "ACL bootstrap no longer allowed (reset index: {i})"
+                    )));
                 }
-                acl.policies.entry(GLOBAL_MANAGEMENT_ID.into()).or_insert_with(|| builtin_management(index));
+                acl.policies
+                    .entry(GLOBAL_MANAGEMENT_ID.into())
+                    .or_insert_with(|| builtin_management(index));
                 let mut t = token.clone();
-                t.policies = vec![PolicyLink { id: GLOBAL_MANAGEMENT_ID.into(), name: GLOBAL_MANAGEMENT_NAME.into() }];
+                t.policies = vec![PolicyLink {
+                    id: GLOBAL_MANAGEMENT_ID.into(),
+                    name: GLOBAL_MANAGEMENT_NAME.into(),
+                }];
                 t.create_index = index;
                 t.modify_index = index;
                 acl.tokens.insert(t.accessor_id.clone(), t.with_hash());
@@ -115,14 +156,24 @@ impl State {
                 let existing = acl.tokens.get(&token.accessor_id).cloned();
                 match (&existing, create) {
                     (Some(_), true) => {
-                        return Err(ApplyError::Invalid(format!("Invalid Token: AccessorID {:?} is already in use", token.accessor_id)));
+                        return Err(ApplyError::Invalid(format!(
+                            "Invalid Token: AccessorID {:?} is already in use",
+                            token.accessor_id
+                        )));
                     }
-                    (None, false) => return Err(ApplyError::NotFound(format!("Cannot find token {:?}", token.accessor_id))),
+                    (None, false) => {
+                        return Err(ApplyError::NotFound(format!(
+                            "Cannot find token {:?}",
+                            token.accessor_id
+                        )));
+                    }
                     _ => {}
                 }
                 if let Some(other) = acl.token_by_secret(&token.secret_id) {
                     if other.accessor_id != token.accessor_id {
-                        return Err(ApplyError::Invalid("Invalid Token: SecretID is already in use".into()));
+                        return Err(ApplyError::Invalid(
+                            "Invalid Token: SecretID is already in use".into(),
+                        ));
                     }
                 }
                 let mut t = token.clone();
@@ -140,23 +191,40 @@ impl State {
             }
             AclOp::TokenDelete { accessor_id } => {
                 if accessor_id == mesh_model::acl::ANONYMOUS_TOKEN_ID {
-                    return Err(ApplyError::Invalid("Delete operation not permitted on the anonymous token".into()));
+                    return Err(ApplyError::Invalid(
+                        "Delete operation not permitted on the anonymous token".into(),
+                    ));
                 }
                 acl.tokens.remove(accessor_id);
             }
             AclOp::PolicySet { policy, create } => {
                 let existing = acl.policies.get(&policy.id).cloned();
                 match (&existing, create) {
-                    (Some(_), true) => return Err(ApplyError::Invalid(format!("Invalid Policy: ID {:?} is already in use", policy.id))),
-                    (None, false) => return Err(ApplyError::NotFound(format!("Cannot find policy {:?}", policy.id))),
+                    (Some(_), true) => {
+                        return Err(ApplyError::Invalid(format!(
+                            "Invalid Policy: ID {:?} is already in use",
+                            policy.id
+                        )));
+                    }
+                    (None, false) => {
+                        return Err(ApplyError::NotFound(format!(
+                            "Cannot find policy {:?}",
+                            policy.id
+                        )));
+                    }
                     _ => {}
                 }
-                if policy.id == GLOBAL_MANAGEMENT_ID && existing.as_ref().is_some_and(|e| e.rules != policy.rules) {
+                if policy.id == GLOBAL_MANAGEMENT_ID
+                    && existing.as_ref().is_some_and(|e| e.rules != policy.rules)
+                {
                     return Err(ApplyError::Invalid("Changing the Rules for the builtin global-management policy is not permitted".into()));
                 }
                 if let Some(other) = acl.policy_by_name(&policy.name) {
                     if other.id != policy.id {
-                        return Err(ApplyError::Invalid(format!("Invalid Policy: A Policy with Name {:?} already exists", policy.name)));
+                        return Err(ApplyError::Invalid(format!(
+                            "Invalid Policy: A Policy with Name {:?} already exists",
+                            policy.name
+                        )));
                     }
                 }
                 let mut p = policy.clone();
@@ -177,7 +245,10 @@ impl State {
             }
             AclOp::PolicyDelete { id } => {
                 if id == GLOBAL_MANAGEMENT_ID {
-                    return Err(ApplyError::Invalid("Delete operation not permitted on the builtin global-management policy".into()));
+                    return Err(ApplyError::Invalid(
+                        "Delete operation not permitted on the builtin global-management policy"
+                            .into(),
+                    ));
                 }
                 if acl.policies.remove(id).is_some() {
                     for t in acl.tokens.values_mut() {

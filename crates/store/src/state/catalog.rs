@@ -19,7 +19,10 @@ pub struct NodeKey {
 
 impl NodeKey {
     pub fn new(partition: &str, node: &str) -> Self {
-        Self { partition: or_default(partition), node: node.to_owned() }
+        Self {
+            partition: or_default(partition),
+            node: node.to_owned(),
+        }
     }
     pub(crate) fn of(n: &Node) -> Self {
         Self::new(&n.partition, &n.node)
@@ -65,7 +68,11 @@ impl CheckKey {
 }
 
 fn or_default(s: &str) -> String {
-    if s.is_empty() { mesh_model::names::DEFAULT.to_owned() } else { s.to_owned() }
+    if s.is_empty() {
+        mesh_model::names::DEFAULT.to_owned()
+    } else {
+        s.to_owned()
+    }
 }
 
 /// A registration: what `catalog/register` and `agent/service/register` write, in one op.
@@ -104,9 +111,15 @@ impl Instance<'_> {
 
 fn service_keys(s: &NodeService) -> Vec<WatchKey> {
     let meta = s.ent_meta();
-    let mut keys = vec![WatchKey::Services(meta.clone()), WatchKey::Service(ServiceName::new(&s.service, meta.clone()))];
+    let mut keys = vec![
+        WatchKey::Services(meta.clone()),
+        WatchKey::Service(ServiceName::new(&s.service, meta.clone())),
+    ];
     if s.is_connect_proxy() && !s.proxy.destination_service_name.is_empty() {
-        keys.push(WatchKey::Connect(ServiceName::new(&s.proxy.destination_service_name, meta.clone())));
+        keys.push(WatchKey::Connect(ServiceName::new(
+            &s.proxy.destination_service_name,
+            meta.clone(),
+        )));
     }
     if s.connect.native {
         keys.push(WatchKey::Connect(ServiceName::new(&s.service, meta)));
@@ -115,12 +128,24 @@ fn service_keys(s: &NodeService) -> Vec<WatchKey> {
 }
 
 fn node_keys(partition: &str, node: &str) -> Vec<WatchKey> {
-    vec![WatchKey::Nodes, WatchKey::Node { partition: or_default(partition), node: node.to_owned() }]
+    vec![
+        WatchKey::Nodes,
+        WatchKey::Node {
+            partition: or_default(partition),
+            node: node.to_owned(),
+        },
+    ]
 }
 
 impl State {
-    fn services_on_node<'a>(&'a self, partition: &'a str, node: &'a str) -> impl Iterator<Item = (&'a ServiceKey, &'a NodeService)> + 'a {
-        self.services.iter().filter(move |(k, _)| k.partition == partition && k.node == node)
+    fn services_on_node<'a>(
+        &'a self,
+        partition: &'a str,
+        node: &'a str,
+    ) -> impl Iterator<Item = (&'a ServiceKey, &'a NodeService)> + 'a {
+        self.services
+            .iter()
+            .filter(move |(k, _)| k.partition == partition && k.node == node)
     }
 
     /// Keys touched when something node-wide (a node check, the node itself) changes.
@@ -132,13 +157,20 @@ impl State {
         keys
     }
 
-    pub(super) fn apply_register(&mut self, reg: &Registration, index: u64) -> Result<Vec<WatchKey>, ApplyError> {
+    pub(super) fn apply_register(
+        &mut self,
+        reg: &Registration,
+        index: u64,
+    ) -> Result<Vec<WatchKey>, ApplyError> {
         let partition = or_default(&reg.node.partition);
         let node_name = reg.node.node.clone();
         let nkey = NodeKey::new(&partition, &node_name);
         // Validate first: checks must reference services that exist after this write.
-        let new_ids: BTreeSet<(String, String)> =
-            reg.services.iter().map(|s| (or_default(&s.namespace), s.id.clone())).collect();
+        let new_ids: BTreeSet<(String, String)> = reg
+            .services
+            .iter()
+            .map(|s| (or_default(&s.namespace), s.id.clone()))
+            .collect();
         for c in &reg.checks {
             if c.service_id.is_empty() {
                 continue;
@@ -210,13 +242,20 @@ impl State {
         }
         // Checks to replace.
         for sid in &reg.replace_checks_of {
-            let keep: BTreeSet<&str> =
-                reg.checks.iter().filter(|c| &c.service_id == sid).map(|c| c.check_id.as_str()).collect();
+            let keep: BTreeSet<&str> = reg
+                .checks
+                .iter()
+                .filter(|c| &c.service_id == sid)
+                .map(|c| c.check_id.as_str())
+                .collect();
             let stale: Vec<CheckKey> = self
                 .checks
                 .iter()
                 .filter(|(k, c)| {
-                    k.partition == partition && k.node == node_name && &c.service_id == sid && !keep.contains(c.check_id.as_str())
+                    k.partition == partition
+                        && k.node == node_name
+                        && &c.service_id == sid
+                        && !keep.contains(c.check_id.as_str())
                 })
                 .map(|(k, _)| k.clone())
                 .collect();
@@ -233,7 +272,12 @@ impl State {
             c.partition = partition.clone();
             c.namespace = or_default(&c.namespace);
             if !c.service_id.is_empty() {
-                let skey = ServiceKey { partition: partition.clone(), node: node_name.clone(), namespace: c.namespace.clone(), id: c.service_id.clone() };
+                let skey = ServiceKey {
+                    partition: partition.clone(),
+                    node: node_name.clone(),
+                    namespace: c.namespace.clone(),
+                    id: c.service_id.clone(),
+                };
                 if let Some(s) = self.services.get(&skey) {
                     c.service_name = s.service.clone();
                     c.service_tags = s.tags.clone();
@@ -257,7 +301,12 @@ impl State {
         if c.service_id.is_empty() {
             return self.node_wide_keys(partition, &c.node);
         }
-        let skey = ServiceKey { partition: partition.to_owned(), node: c.node.clone(), namespace: or_default(&c.namespace), id: c.service_id.clone() };
+        let skey = ServiceKey {
+            partition: partition.to_owned(),
+            node: c.node.clone(),
+            namespace: or_default(&c.namespace),
+            id: c.service_id.clone(),
+        };
         let mut keys = node_keys(partition, &c.node);
         if let Some(s) = self.services.get(&skey) {
             keys.extend(service_keys(s));
@@ -265,7 +314,11 @@ impl State {
         keys
     }
 
-    pub(super) fn apply_deregister_node(&mut self, partition: &str, node: &str) -> Result<Vec<WatchKey>, ApplyError> {
+    pub(super) fn apply_deregister_node(
+        &mut self,
+        partition: &str,
+        node: &str,
+    ) -> Result<Vec<WatchKey>, ApplyError> {
         let partition = or_default(partition);
         let nkey = NodeKey::new(&partition, node);
         if !self.nodes.contains_key(&nkey) {
@@ -274,8 +327,10 @@ impl State {
         }
         let touched = self.node_wide_keys(&partition, node);
         self.nodes.remove(&nkey);
-        self.services.retain(|k, _| !(k.partition == partition && k.node == node));
-        self.checks.retain(|k, _| !(k.partition == partition && k.node == node));
+        self.services
+            .retain(|k, _| !(k.partition == partition && k.node == node));
+        self.checks
+            .retain(|k, _| !(k.partition == partition && k.node == node));
         Ok(touched)
     }
 
@@ -286,13 +341,23 @@ impl State {
         namespace: &str,
         id: &str,
     ) -> Result<Vec<WatchKey>, ApplyError> {
-        let key = ServiceKey { partition: or_default(partition), node: node.to_owned(), namespace: or_default(namespace), id: id.to_owned() };
+        let key = ServiceKey {
+            partition: or_default(partition),
+            node: node.to_owned(),
+            namespace: or_default(namespace),
+            id: id.to_owned(),
+        };
         let Some(s) = self.services.remove(&key) else {
             return Ok(Vec::new());
         };
         let mut touched = service_keys(&s);
         touched.extend(node_keys(&key.partition, node));
-        self.checks.retain(|k, c| !(k.partition == key.partition && k.node == node && c.service_id == id && k.namespace == key.namespace));
+        self.checks.retain(|k, c| {
+            !(k.partition == key.partition
+                && k.node == node
+                && c.service_id == id
+                && k.namespace == key.namespace)
+        });
         Ok(touched)
     }
 
@@ -303,7 +368,12 @@ impl State {
         namespace: &str,
         check_id: &str,
     ) -> Result<Vec<WatchKey>, ApplyError> {
-        let key = CheckKey { partition: or_default(partition), node: node.to_owned(), namespace: or_default(namespace), check_id: check_id.to_owned() };
+        let key = CheckKey {
+            partition: or_default(partition),
+            node: node.to_owned(),
+            namespace: or_default(namespace),
+            check_id: check_id.to_owned(),
+        };
         let Some(c) = self.checks.get(&key).cloned() else {
             return Ok(Vec::new());
         };
@@ -322,7 +392,9 @@ impl State {
         index: u64,
     ) -> Result<Vec<WatchKey>, ApplyError> {
         if ![PASSING, WARNING, CRITICAL].contains(&status) {
-            return Err(ApplyError::Invalid(format!("invalid check status {status:?}")));
+            return Err(ApplyError::Invalid(format!(
+                "invalid check status {status:?}"
+            )));
         }
         let partition = or_default(partition);
         let found = self
@@ -354,12 +426,22 @@ impl State {
 
     pub fn nodes(&self, partition: &str) -> impl Iterator<Item = &Node> {
         let partition = or_default(partition);
-        self.nodes.iter().filter(move |(k, _)| k.partition == partition).map(|(_, n)| n)
+        self.nodes
+            .iter()
+            .filter(move |(k, _)| k.partition == partition)
+            .map(|(_, n)| n)
     }
 
     /// Services on one node, in ID order.
-    pub fn node_services<'a>(&'a self, partition: &'a str, node: &'a str) -> impl Iterator<Item = &'a NodeService> + 'a {
-        self.services.iter().filter(move |(k, _)| k.partition == partition && k.node == node).map(|(_, s)| s)
+    pub fn node_services<'a>(
+        &'a self,
+        partition: &'a str,
+        node: &'a str,
+    ) -> impl Iterator<Item = &'a NodeService> + 'a {
+        self.services
+            .iter()
+            .filter(move |(k, _)| k.partition == partition && k.node == node)
+            .map(|(_, s)| s)
     }
 
     /// `catalog/services`: name → union of tags, for one tenancy.
@@ -367,7 +449,9 @@ impl State {
         let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
         for (k, s) in &self.services {
             if k.partition == meta.partition && k.namespace == meta.namespace {
-                out.entry(s.service.clone()).or_default().extend(s.tags.iter().cloned());
+                out.entry(s.service.clone())
+                    .or_default()
+                    .extend(s.tags.iter().cloned());
             }
         }
         out
@@ -381,18 +465,27 @@ impl State {
             .filter(|(ck, c)| {
                 ck.partition == key.partition
                     && ck.node == key.node
-                    && (c.service_id.is_empty() || (c.service_id == s.id && ck.namespace == key.namespace))
+                    && (c.service_id.is_empty()
+                        || (c.service_id == s.id && ck.namespace == key.namespace))
             })
             .map(|(_, c)| c)
             .collect();
-        Some(Instance { node, service: s, checks })
+        Some(Instance {
+            node,
+            service: s,
+            checks,
+        })
     }
 
     /// Instances of one service (catalog/service, health/service), ordered by node then ID.
     pub fn instances(&self, name: &ServiceName) -> Vec<Instance<'_>> {
         self.services
             .iter()
-            .filter(|(k, s)| k.partition == name.meta.partition && k.namespace == name.meta.namespace && s.service == name.name)
+            .filter(|(k, s)| {
+                k.partition == name.meta.partition
+                    && k.namespace == name.meta.namespace
+                    && s.service == name.name
+            })
             .filter_map(|(k, s)| self.instance(k, s))
             .collect()
     }
@@ -401,7 +494,11 @@ impl State {
     pub fn connect_instances(&self, name: &ServiceName) -> Vec<Instance<'_>> {
         self.services
             .iter()
-            .filter(|(k, s)| k.partition == name.meta.partition && k.namespace == name.meta.namespace && s.is_mesh_capable_for(&name.name))
+            .filter(|(k, s)| {
+                k.partition == name.meta.partition
+                    && k.namespace == name.meta.namespace
+                    && s.is_mesh_capable_for(&name.name)
+            })
             .filter_map(|(k, s)| self.instance(k, s))
             .collect()
     }
@@ -410,25 +507,51 @@ impl State {
     pub fn service_checks(&self, name: &ServiceName) -> Vec<&HealthCheck> {
         self.checks
             .iter()
-            .filter(|(k, c)| k.partition == name.meta.partition && k.namespace == name.meta.namespace && c.service_name == name.name && !c.service_id.is_empty())
+            .filter(|(k, c)| {
+                k.partition == name.meta.partition
+                    && k.namespace == name.meta.namespace
+                    && c.service_name == name.name
+                    && !c.service_id.is_empty()
+            })
             .map(|(_, c)| c)
             .collect()
     }
 
     /// Checks on one node (node-level and service-level).
-    pub fn node_checks<'a>(&'a self, partition: &'a str, node: &'a str) -> impl Iterator<Item = &'a HealthCheck> + 'a {
-        self.checks.iter().filter(move |(k, _)| k.partition == partition && k.node == node).map(|(_, c)| c)
+    pub fn node_checks<'a>(
+        &'a self,
+        partition: &'a str,
+        node: &'a str,
+    ) -> impl Iterator<Item = &'a HealthCheck> + 'a {
+        self.checks
+            .iter()
+            .filter(move |(k, _)| k.partition == partition && k.node == node)
+            .map(|(_, c)| c)
     }
 
     /// Ports already used by instances on a node (for sidecar port assignment).
     pub fn used_ports(&self, partition: &str, node: &str) -> BTreeSet<u16> {
         let partition = or_default(partition);
-        self.services_on_node(&partition, node).map(|(_, s)| s.port).filter(|p| *p != 0).collect()
+        self.services_on_node(&partition, node)
+            .map(|(_, s)| s.port)
+            .filter(|p| *p != 0)
+            .collect()
     }
 
     /// One instance by node and ID.
-    pub fn service_by_id(&self, partition: &str, node: &str, namespace: &str, id: &str) -> Option<&NodeService> {
-        self.services.get(&ServiceKey { partition: or_default(partition), node: node.to_owned(), namespace: or_default(namespace), id: id.to_owned() })
+    pub fn service_by_id(
+        &self,
+        partition: &str,
+        node: &str,
+        namespace: &str,
+        id: &str,
+    ) -> Option<&NodeService> {
+        self.services.get(&ServiceKey {
+            partition: or_default(partition),
+            node: node.to_owned(),
+            namespace: or_default(namespace),
+            id: id.to_owned(),
+        })
     }
 
     /// Counts (for metrics and benchmarks).

@@ -4,7 +4,9 @@
 use std::collections::BTreeMap;
 
 use mesh_model::EntMeta;
-use mesh_model::config_entry::{self, ConfigEntry, ConfigEntryError, ConfigEntrySet, EntryKey, Kind};
+use mesh_model::config_entry::{
+    self, ConfigEntry, ConfigEntryError, ConfigEntrySet, EntryKey, Kind,
+};
 
 use super::{ApplyError, State, WatchKey};
 
@@ -18,7 +20,11 @@ fn rejected(e: ConfigEntryError) -> ApplyError {
 pub(crate) fn entry_keys(kind: Kind, meta: &EntMeta, name: &str) -> Vec<WatchKey> {
     vec![
         WatchKey::ConfigKind(kind.as_str().to_owned()),
-        WatchKey::ConfigEntry { kind: kind.as_str().to_owned(), meta: meta.clone(), name: name.to_owned() },
+        WatchKey::ConfigEntry {
+            kind: kind.as_str().to_owned(),
+            meta: meta.clone(),
+            name: name.to_owned(),
+        },
     ]
 }
 
@@ -33,7 +39,12 @@ impl State {
         self.config_index.get(key).copied()
     }
 
-    pub(super) fn apply_config_set(&mut self, value: &serde_json::Value, cas: Option<u64>, index: u64) -> Result<Option<Vec<WatchKey>>, ApplyError> {
+    pub(super) fn apply_config_set(
+        &mut self,
+        value: &serde_json::Value,
+        cas: Option<u64>,
+        index: u64,
+    ) -> Result<Option<Vec<WatchKey>>, ApplyError> {
         let entry = config_entry::decode_value(value.clone()).map_err(rejected)?;
         let key = entry.key();
         if let Some(cas) = cas {
@@ -57,7 +68,11 @@ impl State {
         Ok(Some(entry_keys(key.kind, &key.meta, &key.name)))
     }
 
-    pub(super) fn apply_config_delete(&mut self, key: &EntryKey, cas: Option<u64>) -> Result<Option<Vec<WatchKey>>, ApplyError> {
+    pub(super) fn apply_config_delete(
+        &mut self,
+        key: &EntryKey,
+        cas: Option<u64>,
+    ) -> Result<Option<Vec<WatchKey>>, ApplyError> {
         let current = self.config_index.get(key).map(|(_, m)| *m);
         if let Some(cas) = cas {
             if current != Some(cas) {

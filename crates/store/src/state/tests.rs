@@ -5,25 +5,50 @@ use super::catalog::Registration;
 use super::*;
 
 fn node(name: &str) -> Node {
-    Node { node: name.into(), address: "10.0.0.1".into(), ..Node::default() }
+    Node {
+        node: name.into(),
+        address: "10.0.0.1".into(),
+        ..Node::default()
+    }
 }
 
 fn svc(id: &str, name: &str, port: u16) -> NodeService {
-    NodeService { id: id.into(), service: name.into(), port, ..NodeService::default() }
+    NodeService {
+        id: id.into(),
+        service: name.into(),
+        port,
+        ..NodeService::default()
+    }
 }
 
 fn reg(node_name: &str, services: Vec<NodeService>, checks: Vec<HealthCheck>) -> Op {
-    Op::Register(Registration { node: node(node_name), skip_node_update: false, services, checks, replace_checks_of: vec![] })
+    Op::Register(Registration {
+        node: node(node_name),
+        skip_node_update: false,
+        services,
+        checks,
+        replace_checks_of: vec![],
+    })
 }
 
 fn ttl_check(node: &str, id: &str, service_id: &str, status: &str) -> HealthCheck {
-    HealthCheck { node: node.into(), check_id: id.into(), name: id.into(), status: status.into(), service_id: service_id.into(), ..HealthCheck::default() }
+    HealthCheck {
+        node: node.into(),
+        check_id: id.into(),
+        name: id.into(),
+        status: status.into(),
+        service_id: service_id.into(),
+        ..HealthCheck::default()
+    }
 }
 
 #[test]
 fn register_sets_indexes_and_touches_keys() {
     let mut st = State::default();
-    let keys = st.apply(&reg("n1", vec![svc("web-1", "web", 80)], vec![]), 1).unwrap().unwrap();
+    let keys = st
+        .apply(&reg("n1", vec![svc("web-1", "web", 80)], vec![]), 1)
+        .unwrap()
+        .unwrap();
     let web = ServiceName::default_tuple("web");
     assert!(keys.contains(&WatchKey::Service(web.clone())));
     assert!(keys.contains(&WatchKey::Nodes));
@@ -34,46 +59,91 @@ fn register_sets_indexes_and_touches_keys() {
     assert_eq!(st.index_of(&[WatchKey::Service(web.clone())]), 1);
 
     // Same registration again: nothing changes, no service key touched, indexes stay.
-    let keys = st.apply(&reg("n1", vec![svc("web-1", "web", 80)], vec![]), 2).unwrap().unwrap();
+    let keys = st
+        .apply(&reg("n1", vec![svc("web-1", "web", 80)], vec![]), 2)
+        .unwrap()
+        .unwrap();
     assert!(keys.is_empty(), "{keys:?}");
     assert_eq!(st.instances(&web)[0].service.modify_index, 1);
     assert_eq!(st.index_of(&[WatchKey::Service(web.clone())]), 1);
 
     // A change to the port bumps modify but not create.
-    st.apply(&reg("n1", vec![svc("web-1", "web", 81)], vec![]), 3).unwrap();
+    st.apply(&reg("n1", vec![svc("web-1", "web", 81)], vec![]), 3)
+        .unwrap();
     let s = st.instances(&web)[0].service.clone();
     assert_eq!((s.create_index, s.modify_index, s.port), (1, 3, 81));
     // Another service's key is untouched.
-    assert_eq!(st.index_of(&[WatchKey::Service(ServiceName::default_tuple("db"))]), 1);
+    assert_eq!(
+        st.index_of(&[WatchKey::Service(ServiceName::default_tuple("db"))]),
+        1
+    );
 }
 
 #[test]
 fn check_for_unknown_service_is_rejected_without_side_effects() {
     let mut st = State::default();
-    let err = st.apply(&reg("n1", vec![], vec![ttl_check("n1", "c1", "nope", PASSING)]), 1).unwrap_err();
+    let err = st
+        .apply(
+            &reg("n1", vec![], vec![ttl_check("n1", "c1", "nope", PASSING)]),
+            1,
+        )
+        .unwrap_err();
     assert!(matches!(err, ApplyError::Invalid(m) if m.contains("Missing service for check")));
     assert_eq!(st.index(), 0);
-    assert!(st.node("default", "n1").is_none(), "node must not be half-registered");
+    assert!(
+        st.node("default", "n1").is_none(),
+        "node must not be half-registered"
+    );
 }
 
 #[test]
 fn health_status_and_ttl_updates() {
     let mut st = State::default();
-    st.apply(&reg("n1", vec![svc("web-1", "web", 80)], vec![ttl_check("n1", "c1", "web-1", CRITICAL)]), 1).unwrap();
+    st.apply(
+        &reg(
+            "n1",
+            vec![svc("web-1", "web", 80)],
+            vec![ttl_check("n1", "c1", "web-1", CRITICAL)],
+        ),
+        1,
+    )
+    .unwrap();
     let web = ServiceName::default_tuple("web");
     assert_eq!(st.instances(&web)[0].status(), CRITICAL);
     let keys = st
-        .apply(&Op::UpdateCheck { partition: "".into(), node: "n1".into(), check_id: "c1".into(), status: PASSING.into(), output: "ok".into() }, 2)
+        .apply(
+            &Op::UpdateCheck {
+                partition: "".into(),
+                node: "n1".into(),
+                check_id: "c1".into(),
+                status: PASSING.into(),
+                output: "ok".into(),
+            },
+            2,
+        )
         .unwrap()
         .unwrap();
     assert!(keys.contains(&WatchKey::Service(web.clone())));
     assert_eq!(st.instances(&web)[0].status(), PASSING);
     let err = st
-        .apply(&Op::UpdateCheck { partition: "".into(), node: "n1".into(), check_id: "zz".into(), status: PASSING.into(), output: "".into() }, 3)
+        .apply(
+            &Op::UpdateCheck {
+                partition: "".into(),
+                node: "n1".into(),
+                check_id: "zz".into(),
+                status: PASSING.into(),
+                output: "".into(),
+            },
+            3,
+        )
         .unwrap_err();
     assert!(matches!(err, ApplyError::NotFound(_)));
     // A node-level check affects every service on the node.
-    st.apply(&reg("n1", vec![], vec![ttl_check("n1", "node-c", "", CRITICAL)]), 4).unwrap();
+    st.apply(
+        &reg("n1", vec![], vec![ttl_check("n1", "node-c", "", CRITICAL)]),
+        4,
+    )
+    .unwrap();
     assert_eq!(st.instances(&web)[0].status(), CRITICAL);
     assert_eq!(st.index_of(&[WatchKey::Service(web)]), 4);
 }
@@ -84,14 +154,25 @@ fn connect_instances_follow_proxies() {
     let mut proxy = svc("web-sidecar-proxy", "web-sidecar-proxy", 21000);
     proxy.kind = "connect-proxy".into();
     proxy.proxy.destination_service_name = "web".into();
-    let keys = st.apply(&reg("n1", vec![svc("web", "web", 80), proxy], vec![]), 1).unwrap().unwrap();
+    let keys = st
+        .apply(&reg("n1", vec![svc("web", "web", 80), proxy], vec![]), 1)
+        .unwrap()
+        .unwrap();
     let web = ServiceName::default_tuple("web");
     assert!(keys.contains(&WatchKey::Connect(web.clone())));
     let c = st.connect_instances(&web);
     assert_eq!(c.len(), 1);
     assert_eq!(c[0].service.id, "web-sidecar-proxy");
     let keys = st
-        .apply(&Op::DeregisterService { partition: "".into(), node: "n1".into(), namespace: "".into(), service_id: "web-sidecar-proxy".into() }, 2)
+        .apply(
+            &Op::DeregisterService {
+                partition: "".into(),
+                node: "n1".into(),
+                namespace: "".into(),
+                service_id: "web-sidecar-proxy".into(),
+            },
+            2,
+        )
         .unwrap()
         .unwrap();
     assert!(keys.contains(&WatchKey::Connect(web.clone())));
@@ -101,9 +182,25 @@ fn connect_instances_follow_proxies() {
 #[test]
 fn deregister_node_removes_everything_on_it() {
     let mut st = State::default();
-    st.apply(&reg("n1", vec![svc("a", "a", 1), svc("b", "b", 2)], vec![ttl_check("n1", "c", "a", PASSING)]), 1).unwrap();
-    st.apply(&reg("n2", vec![svc("a", "a", 1)], vec![]), 2).unwrap();
-    st.apply(&Op::DeregisterNode { partition: "".into(), node: "n1".into() }, 3).unwrap();
+    st.apply(
+        &reg(
+            "n1",
+            vec![svc("a", "a", 1), svc("b", "b", 2)],
+            vec![ttl_check("n1", "c", "a", PASSING)],
+        ),
+        1,
+    )
+    .unwrap();
+    st.apply(&reg("n2", vec![svc("a", "a", 1)], vec![]), 2)
+        .unwrap();
+    st.apply(
+        &Op::DeregisterNode {
+            partition: "".into(),
+            node: "n1".into(),
+        },
+        3,
+    )
+    .unwrap();
     assert!(st.node("default", "n1").is_none());
     assert_eq!(st.instances(&ServiceName::default_tuple("a")).len(), 1);
     assert!(st.node_checks("default", "n1").next().is_none());
@@ -115,7 +212,8 @@ fn tenancy_separates_services() {
     let mut st = State::default();
     let mut s = svc("web", "web", 80);
     s.namespace = "team-a".into();
-    st.apply(&reg("n1", vec![s, svc("web", "web", 80)], vec![]), 1).unwrap();
+    st.apply(&reg("n1", vec![s, svc("web", "web", 80)], vec![]), 1)
+        .unwrap();
     let a = ServiceName::new("web", mesh_model::EntMeta::new(None, Some("team-a")));
     assert_eq!(st.instances(&a).len(), 1);
     assert_eq!(st.instances(&ServiceName::default_tuple("web")).len(), 1);

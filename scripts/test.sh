@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Runs every test: formatting, lints, the Rust test suites (unit, API, CLI, crash, real Envoy and
+# runtimes), and the compatibility tests with independent clients (py-consul, boto3).
+# Installs what it needs first (scripts/setup.sh); safe on a fresh machine.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+./scripts/setup.sh
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/lambdamesh/target}
+export LAMBDAMESH_PYTHON="$root/.venv/bin/python"
+export PATH="$root/.venv/bin:$PATH"
+
+step() { printf '\n== %s\n' "$*" >&2; }
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy (workspace, all targets, -D warnings)"
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+
+step "fuzz targets compile"
+cargo check --quiet --manifest-path fuzz/Cargo.toml --bins
+
+step "Rust tests"
+if command -v cargo-nextest >/dev/null 2>&1; then
+  cargo nextest run --workspace --no-fail-fast --failure-output final
+else
+  cargo test --workspace --no-fail-fast
+fi
+
+step "compatibility tests with independent clients (pytest)"
+cargo build --quiet -p lambdamesh
+LAMBDAMESH_BIN="$CARGO_TARGET_DIR/debug/lambdamesh" "$root/.venv/bin/python" -m pytest -q tests/compat

@@ -1,0 +1,112 @@
+"""Compatibility: the independent Python client `py-consul` drives lambdamesh unchanged."""
+
+import threading
+import time
+
+import consul
+import consul.exceptions
+import pytest
+
+
+def client(s, token=None):
+    return consul.Consul(host=s.host, port=s.port, token=token)
+
+
+def test_agent_register_catalog_and_health(server):
+    c = client(server)
+    assert c.agent.service.register(
+        "web", service_id="web-1", port=8080, tags=["v1"], check=consul.Check.ttl("30s")
+    )
+    index, services = c.catalog.services()
+    assert "web" in services and services["web"] == ["v1"]
+    assert int(index) >= 1
+    _, nodes = c.catalog.service("web")
+    assert nodes[0]["ServiceID"] == "web-1" and nodes[0]["ServicePort"] == 8080
+    # A new TTL check is critical; passing it makes the instance healthy.
+    _, healthy = c.health.service("web", passing=True)
+    assert healthy == []
+    c.agent.check.ttl_pass("service:web-1", notes="ok")
+    _, healthy = c.health.service("web", passing=True)
+    assert [h["Service"]["ID"] for h in healthy] == ["web-1"]
+    assert "web-1" in c.agent.services()
+    assert c.agent.service.deregister("web-1")
+    _, services = c.catalog.services()
+    assert "web" not in services
+
+
+def test_catalog_register_like_the_lambda_registrator(server):
+    c = client(server)
+    assert c.catalog.register(
+        "lambdas",
+        "",
+        service={"ID": "greeter", "Service": "greeter", "Tags": ["managed-by-lambda-registrator"]},
+        node_meta={"external-node": "true", "external-probe": "true"},
+        skip_node_update=True,
+    )
+    _, rows = c.catalog.service("greeter")
+    assert rows[0]["Node"] == "lambdas"
+    assert c.catalog.deregister("lambdas", service_id="greeter")
+    _, rows = c.catalog.service("greeter")
+    assert rows == []
+
+
+def test_config_entries(server):
+    c = client(server)
+    assert c.config.set("service-defaults", "authentication", {"Protocol": "http"})
+    entry = c.config.get("service-defaults", "authentication")
+    assert entry["Protocol"] == "http" and entry["Kind"] == "service-defaults"
+    assert [e["Name"] for e in c.config.list("service-defaults")] == ["authentication"]
+    # check-and-set: stale index refused, current index accepted
+    assert c.config.set("service-defaults", "authentication", {"Protocol": "grpc"}, cas=entry["ModifyIndex"] + 50) is False
+    assert c.config.set("service-defaults", "authentication", {"Protocol": "grpc"}, cas=entry["ModifyIndex"]) is True
+    with pytest.raises(consul.exceptions.BadRequest) as e:
+        c.config.set("service-splitter", "authentication", {"Splits": [{"Weight": 10}]})
+    assert "100" in str(e.value)
+    assert c.config.delete("service-defaults", "authentication")
+    assert c.config.get("service-defaults", "authentication") is None
+
+
+def test_blocking_query_wakes_on_change(server):
+    c = client(server)
+    index, _ = c.catalog.services()
+    result = {}
+
+    def watch():
+        t = time.monotonic()
+        result["index"], result["services"] = c.catalog.services(index=index, wait="20s")
+        result["elapsed"] = time.monotonic() - t
+
+    th = threading.Thread(target=watch)
+    th.start()
+    time.sleep(0.3)
+    assert th.is_alive(), "a blocking query returned before anything changed"
+    c.agent.service.register("late", port=1)
+    th.join(10)
+    assert not th.is_alive()
+    assert "late" in result["services"]
+    assert int(result["index"]) > int(index)
+    assert result["elapsed"] < 10
+
+
+def test_intentions(server):
+    c = client(server)
+    assert c.connect.intentions.upsert("api", "authentication", action="allow")
+    assert c.connect.intentions.upsert("*", "authentication", action="deny")
+    i = c.connect.intentions.read("api", "authentication")
+    assert i["Action"] == "allow" and i["Precedence"] == 9
+
+
+def test_acl_tokens(acl_server):
+    anon = client(acl_server)
+    boot = anon.acl.bootstrap()
+    mgmt = client(acl_server, token=boot["SecretID"])
+    # py-consul sends rules as JSON (it json.dumps the argument), which Consul's parser accepts.
+    policy = mgmt.acl.policy.create("web", rules={"service": {"web": {"policy": "write"}}})
+    token = mgmt.acl.token.create(policies_id=[policy["ID"]], description="web")
+    web = client(acl_server, token=token["SecretID"])
+    assert web.agent.service.register("web", port=80)
+    with pytest.raises(consul.exceptions.ACLPermissionDenied) as e:
+        web.agent.service.register("db", port=81)
+    assert "lacks permission 'service:write' on \"db\"" in str(e.value)
+    with pytest.raises(consul.exceptions.ACLPermissionDenied):
+        anon.agent.service.register("web", port=80)
