@@ -204,6 +204,15 @@ async fn serve(a: ServeArgs) -> anyhow::Result<u8> {
     config.python = a.python;
     config.idle_timeout = a.idle_timeout;
     config.max_sandboxes = a.max_sandboxes;
+    // Python functions need awslambdaric in this interpreter; say so now rather than at the first
+    // invoke (which would report Runtime.ExitError).
+    let check = tokio::process::Command::new(&config.python)
+        .args(["-c", "import awslambdaric"])
+        .output()
+        .await;
+    if !check.is_ok_and(|o| o.status.success()) {
+        tracing::warn!(python = %config.python.display(), "python runtimes unavailable: interpreter missing or without awslambdaric (see -python)");
+    }
     tracing::info!(addr = %listener.local_addr()?, data_dir = %config.data_dir.display(), "lambda platform listening");
     lambda_platform::serve(listener, config, shutdown_signal()).await?;
     Ok(0)

@@ -89,6 +89,18 @@ impl Bus {
         }
     }
 
+    /// Emits the CloudTrail event of a failed Lambda API call (`errorCode`, no response).
+    pub(crate) fn api_call_failed(
+        &self,
+        p: &Platform,
+        event_name: &str,
+        request: Value,
+        error: &ApiError,
+        req: &Req,
+    ) {
+        self.emit(p, event_name, request, Value::Null, Some(error), req);
+    }
+
     /// Emits the CloudTrail event of a successful Lambda API call.
     pub(crate) fn api_call(
         &self,
@@ -98,6 +110,24 @@ impl Bus {
         response: Value,
         req: &Req,
     ) {
+        self.emit(p, event_name, request, response, None, req);
+    }
+
+    fn emit(
+        &self,
+        p: &Platform,
+        event_name: &str,
+        mut request: Value,
+        response: Value,
+        error: Option<&ApiError>,
+        req: &Req,
+    ) {
+        // Code and environment values never go into the trail, as on AWS.
+        if let Some(o) = request.as_object_mut() {
+            o.remove("Code");
+            o.remove("ZipFile");
+            o.remove("Environment");
+        }
         let cfg = p.config();
         let time = rfc3339_now();
         let user_agent = req.header("user-agent").unwrap_or_default().to_owned();
@@ -127,6 +157,11 @@ impl Bus {
             "recipientAccountId": cfg.account,
             "eventCategory": "Management",
         });
+        let mut detail = detail;
+        if let (Some(e), Some(o)) = (error, detail.as_object_mut()) {
+            o.insert("errorCode".into(), Value::String(e.code.to_owned()));
+            o.insert("errorMessage".into(), Value::String(e.message.clone()));
+        }
         self.publish(json!({
             "version": "0",
             "id": uuid::Uuid::new_v4().to_string(),

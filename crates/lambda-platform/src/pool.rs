@@ -137,7 +137,25 @@ impl Pools {
             }
             inner.live = inner.live.saturating_sub(stale.len());
             if warm.is_none() && inner.live >= self.max_sandboxes {
-                return Err(ApiError::throttled("ConcurrentInvocationLimitExceeded"));
+                // At the limit: give the slot of the least recently used idle sandbox (of any
+                // function) to this invoke rather than throttle it.
+                let victim = inner
+                    .idle
+                    .iter()
+                    .flat_map(|(k, list)| {
+                        list.iter()
+                            .enumerate()
+                            .map(move |(i, s)| (k.clone(), i, *s.last_used.lock()))
+                    })
+                    .min_by_key(|(_, _, used)| *used)
+                    .map(|(k, i, _)| (k, i));
+                match victim.and_then(|(k, i)| inner.idle.get_mut(&k).map(|list| list.remove(i))) {
+                    Some(s) => {
+                        inner.live -= 1;
+                        stale.push(s);
+                    }
+                    None => return Err(ApiError::throttled("ConcurrentInvocationLimitExceeded")),
+                }
             }
             if warm.is_none() {
                 inner.live += 1;

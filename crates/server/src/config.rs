@@ -112,14 +112,22 @@ impl ConfigFile {
         let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
             problems: vec![format!("{}: {e}", path.display())],
         })?;
-        let parsed = if path.extension().is_some_and(|e| e == "json") {
-            serde_json::from_str(&text).map_err(|e| e.to_string())
-        } else {
-            hcl::from_str(&text).map_err(|e| e.to_string())
-        };
-        parsed.map_err(|e| ConfigError {
+        let json = path.extension().is_some_and(|e| e == "json");
+        Self::parse_str(&text, json).map_err(|e| ConfigError {
             problems: vec![format!("{}: {e}", path.display())],
         })
+    }
+
+    /// Parses config text: JSON when `json`, HCL otherwise.
+    ///
+    /// # Errors
+    /// Syntax errors and unknown keys, as text.
+    pub fn parse_str(text: &str, json: bool) -> Result<Self, String> {
+        if json {
+            serde_json::from_str(text).map_err(|e| e.to_string())
+        } else {
+            hcl::from_str(text).map_err(|e| e.to_string())
+        }
     }
 }
 

@@ -41,6 +41,41 @@ pub const RUNTIMES: &[&str] = &[
 const PAGE_MAX: usize = 50;
 
 pub(crate) async fn dispatch(p: &Platform, req: &Req) -> Resp {
+    let result = route(p, req).await;
+    // CloudTrail records failed management calls too, with `errorCode`/`errorMessage` (the
+    // registrator skips those); `requestParameters` is what the client sent.
+    if let Err(e) = &result {
+        if let Some(name) = trail_name(req) {
+            let request = req.json().unwrap_or(Value::Null);
+            p.inner.bus.api_call_failed(p, name, request, e, req);
+        }
+    }
+    result
+}
+
+/// The CloudTrail event name of a mutating route.
+fn trail_name(req: &Req) -> Option<&'static str> {
+    let segs: Vec<&str> = req.segs.iter().map(String::as_str).collect();
+    Some(match (&req.method, segs.as_slice()) {
+        (&Method::POST, ["2015-03-31", "functions", ..]) if segs.len() <= 3 => {
+            "CreateFunction20150331"
+        }
+        (&Method::DELETE, ["2015-03-31", "functions", _]) => "DeleteFunction20150331",
+        (&Method::PUT, ["2015-03-31", "functions", _, "configuration"]) => {
+            "UpdateFunctionConfiguration20150331v2"
+        }
+        (&Method::PUT, ["2015-03-31", "functions", _, "code"]) => "UpdateFunctionCode20150331v2",
+        (&Method::POST, ["2015-03-31", "functions", _, "versions"]) => "PublishVersion20150331",
+        (&Method::POST, ["2015-03-31", "functions", _, "aliases"]) => "CreateAlias20150331",
+        (&Method::PUT, ["2015-03-31", "functions", _, "aliases", _]) => "UpdateAlias20150331",
+        (&Method::DELETE, ["2015-03-31", "functions", _, "aliases", _]) => "DeleteAlias20150331",
+        (&Method::POST, ["2017-03-31", "tags", _]) => "TagResource20170331v2",
+        (&Method::DELETE, ["2017-03-31", "tags", _]) => "UntagResource20170331v2",
+        _ => return None,
+    })
+}
+
+async fn route(p: &Platform, req: &Req) -> Resp {
     let segs: Vec<&str> = req.segs.iter().map(String::as_str).collect();
     let api = Api { p, req };
     match (&req.method, segs.as_slice()) {

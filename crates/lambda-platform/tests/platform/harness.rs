@@ -139,6 +139,10 @@ def zip_files(files):
             info.external_attr = (0o755 << 16)
             z.writestr(info, data)
     return buf.getvalue()
+def wait_for(path, timeout=20):
+    end = time.time() + timeout
+    while not os.path.exists(path) and time.time() < end:
+        time.sleep(0.02)
 def err(fn, *a, **k):
     try:
         fn(*a, **k)
@@ -189,6 +193,8 @@ def handler(event, context):
     print("got", json.dumps(event))
     if event.get("fail"):
         raise ValueError("requested failure")
+    if event.get("marker"):
+        open(event["marker"], "w").write("started")
     if event.get("sleep"):
         time.sleep(event["sleep"])
     if event.get("exit"):

@@ -285,7 +285,10 @@ print(json.dumps({"tags": f["Tags"], "conc": f["Concurrency"], "alias": lam.get_
     assert_eq!(out["invoke"], json!({"x": 1}));
     assert_eq!(out["secret"], "kept-secret");
     assert_eq!(out["rule"], "rate(5 minutes)");
-    assert_eq!(out["targets"], json!(["arn:aws:lambda:us-east-1:123456789012:function:keep"]));
+    assert_eq!(
+        out["targets"],
+        json!(["arn:aws:lambda:us-east-1:123456789012:function:keep"])
+    );
     p.stop().await;
     let _: Value = Value::Null;
 }

@@ -231,9 +231,10 @@ async fn reserved_concurrency_throttles_with_429() {
 import threading
 lam.create_function(FunctionName="slow", Runtime="python3.11", Role=ROLE, Handler="app.handler", Code={{"ZipFile": zip_files({{"app.py": {app}}})}}, Timeout=10)
 lam.put_function_concurrency(FunctionName="slow", ReservedConcurrentExecutions=1)
-t = threading.Thread(target=lambda: lam.invoke(FunctionName="slow", Payload=b'{{"sleep": 2}}'))
+marker = os.path.join(os.environ["TMPDIR_TEST"], "slow-started")
+t = threading.Thread(target=lambda: lam.invoke(FunctionName="slow", Payload=json.dumps({{"sleep": 2, "marker": marker}}).encode()))
 t.start()
-time.sleep(1.0)
+wait_for(marker)
 out = {{"busy": None}}
 try:
     lam.invoke(FunctionName="slow", Payload=b'{{}}')
@@ -248,7 +249,10 @@ print(json.dumps(out))
 "#,
         app = lit(PY_APP)
     );
-    let out = p.boto3(&script).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let out = p
+        .boto3_env(&script, &[("TMPDIR_TEST", tmp.path().to_str().unwrap())])
+        .await;
     assert_eq!(out["busy"]["code"], "TooManyRequestsException", "{out}");
     assert_eq!(out["busy"]["status"], 429);
     assert_eq!(
@@ -344,7 +348,10 @@ print(json.dumps({{"error": r.get("FunctionError"), "payload": json.loads(r["Pay
     );
     let out = p.boto3(&script).await;
     assert_eq!(out["error"], "Unhandled", "{out}");
-    assert_eq!(out["payload"]["errorType"], "Extension.ConfigInvalid", "{out}");
+    assert_eq!(
+        out["payload"]["errorType"], "Extension.ConfigInvalid",
+        "{out}"
+    );
     assert_eq!(out["payload"]["errorMessage"], "bad extension config");
     p.stop().await;
 }
@@ -354,6 +361,74 @@ async fn async_invokes_are_retried_twice_after_function_errors() {
     let p = TestPlatform::start_with(|c| c.minute = std::time::Duration::from_millis(200)).await;
     let tmp = tempfile::tempdir().unwrap();
     let attempts = tmp.path().join("attempts");
+    let app = "import os\ndef handler(event, context):\n    with open(os.environ['ATTEMPTS'], 'a') as f:\n        f.write(context.aws_request_id + '\\n')\n    raise RuntimeError('always failing')\n";
     let script = format!(
         r#"
-app = 
+lam.create_function(FunctionName="flaky", Runtime="python3.11", Role=ROLE, Handler="app.handler",
+                    Code={{"ZipFile": zip_files({{"app.py": {app}}})}}, Environment={{"Variables": {{"ATTEMPTS": {path}}}}})
+print(json.dumps({{"status": lam.invoke(FunctionName="flaky", InvocationType="Event", Payload=b'{{"k": 1}}')["StatusCode"]}}))
+"#,
+        app = lit(app),
+        path = lit(attempts.to_str().unwrap()),
+    );
+    assert_eq!(p.boto3(&script).await["status"], 202);
+    let mut lines = 0;
+    for _ in 0..100 {
+        lines = std::fs::read_to_string(&attempts)
+            .unwrap_or_default()
+            .lines()
+            .count();
+        if lines >= 3 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(lines, 3, "one attempt plus two retries");
+    tokio::time::sleep(std::time::Duration::from_millis(800)).await;
+    assert_eq!(
+        std::fs::read_to_string(&attempts).unwrap().lines().count(),
+        3,
+        "no fourth attempt"
+    );
+    p.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sandbox_limit_evicts_idle_sandboxes_then_throttles() {
+    let p = TestPlatform::start_with(|c| c.max_sandboxes = 1).await;
+    let script = format!(
+        r#"
+import threading
+for n in ["a", "b"]:
+    lam.create_function(FunctionName=n, Runtime="python3.11", Role=ROLE, Handler="app.handler", Code={{"ZipFile": zip_files({{"app.py": {app}}})}}, Timeout=10)
+out = {{}}
+out["a"] = json.loads(lam.invoke(FunctionName="a", Payload=b'{{"n": 1}}')["Payload"].read())["echo"]
+out["b"] = json.loads(lam.invoke(FunctionName="b", Payload=b'{{"n": 2}}')["Payload"].read())["echo"]
+marker = os.path.join(os.environ["TMPDIR_TEST"], "b-started")
+t = threading.Thread(target=lambda: lam.invoke(FunctionName="b", Payload=json.dumps({{"sleep": 1.5, "marker": marker}}).encode()))
+t.start()
+wait_for(marker)
+try:
+    lam.invoke(FunctionName="a", Payload=b'{{}}')
+    out["busy"] = None
+except botocore.exceptions.ClientError as e:
+    out["busy"] = {{"code": e.response["Error"]["Code"], "reason": e.response.get("Reason")}}
+t.join()
+print(json.dumps(out))
+"#,
+        app = lit(PY_APP)
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let out = p
+        .boto3_env(&script, &[("TMPDIR_TEST", tmp.path().to_str().unwrap())])
+        .await;
+    assert_eq!(out["a"], json!({"n": 1}));
+    assert_eq!(
+        out["b"],
+        json!({"n": 2}),
+        "the idle sandbox of a must make room for b"
+    );
+    assert_eq!(out["busy"]["code"], "TooManyRequestsException", "{out}");
+    assert_eq!(out["busy"]["reason"], "ConcurrentInvocationLimitExceeded");
+    p.stop().await;
+}

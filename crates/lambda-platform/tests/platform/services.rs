@@ -183,6 +183,7 @@ out["bad_schedule"] = err(events.put_rule, Name="bad", ScheduleExpression="rate(
 out["test_pattern"] = events.test_event_pattern(EventPattern=json.dumps({{"source": ["x"]}}), Event=json.dumps({{"id": "1", "source": "x", "detail-type": "d", "account": "123456789012", "time": "2026-01-01T00:00:00Z", "region": "us-east-1", "resources": [], "detail": {{}}}}))["Result"]
 fn = lam.create_function(FunctionName="watched", Runtime="python3.11", Role=ROLE, Handler="app.handler", Code={{"ZipFile": zip_files({{"app.py": {app}}})}})["FunctionArn"]
 lam.tag_resource(Resource=fn, Tags={{"serverless.consul.hashicorp.com/v1alpha1/lambda/enabled": "true"}})
+out["dup"] = err(lam.create_function, FunctionName="watched", Runtime="python3.11", Role=ROLE, Handler="app.handler", Code={{"ZipFile": zip_files({{"app.py": "x"}})}})
 lam.invoke(FunctionName="watched", Payload=b"{{}}")
 events.put_rule(Name="tick", ScheduleExpression="rate(1 minute)")
 events.put_targets(Rule="tick", Targets=[{{"Id": "t", "Arn": sink}}])
@@ -200,19 +201,36 @@ print(json.dumps(out))
     assert_eq!(out["bad_pattern"]["code"], "InvalidEventPatternException");
     assert_eq!(out["bad_schedule"]["code"], "ValidationException");
     assert_eq!(out["test_pattern"], true);
-    let lines = wait_lines(&sink, 3, |l| l.iter().any(|e| e["source"] == "aws.events")).await;
+    let lines = wait_lines(&sink, 4, |l| {
+        l.iter().any(|e| e["source"] == "aws.events")
+            && l.iter().filter(|e| e["source"] == "aws.lambda").count() >= 3
+    })
+    .await;
     let trail: Vec<&Value> = lines
         .iter()
         .filter(|e| e["source"] == "aws.lambda")
         .collect();
     assert_eq!(
         trail.len(),
-        2,
-        "only CreateFunction and TagResource of 'watched' match: {lines:?}"
+        3,
+        "only CreateFunction (twice) and TagResource of 'watched' match: {lines:?}"
+    );
+    let failed = trail
+        .iter()
+        .find(|e| !e["detail"]["errorCode"].is_null())
+        .unwrap();
+    assert_eq!(failed["detail"]["errorCode"], "ResourceConflictException");
+    assert_eq!(failed["detail"]["eventName"], "CreateFunction20150331");
+    assert!(
+        failed["detail"]["requestParameters"]["code"].is_null(),
+        "code is never logged"
     );
     let create = trail
         .iter()
-        .find(|e| e["detail"]["eventName"] == "CreateFunction20150331")
+        .find(|e| {
+            e["detail"]["eventName"] == "CreateFunction20150331"
+                && e["detail"]["errorCode"].is_null()
+        })
         .unwrap();
     assert_eq!(create["detail-type"], "AWS API Call via CloudTrail");
     assert_eq!(
