@@ -27,7 +27,13 @@ impl Drop for Server {
 
 fn start(bin: &str, data: &std::path::Path) -> anyhow::Result<Server> {
     let mut child = Command::new(bin)
-        .args(["server", "-data-dir", data.to_str().context("data dir path")?, "-http-addr", "127.0.0.1:0"])
+        .args([
+            "server",
+            "-data-dir",
+            data.to_str().context("data dir path")?,
+            "-http-addr",
+            "127.0.0.1:0",
+        ])
         .env("LAMBDAMESH_LOG", "warn,lambdamesh=info")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -42,19 +48,26 @@ fn start(bin: &str, data: &std::path::Path) -> anyhow::Result<Server> {
             }
         }
     });
-    let http = rx.recv_timeout(Duration::from_secs(30)).context("server did not start")?;
+    let http = rx
+        .recv_timeout(Duration::from_secs(30))
+        .context("server did not start")?;
     Ok(Server { child, http })
 }
 
 fn agent() -> ureq::Agent {
     ureq::Agent::new_with_config(
-        ureq::Agent::config_builder().http_status_as_error(false).timeout_global(Some(Duration::from_secs(120))).build(),
+        ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(120)))
+            .build(),
     )
 }
 
 fn register(a: &ureq::Agent, http: &str, node: &str, id: &str, name: &str) -> anyhow::Result<()> {
     let body = serde_json::json!({"Node": node, "Address": "127.0.0.1", "Service": {"ID": id, "Service": name, "Port": 8080, "Tags": ["bench"]}});
-    let resp = a.put(&format!("http://{http}/v1/catalog/register")).send(body.to_string())?;
+    let resp = a
+        .put(&format!("http://{http}/v1/catalog/register"))
+        .send(body.to_string())?;
     if resp.status() != 200 {
         bail!("register answered {}", resp.status());
     }
@@ -72,7 +85,10 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 /// fsync rate of the disk holding `dir`: 4 KiB append + fdatasync, for `secs`.
 fn fsync_rate(dir: &std::path::Path, secs: f64) -> anyhow::Result<f64> {
     let path = dir.join("fsync-probe");
-    let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&path)?;
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)?;
     let buf = vec![7u8; 4096];
     let t = Instant::now();
     let mut n = 0u64;
@@ -99,7 +115,13 @@ fn registrations(http: &str, clients: usize, secs: f64) -> anyhow::Result<(f64, 
             while !stop.load(Ordering::Relaxed) {
                 i += 1;
                 let t = Instant::now();
-                register(&a, &http, &format!("reg-node-{c}"), &format!("r-{c}-{i}"), &format!("reg-{c}"))?;
+                register(
+                    &a,
+                    &http,
+                    &format!("reg-node-{c}"),
+                    &format!("r-{c}-{i}"),
+                    &format!("reg-{c}"),
+                )?;
                 lat.push(t.elapsed().as_secs_f64() * 1e3);
                 count.fetch_add(1, Ordering::Relaxed);
             }
@@ -111,7 +133,10 @@ fn registrations(http: &str, clients: usize, secs: f64) -> anyhow::Result<(f64, 
     stop.store(true, Ordering::Relaxed);
     let mut lat = Vec::new();
     for th in threads {
-        lat.extend(th.join().map_err(|_| anyhow::anyhow!("writer panicked"))??);
+        lat.extend(
+            th.join()
+                .map_err(|_| anyhow::anyhow!("writer panicked"))??,
+        );
     }
     let rate = count.load(Ordering::Relaxed) as f64 / t.elapsed().as_secs_f64();
     lat.sort_by(f64::total_cmp);
@@ -120,13 +145,24 @@ fn registrations(http: &str, clients: usize, secs: f64) -> anyhow::Result<(f64, 
 
 fn index_of(a: &ureq::Agent, url: &str) -> anyhow::Result<u64> {
     let resp = a.get(url).call()?;
-    Ok(resp.headers().get("X-Consul-Index").context("no index")?.to_str()?.parse()?)
+    Ok(resp
+        .headers()
+        .get("X-Consul-Index")
+        .context("no index")?
+        .to_str()?
+        .parse()?)
 }
 
 fn wakeups(http: &str, watchers: usize, changes: usize) -> anyhow::Result<(f64, f64)> {
     let a = agent();
     for w in 0..watchers {
-        register(&a, http, "watch-node", &format!("w-{w}"), &format!("watched-{w}"))?;
+        register(
+            &a,
+            http,
+            "watch-node",
+            &format!("w-{w}"),
+            &format!("watched-{w}"),
+        )?;
     }
     // t0 (ns since `epoch`) of the latest change to each watched service.
     let epoch = Instant::now();
@@ -135,24 +171,36 @@ fn wakeups(http: &str, watchers: usize, changes: usize) -> anyhow::Result<(f64, 
     let ready = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
     for w in 0..watchers {
-        let (http, t0, tx, ready, stop) = (http.to_owned(), t0.clone(), tx.clone(), ready.clone(), stop.clone());
-        std::thread::Builder::new().stack_size(256 * 1024).spawn(move || {
-            let a = agent();
-            let url = format!("http://{http}/v1/health/service/watched-{w}");
-            let Ok(mut idx) = index_of(&a, &url) else { return };
-            ready.fetch_add(1, Ordering::Relaxed);
-            while !stop.load(Ordering::Relaxed) {
-                let Ok(new) = index_of(&a, &format!("{url}?index={idx}&wait=30s")) else { return };
-                if new > idx {
-                    let now = epoch.elapsed().as_nanos() as u64;
-                    let start = t0[w].load(Ordering::Relaxed);
-                    if start > 0 {
-                        let _ = tx.send((now.saturating_sub(start)) as f64 / 1e6);
+        let (http, t0, tx, ready, stop) = (
+            http.to_owned(),
+            t0.clone(),
+            tx.clone(),
+            ready.clone(),
+            stop.clone(),
+        );
+        std::thread::Builder::new()
+            .stack_size(256 * 1024)
+            .spawn(move || {
+                let a = agent();
+                let url = format!("http://{http}/v1/health/service/watched-{w}");
+                let Ok(mut idx) = index_of(&a, &url) else {
+                    return;
+                };
+                ready.fetch_add(1, Ordering::Relaxed);
+                while !stop.load(Ordering::Relaxed) {
+                    let Ok(new) = index_of(&a, &format!("{url}?index={idx}&wait=30s")) else {
+                        return;
+                    };
+                    if new > idx {
+                        let now = epoch.elapsed().as_nanos() as u64;
+                        let start = t0[w].load(Ordering::Relaxed);
+                        if start > 0 {
+                            let _ = tx.send((now.saturating_sub(start)) as f64 / 1e6);
+                        }
+                        idx = new;
                     }
-                    idx = new;
                 }
-            }
-        })?;
+            })?;
     }
     while ready.load(Ordering::Relaxed) < watchers as u64 {
         std::thread::sleep(Duration::from_millis(20));
@@ -163,8 +211,17 @@ fn wakeups(http: &str, watchers: usize, changes: usize) -> anyhow::Result<(f64, 
     for i in 0..changes {
         let w = rand::Rng::random_range(&mut rng, 0..watchers);
         t0[w].store(epoch.elapsed().as_nanos() as u64, Ordering::Relaxed);
-        register(&a, http, "watch-node", &format!("w-{w}-extra-{i}"), &format!("watched-{w}"))?;
-        lat.push(rx.recv_timeout(Duration::from_secs(10)).context("a watcher never woke")?);
+        register(
+            &a,
+            http,
+            "watch-node",
+            &format!("w-{w}-extra-{i}"),
+            &format!("watched-{w}"),
+        )?;
+        lat.push(
+            rx.recv_timeout(Duration::from_secs(10))
+                .context("a watcher never woke")?,
+        );
         // Exactly one watcher must wake per change.
         std::thread::sleep(Duration::from_millis(5));
         if rx.try_recv().is_ok() {
@@ -178,8 +235,15 @@ fn wakeups(http: &str, watchers: usize, changes: usize) -> anyhow::Result<(f64, 
 
 fn rss_kib(pid: u32) -> anyhow::Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:")).context("no VmRSS")?;
-    Ok(line.split_whitespace().nth(1).context("bad VmRSS")?.parse()?)
+    let line = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .context("no VmRSS")?;
+    Ok(line
+        .split_whitespace()
+        .nth(1)
+        .context("bad VmRSS")?
+        .parse()?)
 }
 
 fn fill(http: &str, n: usize, clients: usize) -> anyhow::Result<()> {
@@ -190,7 +254,13 @@ fn fill(http: &str, n: usize, clients: usize) -> anyhow::Result<()> {
             std::thread::spawn(move || -> anyhow::Result<()> {
                 let a = agent();
                 for i in 0..per {
-                    register(&a, &http, &format!("fill-node-{}", i % 100), &format!("svc-{c}-{i}"), &format!("svc-{c}-{i}"))?;
+                    register(
+                        &a,
+                        &http,
+                        &format!("fill-node-{}", i % 100),
+                        &format!("svc-{c}-{i}"),
+                        &format!("svc-{c}-{i}"),
+                    )?;
                 }
                 Ok(())
             })
@@ -203,29 +273,45 @@ fn fill(http: &str, n: usize, clients: usize) -> anyhow::Result<()> {
 }
 
 fn main() -> anyhow::Result<()> {
-    let bin = std::env::args().nth(1).context("usage: cp-bench <lambdamesh binary> [data parent dir]")?;
-    let parent = std::env::args().nth(2).unwrap_or_else(|| std::env::temp_dir().display().to_string());
-    let dir = std::path::Path::new(&parent).join(format!("lambdamesh-bench-{}", std::process::id()));
+    let bin = std::env::args()
+        .nth(1)
+        .context("usage: cp-bench <lambdamesh binary> [data parent dir]")?;
+    let parent = std::env::args()
+        .nth(2)
+        .unwrap_or_else(|| std::env::temp_dir().display().to_string());
+    let dir =
+        std::path::Path::new(&parent).join(format!("lambdamesh-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
 
     let fsync = fsync_rate(&dir, 3.0)?;
-    println!("disk fsync rate (4 KiB append + fdatasync, same disk):  {fsync:.0} fsyncs/s  (peer: one fsync per write would cap writes here)");
+    println!(
+        "disk fsync rate (4 KiB append + fdatasync, same disk):  {fsync:.0} fsyncs/s  (peer: one fsync per write would cap writes here)"
+    );
 
     let server = start(&bin, &dir.join("reg"))?;
     let (rate, p50, p99) = registrations(&server.http, 16, 5.0)?;
-    println!("durable catalog registrations, 16 clients:             {rate:.0} registrations/s  (latency p50 {p50:.2} ms, p99 {p99:.2} ms; {:.1} writes per fsync-equivalent)", rate / fsync);
+    println!(
+        "durable catalog registrations, 16 clients:             {rate:.0} registrations/s  (latency p50 {p50:.2} ms, p99 {p99:.2} ms; {:.1} writes per fsync-equivalent)",
+        rate / fsync
+    );
     drop(server);
 
     let server = start(&bin, &dir.join("watch"))?;
     let (w50, w99) = wakeups(&server.http, 1000, 200)?;
-    println!("blocking-query wake-up, 1,000 watchers, 200 changes:   p50 {w50:.2} ms, p99 {w99:.2} ms  (from sending the write to the watcher's answer)");
+    println!(
+        "blocking-query wake-up, 1,000 watchers, 200 changes:   p50 {w50:.2} ms, p99 {w99:.2} ms  (from sending the write to the watcher's answer)"
+    );
     drop(server);
 
     let server = start(&bin, &dir.join("rss"))?;
     let base = rss_kib(server.child.id())?;
     fill(&server.http, 10_000, 16)?;
     let full = rss_kib(server.child.id())?;
-    println!("server RSS: {:.1} MB idle, {:.1} MB with 10,000 services", base as f64 / 1024.0, full as f64 / 1024.0);
+    println!(
+        "server RSS: {:.1} MB idle, {:.1} MB with 10,000 services",
+        base as f64 / 1024.0,
+        full as f64 / 1024.0
+    );
     drop(server);
     std::fs::remove_dir_all(&dir)?;
     Ok(())

@@ -1,5 +1,7 @@
 //! The `lambdamesh` CLI against a real `lambdamesh agent -dev` process.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed step is a failed test
+
 mod common;
 
 use common::{Proc, lm, stderr, stdout};

@@ -2,6 +2,8 @@
 //! moment, restart on the same data dir. Every acknowledged write must be there, every write
 //! must be whole (service and its check together), and the index must never go backwards.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed step is a failed test
+
 mod common;
 
 use std::collections::BTreeSet;

@@ -85,6 +85,9 @@ async fn handle(
     peer: SocketAddr,
 ) -> Response<Full<Bytes>> {
     let request_id = uuid::Uuid::new_v4().to_string();
+    if let Some(resp) = code_download(&platform, &req) {
+        return resp;
+    }
     let (parts, body) = req.into_parts();
     let target = parts
         .headers
@@ -193,4 +196,25 @@ async fn handle(
         resp.headers_mut().insert("x-amzn-RequestId", v);
     }
     resp
+}
+
+/// `GET /code/<sha256>`: the `Code.Location` / `Content.Location` URL of GetFunction and
+/// GetLayerVersion. Like AWS's presigned S3 URL it needs no signature; the content-addressed name
+/// is only known to callers who could already read the function.
+fn code_download(platform: &Platform, req: &Request<Incoming>) -> Option<Response<Full<Bytes>>> {
+    let key = req.uri().path().strip_prefix("/code/")?;
+    if req.method() != Method::GET || key.len() != 64 || !key.bytes().all(|b| b.is_ascii_hexdigit())
+    {
+        return None;
+    }
+    let path = crate::code::zip_file(&platform.config().data_dir, key);
+    let mut resp = match std::fs::read(path) {
+        Ok(bytes) => Response::new(Full::new(Bytes::from(bytes))),
+        Err(_) => crate::wire::empty_response(404),
+    };
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/zip"),
+    );
+    Some(resp)
 }

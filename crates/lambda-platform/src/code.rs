@@ -49,11 +49,22 @@ pub(crate) fn install_zip(data_dir: &Path, zip: &[u8]) -> Result<Installed, ApiE
             }
         }
     }
+    // The zip itself is kept for GetFunction's `Code.Location` download.
+    let zip_path = zip_file(data_dir, &key);
+    if !zip_path.is_file() {
+        crate::state::write_atomic(&zip_path, zip)
+            .map_err(|e| ApiError::internal(format!("cannot store code: {e}")))?;
+    }
     Ok(Installed {
         sha256_b64,
         size: zip.len() as u64,
         key,
     })
+}
+
+/// The stored zip of a package.
+pub(crate) fn zip_file(data_dir: &Path, key: &str) -> PathBuf {
+    data_dir.join("code").join(format!("{key}.zip"))
 }
 
 /// Directory of an installed package.

@@ -120,11 +120,11 @@ async fn check_datacenter(
     use axum::response::IntoResponse;
     let query = req.uri().query().unwrap_or("");
     for pair in query.split('&') {
-        if let Some(dc) = pair.strip_prefix("dc=") {
-            if !dc.is_empty() && dc != app.config.datacenter {
-                return ApiError::bad_request(format!("No path to datacenter {dc:?}"))
-                    .into_response();
-            }
+        if let Some(dc) = pair.strip_prefix("dc=")
+            && !dc.is_empty()
+            && dc != app.config.datacenter
+        {
+            return ApiError::bad_request(format!("No path to datacenter {dc:?}")).into_response();
         }
     }
     next.run(req).await

@@ -81,15 +81,14 @@ pub fn token_of(headers: &HeaderMap, q: &Query) -> Option<String> {
     {
         return Some(t.to_owned());
     }
-    if let Some(auth) = headers.get("Authorization").and_then(|v| v.to_str().ok()) {
-        if let Some(t) = auth
+    if let Some(auth) = headers.get("Authorization").and_then(|v| v.to_str().ok())
+        && let Some(t) = auth
             .strip_prefix("Bearer ")
             .or_else(|| auth.strip_prefix("bearer "))
-        {
-            let t = t.trim();
-            if !t.is_empty() {
-                return Some(t.to_owned());
-            }
+    {
+        let t = t.trim();
+        if !t.is_empty() {
+            return Some(t.to_owned());
         }
     }
     q.get("token").filter(|t| !t.is_empty()).map(str::to_owned)

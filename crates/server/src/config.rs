@@ -265,12 +265,12 @@ impl ServerConfig {
                 &format!("{}:{grpc_port}", grpc_host.as_deref().unwrap_or(&client)),
             ),
         };
-        if let Some(ep) = &lambda_endpoint {
-            if !(ep.starts_with("http://") || ep.starts_with("https://")) {
-                p.push(format!(
-                    "lambda_endpoint: invalid URL {ep:?}: must start with http:// or https://"
-                ));
-            }
+        if let Some(ep) = &lambda_endpoint
+            && !(ep.starts_with("http://") || ep.starts_with("https://"))
+        {
+            p.push(format!(
+                "lambda_endpoint: invalid URL {ep:?}: must start with http:// or https://"
+            ));
         }
         let data_dir = match data_dir {
             Some(d) => Some(d),

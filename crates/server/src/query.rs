@@ -143,7 +143,7 @@ pub async fn blocking<T>(
 }
 
 /// A JSON response with Consul's query headers.
-pub fn json_with_index<T: Serialize>(value: &T, index: u64) -> Response {
+pub fn json_with_index<T: Serialize + ?Sized>(value: &T, index: u64) -> Response {
     match serde_json::to_vec(value) {
         Ok(body) => {
             let mut headers = HeaderMap::new();
@@ -165,7 +165,7 @@ pub fn json_with_index<T: Serialize>(value: &T, index: u64) -> Response {
 }
 
 /// A JSON response without query headers (writes and agent endpoints).
-pub fn json<T: Serialize>(value: &T) -> Response {
+pub fn json<T: Serialize + ?Sized>(value: &T) -> Response {
     match serde_json::to_vec(value) {
         Ok(body) => (
             StatusCode::OK,

@@ -1,6 +1,8 @@
 //! ACLs through a real HTTP client: bootstrap once, tokens and policies, Consul's exact 403
 //! texts, both token headers, filtering of reads, and persistence across a restart.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed step is a failed test
+
 mod common;
 
 use common::TestServer;

@@ -1,6 +1,8 @@
 //! Catalog, agent, health and status endpoints through a real HTTP client, including blocking
 //! queries and bad input.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed step is a failed test
+
 mod common;
 
 use std::time::{Duration, Instant};

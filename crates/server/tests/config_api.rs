@@ -1,6 +1,8 @@
 //! `/v1/config` through a real HTTP client: write/read/list/delete, check-and-set, Consul's
 //! validation (weights, protocols, subsets), blocking reads, tenancy.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed step is a failed test
+
 mod common;
 
 use std::time::{Duration, Instant};

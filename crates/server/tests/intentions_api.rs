@@ -1,6 +1,8 @@
 //! `/v1/connect/intentions/*` through a real HTTP client: exact CRUD, match ordering, check with
 //! Consul's precedence, L7 permissions, and the config-entry view of the same data.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed step is a failed test
+
 mod common;
 
 use common::TestServer;

@@ -74,16 +74,16 @@ fn run(shared: Arc<Shared>, mut wal: Wal, mut rx: mpsc::Receiver<Request>, opts:
                 };
                 replies.push((req.reply, result));
             }
-            if wal.has_pending() {
-                if let Err(e) = wal.commit() {
-                    fatal(e);
-                }
+            if wal.has_pending()
+                && let Err(e) = wal.commit()
+            {
+                fatal(e);
             }
-            if wal.size() > opts.snapshot_threshold_bytes {
-                if let Err(e) = wal.snapshot(&state) {
-                    // The log is still intact and durable; compaction is retried next batch.
-                    tracing::error!(error = %e, "snapshot failed; the log keeps growing until it succeeds");
-                }
+            if wal.size() > opts.snapshot_threshold_bytes
+                && let Err(e) = wal.snapshot(&state)
+            {
+                // The log is still intact and durable; compaction is retried next batch.
+                tracing::error!(error = %e, "snapshot failed; the log keeps growing until it succeeds");
             }
         }
         shared.watches.fire(&touched);

@@ -63,6 +63,8 @@ pub struct ClusterMeta {
 }
 
 /// One durable change. Serialized into the log, so variants are only ever added.
+// Ops live for one write; boxing the large variants would only add allocations.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Op {
     /// A catalog or agent registration: node, instances and checks in one atomic write.

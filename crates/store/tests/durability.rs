@@ -1,6 +1,8 @@
 //! The store through its public API: restart keeps every acknowledged write, a torn log tail is
 //! cut off, indexes never go backwards, and blocking waiters wake only for their keys.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed step is a failed test
+
 use std::io::Write;
 use std::time::Duration;
 

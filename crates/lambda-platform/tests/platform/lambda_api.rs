@@ -34,7 +34,10 @@ for page in lam.get_paginator("list_functions").paginate(PaginationConfig={{"Pag
     names += [f["FunctionName"] for f in page["Functions"]]
 out["paginated"] = len(names)
 out["unique"] = len(set(names))
-arn = lam.get_function(FunctionName="fn000")["Configuration"]["FunctionArn"]
+got = lam.get_function(FunctionName="fn000")
+arn = got["Configuration"]["FunctionArn"]
+import urllib.request
+out["download_matches"] = urllib.request.urlopen(got["Code"]["Location"]).read() == code
 out["arn"] = arn
 lam.tag_resource(Resource=arn, Tags={{"serverless.consul.hashicorp.com/v1alpha1/lambda/enabled": "true"}})
 out["tags"] = lam.list_tags(Resource=arn)["Tags"]
@@ -71,6 +74,7 @@ print(json.dumps(out))
     );
     let out = p.boto3(&script).await;
     assert_eq!(out["pages"], json!([50, 50, 20]), "{out}");
+    assert_eq!(out["download_matches"], true);
     assert_eq!(out["paginated"], 120);
     assert_eq!(out["unique"], 120);
     assert_eq!(

@@ -265,10 +265,8 @@ impl ServiceDefinition {
         }
         validate_kind(&self.kind)?;
         port_from("Port", self.port)?;
-        if let Some(w) = self.weights {
-            if w.passing == 0 {
-                return Err(invalid("Weights.Passing: must be greater than 0"));
-            }
+        if self.weights.is_some_and(|w| w.passing == 0) {
+            return Err(invalid("Weights.Passing: must be greater than 0"));
         }
         if !self.namespace.is_empty() || !self.partition.is_empty() {
             self.ent_meta().validate()?;

@@ -364,5 +364,5 @@ pub async fn node_services(
 }
 
 pub async fn datacenters(State(app): State<AppState>) -> Response {
-    json(&[app.config.datacenter.clone()])
+    json(std::slice::from_ref(&app.config.datacenter))
 }

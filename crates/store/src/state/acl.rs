@@ -21,6 +21,8 @@ pub struct AclState {
 }
 
 /// ACL ops (a sub-enum so the main `Op` stays readable).
+// Ops live for one write; boxing the large variants would only add allocations.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum AclOp {
     /// Creates the built-in policy and tokens that must exist when ACLs are on (idempotent).
@@ -124,13 +126,13 @@ impl State {
                         t.modify_index = index;
                         t
                     });
-                if let Some(m) = initial_management {
-                    if acl.token_by_secret(&m.secret_id).is_none() {
-                        let mut t = m.clone();
-                        t.create_index = index;
-                        t.modify_index = index;
-                        acl.tokens.insert(t.accessor_id.clone(), t);
-                    }
+                if let Some(m) = initial_management
+                    && acl.token_by_secret(&m.secret_id).is_none()
+                {
+                    let mut t = m.clone();
+                    t.create_index = index;
+                    t.modify_index = index;
+                    acl.tokens.insert(t.accessor_id.clone(), t);
                 }
             }
             AclOp::Bootstrap { token } => {
@@ -169,12 +171,12 @@ impl State {
                     }
                     _ => {}
                 }
-                if let Some(other) = acl.token_by_secret(&token.secret_id) {
-                    if other.accessor_id != token.accessor_id {
-                        return Err(ApplyError::Invalid(
-                            "Invalid Token: SecretID is already in use".into(),
-                        ));
-                    }
+                if let Some(other) = acl.token_by_secret(&token.secret_id)
+                    && other.accessor_id != token.accessor_id
+                {
+                    return Err(ApplyError::Invalid(
+                        "Invalid Token: SecretID is already in use".into(),
+                    ));
                 }
                 let mut t = token.clone();
                 t.policies = acl.resolve_links(&token.policies)?;
@@ -219,13 +221,13 @@ impl State {
                 {
                     return Err(ApplyError::Invalid("Changing the Rules for the builtin global-management policy is not permitted".into()));
                 }
-                if let Some(other) = acl.policy_by_name(&policy.name) {
-                    if other.id != policy.id {
-                        return Err(ApplyError::Invalid(format!(
-                            "Invalid Policy: A Policy with Name {:?} already exists",
-                            policy.name
-                        )));
-                    }
+                if let Some(other) = acl.policy_by_name(&policy.name)
+                    && other.id != policy.id
+                {
+                    return Err(ApplyError::Invalid(format!(
+                        "Invalid Policy: A Policy with Name {:?} already exists",
+                        policy.name
+                    )));
                 }
                 let mut p = policy.clone();
                 p.create_index = existing.as_ref().map_or(index, |e| e.create_index);

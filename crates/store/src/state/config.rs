@@ -74,10 +74,10 @@ impl State {
         cas: Option<u64>,
     ) -> Result<Option<Vec<WatchKey>>, ApplyError> {
         let current = self.config_index.get(key).map(|(_, m)| *m);
-        if let Some(cas) = cas {
-            if current != Some(cas) {
-                return Ok(None);
-            }
+        if let Some(cas) = cas
+            && current != Some(cas)
+        {
+            return Ok(None);
         }
         if current.is_none() {
             // Deleting what is not there succeeds and changes nothing, as in Consul.
