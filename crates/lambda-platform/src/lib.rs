@@ -124,8 +124,21 @@ pub async fn serve(
 ) -> Result<(), PlatformError> {
     let addr = listener.local_addr().map_err(PlatformError::Listener)?;
     let platform = Platform::open(config, addr).await?;
+    // Sandboxes are stopped as soon as shutdown begins, concurrently with the connection drain,
+    // so an invoke in flight ends (Runtime.ExitError) instead of holding the drain open.
+    let (stopped_tx, stopped_rx) = tokio::sync::oneshot::channel::<()>();
+    let stopper = platform.clone();
+    let shutdown = async move {
+        shutdown.await;
+        tokio::spawn(async move {
+            stopper.stop().await;
+            let _ = stopped_tx.send(());
+        });
+    };
     let result = httpd::serve(listener, api::handler(platform.clone()), shutdown).await;
-    platform.stop().await;
+    if stopped_rx.await.is_err() {
+        platform.stop().await;
+    }
     result.map_err(PlatformError::Listener)
 }
 

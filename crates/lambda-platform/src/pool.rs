@@ -34,6 +34,8 @@ pub struct InvokeRequest {
     pub invoked_arn: String,
     /// Base64 client context, passed to the runtime.
     pub client_context: Option<String>,
+    /// Whether the caller wants the log tail (`LogType: Tail`).
+    pub log_tail: bool,
 }
 
 /// The result of a synchronous invoke, as Invoke's response carries it.
@@ -63,6 +65,8 @@ pub(crate) struct Pools {
     idle_timeout: Duration,
     inner: Mutex<PoolsInner>,
     async_pending: AtomicUsize,
+    // Every sandbox ever started (weakly), so shutdown also stops the busy ones.
+    started: Mutex<Vec<std::sync::Weak<Sandbox>>>,
 }
 
 struct Slot<'a> {
@@ -98,6 +102,7 @@ impl Pools {
             max_sandboxes: config.max_sandboxes,
             idle_timeout: config.idle_timeout,
             inner: Mutex::new(PoolsInner::default()),
+            started: Mutex::new(Vec::new()),
             async_pending: AtomicUsize::new(0),
         }
     }
@@ -178,13 +183,19 @@ impl Pools {
         let sandbox = match warm {
             Some(s) => s,
             None => match Sandbox::start(spec.clone(), &self.env).await {
-                Ok(s) => s,
+                Ok(s) => {
+                    let mut started = self.started.lock();
+                    started.retain(|w| w.strong_count() > 0);
+                    started.push(Arc::downgrade(&s));
+                    s
+                }
                 Err(failure) => {
                     warn!(function = %spec.name, ?failure, "sandbox init failed");
                     return Ok(init_failure_result(failure, request_id));
                 }
             },
         };
+        let req_log_tail = req.log_tail;
         // The deadline starts with the invoke, after any cold start, as on AWS.
         let deadline_ms = epoch_ms() + spec.timeout.as_millis() as u64;
         let inv = Invocation {
@@ -195,7 +206,7 @@ impl Pools {
             trace_id: trace_id(),
             client_context: req.client_context,
         };
-        let invoked = sandbox.invoke(inv).await;
+        let invoked = sandbox.invoke(inv, req_log_tail).await;
         let reusable = invoked.outcome.reusable() && !sandbox.exited();
         if reusable {
             slot.holds_live = false;
@@ -305,12 +316,18 @@ impl Pools {
         }
     }
 
-    /// Stops every idle sandbox, waiting for their SHUTDOWN deadlines.
+    /// Stops every sandbox, waiting for their SHUTDOWN deadlines.
     pub(crate) async fn stop_all(&self) {
         let all: Vec<Arc<Sandbox>> = {
             let mut inner = self.inner.lock();
-            let all: Vec<_> = inner.idle.drain().flat_map(|(_, v)| v).collect();
+            let mut all: Vec<Arc<Sandbox>> = inner.idle.drain().flat_map(|(_, v)| v).collect();
             inner.live = inner.live.saturating_sub(all.len());
+            // Idle and busy alike: a busy one's invoke ends with Runtime.ExitError.
+            for s in self.started.lock().drain(..).filter_map(|w| w.upgrade()) {
+                if !all.iter().any(|x| x.id == s.id) {
+                    all.push(s);
+                }
+            }
             all
         };
         let mut set = tokio::task::JoinSet::new();

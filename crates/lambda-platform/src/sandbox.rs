@@ -247,12 +247,36 @@ impl Sandbox {
             last_used: Mutex::new(Instant::now()),
         });
         let vars = environment(&spec, env, port, &tmp_dir);
+        let init_started = Instant::now();
+        sandbox
+            .shared
+            .log
+            .write(format!("INIT_START Runtime Version: {}\n", spec.runtime).as_bytes());
         match sandbox.init(env, vars, exit_tx).await {
             Ok(()) => {
                 info!(function = %spec.name, version = %spec.version, sandbox = id, "sandbox ready");
                 Ok(sandbox)
             }
             Err(e) => {
+                let error_type = match &e {
+                    InitFailure::Error { body } => serde_json::from_slice::<Value>(body)
+                        .ok()
+                        .and_then(|v| {
+                            v.get("errorType")
+                                .and_then(Value::as_str)
+                                .map(str::to_owned)
+                        })
+                        .unwrap_or_else(|| "Runtime.Unknown".into()),
+                    InitFailure::Exit { error_type, .. } => (*error_type).to_owned(),
+                    InitFailure::Timeout => "Sandbox.Timedout".into(),
+                };
+                sandbox.shared.log.write(
+                    format!(
+                        "INIT_REPORT Init Duration: {:.2} ms\tPhase: init\tStatus: error\tError Type: {error_type}\n",
+                        init_started.elapsed().as_secs_f64() * 1000.0
+                    )
+                    .as_bytes(),
+                );
                 sandbox.kill().await;
                 Err(e)
             }
@@ -432,7 +456,7 @@ impl Sandbox {
     }
 
     /// Runs one invoke. The caller must not reuse the sandbox unless [`Outcome::reusable`].
-    pub(crate) async fn invoke(&self, inv: Invocation) -> Invoked {
+    pub(crate) async fn invoke(&self, inv: Invocation, want_tail: bool) -> Invoked {
         let started = Instant::now();
         let (tx, rx) = oneshot::channel();
         let request_id = inv.request_id.clone();
@@ -493,9 +517,21 @@ impl Sandbox {
             )
             .as_bytes(),
         );
-        // Output written just before the response may still be in the pipe; a short yield lets
-        // the pump catch up so Tail logs include it.
-        tokio::task::yield_now().await;
+        // Output written just before the response may still be in the pipe. When the caller wants
+        // the tail, wait until the pump has been quiet for a few milliseconds (bounded), so the
+        // tail includes it; other invokes pay nothing.
+        if want_tail {
+            let (mut last, mut stable) = (usize::MAX, 0);
+            for _ in 0..25 {
+                let len = self.shared.log.capture.lock().as_ref().map_or(0, Vec::len);
+                stable = if len == last { stable + 1 } else { 0 };
+                if stable == 2 {
+                    break;
+                }
+                last = len;
+                tokio::time::sleep(Duration::from_millis(4)).await;
+            }
+        }
         let log_tail = self.shared.log.capture.lock().take().unwrap_or_default();
         *self.last_used.lock() = Instant::now();
         Invoked { outcome, log_tail }
@@ -647,6 +683,10 @@ fn environment(
         Some(o) => format!("{task_root}:{o}/python"),
         None => task_root.clone(),
     };
+    let ld_path = match &opt {
+        Some(o) => format!("{task_root}/lib:{o}/lib"),
+        None => format!("{task_root}/lib"),
+    };
     // User variables first, so the reserved ones below win, as on AWS.
     for (k, v) in &spec.environment {
         vars.insert(k.clone(), v.clone());
@@ -654,6 +694,7 @@ fn environment(
     let fixed = [
         ("PATH", path),
         ("PYTHONPATH", pythonpath),
+        ("LD_LIBRARY_PATH", ld_path),
         ("LANG", "en_US.UTF-8".into()),
         // A pipe would make Python block-buffer prints, so logs would lag the invoke they belong to.
         ("PYTHONUNBUFFERED", "1".into()),

@@ -22,6 +22,7 @@ type HmacSha256 = Hmac<Sha256>;
 const STANDARD_MAX: usize = 4096;
 const ADVANCED_MAX: usize = 8192;
 const MAX_DEPTH: usize = 15;
+const MAX_VERSIONS: usize = 100;
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 struct Param {
@@ -35,6 +36,9 @@ struct Param {
     description: String,
     key_id: Option<String>,
     data_type: String,
+    /// Earlier versions, oldest first (AWS keeps the last 100 versions of a parameter).
+    #[serde(default)]
+    history: Vec<Param>,
 }
 
 /// The parameter store.
@@ -270,6 +274,7 @@ impl ParameterStore {
             "DeleteParameter" => self.delete(body),
             "DeleteParameters" => self.delete_many(body),
             "DescribeParameters" => self.describe(body),
+            "GetParameterHistory" => self.history(body),
             _ => Err(ApiError::new(
                 400,
                 "InvalidAction",
@@ -411,7 +416,15 @@ impl ParameterStore {
                 .and_then(Value::as_str)
                 .unwrap_or("text")
                 .to_owned(),
+            history: Vec::new(),
         };
+        let mut param = param;
+        if let Some(mut old) = existing {
+            param.history = std::mem::take(&mut old.history);
+            param.history.push(old);
+            let excess = param.history.len().saturating_sub(MAX_VERSIONS - 1);
+            param.history.drain(..excess);
+        }
         let mut next = params.clone();
         next.insert(name.to_owned(), param);
         self.persist(&next)?;
@@ -429,10 +442,18 @@ impl ParameterStore {
             .rsplit_once(':')
             .map_or((raw, None), |(n, s)| (n, Some(s)));
         let params = self.params.lock();
-        let p = params.get(name).ok_or_else(not_found)?;
-        if let Some(sel) = selector
-            && sel.parse::<u64>().ok() != Some(p.version)
-        {
+        let current = params.get(name).ok_or_else(not_found)?;
+        let p = match selector {
+            None => Some(current),
+            Some(sel) => {
+                let want = sel.parse::<u64>().ok();
+                std::iter::once(current)
+                    .chain(current.history.iter())
+                    .find(|p| Some(p.version) == want)
+            }
+        };
+        let Some(p) = p else {
+            let sel = selector.unwrap_or_default();
             return Err(ApiError::new(
                 400,
                 "ParameterVersionNotFound",
@@ -440,8 +461,48 @@ impl ParameterStore {
                     "Systems Manager could not find version {sel} of {name}. Verify the version and try again."
                 ),
             ));
+        };
+        let mut out = self.render(p, decrypt)?;
+        if let (Some(sel), Some(o)) = (selector, out.as_object_mut()) {
+            o.insert("Selector".into(), Value::String(format!(":{sel}")));
         }
-        Ok(json!({"Parameter": self.render(p, decrypt)?}))
+        Ok(json!({"Parameter": out}))
+    }
+
+    fn history(&self, body: &Value) -> Result<Value, ApiError> {
+        let name = required_str(body, "Name", "name")?;
+        let decrypt = body
+            .get("WithDecryption")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
+        let max = max_results(body, 50)?;
+        let after: Option<u64> = token(body)?.and_then(|t| t.parse().ok());
+        let params = self.params.lock();
+        let current = params.get(name).ok_or_else(not_found)?;
+        let mut versions = current
+            .history
+            .iter()
+            .chain(std::iter::once(current))
+            .filter(|p| after.is_none_or(|a| p.version > a));
+        let page: Vec<&Param> = versions.by_ref().take(max).collect();
+        let more = versions.next().is_some();
+        let mut list = Vec::new();
+        for p in &page {
+            let mut v = self.metadata(p);
+            if let (Ok(rendered), Some(o)) = (self.render(p, decrypt), v.as_object_mut()) {
+                o.insert("Value".into(), rendered["Value"].clone());
+                o.insert("Labels".into(), json!([]));
+            }
+            list.push(v);
+        }
+        let mut out = json!({"Parameters": list});
+        if let (true, Some(last), Some(o)) = (more, page.last(), out.as_object_mut()) {
+            o.insert(
+                "NextToken".into(),
+                Value::String(encode_token(&last.version.to_string())),
+            );
+        }
+        Ok(out)
     }
 
     fn names(body: &Value) -> Result<Vec<&str>, ApiError> {

@@ -131,3 +131,45 @@ pub fn empty_response(status: u16) -> Response<Full<Bytes>> {
     *resp.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     resp
 }
+
+#[cfg(test)]
+mod tests {
+    use http_body_util::BodyExt;
+
+    use super::*;
+
+    async fn body(resp: Response<Full<Bytes>>) -> Value {
+        serde_json::from_slice(&resp.into_body().collect().await.unwrap().to_bytes()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn rest_errors_carry_the_type_header_and_user_shape() {
+        let resp = ApiError::throttled("ReservedFunctionConcurrentInvocationLimitExceeded")
+            .into_response(Protocol::RestJson, "req-1");
+        assert_eq!(resp.status(), 429);
+        assert_eq!(
+            resp.headers()["x-amzn-ErrorType"],
+            "TooManyRequestsException"
+        );
+        assert_eq!(resp.headers()["x-amzn-RequestId"], "req-1");
+        assert_eq!(resp.headers()["content-type"], "application/json");
+        let v = body(resp).await;
+        assert_eq!(
+            v,
+            json!({"Type": "User", "message": "Rate Exceeded.", "Reason": "ReservedFunctionConcurrentInvocationLimitExceeded"})
+        );
+    }
+
+    #[tokio::test]
+    async fn json_protocol_errors_are_400_with_type_field() {
+        let resp = ApiError::not_found("x").into_response(Protocol::AwsJson, "r");
+        assert_eq!(resp.status(), 400);
+        assert_eq!(resp.headers()["content-type"], "application/x-amz-json-1.1");
+        assert_eq!(
+            body(resp).await,
+            json!({"__type": "ResourceNotFoundException", "message": "x"})
+        );
+        let resp = ApiError::internal("boom").into_response(Protocol::AwsJson, "r");
+        assert_eq!(resp.status(), 500);
+    }
+}

@@ -28,7 +28,7 @@ mod common;
 mod defaults;
 mod duration;
 mod gateway;
-pub(crate) mod hcl1;
+pub mod hcl1;
 mod intentions_entry;
 mod set;
 
@@ -418,6 +418,12 @@ pub fn decode_json(bytes: &[u8]) -> Result<ConfigEntry, ConfigEntryError> {
 /// # Errors
 /// As [`decode_value`], plus malformed JSON/HCL.
 pub fn decode_hcl_or_json(text: &str) -> Result<ConfigEntry, ConfigEntryError> {
+    if !text.trim_start().starts_with(['{', '[']) {
+        hcl1::check_nesting(text).map_err(|m| ConfigEntryError::Decode {
+            kind: None,
+            message: format!("invalid HCL: {m}"),
+        })?;
+    }
     let v = match decode::json_or_hcl_to_value(text) {
         Ok(v) => v,
         // Consul parses HCL 1; retry its HCL 1-only forms rewritten (see `hcl1`), and report

@@ -44,11 +44,9 @@ pub(crate) async fn dispatch(p: &Platform, req: &Req) -> Resp {
     let result = route(p, req).await;
     // CloudTrail records failed management calls too, with `errorCode`/`errorMessage` (the
     // registrator skips those); `requestParameters` is what the client sent.
-    if let Err(e) = &result {
-        if let Some(name) = trail_name(req) {
-            let request = req.json().unwrap_or(Value::Null);
-            p.inner.bus.api_call_failed(p, name, request, e, req);
-        }
+    if let (Err(e), Some(name)) = (&result, trail_name(req)) {
+        let request = req.json().unwrap_or(Value::Null);
+        p.inner.bus.api_call_failed(p, name, request, e, req);
     }
     result
 }
@@ -703,6 +701,7 @@ impl Api<'_> {
             payload,
             invoked_arn,
             client_context,
+            log_tail: self.req.header("x-amz-log-type") == Some("Tail"),
         };
         if kind == "Event" {
             self.p
@@ -1771,6 +1770,7 @@ pub(crate) fn invoke_async_arn(p: &Platform, arn: &str, payload: Bytes) -> Resul
         payload,
         invoked_arn: arn.to_owned(),
         client_context: None,
+        log_tail: false,
     };
     p.inner
         .pools

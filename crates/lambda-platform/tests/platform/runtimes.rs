@@ -139,6 +139,15 @@ print(json.dumps(out))
         "{}",
         out["nohandler"]
     );
+    let log = std::fs::read_to_string(p.data_dir.join("logs/nohandler.log")).unwrap();
+    assert!(
+        log.contains("INIT_START Runtime Version: python3.11"),
+        "{log}"
+    );
+    assert!(
+        log.contains("Status: error\tError Type: Runtime.HandlerNotFound"),
+        "{log}"
+    );
     assert_eq!(
         err_type("syntax"),
         "Runtime.UserCodeSyntaxError",
@@ -441,4 +450,52 @@ print(json.dumps(out))
     assert_eq!(out["busy"]["code"], "TooManyRequestsException", "{out}");
     assert_eq!(out["busy"]["reason"], "ConcurrentInvocationLimitExceeded");
     p.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_stops_busy_sandboxes_promptly() {
+    let p = TestPlatform::start().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let pidfile = tmp.path().join("pid");
+    p.boto3(&format!(
+        r#"
+lam.create_function(FunctionName="busy", Runtime="python3.11", Role=ROLE, Handler="app.handler", Code={{"ZipFile": zip_files({{"app.py": {app}}})}}, Timeout=60)
+print("{{}}")
+"#,
+        app = lit(PY_APP)
+    ))
+    .await;
+    let client = p.client();
+    let payload = serde_json::to_vec(&json!({"pidfile": pidfile})).unwrap();
+    let call = tokio::spawn(async move {
+        client
+            .invoke("busy", bytes::Bytes::from(payload), &[])
+            .await
+    });
+    let mut pid = String::new();
+    for _ in 0..200 {
+        pid = std::fs::read_to_string(&pidfile).unwrap_or_default();
+        if !pid.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(!pid.is_empty(), "the function never started");
+    let started = std::time::Instant::now();
+    p.stop().await;
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(4),
+        "shutdown took {:?}",
+        started.elapsed()
+    );
+    // The in-flight invoke ended (with an AWS-shaped error, or the connection closing), not hung.
+    let r = tokio::time::timeout(std::time::Duration::from_secs(5), call)
+        .await
+        .unwrap()
+        .unwrap();
+    if let Ok(r) = r {
+        assert_eq!(r.header("x-amz-function-error"), Some("Unhandled"));
+    }
+    let alive = std::path::Path::new(&format!("/proc/{}", pid.trim())).exists();
+    assert!(!alive, "sandbox process {pid} survived shutdown");
 }

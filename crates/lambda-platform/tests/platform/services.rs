@@ -35,6 +35,15 @@ for page in ssm.get_paginator("get_parameters_by_path").paginate(Path="/mesh", R
     rec += [x["Name"] for x in page["Parameters"]]
 out["recursive"] = rec
 out["describe"] = [x["Name"] for x in ssm.describe_parameters(ParameterFilters=[{"Key": "Name", "Option": "BeginsWith", "Values": ["/mesh/fn"]}])["Parameters"]]
+for v in ["h1", "h2", "h3"]:
+    ssm.put_parameter(Name="/hist/p", Value=v, Type="SecureString", Overwrite=True)
+out["history"] = [(x["Version"], x["Value"]) for x in ssm.get_parameter_history(Name="/hist/p", WithDecryption=True)["Parameters"]]
+hp = []
+for page in ssm.get_paginator("get_parameter_history").paginate(Name="/hist/p", PaginationConfig={"PageSize": 2}):
+    hp += [x["Version"] for x in page["Parameters"]]
+out["history_paged"] = hp
+out["selector"] = ssm.get_parameter(Name="/hist/p:1", WithDecryption=True)["Parameter"]["Value"]
+out["bad_selector"] = err(ssm.get_parameter, Name="/hist/p:9")
 ssm.delete_parameter(Name="/mesh/fn/name")
 out["delete_again"] = err(ssm.delete_parameter, Name="/mesh/fn/name")
 out["delete_many"] = ssm.delete_parameters(Names=["/mesh/big", "/nope"])
@@ -79,6 +88,10 @@ print(json.dumps(out, default=str))
         ])
     );
     assert_eq!(out["describe"], json!(["/mesh/fn/cert", "/mesh/fn/name"]));
+    assert_eq!(out["history"], json!([[1, "h1"], [2, "h2"], [3, "h3"]]));
+    assert_eq!(out["history_paged"], json!([1, 2, 3]));
+    assert_eq!(out["selector"], "h1");
+    assert_eq!(code("bad_selector"), "ParameterVersionNotFound");
     assert_eq!(code("delete_again"), "ParameterNotFound");
     assert_eq!(
         out["delete_many"]["DeletedParameters"],
@@ -185,6 +198,12 @@ fn = lam.create_function(FunctionName="watched", Runtime="python3.11", Role=ROLE
 lam.tag_resource(Resource=fn, Tags={{"serverless.consul.hashicorp.com/v1alpha1/lambda/enabled": "true"}})
 out["dup"] = err(lam.create_function, FunctionName="watched", Runtime="python3.11", Role=ROLE, Handler="app.handler", Code={{"ZipFile": zip_files({{"app.py": "x"}})}})
 lam.invoke(FunctionName="watched", Payload=b"{{}}")
+events.put_rule(Name="custom", EventPattern=json.dumps({{"source": ["my.app"], "detail": {{"kind": ["hello"]}}}}))
+events.put_targets(Rule="custom", Targets=[{{"Id": "c", "Arn": sink}}])
+out["put_events"] = events.put_events(Entries=[
+    {{"Source": "my.app", "DetailType": "greeting", "Detail": json.dumps({{"kind": "hello"}})}},
+    {{"Source": "my.app", "DetailType": "greeting", "Detail": json.dumps({{"kind": "bye"}})}},
+    {{"Source": "my.app", "DetailType": "greeting", "Detail": "not json"}}])
 events.put_rule(Name="tick", ScheduleExpression="rate(1 minute)")
 events.put_targets(Rule="tick", Targets=[{{"Id": "t", "Arn": sink}}])
 print(json.dumps(out))
@@ -201,8 +220,9 @@ print(json.dumps(out))
     assert_eq!(out["bad_pattern"]["code"], "InvalidEventPatternException");
     assert_eq!(out["bad_schedule"]["code"], "ValidationException");
     assert_eq!(out["test_pattern"], true);
-    let lines = wait_lines(&sink, 4, |l| {
+    let lines = wait_lines(&sink, 5, |l| {
         l.iter().any(|e| e["source"] == "aws.events")
+            && l.iter().any(|e| e["source"] == "my.app")
             && l.iter().filter(|e| e["source"] == "aws.lambda").count() >= 3
     })
     .await;
@@ -254,6 +274,15 @@ print(json.dumps(out))
         tag["detail"]["requestParameters"]["tags"]["serverless.consul.hashicorp.com/v1alpha1/lambda/enabled"],
         "true"
     );
+    assert_eq!(out["put_events"]["FailedEntryCount"], 1);
+    let custom: Vec<&Value> = lines.iter().filter(|e| e["source"] == "my.app").collect();
+    assert_eq!(
+        custom.len(),
+        1,
+        "only the matching custom event is delivered: {custom:?}"
+    );
+    assert_eq!(custom[0]["detail"]["kind"], "hello");
+    assert_eq!(custom[0]["detail-type"], "greeting");
     let tick = lines.iter().find(|e| e["source"] == "aws.events").unwrap();
     assert_eq!(tick["detail-type"], "Scheduled Event");
     assert_eq!(

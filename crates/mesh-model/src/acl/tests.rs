@@ -152,6 +152,11 @@ fn rule_errors_name_the_problem() {
         (r#"{"operator": 1}"#, "invalid operator policy \"1\""),
         (r#"{"nodes": {}}"#, "unknown resource \"nodes\""),
         ("{not json", "invalid JSON"),
+        // Deep nesting is refused before hcl-rs can backtrack on it.
+        (
+            "a{w=d+s<ds<{{{{{{{{{{{{{{{{{{{{{{{{{{{{",
+            "nested more than 16 levels",
+        ),
     ];
     for (text, want) in cases {
         let err = parse_rules(text).unwrap_err().to_string();
