@@ -392,6 +392,9 @@ pub fn from_json_slice<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, DecodeErr
 
 /// Parses HCL text into a JSON value (blocks become objects; repeated blocks become arrays).
 pub fn hcl_to_value(text: &str) -> Result<Value, DecodeError> {
+    // hcl-rs slows down exponentially on deeply nested unclosed brackets (found by fuzzing);
+    // real files nest far less than the guard allows.
+    crate::config_entry::hcl1::check_nesting(text).map_err(DecodeError::Hcl)?;
     hcl::from_str::<Value>(text).map_err(|e| DecodeError::Hcl(e.to_string()))
 }
 

@@ -8,6 +8,7 @@
 pub mod acl;
 pub mod catalog;
 pub mod config_entry;
+pub mod connect;
 pub mod decode;
 pub mod intentions;
 pub mod names;

@@ -28,6 +28,7 @@ pub struct AppState {
     pub store: Store,
     pub config: Arc<ServerConfig>,
     pub ttl: Arc<ttl::TtlTimers>,
+    pub leaves: Arc<api::connect_ca::LeafCache>,
 }
 
 /// Errors starting the server.
@@ -52,7 +53,11 @@ impl AppState {
             store,
             config: Arc::new(config),
             ttl: Arc::new(ttl::TtlTimers::default()),
+            leaves: Arc::default(),
         };
+        api::connect_ca::init(&app)
+            .await
+            .map_err(|e| ServerError::SelfRegistration(e.message))?;
         api::acl::init(&app)
             .await
             .map_err(|e| ServerError::SelfRegistration(e.message))?;
@@ -73,11 +78,13 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
     let ttl_task = tokio::spawn(ttl::run(app.clone()));
+    let ca_task = tokio::spawn(api::connect_ca::run(app.clone()));
     let router = api::router(app);
     let result = axum::serve(listener, router)
         .with_graceful_shutdown(shutdown)
         .await
         .map_err(ServerError::Http);
     ttl_task.abort();
+    ca_task.abort();
     result
 }

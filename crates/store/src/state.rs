@@ -11,6 +11,7 @@ use mesh_model::EntMeta;
 use mesh_model::names::ServiceName;
 
 pub mod acl;
+pub mod ca;
 pub mod catalog;
 mod config;
 
@@ -39,6 +40,8 @@ pub enum WatchKey {
     },
     /// ACL tokens and policies.
     Acl,
+    /// Connect CA roots and configuration.
+    CaRoots,
     /// Cluster metadata (cluster ID, CA).
     Meta,
 }
@@ -108,6 +111,8 @@ pub enum Op {
         cas: Option<u64>,
     },
     Acl(acl::AclOp),
+    /// Connect CA: initialise, rotate, prune roots.
+    Ca(ca::CaOp),
 }
 
 /// The whole control-plane state.
@@ -124,6 +129,7 @@ pub struct State {
     pub(crate) config: mesh_model::config_entry::ConfigEntrySet,
     pub(crate) config_index: config::EntryIndexes,
     pub(crate) acl: acl::AclState,
+    pub(crate) ca: ca::CaState,
     key_index: HashMap<WatchKey, u64>,
 }
 
@@ -140,6 +146,8 @@ pub(crate) struct StateSnapshot {
     pub config: Vec<(serde_json::Value, u64, u64)>,
     #[serde(default)]
     pub acl: acl::AclState,
+    #[serde(default)]
+    pub ca: ca::CaState,
 }
 
 impl State {
@@ -223,6 +231,7 @@ impl State {
                 output,
             } => self.apply_update_check(partition, node, check_id, status, output, index)?,
             Op::Acl(op) => self.apply_acl(op, index)?,
+            Op::Ca(op) => self.apply_ca(op, index)?,
             Op::SetClusterMeta(meta) => {
                 self.meta = meta.clone();
                 vec![WatchKey::Meta]
@@ -255,6 +264,7 @@ impl State {
                 })
                 .collect(),
             acl: self.acl.clone(),
+            ca: self.ca.clone(),
         }
     }
 
