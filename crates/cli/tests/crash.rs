@@ -84,13 +84,11 @@ fn kill_dash_nine_loses_no_acknowledged_write() {
                         }
                         _ => break, // the server is gone
                     }
-                    if i % 16 == 0 {
-                        if let Ok(resp) = a.get(&format!("http://{http}/v1/catalog/services")).call() {
-                            if let Some(ix) = resp.headers().get("X-Consul-Index").and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok()) {
+                    if i % 16 == 0
+                        && let Ok(resp) = a.get(&format!("http://{http}/v1/catalog/services")).call()
+                            && let Some(ix) = resp.headers().get("X-Consul-Index").and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok()) {
                                 seen.fetch_max(ix, Ordering::Relaxed);
                             }
-                        }
-                    }
                 }
             }));
         }
