@@ -82,8 +82,14 @@ pub fn router(app: AppState) -> Router {
         .route("/v1/agent/connect/ca/roots", get(connect_ca::roots))
         .route("/v1/connect/ca/roots", get(connect_ca::roots))
         .route("/v1/agent/connect/ca/leaf/{service}", get(connect_ca::leaf))
-        .route("/v1/connect/ca/configuration", get(connect_ca::configuration_get).put(connect_ca::configuration_put))
-        .route("/v1/agent/connect/authorize", axum::routing::post(connect_ca::authorize))
+        .route(
+            "/v1/connect/ca/configuration",
+            get(connect_ca::configuration_get).put(connect_ca::configuration_put),
+        )
+        .route(
+            "/v1/agent/connect/authorize",
+            axum::routing::post(connect_ca::authorize),
+        )
         // acl
         .route("/v1/acl/bootstrap", put(acl::bootstrap))
         .route("/v1/acl/token", put(acl::token_create))
