@@ -24,7 +24,7 @@ def _binary():
 class Server:
     def __init__(self, *args):
         self.proc = subprocess.Popen(
-            [_binary(), *args, "-http-addr", "127.0.0.1:0"],
+            [_binary(), *args, "-http-addr", "127.0.0.1:0", "-grpc-addr", "127.0.0.1:0"],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             text=True,

@@ -33,6 +33,8 @@ fn start(bin: &str, data: &std::path::Path) -> anyhow::Result<Server> {
             data.to_str().context("data dir path")?,
             "-http-addr",
             "127.0.0.1:0",
+            "-grpc-addr",
+            "127.0.0.1:0",
         ])
         .env("LAMBDAMESH_LOG", "warn,lambdamesh=info")
         .stdout(Stdio::null())

@@ -39,6 +39,11 @@ impl HttpArgs {
         Client::new(&self.http_addr, self.token.clone())
     }
 
+    /// The client for other command modules.
+    pub fn client_pub(&self) -> Client {
+        self.client()
+    }
+
     /// `?ns=..&partition=..` for this request (leading `?`, or empty).
     fn tenancy(&self) -> String {
         let mut parts = Vec::new();

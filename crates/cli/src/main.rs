@@ -5,6 +5,7 @@
 
 mod args;
 mod client_cmd;
+mod connect_cmd;
 mod lambda;
 mod server_cmd;
 
@@ -39,6 +40,9 @@ enum Command {
     /// Create, check and delete intentions.
     #[command(subcommand)]
     Intention(client_cmd::IntentionCommand),
+    /// Run Envoy for a sidecar proxy or a gateway.
+    #[command(subcommand)]
+    Connect(connect_cmd::ConnectCommand),
     /// ACL system commands.
     #[command(subcommand)]
     Acl(client_cmd::AclCommand),
@@ -69,6 +73,7 @@ fn main() -> std::process::ExitCode {
             Command::Config(cmd) => blocking(move || client_cmd::config(cmd)).await,
             Command::Intention(cmd) => blocking(move || client_cmd::intention(cmd)).await,
             Command::Acl(cmd) => blocking(move || client_cmd::acl(cmd)).await,
+            Command::Connect(cmd) => blocking(move || connect_cmd::run(cmd)).await,
             Command::Lambda(cmd) => lambda::run(cmd).await,
         }
     });

@@ -34,6 +34,9 @@ pub struct ServerArgs {
     pub http_port: Option<u16>,
     #[arg(long = "grpc-port")]
     pub grpc_port: Option<u16>,
+    /// Address of the xDS (gRPC) listener (HOST:PORT); overrides -client/-grpc-port.
+    #[arg(long = "grpc-addr")]
+    pub grpc_addr: Option<String>,
     /// Lambda endpoint used for Lambda services instead of AWS (e.g. http://127.0.0.1:9001).
     #[arg(long = "lambda-endpoint")]
     pub lambda_endpoint: Option<String>,
@@ -84,13 +87,13 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<u8> {
             )
         })
     });
-    let grpc_addr = (args.client.is_some() || args.grpc_port.is_some()).then(|| {
+    let grpc_addr = args.grpc_addr.clone().or_else(|| (args.client.is_some() || args.grpc_port.is_some()).then(|| {
         format!(
             "{}:{}",
             args.client.as_deref().unwrap_or("127.0.0.1"),
             args.grpc_port.unwrap_or(8502)
         )
-    });
+    }));
     let overrides = Overrides {
         datacenter: args.datacenter.clone(),
         node_name: args.node.clone(),
@@ -116,6 +119,10 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<u8> {
         .await
         .with_context(|| format!("cannot bind the HTTP API to {}", config.http_addr))?;
     let http = listener.local_addr().context("listener has no address")?;
+    let grpc_listener = tokio::net::TcpListener::bind(config.grpc_addr)
+        .await
+        .with_context(|| format!("cannot bind the xDS (gRPC) port to {}", config.grpc_addr))?;
+    let grpc = grpc_listener.local_addr().context("listener has no address")?;
     let app = server::AppState::open(config.clone())
         .await
         .context("cannot start the server")?;
@@ -126,9 +133,9 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<u8> {
         data_dir = %config.data_dir.display(),
         acl = config.acl.enabled,
         dev = config.dev,
-        "lambdamesh server ready: HTTP API at http://{http}/v1/ (try: curl http://{http}/v1/catalog/services)"
+        "lambdamesh server ready: HTTP API at http://{http}/v1/ , xDS (gRPC) at {grpc} (try: curl http://{http}/v1/catalog/services)"
     );
-    server::serve(app, listener, shutdown_signal()).await?;
+    server::serve_all(app, listener, Some(grpc_listener), shutdown_signal()).await?;
     tracing::info!("lambdamesh server stopped");
     Ok(0)
 }

@@ -99,6 +99,15 @@ pub fn token_of(headers: &HeaderMap, q: &Query) -> Option<String> {
 /// # Errors
 /// 403 `ACL not found` for a secret that matches no (unexpired) token.
 pub fn resolve(app: &AppState, headers: &HeaderMap, q: &Query) -> ApiResult<Identity> {
+    resolve_secret(app, token_of(headers, q).as_deref())
+}
+
+/// Resolves a secret (e.g. the `x-consul-token` of an xDS stream); `None` is the anonymous token.
+///
+/// # Errors
+/// 403 `ACL not found` for a secret that matches no (unexpired) token.
+pub fn resolve_secret(app: &AppState, secret: Option<&str>) -> ApiResult<Identity> {
+    let secret = secret.filter(|s| !s.is_empty()).map(str::to_owned);
     if !app.config.acl.enabled {
         return Ok(Identity {
             authorizer: Authz::Management,
@@ -106,7 +115,6 @@ pub fn resolve(app: &AppState, headers: &HeaderMap, q: &Query) -> ApiResult<Iden
             secret: None,
         });
     }
-    let secret = token_of(headers, q);
     let default_allow = app.config.acl.default_allow;
     let now = time::OffsetDateTime::now_utc();
     app.store.read(|s| {

@@ -5,7 +5,8 @@
 //! Request flow: axum route → [`query::Query`] parsed once → token resolved to an authorizer
 //! ([`authz`]) → a pure decode/validate in `mesh-model` → one [`store::Op`] written, or a read
 //! through [`query::blocking`] → JSON in Consul's shape. Errors become responses only in
-//! [`error`]. This crate must not know about Envoy, xDS or AWS.
+//! [`error`]. Envoy configuration is compiled by the `xds` crate; [`xds_source`] only feeds it
+//! values from the store and serves the result over ADS. This crate must not know about AWS.
 
 pub mod api;
 pub mod authz;
@@ -13,6 +14,7 @@ pub mod config;
 pub mod error;
 pub mod query;
 mod ttl;
+pub mod xds_source;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -29,6 +31,9 @@ pub struct AppState {
     pub config: Arc<ServerConfig>,
     pub ttl: Arc<ttl::TtlTimers>,
     pub leaves: Arc<api::connect_ca::LeafCache>,
+    /// What proxies rejected and acknowledged (served at `/v1/internal/xds/status`).
+    pub xds_nacks: Arc<xds::ads::NackLog>,
+    pub xds_acks: Arc<xds::ads::AckLog>,
 }
 
 /// Errors starting the server.
@@ -54,6 +59,8 @@ impl AppState {
             config: Arc::new(config),
             ttl: Arc::new(ttl::TtlTimers::default()),
             leaves: Arc::default(),
+            xds_nacks: Arc::default(),
+            xds_acks: Arc::default(),
         };
         api::connect_ca::init(&app)
             .await
@@ -77,13 +84,45 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
+    serve_all(app, listener, None, shutdown).await
+}
+
+/// Serves the HTTP API, and ADS on `grpc` when given, until `shutdown` resolves.
+///
+/// # Errors
+/// A listener fails.
+pub async fn serve_all(
+    app: AppState,
+    http: TcpListener,
+    grpc: Option<TcpListener>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
     let ttl_task = tokio::spawn(ttl::run(app.clone()));
     let ca_task = tokio::spawn(api::connect_ca::run(app.clone()));
+    let grpc_task = grpc.map(|l| {
+        let source = Arc::new(xds_source::StoreSource::new(app.clone()));
+        let ads = xds::ads::Ads::new(source, app.xds_nacks.clone(), app.xds_acks.clone());
+        tokio::spawn(xds::ads::serve(l, ads, stopped(stop_rx.clone())))
+    });
     let router = api::router(app);
-    let result = axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await
-        .map_err(ServerError::Http);
+    let http_rx = stop_rx.clone();
+    let signal = tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    });
+    let result = axum::serve(http, router).with_graceful_shutdown(stopped(http_rx)).await.map_err(ServerError::Http);
+    if let Some(t) = grpc_task {
+        match t.await {
+            Ok(Err(e)) => tracing::error!(error = %e, "xDS server failed"),
+            Err(e) => tracing::error!(error = %e, "xDS server task failed"),
+            Ok(Ok(())) => {}
+        }
+    }
+    signal.abort();
     ttl_task.abort();
     ca_task.abort();
     result

@@ -15,6 +15,8 @@ pub struct Proc {
     pub child: Child,
     /// `127.0.0.1:PORT` of the HTTP API.
     pub http: String,
+    /// `127.0.0.1:PORT` of the xDS (gRPC) listener.
+    pub grpc: String,
     pub log: std::sync::Arc<parking_lot::Mutex<Vec<String>>>,
 }
 
@@ -23,7 +25,7 @@ impl Proc {
     pub fn start(args: &[&str]) -> Proc {
         let mut child = Command::new(BIN)
             .args(args)
-            .args(["-http-addr", "127.0.0.1:0"])
+            .args(["-http-addr", "127.0.0.1:0", "-grpc-addr", "127.0.0.1:0"])
             .env("LAMBDAMESH_LOG", "info")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -37,19 +39,20 @@ impl Proc {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 if let Some(rest) = line.split("HTTP API at http://").nth(1) {
                     let addr = rest.split('/').next().unwrap_or("").to_owned();
-                    let _ = tx.send(addr);
+                    let grpc = line.split("xDS (gRPC) at ").nth(1).and_then(|r| r.split_whitespace().next()).unwrap_or("").to_owned();
+                    let _ = tx.send((addr, grpc));
                 }
                 log2.lock().push(line);
             }
         });
-        let http = match rx.recv_timeout(Duration::from_secs(30)) {
+        let (http, grpc) = match rx.recv_timeout(Duration::from_secs(30)) {
             Ok(a) => a,
             Err(_) => {
                 let _ = child.kill();
                 panic!("server did not start; log:\n{}", log.lock().join("\n"));
             }
         };
-        Proc { child, http, log }
+        Proc { child, http, grpc, log }
     }
 
     pub fn kill9(&mut self) {

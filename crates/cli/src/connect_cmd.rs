@@ -1,0 +1,168 @@
+//! `lambdamesh connect envoy`: find (or register) the proxy, write Envoy's bootstrap and exec
+//! Envoy, with the flags Consul uses. Envoy always runs with `--disable-hot-restart` (so it
+//! survives its launcher) and `AWS_EC2_METADATA_DISABLED=true` (so its AWS credential chain never
+//! probes the metadata address), unless told otherwise.
+
+use std::io::Write;
+
+use anyhow::{Context, bail};
+use clap::{Args, Subcommand};
+use serde_json::{Value, json};
+
+use consul_client::encode;
+
+use crate::client_cmd::HttpArgs;
+
+#[derive(Subcommand, Debug)]
+pub enum ConnectCommand {
+    /// Run Envoy as a sidecar proxy or a gateway.
+    Envoy(EnvoyArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct EnvoyArgs {
+    #[command(flatten)]
+    pub http: HttpArgs,
+    /// The ID of the service whose sidecar proxy to run.
+    #[arg(long = "sidecar-for")]
+    pub sidecar_for: Option<String>,
+    /// Run a gateway: `terminating` or `mesh`.
+    #[arg(long)]
+    pub gateway: Option<String>,
+    /// Register the gateway service before starting.
+    #[arg(long)]
+    pub register: bool,
+    /// The gateway's service name (default: `terminating-gateway` / `mesh-gateway`).
+    #[arg(long)]
+    pub service: Option<String>,
+    /// The gateway's listen address (HOST:PORT).
+    #[arg(long)]
+    pub address: Option<String>,
+    /// The proxy's own ID when registering (default: the service name).
+    #[arg(long = "proxy-id")]
+    pub proxy_id: Option<String>,
+    /// Envoy's admin listener (HOST:PORT); always on loopback.
+    #[arg(long = "admin-bind", default_value = "127.0.0.1:19000")]
+    pub admin_bind: String,
+    /// The control plane's xDS (gRPC) address.
+    #[arg(long = "grpc-addr", env = "CONSUL_GRPC_ADDR", default_value = "127.0.0.1:8502")]
+    pub grpc_addr: String,
+    /// Use state-of-the-world xDS instead of delta.
+    #[arg(long = "sotw")]
+    pub sotw: bool,
+    /// Print the bootstrap instead of running Envoy.
+    #[arg(long)]
+    pub bootstrap: bool,
+    /// Let Envoy probe EC2 instance metadata for AWS credentials (off by default).
+    #[arg(long = "allow-ec2-metadata")]
+    pub allow_ec2_metadata: bool,
+    /// Extra arguments for Envoy (after `--`).
+    #[arg(last = true)]
+    pub envoy_args: Vec<String>,
+}
+
+fn split_host_port(s: &str, what: &str) -> anyhow::Result<(String, u16)> {
+    let (h, p) = s.rsplit_once(':').with_context(|| format!("{what}: expected HOST:PORT, got {s:?}"))?;
+    let port: u16 = p.parse().with_context(|| format!("{what}: invalid port in {s:?}"))?;
+    Ok((h.to_owned(), port))
+}
+
+/// Finds the sidecar proxy registered for service ID `id` on the local agent.
+fn find_sidecar(client: &consul_client::Client, http: &HttpArgs, id: &str) -> anyhow::Result<(String, String, Value)> {
+    let services = client.get(&format!("/v1/agent/services{}", tenancy(http))).context("Error reading the agent's services")?;
+    let map = services.body.as_object().cloned().unwrap_or_default();
+    map.values()
+        .find(|s| s["Kind"] == "connect-proxy" && s["Proxy"]["DestinationServiceID"] == id)
+        .map(|s| (s["ID"].as_str().unwrap_or("").to_owned(), s["Service"].as_str().unwrap_or("").to_owned(), s.clone()))
+        .with_context(|| format!("No sidecar proxy registered for {id:?}: register the service with a `sidecar_service` first"))
+}
+
+fn tenancy(http: &HttpArgs) -> String {
+    let mut q = Vec::new();
+    if let Some(ns) = &http.namespace {
+        q.push(format!("ns={}", encode(ns)));
+    }
+    if let Some(p) = &http.partition {
+        q.push(format!("partition={}", encode(p)));
+    }
+    if q.is_empty() { String::new() } else { format!("?{}", q.join("&")) }
+}
+
+pub fn run(cmd: ConnectCommand) -> anyhow::Result<u8> {
+    let ConnectCommand::Envoy(args) = cmd;
+    let client = args.http.client_pub();
+    let (node_id, service, namespace) = match (&args.sidecar_for, &args.gateway) {
+        (Some(id), None) => {
+            let (proxy_id, name, svc) = find_sidecar(&client, &args.http, id)?;
+            (proxy_id, name, svc["Namespace"].as_str().unwrap_or("default").to_owned())
+        }
+        (None, Some(kind)) => {
+            let kind_name = match kind.as_str() {
+                "terminating" => "terminating-gateway",
+                "mesh" => "mesh-gateway",
+                other => bail!("-gateway: unknown gateway kind {other:?}: use \"terminating\" or \"mesh\""),
+            };
+            let service = args.service.clone().unwrap_or_else(|| kind_name.to_owned());
+            let id = args.proxy_id.clone().unwrap_or_else(|| service.clone());
+            if args.register {
+                let addr = args.address.as_deref().context("-register needs -address HOST:PORT for the gateway's listener")?;
+                let (host, port) = split_host_port(addr, "-address")?;
+                let body = json!({"Kind": kind_name, "ID": id, "Name": service, "Address": host, "Port": port});
+                client
+                    .put(&format!("/v1/agent/service/register{}", tenancy(&args.http)), Some(&body))
+                    .with_context(|| format!("Error registering the {kind_name} {service:?}"))?;
+            }
+            (id, service, args.http.namespace.clone().unwrap_or_else(|| "default".into()))
+        }
+        _ => bail!("exactly one of -sidecar-for ID or -gateway terminating|mesh must be given"),
+    };
+    let datacenter = client
+        .get("/v1/agent/self")
+        .ok()
+        .and_then(|a| a.body["Config"]["Datacenter"].as_str().map(str::to_owned))
+        .unwrap_or_else(|| "dc1".into());
+    let (admin_host, admin_port) = split_host_port(&args.admin_bind, "-admin-bind")?;
+    if admin_host != "127.0.0.1" && admin_host != "localhost" && admin_host != "::1" {
+        bail!("-admin-bind: the admin listener must be on loopback (Envoy's admin API is unauthenticated), got {admin_host:?}");
+    }
+    let (xds_host, xds_port) = split_host_port(&args.grpc_addr, "-grpc-addr")?;
+    let params = xds::bootstrap::BootstrapParams {
+        node_id,
+        service,
+        namespace,
+        partition: args.http.partition.clone().unwrap_or_else(|| "default".into()),
+        datacenter,
+        xds_host,
+        xds_port,
+        admin_host,
+        admin_port,
+        token: args.http.token.clone(),
+        delta: !args.sotw,
+    };
+    let bootstrap = xds::bootstrap::bootstrap_json(&params);
+    if args.bootstrap {
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "{}", serde_json::to_string_pretty(&bootstrap)?).context("cannot write to stdout")?;
+        return Ok(0);
+    }
+    let envoy = std::env::var("ENVOY_BIN").unwrap_or_else(|_| "envoy".into());
+    let mut command = std::process::Command::new(&envoy);
+    command.arg("--config-yaml").arg(bootstrap.to_string()).arg("--disable-hot-restart").args(&args.envoy_args);
+    if !args.allow_ec2_metadata {
+        command.env("AWS_EC2_METADATA_DISABLED", "true");
+    }
+    exec(command, &envoy)
+}
+
+#[cfg(unix)]
+fn exec(mut command: std::process::Command, envoy: &str) -> anyhow::Result<u8> {
+    use std::os::unix::process::CommandExt;
+    let err = command.exec();
+    bail!("cannot run Envoy {envoy:?} (set ENVOY_BIN or put envoy on PATH): {err}")
+}
+
+#[cfg(not(unix))]
+fn exec(mut command: std::process::Command, envoy: &str) -> anyhow::Result<u8> {
+    let status = command.status().with_context(|| format!("cannot run Envoy {envoy:?}"))?;
+    Ok(status.code().unwrap_or(1) as u8)
+}

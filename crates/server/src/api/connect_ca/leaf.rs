@@ -1,0 +1,275 @@
+//! The leaf-certificate cache: one leaf per service, signed on first request and reused until it
+//! passes two thirds of its lifetime or the active root changes (after the rotation grace).
+//! Leaves are not persisted: after a restart each service simply gets a fresh one, exactly as a
+//! Consul agent's cache behaves.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+use tokio::sync::{Mutex, MutexGuard, watch};
+
+use mesh_model::names::ServiceName;
+use store::Op;
+use store::state::ca::CaOp;
+
+use super::ROTATION_GRACE;
+use crate::AppState;
+use crate::error::{ApiError, ApiResult};
+
+/// Serials reserved in the store per write: a restart skips the rest of a block, so serials stay
+/// unique and increasing across restarts at the cost of one write per 1024 certificates.
+const SERIAL_BLOCK: u64 = 1024;
+
+/// A service's current leaf certificate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Leaf {
+    pub service: ServiceName,
+    pub cert_pem: String,
+    /// PKCS#8 PEM of the leaf's P-256 key.
+    pub key_pem: String,
+    /// Colon-hex serial number.
+    pub serial: String,
+    /// RFC 3339 validity bounds.
+    pub valid_after: String,
+    pub valid_before: String,
+    /// `ID` of the root that signed it.
+    pub root_id: String,
+    /// The serial as a number: increases with every issue, so it orders leaves for blocking
+    /// queries (`?index`).
+    pub modify_index: u64,
+    pub spiffe_id: String,
+    pub not_before: OffsetDateTime,
+    pub not_after: OffsetDateTime,
+}
+
+/// Leaf certificates signed for services, reused until they need renewal.
+pub struct LeafCache {
+    leaves: parking_lot::Mutex<HashMap<ServiceName, Arc<Leaf>>>,
+    /// Held while signing so two requests for one service do not both sign.
+    issuing: Mutex<()>,
+    serials: Mutex<Serials>,
+    /// Serialises configuration writes (a rotation decision reads the stored config).
+    config: Mutex<()>,
+    changed: watch::Sender<u64>,
+}
+
+#[derive(Default)]
+struct Serials {
+    next: u64,
+    end: u64,
+}
+
+/// What signing and freshness checks need from the store, read once.
+struct Signer {
+    trust_domain: String,
+    root_id: String,
+    root_key: String,
+    root_cn: String,
+    /// When the active root was made (the rotation time).
+    root_since: OffsetDateTime,
+    trusted: Vec<String>,
+    leaf_ttl: Duration,
+}
+
+impl Default for LeafCache {
+    fn default() -> Self {
+        Self {
+            leaves: parking_lot::Mutex::default(),
+            issuing: Mutex::default(),
+            serials: Mutex::default(),
+            config: Mutex::default(),
+            changed: watch::channel(0).0,
+        }
+    }
+}
+
+// === impl Leaf ===
+
+impl Leaf {
+    /// Consul's `/v1/agent/connect/ca/leaf/:service` JSON.
+    pub fn to_json(&self) -> Value {
+        json!({
+            "SerialNumber": self.serial,
+            "CertPEM": self.cert_pem,
+            "PrivateKeyPEM": self.key_pem,
+            "Service": self.service.name,
+            "ServiceURI": self.spiffe_id,
+            "ValidAfter": self.valid_after,
+            "ValidBefore": self.valid_before,
+            "Namespace": self.service.meta.namespace,
+            "Partition": self.service.meta.partition,
+            "CreateIndex": self.modify_index,
+            "ModifyIndex": self.modify_index,
+        })
+    }
+
+    /// Still good to serve at `now` under `signer`: before two thirds of its lifetime, and signed
+    /// by the active root, or by a still-trusted previous root within the rotation grace.
+    fn fresh(&self, signer: &Signer, now: OffsetDateTime) -> bool {
+        let renew_at = self.not_before + (self.not_after - self.not_before) * 2 / 3;
+        if now >= renew_at {
+            return false;
+        }
+        if self.root_id == signer.root_id {
+            return true;
+        }
+        signer.trusted.contains(&self.root_id) && now < signer.root_since + ROTATION_GRACE
+    }
+}
+
+// === impl LeafCache ===
+
+impl LeafCache {
+    /// The service's current leaf, signed now if it has none or the cached one needs renewal.
+    ///
+    /// # Errors
+    /// The CA is not initialised, signing fails, or the store cannot reserve serials.
+    pub async fn get(&self, app: &AppState, service: &ServiceName) -> Result<Arc<Leaf>, ApiError> {
+        let signer = signer(app)?;
+        let now = OffsetDateTime::now_utc();
+        if let Some(l) = self.cached(service, &signer, now) {
+            return Ok(l);
+        }
+        let _issuing = self.issuing.lock().await;
+        // Another request may have signed while this one waited.
+        if let Some(l) = self.cached(service, &signer, now) {
+            return Ok(l);
+        }
+        let serial = self.next_serial(app).await?;
+        let issued = ca::sign_leaf(
+            ca::SigningRoot {
+                key_pem: &signer.root_key,
+                common_name: &signer.root_cn,
+            },
+            &signer.trust_domain,
+            &app.config.datacenter,
+            service,
+            serial,
+            now,
+            signer.leaf_ttl,
+        )
+        .map_err(|e| ApiError::internal(format!("cannot sign a leaf for {}: {e}", service.name)))?;
+        let leaf = Arc::new(Leaf {
+            service: service.clone(),
+            cert_pem: issued.cert_pem,
+            key_pem: issued.key_pem,
+            serial: issued.serial_hex,
+            valid_after: issued.not_before.format(&Rfc3339).unwrap_or_default(),
+            valid_before: issued.not_after.format(&Rfc3339).unwrap_or_default(),
+            root_id: signer.root_id.clone(),
+            modify_index: serial,
+            spiffe_id: issued.spiffe_id,
+            not_before: issued.not_before,
+            not_after: issued.not_after,
+        });
+        self.leaves.lock().insert(service.clone(), leaf.clone());
+        tracing::debug!(service = %service.name, serial, root = %signer.root_id, "signed a leaf");
+        self.changed.send_modify(|v| *v = (*v).max(serial));
+        Ok(leaf)
+    }
+
+    /// Bumped (to the newest leaf's `modify_index`) on every issue and renewal.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.changed.subscribe()
+    }
+
+    fn cached(
+        &self,
+        service: &ServiceName,
+        signer: &Signer,
+        now: OffsetDateTime,
+    ) -> Option<Arc<Leaf>> {
+        self.leaves
+            .lock()
+            .get(service)
+            .filter(|l| l.fresh(signer, now))
+            .cloned()
+    }
+
+    /// Blocking form of [`get`](Self::get): waits until the service's leaf has a
+    /// `modify_index` above `min` (a renewal or a rotation) or `wait` passes, then answers the
+    /// current leaf.
+    pub(crate) async fn wait_newer(
+        &self,
+        app: &AppState,
+        service: &ServiceName,
+        min: u64,
+        wait: Duration,
+    ) -> ApiResult<Arc<Leaf>> {
+        let deadline = tokio::time::Instant::now() + wait;
+        let mut rx = self.subscribe();
+        loop {
+            // Mark the current value seen before looking, so no renewal slips between.
+            rx.borrow_and_update();
+            let leaf = self.get(app, service).await?;
+            if leaf.modify_index > min {
+                return Ok(leaf);
+            }
+            match tokio::time::timeout_at(deadline, rx.changed()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) | Err(_) => return Ok(leaf),
+            }
+        }
+    }
+
+    /// Renews every cached leaf that needs it (called by the CA's background task), so blocked
+    /// `?index` readers and the xDS server see renewals and rotations without asking first.
+    pub(crate) async fn renew_due(&self, app: &AppState) {
+        let services: Vec<ServiceName> = self.leaves.lock().keys().cloned().collect();
+        for svc in services {
+            if let Err(e) = self.get(app, &svc).await {
+                tracing::warn!(service = %svc.name, error = %e.message, "cannot renew a leaf");
+            }
+        }
+    }
+
+    pub(crate) async fn config_lock(&self) -> MutexGuard<'_, ()> {
+        self.config.lock().await
+    }
+
+    /// The next certificate serial number, reserving a block in the store when the current one is
+    /// used up.
+    pub(crate) async fn next_serial(&self, app: &AppState) -> ApiResult<u64> {
+        let mut s = self.serials.lock().await;
+        if s.next >= s.end {
+            app.store
+                .write(Op::Ca(CaOp::ReserveSerials {
+                    count: SERIAL_BLOCK,
+                }))
+                .await?;
+            // Only this task reserves (under the lock), so the block ends at the new mark.
+            let end = app.store.read(|st| st.ca().next_serial);
+            *s = Serials {
+                next: end - SERIAL_BLOCK,
+                end,
+            };
+        }
+        let n = s.next;
+        s.next += 1;
+        Ok(n)
+    }
+}
+
+fn signer(app: &AppState) -> ApiResult<Signer> {
+    app.store.read(|s| {
+        let ca = s.ca();
+        let root = ca
+            .active_root()
+            .ok_or_else(|| ApiError::internal("the Connect CA has no active root"))?;
+        let root_since =
+            OffsetDateTime::parse(&root.not_before, &Rfc3339).unwrap_or(OffsetDateTime::UNIX_EPOCH);
+        Ok(Signer {
+            trust_domain: super::trust_domain(s),
+            root_id: root.id.clone(),
+            root_key: root.private_key.clone(),
+            root_cn: root.common_name.clone(),
+            root_since,
+            trusted: ca.roots.iter().map(|r| r.id.clone()).collect(),
+            leaf_ttl: Duration::from_secs(ca.config.leaf_cert_ttl_secs),
+        })
+    })
+}

@@ -1,0 +1,414 @@
+//! The Aggregated Discovery Service: state-of-the-world and delta streams over one snapshot
+//! channel per proxy. Each type keeps its own version and nonce; a stale nonce is ignored; a NACK
+//! is logged with Envoy's message and recorded in the [`NackLog`], and nothing is re-sent until
+//! the content changes, so Envoy keeps serving the last configuration it accepted.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_server::{AggregatedDiscoveryService, AggregatedDiscoveryServiceServer};
+use parking_lot::Mutex;
+use tokio::sync::{mpsc, watch};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::pb::{Any, discovery};
+use crate::resources::{self, CLUSTER, LISTENER, PUSH_ORDER, Resources};
+
+/// Where snapshots come from (implemented by the control-plane server).
+pub trait SnapshotSource: Send + Sync + 'static {
+    /// Subscribes to proxy `node_id`'s resources; the receiver sees every new snapshot. Errors are
+    /// gRPC statuses for the client: unknown proxy, bad or insufficient token.
+    fn subscribe(&self, node_id: &str, token: Option<&str>) -> Result<watch::Receiver<Arc<Resources>>, Status>;
+}
+
+/// A configuration Envoy rejected.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Nack {
+    pub node: String,
+    pub type_url: String,
+    pub version: String,
+    pub nonce: String,
+    pub message: String,
+    pub unix_ms: u64,
+}
+
+/// The most recent NACKs per proxy (bounded), for the HTTP API and the launcher's status.
+#[derive(Default)]
+pub struct NackLog {
+    by_node: Mutex<HashMap<String, Vec<Nack>>>,
+}
+
+/// NACKs kept per proxy: enough to see a pattern, bounded against a misbehaving client.
+const NACKS_PER_NODE: usize = 32;
+
+impl NackLog {
+    fn record(&self, nack: Nack) {
+        tracing::warn!(node = %nack.node, type_url = %nack.type_url, version = %nack.version, message = %nack.message, "Envoy rejected configuration (NACK); it keeps serving its last accepted config");
+        let mut map = self.by_node.lock();
+        let list = map.entry(nack.node.clone()).or_default();
+        list.push(nack);
+        if list.len() > NACKS_PER_NODE {
+            list.remove(0);
+        }
+    }
+
+    /// All recorded NACKs, by proxy.
+    pub fn all(&self) -> BTreeMap<String, Vec<Nack>> {
+        self.by_node.lock().iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+    }
+}
+
+/// Connected proxies and what they last acknowledged (for status and benchmarks).
+#[derive(Default)]
+pub struct AckLog {
+    acks: Mutex<HashMap<String, BTreeMap<String, String>>>,
+}
+
+impl AckLog {
+    fn record(&self, node: &str, type_url: &str, version: &str) {
+        self.acks.lock().entry(node.to_owned()).or_default().insert(type_url.to_owned(), version.to_owned());
+    }
+    fn forget(&self, node: &str) {
+        self.acks.lock().remove(node);
+    }
+    /// Node → type → last acknowledged version.
+    pub fn all(&self) -> BTreeMap<String, BTreeMap<String, String>> {
+        self.acks.lock().iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+    }
+}
+
+/// The ADS service.
+pub struct Ads<S> {
+    source: Arc<S>,
+    pub nacks: Arc<NackLog>,
+    pub acks: Arc<AckLog>,
+    nonce: Arc<AtomicU64>,
+}
+
+impl<S: SnapshotSource> Ads<S> {
+    pub fn new(source: Arc<S>, nacks: Arc<NackLog>, acks: Arc<AckLog>) -> Self {
+        Self { source, nacks, acks, nonce: Arc::default() }
+    }
+
+    /// The tonic service to mount.
+    pub fn into_service(self) -> AggregatedDiscoveryServiceServer<Self> {
+        AggregatedDiscoveryServiceServer::new(self).max_decoding_message_size(16 * 1024 * 1024)
+    }
+}
+
+fn token_of<T>(req: &Request<T>) -> Option<String> {
+    req.metadata().get("x-consul-token").and_then(|v| v.to_str().ok()).filter(|t| !t.is_empty()).map(str::to_owned)
+}
+
+fn is_wildcard_type(type_url: &str) -> bool {
+    type_url == CLUSTER || type_url == LISTENER
+}
+
+fn known_type(type_url: &str) -> Result<(), Status> {
+    if PUSH_ORDER.contains(&type_url) { Ok(()) } else { Err(Status::invalid_argument(format!("unsupported resource type {type_url:?}"))) }
+}
+
+#[derive(Default)]
+struct SotwType {
+    requested: bool,
+    names: Option<BTreeSet<String>>,
+    sent: Option<BTreeMap<String, Any>>,
+    version: u64,
+    nonce: String,
+}
+
+fn select(current: &Resources, type_url: &str, names: &Option<BTreeSet<String>>) -> BTreeMap<String, Any> {
+    let all = current.of_type(type_url).cloned().unwrap_or_default();
+    match names {
+        None => all,
+        Some(n) => all.into_iter().filter(|(k, _)| n.contains(k)).collect(),
+    }
+}
+
+struct Session<S> {
+    source: Arc<S>,
+    nacks: Arc<NackLog>,
+    acks: Arc<AckLog>,
+    nonce: Arc<AtomicU64>,
+    token: Option<String>,
+}
+
+impl<S: SnapshotSource> Session<S> {
+    fn next_nonce(&self) -> String {
+        self.nonce.fetch_add(1, Ordering::Relaxed).to_string()
+    }
+
+    async fn sotw(self, mut inbound: Streaming<discovery::DiscoveryRequest>, tx: mpsc::Sender<Result<discovery::DiscoveryResponse, Status>>) -> Result<(), Status> {
+        let Some(first) = inbound.message().await? else { return Ok(()) };
+        let node = first.node.as_ref().map(|n| n.id.clone()).filter(|id| !id.is_empty()).ok_or_else(|| Status::invalid_argument("the first request must carry node.id (the proxy's service ID)"))?;
+        let mut rx = self.source.subscribe(&node, self.token.as_deref())?;
+        tracing::info!(node = %node, "proxy connected (state of the world)");
+        let mut current = rx.borrow_and_update().clone();
+        let mut types: HashMap<String, SotwType> = HashMap::new();
+        let mut pending = Some(first);
+        let result = loop {
+            let req = match pending.take() {
+                Some(r) => Some(r),
+                None => tokio::select! {
+                    msg = inbound.message() => match msg {
+                        Ok(Some(r)) => Some(r),
+                        Ok(None) => break Ok(()),
+                        Err(e) => { tracing::debug!(node = %node, error = %e, "stream ended"); break Ok(()) }
+                    },
+                    changed = rx.changed() => {
+                        if changed.is_err() { break Err(Status::unavailable("the proxy's registration is gone")) }
+                        current = rx.borrow_and_update().clone();
+                        None
+                    }
+                },
+            };
+            match req {
+                Some(req) => {
+                    known_type(&req.type_url)?;
+                    let st = types.entry(req.type_url.clone()).or_default();
+                    if !req.response_nonce.is_empty() && req.response_nonce != st.nonce {
+                        continue; // a reply to an older response: superseded
+                    }
+                    if let Some(err) = &req.error_detail {
+                        self.nacks.record(Nack { node: node.clone(), type_url: req.type_url.clone(), version: st.version.to_string(), nonce: req.response_nonce.clone(), message: err.message.clone(), unix_ms: now_ms() });
+                        continue;
+                    }
+                    let names = if is_wildcard_type(&req.type_url) && (req.resource_names.is_empty() || req.resource_names.iter().any(|n| n == "*")) {
+                        None
+                    } else {
+                        Some(req.resource_names.iter().cloned().collect::<BTreeSet<_>>())
+                    };
+                    let first_request = !st.requested;
+                    let names_changed = names != st.names;
+                    st.requested = true;
+                    st.names = names;
+                    if !req.response_nonce.is_empty() {
+                        self.acks.record(&node, &req.type_url, &req.version_info);
+                    }
+                    if first_request || names_changed {
+                        let res = select(&current, &req.type_url, &st.names);
+                        self.send_sotw(&tx, &req.type_url, st, res).await?;
+                    }
+                }
+                None => {
+                    for t in PUSH_ORDER {
+                        let Some(st) = types.get_mut(t) else { continue };
+                        if !st.requested {
+                            continue;
+                        }
+                        let res = select(&current, t, &st.names);
+                        if st.sent.as_ref() != Some(&res) {
+                            self.send_sotw(&tx, t, st, res).await?;
+                        }
+                    }
+                }
+            }
+        };
+        self.acks.forget(&node);
+        tracing::info!(node = %node, "proxy disconnected");
+        result
+    }
+
+    async fn send_sotw(&self, tx: &mpsc::Sender<Result<discovery::DiscoveryResponse, Status>>, type_url: &str, st: &mut SotwType, res: BTreeMap<String, Any>) -> Result<(), Status> {
+        st.version += 1;
+        st.nonce = self.next_nonce();
+        let resp = discovery::DiscoveryResponse {
+            version_info: st.version.to_string(),
+            resources: res.values().cloned().collect(),
+            type_url: type_url.to_owned(),
+            nonce: st.nonce.clone(),
+            ..Default::default()
+        };
+        st.sent = Some(res);
+        tx.send(Ok(resp)).await.map_err(|_| Status::cancelled("client gone"))
+    }
+
+    async fn delta(self, mut inbound: Streaming<discovery::DeltaDiscoveryRequest>, tx: mpsc::Sender<Result<discovery::DeltaDiscoveryResponse, Status>>) -> Result<(), Status> {
+        let Some(first) = inbound.message().await? else { return Ok(()) };
+        let node = first.node.as_ref().map(|n| n.id.clone()).filter(|id| !id.is_empty()).ok_or_else(|| Status::invalid_argument("the first request must carry node.id (the proxy's service ID)"))?;
+        let mut rx = self.source.subscribe(&node, self.token.as_deref())?;
+        tracing::info!(node = %node, "proxy connected (delta)");
+        let mut current = rx.borrow_and_update().clone();
+        let mut types: HashMap<String, DeltaType> = HashMap::new();
+        let mut pending = Some(first);
+        let result = loop {
+            let req = match pending.take() {
+                Some(r) => Some(r),
+                None => tokio::select! {
+                    msg = inbound.message() => match msg {
+                        Ok(Some(r)) => Some(r),
+                        Ok(None) => break Ok(()),
+                        Err(e) => { tracing::debug!(node = %node, error = %e, "stream ended"); break Ok(()) }
+                    },
+                    changed = rx.changed() => {
+                        if changed.is_err() { break Err(Status::unavailable("the proxy's registration is gone")) }
+                        current = rx.borrow_and_update().clone();
+                        None
+                    }
+                },
+            };
+            match req {
+                Some(req) => {
+                    known_type(&req.type_url)?;
+                    let st = types.entry(req.type_url.clone()).or_default();
+                    if !st.started {
+                        st.started = true;
+                        st.wildcard = is_wildcard_type(&req.type_url)
+                            && (req.resource_names_subscribe.is_empty() || req.resource_names_subscribe.iter().any(|n| n == "*"));
+                        st.client = req.initial_resource_versions.clone().into_iter().collect();
+                    }
+                    let mut force = false;
+                    for n in &req.resource_names_subscribe {
+                        if n == "*" {
+                            st.wildcard = true;
+                        } else if st.subscribed.insert(n.clone()) {
+                            force = true;
+                        }
+                    }
+                    for n in &req.resource_names_unsubscribe {
+                        if n == "*" {
+                            st.wildcard = false;
+                        }
+                        st.subscribed.remove(n);
+                        st.client.remove(n);
+                    }
+                    if !req.response_nonce.is_empty() {
+                        if req.response_nonce != st.nonce {
+                            continue;
+                        }
+                        if let Some(err) = &req.error_detail {
+                            self.nacks.record(Nack { node: node.clone(), type_url: req.type_url.clone(), version: st.nonce.clone(), nonce: req.response_nonce.clone(), message: err.message.clone(), unix_ms: now_ms() });
+                            // Envoy did not take the last response: it still has the previous versions.
+                            st.client = std::mem::take(&mut st.before_last);
+                            st.awaiting_ack = false;
+                            continue;
+                        }
+                        st.awaiting_ack = false;
+                        self.acks.record(&node, &req.type_url, &st.nonce);
+                    }
+                    let first_response = !st.responded;
+                    self.send_delta(&tx, &req.type_url, st, &current, first_response || force).await?;
+                }
+                None => {
+                    for t in PUSH_ORDER {
+                        if let Some(st) = types.get_mut(t) {
+                            if st.started {
+                                self.send_delta(&tx, t, st, &current, false).await?;
+                            }
+                        }
+                    }
+                }
+            }
+        };
+        self.acks.forget(&node);
+        tracing::info!(node = %node, "proxy disconnected");
+        result
+    }
+
+    async fn send_delta(&self, tx: &mpsc::Sender<Result<discovery::DeltaDiscoveryResponse, Status>>, type_url: &str, st: &mut DeltaType, current: &Resources, always: bool) -> Result<(), Status> {
+        let all = current.of_type(type_url).cloned().unwrap_or_default();
+        let in_scope = |name: &str| st.wildcard || st.subscribed.contains(name);
+        let mut resources = Vec::new();
+        let mut versions = BTreeMap::new();
+        for (name, any) in all.iter().filter(|(n, _)| in_scope(n)) {
+            let v = resources::version_of(any);
+            if st.client.get(name) != Some(&v) {
+                resources.push(discovery::Resource { name: name.clone(), version: v.clone(), resource: Some(any.clone()), ..Default::default() });
+            }
+            versions.insert(name.clone(), v);
+        }
+        let removed: Vec<String> = st.client.keys().filter(|n| !versions.contains_key(*n)).cloned().collect();
+        if resources.is_empty() && removed.is_empty() && !always {
+            return Ok(());
+        }
+        st.before_last = st.client.clone();
+        for n in &removed {
+            st.client.remove(n);
+        }
+        for r in &resources {
+            st.client.insert(r.name.clone(), r.version.clone());
+        }
+        st.nonce = self.next_nonce();
+        st.responded = true;
+        st.awaiting_ack = true;
+        let resp = discovery::DeltaDiscoveryResponse {
+            system_version_info: st.nonce.clone(),
+            resources,
+            type_url: type_url.to_owned(),
+            removed_resources: removed,
+            nonce: st.nonce.clone(),
+            ..Default::default()
+        };
+        tx.send(Ok(resp)).await.map_err(|_| Status::cancelled("client gone"))
+    }
+}
+
+#[derive(Default)]
+struct DeltaType {
+    started: bool,
+    responded: bool,
+    awaiting_ack: bool,
+    wildcard: bool,
+    subscribed: BTreeSet<String>,
+    /// What Envoy has: name → version.
+    client: BTreeMap<String, String>,
+    before_last: BTreeMap<String, String>,
+    nonce: String,
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+/// Messages buffered per stream towards Envoy; a slow proxy only holds up its own stream.
+const STREAM_BUFFER: usize = 16;
+
+#[tonic::async_trait]
+impl<S: SnapshotSource> AggregatedDiscoveryService for Ads<S> {
+    type StreamAggregatedResourcesStream = ReceiverStream<Result<discovery::DiscoveryResponse, Status>>;
+    type DeltaAggregatedResourcesStream = ReceiverStream<Result<discovery::DeltaDiscoveryResponse, Status>>;
+
+    async fn stream_aggregated_resources(&self, req: Request<Streaming<discovery::DiscoveryRequest>>) -> Result<Response<Self::StreamAggregatedResourcesStream>, Status> {
+        let session = Session { source: self.source.clone(), nacks: self.nacks.clone(), acks: self.acks.clone(), nonce: self.nonce.clone(), token: token_of(&req) };
+        let (tx, rx) = mpsc::channel(STREAM_BUFFER);
+        let inbound = req.into_inner();
+        tokio::spawn(async move {
+            if let Err(status) = session.sotw(inbound, tx.clone()).await {
+                tracing::info!(code = ?status.code(), message = %status.message(), "ADS stream refused");
+                let _ = tx.send(Err(status)).await;
+            }
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+
+    async fn delta_aggregated_resources(&self, req: Request<Streaming<discovery::DeltaDiscoveryRequest>>) -> Result<Response<Self::DeltaAggregatedResourcesStream>, Status> {
+        let session = Session { source: self.source.clone(), nacks: self.nacks.clone(), acks: self.acks.clone(), nonce: self.nonce.clone(), token: token_of(&req) };
+        let (tx, rx) = mpsc::channel(STREAM_BUFFER);
+        let inbound = req.into_inner();
+        tokio::spawn(async move {
+            if let Err(status) = session.delta(inbound, tx.clone()).await {
+                tracing::info!(code = ?status.code(), message = %status.message(), "delta ADS stream refused");
+                let _ = tx.send(Err(status)).await;
+            }
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+}
+
+/// Serves ADS on `listener` until `shutdown` resolves.
+///
+/// # Errors
+/// The gRPC server fails.
+pub async fn serve<S: SnapshotSource>(
+    listener: tokio::net::TcpListener,
+    ads: Ads<S>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), tonic::transport::Error> {
+    tonic::transport::Server::builder()
+        .add_service(ads.into_service())
+        .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(listener), shutdown)
+        .await
+}

@@ -1,0 +1,243 @@
+//! The discovery chain: service-router → service-splitter → service-resolver, compiled into the
+//! routes of an upstream and the SNI-named targets they send to.
+
+use std::collections::BTreeMap;
+
+use mesh_model::EntMeta;
+use mesh_model::config_entry::{ConfigEntry, ConfigEntrySet, HttpHeaderModifiers, Kind, ServiceRouteHttpMatch};
+use mesh_model::connect;
+use mesh_model::names::ServiceName;
+
+/// Consul's default connect timeout for upstream clusters.
+pub const DEFAULT_CONNECT_TIMEOUT_MS: u64 = 5_000;
+/// Redirect and nested-splitter depth limit (a loop in config must not hang the compiler).
+const MAX_DEPTH: usize = 8;
+
+/// One resolved destination: a service (and subset) in this datacenter.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Target {
+    pub service: ServiceName,
+    pub subset: String,
+    pub sni: String,
+    pub spiffe_id: String,
+    /// go-bexpr filter of the subset, evaluated against each health/connect row.
+    pub filter: String,
+    pub only_passing: bool,
+    pub connect_timeout_ms: u64,
+    /// Failover targets in order (from the resolver's `Failover`).
+    pub failover: Vec<Target>,
+}
+
+/// Where a route sends traffic.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Dest {
+    Cluster(String),
+    /// (cluster, weight in 1/100 percent: 10000 = 100 %)
+    Weighted(Vec<(String, u32)>),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChainRoute {
+    /// `None` for the catch-all.
+    pub http_match: Option<ServiceRouteHttpMatch>,
+    pub dest: Dest,
+    pub prefix_rewrite: String,
+    pub request_timeout_ns: i64,
+    pub idle_timeout_ns: i64,
+    pub num_retries: u32,
+    pub retry_on_connect_failure: bool,
+    pub retry_on_status_codes: Vec<u32>,
+    pub request_headers: Option<HttpHeaderModifiers>,
+    pub response_headers: Option<HttpHeaderModifiers>,
+}
+
+/// A compiled chain.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Chain {
+    pub protocol: String,
+    pub routes: Vec<ChainRoute>,
+    /// Every target any route can reach, by SNI (= cluster name).
+    pub targets: BTreeMap<String, Target>,
+}
+
+fn meta_of(ns: &str, partition: &str, fallback: &EntMeta) -> EntMeta {
+    EntMeta::new(
+        Some(if partition.is_empty() { &fallback.partition } else { partition }),
+        Some(if ns.is_empty() { &fallback.namespace } else { ns }),
+    )
+}
+
+struct Compiler<'a> {
+    entries: &'a ConfigEntrySet,
+    datacenter: &'a str,
+    trust_domain: &'a str,
+    targets: BTreeMap<String, Target>,
+}
+
+impl Compiler<'_> {
+    fn resolver(&self, svc: &ServiceName) -> Option<&mesh_model::config_entry::ServiceResolver> {
+        self.entries.resolver_of(svc)
+    }
+
+    /// Follows redirects, picks the subset, records the target; returns its SNI and the
+    /// resolver's request timeout.
+    fn resolve(&mut self, svc: &ServiceName, subset: &str, depth: usize) -> (String, i64) {
+        let mut svc = svc.clone();
+        let mut subset = subset.to_owned();
+        for _ in 0..MAX_DEPTH {
+            let Some(r) = self.resolver(&svc) else { break };
+            let Some(red) = &r.redirect else { break };
+            if !red.datacenter.is_empty() && red.datacenter != self.datacenter {
+                break; // other datacenters are not reachable from a single-DC control plane
+            }
+            let next = ServiceName::new(if red.service.is_empty() { svc.name.clone() } else { red.service.clone() }, meta_of(&red.namespace, &red.partition, &svc.meta));
+            subset = red.service_subset.clone();
+            if next == svc && subset.is_empty() {
+                break;
+            }
+            svc = next;
+        }
+        let resolver = self.resolver(&svc).cloned();
+        if subset.is_empty() {
+            subset = resolver.as_ref().map(|r| r.default_subset.clone()).unwrap_or_default();
+        }
+        let (filter, only_passing) = resolver
+            .as_ref()
+            .and_then(|r| r.subsets.get(&subset))
+            .map(|s| (s.filter.clone(), s.only_passing))
+            .unwrap_or_default();
+        let connect_timeout_ms = resolver
+            .as_ref()
+            .map(|r| r.connect_timeout.0)
+            .filter(|ns| *ns > 0)
+            .map_or(DEFAULT_CONNECT_TIMEOUT_MS, |ns| (ns / 1_000_000).max(1) as u64);
+        let request_timeout = resolver.as_ref().map_or(0, |r| r.request_timeout.0);
+        let sni = connect::service_sni(&svc, Some(&subset), self.datacenter, self.trust_domain);
+        let mut failover = Vec::new();
+        if depth < 2 {
+            if let Some(f) = resolver.as_ref().and_then(|r| r.failover.get(&subset).or_else(|| r.failover.get("*"))).cloned() {
+                let mut fo_targets: Vec<(ServiceName, String)> = f
+                    .targets
+                    .iter()
+                    .filter(|t| t.datacenter.is_empty() || t.datacenter == self.datacenter)
+                    .map(|t| {
+                        (
+                            ServiceName::new(if t.service.is_empty() { svc.name.clone() } else { t.service.clone() }, meta_of(&t.namespace, &t.partition, &svc.meta)),
+                            t.service_subset.clone(),
+                        )
+                    })
+                    .collect();
+                if !f.service.is_empty() || !f.service_subset.is_empty() {
+                    fo_targets.push((
+                        ServiceName::new(if f.service.is_empty() { svc.name.clone() } else { f.service.clone() }, meta_of(&f.namespace, "", &svc.meta)),
+                        f.service_subset.clone(),
+                    ));
+                }
+                for (s, sub) in fo_targets {
+                    let (fsni, _) = self.resolve(&s, &sub, depth + 1);
+                    if let Some(t) = self.targets.get(&fsni).cloned() {
+                        if fsni != sni {
+                            failover.push(t);
+                        }
+                    }
+                }
+            }
+        }
+        let spiffe_id = connect::service_spiffe_id(self.trust_domain, &svc, self.datacenter);
+        let target = Target { service: svc, subset, sni: sni.clone(), spiffe_id, filter, only_passing, connect_timeout_ms, failover };
+        self.targets.insert(sni.clone(), target);
+        (sni, request_timeout)
+    }
+
+    /// A splitter (flattened, weights multiplied through nested splitters) or the resolver.
+    fn split_or_resolve(&mut self, svc: &ServiceName, depth: usize) -> (Dest, i64) {
+        let splitter = match self.entries.for_service(Kind::ServiceSplitter, svc) {
+            Some(ConfigEntry::ServiceSplitter(s)) if depth < MAX_DEPTH => Some(s.clone()),
+            _ => None,
+        };
+        let Some(splitter) = splitter else {
+            let (sni, t) = self.resolve(svc, "", 0);
+            return (Dest::Cluster(sni), t);
+        };
+        let mut weights: BTreeMap<String, f64> = BTreeMap::new();
+        let mut timeout = 0;
+        for split in &splitter.splits {
+            if split.weight <= 0.0 {
+                continue;
+            }
+            let target_svc = ServiceName::new(if split.service.is_empty() { svc.name.clone() } else { split.service.clone() }, meta_of(&split.namespace, &split.partition, &svc.meta));
+            let part = if !split.service_subset.is_empty() || target_svc == *svc {
+                let (sni, t) = self.resolve(&target_svc, &split.service_subset, 0);
+                timeout = timeout.max(t);
+                vec![(sni, 100.0)]
+            } else {
+                match self.split_or_resolve(&target_svc, depth + 1) {
+                    (Dest::Cluster(sni), t) => {
+                        timeout = timeout.max(t);
+                        vec![(sni, 100.0)]
+                    }
+                    (Dest::Weighted(ws), t) => {
+                        timeout = timeout.max(t);
+                        ws.into_iter().map(|(c, w)| (c, f64::from(w) / 100.0)).collect()
+                    }
+                }
+            };
+            for (sni, pct) in part {
+                *weights.entry(sni).or_default() += split.weight * pct / 100.0;
+            }
+        }
+        let ws: Vec<(String, u32)> = weights.into_iter().map(|(c, w)| (c, (w * 100.0).round() as u32)).filter(|(_, w)| *w > 0).collect();
+        match ws.as_slice() {
+            [(one, _)] => (Dest::Cluster(one.clone()), timeout),
+            _ => (Dest::Weighted(ws), timeout),
+        }
+    }
+}
+
+/// Compiles the chain of `svc` as seen from a caller in `datacenter`.
+pub fn compile_chain(entries: &ConfigEntrySet, svc: &ServiceName, datacenter: &str, trust_domain: &str) -> Chain {
+    let protocol = entries.protocol_of(svc);
+    let mut c = Compiler { entries, datacenter, trust_domain, targets: BTreeMap::new() };
+    let mut routes = Vec::new();
+    let l7 = matches!(protocol.as_str(), "http" | "http2" | "grpc");
+    if l7 {
+        if let Some(ConfigEntry::ServiceRouter(router)) = entries.for_service(Kind::ServiceRouter, svc) {
+            for r in &router.routes {
+                let d = r.destination.clone().unwrap_or_default();
+                let dest_svc = ServiceName::new(if d.service.is_empty() { svc.name.clone() } else { d.service.clone() }, meta_of(&d.namespace, &d.partition, &svc.meta));
+                let (dest, resolver_timeout) = if d.service_subset.is_empty() {
+                    c.split_or_resolve(&dest_svc, 0)
+                } else {
+                    let (sni, t) = c.resolve(&dest_svc, &d.service_subset, 0);
+                    (Dest::Cluster(sni), t)
+                };
+                routes.push(ChainRoute {
+                    http_match: r.r#match.as_ref().and_then(|m| m.http.clone()),
+                    dest,
+                    prefix_rewrite: d.prefix_rewrite.clone(),
+                    request_timeout_ns: if d.request_timeout.0 > 0 { d.request_timeout.0 } else { resolver_timeout },
+                    idle_timeout_ns: d.idle_timeout.0,
+                    num_retries: d.num_retries,
+                    retry_on_connect_failure: d.retry_on_connect_failure,
+                    retry_on_status_codes: d.retry_on_status_codes.clone(),
+                    request_headers: d.request_headers.clone(),
+                    response_headers: d.response_headers.clone(),
+                });
+            }
+        }
+    }
+    let (dest, timeout) = if l7 { c.split_or_resolve(svc, 0) } else { let (s, t) = c.resolve(svc, "", 0); (Dest::Cluster(s), t) };
+    routes.push(ChainRoute {
+        http_match: None,
+        dest,
+        prefix_rewrite: String::new(),
+        request_timeout_ns: timeout,
+        idle_timeout_ns: 0,
+        num_retries: 0,
+        retry_on_connect_failure: false,
+        retry_on_status_codes: vec![],
+        request_headers: None,
+        response_headers: None,
+    });
+    Chain { protocol, routes, targets: c.targets }
+}
