@@ -209,6 +209,13 @@ fn leaf_verifies_against_the_root_and_is_reused() {
         format!("spiffe://{td}/ns/team1/dc/dc1/svc/web")
     );
     assert_ne!(ns["SerialNumber"], l["SerialNumber"]);
+    let ap = s.get("/v1/agent/connect/ca/leaf/web?partition=p1&ns=n1");
+    assert_eq!(ap.status, 200, "{}", ap.body);
+    assert_eq!(
+        ap.json()["ServiceURI"],
+        format!("spiffe://{td}/ap/p1/ns/n1/dc/dc1/svc/web")
+    );
+    assert_eq!(ap.json()["Partition"], "p1");
     // A blocking read on the current index waits, then answers the same leaf.
     let t = Instant::now();
     let b = s.get(&format!(
@@ -242,6 +249,18 @@ fn rotation_keeps_old_root_and_reissues_leaves() {
         let v: Value = serde_json::from_str(&r.body_mut().read_to_string().unwrap()).unwrap();
         (v, t.elapsed())
     });
+    // A blocking roots read, woken by the rotation itself.
+    let roots_index = s.get("/v1/connect/ca/roots").index.unwrap();
+    let base = s.base.clone();
+    let roots_waiter = std::thread::spawn(move || {
+        let mut r = ureq::get(format!(
+            "{base}/v1/connect/ca/roots?index={roots_index}&wait=30s"
+        ))
+        .call()
+        .unwrap();
+        let v: Value = serde_json::from_str(&r.body_mut().read_to_string().unwrap()).unwrap();
+        v
+    });
     std::thread::sleep(Duration::from_millis(200));
 
     let key = p256_pkcs8();
@@ -261,6 +280,8 @@ fn rotation_keeps_old_root_and_reissues_leaves() {
     assert_eq!(old["RootCert"], old_pem.as_str());
     assert_eq!(after["TrustDomain"], before["TrustDomain"]);
     let new_pem = active_root_pem(&after);
+    let woken = roots_waiter.join().unwrap();
+    assert_eq!(woken["Roots"].as_array().unwrap().len(), 2, "{woken}");
     let bundle = s.get("/v1/connect/ca/roots?pem=true").body;
     assert!(bundle.starts_with(new_pem.trim()), "active root first");
     assert!(bundle.contains(old_pem.trim()));

@@ -10,6 +10,8 @@ use std::time::Duration;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_lambdamesh");
 
+pub mod mesh;
+
 /// A running `lambdamesh` server process.
 pub struct Proc {
     pub child: Child,
