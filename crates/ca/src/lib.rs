@@ -12,9 +12,11 @@
 //! not depend on the store, HTTP, tokio or any clock.
 
 pub mod config;
+mod der;
 mod sign;
 
 pub use config::{CaConfig, ConfigError, ConfigRequest, format_duration, parse_config_request};
+pub use der::{DerError, cert_validity};
 pub use sign::{
     CaError, GeneratedRoot, IssuedLeaf, LEAF_BACKDATE, ROOT_NAME, SigningRoot, colon_hex,
     generate_root, serial_hex, sign_leaf,

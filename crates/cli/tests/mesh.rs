@@ -124,3 +124,60 @@ fn splitter_router_and_live_changes() {
     put(&http, "/v1/config", &json!({"Kind": "service-splitter", "Name": "web", "Splits": [{"Weight": 100, "ServiceSubset": "v1"}]}));
     wait_until(20, "100% v1", || (0..20).all(|_| get(&url).1 == "v1 /x"));
 }
+
+#[test]
+fn terminating_gateway_enforces_intentions() {
+    let server = Proc::start(&["agent", "-dev"]);
+    let http = server.http.clone();
+    let ext = Backend::start("external");
+    put(&http, "/v1/catalog/register", &json!({"Node": "ext-node", "Address": "127.0.0.1", "Service": {"Service": "ext", "Port": ext.port}}));
+    put(&http, "/v1/config", &json!({"Kind": "service-defaults", "Name": "ext", "Protocol": "http"}));
+    put(&http, "/v1/config", &json!({"Kind": "terminating-gateway", "Name": "tgw", "Services": [{"Name": "ext"}]}));
+    let up = free_port();
+    register(&http, json!({"Name": "a", "Port": 1, "Connect": {"SidecarService": {"Port": free_port(), "Proxy": {"Upstreams": [{"DestinationName": "ext", "LocalBindPort": up}]}}}}));
+    let gw = Envoy::start(&http, &server.grpc, &["-gateway", "terminating", "-register", "-service", "tgw", "-address", &format!("127.0.0.1:{}", free_port())]);
+    let _ea = Envoy::start(&http, &server.grpc, &["-sidecar-for", "a"]);
+    // health/connect for a linked service answers with the gateway, as Consul does.
+    wait_until(20, "gateway registered", || get_json(&http, "/v1/health/connect/ext").as_array().is_some_and(|a| a.len() == 1));
+    let url = format!("http://127.0.0.1:{up}/x");
+    wait_until(30, "a → gateway → external service", || get(&url).1 == "external /x");
+    put(&http, "/v1/connect/intentions/exact?source=a&destination=ext", &json!({"Action": "deny"}));
+    wait_until(20, "deny at the gateway", || get(&url).0 == 403);
+    assert!(gw.stat("http.terminating_gateway.ext.rbac.denied") >= 1, "the gateway, not the caller, must have denied it");
+    put(&http, "/v1/connect/intentions/exact?source=a&destination=ext", &json!({"Action": "allow"}));
+    wait_until(20, "allow again", || get(&url).0 == 200);
+}
+
+#[test]
+fn mesh_gateway_routes_mtls_by_sni() {
+    let server = Proc::start(&["agent", "-dev"]);
+    let http = server.http.clone();
+    let b = Backend::start("hello from b");
+    register(&http, json!({"Name": "b", "Port": b.port, "Connect": {"SidecarService": {"Port": free_port()}}}));
+    let _eb = Envoy::start(&http, &server.grpc, &["-sidecar-for", "b"]);
+    let gw_port = free_port();
+    let _gw = Envoy::start(&http, &server.grpc, &["-gateway", "mesh", "-register", "-service", "mgw", "-address", &format!("127.0.0.1:{gw_port}")]);
+    let dir = tempfile::tempdir().unwrap();
+    let leaf = get_json(&http, "/v1/agent/connect/ca/leaf/a");
+    let roots = get_json(&http, "/v1/agent/connect/ca/roots");
+    let td = roots["TrustDomain"].as_str().unwrap().to_owned();
+    let (cert, key) = (dir.path().join("a.pem"), dir.path().join("a.key"));
+    std::fs::write(&cert, leaf["CertPEM"].as_str().unwrap()).unwrap();
+    std::fs::write(&key, leaf["PrivateKeyPEM"].as_str().unwrap()).unwrap();
+    let sni = format!("b.default.dc1.internal.{td}");
+    let call = || {
+        let o = std::process::Command::new("curl")
+            .args(["-s", "-k", "-m", "5", "--cert", cert.to_str().unwrap(), "--key", key.to_str().unwrap()])
+            .args(["--resolve", &format!("{sni}:{gw_port}:127.0.0.1"), &format!("https://{sni}:{gw_port}/via-gateway")])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&o.stdout).to_string()
+    };
+    wait_until(30, "mTLS through the mesh gateway by SNI", || call() == "hello from b /via-gateway");
+    // Without a client certificate the sidecar behind the gateway refuses the session.
+    let o = std::process::Command::new("curl")
+        .args(["-s", "-k", "-m", "5", "--resolve", &format!("{sni}:{gw_port}:127.0.0.1"), &format!("https://{sni}:{gw_port}/")])
+        .output()
+        .unwrap();
+    assert!(!String::from_utf8_lossy(&o.stdout).contains("hello"), "no client certificate must be refused");
+}

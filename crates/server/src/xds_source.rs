@@ -160,6 +160,8 @@ async fn gather(app: &AppState, node_id: &str) -> Option<(ProxyInputs, Vec<Watch
                     for t in chain.targets.values().flat_map(|t| std::iter::once(t).chain(t.failover.iter())) {
                         if !connect_endpoints.contains_key(&t.service) {
                             keys.push(WatchKey::Connect(t.service.clone()));
+                            // A linked terminating gateway's instances stand in for the service.
+                            keys.extend(st.gateways_for(&t.service).into_iter().map(WatchKey::Service));
                             connect_endpoints.insert(t.service.clone(), endpoints_from(st, st.connect_instances(&t.service), &dc));
                         }
                     }

@@ -176,6 +176,11 @@ fn leaf_verifies_against_the_root_and_is_reused() {
     // 72h, back-dated by a minute.
     let (after, before) = (ts(&l["ValidAfter"]), ts(&l["ValidBefore"]));
     assert_eq!(before - after, time::Duration::hours(72));
+    assert_eq!(
+        ca::cert_validity(cert).unwrap(),
+        (after, before),
+        "JSON matches the certificate"
+    );
     let now = OffsetDateTime::now_utc();
     assert!(
         after <= now - time::Duration::seconds(55) && after >= now - time::Duration::seconds(90)

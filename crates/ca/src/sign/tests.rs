@@ -48,6 +48,15 @@ fn leaf_verifies_against_root_with_spiffe_san_and_ekus() {
     assert_eq!(leaf.serial_hex, "2a");
     assert_eq!(leaf.not_after - leaf.not_before, time::Duration::hours(72));
     assert_eq!(leaf.not_before, now - time::Duration::minutes(1));
+    // The certificates say the same as the returned times.
+    assert_eq!(
+        crate::cert_validity(&leaf.cert_pem).unwrap(),
+        (leaf.not_before, leaf.not_after)
+    );
+    assert_eq!(
+        crate::cert_validity(&root.cert_pem).unwrap(),
+        (root.not_before, root.not_after)
+    );
 
     let dir = tempfile::tempdir().unwrap();
     let root_path = dir.path().join("root.pem");

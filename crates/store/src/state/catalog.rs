@@ -490,16 +490,41 @@ impl State {
             .collect()
     }
 
-    /// Mesh-capable instances for a service: its sidecars and its native instances.
+    /// Mesh-capable instances for a service: its sidecars, its native instances, and, when the
+    /// service is linked to a terminating gateway, that gateway's instances (as Consul answers).
     pub fn connect_instances(&self, name: &ServiceName) -> Vec<Instance<'_>> {
+        let gateways = self.gateways_for(name);
         self.services
             .iter()
             .filter(|(k, s)| {
-                k.partition == name.meta.partition
-                    && k.namespace == name.meta.namespace
-                    && s.is_mesh_capable_for(&name.name)
+                let same_tenancy = k.partition == name.meta.partition && k.namespace == name.meta.namespace;
+                (same_tenancy && s.is_mesh_capable_for(&name.name))
+                    || (s.kind == mesh_model::catalog::KIND_TERMINATING_GATEWAY
+                        && gateways.contains(&ServiceName::new(&s.service, s.ent_meta())))
             })
             .filter_map(|(k, s)| self.instance(k, s))
+            .collect()
+    }
+
+    /// Terminating gateways (by service name) whose config entry links `name` (or `*`).
+    pub fn gateways_for(&self, name: &ServiceName) -> Vec<ServiceName> {
+        self.config
+            .list(mesh_model::config_entry::Kind::TerminatingGateway)
+            .into_iter()
+            .filter_map(|e| match e {
+                mesh_model::config_entry::ConfigEntry::TerminatingGateway(tg) => {
+                    let gw_meta = e.ent_meta();
+                    let links = tg.services.iter().any(|s| {
+                        let ns = if s.namespace.is_empty() { &gw_meta.namespace } else { &s.namespace };
+                        let ap = if s.partition.is_empty() { &gw_meta.partition } else { &s.partition };
+                        (s.name == name.name || s.name == mesh_model::names::WILDCARD)
+                            && *ns == name.meta.namespace
+                            && *ap == name.meta.partition
+                    });
+                    links.then(|| ServiceName::new(&tg.name, gw_meta))
+                }
+                _ => None,
+            })
             .collect()
     }
 
