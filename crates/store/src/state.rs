@@ -273,6 +273,7 @@ impl State {
             index: snap.index,
             meta: snap.meta,
             acl: snap.acl,
+            ca: snap.ca,
             ..State::default()
         };
         for n in snap.nodes {

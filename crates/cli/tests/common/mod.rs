@@ -25,9 +25,15 @@ pub struct Proc {
 impl Proc {
     /// Starts `lambdamesh <args> -http-addr 127.0.0.1:0` and waits for it to serve.
     pub fn start(args: &[&str]) -> Proc {
+        let mut all: Vec<&str> = args.to_vec();
+        all.extend(["-http-addr", "127.0.0.1:0", "-grpc-addr", "127.0.0.1:0"]);
+        Self::start_exact(&all)
+    }
+
+    /// Starts `lambdamesh <args>` as given (the caller chooses the addresses).
+    pub fn start_exact(args: &[&str]) -> Proc {
         let mut child = Command::new(BIN)
             .args(args)
-            .args(["-http-addr", "127.0.0.1:0", "-grpc-addr", "127.0.0.1:0"])
             .env("LAMBDAMESH_LOG", "info")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

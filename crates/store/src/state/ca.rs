@@ -285,7 +285,6 @@ mod tests {
     }
 
     #[test]
-    #[ignore = "State::from_snapshot does not restore `ca` yet: state.rs needs `ca: snap.ca,`"]
     fn snapshot_keeps_the_ca() {
         let mut s = State::default();
         let init = Op::Ca(CaOp::Initialize {
