@@ -194,14 +194,21 @@ impl<S: SnapshotSource> Session<S> {
                     }
                 }
                 None => {
+                    // Envoy keeps an updated cluster warming until it gets that cluster's
+                    // endpoints again, so a cluster change always re-sends EDS.
+                    let mut clusters_changed = false;
                     for t in PUSH_ORDER {
                         let Some(st) = types.get_mut(t) else { continue };
                         if !st.requested {
                             continue;
                         }
                         let res = select(&current, t, &st.names);
-                        if st.sent.as_ref() != Some(&res) {
+                        let force = t == resources::ENDPOINT && clusters_changed;
+                        if st.sent.as_ref() != Some(&res) || force {
                             self.send_sotw(&tx, t, st, res).await?;
+                            if t == CLUSTER {
+                                clusters_changed = true;
+                            }
                         }
                     }
                 }
@@ -293,10 +300,22 @@ impl<S: SnapshotSource> Session<S> {
                     self.send_delta(&tx, &req.type_url, st, &current, first_response || force).await?;
                 }
                 None => {
+                    // Envoy keeps an updated cluster warming until it gets that cluster's
+                    // endpoints again: forget what Envoy has for changed clusters' EDS.
+                    let mut changed_clusters = Vec::new();
                     for t in PUSH_ORDER {
                         if let Some(st) = types.get_mut(t) {
-                            if st.started {
-                                self.send_delta(&tx, t, st, &current, false).await?;
+                            if !st.started {
+                                continue;
+                            }
+                            if t == resources::ENDPOINT {
+                                for name in &changed_clusters {
+                                    st.client.remove(name);
+                                }
+                            }
+                            let sent = self.send_delta(&tx, t, st, &current, false).await?;
+                            if t == CLUSTER {
+                                changed_clusters = sent;
                             }
                         }
                     }
@@ -308,7 +327,8 @@ impl<S: SnapshotSource> Session<S> {
         result
     }
 
-    async fn send_delta(&self, tx: &mpsc::Sender<Result<discovery::DeltaDiscoveryResponse, Status>>, type_url: &str, st: &mut DeltaType, current: &Resources, always: bool) -> Result<(), Status> {
+    /// Sends what Envoy lacks of one type; returns the names of resources sent.
+    async fn send_delta(&self, tx: &mpsc::Sender<Result<discovery::DeltaDiscoveryResponse, Status>>, type_url: &str, st: &mut DeltaType, current: &Resources, always: bool) -> Result<Vec<String>, Status> {
         let all = current.of_type(type_url).cloned().unwrap_or_default();
         let in_scope = |name: &str| st.wildcard || st.subscribed.contains(name);
         let mut resources = Vec::new();
@@ -322,7 +342,7 @@ impl<S: SnapshotSource> Session<S> {
         }
         let removed: Vec<String> = st.client.keys().filter(|n| !versions.contains_key(*n)).cloned().collect();
         if resources.is_empty() && removed.is_empty() && !always {
-            return Ok(());
+            return Ok(Vec::new());
         }
         st.before_last = st.client.clone();
         for n in &removed {
@@ -342,7 +362,9 @@ impl<S: SnapshotSource> Session<S> {
             nonce: st.nonce.clone(),
             ..Default::default()
         };
-        tx.send(Ok(resp)).await.map_err(|_| Status::cancelled("client gone"))
+        let sent = resp.resources.iter().map(|r| r.name.clone()).collect();
+        tx.send(Ok(resp)).await.map_err(|_| Status::cancelled("client gone"))?;
+        Ok(sent)
     }
 }
 
