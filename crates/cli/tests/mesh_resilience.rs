@@ -25,6 +25,7 @@ fn steady_traffic(url: String) -> (Arc<AtomicBool>, Arc<AtomicU64>, Arc<AtomicU6
             if status == 200 && body.starts_with("hello from b") {
                 o.fetch_add(1, Ordering::Relaxed);
             } else {
+                eprintln!("request failed at {:?}: {status} {body}", std::time::SystemTime::now());
                 f.fetch_add(1, Ordering::Relaxed);
             }
             std::thread::sleep(Duration::from_millis(5));
@@ -57,8 +58,10 @@ fn control_plane_down_for_10s_loses_no_request() {
 
     let (stop, ok, failed, t) = steady_traffic(url.clone());
     std::thread::sleep(Duration::from_millis(500));
+    eprintln!("killing the control plane at {:?}", std::time::SystemTime::now());
     server.kill9();
     std::thread::sleep(Duration::from_secs(10));
+    eprintln!("restarting the control plane at {:?}", std::time::SystemTime::now());
     let server = Proc::start_exact(&args);
     // Envoys reconnect (delta xDS) and converge: a new intention reaches them.
     wait_until(60, "Envoy reconnected to the restarted control plane", || ea.stat("control_plane.connected_state") == 1);

@@ -18,8 +18,9 @@ use crate::resources::{self, CLUSTER, LISTENER, PUSH_ORDER, Resources};
 
 /// Where snapshots come from (implemented by the control-plane server).
 pub trait SnapshotSource: Send + Sync + 'static {
-    /// Subscribes to proxy `node_id`'s resources; the receiver sees every new snapshot. Errors are
-    /// gRPC statuses for the client: unknown proxy, bad or insufficient token.
+    /// Subscribes to proxy `node_id`'s resources; the receiver sees every new snapshot. Its
+    /// initial value is a placeholder that is never served: the first snapshot must be *sent*.
+    /// Errors are gRPC statuses for the client: unknown proxy, bad or insufficient token.
     fn subscribe(&self, node_id: &str, token: Option<&str>) -> Result<watch::Receiver<Arc<Resources>>, Status>;
 }
 
@@ -146,6 +147,11 @@ impl<S: SnapshotSource> Session<S> {
         let node = first.node.as_ref().map(|n| n.id.clone()).filter(|id| !id.is_empty()).ok_or_else(|| Status::invalid_argument("the first request must carry node.id (the proxy's service ID)"))?;
         let mut rx = self.source.subscribe(&node, self.token.as_deref())?;
         tracing::info!(node = %node, "proxy connected (state of the world)");
+        // The channel's initial value is a placeholder: answering with it would tell a
+        // reconnecting Envoy to drop everything it has. Wait for the first real snapshot.
+        if rx.changed().await.is_err() {
+            return Err(Status::unavailable("the proxy's registration is gone"));
+        }
         let mut current = rx.borrow_and_update().clone();
         let mut types: HashMap<String, SotwType> = HashMap::new();
         let mut pending = Some(first);
@@ -238,6 +244,11 @@ impl<S: SnapshotSource> Session<S> {
         let node = first.node.as_ref().map(|n| n.id.clone()).filter(|id| !id.is_empty()).ok_or_else(|| Status::invalid_argument("the first request must carry node.id (the proxy's service ID)"))?;
         let mut rx = self.source.subscribe(&node, self.token.as_deref())?;
         tracing::info!(node = %node, "proxy connected (delta)");
+        // The channel's initial value is a placeholder: answering with it would tell a
+        // reconnecting Envoy to drop everything it has. Wait for the first real snapshot.
+        if rx.changed().await.is_err() {
+            return Err(Status::unavailable("the proxy's registration is gone"));
+        }
         let mut current = rx.borrow_and_update().clone();
         let mut types: HashMap<String, DeltaType> = HashMap::new();
         let mut pending = Some(first);
