@@ -83,6 +83,9 @@ fn sidecar_to_sidecar_mtls_and_intentions() {
     // L7 permissions: only GET /hello* allowed.
     put(&http, "/v1/connect/intentions/exact?source=a&destination=b", &json!({"Permissions": [{"Action": "allow", "HTTP": {"PathPrefix": "/hello", "Methods": ["GET"]}}]}));
     wait_until(20, "L7 permission allows /hello", || get(&url).0 == 200 && get(&format!("http://127.0.0.1:{a_upstream}/other")).0 == 403);
+    // SIGTERM stops the server even with Envoys connected (their streams are ended for them).
+    let mut server = server;
+    assert!(server.terminate(), "the server did not shut down gracefully with proxies connected");
 }
 
 #[test]

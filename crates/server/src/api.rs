@@ -110,6 +110,8 @@ pub fn router(app: AppState) -> Router {
                 .delete(acl::policy_delete),
         )
         .route("/v1/acl/policies", get(acl::policy_list))
+        // xDS status (lambdamesh-specific): NACKs and ACKs per proxy
+        .route("/v1/internal/xds/status", get(xds_status))
         // status
         .route("/v1/status/leader", get(status::leader))
         .route("/v1/status/peers", get(status::peers))
@@ -148,6 +150,22 @@ async fn not_found(method: Method, uri: Uri) -> ApiError {
         "Invalid URL path: {method} {} is not a recognized HTTP API endpoint",
         uri.path()
     ))
+}
+
+/// What each connected proxy last acknowledged and every configuration it rejected, so a NACK
+/// found only when Envoy applies it is visible without reading Envoy's logs.
+async fn xds_status(
+    axum::extract::State(app): axum::extract::State<AppState>,
+    headers: axum::http::HeaderMap,
+    axum::extract::RawQuery(raw): axum::extract::RawQuery,
+) -> ApiResult<axum::response::Response> {
+    let q = crate::query::Query::parse(raw.as_deref())?;
+    let ident = crate::authz::resolve(&app, &headers, &q)?;
+    crate::authz::require(&ident, ident.authorizer.operator_read(), "operator:read", "")?;
+    Ok(crate::query::json(&serde_json::json!({
+        "Acks": app.xds_acks.all(),
+        "Nacks": app.xds_nacks.all(),
+    })))
 }
 
 /// The request body, or a 413 naming the limit when it is too large.

@@ -87,11 +87,16 @@ pub struct Ads<S> {
     pub nacks: Arc<NackLog>,
     pub acks: Arc<AckLog>,
     nonce: Arc<AtomicU64>,
+    /// Flips to true on shutdown: every stream ends so the server can drain (Envoy never
+    /// closes its ADS stream by itself, and reconnects when it ends).
+    stopping: watch::Receiver<bool>,
+    stop: Arc<watch::Sender<bool>>,
 }
 
 impl<S: SnapshotSource> Ads<S> {
     pub fn new(source: Arc<S>, nacks: Arc<NackLog>, acks: Arc<AckLog>) -> Self {
-        Self { source, nacks, acks, nonce: Arc::default() }
+        let (stop, stopping) = watch::channel(false);
+        Self { source, nacks, acks, nonce: Arc::default(), stopping, stop: Arc::new(stop) }
     }
 
     /// The tonic service to mount.
@@ -135,6 +140,7 @@ struct Session<S> {
     acks: Arc<AckLog>,
     nonce: Arc<AtomicU64>,
     token: Option<String>,
+    stopping: watch::Receiver<bool>,
 }
 
 impl<S: SnapshotSource> Session<S> {
@@ -153,6 +159,7 @@ impl<S: SnapshotSource> Session<S> {
             return Err(Status::unavailable("the proxy's registration is gone"));
         }
         let mut current = rx.borrow_and_update().clone();
+        let mut stopping = self.stopping.clone();
         let mut types: HashMap<String, SotwType> = HashMap::new();
         let mut pending = Some(first);
         let result = loop {
@@ -169,6 +176,7 @@ impl<S: SnapshotSource> Session<S> {
                         current = rx.borrow_and_update().clone();
                         None
                     }
+                    _ = stopping.wait_for(|s| *s) => break Err(Status::unavailable("the control plane is shutting down")),
                 },
             };
             match req {
@@ -250,6 +258,7 @@ impl<S: SnapshotSource> Session<S> {
             return Err(Status::unavailable("the proxy's registration is gone"));
         }
         let mut current = rx.borrow_and_update().clone();
+        let mut stopping = self.stopping.clone();
         let mut types: HashMap<String, DeltaType> = HashMap::new();
         let mut pending = Some(first);
         let result = loop {
@@ -266,6 +275,7 @@ impl<S: SnapshotSource> Session<S> {
                         current = rx.borrow_and_update().clone();
                         None
                     }
+                    _ = stopping.wait_for(|s| *s) => break Err(Status::unavailable("the control plane is shutting down")),
                 },
             };
             match req {
@@ -405,7 +415,7 @@ impl<S: SnapshotSource> AggregatedDiscoveryService for Ads<S> {
     type DeltaAggregatedResourcesStream = ReceiverStream<Result<discovery::DeltaDiscoveryResponse, Status>>;
 
     async fn stream_aggregated_resources(&self, req: Request<Streaming<discovery::DiscoveryRequest>>) -> Result<Response<Self::StreamAggregatedResourcesStream>, Status> {
-        let session = Session { source: self.source.clone(), nacks: self.nacks.clone(), acks: self.acks.clone(), nonce: self.nonce.clone(), token: token_of(&req) };
+        let session = Session { source: self.source.clone(), nacks: self.nacks.clone(), acks: self.acks.clone(), nonce: self.nonce.clone(), token: token_of(&req), stopping: self.stopping.clone() };
         let (tx, rx) = mpsc::channel(STREAM_BUFFER);
         let inbound = req.into_inner();
         tokio::spawn(async move {
@@ -418,7 +428,7 @@ impl<S: SnapshotSource> AggregatedDiscoveryService for Ads<S> {
     }
 
     async fn delta_aggregated_resources(&self, req: Request<Streaming<discovery::DeltaDiscoveryRequest>>) -> Result<Response<Self::DeltaAggregatedResourcesStream>, Status> {
-        let session = Session { source: self.source.clone(), nacks: self.nacks.clone(), acks: self.acks.clone(), nonce: self.nonce.clone(), token: token_of(&req) };
+        let session = Session { source: self.source.clone(), nacks: self.nacks.clone(), acks: self.acks.clone(), nonce: self.nonce.clone(), token: token_of(&req), stopping: self.stopping.clone() };
         let (tx, rx) = mpsc::channel(STREAM_BUFFER);
         let inbound = req.into_inner();
         tokio::spawn(async move {
@@ -440,8 +450,16 @@ pub async fn serve<S: SnapshotSource>(
     ads: Ads<S>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), tonic::transport::Error> {
+    let stop = ads.stop.clone();
+    let mut stopped = ads.stopping.clone();
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop.send(true);
+    });
     tonic::transport::Server::builder()
         .add_service(ads.into_service())
-        .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(listener), shutdown)
+        .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(listener), async move {
+            let _ = stopped.wait_for(|s| *s).await;
+        })
         .await
 }

@@ -8,6 +8,8 @@ use serde_json::Value;
 
 pub struct TestServer {
     pub base: String,
+    /// `http://127.0.0.1:PORT` of the xDS (gRPC) listener.
+    pub grpc: String,
     pub dir: tempfile::TempDir,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -55,22 +57,26 @@ impl TestServer {
                 .unwrap();
             rt.block_on(async move {
                 let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                let grpc = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
                 let addr = listener.local_addr().unwrap();
+                let grpc_addr = grpc.local_addr().unwrap();
                 config.http_addr = addr;
+                config.grpc_addr = grpc_addr;
                 let app = server::AppState::open(config).await.unwrap();
-                addr_tx.send(addr).unwrap();
-                server::serve(app, listener, async move {
+                addr_tx.send((addr, grpc_addr)).unwrap();
+                server::serve_all(app, listener, Some(grpc), async move {
                     let _ = stop_rx.await;
                 })
                 .await
                 .unwrap();
             });
         });
-        let addr = addr_rx
+        let (addr, grpc) = addr_rx
             .recv_timeout(Duration::from_secs(20))
             .expect("server did not start");
         TestServer {
             base: format!("http://{addr}"),
+            grpc: format!("http://{grpc}"),
             dir,
             shutdown: Some(stop_tx),
             thread: Some(thread),
