@@ -76,7 +76,7 @@ async fn run(app: AppState, node_id: String, tx: watch::Sender<Arc<Resources>>) 
     let mut leaf_rx = app.leaves.subscribe();
     let mut first = true;
     loop {
-        let Some((inputs, keys, index)) = gather(&app, &node_id).await else {
+        let Some((inputs, keys, index, leaf_ids)) = gather(&app, &node_id).await else {
             tracing::info!(node = %node_id, "proxy deregistered; closing its xDS stream");
             return; // dropping tx ends the stream
         };
@@ -87,10 +87,22 @@ async fn run(app: AppState, node_id: String, tx: watch::Sender<Arc<Resources>>) 
                 return;
             }
         }
-        tokio::select! {
-            _ = app.store.wait_for_change(&keys, index, MAX_IDLE) => {}
-            _ = leaf_rx.changed() => {}
-            _ = tx.closed() => return,
+        // Leaves of *other* services change all the time (every new proxy gets one); only a
+        // change to one of this proxy's leaves is a reason to recompute.
+        loop {
+            tokio::select! {
+                _ = app.store.wait_for_change(&keys, index, MAX_IDLE) => break,
+                changed = leaf_rx.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                    let mine_changed = leaf_ids.iter().any(|(svc, id)| app.leaves.peek(svc).map(|l| l.modify_index) != Some(*id));
+                    if mine_changed {
+                        break;
+                    }
+                }
+                _ = tx.closed() => return,
+            }
         }
     }
 }
@@ -112,7 +124,11 @@ fn endpoints_from(st: &State, instances: Vec<store::state::catalog::Instance<'_>
 }
 
 /// Reads everything a proxy's config depends on. Returns `None` when the proxy is gone.
-async fn gather(app: &AppState, node_id: &str) -> Option<(ProxyInputs, Vec<WatchKey>, u64)> {
+/// What a proxy's snapshot was built from: inputs, the store keys and index it read, and the
+/// serial of each leaf it used.
+type Gathered = (ProxyInputs, Vec<WatchKey>, u64, Vec<(ServiceName, u64)>);
+
+async fn gather(app: &AppState, node_id: &str) -> Option<Gathered> {
     let dc = app.config.datacenter.clone();
     let default_allow = !app.config.acl.enabled || app.config.acl.default_allow;
     // First pass: what the proxy is and which leaves it needs (signing is async).
@@ -126,9 +142,11 @@ async fn gather(app: &AppState, node_id: &str) -> Option<(ProxyInputs, Vec<Watch
         Some((node, proxy, leaves))
     })?;
     let mut leaves = BTreeMap::new();
+    let mut leaf_ids = Vec::new();
     for svc in leaf_services {
         match app.leaves.get(app, &svc).await {
             Ok(l) => {
+                leaf_ids.push((svc.clone(), l.modify_index));
                 leaves.insert(svc, CertPair { cert_pem: l.cert_pem.clone(), key_pem: l.key_pem.clone() });
             }
             Err(e) => tracing::warn!(service = %svc.name, error = %e.message, "cannot issue a leaf certificate; the proxy waits for it"),
@@ -201,7 +219,7 @@ async fn gather(app: &AppState, node_id: &str) -> Option<(ProxyInputs, Vec<Watch
             service_endpoints,
             default_allow,
         };
-        (inputs, keys, index)
+        (inputs, keys, index, leaf_ids)
     }))
 }
 

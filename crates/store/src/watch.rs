@@ -27,24 +27,29 @@ impl WatchOutcome {
     }
 }
 
+/// Waiters by key, each under its own ID so that leaving is O(1) per key: thousands of
+/// proxies wait on the same few config keys, and a linear scan there was quadratic.
 #[derive(Default)]
 pub(crate) struct Registry {
-    waiters: Mutex<HashMap<WatchKey, Vec<Arc<Notify>>>>,
+    waiters: Mutex<HashMap<WatchKey, HashMap<u64, Arc<Notify>>>>,
+    next_id: std::sync::atomic::AtomicU64,
 }
 
 impl Registry {
-    fn register(&self, keys: &[WatchKey], notify: &Arc<Notify>) {
+    fn register(&self, keys: &[WatchKey], notify: &Arc<Notify>) -> u64 {
+        let id = self.next_id.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let mut map = self.waiters.lock();
         for k in keys {
-            map.entry(k.clone()).or_default().push(notify.clone());
+            map.entry(k.clone()).or_default().insert(id, notify.clone());
         }
+        id
     }
 
-    fn unregister(&self, keys: &[WatchKey], notify: &Arc<Notify>) {
+    fn unregister(&self, keys: &[WatchKey], id: u64) {
         let mut map = self.waiters.lock();
         for k in keys {
             if let Some(list) = map.get_mut(k) {
-                list.retain(|n| !Arc::ptr_eq(n, notify));
+                list.remove(&id);
                 if list.is_empty() {
                     map.remove(k);
                 }
@@ -59,7 +64,7 @@ impl Registry {
             let mut map = self.waiters.lock();
             for k in keys {
                 if let Some(list) = map.remove(k) {
-                    woken.extend(list);
+                    woken.extend(list.into_values());
                 }
             }
         }
@@ -69,7 +74,7 @@ impl Registry {
     }
 
     pub(crate) fn len(&self) -> usize {
-        self.waiters.lock().values().map(Vec::len).sum()
+        self.waiters.lock().values().map(HashMap::len).sum()
     }
 }
 
@@ -82,16 +87,16 @@ pub(crate) async fn wait(
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
         let notify = Arc::new(Notify::new());
-        shared.watches.register(keys, &notify);
+        let id = shared.watches.register(keys, &notify);
         let index = shared.state.read().index_of(keys);
         if index > min_index {
-            shared.watches.unregister(keys, &notify);
+            shared.watches.unregister(keys, id);
             return WatchOutcome::Changed(index);
         }
         let woke = tokio::time::timeout_at(deadline, notify.notified())
             .await
             .is_ok();
-        shared.watches.unregister(keys, &notify);
+        shared.watches.unregister(keys, id);
         if !woke {
             return WatchOutcome::TimedOut(shared.state.read().index_of(keys));
         }

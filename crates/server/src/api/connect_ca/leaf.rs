@@ -172,6 +172,11 @@ impl LeafCache {
         Ok(leaf)
     }
 
+    /// The cached leaf of a service, without signing (for change detection).
+    pub fn peek(&self, service: &ServiceName) -> Option<Arc<Leaf>> {
+        self.leaves.lock().get(service).cloned()
+    }
+
     /// Bumped (to the newest leaf's `modify_index`) on every issue and renewal.
     pub fn subscribe(&self) -> watch::Receiver<u64> {
         self.changed.subscribe()
