@@ -29,7 +29,14 @@ impl Drop for Killed {
 
 fn start_server(bin: &str) -> anyhow::Result<(Killed, String, String)> {
     let mut child = Command::new(bin)
-        .args(["agent", "-dev", "-http-addr", "127.0.0.1:0", "-grpc-addr", "127.0.0.1:0"])
+        .args([
+            "agent",
+            "-dev",
+            "-http-addr",
+            "127.0.0.1:0",
+            "-grpc-addr",
+            "127.0.0.1:0",
+        ])
         .env("LAMBDAMESH_LOG", "warn,lambdamesh=info")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -40,35 +47,65 @@ fn start_server(bin: &str) -> anyhow::Result<(Killed, String, String)> {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
             if let Some(rest) = line.split("HTTP API at http://").nth(1) {
                 let http = rest.split('/').next().unwrap_or("").to_owned();
-                let grpc = line.split("xDS (gRPC) at ").nth(1).and_then(|r| r.split_whitespace().next()).unwrap_or("").to_owned();
+                let grpc = line
+                    .split("xDS (gRPC) at ")
+                    .nth(1)
+                    .and_then(|r| r.split_whitespace().next())
+                    .unwrap_or("")
+                    .to_owned();
                 let _ = tx.send((http, grpc));
             }
         }
     });
-    let (http, grpc) = rx.recv_timeout(Duration::from_secs(30)).context("server did not start")?;
+    let (http, grpc) = rx
+        .recv_timeout(Duration::from_secs(30))
+        .context("server did not start")?;
     Ok((Killed(child), http, grpc))
 }
 
 fn agent() -> ureq::Agent {
-    ureq::Agent::new_with_config(ureq::Agent::config_builder().http_status_as_error(false).timeout_global(Some(Duration::from_secs(30))).build())
+    ureq::Agent::new_with_config(
+        ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(30)))
+            .build(),
+    )
 }
 
 fn put(http: &str, path: &str, body: &serde_json::Value) -> anyhow::Result<()> {
-    let mut r = agent().put(&format!("http://{http}{path}")).send(body.to_string())?;
+    let mut r = agent()
+        .put(&format!("http://{http}{path}"))
+        .send(body.to_string())?;
     if r.status() != 200 {
-        bail!("PUT {path}: {} {}", r.status(), r.body_mut().read_to_string().unwrap_or_default());
+        bail!(
+            "PUT {path}: {} {}",
+            r.status(),
+            r.body_mut().read_to_string().unwrap_or_default()
+        );
     }
     Ok(())
 }
 
 fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
 }
 
 fn stat(admin: u16, name: &str) -> u64 {
-    let Ok(mut r) = agent().get(&format!("http://127.0.0.1:{admin}/stats?filter={name}")).call() else { return 0 };
+    let Ok(mut r) = agent()
+        .get(&format!("http://127.0.0.1:{admin}/stats?filter={name}"))
+        .call()
+    else {
+        return 0;
+    };
     let body = r.body_mut().read_to_string().unwrap_or_default();
-    body.lines().find_map(|l| l.strip_prefix(&format!("{name}: ")).and_then(|v| v.trim().parse().ok())).unwrap_or(0)
+    body.lines()
+        .find_map(|l| {
+            l.strip_prefix(&format!("{name}: "))
+                .and_then(|v| v.trim().parse().ok())
+        })
+        .unwrap_or(0)
 }
 
 fn pct(sorted: &[f64], p: f64) -> f64 {
@@ -77,11 +114,29 @@ fn pct(sorted: &[f64], p: f64) -> f64 {
 
 fn envoy_change_latency(bin: &str, envoy: &str) -> anyhow::Result<(f64, f64)> {
     let (_server, http, grpc) = start_server(bin)?;
-    put(&http, "/v1/agent/service/register", &serde_json::json!({"Name": "a", "Port": 1, "Connect": {"SidecarService": {"Port": free_port()?, "Proxy": {"Upstreams": [{"DestinationName": "db", "LocalBindPort": free_port()?}]}}}}))?;
+    put(
+        &http,
+        "/v1/agent/service/register",
+        &serde_json::json!({"Name": "a", "Port": 1, "Connect": {"SidecarService": {"Port": free_port()?, "Proxy": {"Upstreams": [{"DestinationName": "db", "LocalBindPort": free_port()?}]}}}}),
+    )?;
     let admin = free_port()?;
     let _envoy = Killed(
         Command::new(bin)
-            .args(["connect", "envoy", "-sidecar-for", "a", "-http-addr", &http, "-grpc-addr", &grpc, "-admin-bind", &format!("127.0.0.1:{admin}"), "--", "-l", "error"])
+            .args([
+                "connect",
+                "envoy",
+                "-sidecar-for",
+                "a",
+                "-http-addr",
+                &http,
+                "-grpc-addr",
+                &grpc,
+                "-admin-bind",
+                &format!("127.0.0.1:{admin}"),
+                "--",
+                "-l",
+                "error",
+            ])
             .env("ENVOY_BIN", envoy)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -98,7 +153,11 @@ fn envoy_change_latency(bin: &str, envoy: &str) -> anyhow::Result<(f64, f64)> {
     for i in 0..100 {
         let before = stat(admin, "cluster_manager.cds.update_success");
         let t = Instant::now();
-        put(&http, "/v1/config", &serde_json::json!({"Kind": "service-resolver", "Name": "db", "ConnectTimeout": format!("{}ms", 1000 + i)}))?;
+        put(
+            &http,
+            "/v1/config",
+            &serde_json::json!({"Kind": "service-resolver", "Name": "db", "ConnectTimeout": format!("{}ms", 1000 + i)}),
+        )?;
         while stat(admin, "cluster_manager.cds.update_success") <= before {
             if t.elapsed() > Duration::from_secs(10) {
                 bail!("change {i} never reached Envoy");
@@ -114,27 +173,56 @@ fn envoy_change_latency(bin: &str, envoy: &str) -> anyhow::Result<(f64, f64)> {
 async fn fleet(bin: &str, n: usize) -> anyhow::Result<(f64, f64)> {
     let (server, http, grpc) = start_server(bin)?;
     for i in 0..n {
-        put(&http, "/v1/agent/service/register", &serde_json::json!({"Name": format!("svc-{i}"), "Port": 1, "Connect": {"SidecarService": {"Port": 30000 + i, "Proxy": {"Upstreams": [{"DestinationName": "db", "LocalBindPort": 9000}]}}}}))?;
+        put(
+            &http,
+            "/v1/agent/service/register",
+            &serde_json::json!({"Name": format!("svc-{i}"), "Port": 1, "Connect": {"SidecarService": {"Port": 30000 + i, "Proxy": {"Upstreams": [{"DestinationName": "db", "LocalBindPort": 9000}]}}}}),
+        )?;
     }
     let acked = Arc::new(AtomicUsize::new(0));
     let updated = Arc::new(AtomicUsize::new(0));
     let ready = Arc::new(AtomicUsize::new(0));
     let mut channels = Vec::new();
     for _ in 0..n.div_ceil(100) {
-        channels.push(tonic::transport::Channel::from_shared(format!("http://{grpc}"))?.connect().await?);
+        channels.push(
+            tonic::transport::Channel::from_shared(format!("http://{grpc}"))?
+                .connect()
+                .await?,
+        );
     }
     for i in 0..n {
         let mut client = AggregatedDiscoveryServiceClient::new(channels[i / 100].clone());
         let (acked, updated, ready) = (acked.clone(), updated.clone(), ready.clone());
         tokio::spawn(async move {
             let (tx, rx) = mpsc::channel(4);
-            let node = Some(Node { id: format!("svc-{i}-sidecar-proxy"), ..Default::default() });
-            let _ = tx.send(DeltaDiscoveryRequest { node: node.clone(), type_url: CDS.into(), ..Default::default() }).await;
-            let Ok(resp) = client.delta_aggregated_resources(ReceiverStream::new(rx)).await else { return };
+            let node = Some(Node {
+                id: format!("svc-{i}-sidecar-proxy"),
+                ..Default::default()
+            });
+            let _ = tx
+                .send(DeltaDiscoveryRequest {
+                    node: node.clone(),
+                    type_url: CDS.into(),
+                    ..Default::default()
+                })
+                .await;
+            let Ok(resp) = client
+                .delta_aggregated_resources(ReceiverStream::new(rx))
+                .await
+            else {
+                return;
+            };
             let mut stream = resp.into_inner();
             let mut first = true;
             while let Ok(Some(msg)) = stream.message().await {
-                let _ = tx.send(DeltaDiscoveryRequest { node: node.clone(), type_url: CDS.into(), response_nonce: msg.nonce.clone(), ..Default::default() }).await;
+                let _ = tx
+                    .send(DeltaDiscoveryRequest {
+                        node: node.clone(),
+                        type_url: CDS.into(),
+                        response_nonce: msg.nonce.clone(),
+                        ..Default::default()
+                    })
+                    .await;
                 if first {
                     first = false;
                     ready.fetch_add(1, Ordering::Relaxed);
@@ -148,7 +236,10 @@ async fn fleet(bin: &str, n: usize) -> anyhow::Result<(f64, f64)> {
     let t = Instant::now();
     while ready.load(Ordering::Relaxed) < n {
         if t.elapsed() > Duration::from_secs(120) {
-            bail!("only {} of {n} clients got their first snapshot", ready.load(Ordering::Relaxed));
+            bail!(
+                "only {} of {n} clients got their first snapshot",
+                ready.load(Ordering::Relaxed)
+            );
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -156,26 +247,53 @@ async fn fleet(bin: &str, n: usize) -> anyhow::Result<(f64, f64)> {
     let base = updated.load(Ordering::Relaxed);
     let t = Instant::now();
     let http2 = http.clone();
-    tokio::task::spawn_blocking(move || put(&http2, "/v1/config", &serde_json::json!({"Kind": "service-resolver", "Name": "db", "ConnectTimeout": "3s"}))).await??;
+    tokio::task::spawn_blocking(move || {
+        put(
+            &http2,
+            "/v1/config",
+            &serde_json::json!({"Kind": "service-resolver", "Name": "db", "ConnectTimeout": "3s"}),
+        )
+    })
+    .await??;
     while acked.load(Ordering::Relaxed) < base + n {
         if t.elapsed() > Duration::from_secs(60) {
-            bail!("only {} of {n} clients ACKed the change", acked.load(Ordering::Relaxed) - base);
+            bail!(
+                "only {} of {n} clients ACKed the change",
+                acked.load(Ordering::Relaxed) - base
+            );
         }
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
     let all_acked = t.elapsed().as_secs_f64();
     let status = std::fs::read_to_string(format!("/proc/{}/status", server.0.id()))?;
-    let rss_kib: f64 = status.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse().ok()).unwrap_or(0.0);
+    let rss_kib: f64 = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0);
     Ok((all_acked, rss_kib / 1024.0))
 }
 
 fn main() -> anyhow::Result<()> {
-    let bin = std::env::args().nth(1).context("usage: xds-bench <lambdamesh binary> <envoy binary>")?;
-    let envoy = std::env::args().nth(2).context("usage: xds-bench <lambdamesh binary> <envoy binary>")?;
+    let bin = std::env::args()
+        .nth(1)
+        .context("usage: xds-bench <lambdamesh binary> <envoy binary>")?;
+    let envoy = std::env::args()
+        .nth(2)
+        .context("usage: xds-bench <lambdamesh binary> <envoy binary>")?;
     let (p50, p99) = envoy_change_latency(&bin, &envoy)?;
-    println!("config change -> applied by a real Envoy (cds.update_success on its admin API), 100 changes: p50 {p50:.1} ms, p99 {p99:.1} ms");
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    println!(
+        "config change -> applied by a real Envoy (cds.update_success on its admin API), 100 changes: p50 {p50:.1} ms, p99 {p99:.1} ms"
+    );
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
     let (secs, rss) = rt.block_on(fleet(&bin, 1000))?;
-    println!("1,000 simulated delta-ADS clients, one change touching all: all ACKed in {:.0} ms; server RSS {rss:.1} MB", secs * 1e3);
+    println!(
+        "1,000 simulated delta-ADS clients, one change touching all: all ACKed in {:.0} ms; server RSS {rss:.1} MB",
+        secs * 1e3
+    );
     Ok(())
 }

@@ -45,7 +45,11 @@ pub struct EnvoyArgs {
     #[arg(long = "admin-bind", default_value = "127.0.0.1:19000")]
     pub admin_bind: String,
     /// The control plane's xDS (gRPC) address.
-    #[arg(long = "grpc-addr", env = "CONSUL_GRPC_ADDR", default_value = "127.0.0.1:8502")]
+    #[arg(
+        long = "grpc-addr",
+        env = "CONSUL_GRPC_ADDR",
+        default_value = "127.0.0.1:8502"
+    )]
     pub grpc_addr: String,
     /// Use state-of-the-world xDS instead of delta.
     #[arg(long = "sotw")]
@@ -62,14 +66,24 @@ pub struct EnvoyArgs {
 }
 
 fn split_host_port(s: &str, what: &str) -> anyhow::Result<(String, u16)> {
-    let (h, p) = s.rsplit_once(':').with_context(|| format!("{what}: expected HOST:PORT, got {s:?}"))?;
-    let port: u16 = p.parse().with_context(|| format!("{what}: invalid port in {s:?}"))?;
+    let (h, p) = s
+        .rsplit_once(':')
+        .with_context(|| format!("{what}: expected HOST:PORT, got {s:?}"))?;
+    let port: u16 = p
+        .parse()
+        .with_context(|| format!("{what}: invalid port in {s:?}"))?;
     Ok((h.to_owned(), port))
 }
 
 /// Finds the sidecar proxy registered for service ID `id` on the local agent.
-fn find_sidecar(client: &consul_client::Client, http: &HttpArgs, id: &str) -> anyhow::Result<(String, String, Value)> {
-    let services = client.get(&format!("/v1/agent/services{}", tenancy(http))).context("Error reading the agent's services")?;
+fn find_sidecar(
+    client: &consul_client::Client,
+    http: &HttpArgs,
+    id: &str,
+) -> anyhow::Result<(String, String, Value)> {
+    let services = client
+        .get(&format!("/v1/agent/services{}", tenancy(http)))
+        .context("Error reading the agent's services")?;
     let map = services.body.as_object().cloned().unwrap_or_default();
     map.values()
         .find(|s| s["Kind"] == "connect-proxy" && s["Proxy"]["DestinationServiceID"] == id)
@@ -85,7 +99,11 @@ fn tenancy(http: &HttpArgs) -> String {
     if let Some(p) = &http.partition {
         q.push(format!("partition={}", encode(p)));
     }
-    if q.is_empty() { String::new() } else { format!("?{}", q.join("&")) }
+    if q.is_empty() {
+        String::new()
+    } else {
+        format!("?{}", q.join("&"))
+    }
 }
 
 pub fn run(cmd: ConnectCommand) -> anyhow::Result<u8> {
@@ -94,25 +112,44 @@ pub fn run(cmd: ConnectCommand) -> anyhow::Result<u8> {
     let (node_id, service, namespace) = match (&args.sidecar_for, &args.gateway) {
         (Some(id), None) => {
             let (proxy_id, name, svc) = find_sidecar(&client, &args.http, id)?;
-            (proxy_id, name, svc["Namespace"].as_str().unwrap_or("default").to_owned())
+            (
+                proxy_id,
+                name,
+                svc["Namespace"].as_str().unwrap_or("default").to_owned(),
+            )
         }
         (None, Some(kind)) => {
             let kind_name = match kind.as_str() {
                 "terminating" => "terminating-gateway",
                 "mesh" => "mesh-gateway",
-                other => bail!("-gateway: unknown gateway kind {other:?}: use \"terminating\" or \"mesh\""),
+                other => bail!(
+                    "-gateway: unknown gateway kind {other:?}: use \"terminating\" or \"mesh\""
+                ),
             };
             let service = args.service.clone().unwrap_or_else(|| kind_name.to_owned());
             let id = args.proxy_id.clone().unwrap_or_else(|| service.clone());
             if args.register {
-                let addr = args.address.as_deref().context("-register needs -address HOST:PORT for the gateway's listener")?;
+                let addr = args
+                    .address
+                    .as_deref()
+                    .context("-register needs -address HOST:PORT for the gateway's listener")?;
                 let (host, port) = split_host_port(addr, "-address")?;
                 let body = json!({"Kind": kind_name, "ID": id, "Name": service, "Address": host, "Port": port});
                 client
-                    .put(&format!("/v1/agent/service/register{}", tenancy(&args.http)), Some(&body))
+                    .put(
+                        &format!("/v1/agent/service/register{}", tenancy(&args.http)),
+                        Some(&body),
+                    )
                     .with_context(|| format!("Error registering the {kind_name} {service:?}"))?;
             }
-            (id, service, args.http.namespace.clone().unwrap_or_else(|| "default".into()))
+            (
+                id,
+                service,
+                args.http
+                    .namespace
+                    .clone()
+                    .unwrap_or_else(|| "default".into()),
+            )
         }
         _ => bail!("exactly one of -sidecar-for ID or -gateway terminating|mesh must be given"),
     };
@@ -123,14 +160,20 @@ pub fn run(cmd: ConnectCommand) -> anyhow::Result<u8> {
         .unwrap_or_else(|| "dc1".into());
     let (admin_host, admin_port) = split_host_port(&args.admin_bind, "-admin-bind")?;
     if admin_host != "127.0.0.1" && admin_host != "localhost" && admin_host != "::1" {
-        bail!("-admin-bind: the admin listener must be on loopback (Envoy's admin API is unauthenticated), got {admin_host:?}");
+        bail!(
+            "-admin-bind: the admin listener must be on loopback (Envoy's admin API is unauthenticated), got {admin_host:?}"
+        );
     }
     let (xds_host, xds_port) = split_host_port(&args.grpc_addr, "-grpc-addr")?;
     let params = xds::bootstrap::BootstrapParams {
         node_id,
         service,
         namespace,
-        partition: args.http.partition.clone().unwrap_or_else(|| "default".into()),
+        partition: args
+            .http
+            .partition
+            .clone()
+            .unwrap_or_else(|| "default".into()),
         datacenter,
         xds_host,
         xds_port,
@@ -142,12 +185,17 @@ pub fn run(cmd: ConnectCommand) -> anyhow::Result<u8> {
     let bootstrap = xds::bootstrap::bootstrap_json(&params);
     if args.bootstrap {
         let mut out = std::io::stdout().lock();
-        writeln!(out, "{}", serde_json::to_string_pretty(&bootstrap)?).context("cannot write to stdout")?;
+        writeln!(out, "{}", serde_json::to_string_pretty(&bootstrap)?)
+            .context("cannot write to stdout")?;
         return Ok(0);
     }
     let envoy = std::env::var("ENVOY_BIN").unwrap_or_else(|_| "envoy".into());
     let mut command = std::process::Command::new(&envoy);
-    command.arg("--config-yaml").arg(bootstrap.to_string()).arg("--disable-hot-restart").args(&args.envoy_args);
+    command
+        .arg("--config-yaml")
+        .arg(bootstrap.to_string())
+        .arg("--disable-hot-restart")
+        .args(&args.envoy_args);
     if !args.allow_ec2_metadata {
         command.env("AWS_EC2_METADATA_DISABLED", "true");
     }
@@ -163,6 +211,8 @@ fn exec(mut command: std::process::Command, envoy: &str) -> anyhow::Result<u8> {
 
 #[cfg(not(unix))]
 fn exec(mut command: std::process::Command, envoy: &str) -> anyhow::Result<u8> {
-    let status = command.status().with_context(|| format!("cannot run Envoy {envoy:?}"))?;
+    let status = command
+        .status()
+        .with_context(|| format!("cannot run Envoy {envoy:?}"))?;
     Ok(status.code().unwrap_or(1) as u8)
 }

@@ -87,13 +87,15 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<u8> {
             )
         })
     });
-    let grpc_addr = args.grpc_addr.clone().or_else(|| (args.client.is_some() || args.grpc_port.is_some()).then(|| {
-        format!(
-            "{}:{}",
-            args.client.as_deref().unwrap_or("127.0.0.1"),
-            args.grpc_port.unwrap_or(8502)
-        )
-    }));
+    let grpc_addr = args.grpc_addr.clone().or_else(|| {
+        (args.client.is_some() || args.grpc_port.is_some()).then(|| {
+            format!(
+                "{}:{}",
+                args.client.as_deref().unwrap_or("127.0.0.1"),
+                args.grpc_port.unwrap_or(8502)
+            )
+        })
+    });
     let overrides = Overrides {
         datacenter: args.datacenter.clone(),
         node_name: args.node.clone(),
@@ -122,7 +124,9 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<u8> {
     let grpc_listener = tokio::net::TcpListener::bind(config.grpc_addr)
         .await
         .with_context(|| format!("cannot bind the xDS (gRPC) port to {}", config.grpc_addr))?;
-    let grpc = grpc_listener.local_addr().context("listener has no address")?;
+    let grpc = grpc_listener
+        .local_addr()
+        .context("listener has no address")?;
     let app = server::AppState::open(config.clone())
         .await
         .context("cannot start the server")?;

@@ -19,7 +19,19 @@ fn register(http: &str, body: serde_json::Value) {
 
 fn curl_with_cert(port: u16, cert: &str, key: &str) -> bool {
     std::process::Command::new("curl")
-        .args(["-s", "-k", "-m", "5", "-o", "/dev/null", "--cert", cert, "--key", key, &format!("https://127.0.0.1:{port}/")])
+        .args([
+            "-s",
+            "-k",
+            "-m",
+            "5",
+            "-o",
+            "/dev/null",
+            "--cert",
+            cert,
+            "--key",
+            key,
+            &format!("https://127.0.0.1:{port}/"),
+        ])
         .status()
         .unwrap()
         .success()
@@ -31,12 +43,20 @@ fn sidecar_to_sidecar_mtls_and_intentions() {
     let http = server.http.clone();
     let b = Backend::start("hello from b");
     let (b_public, a_public, a_upstream) = (free_port(), free_port(), free_port());
-    register(&http, json!({"Name": "b", "Port": b.port, "Connect": {"SidecarService": {"Port": b_public}}}));
-    register(&http, json!({"Name": "a", "Port": 1, "Connect": {"SidecarService": {"Port": a_public, "Proxy": {"Upstreams": [{"DestinationName": "b", "LocalBindPort": a_upstream}]}}}}));
+    register(
+        &http,
+        json!({"Name": "b", "Port": b.port, "Connect": {"SidecarService": {"Port": b_public}}}),
+    );
+    register(
+        &http,
+        json!({"Name": "a", "Port": 1, "Connect": {"SidecarService": {"Port": a_public, "Proxy": {"Upstreams": [{"DestinationName": "b", "LocalBindPort": a_upstream}]}}}}),
+    );
     let eb = Envoy::start(&http, &server.grpc, &["-sidecar-for", "b"]);
     let _ea = Envoy::start(&http, &server.grpc, &["-sidecar-for", "a"]);
     let url = format!("http://127.0.0.1:{a_upstream}/hello");
-    wait_until(30, "a → b through both sidecars", || get(&url).1 == "hello from b /hello");
+    wait_until(30, "a → b through both sidecars", || {
+        get(&url).1 == "hello from b /hello"
+    });
     assert!(eb.stat("listener_manager.lds.update_success") >= 1);
     assert_eq!(eb.stat("listener_manager.lds.update_rejected"), 0);
 
@@ -46,7 +66,10 @@ fn sidecar_to_sidecar_mtls_and_intentions() {
     let _ = s.write_all(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n");
     let mut buf = Vec::new();
     let _ = s.read_to_end(&mut buf);
-    assert!(!String::from_utf8_lossy(&buf).contains("hello"), "plaintext reached the service");
+    assert!(
+        !String::from_utf8_lossy(&buf).contains("hello"),
+        "plaintext reached the service"
+    );
 
     // A client certificate from our CA works; the same identity from another CA is refused.
     let dir = tempfile::tempdir().unwrap();
@@ -54,38 +77,92 @@ fn sidecar_to_sidecar_mtls_and_intentions() {
     let (cert, key) = (dir.path().join("a.pem"), dir.path().join("a.key"));
     std::fs::write(&cert, leaf["CertPEM"].as_str().unwrap()).unwrap();
     std::fs::write(&key, leaf["PrivateKeyPEM"].as_str().unwrap()).unwrap();
-    assert!(curl_with_cert(b_public, cert.to_str().unwrap(), key.to_str().unwrap()), "our CA's leaf must be accepted");
+    assert!(
+        curl_with_cert(b_public, cert.to_str().unwrap(), key.to_str().unwrap()),
+        "our CA's leaf must be accepted"
+    );
     let uri = leaf["ServiceURI"].as_str().unwrap();
     let (fcert, fkey) = (dir.path().join("f.pem"), dir.path().join("f.key"));
     let ok = std::process::Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "1", "-subj", "/CN=a"])
-        .args(["-addext", &format!("subjectAltName=URI:{uri}"), "-keyout", fkey.to_str().unwrap(), "-out", fcert.to_str().unwrap()])
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=a",
+        ])
+        .args([
+            "-addext",
+            &format!("subjectAltName=URI:{uri}"),
+            "-keyout",
+            fkey.to_str().unwrap(),
+            "-out",
+            fcert.to_str().unwrap(),
+        ])
         .stderr(std::process::Stdio::null())
         .status()
         .unwrap();
     assert!(ok.success());
-    assert!(!curl_with_cert(b_public, fcert.to_str().unwrap(), fkey.to_str().unwrap()), "a certificate from another CA must be refused");
+    assert!(
+        !curl_with_cert(b_public, fcert.to_str().unwrap(), fkey.to_str().unwrap()),
+        "a certificate from another CA must be refused"
+    );
 
     // L4 deny closes the connection; removing it restores traffic without restarts.
-    put(&http, "/v1/connect/intentions/exact?source=a&destination=b", &json!({"Action": "deny"}));
+    put(
+        &http,
+        "/v1/connect/intentions/exact?source=a&destination=b",
+        &json!({"Action": "deny"}),
+    );
     wait_until(20, "L4 deny", || get(&url).0 == 0);
     delete(&http, "/v1/connect/intentions/exact?source=a&destination=b");
     wait_until(20, "allow again", || get(&url).0 == 200);
 
     // L7: the same deny is a 403 once b speaks HTTP.
-    put(&http, "/v1/config", &json!({"Kind": "service-defaults", "Name": "b", "Protocol": "http"}));
-    put(&http, "/v1/connect/intentions/exact?source=a&destination=b", &json!({"Action": "deny"}));
+    put(
+        &http,
+        "/v1/config",
+        &json!({"Kind": "service-defaults", "Name": "b", "Protocol": "http"}),
+    );
+    put(
+        &http,
+        "/v1/connect/intentions/exact?source=a&destination=b",
+        &json!({"Action": "deny"}),
+    );
     wait_until(20, "L7 deny = 403", || get(&url).0 == 403);
     // Precedence: a→b (9) allow beats *→b (8) deny.
-    put(&http, "/v1/connect/intentions/exact?source=*&destination=b", &json!({"Action": "deny"}));
-    put(&http, "/v1/connect/intentions/exact?source=a&destination=b", &json!({"Action": "allow"}));
+    put(
+        &http,
+        "/v1/connect/intentions/exact?source=*&destination=b",
+        &json!({"Action": "deny"}),
+    );
+    put(
+        &http,
+        "/v1/connect/intentions/exact?source=a&destination=b",
+        &json!({"Action": "allow"}),
+    );
     wait_until(20, "exact allow beats wildcard deny", || get(&url).0 == 200);
     // L7 permissions: only GET /hello* allowed.
-    put(&http, "/v1/connect/intentions/exact?source=a&destination=b", &json!({"Permissions": [{"Action": "allow", "HTTP": {"PathPrefix": "/hello", "Methods": ["GET"]}}]}));
-    wait_until(20, "L7 permission allows /hello", || get(&url).0 == 200 && get(&format!("http://127.0.0.1:{a_upstream}/other")).0 == 403);
+    put(
+        &http,
+        "/v1/connect/intentions/exact?source=a&destination=b",
+        &json!({"Permissions": [{"Action": "allow", "HTTP": {"PathPrefix": "/hello", "Methods": ["GET"]}}]}),
+    );
+    wait_until(20, "L7 permission allows /hello", || {
+        get(&url).0 == 200 && get(&format!("http://127.0.0.1:{a_upstream}/other")).0 == 403
+    });
     // SIGTERM stops the server even with Envoys connected (their streams are ended for them).
     let mut server = server;
-    assert!(server.terminate(), "the server did not shut down gracefully with proxies connected");
+    assert!(
+        server.terminate(),
+        "the server did not shut down gracefully with proxies connected"
+    );
 }
 
 #[test]
@@ -95,13 +172,35 @@ fn splitter_router_and_live_changes() {
     let (v1, v2) = (Backend::start("v1"), Backend::start("v2"));
     let up = free_port();
     for (id, port, version) in [("web-1", v1.port, "v1"), ("web-2", v2.port, "v2")] {
-        register(&http, json!({"Name": "web", "ID": id, "Port": port, "Meta": {"version": version}, "Connect": {"SidecarService": {"Port": free_port()}}}));
+        register(
+            &http,
+            json!({"Name": "web", "ID": id, "Port": port, "Meta": {"version": version}, "Connect": {"SidecarService": {"Port": free_port()}}}),
+        );
     }
-    register(&http, json!({"Name": "client", "Port": 1, "Connect": {"SidecarService": {"Port": free_port(), "Proxy": {"Upstreams": [{"DestinationName": "web", "LocalBindPort": up}]}}}}));
-    put(&http, "/v1/config", &json!({"Kind": "service-defaults", "Name": "web", "Protocol": "http"}));
-    put(&http, "/v1/config", &json!({"Kind": "service-resolver", "Name": "web", "Subsets": {"v1": {"Filter": "Service.Meta.version == v1"}, "v2": {"Filter": "Service.Meta.version == v2"}}}));
-    put(&http, "/v1/config", &json!({"Kind": "service-splitter", "Name": "web", "Splits": [{"Weight": 50, "ServiceSubset": "v1"}, {"Weight": 50, "ServiceSubset": "v2"}]}));
-    put(&http, "/v1/config", &json!({"Kind": "service-router", "Name": "web", "Routes": [{"Match": {"HTTP": {"PathPrefix": "/v2only"}}, "Destination": {"ServiceSubset": "v2"}}]}));
+    register(
+        &http,
+        json!({"Name": "client", "Port": 1, "Connect": {"SidecarService": {"Port": free_port(), "Proxy": {"Upstreams": [{"DestinationName": "web", "LocalBindPort": up}]}}}}),
+    );
+    put(
+        &http,
+        "/v1/config",
+        &json!({"Kind": "service-defaults", "Name": "web", "Protocol": "http"}),
+    );
+    put(
+        &http,
+        "/v1/config",
+        &json!({"Kind": "service-resolver", "Name": "web", "Subsets": {"v1": {"Filter": "Service.Meta.version == v1"}, "v2": {"Filter": "Service.Meta.version == v2"}}}),
+    );
+    put(
+        &http,
+        "/v1/config",
+        &json!({"Kind": "service-splitter", "Name": "web", "Splits": [{"Weight": 50, "ServiceSubset": "v1"}, {"Weight": 50, "ServiceSubset": "v2"}]}),
+    );
+    put(
+        &http,
+        "/v1/config",
+        &json!({"Kind": "service-router", "Name": "web", "Routes": [{"Match": {"HTTP": {"PathPrefix": "/v2only"}}, "Destination": {"ServiceSubset": "v2"}}]}),
+    );
     let _e1 = Envoy::start(&http, &server.grpc, &["-sidecar-for", "web-1"]);
     let _e2 = Envoy::start(&http, &server.grpc, &["-sidecar-for", "web-2"]);
     let _ec = Envoy::start(&http, &server.grpc, &["-sidecar-for", "client", "-sotw"]);
@@ -118,13 +217,23 @@ fn splitter_router_and_live_changes() {
             v1_count += 1;
         }
     }
-    assert!((450..=550).contains(&v1_count), "50/50 split gave {v1_count}/1000 to v1");
+    assert!(
+        (450..=550).contains(&v1_count),
+        "50/50 split gave {v1_count}/1000 to v1"
+    );
     // The router's path match sends /v2only* to v2 only.
     for _ in 0..20 {
-        assert_eq!(get(&format!("http://127.0.0.1:{up}/v2only/a")).1, "v2 /v2only/a");
+        assert_eq!(
+            get(&format!("http://127.0.0.1:{up}/v2only/a")).1,
+            "v2 /v2only/a"
+        );
     }
     // A live change: everything to v1, no restart.
-    put(&http, "/v1/config", &json!({"Kind": "service-splitter", "Name": "web", "Splits": [{"Weight": 100, "ServiceSubset": "v1"}]}));
+    put(
+        &http,
+        "/v1/config",
+        &json!({"Kind": "service-splitter", "Name": "web", "Splits": [{"Weight": 100, "ServiceSubset": "v1"}]}),
+    );
     wait_until(20, "100% v1", || (0..20).all(|_| get(&url).1 == "v1 /x"));
 }
 
@@ -133,21 +242,65 @@ fn terminating_gateway_enforces_intentions() {
     let server = Proc::start(&["agent", "-dev"]);
     let http = server.http.clone();
     let ext = Backend::start("external");
-    put(&http, "/v1/catalog/register", &json!({"Node": "ext-node", "Address": "127.0.0.1", "Service": {"Service": "ext", "Port": ext.port}}));
-    put(&http, "/v1/config", &json!({"Kind": "service-defaults", "Name": "ext", "Protocol": "http"}));
-    put(&http, "/v1/config", &json!({"Kind": "terminating-gateway", "Name": "tgw", "Services": [{"Name": "ext"}]}));
+    put(
+        &http,
+        "/v1/catalog/register",
+        &json!({"Node": "ext-node", "Address": "127.0.0.1", "Service": {"Service": "ext", "Port": ext.port}}),
+    );
+    put(
+        &http,
+        "/v1/config",
+        &json!({"Kind": "service-defaults", "Name": "ext", "Protocol": "http"}),
+    );
+    put(
+        &http,
+        "/v1/config",
+        &json!({"Kind": "terminating-gateway", "Name": "tgw", "Services": [{"Name": "ext"}]}),
+    );
     let up = free_port();
-    register(&http, json!({"Name": "a", "Port": 1, "Connect": {"SidecarService": {"Port": free_port(), "Proxy": {"Upstreams": [{"DestinationName": "ext", "LocalBindPort": up}]}}}}));
-    let gw = Envoy::start(&http, &server.grpc, &["-gateway", "terminating", "-register", "-service", "tgw", "-address", &format!("127.0.0.1:{}", free_port())]);
+    register(
+        &http,
+        json!({"Name": "a", "Port": 1, "Connect": {"SidecarService": {"Port": free_port(), "Proxy": {"Upstreams": [{"DestinationName": "ext", "LocalBindPort": up}]}}}}),
+    );
+    let gw = Envoy::start(
+        &http,
+        &server.grpc,
+        &[
+            "-gateway",
+            "terminating",
+            "-register",
+            "-service",
+            "tgw",
+            "-address",
+            &format!("127.0.0.1:{}", free_port()),
+        ],
+    );
     let _ea = Envoy::start(&http, &server.grpc, &["-sidecar-for", "a"]);
     // health/connect for a linked service answers with the gateway, as Consul does.
-    wait_until(20, "gateway registered", || get_json(&http, "/v1/health/connect/ext").as_array().is_some_and(|a| a.len() == 1));
+    wait_until(20, "gateway registered", || {
+        get_json(&http, "/v1/health/connect/ext")
+            .as_array()
+            .is_some_and(|a| a.len() == 1)
+    });
     let url = format!("http://127.0.0.1:{up}/x");
-    wait_until(30, "a → gateway → external service", || get(&url).1 == "external /x");
-    put(&http, "/v1/connect/intentions/exact?source=a&destination=ext", &json!({"Action": "deny"}));
+    wait_until(30, "a → gateway → external service", || {
+        get(&url).1 == "external /x"
+    });
+    put(
+        &http,
+        "/v1/connect/intentions/exact?source=a&destination=ext",
+        &json!({"Action": "deny"}),
+    );
     wait_until(20, "deny at the gateway", || get(&url).0 == 403);
-    assert!(gw.stat("http.terminating_gateway.ext.rbac.denied") >= 1, "the gateway, not the caller, must have denied it");
-    put(&http, "/v1/connect/intentions/exact?source=a&destination=ext", &json!({"Action": "allow"}));
+    assert!(
+        gw.stat("http.terminating_gateway.ext.rbac.denied") >= 1,
+        "the gateway, not the caller, must have denied it"
+    );
+    put(
+        &http,
+        "/v1/connect/intentions/exact?source=a&destination=ext",
+        &json!({"Action": "allow"}),
+    );
     wait_until(20, "allow again", || get(&url).0 == 200);
 }
 
@@ -156,10 +309,25 @@ fn mesh_gateway_routes_mtls_by_sni() {
     let server = Proc::start(&["agent", "-dev"]);
     let http = server.http.clone();
     let b = Backend::start("hello from b");
-    register(&http, json!({"Name": "b", "Port": b.port, "Connect": {"SidecarService": {"Port": free_port()}}}));
+    register(
+        &http,
+        json!({"Name": "b", "Port": b.port, "Connect": {"SidecarService": {"Port": free_port()}}}),
+    );
     let _eb = Envoy::start(&http, &server.grpc, &["-sidecar-for", "b"]);
     let gw_port = free_port();
-    let _gw = Envoy::start(&http, &server.grpc, &["-gateway", "mesh", "-register", "-service", "mgw", "-address", &format!("127.0.0.1:{gw_port}")]);
+    let _gw = Envoy::start(
+        &http,
+        &server.grpc,
+        &[
+            "-gateway",
+            "mesh",
+            "-register",
+            "-service",
+            "mgw",
+            "-address",
+            &format!("127.0.0.1:{gw_port}"),
+        ],
+    );
     let dir = tempfile::tempdir().unwrap();
     let leaf = get_json(&http, "/v1/agent/connect/ca/leaf/a");
     let roots = get_json(&http, "/v1/agent/connect/ca/roots");
@@ -170,17 +338,43 @@ fn mesh_gateway_routes_mtls_by_sni() {
     let sni = format!("b.default.dc1.internal.{td}");
     let call = || {
         let o = std::process::Command::new("curl")
-            .args(["-s", "-k", "-m", "5", "--cert", cert.to_str().unwrap(), "--key", key.to_str().unwrap()])
-            .args(["--resolve", &format!("{sni}:{gw_port}:127.0.0.1"), &format!("https://{sni}:{gw_port}/via-gateway")])
+            .args([
+                "-s",
+                "-k",
+                "-m",
+                "5",
+                "--cert",
+                cert.to_str().unwrap(),
+                "--key",
+                key.to_str().unwrap(),
+            ])
+            .args([
+                "--resolve",
+                &format!("{sni}:{gw_port}:127.0.0.1"),
+                &format!("https://{sni}:{gw_port}/via-gateway"),
+            ])
             .output()
             .unwrap();
         String::from_utf8_lossy(&o.stdout).to_string()
     };
-    wait_until(30, "mTLS through the mesh gateway by SNI", || call() == "hello from b /via-gateway");
+    wait_until(30, "mTLS through the mesh gateway by SNI", || {
+        call() == "hello from b /via-gateway"
+    });
     // Without a client certificate the sidecar behind the gateway refuses the session.
     let o = std::process::Command::new("curl")
-        .args(["-s", "-k", "-m", "5", "--resolve", &format!("{sni}:{gw_port}:127.0.0.1"), &format!("https://{sni}:{gw_port}/")])
+        .args([
+            "-s",
+            "-k",
+            "-m",
+            "5",
+            "--resolve",
+            &format!("{sni}:{gw_port}:127.0.0.1"),
+            &format!("https://{sni}:{gw_port}/"),
+        ])
         .output()
         .unwrap();
-    assert!(!String::from_utf8_lossy(&o.stdout).contains("hello"), "no client certificate must be refused");
+    assert!(
+        !String::from_utf8_lossy(&o.stdout).contains("hello"),
+        "no client certificate must be refused"
+    );
 }

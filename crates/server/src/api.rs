@@ -161,7 +161,12 @@ async fn xds_status(
 ) -> ApiResult<axum::response::Response> {
     let q = crate::query::Query::parse(raw.as_deref())?;
     let ident = crate::authz::resolve(&app, &headers, &q)?;
-    crate::authz::require(&ident, ident.authorizer.operator_read(), "operator:read", "")?;
+    crate::authz::require(
+        &ident,
+        ident.authorizer.operator_read(),
+        "operator:read",
+        "",
+    )?;
     Ok(crate::query::json(&serde_json::json!({
         "Acks": app.xds_acks.all(),
         "Nacks": app.xds_nacks.all(),

@@ -114,7 +114,10 @@ pub async fn serve_all(
         shutdown.await;
         let _ = stop_tx.send(true);
     });
-    let result = axum::serve(http, router).with_graceful_shutdown(stopped(http_rx)).await.map_err(ServerError::Http);
+    let result = axum::serve(http, router)
+        .with_graceful_shutdown(stopped(http_rx))
+        .await
+        .map_err(ServerError::Http);
     if let Some(t) = grpc_task {
         match t.await {
             Ok(Err(e)) => tracing::error!(error = %e, "xDS server failed"),

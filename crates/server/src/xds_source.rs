@@ -11,7 +11,9 @@ use serde_json::json;
 use tokio::sync::watch;
 use tonic::Status;
 
-use mesh_model::catalog::{CRITICAL, KIND_CONNECT_PROXY, KIND_MESH_GATEWAY, KIND_TERMINATING_GATEWAY, Node, NodeService};
+use mesh_model::catalog::{
+    CRITICAL, KIND_CONNECT_PROXY, KIND_MESH_GATEWAY, KIND_TERMINATING_GATEWAY, Node, NodeService,
+};
 use mesh_model::config_entry::{ConfigEntry, Kind};
 use mesh_model::names::ServiceName;
 use store::{State, WatchKey};
@@ -37,7 +39,15 @@ impl StoreSource {
 fn find_proxy(st: &State, id: &str) -> Option<(Node, NodeService)> {
     st.nodes("default")
         .flat_map(|n| st.node_services("default", &n.node).map(move |s| (n, s)))
-        .find(|(_, s)| s.id == id && [KIND_CONNECT_PROXY, KIND_TERMINATING_GATEWAY, KIND_MESH_GATEWAY].contains(&s.kind.as_str()))
+        .find(|(_, s)| {
+            s.id == id
+                && [
+                    KIND_CONNECT_PROXY,
+                    KIND_TERMINATING_GATEWAY,
+                    KIND_MESH_GATEWAY,
+                ]
+                .contains(&s.kind.as_str())
+        })
         .map(|(n, s)| (n.clone(), s.clone()))
 }
 
@@ -51,15 +61,25 @@ fn identity_of(p: &NodeService) -> ServiceName {
 }
 
 impl xds::ads::SnapshotSource for StoreSource {
-    fn subscribe(&self, node_id: &str, token: Option<&str>) -> Result<watch::Receiver<Arc<Resources>>, Status> {
+    fn subscribe(
+        &self,
+        node_id: &str,
+        token: Option<&str>,
+    ) -> Result<watch::Receiver<Arc<Resources>>, Status> {
         let found = self.app.store.read(|st| find_proxy(st, node_id));
         let Some((_, proxy)) = found else {
-            return Err(Status::not_found(format!("proxy {node_id:?} is not registered: register it (e.g. with a sidecar_service) before starting Envoy")));
+            return Err(Status::not_found(format!(
+                "proxy {node_id:?} is not registered: register it (e.g. with a sidecar_service) before starting Envoy"
+            )));
         };
-        let ident = crate::authz::resolve_secret(&self.app, token).map_err(|e| Status::permission_denied(e.message))?;
+        let ident = crate::authz::resolve_secret(&self.app, token)
+            .map_err(|e| Status::permission_denied(e.message))?;
         let svc = identity_of(&proxy);
         if !ident.authorizer.service_write(&svc.name) {
-            return Err(Status::permission_denied(format!("Permission denied: token lacks permission 'service:write' on {:?}", svc.name)));
+            return Err(Status::permission_denied(format!(
+                "Permission denied: token lacks permission 'service:write' on {:?}",
+                svc.name
+            )));
         }
         let (tx, rx) = watch::channel(Arc::new(Resources::default()));
         let app = self.app.clone();
@@ -107,18 +127,31 @@ async fn run(app: AppState, node_id: String, tx: watch::Sender<Arc<Resources>>) 
     }
 }
 
-fn endpoints_from(st: &State, instances: Vec<store::state::catalog::Instance<'_>>, dc: &str) -> Vec<Endpoint> {
+fn endpoints_from(
+    st: &State,
+    instances: Vec<store::state::catalog::Instance<'_>>,
+    dc: &str,
+) -> Vec<Endpoint> {
     let _ = st;
     instances
         .into_iter()
         .map(|i| {
-            let address = if i.service.address.is_empty() { i.node.address.clone() } else { i.service.address.clone() };
+            let address = if i.service.address.is_empty() {
+                i.node.address.clone()
+            } else {
+                i.service.address.clone()
+            };
             let row = json!({
                 "Node": node_json(i.node, dc),
                 "Service": service_json(i.service, dc),
                 "Checks": i.checks.iter().map(|c| check_json(c)).collect::<Vec<_>>(),
             });
-            Endpoint { address, port: i.service.port, healthy: i.status() != CRITICAL, row }
+            Endpoint {
+                address,
+                port: i.service.port,
+                healthy: i.status() != CRITICAL,
+                row,
+            }
         })
         .collect()
 }
@@ -147,9 +180,17 @@ async fn gather(app: &AppState, node_id: &str) -> Option<Gathered> {
         match app.leaves.get(app, &svc).await {
             Ok(l) => {
                 leaf_ids.push((svc.clone(), l.modify_index));
-                leaves.insert(svc, CertPair { cert_pem: l.cert_pem.clone(), key_pem: l.key_pem.clone() });
+                leaves.insert(
+                    svc,
+                    CertPair {
+                        cert_pem: l.cert_pem.clone(),
+                        key_pem: l.key_pem.clone(),
+                    },
+                );
             }
-            Err(e) => tracing::warn!(service = %svc.name, error = %e.message, "cannot issue a leaf certificate; the proxy waits for it"),
+            Err(e) => {
+                tracing::warn!(service = %svc.name, error = %e.message, "cannot issue a leaf certificate; the proxy waits for it")
+            }
         }
     }
     Some(app.store.read(|st| {
@@ -159,7 +200,11 @@ async fn gather(app: &AppState, node_id: &str) -> Option<Gathered> {
             WatchKey::Service(ServiceName::new(&proxy.service, proxy.ent_meta())),
             WatchKey::CaRoots,
         ];
-        keys.extend(Kind::ALL.iter().map(|k| WatchKey::ConfigKind(k.as_str().to_owned())));
+        keys.extend(
+            Kind::ALL
+                .iter()
+                .map(|k| WatchKey::ConfigKind(k.as_str().to_owned())),
+        );
         let mut connect_endpoints = BTreeMap::new();
         let mut service_endpoints = BTreeMap::new();
         let kind = match proxy.kind.as_str() {
@@ -171,16 +216,40 @@ async fn gather(app: &AppState, node_id: &str) -> Option<Gathered> {
             ProxyKind::Sidecar => {
                 for u in &proxy.proxy.upstreams {
                     let meta = mesh_model::EntMeta::new(
-                        Some(if u.destination_partition.is_empty() { &proxy.partition } else { &u.destination_partition }),
-                        Some(if u.destination_namespace.is_empty() { &proxy.namespace } else { &u.destination_namespace }),
+                        Some(if u.destination_partition.is_empty() {
+                            &proxy.partition
+                        } else {
+                            &u.destination_partition
+                        }),
+                        Some(if u.destination_namespace.is_empty() {
+                            &proxy.namespace
+                        } else {
+                            &u.destination_namespace
+                        }),
                     );
-                    let chain = compile_chain(&entries, &ServiceName::new(&u.destination_name, meta), &dc, &td);
-                    for t in chain.targets.values().flat_map(|t| std::iter::once(t).chain(t.failover.iter())) {
+                    let chain = compile_chain(
+                        &entries,
+                        &ServiceName::new(&u.destination_name, meta),
+                        &dc,
+                        &td,
+                    );
+                    for t in chain
+                        .targets
+                        .values()
+                        .flat_map(|t| std::iter::once(t).chain(t.failover.iter()))
+                    {
                         if !connect_endpoints.contains_key(&t.service) {
                             keys.push(WatchKey::Connect(t.service.clone()));
                             // A linked terminating gateway's instances stand in for the service.
-                            keys.extend(st.gateways_for(&t.service).into_iter().map(WatchKey::Service));
-                            connect_endpoints.insert(t.service.clone(), endpoints_from(st, st.connect_instances(&t.service), &dc));
+                            keys.extend(
+                                st.gateways_for(&t.service)
+                                    .into_iter()
+                                    .map(WatchKey::Service),
+                            );
+                            connect_endpoints.insert(
+                                t.service.clone(),
+                                endpoints_from(st, st.connect_instances(&t.service), &dc),
+                            );
                         }
                     }
                 }
@@ -188,7 +257,8 @@ async fn gather(app: &AppState, node_id: &str) -> Option<Gathered> {
             ProxyKind::TerminatingGateway => {
                 for svc in linked_services(st, &proxy) {
                     keys.push(WatchKey::Service(svc.clone()));
-                    service_endpoints.insert(svc.clone(), endpoints_from(st, st.instances(&svc), &dc));
+                    service_endpoints
+                        .insert(svc.clone(), endpoints_from(st, st.instances(&svc), &dc));
                 }
             }
             ProxyKind::MeshGateway => {
@@ -204,7 +274,11 @@ async fn gather(app: &AppState, node_id: &str) -> Option<Gathered> {
             }
         }
         let index = st.index_of(&keys);
-        let leaf = if kind == ProxyKind::Sidecar { leaves.get(&identity_of(&proxy)).cloned() } else { None };
+        let leaf = if kind == ProxyKind::Sidecar {
+            leaves.get(&identity_of(&proxy)).cloned()
+        } else {
+            None
+        };
         let inputs = ProxyInputs {
             kind,
             proxy: proxy.clone(),
@@ -213,7 +287,11 @@ async fn gather(app: &AppState, node_id: &str) -> Option<Gathered> {
             trust_domain: td,
             roots_pem: trust_bundle(st),
             leaf,
-            service_leaves: if kind == ProxyKind::TerminatingGateway { leaves.clone() } else { BTreeMap::new() },
+            service_leaves: if kind == ProxyKind::TerminatingGateway {
+                leaves.clone()
+            } else {
+                BTreeMap::new()
+            },
             entries,
             connect_endpoints,
             service_endpoints,
@@ -225,16 +303,34 @@ async fn gather(app: &AppState, node_id: &str) -> Option<Gathered> {
 
 /// Services linked to a terminating gateway (its config entry, `*` expanded to every service).
 fn linked_services(st: &State, gw: &NodeService) -> Vec<ServiceName> {
-    let key = mesh_model::config_entry::EntryKey { kind: Kind::TerminatingGateway, meta: gw.ent_meta(), name: gw.service.clone() };
-    let Some(ConfigEntry::TerminatingGateway(tg)) = st.config_entries().get(&key) else { return vec![] };
+    let key = mesh_model::config_entry::EntryKey {
+        kind: Kind::TerminatingGateway,
+        meta: gw.ent_meta(),
+        name: gw.service.clone(),
+    };
+    let Some(ConfigEntry::TerminatingGateway(tg)) = st.config_entries().get(&key) else {
+        return vec![];
+    };
     let mut out = Vec::new();
     for s in &tg.services {
         let meta = mesh_model::EntMeta::new(
-            Some(if s.partition.is_empty() { &gw.partition } else { &s.partition }),
-            Some(if s.namespace.is_empty() { &gw.namespace } else { &s.namespace }),
+            Some(if s.partition.is_empty() {
+                &gw.partition
+            } else {
+                &s.partition
+            }),
+            Some(if s.namespace.is_empty() {
+                &gw.namespace
+            } else {
+                &s.namespace
+            }),
         );
         if s.name == "*" {
-            out.extend(st.service_tags(&meta).keys().map(|n| ServiceName::new(n, meta.clone())));
+            out.extend(
+                st.service_tags(&meta)
+                    .keys()
+                    .map(|n| ServiceName::new(n, meta.clone())),
+            );
         } else {
             out.push(ServiceName::new(&s.name, meta));
         }

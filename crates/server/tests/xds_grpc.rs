@@ -21,17 +21,37 @@ const CDS: &str = "type.googleapis.com/envoy.config.cluster.v3.Cluster";
 const LDS: &str = "type.googleapis.com/envoy.config.listener.v3.Listener";
 
 fn node(id: &str) -> Option<Node> {
-    Some(Node { id: id.into(), cluster: "x".into(), ..Default::default() })
+    Some(Node {
+        id: id.into(),
+        cluster: "x".into(),
+        ..Default::default()
+    })
 }
 
-async fn sotw(grpc: &str, token: Option<&str>) -> (mpsc::Sender<DiscoveryRequest>, tonic::Streaming<envoy_types::pb::envoy::service::discovery::v3::DiscoveryResponse>) {
-    let mut client = AggregatedDiscoveryServiceClient::connect(grpc.to_owned()).await.unwrap();
+async fn sotw(
+    grpc: &str,
+    token: Option<&str>,
+) -> (
+    mpsc::Sender<DiscoveryRequest>,
+    tonic::Streaming<envoy_types::pb::envoy::service::discovery::v3::DiscoveryResponse>,
+) {
+    let mut client = AggregatedDiscoveryServiceClient::connect(grpc.to_owned())
+        .await
+        .unwrap();
     let (tx, rx) = mpsc::channel(8);
     let mut req = tonic::Request::new(ReceiverStream::new(rx));
     if let Some(t) = token {
-        req.metadata_mut().insert("x-consul-token", t.parse().unwrap());
+        req.metadata_mut()
+            .insert("x-consul-token", t.parse().unwrap());
     }
-    let stream = tokio::time::timeout(Duration::from_secs(10), client.stream_aggregated_resources(req)).await.expect("no response headers").unwrap().into_inner();
+    let stream = tokio::time::timeout(
+        Duration::from_secs(10),
+        client.stream_aggregated_resources(req),
+    )
+    .await
+    .expect("no response headers")
+    .unwrap()
+    .into_inner();
     (tx, stream)
 }
 
@@ -42,17 +62,33 @@ fn register_web(s: &TestServer) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn errors_are_grpc_statuses() {
-    let s = tokio::task::spawn_blocking(TestServer::start).await.unwrap();
+    let s = tokio::task::spawn_blocking(TestServer::start)
+        .await
+        .unwrap();
     // Unknown proxy.
     let (tx, mut stream) = sotw(&s.grpc, None).await;
-    tx.send(DiscoveryRequest { node: node("nope"), type_url: CDS.into(), ..Default::default() }).await.unwrap();
+    tx.send(DiscoveryRequest {
+        node: node("nope"),
+        type_url: CDS.into(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
     let err = stream.message().await.unwrap_err();
     assert_eq!(err.code(), tonic::Code::NotFound, "{err}");
     assert!(err.message().contains("nope"));
     // No node ID.
     let (tx, mut stream) = sotw(&s.grpc, None).await;
-    tx.send(DiscoveryRequest { type_url: CDS.into(), ..Default::default() }).await.unwrap();
-    assert_eq!(stream.message().await.unwrap_err().code(), tonic::Code::InvalidArgument);
+    tx.send(DiscoveryRequest {
+        type_url: CDS.into(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        stream.message().await.unwrap_err().code(),
+        tonic::Code::InvalidArgument
+    );
     // An unsupported type.
     tokio::task::spawn_blocking({
         let base = s.base.clone();
@@ -65,13 +101,24 @@ async fn errors_are_grpc_statuses() {
     .await
     .unwrap();
     let (tx, mut stream) = sotw(&s.grpc, None).await;
-    tx.send(DiscoveryRequest { node: node("web-sidecar-proxy"), type_url: "type.googleapis.com/bogus".into(), ..Default::default() }).await.unwrap();
-    assert_eq!(stream.message().await.unwrap_err().code(), tonic::Code::InvalidArgument);
+    tx.send(DiscoveryRequest {
+        node: node("web-sidecar-proxy"),
+        type_url: "type.googleapis.com/bogus".into(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        stream.message().await.unwrap_err().code(),
+        tonic::Code::InvalidArgument
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sotw_versions_nonces_and_nacks() {
-    let s = tokio::task::spawn_blocking(TestServer::start).await.unwrap();
+    let s = tokio::task::spawn_blocking(TestServer::start)
+        .await
+        .unwrap();
     let s = tokio::task::spawn_blocking(move || {
         register_web(&s);
         s
@@ -79,48 +126,91 @@ async fn sotw_versions_nonces_and_nacks() {
     .await
     .unwrap();
     let (tx, mut stream) = sotw(&s.grpc, None).await;
-    tx.send(DiscoveryRequest { node: node("web-sidecar-proxy"), type_url: CDS.into(), ..Default::default() }).await.unwrap();
-    let r1 = tokio::time::timeout(Duration::from_secs(10), stream.message()).await.unwrap().unwrap().unwrap();
+    tx.send(DiscoveryRequest {
+        node: node("web-sidecar-proxy"),
+        type_url: CDS.into(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let r1 = tokio::time::timeout(Duration::from_secs(10), stream.message())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
     assert_eq!(r1.type_url, CDS);
     assert!(!r1.nonce.is_empty());
     let names: Vec<String> = r1
         .resources
         .iter()
-        .map(|a| <envoy_types::pb::envoy::config::cluster::v3::Cluster as prost::Message>::decode(a.value.as_slice()).unwrap().name)
+        .map(|a| {
+            <envoy_types::pb::envoy::config::cluster::v3::Cluster as prost::Message>::decode(
+                a.value.as_slice(),
+            )
+            .unwrap()
+            .name
+        })
         .collect();
     assert!(names.contains(&"local_app".to_owned()), "{names:?}");
-    assert!(names.iter().any(|n| n.starts_with("db.default.dc1.internal.")), "{names:?}");
+    assert!(
+        names
+            .iter()
+            .any(|n| n.starts_with("db.default.dc1.internal.")),
+        "{names:?}"
+    );
     // NACK it: recorded with Envoy's message, and nothing is re-sent for the same content.
     tx.send(DiscoveryRequest {
         node: node("web-sidecar-proxy"),
         type_url: CDS.into(),
         version_info: String::new(),
         response_nonce: r1.nonce.clone(),
-        error_detail: Some(RpcStatus { code: 3, message: "bad cluster: test rejection".into(), details: vec![] }),
+        error_detail: Some(RpcStatus {
+            code: 3,
+            message: "bad cluster: test rejection".into(),
+            details: vec![],
+        }),
         ..Default::default()
     })
     .await
     .unwrap();
-    assert!(tokio::time::timeout(Duration::from_millis(500), stream.message()).await.is_err(), "a NACK must not trigger a resend");
+    assert!(
+        tokio::time::timeout(Duration::from_millis(500), stream.message())
+            .await
+            .is_err(),
+        "a NACK must not trigger a resend"
+    );
     let status = tokio::task::spawn_blocking({
         let base = s.base.clone();
         move || {
-            let mut r = ureq::get(&format!("{base}/v1/internal/xds/status")).call().unwrap();
-            serde_json::from_str::<serde_json::Value>(&r.body_mut().read_to_string().unwrap()).unwrap()
+            let mut r = ureq::get(&format!("{base}/v1/internal/xds/status"))
+                .call()
+                .unwrap();
+            serde_json::from_str::<serde_json::Value>(&r.body_mut().read_to_string().unwrap())
+                .unwrap()
         }
     })
     .await
     .unwrap();
-    assert_eq!(status["Nacks"]["web-sidecar-proxy"][0]["Message"], "bad cluster: test rejection");
+    assert_eq!(
+        status["Nacks"]["web-sidecar-proxy"][0]["Message"],
+        "bad cluster: test rejection"
+    );
     // A change produces a new version with a new nonce.
     let s = tokio::task::spawn_blocking(move || {
-        let r = s.put("/v1/config", r#"{"Kind":"service-resolver","Name":"db","ConnectTimeout":"2s"}"#);
+        let r = s.put(
+            "/v1/config",
+            r#"{"Kind":"service-resolver","Name":"db","ConnectTimeout":"2s"}"#,
+        );
         assert_eq!(r.status, 200, "{}", r.body);
         s
     })
     .await
     .unwrap();
-    let r2 = tokio::time::timeout(Duration::from_secs(10), stream.message()).await.unwrap().unwrap().unwrap();
+    let r2 = tokio::time::timeout(Duration::from_secs(10), stream.message())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
     assert_ne!(r2.nonce, r1.nonce);
     assert_ne!(r2.version_info, r1.version_info);
     drop(s);
@@ -147,14 +237,27 @@ async fn delta_and_acl_tokens() {
     let delta = |token: Option<&'static str>| {
         let grpc = s.grpc.clone();
         async move {
-            let mut client = AggregatedDiscoveryServiceClient::connect(grpc).await.unwrap();
+            let mut client = AggregatedDiscoveryServiceClient::connect(grpc)
+                .await
+                .unwrap();
             let (tx, rx) = mpsc::channel(8);
             let mut req = tonic::Request::new(ReceiverStream::new(rx));
             if let Some(t) = token {
-                req.metadata_mut().insert("x-consul-token", t.parse().unwrap());
+                req.metadata_mut()
+                    .insert("x-consul-token", t.parse().unwrap());
             }
-            let stream = client.delta_aggregated_resources(req).await.unwrap().into_inner();
-            tx.send(DeltaDiscoveryRequest { node: node("web-sidecar-proxy"), type_url: LDS.into(), ..Default::default() }).await.unwrap();
+            let stream = client
+                .delta_aggregated_resources(req)
+                .await
+                .unwrap()
+                .into_inner();
+            tx.send(DeltaDiscoveryRequest {
+                node: node("web-sidecar-proxy"),
+                type_url: LDS.into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
             (tx, stream)
         }
     };
@@ -162,11 +265,24 @@ async fn delta_and_acl_tokens() {
     let err = stream.message().await.unwrap_err();
     assert_eq!(err.code(), tonic::Code::PermissionDenied, "{err}");
     let (_tx, mut stream) = delta(Some("00000000-0000-0000-0000-00000000dead")).await;
-    assert_eq!(stream.message().await.unwrap_err().code(), tonic::Code::PermissionDenied);
+    assert_eq!(
+        stream.message().await.unwrap_err().code(),
+        tonic::Code::PermissionDenied
+    );
     let (_tx, mut stream) = delta(Some("11111111-2222-3333-4444-555555555555")).await;
-    let r = tokio::time::timeout(Duration::from_secs(10), stream.message()).await.unwrap().unwrap().unwrap();
+    let r = tokio::time::timeout(Duration::from_secs(10), stream.message())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
     assert_eq!(r.type_url, LDS);
-    assert!(r.resources.iter().any(|res| res.name.starts_with("public_listener:")), "{:?}", r.resources.iter().map(|r| &r.name).collect::<Vec<_>>());
+    assert!(
+        r.resources
+            .iter()
+            .any(|res| res.name.starts_with("public_listener:")),
+        "{:?}",
+        r.resources.iter().map(|r| &r.name).collect::<Vec<_>>()
+    );
     assert!(r.resources.iter().all(|res| !res.version.is_empty()));
     drop(s);
 }

@@ -37,7 +37,9 @@ pub(crate) struct Registry {
 
 impl Registry {
     fn register(&self, keys: &[WatchKey], notify: &Arc<Notify>) -> u64 {
-        let id = self.next_id.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let id = self
+            .next_id
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let mut map = self.waiters.lock();
         for k in keys {
             map.entry(k.clone()).or_default().insert(id, notify.clone());

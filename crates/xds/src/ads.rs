@@ -7,7 +7,9 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_server::{AggregatedDiscoveryService, AggregatedDiscoveryServiceServer};
+use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_server::{
+    AggregatedDiscoveryService, AggregatedDiscoveryServiceServer,
+};
 use parking_lot::Mutex;
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
@@ -21,7 +23,11 @@ pub trait SnapshotSource: Send + Sync + 'static {
     /// Subscribes to proxy `node_id`'s resources; the receiver sees every new snapshot. Its
     /// initial value is a placeholder that is never served: the first snapshot must be *sent*.
     /// Errors are gRPC statuses for the client: unknown proxy, bad or insufficient token.
-    fn subscribe(&self, node_id: &str, token: Option<&str>) -> Result<watch::Receiver<Arc<Resources>>, Status>;
+    fn subscribe(
+        &self,
+        node_id: &str,
+        token: Option<&str>,
+    ) -> Result<watch::Receiver<Arc<Resources>>, Status>;
 }
 
 /// A configuration Envoy rejected.
@@ -58,7 +64,11 @@ impl NackLog {
 
     /// All recorded NACKs, by proxy.
     pub fn all(&self) -> BTreeMap<String, Vec<Nack>> {
-        self.by_node.lock().iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+        self.by_node
+            .lock()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
     }
 }
 
@@ -70,14 +80,22 @@ pub struct AckLog {
 
 impl AckLog {
     fn record(&self, node: &str, type_url: &str, version: &str) {
-        self.acks.lock().entry(node.to_owned()).or_default().insert(type_url.to_owned(), version.to_owned());
+        self.acks
+            .lock()
+            .entry(node.to_owned())
+            .or_default()
+            .insert(type_url.to_owned(), version.to_owned());
     }
     fn forget(&self, node: &str) {
         self.acks.lock().remove(node);
     }
     /// Node → type → last acknowledged version.
     pub fn all(&self) -> BTreeMap<String, BTreeMap<String, String>> {
-        self.acks.lock().iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+        self.acks
+            .lock()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
     }
 }
 
@@ -96,7 +114,14 @@ pub struct Ads<S> {
 impl<S: SnapshotSource> Ads<S> {
     pub fn new(source: Arc<S>, nacks: Arc<NackLog>, acks: Arc<AckLog>) -> Self {
         let (stop, stopping) = watch::channel(false);
-        Self { source, nacks, acks, nonce: Arc::default(), stopping, stop: Arc::new(stop) }
+        Self {
+            source,
+            nacks,
+            acks,
+            nonce: Arc::default(),
+            stopping,
+            stop: Arc::new(stop),
+        }
     }
 
     /// The tonic service to mount.
@@ -106,7 +131,11 @@ impl<S: SnapshotSource> Ads<S> {
 }
 
 fn token_of<T>(req: &Request<T>) -> Option<String> {
-    req.metadata().get("x-consul-token").and_then(|v| v.to_str().ok()).filter(|t| !t.is_empty()).map(str::to_owned)
+    req.metadata()
+        .get("x-consul-token")
+        .and_then(|v| v.to_str().ok())
+        .filter(|t| !t.is_empty())
+        .map(str::to_owned)
 }
 
 fn is_wildcard_type(type_url: &str) -> bool {
@@ -114,7 +143,13 @@ fn is_wildcard_type(type_url: &str) -> bool {
 }
 
 fn known_type(type_url: &str) -> Result<(), Status> {
-    if PUSH_ORDER.contains(&type_url) { Ok(()) } else { Err(Status::invalid_argument(format!("unsupported resource type {type_url:?}"))) }
+    if PUSH_ORDER.contains(&type_url) {
+        Ok(())
+    } else {
+        Err(Status::invalid_argument(format!(
+            "unsupported resource type {type_url:?}"
+        )))
+    }
 }
 
 #[derive(Default)]
@@ -126,7 +161,11 @@ struct SotwType {
     nonce: String,
 }
 
-fn select(current: &Resources, type_url: &str, names: &Option<BTreeSet<String>>) -> BTreeMap<String, Any> {
+fn select(
+    current: &Resources,
+    type_url: &str,
+    names: &Option<BTreeSet<String>>,
+) -> BTreeMap<String, Any> {
     let all = current.of_type(type_url).cloned().unwrap_or_default();
     match names {
         None => all,
@@ -148,9 +187,24 @@ impl<S: SnapshotSource> Session<S> {
         self.nonce.fetch_add(1, Ordering::Relaxed).to_string()
     }
 
-    async fn sotw(self, mut inbound: Streaming<discovery::DiscoveryRequest>, tx: mpsc::Sender<Result<discovery::DiscoveryResponse, Status>>) -> Result<(), Status> {
-        let Some(first) = inbound.message().await? else { return Ok(()) };
-        let node = first.node.as_ref().map(|n| n.id.clone()).filter(|id| !id.is_empty()).ok_or_else(|| Status::invalid_argument("the first request must carry node.id (the proxy's service ID)"))?;
+    async fn sotw(
+        self,
+        mut inbound: Streaming<discovery::DiscoveryRequest>,
+        tx: mpsc::Sender<Result<discovery::DiscoveryResponse, Status>>,
+    ) -> Result<(), Status> {
+        let Some(first) = inbound.message().await? else {
+            return Ok(());
+        };
+        let node = first
+            .node
+            .as_ref()
+            .map(|n| n.id.clone())
+            .filter(|id| !id.is_empty())
+            .ok_or_else(|| {
+                Status::invalid_argument(
+                    "the first request must carry node.id (the proxy's service ID)",
+                )
+            })?;
         let mut rx = self.source.subscribe(&node, self.token.as_deref())?;
         tracing::info!(node = %node, "proxy connected (state of the world)");
         // The channel's initial value is a placeholder: answering with it would tell a
@@ -187,10 +241,20 @@ impl<S: SnapshotSource> Session<S> {
                         continue; // a reply to an older response: superseded
                     }
                     if let Some(err) = &req.error_detail {
-                        self.nacks.record(Nack { node: node.clone(), type_url: req.type_url.clone(), version: st.version.to_string(), nonce: req.response_nonce.clone(), message: err.message.clone(), unix_ms: now_ms() });
+                        self.nacks.record(Nack {
+                            node: node.clone(),
+                            type_url: req.type_url.clone(),
+                            version: st.version.to_string(),
+                            nonce: req.response_nonce.clone(),
+                            message: err.message.clone(),
+                            unix_ms: now_ms(),
+                        });
                         continue;
                     }
-                    let names = if is_wildcard_type(&req.type_url) && (req.resource_names.is_empty() || req.resource_names.iter().any(|n| n == "*")) {
+                    let names = if is_wildcard_type(&req.type_url)
+                        && (req.resource_names.is_empty()
+                            || req.resource_names.iter().any(|n| n == "*"))
+                    {
                         None
                     } else {
                         Some(req.resource_names.iter().cloned().collect::<BTreeSet<_>>())
@@ -233,7 +297,13 @@ impl<S: SnapshotSource> Session<S> {
         result
     }
 
-    async fn send_sotw(&self, tx: &mpsc::Sender<Result<discovery::DiscoveryResponse, Status>>, type_url: &str, st: &mut SotwType, res: BTreeMap<String, Any>) -> Result<(), Status> {
+    async fn send_sotw(
+        &self,
+        tx: &mpsc::Sender<Result<discovery::DiscoveryResponse, Status>>,
+        type_url: &str,
+        st: &mut SotwType,
+        res: BTreeMap<String, Any>,
+    ) -> Result<(), Status> {
         st.version += 1;
         st.nonce = self.next_nonce();
         let resp = discovery::DiscoveryResponse {
@@ -244,12 +314,29 @@ impl<S: SnapshotSource> Session<S> {
             ..Default::default()
         };
         st.sent = Some(res);
-        tx.send(Ok(resp)).await.map_err(|_| Status::cancelled("client gone"))
+        tx.send(Ok(resp))
+            .await
+            .map_err(|_| Status::cancelled("client gone"))
     }
 
-    async fn delta(self, mut inbound: Streaming<discovery::DeltaDiscoveryRequest>, tx: mpsc::Sender<Result<discovery::DeltaDiscoveryResponse, Status>>) -> Result<(), Status> {
-        let Some(first) = inbound.message().await? else { return Ok(()) };
-        let node = first.node.as_ref().map(|n| n.id.clone()).filter(|id| !id.is_empty()).ok_or_else(|| Status::invalid_argument("the first request must carry node.id (the proxy's service ID)"))?;
+    async fn delta(
+        self,
+        mut inbound: Streaming<discovery::DeltaDiscoveryRequest>,
+        tx: mpsc::Sender<Result<discovery::DeltaDiscoveryResponse, Status>>,
+    ) -> Result<(), Status> {
+        let Some(first) = inbound.message().await? else {
+            return Ok(());
+        };
+        let node = first
+            .node
+            .as_ref()
+            .map(|n| n.id.clone())
+            .filter(|id| !id.is_empty())
+            .ok_or_else(|| {
+                Status::invalid_argument(
+                    "the first request must carry node.id (the proxy's service ID)",
+                )
+            })?;
         let mut rx = self.source.subscribe(&node, self.token.as_deref())?;
         tracing::info!(node = %node, "proxy connected (delta)");
         // The channel's initial value is a placeholder: answering with it would tell a
@@ -285,7 +372,8 @@ impl<S: SnapshotSource> Session<S> {
                     if !st.started {
                         st.started = true;
                         st.wildcard = is_wildcard_type(&req.type_url)
-                            && (req.resource_names_subscribe.is_empty() || req.resource_names_subscribe.iter().any(|n| n == "*"));
+                            && (req.resource_names_subscribe.is_empty()
+                                || req.resource_names_subscribe.iter().any(|n| n == "*"));
                         st.client = req.initial_resource_versions.clone().into_iter().collect();
                     }
                     let mut force = false;
@@ -308,7 +396,14 @@ impl<S: SnapshotSource> Session<S> {
                             continue;
                         }
                         if let Some(err) = &req.error_detail {
-                            self.nacks.record(Nack { node: node.clone(), type_url: req.type_url.clone(), version: st.nonce.clone(), nonce: req.response_nonce.clone(), message: err.message.clone(), unix_ms: now_ms() });
+                            self.nacks.record(Nack {
+                                node: node.clone(),
+                                type_url: req.type_url.clone(),
+                                version: st.nonce.clone(),
+                                nonce: req.response_nonce.clone(),
+                                message: err.message.clone(),
+                                unix_ms: now_ms(),
+                            });
                             // Envoy did not take the last response: it still has the previous versions.
                             st.client = std::mem::take(&mut st.before_last);
                             st.awaiting_ack = false;
@@ -318,7 +413,8 @@ impl<S: SnapshotSource> Session<S> {
                         self.acks.record(&node, &req.type_url, &st.nonce);
                     }
                     let first_response = !st.responded;
-                    self.send_delta(&tx, &req.type_url, st, &current, first_response || force).await?;
+                    self.send_delta(&tx, &req.type_url, st, &current, first_response || force)
+                        .await?;
                 }
                 None => {
                     // Envoy keeps an updated cluster warming until it gets that cluster's
@@ -349,7 +445,14 @@ impl<S: SnapshotSource> Session<S> {
     }
 
     /// Sends what Envoy lacks of one type; returns the names of resources sent.
-    async fn send_delta(&self, tx: &mpsc::Sender<Result<discovery::DeltaDiscoveryResponse, Status>>, type_url: &str, st: &mut DeltaType, current: &Resources, always: bool) -> Result<Vec<String>, Status> {
+    async fn send_delta(
+        &self,
+        tx: &mpsc::Sender<Result<discovery::DeltaDiscoveryResponse, Status>>,
+        type_url: &str,
+        st: &mut DeltaType,
+        current: &Resources,
+        always: bool,
+    ) -> Result<Vec<String>, Status> {
         let all = current.of_type(type_url).cloned().unwrap_or_default();
         let in_scope = |name: &str| st.wildcard || st.subscribed.contains(name);
         let mut resources = Vec::new();
@@ -357,11 +460,21 @@ impl<S: SnapshotSource> Session<S> {
         for (name, any) in all.iter().filter(|(n, _)| in_scope(n)) {
             let v = resources::version_of(any);
             if st.client.get(name) != Some(&v) {
-                resources.push(discovery::Resource { name: name.clone(), version: v.clone(), resource: Some(any.clone()), ..Default::default() });
+                resources.push(discovery::Resource {
+                    name: name.clone(),
+                    version: v.clone(),
+                    resource: Some(any.clone()),
+                    ..Default::default()
+                });
             }
             versions.insert(name.clone(), v);
         }
-        let removed: Vec<String> = st.client.keys().filter(|n| !versions.contains_key(*n)).cloned().collect();
+        let removed: Vec<String> = st
+            .client
+            .keys()
+            .filter(|n| !versions.contains_key(*n))
+            .cloned()
+            .collect();
         if resources.is_empty() && removed.is_empty() && !always {
             return Ok(Vec::new());
         }
@@ -384,7 +497,9 @@ impl<S: SnapshotSource> Session<S> {
             ..Default::default()
         };
         let sent = resp.resources.iter().map(|r| r.name.clone()).collect();
-        tx.send(Ok(resp)).await.map_err(|_| Status::cancelled("client gone"))?;
+        tx.send(Ok(resp))
+            .await
+            .map_err(|_| Status::cancelled("client gone"))?;
         Ok(sent)
     }
 }
@@ -403,7 +518,10 @@ struct DeltaType {
 }
 
 fn now_ms() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 /// Messages buffered per stream towards Envoy; a slow proxy only holds up its own stream.
@@ -411,11 +529,23 @@ const STREAM_BUFFER: usize = 16;
 
 #[tonic::async_trait]
 impl<S: SnapshotSource> AggregatedDiscoveryService for Ads<S> {
-    type StreamAggregatedResourcesStream = ReceiverStream<Result<discovery::DiscoveryResponse, Status>>;
-    type DeltaAggregatedResourcesStream = ReceiverStream<Result<discovery::DeltaDiscoveryResponse, Status>>;
+    type StreamAggregatedResourcesStream =
+        ReceiverStream<Result<discovery::DiscoveryResponse, Status>>;
+    type DeltaAggregatedResourcesStream =
+        ReceiverStream<Result<discovery::DeltaDiscoveryResponse, Status>>;
 
-    async fn stream_aggregated_resources(&self, req: Request<Streaming<discovery::DiscoveryRequest>>) -> Result<Response<Self::StreamAggregatedResourcesStream>, Status> {
-        let session = Session { source: self.source.clone(), nacks: self.nacks.clone(), acks: self.acks.clone(), nonce: self.nonce.clone(), token: token_of(&req), stopping: self.stopping.clone() };
+    async fn stream_aggregated_resources(
+        &self,
+        req: Request<Streaming<discovery::DiscoveryRequest>>,
+    ) -> Result<Response<Self::StreamAggregatedResourcesStream>, Status> {
+        let session = Session {
+            source: self.source.clone(),
+            nacks: self.nacks.clone(),
+            acks: self.acks.clone(),
+            nonce: self.nonce.clone(),
+            token: token_of(&req),
+            stopping: self.stopping.clone(),
+        };
         let (tx, rx) = mpsc::channel(STREAM_BUFFER);
         let inbound = req.into_inner();
         tokio::spawn(async move {
@@ -427,8 +557,18 @@ impl<S: SnapshotSource> AggregatedDiscoveryService for Ads<S> {
         Ok(Response::new(ReceiverStream::new(rx)))
     }
 
-    async fn delta_aggregated_resources(&self, req: Request<Streaming<discovery::DeltaDiscoveryRequest>>) -> Result<Response<Self::DeltaAggregatedResourcesStream>, Status> {
-        let session = Session { source: self.source.clone(), nacks: self.nacks.clone(), acks: self.acks.clone(), nonce: self.nonce.clone(), token: token_of(&req), stopping: self.stopping.clone() };
+    async fn delta_aggregated_resources(
+        &self,
+        req: Request<Streaming<discovery::DeltaDiscoveryRequest>>,
+    ) -> Result<Response<Self::DeltaAggregatedResourcesStream>, Status> {
+        let session = Session {
+            source: self.source.clone(),
+            nacks: self.nacks.clone(),
+            acks: self.acks.clone(),
+            nonce: self.nonce.clone(),
+            token: token_of(&req),
+            stopping: self.stopping.clone(),
+        };
         let (tx, rx) = mpsc::channel(STREAM_BUFFER);
         let inbound = req.into_inner();
         tokio::spawn(async move {
@@ -458,8 +598,11 @@ pub async fn serve<S: SnapshotSource>(
     });
     tonic::transport::Server::builder()
         .add_service(ads.into_service())
-        .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(listener), async move {
-            let _ = stopped.wait_for(|s| *s).await;
-        })
+        .serve_with_incoming_shutdown(
+            tokio_stream::wrappers::TcpListenerStream::new(listener),
+            async move {
+                let _ = stopped.wait_for(|s| *s).await;
+            },
+        )
         .await
 }

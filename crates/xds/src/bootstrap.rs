@@ -26,7 +26,11 @@ pub const XDS_CLUSTER: &str = "local_agent";
 
 /// The bootstrap as JSON (Envoy accepts JSON for `-c`).
 pub fn bootstrap_json(p: &BootstrapParams) -> Value {
-    let initial_metadata: Vec<Value> = p.token.iter().map(|t| json!({"key": "x-consul-token", "value": t})).collect();
+    let initial_metadata: Vec<Value> = p
+        .token
+        .iter()
+        .map(|t| json!({"key": "x-consul-token", "value": t}))
+        .collect();
     json!({
         "admin": {
             "address": {"socket_address": {"address": p.admin_host, "port_value": p.admin_port}}

@@ -17,8 +17,8 @@ pub mod chain;
 mod gateway;
 pub mod rbac;
 mod routes;
-mod tls;
 mod sidecar;
+mod tls;
 
 /// What kind of proxy is being configured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,7 +72,11 @@ pub struct ProxyInputs {
 impl ProxyInputs {
     /// The address listeners bind to: the proxy's service address, else its node's.
     pub fn bind_address(&self) -> &str {
-        if self.proxy.address.is_empty() { &self.node_address } else { &self.proxy.address }
+        if self.proxy.address.is_empty() {
+            &self.node_address
+        } else {
+            &self.proxy.address
+        }
     }
 }
 
@@ -89,7 +93,10 @@ pub fn compile(inputs: &ProxyInputs) -> Resources {
 // === shared builders ===
 
 /// The intentions deciding who may reach `dest`, highest precedence first.
-pub(crate) fn intentions_for(entries: &ConfigEntrySet, dest: &ServiceName) -> Vec<intentions::Intention> {
+pub(crate) fn intentions_for(
+    entries: &ConfigEntrySet,
+    dest: &ServiceName,
+) -> Vec<intentions::Intention> {
     intentions::match_by(entries, MatchBy::Destination, dest)
 }
 
@@ -99,54 +106,100 @@ pub(crate) fn is_http(protocol: &str) -> bool {
 
 /// `typed_extension_protocol_options` making a cluster speak HTTP/2 upstream.
 pub(crate) fn http2_options() -> std::collections::HashMap<String, pb::Any> {
-    use pb::upstream_http::http_protocol_options::{ExplicitHttpConfig, UpstreamProtocolOptions, explicit_http_config::ProtocolConfig};
+    use pb::upstream_http::http_protocol_options::{
+        ExplicitHttpConfig, UpstreamProtocolOptions, explicit_http_config::ProtocolConfig,
+    };
     let opts = pb::upstream_http::HttpProtocolOptions {
-        upstream_protocol_options: Some(UpstreamProtocolOptions::ExplicitHttpConfig(ExplicitHttpConfig {
-            protocol_config: Some(ProtocolConfig::Http2ProtocolOptions(core::Http2ProtocolOptions::default())),
-        })),
+        upstream_protocol_options: Some(UpstreamProtocolOptions::ExplicitHttpConfig(
+            ExplicitHttpConfig {
+                protocol_config: Some(ProtocolConfig::Http2ProtocolOptions(
+                    core::Http2ProtocolOptions::default(),
+                )),
+            },
+        )),
         ..Default::default()
     };
-    [("envoy.extensions.upstreams.http.v3.HttpProtocolOptions".to_owned(), pack_any(opts))].into_iter().collect()
+    [(
+        "envoy.extensions.upstreams.http.v3.HttpProtocolOptions".to_owned(),
+        pack_any(opts),
+    )]
+    .into_iter()
+    .collect()
 }
 
 /// A STATIC cluster to one address.
-pub(crate) fn static_cluster(name: &str, host: &str, port: u16, connect_timeout_ms: u64, http2: bool) -> cluster::Cluster {
+pub(crate) fn static_cluster(
+    name: &str,
+    host: &str,
+    port: u16,
+    connect_timeout_ms: u64,
+    http2: bool,
+) -> cluster::Cluster {
     cluster::Cluster {
         name: name.to_owned(),
         connect_timeout: Some(pb::millis(connect_timeout_ms)),
-        cluster_discovery_type: Some(cluster::cluster::ClusterDiscoveryType::Type(cluster::cluster::DiscoveryType::Static as i32)),
+        cluster_discovery_type: Some(cluster::cluster::ClusterDiscoveryType::Type(
+            cluster::cluster::DiscoveryType::Static as i32,
+        )),
         load_assignment: Some(load_assignment(name, &[(host.to_owned(), port, true)])),
-        typed_extension_protocol_options: if http2 { http2_options() } else { Default::default() },
+        typed_extension_protocol_options: if http2 {
+            http2_options()
+        } else {
+            Default::default()
+        },
         ..Default::default()
     }
 }
 
 /// An EDS cluster fed over ADS.
-pub(crate) fn eds_cluster(name: &str, connect_timeout_ms: u64, http2: bool, tls: Option<core::TransportSocket>) -> cluster::Cluster {
+pub(crate) fn eds_cluster(
+    name: &str,
+    connect_timeout_ms: u64,
+    http2: bool,
+    tls: Option<core::TransportSocket>,
+) -> cluster::Cluster {
     cluster::Cluster {
         name: name.to_owned(),
         connect_timeout: Some(pb::millis(connect_timeout_ms)),
-        cluster_discovery_type: Some(cluster::cluster::ClusterDiscoveryType::Type(cluster::cluster::DiscoveryType::Eds as i32)),
-        eds_cluster_config: Some(cluster::cluster::EdsClusterConfig { eds_config: Some(pb::ads_source()), service_name: String::new() }),
+        cluster_discovery_type: Some(cluster::cluster::ClusterDiscoveryType::Type(
+            cluster::cluster::DiscoveryType::Eds as i32,
+        )),
+        eds_cluster_config: Some(cluster::cluster::EdsClusterConfig {
+            eds_config: Some(pb::ads_source()),
+            service_name: String::new(),
+        }),
         transport_socket: tls,
-        typed_extension_protocol_options: if http2 { http2_options() } else { Default::default() },
+        typed_extension_protocol_options: if http2 {
+            http2_options()
+        } else {
+            Default::default()
+        },
         ..Default::default()
     }
 }
 
 /// A load assignment of `(host, port, healthy)` endpoints.
-pub(crate) fn load_assignment(name: &str, eps: &[(String, u16, bool)]) -> endpoint::ClusterLoadAssignment {
+pub(crate) fn load_assignment(
+    name: &str,
+    eps: &[(String, u16, bool)],
+) -> endpoint::ClusterLoadAssignment {
     endpoint::ClusterLoadAssignment {
         cluster_name: name.to_owned(),
         endpoints: vec![endpoint::LocalityLbEndpoints {
             lb_endpoints: eps
                 .iter()
                 .map(|(host, port, healthy)| endpoint::LbEndpoint {
-                    host_identifier: Some(endpoint::lb_endpoint::HostIdentifier::Endpoint(endpoint::Endpoint {
-                        address: Some(pb::socket_address(host, *port)),
-                        ..Default::default()
-                    })),
-                    health_status: if *healthy { core::HealthStatus::Healthy as i32 } else { core::HealthStatus::Unhealthy as i32 },
+                    host_identifier: Some(endpoint::lb_endpoint::HostIdentifier::Endpoint(
+                        endpoint::Endpoint {
+                            address: Some(pb::socket_address(host, *port)),
+                            ..Default::default()
+                        },
+                    )),
+                    health_status: if *healthy {
+                        core::HealthStatus::Healthy as i32
+                    } else {
+                        core::HealthStatus::Unhealthy as i32
+                    },
                     ..Default::default()
                 })
                 .collect(),
@@ -157,7 +210,13 @@ pub(crate) fn load_assignment(name: &str, eps: &[(String, u16, bool)]) -> endpoi
 }
 
 /// A listener on `host:port` with the given filter chains.
-pub(crate) fn listener(name: &str, host: &str, port: u16, chains: Vec<listener::FilterChain>, listener_filters: Vec<listener::ListenerFilter>) -> listener::Listener {
+pub(crate) fn listener(
+    name: &str,
+    host: &str,
+    port: u16,
+    chains: Vec<listener::FilterChain>,
+    listener_filters: Vec<listener::ListenerFilter>,
+) -> listener::Listener {
     listener::Listener {
         name: name.to_owned(),
         address: Some(pb::socket_address(host, port)),
@@ -169,15 +228,25 @@ pub(crate) fn listener(name: &str, host: &str, port: u16, chains: Vec<listener::
 }
 
 pub(crate) fn network_filter(name: &str, config: pb::Any) -> listener::Filter {
-    listener::Filter { name: name.to_owned(), config_type: Some(listener::filter::ConfigType::TypedConfig(config)) }
+    listener::Filter {
+        name: name.to_owned(),
+        config_type: Some(listener::filter::ConfigType::TypedConfig(config)),
+    }
 }
 
 pub(crate) fn http_filter(name: &str, config: pb::Any) -> hcm::HttpFilter {
-    hcm::HttpFilter { name: name.to_owned(), config_type: Some(hcm::http_filter::ConfigType::TypedConfig(config)), ..Default::default() }
+    hcm::HttpFilter {
+        name: name.to_owned(),
+        config_type: Some(hcm::http_filter::ConfigType::TypedConfig(config)),
+        ..Default::default()
+    }
 }
 
 pub(crate) fn router_filter() -> hcm::HttpFilter {
-    http_filter("envoy.filters.http.router", pack_any(pb::router::Router::default()))
+    http_filter(
+        "envoy.filters.http.router",
+        pack_any(pb::router::Router::default()),
+    )
 }
 
 pub(crate) fn tcp_proxy(stat_prefix: &str, cluster: &str) -> listener::Filter {
@@ -185,32 +254,43 @@ pub(crate) fn tcp_proxy(stat_prefix: &str, cluster: &str) -> listener::Filter {
         "envoy.filters.network.tcp_proxy",
         pack_any(pb::tcp_proxy::TcpProxy {
             stat_prefix: stat_prefix.to_owned(),
-            cluster_specifier: Some(pb::tcp_proxy::tcp_proxy::ClusterSpecifier::Cluster(cluster.to_owned())),
+            cluster_specifier: Some(pb::tcp_proxy::tcp_proxy::ClusterSpecifier::Cluster(
+                cluster.to_owned(),
+            )),
             ..Default::default()
         }),
     )
 }
 
 /// An HCM with an inline route table and the given filters before the router.
-pub(crate) fn hcm_filter(stat_prefix: &str, routes: route::RouteConfiguration, mut filters: Vec<hcm::HttpFilter>, forward_client_cert: bool) -> listener::Filter {
+pub(crate) fn hcm_filter(
+    stat_prefix: &str,
+    routes: route::RouteConfiguration,
+    mut filters: Vec<hcm::HttpFilter>,
+    forward_client_cert: bool,
+) -> listener::Filter {
     filters.push(router_filter());
     let mut h = hcm::HttpConnectionManager {
         stat_prefix: stat_prefix.to_owned(),
         codec_type: hcm::http_connection_manager::CodecType::Auto as i32,
-        route_specifier: Some(hcm::http_connection_manager::RouteSpecifier::RouteConfig(routes)),
+        route_specifier: Some(hcm::http_connection_manager::RouteSpecifier::RouteConfig(
+            routes,
+        )),
         http_filters: filters,
         ..Default::default()
     };
     if forward_client_cert {
-        h.forward_client_cert_details = hcm::http_connection_manager::ForwardClientCertDetails::AppendForward as i32;
-        h.set_current_client_cert_details = Some(hcm::http_connection_manager::SetCurrentClientCertDetails {
-            subject: Some(pb::BoolValue { value: true }),
-            cert: true,
-            chain: true,
-            dns: true,
-            uri: true,
-            ..Default::default()
-        });
+        h.forward_client_cert_details =
+            hcm::http_connection_manager::ForwardClientCertDetails::AppendForward as i32;
+        h.set_current_client_cert_details =
+            Some(hcm::http_connection_manager::SetCurrentClientCertDetails {
+                subject: Some(pb::BoolValue { value: true }),
+                cert: true,
+                chain: true,
+                dns: true,
+                uri: true,
+                ..Default::default()
+            });
     }
     network_filter("envoy.filters.network.http_connection_manager", pack_any(h))
 }
@@ -219,7 +299,12 @@ pub(crate) fn hcm_filter(stat_prefix: &str, routes: route::RouteConfiguration, m
 pub(crate) fn route_config(name: &str, routes: Vec<route::Route>) -> route::RouteConfiguration {
     route::RouteConfiguration {
         name: name.to_owned(),
-        virtual_hosts: vec![route::VirtualHost { name: name.to_owned(), domains: vec!["*".into()], routes, ..Default::default() }],
+        virtual_hosts: vec![route::VirtualHost {
+            name: name.to_owned(),
+            domains: vec!["*".into()],
+            routes,
+            ..Default::default()
+        }],
         validate_clusters: Some(pb::BoolValue { value: false }),
         ..Default::default()
     }
@@ -228,24 +313,44 @@ pub(crate) fn route_config(name: &str, routes: Vec<route::Route>) -> route::Rout
 /// A catch-all route to one cluster.
 pub(crate) fn route_to(cluster: &str) -> route::Route {
     route::Route {
-        r#match: Some(route::RouteMatch { path_specifier: Some(route::route_match::PathSpecifier::Prefix("/".into())), ..Default::default() }),
+        r#match: Some(route::RouteMatch {
+            path_specifier: Some(route::route_match::PathSpecifier::Prefix("/".into())),
+            ..Default::default()
+        }),
         action: Some(route::route::Action::Route(route::RouteAction {
-            cluster_specifier: Some(route::route_action::ClusterSpecifier::Cluster(cluster.to_owned())),
+            cluster_specifier: Some(route::route_action::ClusterSpecifier::Cluster(
+                cluster.to_owned(),
+            )),
             ..Default::default()
         })),
         ..Default::default()
     }
 }
 
-pub(crate) fn insert<T: prost::Name + prost::Message>(map: &mut BTreeMap<String, pb::Any>, name: &str, value: T) {
+pub(crate) fn insert<T: prost::Name + prost::Message>(
+    map: &mut BTreeMap<String, pb::Any>,
+    name: &str,
+    value: T,
+) {
     map.insert(name.to_owned(), pack_any(value));
 }
 
 /// Endpoints of a target: instances of its service passing its subset filter.
-pub(crate) fn target_endpoints(eps: &[Endpoint], filter: &str, only_passing: bool) -> Vec<(String, u16, bool)> {
-    let expr = if filter.is_empty() { None } else { mesh_model::bexpr::parse(filter).ok() };
+pub(crate) fn target_endpoints(
+    eps: &[Endpoint],
+    filter: &str,
+    only_passing: bool,
+) -> Vec<(String, u16, bool)> {
+    let expr = if filter.is_empty() {
+        None
+    } else {
+        mesh_model::bexpr::parse(filter).ok()
+    };
     eps.iter()
-        .filter(|e| expr.as_ref().is_none_or(|x| mesh_model::bexpr::eval(x, &e.row)))
+        .filter(|e| {
+            expr.as_ref()
+                .is_none_or(|x| mesh_model::bexpr::eval(x, &e.row))
+        })
         .filter(|e| !only_passing || e.healthy)
         .map(|e| (e.address.clone(), e.port, e.healthy))
         .collect()

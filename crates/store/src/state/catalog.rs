@@ -497,7 +497,8 @@ impl State {
         self.services
             .iter()
             .filter(|(k, s)| {
-                let same_tenancy = k.partition == name.meta.partition && k.namespace == name.meta.namespace;
+                let same_tenancy =
+                    k.partition == name.meta.partition && k.namespace == name.meta.namespace;
                 (same_tenancy && s.is_mesh_capable_for(&name.name))
                     || (s.kind == mesh_model::catalog::KIND_TERMINATING_GATEWAY
                         && gateways.contains(&ServiceName::new(&s.service, s.ent_meta())))
@@ -515,8 +516,16 @@ impl State {
                 mesh_model::config_entry::ConfigEntry::TerminatingGateway(tg) => {
                     let gw_meta = e.ent_meta();
                     let links = tg.services.iter().any(|s| {
-                        let ns = if s.namespace.is_empty() { &gw_meta.namespace } else { &s.namespace };
-                        let ap = if s.partition.is_empty() { &gw_meta.partition } else { &s.partition };
+                        let ns = if s.namespace.is_empty() {
+                            &gw_meta.namespace
+                        } else {
+                            &s.namespace
+                        };
+                        let ap = if s.partition.is_empty() {
+                            &gw_meta.partition
+                        } else {
+                            &s.partition
+                        };
                         (s.name == name.name || s.name == mesh_model::names::WILDCARD)
                             && *ns == name.meta.namespace
                             && *ap == name.meta.partition

@@ -4,7 +4,9 @@
 use std::collections::BTreeMap;
 
 use mesh_model::EntMeta;
-use mesh_model::config_entry::{ConfigEntry, ConfigEntrySet, HttpHeaderModifiers, Kind, ServiceRouteHttpMatch};
+use mesh_model::config_entry::{
+    ConfigEntry, ConfigEntrySet, HttpHeaderModifiers, Kind, ServiceRouteHttpMatch,
+};
 use mesh_model::connect;
 use mesh_model::names::ServiceName;
 
@@ -62,8 +64,16 @@ pub struct Chain {
 
 fn meta_of(ns: &str, partition: &str, fallback: &EntMeta) -> EntMeta {
     EntMeta::new(
-        Some(if partition.is_empty() { &fallback.partition } else { partition }),
-        Some(if ns.is_empty() { &fallback.namespace } else { ns }),
+        Some(if partition.is_empty() {
+            &fallback.partition
+        } else {
+            partition
+        }),
+        Some(if ns.is_empty() {
+            &fallback.namespace
+        } else {
+            ns
+        }),
     )
 }
 
@@ -90,7 +100,14 @@ impl Compiler<'_> {
             if !red.datacenter.is_empty() && red.datacenter != self.datacenter {
                 break; // other datacenters are not reachable from a single-DC control plane
             }
-            let next = ServiceName::new(if red.service.is_empty() { svc.name.clone() } else { red.service.clone() }, meta_of(&red.namespace, &red.partition, &svc.meta));
+            let next = ServiceName::new(
+                if red.service.is_empty() {
+                    svc.name.clone()
+                } else {
+                    red.service.clone()
+                },
+                meta_of(&red.namespace, &red.partition, &svc.meta),
+            );
             subset = red.service_subset.clone();
             if next == svc && subset.is_empty() {
                 break;
@@ -99,7 +116,10 @@ impl Compiler<'_> {
         }
         let resolver = self.resolver(&svc).cloned();
         if subset.is_empty() {
-            subset = resolver.as_ref().map(|r| r.default_subset.clone()).unwrap_or_default();
+            subset = resolver
+                .as_ref()
+                .map(|r| r.default_subset.clone())
+                .unwrap_or_default();
         }
         let (filter, only_passing) = resolver
             .as_ref()
@@ -110,26 +130,46 @@ impl Compiler<'_> {
             .as_ref()
             .map(|r| r.connect_timeout.0)
             .filter(|ns| *ns > 0)
-            .map_or(DEFAULT_CONNECT_TIMEOUT_MS, |ns| (ns / 1_000_000).max(1) as u64);
+            .map_or(DEFAULT_CONNECT_TIMEOUT_MS, |ns| {
+                (ns / 1_000_000).max(1) as u64
+            });
         let request_timeout = resolver.as_ref().map_or(0, |r| r.request_timeout.0);
         let sni = connect::service_sni(&svc, Some(&subset), self.datacenter, self.trust_domain);
         let mut failover = Vec::new();
         if depth < 2 {
-            if let Some(f) = resolver.as_ref().and_then(|r| r.failover.get(&subset).or_else(|| r.failover.get("*"))).cloned() {
+            if let Some(f) = resolver
+                .as_ref()
+                .and_then(|r| r.failover.get(&subset).or_else(|| r.failover.get("*")))
+                .cloned()
+            {
                 let mut fo_targets: Vec<(ServiceName, String)> = f
                     .targets
                     .iter()
                     .filter(|t| t.datacenter.is_empty() || t.datacenter == self.datacenter)
                     .map(|t| {
                         (
-                            ServiceName::new(if t.service.is_empty() { svc.name.clone() } else { t.service.clone() }, meta_of(&t.namespace, &t.partition, &svc.meta)),
+                            ServiceName::new(
+                                if t.service.is_empty() {
+                                    svc.name.clone()
+                                } else {
+                                    t.service.clone()
+                                },
+                                meta_of(&t.namespace, &t.partition, &svc.meta),
+                            ),
                             t.service_subset.clone(),
                         )
                     })
                     .collect();
                 if !f.service.is_empty() || !f.service_subset.is_empty() {
                     fo_targets.push((
-                        ServiceName::new(if f.service.is_empty() { svc.name.clone() } else { f.service.clone() }, meta_of(&f.namespace, "", &svc.meta)),
+                        ServiceName::new(
+                            if f.service.is_empty() {
+                                svc.name.clone()
+                            } else {
+                                f.service.clone()
+                            },
+                            meta_of(&f.namespace, "", &svc.meta),
+                        ),
                         f.service_subset.clone(),
                     ));
                 }
@@ -144,7 +184,16 @@ impl Compiler<'_> {
             }
         }
         let spiffe_id = connect::service_spiffe_id(self.trust_domain, &svc, self.datacenter);
-        let target = Target { service: svc, subset, sni: sni.clone(), spiffe_id, filter, only_passing, connect_timeout_ms, failover };
+        let target = Target {
+            service: svc,
+            subset,
+            sni: sni.clone(),
+            spiffe_id,
+            filter,
+            only_passing,
+            connect_timeout_ms,
+            failover,
+        };
         self.targets.insert(sni.clone(), target);
         (sni, request_timeout)
     }
@@ -165,7 +214,14 @@ impl Compiler<'_> {
             if split.weight <= 0.0 {
                 continue;
             }
-            let target_svc = ServiceName::new(if split.service.is_empty() { svc.name.clone() } else { split.service.clone() }, meta_of(&split.namespace, &split.partition, &svc.meta));
+            let target_svc = ServiceName::new(
+                if split.service.is_empty() {
+                    svc.name.clone()
+                } else {
+                    split.service.clone()
+                },
+                meta_of(&split.namespace, &split.partition, &svc.meta),
+            );
             let part = if !split.service_subset.is_empty() || target_svc == *svc {
                 let (sni, t) = self.resolve(&target_svc, &split.service_subset, 0);
                 timeout = timeout.max(t);
@@ -178,7 +234,9 @@ impl Compiler<'_> {
                     }
                     (Dest::Weighted(ws), t) => {
                         timeout = timeout.max(t);
-                        ws.into_iter().map(|(c, w)| (c, f64::from(w) / 100.0)).collect()
+                        ws.into_iter()
+                            .map(|(c, w)| (c, f64::from(w) / 100.0))
+                            .collect()
                     }
                 }
             };
@@ -186,7 +244,11 @@ impl Compiler<'_> {
                 *weights.entry(sni).or_default() += split.weight * pct / 100.0;
             }
         }
-        let ws: Vec<(String, u32)> = weights.into_iter().map(|(c, w)| (c, (w * 100.0).round() as u32)).filter(|(_, w)| *w > 0).collect();
+        let ws: Vec<(String, u32)> = weights
+            .into_iter()
+            .map(|(c, w)| (c, (w * 100.0).round() as u32))
+            .filter(|(_, w)| *w > 0)
+            .collect();
         match ws.as_slice() {
             [(one, _)] => (Dest::Cluster(one.clone()), timeout),
             _ => (Dest::Weighted(ws), timeout),
@@ -195,16 +257,35 @@ impl Compiler<'_> {
 }
 
 /// Compiles the chain of `svc` as seen from a caller in `datacenter`.
-pub fn compile_chain(entries: &ConfigEntrySet, svc: &ServiceName, datacenter: &str, trust_domain: &str) -> Chain {
+pub fn compile_chain(
+    entries: &ConfigEntrySet,
+    svc: &ServiceName,
+    datacenter: &str,
+    trust_domain: &str,
+) -> Chain {
     let protocol = entries.protocol_of(svc);
-    let mut c = Compiler { entries, datacenter, trust_domain, targets: BTreeMap::new() };
+    let mut c = Compiler {
+        entries,
+        datacenter,
+        trust_domain,
+        targets: BTreeMap::new(),
+    };
     let mut routes = Vec::new();
     let l7 = matches!(protocol.as_str(), "http" | "http2" | "grpc");
     if l7 {
-        if let Some(ConfigEntry::ServiceRouter(router)) = entries.for_service(Kind::ServiceRouter, svc) {
+        if let Some(ConfigEntry::ServiceRouter(router)) =
+            entries.for_service(Kind::ServiceRouter, svc)
+        {
             for r in &router.routes {
                 let d = r.destination.clone().unwrap_or_default();
-                let dest_svc = ServiceName::new(if d.service.is_empty() { svc.name.clone() } else { d.service.clone() }, meta_of(&d.namespace, &d.partition, &svc.meta));
+                let dest_svc = ServiceName::new(
+                    if d.service.is_empty() {
+                        svc.name.clone()
+                    } else {
+                        d.service.clone()
+                    },
+                    meta_of(&d.namespace, &d.partition, &svc.meta),
+                );
                 let (dest, resolver_timeout) = if d.service_subset.is_empty() {
                     c.split_or_resolve(&dest_svc, 0)
                 } else {
@@ -215,7 +296,11 @@ pub fn compile_chain(entries: &ConfigEntrySet, svc: &ServiceName, datacenter: &s
                     http_match: r.r#match.as_ref().and_then(|m| m.http.clone()),
                     dest,
                     prefix_rewrite: d.prefix_rewrite.clone(),
-                    request_timeout_ns: if d.request_timeout.0 > 0 { d.request_timeout.0 } else { resolver_timeout },
+                    request_timeout_ns: if d.request_timeout.0 > 0 {
+                        d.request_timeout.0
+                    } else {
+                        resolver_timeout
+                    },
                     idle_timeout_ns: d.idle_timeout.0,
                     num_retries: d.num_retries,
                     retry_on_connect_failure: d.retry_on_connect_failure,
@@ -226,7 +311,12 @@ pub fn compile_chain(entries: &ConfigEntrySet, svc: &ServiceName, datacenter: &s
             }
         }
     }
-    let (dest, timeout) = if l7 { c.split_or_resolve(svc, 0) } else { let (s, t) = c.resolve(svc, "", 0); (Dest::Cluster(s), t) };
+    let (dest, timeout) = if l7 {
+        c.split_or_resolve(svc, 0)
+    } else {
+        let (s, t) = c.resolve(svc, "", 0);
+        (Dest::Cluster(s), t)
+    };
     routes.push(ChainRoute {
         http_match: None,
         dest,
@@ -239,5 +329,9 @@ pub fn compile_chain(entries: &ConfigEntrySet, svc: &ServiceName, datacenter: &s
         request_headers: None,
         response_headers: None,
     });
-    Chain { protocol, routes, targets: c.targets }
+    Chain {
+        protocol,
+        routes,
+        targets: c.targets,
+    }
 }

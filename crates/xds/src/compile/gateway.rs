@@ -14,27 +14,46 @@ use mesh_model::config_entry::{ConfigEntry, EntryKey, Kind, LinkedService};
 use mesh_model::connect;
 use mesh_model::names::{ServiceName, WILDCARD};
 
-use super::{ProxyInputs, hcm_filter, http_filter, insert, intentions_for, is_http, listener, load_assignment, network_filter, route_config, target_endpoints, tcp_proxy, tls};
+use super::{
+    ProxyInputs, hcm_filter, http_filter, insert, intentions_for, is_http, listener,
+    load_assignment, network_filter, route_config, target_endpoints, tcp_proxy, tls,
+};
 use crate::pb::{self, cluster, core, listener as lpb, pack_any, route};
 use crate::resources::Resources;
 
 fn tls_inspector() -> lpb::ListenerFilter {
     lpb::ListenerFilter {
         name: "envoy.filters.listener.tls_inspector".into(),
-        config_type: Some(lpb::listener_filter::ConfigType::TypedConfig(pack_any(pb::tls_inspector::TlsInspector::default()))),
+        config_type: Some(lpb::listener_filter::ConfigType::TypedConfig(pack_any(
+            pb::tls_inspector::TlsInspector::default(),
+        ))),
         ..Default::default()
     }
 }
 
 fn linked(inputs: &ProxyInputs) -> Vec<(ServiceName, LinkedService)> {
     let gw = &inputs.proxy;
-    let key = EntryKey { kind: Kind::TerminatingGateway, meta: gw.ent_meta(), name: gw.service.clone() };
-    let Some(ConfigEntry::TerminatingGateway(tg)) = inputs.entries.get(&key) else { return vec![] };
+    let key = EntryKey {
+        kind: Kind::TerminatingGateway,
+        meta: gw.ent_meta(),
+        name: gw.service.clone(),
+    };
+    let Some(ConfigEntry::TerminatingGateway(tg)) = inputs.entries.get(&key) else {
+        return vec![];
+    };
     let mut out: BTreeMap<ServiceName, LinkedService> = BTreeMap::new();
     for s in &tg.services {
         let meta = mesh_model::EntMeta::new(
-            Some(if s.partition.is_empty() { &gw.partition } else { &s.partition }),
-            Some(if s.namespace.is_empty() { &gw.namespace } else { &s.namespace }),
+            Some(if s.partition.is_empty() {
+                &gw.partition
+            } else {
+                &s.partition
+            }),
+            Some(if s.namespace.is_empty() {
+                &gw.namespace
+            } else {
+                &s.namespace
+            }),
         );
         if s.name == WILDCARD {
             for svc in inputs.service_leaves.keys().filter(|k| k.meta == meta) {
@@ -53,7 +72,10 @@ fn external_tls(s: &LinkedService) -> Option<core::TransportSocket> {
     if s.ca_file.is_empty() && s.cert_file.is_empty() && s.sni.is_empty() {
         return None;
     }
-    let file = |f: &str| core::DataSource { specifier: Some(core::data_source::Specifier::Filename(f.to_owned())), ..Default::default() };
+    let file = |f: &str| core::DataSource {
+        specifier: Some(core::data_source::Specifier::Filename(f.to_owned())),
+        ..Default::default()
+    };
     let mut common = pb::tls::CommonTlsContext::default();
     if !s.cert_file.is_empty() {
         common.tls_certificates.push(pb::tls::TlsCertificate {
@@ -63,13 +85,26 @@ fn external_tls(s: &LinkedService) -> Option<core::TransportSocket> {
         });
     }
     if !s.ca_file.is_empty() {
-        common.validation_context_type = Some(pb::tls::common_tls_context::ValidationContextType::ValidationContext(pb::tls::CertificateValidationContext {
-            trusted_ca: Some(file(&s.ca_file)),
-            ..Default::default()
-        }));
+        common.validation_context_type = Some(
+            pb::tls::common_tls_context::ValidationContextType::ValidationContext(
+                pb::tls::CertificateValidationContext {
+                    trusted_ca: Some(file(&s.ca_file)),
+                    ..Default::default()
+                },
+            ),
+        );
     }
-    let ctx = pb::tls::UpstreamTlsContext { common_tls_context: Some(common), sni: s.sni.clone(), ..Default::default() };
-    Some(core::TransportSocket { name: "tls".into(), config_type: Some(core::transport_socket::ConfigType::TypedConfig(pack_any(ctx))) })
+    let ctx = pb::tls::UpstreamTlsContext {
+        common_tls_context: Some(common),
+        sni: s.sni.clone(),
+        ..Default::default()
+    };
+    Some(core::TransportSocket {
+        name: "tls".into(),
+        config_type: Some(core::transport_socket::ConfigType::TypedConfig(pack_any(
+            ctx,
+        ))),
+    })
 }
 
 pub(super) fn terminating(inputs: &ProxyInputs) -> Resources {
@@ -77,36 +112,85 @@ pub(super) fn terminating(inputs: &ProxyInputs) -> Resources {
     let p = &inputs.proxy;
     let mut chains = Vec::new();
     for (svc, link) in linked(inputs) {
-        let Some(leaf) = inputs.service_leaves.get(&svc) else { continue };
+        let Some(leaf) = inputs.service_leaves.get(&svc) else {
+            continue;
+        };
         let protocol = inputs.entries.protocol_of(&svc);
         let ints = intentions_for(&inputs.entries, &svc);
-        let eps = inputs.service_endpoints.get(&svc).map(Vec::as_slice).unwrap_or(&[]);
+        let eps = inputs
+            .service_endpoints
+            .get(&svc)
+            .map(Vec::as_slice)
+            .unwrap_or(&[]);
         let resolver = inputs.entries.resolver_of(&svc);
         let mut subsets: Vec<(String, String, bool)> = vec![(String::new(), String::new(), false)];
         if let Some(r) = resolver {
-            subsets.extend(r.subsets.iter().map(|(name, s)| (name.clone(), s.filter.clone(), s.only_passing)));
+            subsets.extend(
+                r.subsets
+                    .iter()
+                    .map(|(name, s)| (name.clone(), s.filter.clone(), s.only_passing)),
+            );
         }
         for (subset, filter, only_passing) in subsets {
-            let sni = connect::service_sni(&svc, Some(&subset), &inputs.datacenter, &inputs.trust_domain);
+            let sni = connect::service_sni(
+                &svc,
+                Some(&subset),
+                &inputs.datacenter,
+                &inputs.trust_domain,
+            );
             let filters = if is_http(&protocol) {
-                let rules = super::rbac::compile_rbac(&ints, inputs.default_allow, &inputs.trust_domain, true);
-                let rbac = http_filter("envoy.filters.http.rbac", pack_any(pb::http_rbac::Rbac { rules: Some(rules), ..Default::default() }));
+                let rules = super::rbac::compile_rbac(
+                    &ints,
+                    inputs.default_allow,
+                    &inputs.trust_domain,
+                    true,
+                );
+                let rbac = http_filter(
+                    "envoy.filters.http.rbac",
+                    pack_any(pb::http_rbac::Rbac {
+                        rules: Some(rules),
+                        ..Default::default()
+                    }),
+                );
                 let mut r = super::route_to(&sni);
                 if let Some(route::route::Action::Route(a)) = &mut r.action {
                     if !link.disable_auto_host_rewrite {
-                        a.host_rewrite_specifier = Some(route::route_action::HostRewriteSpecifier::AutoHostRewrite(pb::BoolValue { value: true }));
+                        a.host_rewrite_specifier =
+                            Some(route::route_action::HostRewriteSpecifier::AutoHostRewrite(
+                                pb::BoolValue { value: true },
+                            ));
                     }
                 }
-                vec![hcm_filter(&format!("terminating_gateway.{}", svc.name), route_config(&sni, vec![r]), vec![rbac], true)]
+                vec![hcm_filter(
+                    &format!("terminating_gateway.{}", svc.name),
+                    route_config(&sni, vec![r]),
+                    vec![rbac],
+                    true,
+                )]
             } else {
-                let rules = super::rbac::compile_rbac(&ints, inputs.default_allow, &inputs.trust_domain, false);
+                let rules = super::rbac::compile_rbac(
+                    &ints,
+                    inputs.default_allow,
+                    &inputs.trust_domain,
+                    false,
+                );
                 vec![
-                    network_filter("envoy.filters.network.rbac", pack_any(pb::net_rbac::Rbac { rules: Some(rules), stat_prefix: "connect_authz".into(), ..Default::default() })),
+                    network_filter(
+                        "envoy.filters.network.rbac",
+                        pack_any(pb::net_rbac::Rbac {
+                            rules: Some(rules),
+                            stat_prefix: "connect_authz".into(),
+                            ..Default::default()
+                        }),
+                    ),
                     tcp_proxy(&format!("terminating_gateway.{}", svc.name), &sni),
                 ]
             };
             chains.push(lpb::FilterChain {
-                filter_chain_match: Some(lpb::FilterChainMatch { server_names: vec![sni.clone()], ..Default::default() }),
+                filter_chain_match: Some(lpb::FilterChainMatch {
+                    server_names: vec![sni.clone()],
+                    ..Default::default()
+                }),
                 filters,
                 transport_socket: Some(tls::downstream(leaf, &inputs.roots_pem)),
                 ..Default::default()
@@ -115,24 +199,46 @@ pub(super) fn terminating(inputs: &ProxyInputs) -> Resources {
             let c = cluster::Cluster {
                 name: sni.clone(),
                 connect_timeout: Some(pb::millis(super::chain::DEFAULT_CONNECT_TIMEOUT_MS)),
-                cluster_discovery_type: Some(cluster::cluster::ClusterDiscoveryType::Type(cluster::cluster::DiscoveryType::Eds as i32)),
-                eds_cluster_config: Some(cluster::cluster::EdsClusterConfig { eds_config: Some(pb::ads_source()), service_name: String::new() }),
+                cluster_discovery_type: Some(cluster::cluster::ClusterDiscoveryType::Type(
+                    cluster::cluster::DiscoveryType::Eds as i32,
+                )),
+                eds_cluster_config: Some(cluster::cluster::EdsClusterConfig {
+                    eds_config: Some(pb::ads_source()),
+                    service_name: String::new(),
+                }),
                 transport_socket: external_tls(&link),
-                typed_extension_protocol_options: if http2 { super::http2_options() } else { Default::default() },
+                typed_extension_protocol_options: if http2 {
+                    super::http2_options()
+                } else {
+                    Default::default()
+                },
                 ..Default::default()
             };
             insert(&mut out.clusters, &sni, c);
-            insert(&mut out.endpoints, &sni, load_assignment(&sni, &target_endpoints(eps, &filter, only_passing)));
+            insert(
+                &mut out.endpoints,
+                &sni,
+                load_assignment(&sni, &target_endpoints(eps, &filter, only_passing)),
+            );
         }
     }
     chains.sort_by(|a, b| {
-        let name = |c: &lpb::FilterChain| c.filter_chain_match.as_ref().and_then(|m| m.server_names.first().cloned()).unwrap_or_default();
+        let name = |c: &lpb::FilterChain| {
+            c.filter_chain_match
+                .as_ref()
+                .and_then(|m| m.server_names.first().cloned())
+                .unwrap_or_default()
+        };
         name(a).cmp(&name(b))
     });
     if !chains.is_empty() {
         let bind = inputs.bind_address();
         let name = format!("default:{bind}:{}", p.port);
-        insert(&mut out.listeners, &name, listener(&name, bind, p.port, chains, vec![tls_inspector()]));
+        insert(
+            &mut out.listeners,
+            &name,
+            listener(&name, bind, p.port, chains, vec![tls_inspector()]),
+        );
     }
     out
 }
@@ -143,24 +249,44 @@ pub(super) fn mesh(inputs: &ProxyInputs) -> Resources {
     for (svc, eps) in &inputs.connect_endpoints {
         let mut subsets: Vec<(String, String, bool)> = vec![(String::new(), String::new(), false)];
         if let Some(r) = inputs.entries.resolver_of(svc) {
-            subsets.extend(r.subsets.iter().map(|(name, s)| (name.clone(), s.filter.clone(), s.only_passing)));
+            subsets.extend(
+                r.subsets
+                    .iter()
+                    .map(|(name, s)| (name.clone(), s.filter.clone(), s.only_passing)),
+            );
         }
         for (subset, filter, only_passing) in subsets {
-            let sni = connect::service_sni(svc, Some(&subset), &inputs.datacenter, &inputs.trust_domain);
+            let sni =
+                connect::service_sni(svc, Some(&subset), &inputs.datacenter, &inputs.trust_domain);
             // No TLS of its own: the client's mTLS session passes through to the sidecar.
-            insert(&mut out.clusters, &sni, super::eds_cluster(&sni, super::chain::DEFAULT_CONNECT_TIMEOUT_MS, false, None));
-            insert(&mut out.endpoints, &sni, load_assignment(&sni, &target_endpoints(eps, &filter, only_passing)));
+            insert(
+                &mut out.clusters,
+                &sni,
+                super::eds_cluster(&sni, super::chain::DEFAULT_CONNECT_TIMEOUT_MS, false, None),
+            );
+            insert(
+                &mut out.endpoints,
+                &sni,
+                load_assignment(&sni, &target_endpoints(eps, &filter, only_passing)),
+            );
         }
     }
     let bind = inputs.bind_address();
     let name = format!("default:{bind}:{}", p.port);
     let chain = lpb::FilterChain {
         filters: vec![
-            network_filter("envoy.filters.network.sni_cluster", pack_any(pb::sni_cluster::SniCluster::default())),
+            network_filter(
+                "envoy.filters.network.sni_cluster",
+                pack_any(pb::sni_cluster::SniCluster::default()),
+            ),
             tcp_proxy("mesh_gateway_local", "mesh_gateway_sni_placeholder"),
         ],
         ..Default::default()
     };
-    insert(&mut out.listeners, &name, listener(&name, bind, p.port, vec![chain], vec![tls_inspector()]));
+    insert(
+        &mut out.listeners,
+        &name,
+        listener(&name, bind, p.port, vec![chain], vec![tls_inspector()]),
+    );
     out
 }

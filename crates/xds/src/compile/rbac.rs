@@ -13,7 +13,13 @@ use crate::pb::{self, rbac};
 
 /// The URI-SAN regex of a source (datacenter never checked, as Consul does).
 pub fn source_regex(trust_domain: &str, i: &Intention) -> String {
-    let part = |s: &str| if s == WILDCARD { "[^/]+".to_owned() } else { regex::escape(s) };
+    let part = |s: &str| {
+        if s == WILDCARD {
+            "[^/]+".to_owned()
+        } else {
+            regex::escape(s)
+        }
+    };
     let ap = if i.source.meta.partition == DEFAULT || i.source.meta.partition.is_empty() {
         String::new()
     } else {
@@ -29,9 +35,11 @@ pub fn source_regex(trust_domain: &str, i: &Intention) -> String {
 
 fn principal_for(trust_domain: &str, i: &Intention) -> rbac::Principal {
     rbac::Principal {
-        identifier: Some(rbac::principal::Identifier::Authenticated(rbac::principal::Authenticated {
-            principal_name: Some(pb::regex_matcher(&source_regex(trust_domain, i))),
-        })),
+        identifier: Some(rbac::principal::Identifier::Authenticated(
+            rbac::principal::Authenticated {
+                principal_name: Some(pb::regex_matcher(&source_regex(trust_domain, i))),
+            },
+        )),
     }
 }
 
@@ -43,18 +51,28 @@ fn narrowed_principal(trust_domain: &str, i: &Intention, higher: &[&Intention]) 
     }
     let others = rbac::Principal {
         identifier: Some(rbac::principal::Identifier::OrIds(rbac::principal::Set {
-            ids: higher.iter().map(|h| principal_for(trust_domain, h)).collect(),
+            ids: higher
+                .iter()
+                .map(|h| principal_for(trust_domain, h))
+                .collect(),
         })),
     };
     rbac::Principal {
         identifier: Some(rbac::principal::Identifier::AndIds(rbac::principal::Set {
-            ids: vec![own, rbac::Principal { identifier: Some(rbac::principal::Identifier::NotId(Box::new(others))) }],
+            ids: vec![
+                own,
+                rbac::Principal {
+                    identifier: Some(rbac::principal::Identifier::NotId(Box::new(others))),
+                },
+            ],
         })),
     }
 }
 
 fn any_permission() -> rbac::Permission {
-    rbac::Permission { rule: Some(rbac::permission::Rule::Any(true)) }
+    rbac::Permission {
+        rule: Some(rbac::permission::Rule::Any(true)),
+    }
 }
 
 pub(crate) fn header_matcher(h: &HeaderMatch) -> pb::route::HeaderMatcher {
@@ -65,31 +83,44 @@ pub(crate) fn header_matcher(h: &HeaderMatch) -> pb::route::HeaderMatcher {
         S::StringMatch(pb::exact_matcher(&h.exact))
     } else if !h.prefix.is_empty() {
         S::StringMatch(pb::matcher::StringMatcher {
-            match_pattern: Some(pb::matcher::string_matcher::MatchPattern::Prefix(h.prefix.clone())),
+            match_pattern: Some(pb::matcher::string_matcher::MatchPattern::Prefix(
+                h.prefix.clone(),
+            )),
             ignore_case: h.ignore_case,
             ..Default::default()
         })
     } else if !h.suffix.is_empty() {
         S::StringMatch(pb::matcher::StringMatcher {
-            match_pattern: Some(pb::matcher::string_matcher::MatchPattern::Suffix(h.suffix.clone())),
+            match_pattern: Some(pb::matcher::string_matcher::MatchPattern::Suffix(
+                h.suffix.clone(),
+            )),
             ignore_case: h.ignore_case,
             ..Default::default()
         })
     } else {
         S::StringMatch(pb::regex_matcher(&h.regex))
     };
-    pb::route::HeaderMatcher { name: h.name.to_lowercase(), invert_match: h.invert, header_match_specifier: Some(spec), ..Default::default() }
+    pb::route::HeaderMatcher {
+        name: h.name.to_lowercase(),
+        invert_match: h.invert,
+        header_match_specifier: Some(spec),
+        ..Default::default()
+    }
 }
 
 /// One L7 permission's match as an RBAC permission (all conditions ANDed).
 fn http_permission(p: &IntentionPermission) -> rbac::Permission {
-    let Some(http) = &p.http else { return any_permission() };
+    let Some(http) = &p.http else {
+        return any_permission();
+    };
     let mut rules = Vec::new();
     let path = if !http.path_exact.is_empty() {
         Some(pb::exact_matcher(&http.path_exact))
     } else if !http.path_prefix.is_empty() {
         Some(pb::matcher::StringMatcher {
-            match_pattern: Some(pb::matcher::string_matcher::MatchPattern::Prefix(http.path_prefix.clone())),
+            match_pattern: Some(pb::matcher::string_matcher::MatchPattern::Prefix(
+                http.path_prefix.clone(),
+            )),
             ..Default::default()
         })
     } else if !http.path_regex.is_empty() {
@@ -105,14 +136,25 @@ fn http_permission(p: &IntentionPermission) -> rbac::Permission {
         });
     }
     for h in &http.header {
-        rules.push(rbac::Permission { rule: Some(rbac::permission::Rule::Header(header_matcher(h))) });
+        rules.push(rbac::Permission {
+            rule: Some(rbac::permission::Rule::Header(header_matcher(h))),
+        });
     }
     if !http.methods.is_empty() {
-        let re = http.methods.iter().map(|m| regex::escape(m)).collect::<Vec<_>>().join("|");
+        let re = http
+            .methods
+            .iter()
+            .map(|m| regex::escape(m))
+            .collect::<Vec<_>>()
+            .join("|");
         rules.push(rbac::Permission {
             rule: Some(rbac::permission::Rule::Header(pb::route::HeaderMatcher {
                 name: ":method".into(),
-                header_match_specifier: Some(pb::route::header_matcher::HeaderMatchSpecifier::StringMatch(pb::regex_matcher(&format!("^(?:{re})$")))),
+                header_match_specifier: Some(
+                    pb::route::header_matcher::HeaderMatchSpecifier::StringMatch(
+                        pb::regex_matcher(&format!("^(?:{re})$")),
+                    ),
+                ),
                 ..Default::default()
             })),
         });
@@ -120,7 +162,11 @@ fn http_permission(p: &IntentionPermission) -> rbac::Permission {
     match rules.len() {
         0 => any_permission(),
         1 => rules.remove(0),
-        _ => rbac::Permission { rule: Some(rbac::permission::Rule::AndRules(rbac::permission::Set { rules })) },
+        _ => rbac::Permission {
+            rule: Some(rbac::permission::Rule::AndRules(rbac::permission::Set {
+                rules,
+            })),
+        },
     }
 }
 
@@ -129,24 +175,45 @@ fn and_not(p: rbac::Permission, earlier: Vec<rbac::Permission>) -> rbac::Permiss
         return p;
     }
     let not = rbac::Permission {
-        rule: Some(rbac::permission::Rule::NotRule(Box::new(rbac::Permission {
-            rule: Some(rbac::permission::Rule::OrRules(rbac::permission::Set { rules: earlier })),
-        }))),
+        rule: Some(rbac::permission::Rule::NotRule(Box::new(
+            rbac::Permission {
+                rule: Some(rbac::permission::Rule::OrRules(rbac::permission::Set {
+                    rules: earlier,
+                })),
+            },
+        ))),
     };
-    rbac::Permission { rule: Some(rbac::permission::Rule::AndRules(rbac::permission::Set { rules: vec![p, not] })) }
+    rbac::Permission {
+        rule: Some(rbac::permission::Rule::AndRules(rbac::permission::Set {
+            rules: vec![p, not],
+        })),
+    }
 }
 
 /// Compiles intentions (sorted, highest precedence first) into RBAC rules. `http` selects L7
 /// handling; on a TCP listener an L7 intention counts as deny, as in Consul.
-pub fn compile_rbac(intentions: &[Intention], default_allow: bool, trust_domain: &str, http: bool) -> rbac::Rbac {
-    let policy_action = if default_allow { IntentionAction::Deny } else { IntentionAction::Allow };
+pub fn compile_rbac(
+    intentions: &[Intention],
+    default_allow: bool,
+    trust_domain: &str,
+    http: bool,
+) -> rbac::Rbac {
+    let policy_action = if default_allow {
+        IntentionAction::Deny
+    } else {
+        IntentionAction::Allow
+    };
     let mut policies = std::collections::HashMap::new();
     for (idx, i) in intentions.iter().enumerate() {
         let higher: Vec<&Intention> = intentions[..idx].iter().collect();
         let permissions: Vec<rbac::Permission> = if i.is_l7() {
             if !http {
                 // L7 on a TCP listener: deny. Only contributes a policy under default allow.
-                if policy_action == IntentionAction::Deny { vec![any_permission()] } else { vec![] }
+                if policy_action == IntentionAction::Deny {
+                    vec![any_permission()]
+                } else {
+                    vec![]
+                }
             } else {
                 let mut out = Vec::new();
                 let mut earlier_opposite = Vec::new();
@@ -168,11 +235,26 @@ pub fn compile_rbac(intentions: &[Intention], default_allow: bool, trust_domain:
         if permissions.is_empty() {
             continue;
         }
-        let name = if i.is_l7() && http { format!("consul-intentions-layer7-{idx}") } else { format!("consul-intentions-layer4-{idx}") };
-        policies.insert(name, rbac::Policy { permissions, principals: vec![narrowed_principal(trust_domain, i, &higher)], ..Default::default() });
+        let name = if i.is_l7() && http {
+            format!("consul-intentions-layer7-{idx}")
+        } else {
+            format!("consul-intentions-layer4-{idx}")
+        };
+        policies.insert(
+            name,
+            rbac::Policy {
+                permissions,
+                principals: vec![narrowed_principal(trust_domain, i, &higher)],
+                ..Default::default()
+            },
+        );
     }
     rbac::Rbac {
-        action: if default_allow { rbac::rbac::Action::Deny as i32 } else { rbac::rbac::Action::Allow as i32 },
+        action: if default_allow {
+            rbac::rbac::Action::Deny as i32
+        } else {
+            rbac::rbac::Action::Allow as i32
+        },
         policies,
         ..Default::default()
     }

@@ -5,7 +5,11 @@ use mesh_model::EntMeta;
 use mesh_model::names::ServiceName;
 
 use super::chain::{Chain, Dest, compile_chain};
-use super::{ProxyInputs, eds_cluster, hcm_filter, http_filter, insert, intentions_for, is_http, listener, load_assignment, network_filter, route_config, route_to, static_cluster, target_endpoints, tcp_proxy, tls};
+use super::{
+    ProxyInputs, eds_cluster, hcm_filter, http_filter, insert, intentions_for, is_http, listener,
+    load_assignment, network_filter, route_config, route_to, static_cluster, target_endpoints,
+    tcp_proxy, tls,
+};
 use crate::pb::{self, listener as lpb, pack_any};
 use crate::resources::Resources;
 
@@ -18,26 +22,68 @@ pub(super) fn compile(inputs: &ProxyInputs) -> Resources {
     let dest = ServiceName::new(&p.proxy.destination_service_name, meta.clone());
     let protocol = inputs.entries.protocol_of(&dest);
     let http2 = matches!(protocol.as_str(), "http2" | "grpc");
-    let local_host = if p.proxy.local_service_address.is_empty() { "127.0.0.1" } else { &p.proxy.local_service_address };
-    insert(&mut out.clusters, LOCAL_APP, static_cluster(LOCAL_APP, local_host, p.proxy.local_service_port, 5_000, http2));
+    let local_host = if p.proxy.local_service_address.is_empty() {
+        "127.0.0.1"
+    } else {
+        &p.proxy.local_service_address
+    };
+    insert(
+        &mut out.clusters,
+        LOCAL_APP,
+        static_cluster(
+            LOCAL_APP,
+            local_host,
+            p.proxy.local_service_port,
+            5_000,
+            http2,
+        ),
+    );
 
     if let Some(leaf) = &inputs.leaf {
         let bind = inputs.bind_address();
         let name = format!("public_listener:{bind}:{}", p.port);
         let ints = intentions_for(&inputs.entries, &dest);
         let filters = if is_http(&protocol) {
-            let rules = super::rbac::compile_rbac(&ints, inputs.default_allow, &inputs.trust_domain, true);
-            let rbac = http_filter("envoy.filters.http.rbac", pack_any(pb::http_rbac::Rbac { rules: Some(rules), ..Default::default() }));
-            vec![hcm_filter("public_listener", route_config(LOCAL_APP, vec![route_to(LOCAL_APP)]), vec![rbac], true)]
+            let rules =
+                super::rbac::compile_rbac(&ints, inputs.default_allow, &inputs.trust_domain, true);
+            let rbac = http_filter(
+                "envoy.filters.http.rbac",
+                pack_any(pb::http_rbac::Rbac {
+                    rules: Some(rules),
+                    ..Default::default()
+                }),
+            );
+            vec![hcm_filter(
+                "public_listener",
+                route_config(LOCAL_APP, vec![route_to(LOCAL_APP)]),
+                vec![rbac],
+                true,
+            )]
         } else {
-            let rules = super::rbac::compile_rbac(&ints, inputs.default_allow, &inputs.trust_domain, false);
+            let rules =
+                super::rbac::compile_rbac(&ints, inputs.default_allow, &inputs.trust_domain, false);
             vec![
-                network_filter("envoy.filters.network.rbac", pack_any(pb::net_rbac::Rbac { rules: Some(rules), stat_prefix: "connect_authz".into(), ..Default::default() })),
+                network_filter(
+                    "envoy.filters.network.rbac",
+                    pack_any(pb::net_rbac::Rbac {
+                        rules: Some(rules),
+                        stat_prefix: "connect_authz".into(),
+                        ..Default::default()
+                    }),
+                ),
                 tcp_proxy("public_listener", LOCAL_APP),
             ]
         };
-        let chain = lpb::FilterChain { filters, transport_socket: Some(tls::downstream(leaf, &inputs.roots_pem)), ..Default::default() };
-        insert(&mut out.listeners, &name, listener(&name, bind, p.port, vec![chain], vec![]));
+        let chain = lpb::FilterChain {
+            filters,
+            transport_socket: Some(tls::downstream(leaf, &inputs.roots_pem)),
+            ..Default::default()
+        };
+        insert(
+            &mut out.listeners,
+            &name,
+            listener(&name, bind, p.port, vec![chain], vec![]),
+        );
     }
 
     for u in &p.proxy.upstreams {
@@ -45,16 +91,38 @@ pub(super) fn compile(inputs: &ProxyInputs) -> Resources {
             continue;
         }
         let umeta = EntMeta::new(
-            Some(if u.destination_partition.is_empty() { &meta.partition } else { &u.destination_partition }),
-            Some(if u.destination_namespace.is_empty() { &meta.namespace } else { &u.destination_namespace }),
+            Some(if u.destination_partition.is_empty() {
+                &meta.partition
+            } else {
+                &u.destination_partition
+            }),
+            Some(if u.destination_namespace.is_empty() {
+                &meta.namespace
+            } else {
+                &u.destination_namespace
+            }),
         );
         let svc = ServiceName::new(&u.destination_name, umeta);
-        let chain = compile_chain(&inputs.entries, &svc, &inputs.datacenter, &inputs.trust_domain);
+        let chain = compile_chain(
+            &inputs.entries,
+            &svc,
+            &inputs.datacenter,
+            &inputs.trust_domain,
+        );
         let envoy_id = &u.destination_name;
-        let bind = if u.local_bind_address.is_empty() { "127.0.0.1" } else { &u.local_bind_address };
+        let bind = if u.local_bind_address.is_empty() {
+            "127.0.0.1"
+        } else {
+            &u.local_bind_address
+        };
         let name = format!("{envoy_id}:{bind}:{}", u.local_bind_port);
         let filter = if is_http(&chain.protocol) {
-            hcm_filter(&format!("upstream.{envoy_id}"), route_config(envoy_id, super::routes::envoy_routes(&chain.routes)), vec![], false)
+            hcm_filter(
+                &format!("upstream.{envoy_id}"),
+                route_config(envoy_id, super::routes::envoy_routes(&chain.routes)),
+                vec![],
+                false,
+            )
         } else {
             let cluster = match chain.routes.last().map(|r| &r.dest) {
                 Some(Dest::Cluster(c)) => c.clone(),
@@ -62,7 +130,20 @@ pub(super) fn compile(inputs: &ProxyInputs) -> Resources {
             };
             tcp_proxy(&format!("upstream.{envoy_id}"), &cluster)
         };
-        insert(&mut out.listeners, &name, listener(&name, bind, u.local_bind_port, vec![lpb::FilterChain { filters: vec![filter], ..Default::default() }], vec![]));
+        insert(
+            &mut out.listeners,
+            &name,
+            listener(
+                &name,
+                bind,
+                u.local_bind_port,
+                vec![lpb::FilterChain {
+                    filters: vec![filter],
+                    ..Default::default()
+                }],
+                vec![],
+            ),
+        );
         add_targets(inputs, &chain, &mut out);
     }
     out
@@ -72,9 +153,20 @@ pub(super) fn compile(inputs: &ProxyInputs) -> Resources {
 pub(super) fn add_targets(inputs: &ProxyInputs, chain: &Chain, out: &mut Resources) {
     let http2 = matches!(chain.protocol.as_str(), "http2" | "grpc");
     for t in chain.targets.values() {
-        let tls = inputs.leaf.as_ref().map(|leaf| tls::upstream(leaf, &inputs.roots_pem, &t.sni, &t.spiffe_id));
-        insert(&mut out.clusters, &t.sni, eds_cluster(&t.sni, t.connect_timeout_ms, http2, tls));
-        let eps = inputs.connect_endpoints.get(&t.service).map(Vec::as_slice).unwrap_or(&[]);
+        let tls = inputs
+            .leaf
+            .as_ref()
+            .map(|leaf| tls::upstream(leaf, &inputs.roots_pem, &t.sni, &t.spiffe_id));
+        insert(
+            &mut out.clusters,
+            &t.sni,
+            eds_cluster(&t.sni, t.connect_timeout_ms, http2, tls),
+        );
+        let eps = inputs
+            .connect_endpoints
+            .get(&t.service)
+            .map(Vec::as_slice)
+            .unwrap_or(&[]);
         let mut la = load_assignment(&t.sni, &target_endpoints(eps, &t.filter, t.only_passing));
         // Failover: the failover targets' instances at lower priorities of the same cluster.
         // They share the primary's TLS identity check only when they are the same service, so
@@ -83,8 +175,13 @@ pub(super) fn add_targets(inputs: &ProxyInputs, chain: &Chain, out: &mut Resourc
             if f.service != t.service {
                 continue;
             }
-            let feps = inputs.connect_endpoints.get(&f.service).map(Vec::as_slice).unwrap_or(&[]);
-            let mut extra = load_assignment(&t.sni, &target_endpoints(feps, &f.filter, f.only_passing));
+            let feps = inputs
+                .connect_endpoints
+                .get(&f.service)
+                .map(Vec::as_slice)
+                .unwrap_or(&[]);
+            let mut extra =
+                load_assignment(&t.sni, &target_endpoints(feps, &f.filter, f.only_passing));
             for mut l in extra.endpoints.drain(..) {
                 l.priority = (prio + 1) as u32;
                 la.endpoints.push(l);

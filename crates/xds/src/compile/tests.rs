@@ -47,7 +47,12 @@ fn sidecar(upstreams: Vec<Upstream>) -> NodeService {
 }
 
 fn endpoint(port: u16, version: &str, healthy: bool) -> Endpoint {
-    Endpoint { address: "10.0.0.1".into(), port, healthy, row: json!({"Service": {"Meta": {"version": version}}}) }
+    Endpoint {
+        address: "10.0.0.1".into(),
+        port,
+        healthy,
+        row: json!({"Service": {"Meta": {"version": version}}}),
+    }
 }
 
 fn inputs(proxy: NodeService, set: ConfigEntrySet) -> ProxyInputs {
@@ -58,7 +63,10 @@ fn inputs(proxy: NodeService, set: ConfigEntrySet) -> ProxyInputs {
         datacenter: "dc1".into(),
         trust_domain: TD.into(),
         roots_pem: vec!["ROOT".into()],
-        leaf: Some(CertPair { cert_pem: "CERT".into(), key_pem: "KEY".into() }),
+        leaf: Some(CertPair {
+            cert_pem: "CERT".into(),
+            key_pem: "KEY".into(),
+        }),
         service_leaves: BTreeMap::new(),
         entries: set,
         connect_endpoints: BTreeMap::new(),
@@ -72,47 +80,102 @@ fn decode<T: Message + Default>(any: &pb::Any) -> T {
 }
 
 fn db_upstream() -> Upstream {
-    Upstream { destination_name: "db".into(), local_bind_port: 9191, ..Upstream::default() }
+    Upstream {
+        destination_name: "db".into(),
+        local_bind_port: 9191,
+        ..Upstream::default()
+    }
 }
 
 #[test]
 fn tcp_sidecar_resources() {
     let mut inp = inputs(sidecar(vec![db_upstream()]), ConfigEntrySet::default());
-    inp.connect_endpoints.insert(ServiceName::default_tuple("db"), vec![endpoint(21001, "v1", true), endpoint(21002, "v1", false)]);
+    inp.connect_endpoints.insert(
+        ServiceName::default_tuple("db"),
+        vec![endpoint(21001, "v1", true), endpoint(21002, "v1", false)],
+    );
     let out = compile(&inp);
     let db_sni = format!("db.default.dc1.internal.{TD}");
-    assert_eq!(out.clusters.keys().cloned().collect::<Vec<_>>(), vec![db_sni.clone(), "local_app".to_owned()]);
-    assert_eq!(out.listeners.keys().cloned().collect::<Vec<_>>(), vec!["db:127.0.0.1:9191".to_owned(), "public_listener:127.0.0.1:21000".to_owned()]);
+    assert_eq!(
+        out.clusters.keys().cloned().collect::<Vec<_>>(),
+        vec![db_sni.clone(), "local_app".to_owned()]
+    );
+    assert_eq!(
+        out.listeners.keys().cloned().collect::<Vec<_>>(),
+        vec![
+            "db:127.0.0.1:9191".to_owned(),
+            "public_listener:127.0.0.1:21000".to_owned()
+        ]
+    );
 
     let local: cluster::Cluster = decode(&out.clusters["local_app"]);
     let la = local.load_assignment.unwrap();
-    let ep = la.endpoints[0].lb_endpoints[0].host_identifier.clone().unwrap();
-    let endpoint::lb_endpoint::HostIdentifier::Endpoint(e) = ep else { panic!("endpoint") };
+    let ep = la.endpoints[0].lb_endpoints[0]
+        .host_identifier
+        .clone()
+        .unwrap();
+    let endpoint::lb_endpoint::HostIdentifier::Endpoint(e) = ep else {
+        panic!("endpoint")
+    };
     assert_eq!(e.address, Some(pb::socket_address("127.0.0.1", 8080)));
 
     let db: cluster::Cluster = decode(&out.clusters[&db_sni]);
     assert_eq!(db.connect_timeout, Some(pb::millis(5000)));
     let ts = db.transport_socket.unwrap();
-    let Some(core::transport_socket::ConfigType::TypedConfig(any)) = ts.config_type else { panic!("tls") };
+    let Some(core::transport_socket::ConfigType::TypedConfig(any)) = ts.config_type else {
+        panic!("tls")
+    };
     let utls: pb::tls::UpstreamTlsContext = decode(&any);
     assert_eq!(utls.sni, db_sni);
     let common = utls.common_tls_context.unwrap();
-    let Some(pb::tls::common_tls_context::ValidationContextType::ValidationContext(vc)) = common.validation_context_type else { panic!("vc") };
-    assert_eq!(vc.match_typed_subject_alt_names[0].matcher, Some(pb::exact_matcher(&format!("spiffe://{TD}/ns/default/dc/dc1/svc/db"))));
+    let Some(pb::tls::common_tls_context::ValidationContextType::ValidationContext(vc)) =
+        common.validation_context_type
+    else {
+        panic!("vc")
+    };
+    assert_eq!(
+        vc.match_typed_subject_alt_names[0].matcher,
+        Some(pb::exact_matcher(&format!(
+            "spiffe://{TD}/ns/default/dc/dc1/svc/db"
+        )))
+    );
 
     // Endpoints: both instances, the critical one marked unhealthy (filtered by only_passing only).
     let cla: endpoint::ClusterLoadAssignment = decode(&out.endpoints[&db_sni]);
-    let statuses: Vec<i32> = cla.endpoints[0].lb_endpoints.iter().map(|e| e.health_status).collect();
-    assert_eq!(statuses, vec![core::HealthStatus::Healthy as i32, core::HealthStatus::Unhealthy as i32]);
+    let statuses: Vec<i32> = cla.endpoints[0]
+        .lb_endpoints
+        .iter()
+        .map(|e| e.health_status)
+        .collect();
+    assert_eq!(
+        statuses,
+        vec![
+            core::HealthStatus::Healthy as i32,
+            core::HealthStatus::Unhealthy as i32
+        ]
+    );
 
     // The public listener: TLS requiring client certs, network RBAC before tcp_proxy.
     let l: listener::Listener = decode(&out.listeners["public_listener:127.0.0.1:21000"]);
     let chain = &l.filter_chains[0];
     let names: Vec<&str> = chain.filters.iter().map(|f| f.name.as_str()).collect();
-    assert_eq!(names, ["envoy.filters.network.rbac", "envoy.filters.network.tcp_proxy"]);
-    let Some(core::transport_socket::ConfigType::TypedConfig(any)) = chain.transport_socket.clone().unwrap().config_type else { panic!() };
+    assert_eq!(
+        names,
+        [
+            "envoy.filters.network.rbac",
+            "envoy.filters.network.tcp_proxy"
+        ]
+    );
+    let Some(core::transport_socket::ConfigType::TypedConfig(any)) =
+        chain.transport_socket.clone().unwrap().config_type
+    else {
+        panic!()
+    };
     let dtls: pb::tls::DownstreamTlsContext = decode(&any);
-    assert_eq!(dtls.require_client_certificate, Some(pb::BoolValue { value: true }));
+    assert_eq!(
+        dtls.require_client_certificate,
+        Some(pb::BoolValue { value: true })
+    );
 
     // Deterministic: the same inputs give byte-identical resources.
     assert_eq!(compile(&inp), out);
@@ -123,59 +186,102 @@ fn http_sidecar_uses_hcm_with_rbac_before_router() {
     let set = entries(&[json!({"Kind": "service-defaults", "Name": "web", "Protocol": "http"})]);
     let out = compile(&inputs(sidecar(vec![]), set));
     let l: listener::Listener = decode(&out.listeners["public_listener:127.0.0.1:21000"]);
-    let Some(listener::filter::ConfigType::TypedConfig(any)) = l.filter_chains[0].filters[0].config_type.clone() else { panic!() };
+    let Some(listener::filter::ConfigType::TypedConfig(any)) =
+        l.filter_chains[0].filters[0].config_type.clone()
+    else {
+        panic!()
+    };
     let h: hcm::HttpConnectionManager = decode(&any);
     let names: Vec<&str> = h.http_filters.iter().map(|f| f.name.as_str()).collect();
-    assert_eq!(names, ["envoy.filters.http.rbac", "envoy.filters.http.router"]);
+    assert_eq!(
+        names,
+        ["envoy.filters.http.rbac", "envoy.filters.http.router"]
+    );
 }
 
 fn rbac_for(set: &ConfigEntrySet, default_allow: bool, http: bool) -> rbac::Rbac {
-    let ints = intentions::match_by(set, MatchBy::Destination, &ServiceName::default_tuple("web"));
+    let ints = intentions::match_by(
+        set,
+        MatchBy::Destination,
+        &ServiceName::default_tuple("web"),
+    );
     super::rbac::compile_rbac(&ints, default_allow, TD, http)
 }
 
 fn principal_regexes(p: &rbac::Principal) -> Vec<String> {
     match &p.identifier {
         Some(rbac::principal::Identifier::Authenticated(a)) => match &a.principal_name {
-            Some(pb::matcher::StringMatcher { match_pattern: Some(pb::matcher::string_matcher::MatchPattern::SafeRegex(r)), .. }) => vec![r.regex.clone()],
+            Some(pb::matcher::StringMatcher {
+                match_pattern: Some(pb::matcher::string_matcher::MatchPattern::SafeRegex(r)),
+                ..
+            }) => vec![r.regex.clone()],
             _ => vec![],
         },
-        Some(rbac::principal::Identifier::AndIds(s)) | Some(rbac::principal::Identifier::OrIds(s)) => s.ids.iter().flat_map(principal_regexes).collect(),
-        Some(rbac::principal::Identifier::NotId(p)) => principal_regexes(p).into_iter().map(|r| format!("NOT {r}")).collect(),
+        Some(rbac::principal::Identifier::AndIds(s))
+        | Some(rbac::principal::Identifier::OrIds(s)) => {
+            s.ids.iter().flat_map(principal_regexes).collect()
+        }
+        Some(rbac::principal::Identifier::NotId(p)) => principal_regexes(p)
+            .into_iter()
+            .map(|r| format!("NOT {r}"))
+            .collect(),
         _ => vec![],
     }
 }
 
 #[test]
 fn rbac_default_deny_is_an_allow_list_with_precedence() {
-    let set = entries(&[json!({"Kind": "service-intentions", "Name": "web", "Sources": [
-        {"Name": "api", "Action": "allow"},
-        {"Name": "*", "Action": "deny"},
-        {"Name": "billing", "Action": "deny"}
-    ]})]);
+    let set = entries(&[
+        json!({"Kind": "service-intentions", "Name": "web", "Sources": [
+            {"Name": "api", "Action": "allow"},
+            {"Name": "*", "Action": "deny"},
+            {"Name": "billing", "Action": "deny"}
+        ]}),
+    ]);
     let r = rbac_for(&set, false, false);
     assert_eq!(r.action, rbac::rbac::Action::Allow as i32);
-    assert_eq!(r.policies.len(), 1, "only the allow intention makes a policy under default deny");
+    assert_eq!(
+        r.policies.len(),
+        1,
+        "only the allow intention makes a policy under default deny"
+    );
     let p = r.policies.values().next().unwrap();
-    assert_eq!(principal_regexes(&p.principals[0]), vec![format!("^spiffe://{}/ns/default/dc/[^/]+/svc/api$", regex::escape(TD))]);
+    assert_eq!(
+        principal_regexes(&p.principals[0]),
+        vec![format!(
+            "^spiffe://{}/ns/default/dc/[^/]+/svc/api$",
+            regex::escape(TD)
+        )]
+    );
 }
 
 #[test]
 fn rbac_default_allow_denies_with_higher_precedence_carved_out() {
-    let set = entries(&[json!({"Kind": "service-intentions", "Name": "web", "Sources": [
-        {"Name": "api", "Action": "allow"},
-        {"Name": "*", "Action": "deny"}
-    ]})]);
+    let set = entries(&[
+        json!({"Kind": "service-intentions", "Name": "web", "Sources": [
+            {"Name": "api", "Action": "allow"},
+            {"Name": "*", "Action": "deny"}
+        ]}),
+    ]);
     let r = rbac_for(&set, true, false);
     assert_eq!(r.action, rbac::rbac::Action::Deny as i32);
     assert_eq!(r.policies.len(), 1);
     let p = r.policies.values().next().unwrap();
     // *→web deny, except what api→web (higher precedence) already allows.
     let got = principal_regexes(&p.principals[0]);
-    assert_eq!(got, vec![
-        format!("^spiffe://{}/ns/default/dc/[^/]+/svc/[^/]+$", regex::escape(TD)),
-        format!("NOT ^spiffe://{}/ns/default/dc/[^/]+/svc/api$", regex::escape(TD)),
-    ]);
+    assert_eq!(
+        got,
+        vec![
+            format!(
+                "^spiffe://{}/ns/default/dc/[^/]+/svc/[^/]+$",
+                regex::escape(TD)
+            ),
+            format!(
+                "NOT ^spiffe://{}/ns/default/dc/[^/]+/svc/api$",
+                regex::escape(TD)
+            ),
+        ]
+    );
 }
 
 #[test]
@@ -187,11 +293,21 @@ fn l7_intentions_are_deny_on_tcp_and_permissions_on_http() {
         ]}),
     ]);
     let tcp = rbac_for(&set, false, false);
-    assert!(tcp.policies.is_empty(), "an L7 intention on a TCP listener allows nothing");
+    assert!(
+        tcp.policies.is_empty(),
+        "an L7 intention on a TCP listener allows nothing"
+    );
     let http = rbac_for(&set, false, true);
     let p = http.policies.values().next().unwrap();
-    assert_eq!(p.permissions.len(), 1, "one allow permission, narrowed by the earlier deny");
-    assert!(matches!(p.permissions[0].rule, Some(rbac::permission::Rule::AndRules(_))));
+    assert_eq!(
+        p.permissions.len(),
+        1,
+        "one allow permission, narrowed by the earlier deny"
+    );
+    assert!(matches!(
+        p.permissions[0].rule,
+        Some(rbac::permission::Rule::AndRules(_))
+    ));
 }
 
 #[test]
@@ -209,37 +325,80 @@ fn chain_router_splitter_resolver() {
     assert_eq!(chain.routes.len(), 2);
     assert_eq!(chain.routes[0].dest, Dest::Cluster(v2.clone()));
     assert_eq!(chain.routes[0].request_timeout_ns, 3_000_000_000);
-    assert_eq!(chain.routes[1].dest, Dest::Weighted(vec![(v1.clone(), 9000), (v2.clone(), 1000)]));
+    assert_eq!(
+        chain.routes[1].dest,
+        Dest::Weighted(vec![(v1.clone(), 9000), (v2.clone(), 1000)])
+    );
     assert_eq!(chain.targets[&v1].connect_timeout_ms, 2000);
     assert_eq!(chain.targets[&v1].filter, "Service.Meta.version == v1");
 
     // Subset endpoints follow the filter.
     let eps = vec![endpoint(1, "v1", true), endpoint(2, "v2", true)];
-    assert_eq!(target_endpoints(&eps, &chain.targets[&v2].filter, false), vec![("10.0.0.1".to_owned(), 2, true)]);
+    assert_eq!(
+        target_endpoints(&eps, &chain.targets[&v2].filter, false),
+        vec![("10.0.0.1".to_owned(), 2, true)]
+    );
 }
 
 #[test]
 fn resolver_redirect_follows_to_another_service() {
-    let set = entries(&[json!({"Kind": "service-resolver", "Name": "db", "Redirect": {"Service": "db-v2"}})]);
+    let set = entries(&[
+        json!({"Kind": "service-resolver", "Name": "db", "Redirect": {"Service": "db-v2"}}),
+    ]);
     let chain = compile_chain(&set, &ServiceName::default_tuple("db"), "dc1", TD);
     let sni = format!("db-v2.default.dc1.internal.{TD}");
-    assert_eq!(chain.routes.last().unwrap().dest, Dest::Cluster(sni.clone()));
-    assert_eq!(chain.targets[&sni].spiffe_id, format!("spiffe://{TD}/ns/default/dc/dc1/svc/db-v2"));
+    assert_eq!(
+        chain.routes.last().unwrap().dest,
+        Dest::Cluster(sni.clone())
+    );
+    assert_eq!(
+        chain.targets[&sni].spiffe_id,
+        format!("spiffe://{TD}/ns/default/dc/dc1/svc/db-v2")
+    );
 }
 
 #[test]
 fn terminating_gateway_chain_per_sni_with_the_services_leaf() {
-    let set = entries(&[json!({"Kind": "terminating-gateway", "Name": "tgw", "Services": [{"Name": "ext"}]})]);
-    let gw = NodeService { kind: "terminating-gateway".into(), id: "tgw".into(), service: "tgw".into(), port: 8443, namespace: "default".into(), partition: "default".into(), ..NodeService::default() };
+    let set = entries(&[
+        json!({"Kind": "terminating-gateway", "Name": "tgw", "Services": [{"Name": "ext"}]}),
+    ]);
+    let gw = NodeService {
+        kind: "terminating-gateway".into(),
+        id: "tgw".into(),
+        service: "tgw".into(),
+        port: 8443,
+        namespace: "default".into(),
+        partition: "default".into(),
+        ..NodeService::default()
+    };
     let mut inp = inputs(gw, set);
     inp.kind = ProxyKind::TerminatingGateway;
     inp.leaf = None;
-    inp.service_leaves.insert(ServiceName::new("ext", EntMeta::default()), CertPair { cert_pem: "EXT".into(), key_pem: "K".into() });
-    inp.service_endpoints.insert(ServiceName::default_tuple("ext"), vec![endpoint(80, "", true)]);
+    inp.service_leaves.insert(
+        ServiceName::new("ext", EntMeta::default()),
+        CertPair {
+            cert_pem: "EXT".into(),
+            key_pem: "K".into(),
+        },
+    );
+    inp.service_endpoints.insert(
+        ServiceName::default_tuple("ext"),
+        vec![endpoint(80, "", true)],
+    );
     let out = compile(&inp);
     let sni = format!("ext.default.dc1.internal.{TD}");
     let l: listener::Listener = decode(&out.listeners["default:127.0.0.1:8443"]);
-    assert_eq!(l.listener_filters[0].name, "envoy.filters.listener.tls_inspector");
-    assert_eq!(l.filter_chains[0].filter_chain_match.as_ref().unwrap().server_names, vec![sni.clone()]);
+    assert_eq!(
+        l.listener_filters[0].name,
+        "envoy.filters.listener.tls_inspector"
+    );
+    assert_eq!(
+        l.filter_chains[0]
+            .filter_chain_match
+            .as_ref()
+            .unwrap()
+            .server_names,
+        vec![sni.clone()]
+    );
     assert!(out.clusters.contains_key(&sni) && out.endpoints.contains_key(&sni));
 }

@@ -23,15 +23,31 @@ fn common(leaf: &CertPair, roots: &[String], san: Option<&str>) -> tls::CommonTl
             private_key: Some(pb::inline(&leaf.key_pem)),
             ..Default::default()
         }],
-        validation_context_type: Some(tls::common_tls_context::ValidationContextType::ValidationContext(validation)),
+        validation_context_type: Some(
+            tls::common_tls_context::ValidationContextType::ValidationContext(validation),
+        ),
         ..Default::default()
     }
 }
 
 /// Client side of mesh mTLS: present `leaf`, send `sni`, require the peer to be `spiffe_id`.
-pub fn upstream(leaf: &CertPair, roots: &[String], sni: &str, spiffe_id: &str) -> core::TransportSocket {
-    let ctx = tls::UpstreamTlsContext { common_tls_context: Some(common(leaf, roots, Some(spiffe_id))), sni: sni.to_owned(), ..Default::default() };
-    core::TransportSocket { name: "tls".into(), config_type: Some(core::transport_socket::ConfigType::TypedConfig(pack_any(ctx))) }
+pub fn upstream(
+    leaf: &CertPair,
+    roots: &[String],
+    sni: &str,
+    spiffe_id: &str,
+) -> core::TransportSocket {
+    let ctx = tls::UpstreamTlsContext {
+        common_tls_context: Some(common(leaf, roots, Some(spiffe_id))),
+        sni: sni.to_owned(),
+        ..Default::default()
+    };
+    core::TransportSocket {
+        name: "tls".into(),
+        config_type: Some(core::transport_socket::ConfigType::TypedConfig(pack_any(
+            ctx,
+        ))),
+    }
 }
 
 /// Server side of mesh mTLS: present `leaf`, require a client certificate from the roots.
@@ -41,5 +57,10 @@ pub fn downstream(leaf: &CertPair, roots: &[String]) -> core::TransportSocket {
         require_client_certificate: Some(pb::BoolValue { value: true }),
         ..Default::default()
     };
-    core::TransportSocket { name: "tls".into(), config_type: Some(core::transport_socket::ConfigType::TypedConfig(pack_any(ctx))) }
+    core::TransportSocket {
+        name: "tls".into(),
+        config_type: Some(core::transport_socket::ConfigType::TypedConfig(pack_any(
+            ctx,
+        ))),
+    }
 }
