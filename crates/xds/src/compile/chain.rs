@@ -136,50 +136,49 @@ impl Compiler<'_> {
         let request_timeout = resolver.as_ref().map_or(0, |r| r.request_timeout.0);
         let sni = connect::service_sni(&svc, Some(&subset), self.datacenter, self.trust_domain);
         let mut failover = Vec::new();
-        if depth < 2 {
-            if let Some(f) = resolver
+        if depth < 2
+            && let Some(f) = resolver
                 .as_ref()
                 .and_then(|r| r.failover.get(&subset).or_else(|| r.failover.get("*")))
                 .cloned()
-            {
-                let mut fo_targets: Vec<(ServiceName, String)> = f
-                    .targets
-                    .iter()
-                    .filter(|t| t.datacenter.is_empty() || t.datacenter == self.datacenter)
-                    .map(|t| {
-                        (
-                            ServiceName::new(
-                                if t.service.is_empty() {
-                                    svc.name.clone()
-                                } else {
-                                    t.service.clone()
-                                },
-                                meta_of(&t.namespace, &t.partition, &svc.meta),
-                            ),
-                            t.service_subset.clone(),
-                        )
-                    })
-                    .collect();
-                if !f.service.is_empty() || !f.service_subset.is_empty() {
-                    fo_targets.push((
+        {
+            let mut fo_targets: Vec<(ServiceName, String)> = f
+                .targets
+                .iter()
+                .filter(|t| t.datacenter.is_empty() || t.datacenter == self.datacenter)
+                .map(|t| {
+                    (
                         ServiceName::new(
-                            if f.service.is_empty() {
+                            if t.service.is_empty() {
                                 svc.name.clone()
                             } else {
-                                f.service.clone()
+                                t.service.clone()
                             },
-                            meta_of(&f.namespace, "", &svc.meta),
+                            meta_of(&t.namespace, &t.partition, &svc.meta),
                         ),
-                        f.service_subset.clone(),
-                    ));
-                }
-                for (s, sub) in fo_targets {
-                    let (fsni, _) = self.resolve(&s, &sub, depth + 1);
-                    if let Some(t) = self.targets.get(&fsni).cloned() {
-                        if fsni != sni {
-                            failover.push(t);
-                        }
-                    }
+                        t.service_subset.clone(),
+                    )
+                })
+                .collect();
+            if !f.service.is_empty() || !f.service_subset.is_empty() {
+                fo_targets.push((
+                    ServiceName::new(
+                        if f.service.is_empty() {
+                            svc.name.clone()
+                        } else {
+                            f.service.clone()
+                        },
+                        meta_of(&f.namespace, "", &svc.meta),
+                    ),
+                    f.service_subset.clone(),
+                ));
+            }
+            for (s, sub) in fo_targets {
+                let (fsni, _) = self.resolve(&s, &sub, depth + 1);
+                if let Some(t) = self.targets.get(&fsni).cloned()
+                    && fsni != sni
+                {
+                    failover.push(t);
                 }
             }
         }
@@ -272,43 +271,42 @@ pub fn compile_chain(
     };
     let mut routes = Vec::new();
     let l7 = matches!(protocol.as_str(), "http" | "http2" | "grpc");
-    if l7 {
-        if let Some(ConfigEntry::ServiceRouter(router)) =
+    if l7
+        && let Some(ConfigEntry::ServiceRouter(router)) =
             entries.for_service(Kind::ServiceRouter, svc)
-        {
-            for r in &router.routes {
-                let d = r.destination.clone().unwrap_or_default();
-                let dest_svc = ServiceName::new(
-                    if d.service.is_empty() {
-                        svc.name.clone()
-                    } else {
-                        d.service.clone()
-                    },
-                    meta_of(&d.namespace, &d.partition, &svc.meta),
-                );
-                let (dest, resolver_timeout) = if d.service_subset.is_empty() {
-                    c.split_or_resolve(&dest_svc, 0)
+    {
+        for r in &router.routes {
+            let d = r.destination.clone().unwrap_or_default();
+            let dest_svc = ServiceName::new(
+                if d.service.is_empty() {
+                    svc.name.clone()
                 } else {
-                    let (sni, t) = c.resolve(&dest_svc, &d.service_subset, 0);
-                    (Dest::Cluster(sni), t)
-                };
-                routes.push(ChainRoute {
-                    http_match: r.r#match.as_ref().and_then(|m| m.http.clone()),
-                    dest,
-                    prefix_rewrite: d.prefix_rewrite.clone(),
-                    request_timeout_ns: if d.request_timeout.0 > 0 {
-                        d.request_timeout.0
-                    } else {
-                        resolver_timeout
-                    },
-                    idle_timeout_ns: d.idle_timeout.0,
-                    num_retries: d.num_retries,
-                    retry_on_connect_failure: d.retry_on_connect_failure,
-                    retry_on_status_codes: d.retry_on_status_codes.clone(),
-                    request_headers: d.request_headers.clone(),
-                    response_headers: d.response_headers.clone(),
-                });
-            }
+                    d.service.clone()
+                },
+                meta_of(&d.namespace, &d.partition, &svc.meta),
+            );
+            let (dest, resolver_timeout) = if d.service_subset.is_empty() {
+                c.split_or_resolve(&dest_svc, 0)
+            } else {
+                let (sni, t) = c.resolve(&dest_svc, &d.service_subset, 0);
+                (Dest::Cluster(sni), t)
+            };
+            routes.push(ChainRoute {
+                http_match: r.r#match.as_ref().and_then(|m| m.http.clone()),
+                dest,
+                prefix_rewrite: d.prefix_rewrite.clone(),
+                request_timeout_ns: if d.request_timeout.0 > 0 {
+                    d.request_timeout.0
+                } else {
+                    resolver_timeout
+                },
+                idle_timeout_ns: d.idle_timeout.0,
+                num_retries: d.num_retries,
+                retry_on_connect_failure: d.retry_on_connect_failure,
+                retry_on_status_codes: d.retry_on_status_codes.clone(),
+                request_headers: d.request_headers.clone(),
+                response_headers: d.response_headers.clone(),
+            });
         }
     }
     let (dest, timeout) = if l7 {

@@ -153,13 +153,13 @@ pub(super) fn terminating(inputs: &ProxyInputs) -> Resources {
                     }),
                 );
                 let mut r = super::route_to(&sni);
-                if let Some(route::route::Action::Route(a)) = &mut r.action {
-                    if !link.disable_auto_host_rewrite {
-                        a.host_rewrite_specifier =
-                            Some(route::route_action::HostRewriteSpecifier::AutoHostRewrite(
-                                pb::BoolValue { value: true },
-                            ));
-                    }
+                if let Some(route::route::Action::Route(a)) = &mut r.action
+                    && !link.disable_auto_host_rewrite
+                {
+                    a.host_rewrite_specifier =
+                        Some(route::route_action::HostRewriteSpecifier::AutoHostRewrite(
+                            pb::BoolValue { value: true },
+                        ));
                 }
                 vec![hcm_filter(
                     &format!("terminating_gateway.{}", svc.name),

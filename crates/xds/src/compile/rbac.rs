@@ -87,7 +87,6 @@ pub(crate) fn header_matcher(h: &HeaderMatch) -> pb::route::HeaderMatcher {
                 h.prefix.clone(),
             )),
             ignore_case: h.ignore_case,
-            ..Default::default()
         })
     } else if !h.suffix.is_empty() {
         S::StringMatch(pb::matcher::StringMatcher {
@@ -95,7 +94,6 @@ pub(crate) fn header_matcher(h: &HeaderMatch) -> pb::route::HeaderMatcher {
                 h.suffix.clone(),
             )),
             ignore_case: h.ignore_case,
-            ..Default::default()
         })
     } else {
         S::StringMatch(pb::regex_matcher(&h.regex))
