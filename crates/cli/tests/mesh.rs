@@ -378,3 +378,40 @@ fn mesh_gateway_routes_mtls_by_sni() {
         "no client certificate must be refused"
     );
 }
+
+#[test]
+fn resolver_failover_to_another_service() {
+    let server = Proc::start(&["agent", "-dev"]);
+    let http = server.http.clone();
+    let (primary, backup) = (Backend::start("primary"), Backend::start("backup"));
+    register(
+        &http,
+        json!({"Name": "db", "Port": primary.port, "Connect": {"SidecarService": {"Port": free_port()}}}),
+    );
+    register(
+        &http,
+        json!({"Name": "db-backup", "Port": backup.port, "Connect": {"SidecarService": {"Port": free_port()}}}),
+    );
+    let up = free_port();
+    register(
+        &http,
+        json!({"Name": "app", "Port": 1, "Connect": {"SidecarService": {"Port": free_port(), "Proxy": {"Upstreams": [{"DestinationName": "db", "LocalBindPort": up}]}}}}),
+    );
+    put(
+        &http,
+        "/v1/config",
+        &json!({"Kind": "service-resolver", "Name": "db", "ConnectTimeout": "1s", "Failover": {"*": {"Service": "db-backup"}}}),
+    );
+    let _e1 = Envoy::start(&http, &server.grpc, &["-sidecar-for", "db"]);
+    let _e2 = Envoy::start(&http, &server.grpc, &["-sidecar-for", "db-backup"]);
+    let _ea = Envoy::start(&http, &server.grpc, &["-sidecar-for", "app"]);
+    let url = format!("http://127.0.0.1:{up}/q");
+    wait_until(30, "the primary answers", || get(&url).1 == "primary /q");
+    // The primary's only instance goes away: traffic fails over to db-backup, over mTLS with
+    // db-backup's own identity.
+    let r = ureq::put(&format!("http://{http}/v1/agent/service/deregister/db"))
+        .send_empty()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    wait_until(30, "failover to db-backup", || get(&url).1 == "backup /q");
+}

@@ -1,6 +1,7 @@
 //! Short paths to the Envoy protos used here (envoy-types' generated tree is deep).
 
 pub use envoy_types::pb::envoy::config::cluster::v3 as cluster;
+pub use envoy_types::pb::envoy::extensions::clusters::aggregate::v3 as aggregate;
 pub use envoy_types::pb::envoy::config::core::v3 as core;
 pub use envoy_types::pb::envoy::config::endpoint::v3 as endpoint;
 pub use envoy_types::pb::envoy::config::listener::v3 as listener;

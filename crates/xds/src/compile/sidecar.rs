@@ -103,12 +103,12 @@ pub(super) fn compile(inputs: &ProxyInputs) -> Resources {
             }),
         );
         let svc = ServiceName::new(&u.destination_name, umeta);
-        let chain = compile_chain(
+        let chain = with_failover(&compile_chain(
             &inputs.entries,
             &svc,
             &inputs.datacenter,
             &inputs.trust_domain,
-        );
+        ));
         let envoy_id = &u.destination_name;
         let bind = if u.local_bind_address.is_empty() {
             "127.0.0.1"
@@ -149,7 +149,29 @@ pub(super) fn compile(inputs: &ProxyInputs) -> Resources {
     out
 }
 
-/// Clusters (mesh mTLS to the target's SPIFFE ID) and endpoints of every target of a chain.
+/// Consul's name for the aggregate cluster of a target with failover.
+pub fn failover_cluster_name(sni: &str) -> String {
+    format!("failover-target~{sni}")
+}
+
+/// Routes of a chain pointed at aggregate clusters where a target has failover targets.
+pub(super) fn with_failover(chain: &Chain) -> Chain {
+    let rename = |c: &String| match chain.targets.get(c) {
+        Some(t) if !t.failover.is_empty() => failover_cluster_name(c),
+        _ => c.clone(),
+    };
+    let mut out = chain.clone();
+    for r in &mut out.routes {
+        r.dest = match &r.dest {
+            Dest::Cluster(c) => Dest::Cluster(rename(c)),
+            Dest::Weighted(ws) => Dest::Weighted(ws.iter().map(|(c, w)| (rename(c), *w)).collect()),
+        };
+    }
+    out
+}
+
+/// Clusters (mesh mTLS to the target's SPIFFE ID) and endpoints of every target of a chain, plus
+/// an aggregate cluster (primary first, then each failover target) for targets with failover.
 pub(super) fn add_targets(inputs: &ProxyInputs, chain: &Chain, out: &mut Resources) {
     let http2 = matches!(chain.protocol.as_str(), "http2" | "grpc");
     for t in chain.targets.values() {
@@ -167,26 +189,31 @@ pub(super) fn add_targets(inputs: &ProxyInputs, chain: &Chain, out: &mut Resourc
             .get(&t.service)
             .map(Vec::as_slice)
             .unwrap_or(&[]);
-        let mut la = load_assignment(&t.sni, &target_endpoints(eps, &t.filter, t.only_passing));
-        // Failover: the failover targets' instances at lower priorities of the same cluster.
-        // They share the primary's TLS identity check only when they are the same service, so
-        // only same-service (subset) failover is expressed this way.
-        for (prio, f) in t.failover.iter().enumerate() {
-            if f.service != t.service {
-                continue;
-            }
-            let feps = inputs
-                .connect_endpoints
-                .get(&f.service)
-                .map(Vec::as_slice)
-                .unwrap_or(&[]);
-            let mut extra =
-                load_assignment(&t.sni, &target_endpoints(feps, &f.filter, f.only_passing));
-            for mut l in extra.endpoints.drain(..) {
-                l.priority = (prio + 1) as u32;
-                la.endpoints.push(l);
-            }
+        insert(
+            &mut out.endpoints,
+            &t.sni,
+            load_assignment(&t.sni, &target_endpoints(eps, &t.filter, t.only_passing)),
+        );
+        if !t.failover.is_empty() {
+            let name = failover_cluster_name(&t.sni);
+            let clusters = std::iter::once(t.sni.clone())
+                .chain(t.failover.iter().map(|f| f.sni.clone()))
+                .collect();
+            let agg = pb::cluster::Cluster {
+                name: name.clone(),
+                connect_timeout: Some(pb::millis(t.connect_timeout_ms)),
+                lb_policy: pb::cluster::cluster::LbPolicy::ClusterProvided as i32,
+                cluster_discovery_type: Some(
+                    pb::cluster::cluster::ClusterDiscoveryType::ClusterType(
+                        pb::cluster::cluster::CustomClusterType {
+                            name: "envoy.clusters.aggregate".into(),
+                            typed_config: Some(pack_any(pb::aggregate::ClusterConfig { clusters })),
+                        },
+                    ),
+                ),
+                ..Default::default()
+            };
+            insert(&mut out.clusters, &name, agg);
         }
-        insert(&mut out.endpoints, &t.sni, la);
     }
 }
