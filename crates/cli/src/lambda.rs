@@ -295,8 +295,10 @@ async fn invoke(a: InvokeArgs) -> anyhow::Result<u8> {
         .invoke(&a.name, Bytes::from(a.payload), &headers)
         .await?;
     if resp.status >= 300 {
+        // AWS names the exception in a header; show it as the AWS CLI does.
+        let kind = resp.header("x-amzn-errortype").unwrap_or("error");
         bail!(
-            "invoke failed ({}): {}",
+            "invoke failed ({} {kind}): {}",
             resp.status,
             String::from_utf8_lossy(&resp.body)
         );
