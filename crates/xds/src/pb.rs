@@ -1,12 +1,12 @@
 //! Short paths to the Envoy protos used here (envoy-types' generated tree is deep).
 
 pub use envoy_types::pb::envoy::config::cluster::v3 as cluster;
-pub use envoy_types::pb::envoy::extensions::clusters::aggregate::v3 as aggregate;
 pub use envoy_types::pb::envoy::config::core::v3 as core;
 pub use envoy_types::pb::envoy::config::endpoint::v3 as endpoint;
 pub use envoy_types::pb::envoy::config::listener::v3 as listener;
 pub use envoy_types::pb::envoy::config::rbac::v3 as rbac;
 pub use envoy_types::pb::envoy::config::route::v3 as route;
+pub use envoy_types::pb::envoy::extensions::clusters::aggregate::v3 as aggregate;
 pub use envoy_types::pb::envoy::extensions::filters::http::rbac::v3 as http_rbac;
 pub use envoy_types::pb::envoy::extensions::filters::http::router::v3 as router;
 pub use envoy_types::pb::envoy::extensions::filters::listener::tls_inspector::v3 as tls_inspector;

@@ -11,15 +11,98 @@ pub enum Schedule {
     Cron(Cron),
 }
 
-/// A cron expression as allowed minutes, hours, days, months, weekdays (1 = Sunday) and years.
+/// A cron expression as allowed minutes, hours, days, months, weekdays (1 = Sunday) and years,
+/// plus AWS's day specials (`L`, `LW`, `15W` in day-of-month; `6L`, `3#2` in day-of-week).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Cron {
     minutes: Vec<u32>,
     hours: Vec<u32>,
     days: Option<Vec<u32>>,
+    day_specials: Vec<DaySpecial>,
     months: Vec<u32>,
     weekdays: Option<Vec<u32>>,
+    weekday_specials: Vec<WeekdaySpecial>,
     years: Option<Vec<u32>>,
+}
+
+/// Day-of-month specials.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum DaySpecial {
+    /// `L`: the last day of the month.
+    Last,
+    /// `LW`: the last weekday (Mon–Fri) of the month.
+    LastWeekday,
+    /// `nW`: the weekday nearest to day n, within the month.
+    NearestWeekday(u32),
+}
+
+/// Day-of-week specials (weekday 1 = Sunday).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum WeekdaySpecial {
+    /// `nL`: the last such weekday of the month.
+    Last(u32),
+    /// `n#k`: the k-th such weekday of the month.
+    Nth(u32, u32),
+}
+
+const DAY_NAMES: &[&str] = &["SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"];
+
+fn weekday_value(v: &str, what: &'static str) -> Result<u32, ScheduleError> {
+    if let Some(i) = DAY_NAMES.iter().position(|n| n.eq_ignore_ascii_case(v)) {
+        return Ok(i as u32 + 1);
+    }
+    v.parse::<u32>()
+        .ok()
+        .filter(|n| (1..=7).contains(n))
+        .ok_or(ScheduleError::Cron(what))
+}
+
+/// Splits the specials out of a day-of-month field; the rest is a normal field (or empty).
+fn day_specials(s: &str) -> Result<(Vec<DaySpecial>, Vec<&str>), ScheduleError> {
+    let mut specials = Vec::new();
+    let mut rest = Vec::new();
+    for part in s.split(',') {
+        if part == "L" {
+            specials.push(DaySpecial::Last);
+        } else if part == "LW" {
+            specials.push(DaySpecial::LastWeekday);
+        } else if let Some(n) = part.strip_suffix('W') {
+            let n: u32 = n
+                .parse()
+                .ok()
+                .filter(|n| (1..=31).contains(n))
+                .ok_or(ScheduleError::Cron("day-of-month"))?;
+            specials.push(DaySpecial::NearestWeekday(n));
+        } else {
+            rest.push(part);
+        }
+    }
+    Ok((specials, rest))
+}
+
+/// Splits the specials out of a day-of-week field.
+fn weekday_specials(s: &str) -> Result<(Vec<WeekdaySpecial>, Vec<&str>), ScheduleError> {
+    let mut specials = Vec::new();
+    let mut rest = Vec::new();
+    for part in s.split(',') {
+        if let Some((d, k)) = part.split_once('#') {
+            let k: u32 = k
+                .parse()
+                .ok()
+                .filter(|k| (1..=5).contains(k))
+                .ok_or(ScheduleError::Cron("day-of-week"))?;
+            specials.push(WeekdaySpecial::Nth(weekday_value(d, "day-of-week")?, k));
+        } else if let Some(d) = part.strip_suffix('L').filter(|d| !d.is_empty()) {
+            specials.push(WeekdaySpecial::Last(weekday_value(d, "day-of-week")?));
+        } else {
+            rest.push(part);
+        }
+    }
+    Ok((specials, rest))
+}
+
+fn is_weekday(wd: u32) -> bool {
+    (2..=6).contains(&wd)
 }
 
 /// Why a schedule expression is invalid.
@@ -40,8 +123,7 @@ impl Schedule {
     /// Parses a schedule expression. Pure; fuzzed.
     ///
     /// # Errors
-    /// [`ScheduleError`] for anything EventBridge would reject (and for `L`, `W`, `#`, which this
-    /// platform does not support).
+    /// [`ScheduleError`] for anything EventBridge would reject.
     pub fn parse(s: &str) -> Result<Self, ScheduleError> {
         if let Some(inner) = s.strip_prefix("rate(").and_then(|r| r.strip_suffix(')')) {
             let (n, unit) = inner.trim().split_once(' ').ok_or(ScheduleError::Rate)?;
@@ -74,21 +156,39 @@ impl Schedule {
         const MONTHS: &[&str] = &[
             "JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC",
         ];
-        const DAYS: &[&str] = &["SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"];
+        let (day_specials, dom_rest) = if *dom == "?" {
+            (vec![], vec![])
+        } else {
+            day_specials(dom)?
+        };
+        let (weekday_specials, dow_rest) = if *dow == "?" {
+            (vec![], vec![])
+        } else {
+            weekday_specials(dow)?
+        };
+        let plain = |rest: &[&str], lo, hi, names, what| -> Result<Vec<u32>, ScheduleError> {
+            if rest.is_empty() {
+                Ok(vec![])
+            } else {
+                field(&rest.join(","), lo, hi, names, what)
+            }
+        };
         Ok(Schedule::Cron(Cron {
             minutes: field(min, 0, 59, &[], "minutes")?,
             hours: field(hour, 0, 23, &[], "hours")?,
             days: if *dom == "?" {
                 None
             } else {
-                Some(field(dom, 1, 31, &[], "day-of-month")?)
+                Some(plain(&dom_rest, 1, 31, &[], "day-of-month")?)
             },
+            day_specials,
             months: field(mon, 1, 12, MONTHS, "month")?,
             weekdays: if *dow == "?" {
                 None
             } else {
-                Some(field(dow, 1, 7, DAYS, "day-of-week")?)
+                Some(plain(&dow_rest, 1, 7, DAY_NAMES, "day-of-week")?)
             },
+            weekday_specials,
             years: if *year == "*" {
                 None
             } else {
@@ -102,14 +202,52 @@ impl Cron {
     /// Whether the minute containing `t` (UTC) is scheduled.
     pub fn matches(&self, t: &OffsetDateTime) -> bool {
         let wd = u32::from(t.weekday().number_from_sunday());
+        let day = u32::from(t.day());
+        let last = u32::from(time::util::days_in_year_month(t.year(), t.month()));
+        // Weekday (1 = Sunday) of day `d` of this month.
+        // 35 keeps the subtraction positive (day ≤ 31).
+        let wd_of = |d: u32| (wd - 1 + 35 + d - day) % 7 + 1;
+        let day_special = |s: &DaySpecial| match *s {
+            DaySpecial::Last => day == last,
+            DaySpecial::LastWeekday => {
+                is_weekday(wd) && (day + 1..=last).all(|d| !is_weekday(wd_of(d)))
+            }
+            DaySpecial::NearestWeekday(n) => {
+                let n = n.min(last);
+                let target = match wd_of(n) {
+                    7 => {
+                        if n == 1 {
+                            3
+                        } else {
+                            n - 1
+                        }
+                    } // Saturday: Friday, or Monday the 3rd
+                    1 => {
+                        if n == last {
+                            n - 2
+                        } else {
+                            n + 1
+                        }
+                    } // Sunday: Monday, or Friday
+                    _ => n,
+                };
+                day == target
+            }
+        };
+        let weekday_special = |s: &WeekdaySpecial| match *s {
+            WeekdaySpecial::Last(w) => wd == w && day + 7 > last,
+            WeekdaySpecial::Nth(w, k) => wd == w && (day - 1) / 7 + 1 == k,
+        };
         self.minutes.contains(&u32::from(t.minute()))
             && self.hours.contains(&u32::from(t.hour()))
             && self.months.contains(&u32::from(u8::from(t.month())))
             && self
                 .days
                 .as_ref()
-                .is_none_or(|d| d.contains(&u32::from(t.day())))
-            && self.weekdays.as_ref().is_none_or(|d| d.contains(&wd))
+                .is_none_or(|d| d.contains(&day) || self.day_specials.iter().any(day_special))
+            && self.weekdays.as_ref().is_none_or(|d| {
+                d.contains(&wd) || self.weekday_specials.iter().any(weekday_special)
+            })
             && self
                 .years
                 .as_ref()
@@ -186,6 +324,44 @@ mod tests {
         assert!(c.matches(&t));
         assert!(!c.matches(&time::macros::datetime!(2026-11-22 10:30 UTC))); // Sunday
         assert!(Schedule::parse("cron(0 10 * * * *)").is_err());
-        assert!(Schedule::parse("cron(0 10 L * ? *)").is_err());
+        assert!(Schedule::parse("cron(0 10 5X * ? *)").is_err());
+        assert!(Schedule::parse("cron(0 10 ? * 3#9 *)").is_err());
+    }
+
+    fn cron(s: &str) -> Cron {
+        let Ok(Schedule::Cron(c)) = Schedule::parse(s) else {
+            panic!("{s}")
+        };
+        c
+    }
+
+    #[test]
+    fn aws_day_specials() {
+        use time::macros::datetime;
+        // L: the last day of the month (Feb 2028 has 29 days).
+        let c = cron("cron(0 12 L * ? *)");
+        assert!(c.matches(&datetime!(2028-02-29 12:00 UTC)));
+        assert!(!c.matches(&datetime!(2028-02-28 12:00 UTC)));
+        // LW: the last weekday; 2026-10-31 is a Saturday, so Friday the 30th.
+        let c = cron("cron(0 12 LW * ? *)");
+        assert!(c.matches(&datetime!(2026-10-30 12:00 UTC)));
+        assert!(!c.matches(&datetime!(2026-10-31 12:00 UTC)));
+        // 15W: 2026-11-15 is a Sunday → Monday the 16th.
+        let c = cron("cron(0 12 15W * ? *)");
+        assert!(c.matches(&datetime!(2026-11-16 12:00 UTC)));
+        assert!(!c.matches(&datetime!(2026-11-15 12:00 UTC)));
+        // 1W on a Saturday (2026-08-01) → Monday the 3rd, never the previous month.
+        let c = cron("cron(0 12 1W * ? *)");
+        assert!(c.matches(&datetime!(2026-08-03 12:00 UTC)));
+        // 6L: the last Friday; November 2026's is the 27th.
+        let c = cron("cron(0 12 ? * 6L *)");
+        assert!(c.matches(&datetime!(2026-11-27 12:00 UTC)));
+        assert!(!c.matches(&datetime!(2026-11-20 12:00 UTC)));
+        // 3#2 / TUE#2: the second Tuesday; November 2026's is the 10th.
+        for expr in ["cron(0 12 ? * 3#2 *)", "cron(0 12 ? * TUE#2 *)"] {
+            let c = cron(expr);
+            assert!(c.matches(&datetime!(2026-11-10 12:00 UTC)), "{expr}");
+            assert!(!c.matches(&datetime!(2026-11-03 12:00 UTC)), "{expr}");
+        }
     }
 }

@@ -402,3 +402,66 @@ fn terminating_gateway_chain_per_sni_with_the_services_leaf() {
     );
     assert!(out.clusters.contains_key(&sni) && out.endpoints.contains_key(&sni));
 }
+
+#[test]
+fn grpc_and_http2_upstreams_speak_http2() {
+    for protocol in ["grpc", "http2"] {
+        let set =
+            entries(&[json!({"Kind": "service-defaults", "Name": "db", "Protocol": protocol})]);
+        let out = compile(&inputs(sidecar(vec![db_upstream()]), set));
+        let db: cluster::Cluster = decode(&out.clusters[&format!("db.default.dc1.internal.{TD}")]);
+        assert!(
+            db.typed_extension_protocol_options
+                .contains_key("envoy.extensions.upstreams.http.v3.HttpProtocolOptions"),
+            "{protocol}"
+        );
+        let l: listener::Listener = decode(&out.listeners["db:127.0.0.1:9191"]);
+        assert_eq!(
+            l.filter_chains[0].filters[0].name, "envoy.filters.network.http_connection_manager",
+            "{protocol}"
+        );
+    }
+}
+
+#[test]
+fn terminating_gateway_uses_the_entrys_tls_files_towards_the_service() {
+    let set = entries(&[
+        json!({"Kind": "terminating-gateway", "Name": "tgw", "Services": [{"Name": "ext", "CAFile": "/etc/ca.pem", "CertFile": "/etc/c.pem", "KeyFile": "/etc/k.pem", "SNI": "ext.example"}]}),
+    ]);
+    let gw = NodeService {
+        kind: "terminating-gateway".into(),
+        id: "tgw".into(),
+        service: "tgw".into(),
+        port: 8443,
+        namespace: "default".into(),
+        partition: "default".into(),
+        ..NodeService::default()
+    };
+    let mut inp = inputs(gw, set);
+    inp.kind = ProxyKind::TerminatingGateway;
+    inp.service_leaves.insert(
+        ServiceName::default_tuple("ext"),
+        CertPair {
+            cert_pem: "EXT".into(),
+            key_pem: "K".into(),
+        },
+    );
+    let out = compile(&inp);
+    let c: cluster::Cluster = decode(&out.clusters[&format!("ext.default.dc1.internal.{TD}")]);
+    let Some(core::transport_socket::ConfigType::TypedConfig(any)) =
+        c.transport_socket.unwrap().config_type
+    else {
+        panic!()
+    };
+    let t: pb::tls::UpstreamTlsContext = decode(&any);
+    assert_eq!(t.sni, "ext.example");
+    let common = t.common_tls_context.unwrap();
+    assert_eq!(
+        common.tls_certificates[0]
+            .certificate_chain
+            .as_ref()
+            .unwrap()
+            .specifier,
+        Some(core::data_source::Specifier::Filename("/etc/c.pem".into()))
+    );
+}
