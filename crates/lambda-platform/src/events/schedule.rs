@@ -203,7 +203,7 @@ impl Cron {
     pub fn matches(&self, t: &OffsetDateTime) -> bool {
         let wd = u32::from(t.weekday().number_from_sunday());
         let day = u32::from(t.day());
-        let last = u32::from(time::util::days_in_year_month(t.year(), t.month()));
+        let last = u32::from(t.month().length(t.year()));
         // Weekday (1 = Sunday) of day `d` of this month.
         // 35 keeps the subtraction positive (day ≤ 31).
         let wd_of = |d: u32| (wd - 1 + 35 + d - day) % 7 + 1;
