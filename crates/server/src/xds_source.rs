@@ -296,6 +296,7 @@ async fn gather(app: &AppState, node_id: &str) -> Option<Gathered> {
             connect_endpoints,
             service_endpoints,
             default_allow,
+            lambda_endpoint: app.config.lambda_endpoint.clone(),
         };
         (inputs, keys, index, leaf_ids)
     }))

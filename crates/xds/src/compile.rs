@@ -15,6 +15,7 @@ use crate::resources::Resources;
 
 pub mod chain;
 mod gateway;
+pub mod lambda;
 pub mod rbac;
 mod routes;
 mod sidecar;
@@ -67,6 +68,8 @@ pub struct ProxyInputs {
     pub service_endpoints: BTreeMap<ServiceName, Vec<Endpoint>>,
     /// The ACL default policy, which decides when no intention matches.
     pub default_allow: bool,
+    /// Where Lambda functions are invoked (`None`: AWS's regional endpoints).
+    pub lambda_endpoint: Option<String>,
 }
 
 impl ProxyInputs {

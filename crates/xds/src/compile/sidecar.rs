@@ -116,13 +116,23 @@ pub(super) fn compile(inputs: &ProxyInputs) -> Resources {
             &u.local_bind_address
         };
         let name = format!("{envoy_id}:{bind}:{}", u.local_bind_port);
+        // The Lambda patch (reference §2.1): the caller's sidecar invokes the function itself
+        // only when it is not linked to a terminating gateway (then the gateway does).
+        let lambda = super::lambda::lambda_of(&inputs.entries, &svc)
+            .filter(|_| !gateway_linked(inputs, &svc));
         let filter = if is_http(&chain.protocol) {
-            hcm_filter(
+            let filters = lambda.iter().map(super::lambda::lambda_filter).collect();
+            let f = hcm_filter(
                 &format!("upstream.{envoy_id}"),
                 route_config(envoy_id, super::routes::envoy_routes(&chain.routes)),
-                vec![],
+                filters,
                 false,
-            )
+            );
+            if lambda.is_some() {
+                super::lambda::strip_any_host_port(f)
+            } else {
+                f
+            }
         } else {
             let cluster = match chain.routes.last().map(|r| &r.dest) {
                 Some(Dest::Cluster(c)) => c.clone(),
@@ -145,6 +155,26 @@ pub(super) fn compile(inputs: &ProxyInputs) -> Resources {
             ),
         );
         add_targets(inputs, &chain, &mut out);
+        if let Some(l) = &lambda {
+            // The SNI-named cluster is replaced (mesh TLS and EDS dropped), as Consul does.
+            let sni = mesh_model::connect::service_sni(
+                &svc,
+                None,
+                &inputs.datacenter,
+                &inputs.trust_domain,
+            );
+            insert(
+                &mut out.clusters,
+                &sni,
+                super::lambda::lambda_cluster(
+                    &sni,
+                    super::chain::DEFAULT_CONNECT_TIMEOUT_MS,
+                    l,
+                    inputs.lambda_endpoint.as_deref(),
+                ),
+            );
+            out.endpoints.remove(&sni);
+        }
     }
     out
 }
@@ -216,4 +246,12 @@ pub(super) fn add_targets(inputs: &ProxyInputs, chain: &Chain, out: &mut Resourc
             insert(&mut out.clusters, &name, agg);
         }
     }
+}
+
+/// Whether `svc`'s mesh endpoints are a terminating gateway's (the service is linked to one).
+fn gateway_linked(inputs: &ProxyInputs, svc: &ServiceName) -> bool {
+    inputs.connect_endpoints.get(svc).is_some_and(|eps| {
+        eps.iter()
+            .any(|e| e.row["Service"]["Kind"] == mesh_model::catalog::KIND_TERMINATING_GATEWAY)
+    })
 }

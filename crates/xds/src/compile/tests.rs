@@ -72,6 +72,7 @@ fn inputs(proxy: NodeService, set: ConfigEntrySet) -> ProxyInputs {
         connect_endpoints: BTreeMap::new(),
         service_endpoints: BTreeMap::new(),
         default_allow: false,
+        lambda_endpoint: None,
     }
 }
 
