@@ -8,21 +8,8 @@ mod common;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::mesh::{free_port, wait_until};
+use common::mesh::{Guard, free_port, python, wait_until};
 use common::{BIN, stderr, stdout};
-
-struct Platform(std::process::Child);
-impl Drop for Platform {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn python() -> String {
-    std::env::var("LAMBDAMESH_PYTHON")
-        .unwrap_or_else(|_| format!("{}/../../.venv/bin/python", env!("CARGO_MANIFEST_DIR")))
-}
 
 #[test]
 fn lambda_cli_lifecycle() {
@@ -30,7 +17,7 @@ fn lambda_cli_lifecycle() {
     let data = dir.path().join("data");
     let port = free_port();
     let endpoint = format!("http://127.0.0.1:{port}");
-    let _platform = Platform(
+    let _platform = Guard(
         Command::new(BIN)
             .args([
                 "lambda",

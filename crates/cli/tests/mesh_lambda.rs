@@ -8,29 +8,16 @@ mod common;
 
 use std::process::{Command, Stdio};
 
-use common::mesh::{envoy_path, free_port, get, put, wait_until};
+use common::mesh::{Guard, envoy_path, free_port, get, put, python, wait_until};
 use common::{BIN, Proc, stderr};
 use serde_json::json;
-
-struct Child(std::process::Child);
-impl Drop for Child {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn python() -> String {
-    std::env::var("LAMBDAMESH_PYTHON")
-        .unwrap_or_else(|_| format!("{}/../../.venv/bin/python", env!("CARGO_MANIFEST_DIR")))
-}
 
 #[test]
 fn sidecar_invokes_a_lambda_with_either_marking() {
     let dir = tempfile::tempdir().unwrap();
     let lport = free_port();
     let endpoint = format!("http://127.0.0.1:{lport}");
-    let _platform = Child(
+    let _platform = Guard(
         Command::new(BIN)
             .args([
                 "lambda",
@@ -99,7 +86,7 @@ fn sidecar_invokes_a_lambda_with_either_marking() {
         &json!({"Name": "api", "Port": 1, "Connect": {"SidecarService": {"Port": free_port(), "Proxy": {"Upstreams": [
         {"DestinationName": "authentication", "LocalBindPort": up1}, {"DestinationName": "legacy", "LocalBindPort": up2}]}}}}),
     );
-    let _envoy = Child(
+    let _envoy = Guard(
         Command::new(BIN)
             .args([
                 "connect",

@@ -230,3 +230,19 @@ pub fn get_json(http: &str, path: &str) -> serde_json::Value {
     assert_eq!(status, 200, "GET {path}: {body}");
     serde_json::from_str(&body).unwrap()
 }
+
+/// A child process killed on drop (platforms, Envoys started directly).
+pub struct Guard(pub std::process::Child);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The pinned venv's Python (or `LAMBDAMESH_PYTHON`), which has awslambdaric.
+pub fn python() -> String {
+    std::env::var("LAMBDAMESH_PYTHON")
+        .unwrap_or_else(|_| format!("{}/../../.venv/bin/python", env!("CARGO_MANIFEST_DIR")))
+}
