@@ -193,3 +193,10 @@ pub fn mark_filtered(mut resp: Response, filtered: bool) -> Response {
     }
     resp
 }
+
+/// A read whose rows all concern one resource: the rows when the caller may read it, otherwise
+/// an empty list marked as filtered (Consul answers such reads with 200, not 403).
+pub fn rows_if_allowed<T: serde::Serialize>(rows: Vec<T>, index: u64, allowed: bool) -> Response {
+    let rows = if allowed { rows } else { Vec::new() };
+    mark_filtered(crate::query::json_with_index(&rows, index), !allowed)
+}

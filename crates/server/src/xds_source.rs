@@ -7,7 +7,6 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::json;
 use tokio::sync::watch;
 use tonic::Status;
 
@@ -21,8 +20,8 @@ use xds::compile::chain::compile_chain;
 use xds::{CertPair, Endpoint, ProxyInputs, ProxyKind, Resources};
 
 use crate::AppState;
-use crate::api::catalog::{check_json, node_json, service_json};
 use crate::api::connect_ca::{trust_bundle, trust_domain};
+use crate::api::health::entry_json;
 
 /// The snapshot source over this server's store.
 pub struct StoreSource {
@@ -127,12 +126,9 @@ async fn run(app: AppState, node_id: String, tx: watch::Sender<Arc<Resources>>) 
     }
 }
 
-fn endpoints_from(
-    st: &State,
-    instances: Vec<store::state::catalog::Instance<'_>>,
-    dc: &str,
-) -> Vec<Endpoint> {
-    let _ = st;
+/// Endpoints with their health/connect rows (the same JSON `/v1/health/*` serves, so subset
+/// filters see exactly what a client of the API would).
+fn endpoints_from(instances: Vec<store::state::catalog::Instance<'_>>, dc: &str) -> Vec<Endpoint> {
     instances
         .into_iter()
         .map(|i| {
@@ -141,11 +137,7 @@ fn endpoints_from(
             } else {
                 i.service.address.clone()
             };
-            let row = json!({
-                "Node": node_json(i.node, dc),
-                "Service": service_json(i.service, dc),
-                "Checks": i.checks.iter().map(|c| check_json(c)).collect::<Vec<_>>(),
-            });
+            let row = entry_json(&i, dc);
             Endpoint {
                 address,
                 port: i.service.port,
@@ -248,7 +240,7 @@ async fn gather(app: &AppState, node_id: &str) -> Option<Gathered> {
                             );
                             connect_endpoints.insert(
                                 t.service.clone(),
-                                endpoints_from(st, st.connect_instances(&t.service), &dc),
+                                endpoints_from(st.connect_instances(&t.service), &dc),
                             );
                         }
                     }
@@ -257,15 +249,14 @@ async fn gather(app: &AppState, node_id: &str) -> Option<Gathered> {
             ProxyKind::TerminatingGateway => {
                 for svc in linked_services(st, &proxy) {
                     keys.push(WatchKey::Service(svc.clone()));
-                    service_endpoints
-                        .insert(svc.clone(), endpoints_from(st, st.instances(&svc), &dc));
+                    service_endpoints.insert(svc.clone(), endpoints_from(st.instances(&svc), &dc));
                 }
             }
             ProxyKind::MeshGateway => {
                 keys.push(WatchKey::Services(proxy.ent_meta()));
                 for name in st.service_tags(&proxy.ent_meta()).keys() {
                     let svc = ServiceName::new(name, proxy.ent_meta());
-                    let eps = endpoints_from(st, st.connect_instances(&svc), &dc);
+                    let eps = endpoints_from(st.connect_instances(&svc), &dc);
                     keys.push(WatchKey::Connect(svc.clone()));
                     if !eps.is_empty() {
                         connect_endpoints.insert(svc, eps);

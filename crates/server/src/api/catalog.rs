@@ -244,11 +244,10 @@ pub async fn service(
             .collect::<Vec<_>>()
     })
     .await;
-    let allowed = ident.authorizer.service_read(&name);
-    let rows = if allowed { rows } else { Vec::new() };
-    Ok(authz::mark_filtered(
-        json_with_index(&rows, index),
-        !allowed,
+    Ok(authz::rows_if_allowed(
+        rows,
+        index,
+        ident.authorizer.service_read(&name),
     ))
 }
 
@@ -270,11 +269,10 @@ pub async fn connect(
             .collect::<Vec<_>>()
     })
     .await;
-    let allowed = ident.authorizer.service_read(&name);
-    let rows = if allowed { rows } else { Vec::new() };
-    Ok(authz::mark_filtered(
-        json_with_index(&rows, index),
-        !allowed,
+    Ok(authz::rows_if_allowed(
+        rows,
+        index,
+        ident.authorizer.service_read(&name),
     ))
 }
 

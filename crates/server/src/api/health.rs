@@ -37,7 +37,8 @@ impl Filter {
     }
 }
 
-fn entry_json(i: &Instance<'_>, dc: &str) -> Value {
+/// One health row: `{Node, Service, Checks}`.
+pub(crate) fn entry_json(i: &Instance<'_>, dc: &str) -> Value {
     json!({
         "Node": node_json(i.node, dc),
         "Service": service_json(i.service, dc),
@@ -77,11 +78,10 @@ async fn instances(
             .collect::<Vec<_>>()
     })
     .await;
-    let allowed = ident.authorizer.service_read(&name);
-    let rows = if allowed { rows } else { Vec::new() };
-    Ok(authz::mark_filtered(
-        json_with_index(&rows, index),
-        !allowed,
+    Ok(authz::rows_if_allowed(
+        rows,
+        index,
+        ident.authorizer.service_read(&name),
     ))
 }
 
@@ -121,11 +121,10 @@ pub async fn checks(
             .collect::<Vec<_>>()
     })
     .await;
-    let allowed = ident.authorizer.service_read(&name);
-    let rows = if allowed { rows } else { Vec::new() };
-    Ok(authz::mark_filtered(
-        json_with_index(&rows, index),
-        !allowed,
+    Ok(authz::rows_if_allowed(
+        rows,
+        index,
+        ident.authorizer.service_read(&name),
     ))
 }
 
@@ -147,11 +146,10 @@ pub async fn node(
             .collect::<Vec<_>>()
     })
     .await;
-    let allowed = ident.authorizer.node_read(&node);
-    let rows = if allowed { rows } else { Vec::new() };
-    Ok(authz::mark_filtered(
-        json_with_index(&rows, index),
-        !allowed,
+    Ok(authz::rows_if_allowed(
+        rows,
+        index,
+        ident.authorizer.node_read(&node),
     ))
 }
 

@@ -37,10 +37,15 @@ fn parse_name(q: &Query, field: &str) -> ApiResult<ServiceName> {
     let raw = q.get(field).filter(|v| !v.is_empty()).ok_or_else(|| {
         ApiError::bad_request(format!("required query parameter '{field}' not set"))
     })?;
+    name_from(raw, field, &q.meta)
+}
+
+/// A name as the intention endpoints write it; unqualified parts come from `meta`.
+fn name_from(raw: &str, field: &str, meta: &EntMeta) -> ApiResult<ServiceName> {
     let parts: Vec<&str> = raw.split('/').collect();
     let name = match parts.as_slice() {
-        [name] => ServiceName::new(*name, q.meta.clone()),
-        [ns, name] => ServiceName::new(*name, EntMeta::new(Some(&q.meta.partition), Some(ns))),
+        [name] => ServiceName::new(*name, meta.clone()),
+        [ns, name] => ServiceName::new(*name, EntMeta::new(Some(&meta.partition), Some(ns))),
         [ap, ns, name] => ServiceName::new(*name, EntMeta::new(Some(ap), Some(ns))),
         _ => {
             return Err(ApiError::bad_request(format!(
@@ -252,12 +257,7 @@ pub async fn match_(
     }
     let mut names = Vec::new();
     for raw_name in q.all("name") {
-        let single = Query::parse(Some(&format!("name={}", consul_encode(raw_name))))?;
-        let mut n = parse_name(&single, "name")?;
-        if !raw_name.contains('/') {
-            n.meta = q.meta.clone();
-        }
-        names.push((raw_name.clone(), n));
+        names.push((raw_name.clone(), name_from(raw_name, "name", &q.meta)?));
     }
     let (out, index) = blocking(&app, &q, &keys(), |s| {
         names
@@ -274,18 +274,6 @@ pub async fn match_(
     })
     .await;
     Ok(json_with_index(&out, index))
-}
-
-fn consul_encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-_.~/*".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
 }
 
 pub async fn check(
