@@ -1,0 +1,663 @@
+//! AWS access behind the small [`Aws`] trait (so tests can wrap it with faults), and its HTTP
+//! implementation: SigV4 from `lambda-platform`, ureq with rustls, the standard environment
+//! credentials and endpoints. Wire shapes of Lambda, tagging, SSM and SQS are mapped here only.
+
+use std::{collections::BTreeMap, future::Future, sync::Arc, time::Duration};
+
+use http::{HeaderMap, HeaderName, HeaderValue};
+use lambda_platform::{Credentials, sigv4};
+use serde_json::{Value, json};
+
+use crate::{config::Tier, tags::Function, tags::TAG_ENABLED};
+
+/// Why an AWS call failed, classified for retries.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum AwsError {
+    /// Throttled (429, `ThrottlingException`, ...): back off and retry.
+    #[error("throttled: {0}")]
+    Throttled(String),
+    /// A transport error or a 5xx: retry.
+    #[error("transient: {0}")]
+    Transient(String),
+    /// The resource does not exist.
+    #[error("not found: {0}")]
+    NotFound(String),
+    /// Any other answer: retrying will not help.
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl AwsError {
+    /// Whether a retry may succeed.
+    pub fn retryable(&self) -> bool {
+        matches!(self, AwsError::Throttled(_) | AwsError::Transient(_))
+    }
+}
+
+/// One page of a listing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next: Option<String>,
+}
+
+/// An SQS message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Message {
+    pub receipt: String,
+    pub body: String,
+}
+
+/// What the registrator needs from AWS.
+pub trait Aws: Send + Sync + 'static {
+    /// `tagging:GetResources` of Lambda functions carrying the enabled tag, 100 per page.
+    fn get_resources(
+        &self,
+        token: Option<String>,
+    ) -> impl Future<Output = Result<Page<Function>, AwsError>> + Send;
+    /// `lambda:ListFunctions` (`(arn, name)` pairs).
+    fn list_functions(
+        &self,
+        marker: Option<String>,
+        max_items: u32,
+    ) -> impl Future<Output = Result<Page<(String, String)>, AwsError>> + Send;
+    /// `lambda:ListTags` of a function ARN.
+    fn list_tags(
+        &self,
+        arn: String,
+    ) -> impl Future<Output = Result<BTreeMap<String, String>, AwsError>> + Send;
+    /// `lambda:GetFunction` (`None` when it does not exist). Tags come from `ListTags` when
+    /// `GetFunction` omits them (it does without `lambda:ListTags` permission: PR #100).
+    fn get_function(
+        &self,
+        name: String,
+    ) -> impl Future<Output = Result<Option<Function>, AwsError>> + Send;
+    /// `ssm:GetParameter` with decryption (`None` when missing).
+    fn get_parameter(
+        &self,
+        name: String,
+    ) -> impl Future<Output = Result<Option<String>, AwsError>> + Send;
+    /// `ssm:GetParametersByPath`, recursive, decrypted (`(name, value)` pairs).
+    fn parameters_by_path(
+        &self,
+        path: String,
+        token: Option<String>,
+    ) -> impl Future<Output = Result<Page<(String, String)>, AwsError>> + Send;
+    /// `ssm:PutParameter` as a SecureString, overwriting.
+    fn put_parameter(
+        &self,
+        name: String,
+        value: String,
+        tier: Option<Tier>,
+    ) -> impl Future<Output = Result<(), AwsError>> + Send;
+    /// `ssm:DeleteParameter` (a missing parameter is success).
+    fn delete_parameter(&self, name: String) -> impl Future<Output = Result<(), AwsError>> + Send;
+    /// `sqs:ReceiveMessage` with long polling.
+    fn receive_messages(
+        &self,
+        queue_url: String,
+        wait_secs: u32,
+    ) -> impl Future<Output = Result<Vec<Message>, AwsError>> + Send;
+    /// `sqs:DeleteMessage`.
+    fn delete_message(
+        &self,
+        queue_url: String,
+        receipt: String,
+    ) -> impl Future<Output = Result<(), AwsError>> + Send;
+}
+
+/// Errors building the HTTP client.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum AwsSetupError {
+    #[error(
+        "no AWS credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (profiles, SSO and instance metadata are not supported)"
+    )]
+    NoCredentials,
+    #[error("invalid endpoint {0:?}: want http[s]://host[:port]")]
+    Endpoint(String),
+}
+
+#[derive(Clone, Debug)]
+struct Endpoint {
+    base: String,
+    authority: String,
+}
+
+impl Endpoint {
+    fn parse(url: &str) -> Result<Self, AwsSetupError> {
+        let url = url.trim_end_matches('/');
+        let authority = url
+            .strip_prefix("http://")
+            .or_else(|| url.strip_prefix("https://"))
+            .filter(|a| !a.is_empty() && !a.contains('/'))
+            .ok_or_else(|| AwsSetupError::Endpoint(url.to_owned()))?;
+        Ok(Self {
+            base: url.to_owned(),
+            authority: authority.to_owned(),
+        })
+    }
+}
+
+struct Inner {
+    agent: ureq::Agent,
+    creds: Credentials,
+    session_token: Option<String>,
+    region: String,
+    lambda: Endpoint,
+    ssm: Endpoint,
+    tagging: Endpoint,
+    sqs: Endpoint,
+}
+
+/// The real AWS (or any AWS-compatible endpoint) over HTTP(S).
+#[derive(Clone)]
+pub struct HttpAws {
+    inner: Arc<Inner>,
+}
+
+impl HttpAws {
+    /// Builds the client from the environment: `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`,
+    /// `AWS_SESSION_TOKEN`, `AWS_ENDPOINT_URL` and `AWS_ENDPOINT_URL_<SERVICE>` (`LAMBDA`, `SSM`,
+    /// `RESOURCE_GROUPS_TAGGING_API`, `SQS`); without an endpoint, AWS's public HTTPS endpoint.
+    ///
+    /// # Errors
+    /// Missing credentials or a malformed endpoint URL.
+    pub fn from_vars(vars: &BTreeMap<String, String>, region: &str) -> Result<Self, AwsSetupError> {
+        let get = |k: &str| vars.get(k).map(|v| v.trim()).filter(|v| !v.is_empty());
+        let creds = match (get("AWS_ACCESS_KEY_ID"), get("AWS_SECRET_ACCESS_KEY")) {
+            (Some(a), Some(s)) => Credentials {
+                access_key: a.to_owned(),
+                secret_key: s.to_owned(),
+            },
+            _ => return Err(AwsSetupError::NoCredentials),
+        };
+        let endpoint = |suffix: &str, host: &str| {
+            let url = get(&format!("AWS_ENDPOINT_URL_{suffix}"))
+                .or_else(|| get("AWS_ENDPOINT_URL"))
+                .map(str::to_owned)
+                .unwrap_or_else(|| format!("https://{host}.{region}.amazonaws.com"));
+            Endpoint::parse(&url)
+        };
+        let agent = ureq::Agent::new_with_config(
+            ureq::Agent::config_builder()
+                .http_status_as_error(false)
+                .timeout_global(Some(Duration::from_secs(30)))
+                .max_idle_connections_per_host(64)
+                .build(),
+        );
+        Ok(Self {
+            inner: Arc::new(Inner {
+                agent,
+                creds,
+                session_token: get("AWS_SESSION_TOKEN").map(str::to_owned),
+                region: region.to_owned(),
+                lambda: endpoint("LAMBDA", "lambda")?,
+                ssm: endpoint("SSM", "ssm")?,
+                tagging: endpoint("RESOURCE_GROUPS_TAGGING_API", "tagging")?,
+                sqs: endpoint("SQS", "sqs")?,
+            }),
+        })
+    }
+
+    async fn call(
+        &self,
+        which: Svc,
+        method: &'static str,
+        path_and_query: String,
+        target: Option<&'static str>,
+        body: Option<Value>,
+    ) -> Result<Value, AwsError> {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            inner.call(which, method, &path_and_query, target, body)
+        })
+        .await
+        .map_err(|e| AwsError::Transient(format!("worker: {e}")))?
+    }
+
+    async fn lambda_get(&self, path: String) -> Result<Value, AwsError> {
+        self.call(Svc::Lambda, "GET", path, None, None).await
+    }
+
+    async fn json(&self, which: Svc, target: &'static str, body: Value) -> Result<Value, AwsError> {
+        self.call(which, "POST", "/".into(), Some(target), Some(body))
+            .await
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Svc {
+    Lambda,
+    Ssm,
+    Tagging,
+    Sqs,
+}
+
+impl Inner {
+    fn call(
+        &self,
+        which: Svc,
+        method: &str,
+        path_and_query: &str,
+        target: Option<&str>,
+        body: Option<Value>,
+    ) -> Result<Value, AwsError> {
+        let (ep, service, content_type) = match which {
+            Svc::Lambda => (&self.lambda, "lambda", "application/json"),
+            Svc::Ssm => (&self.ssm, "ssm", "application/x-amz-json-1.1"),
+            Svc::Tagging => (&self.tagging, "tagging", "application/x-amz-json-1.1"),
+            Svc::Sqs => (&self.sqs, "sqs", "application/x-amz-json-1.0"),
+        };
+        let body = body.map(|b| b.to_string().into_bytes()).unwrap_or_default();
+        let (path, query) = path_and_query
+            .split_once('?')
+            .unwrap_or((path_and_query, ""));
+        let hv = |v: &str| HeaderValue::from_str(v).map_err(|e| AwsError::Failed(e.to_string()));
+        let mut headers = HeaderMap::new();
+        headers.insert("host", hv(&ep.authority)?);
+        headers.insert("content-type", hv(content_type)?);
+        if let Some(t) = target {
+            headers.insert("x-amz-target", hv(t)?);
+        }
+        if let Some(t) = &self.session_token {
+            headers.insert("x-amz-security-token", hv(t)?);
+        }
+        let signed = sigv4::sign(
+            method,
+            path,
+            query,
+            &headers,
+            &body,
+            &sigv4::Scope {
+                creds: &self.creds,
+                region: &self.region,
+                service,
+            },
+            time::OffsetDateTime::now_utc(),
+        );
+        for (k, v) in signed {
+            let name = HeaderName::from_bytes(k.as_bytes())
+                .map_err(|e| AwsError::Failed(e.to_string()))?;
+            headers.insert(name, hv(&v)?);
+        }
+        let url = format!("{}{path_and_query}", ep.base);
+        let mut req = ureq::http::Request::builder().method(method).uri(&url);
+        for (k, v) in &headers {
+            // ureq sets Host from the URI itself.
+            if k != "host" {
+                req = req.header(k, v);
+            }
+        }
+        let req = req
+            .body(body)
+            .map_err(|e| AwsError::Failed(format!("request: {e}")))?;
+        let mut resp = self
+            .agent
+            .run(req)
+            .map_err(|e| AwsError::Transient(format!("{url}: {e}")))?;
+        let status = resp.status().as_u16();
+        let error_type = resp
+            .headers()
+            .get("x-amzn-errortype")
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.split(':').next().unwrap_or(v).to_owned());
+        let text = resp
+            .body_mut()
+            .read_to_string()
+            .map_err(|e| AwsError::Transient(format!("{url}: {e}")))?;
+        let v: Value = if text.trim().is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text))
+        };
+        if status < 300 {
+            return Ok(v);
+        }
+        let code = error_type
+            .or_else(|| {
+                v.get("__type")
+                    .or_else(|| v.get("code"))
+                    .and_then(Value::as_str)
+                    .map(|t| t.rsplit('#').next().unwrap_or(t).to_owned())
+            })
+            .unwrap_or_else(|| "Unknown".into());
+        let message = v
+            .get("message")
+            .or_else(|| v.get("Message"))
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        Err(classify(status, &code, message))
+    }
+}
+
+/// Maps an AWS error answer to an [`AwsError`].
+pub fn classify(status: u16, code: &str, message: &str) -> AwsError {
+    let text = format!("{code} ({status}): {message}");
+    const THROTTLES: &[&str] = &[
+        "ThrottlingException",
+        "Throttling",
+        "TooManyRequestsException",
+        "RequestLimitExceeded",
+        "ThrottledException",
+        "RequestThrottledException",
+        "ProvisionedThroughputExceededException",
+    ];
+    if status == 429 || THROTTLES.contains(&code) {
+        AwsError::Throttled(text)
+    } else if status >= 500 {
+        AwsError::Transient(text)
+    } else if code == "ResourceNotFoundException"
+        || code == "ParameterNotFound"
+        || code.ends_with("NonExistentQueue")
+    {
+        AwsError::NotFound(text)
+    } else {
+        AwsError::Failed(text)
+    }
+}
+
+fn str_of(v: &Value, k: &str) -> Option<String> {
+    v.get(k)
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+}
+
+fn tag_map(v: Option<&Value>) -> BTreeMap<String, String> {
+    v.and_then(Value::as_object)
+        .map(|o| {
+            o.iter()
+                .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned())))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The function name of an ARN (`...:function:NAME`).
+fn name_of(arn: &str) -> String {
+    crate::tags::function_name(arn).to_owned()
+}
+
+impl Aws for HttpAws {
+    async fn get_resources(&self, token: Option<String>) -> Result<Page<Function>, AwsError> {
+        let mut body = json!({
+            "TagFilters": [{"Key": TAG_ENABLED}],
+            "ResourceTypeFilters": ["lambda:function"],
+            "ResourcesPerPage": 100,
+        });
+        if let Some(t) = token {
+            body["PaginationToken"] = json!(t);
+        }
+        let v = self
+            .json(
+                Svc::Tagging,
+                "ResourceGroupsTaggingAPI_20170126.GetResources",
+                body,
+            )
+            .await?;
+        let items = v
+            .get("ResourceTagMappingList")
+            .and_then(Value::as_array)
+            .map(|list| {
+                list.iter()
+                    .filter_map(|r| {
+                        let arn = str_of(r, "ResourceARN")?;
+                        let tags = r
+                            .get("Tags")
+                            .and_then(Value::as_array)
+                            .map(|t| {
+                                t.iter()
+                                    .filter_map(|t| {
+                                        Some((
+                                            str_of(t, "Key")?,
+                                            t.get("Value")?.as_str()?.to_owned(),
+                                        ))
+                                    })
+                                    .collect()
+                            })
+                            .unwrap_or_default();
+                        // Only functions: the tagging API also lists other Lambda resources.
+                        arn.contains(":function:").then(|| Function {
+                            name: name_of(&arn),
+                            arn,
+                            tags,
+                        })
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok(Page {
+            items,
+            next: str_of(&v, "PaginationToken"),
+        })
+    }
+
+    async fn list_functions(
+        &self,
+        marker: Option<String>,
+        max_items: u32,
+    ) -> Result<Page<(String, String)>, AwsError> {
+        let mut path = format!("/2015-03-31/functions/?MaxItems={max_items}");
+        if let Some(m) = marker {
+            path.push_str(&format!("&Marker={}", sigv4::uri_encode(&m, true)));
+        }
+        let v = self.lambda_get(path).await?;
+        let items = v
+            .get("Functions")
+            .and_then(Value::as_array)
+            .map(|l| {
+                l.iter()
+                    .filter_map(|f| Some((str_of(f, "FunctionArn")?, str_of(f, "FunctionName")?)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok(Page {
+            items,
+            next: str_of(&v, "NextMarker"),
+        })
+    }
+
+    async fn list_tags(&self, arn: String) -> Result<BTreeMap<String, String>, AwsError> {
+        let v = self
+            .lambda_get(format!(
+                "/2017-03-31/tags/{}",
+                sigv4::uri_encode(&arn, true)
+            ))
+            .await?;
+        Ok(tag_map(v.get("Tags")))
+    }
+
+    async fn get_function(&self, name: String) -> Result<Option<Function>, AwsError> {
+        let v = match self
+            .lambda_get(format!(
+                "/2015-03-31/functions/{}",
+                sigv4::uri_encode(&name, true)
+            ))
+            .await
+        {
+            Ok(v) => v,
+            Err(AwsError::NotFound(_)) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let c = v.get("Configuration").unwrap_or(&Value::Null);
+        let arn = str_of(c, "FunctionArn")
+            .ok_or_else(|| AwsError::Failed("GetFunction answer has no FunctionArn".into()))?;
+        let name = str_of(c, "FunctionName").unwrap_or_else(|| name_of(&arn));
+        let tags = match v.get("Tags") {
+            Some(t) => tag_map(Some(t)),
+            None => self.list_tags(arn.clone()).await?,
+        };
+        Ok(Some(Function { arn, name, tags }))
+    }
+
+    async fn get_parameter(&self, name: String) -> Result<Option<String>, AwsError> {
+        match self
+            .json(
+                Svc::Ssm,
+                "AmazonSSM.GetParameter",
+                json!({"Name": name, "WithDecryption": true}),
+            )
+            .await
+        {
+            Ok(v) => Ok(v.get("Parameter").and_then(|p| str_of(p, "Value"))),
+            Err(AwsError::NotFound(_)) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn parameters_by_path(
+        &self,
+        path: String,
+        token: Option<String>,
+    ) -> Result<Page<(String, String)>, AwsError> {
+        let mut body =
+            json!({"Path": path, "Recursive": true, "WithDecryption": true, "MaxResults": 10});
+        if let Some(t) = token {
+            body["NextToken"] = json!(t);
+        }
+        let v = self
+            .json(Svc::Ssm, "AmazonSSM.GetParametersByPath", body)
+            .await?;
+        let items = v
+            .get("Parameters")
+            .and_then(Value::as_array)
+            .map(|l| {
+                l.iter()
+                    .filter_map(|p| {
+                        Some((str_of(p, "Name")?, str_of(p, "Value").unwrap_or_default()))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok(Page {
+            items,
+            next: str_of(&v, "NextToken"),
+        })
+    }
+
+    async fn put_parameter(
+        &self,
+        name: String,
+        value: String,
+        tier: Option<Tier>,
+    ) -> Result<(), AwsError> {
+        let mut body =
+            json!({"Name": name, "Value": value, "Type": "SecureString", "Overwrite": true});
+        if let Some(t) = tier {
+            body["Tier"] = json!(t.as_str());
+        }
+        self.json(Svc::Ssm, "AmazonSSM.PutParameter", body)
+            .await
+            .map(drop)
+    }
+
+    async fn delete_parameter(&self, name: String) -> Result<(), AwsError> {
+        match self
+            .json(Svc::Ssm, "AmazonSSM.DeleteParameter", json!({"Name": name}))
+            .await
+        {
+            Ok(_) | Err(AwsError::NotFound(_)) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn receive_messages(
+        &self,
+        queue_url: String,
+        wait_secs: u32,
+    ) -> Result<Vec<Message>, AwsError> {
+        let v = self
+            .json(
+                Svc::Sqs,
+                "AmazonSQS.ReceiveMessage",
+                json!({"QueueUrl": queue_url, "MaxNumberOfMessages": 10, "WaitTimeSeconds": wait_secs}),
+            )
+            .await?;
+        Ok(v.get("Messages")
+            .and_then(Value::as_array)
+            .map(|l| {
+                l.iter()
+                    .filter_map(|m| {
+                        Some(Message {
+                            receipt: str_of(m, "ReceiptHandle")?,
+                            body: str_of(m, "Body").unwrap_or_default(),
+                        })
+                    })
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
+    async fn delete_message(&self, queue_url: String, receipt: String) -> Result<(), AwsError> {
+        self.json(
+            Svc::Sqs,
+            "AmazonSQS.DeleteMessage",
+            json!({"QueueUrl": queue_url, "ReceiptHandle": receipt}),
+        )
+        .await
+        .map(drop)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn errors_are_classified() {
+        assert!(matches!(
+            classify(429, "TooManyRequestsException", ""),
+            AwsError::Throttled(_)
+        ));
+        assert!(matches!(
+            classify(400, "ThrottlingException", ""),
+            AwsError::Throttled(_)
+        ));
+        assert!(matches!(
+            classify(503, "ServiceUnavailable", ""),
+            AwsError::Transient(_)
+        ));
+        assert!(matches!(
+            classify(404, "ResourceNotFoundException", ""),
+            AwsError::NotFound(_)
+        ));
+        assert!(matches!(
+            classify(400, "ParameterNotFound", ""),
+            AwsError::NotFound(_)
+        ));
+        assert!(
+            matches!(classify(403, "AccessDeniedException", "no"), AwsError::Failed(m) if m.contains("AccessDenied"))
+        );
+    }
+
+    #[test]
+    fn endpoints_and_credentials() {
+        let mut v = BTreeMap::new();
+        assert_eq!(
+            HttpAws::from_vars(&v, "us-east-1").err(),
+            Some(AwsSetupError::NoCredentials)
+        );
+        v.insert("AWS_ACCESS_KEY_ID".into(), "a".into());
+        v.insert("AWS_SECRET_ACCESS_KEY".into(), "s".into());
+        v.insert("AWS_ENDPOINT_URL".into(), "http://127.0.0.1:9/".into());
+        v.insert(
+            "AWS_ENDPOINT_URL_SSM".into(),
+            "https://ssm.example:443".into(),
+        );
+        let a = HttpAws::from_vars(&v, "eu-west-1").unwrap();
+        assert_eq!(a.inner.lambda.authority, "127.0.0.1:9");
+        assert_eq!(a.inner.ssm.base, "https://ssm.example:443");
+        v.remove("AWS_ENDPOINT_URL");
+        let a = HttpAws::from_vars(&v, "eu-west-1").unwrap();
+        assert_eq!(
+            a.inner.tagging.base,
+            "https://tagging.eu-west-1.amazonaws.com"
+        );
+        v.insert("AWS_ENDPOINT_URL".into(), "ftp://x".into());
+        assert!(matches!(
+            HttpAws::from_vars(&v, "r"),
+            Err(AwsSetupError::Endpoint(_))
+        ));
+    }
+}

@@ -1,0 +1,395 @@
+//! The reconcile diff as a pure function: desired services × actual Consul and Parameter Store
+//! state → the writes that make them agree. Unlike the reference, a registered service is
+//! compared field by field (config drift is repaired, mTLS material is refreshed), and deletions
+//! happen only where the caller says the listing was complete and never for a protected
+//! (unreadable or mis-tagged) function or a service the registrator does not own.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde_json::{Map, Value, json};
+use time::OffsetDateTime;
+
+use crate::tags::{MANAGED_TAG, Scope, Service, TAG_PREFIX, function_name};
+
+/// The Consul extension that makes Envoy call Lambda.
+pub const LAMBDA_EXTENSION: &str = "builtin/aws/lambda";
+
+/// What was read from Consul in one scope.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ScopeState {
+    /// Services on `NODE_NAME` carrying [`MANAGED_TAG`]: the registrator's own.
+    pub owned: BTreeSet<String>,
+    /// Other services on `NODE_NAME`: never touched.
+    pub foreign: BTreeSet<String>,
+    /// `service-defaults` entries by name.
+    pub entries: BTreeMap<String, Value>,
+}
+
+/// The actual state the plan is computed against.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Actual {
+    /// Scopes that were read successfully; others get no writes and no deletions.
+    pub scopes: BTreeMap<Scope, ScopeState>,
+    /// Extension data by parameter path (decrypted JSON); `None` when unknown.
+    pub params: Option<BTreeMap<String, String>>,
+}
+
+/// The CA state mTLS material must match.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Ca {
+    pub root_pem: String,
+    pub trust_domain: String,
+}
+
+/// Which owned services may be deleted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Deletions {
+    /// None (the listing was incomplete).
+    None,
+    /// Every owned service that is not desired (a complete full sync).
+    All,
+    /// Only services of these functions, plus these exact names (an event).
+    Only {
+        functions: BTreeSet<String>,
+        names: BTreeSet<(Scope, String)>,
+    },
+}
+
+/// Inputs of [`plan`].
+#[derive(Clone, Debug)]
+pub struct Inputs<'a> {
+    pub desired: &'a [Service],
+    /// Functions whose services must not be deleted (unreadable, or a bad tag).
+    pub protect: &'a BTreeSet<String>,
+    pub deletions: Deletions,
+    /// `CONSUL_EXTENSION_DATA_PREFIX` (mTLS material managed when set).
+    pub prefix: Option<&'a str>,
+    /// The active CA root; without it no mTLS material is written.
+    pub ca: Option<&'a Ca>,
+    pub legacy_meta: bool,
+    pub now: OffsetDateTime,
+}
+
+/// Writes for one desired service (in this order: config, catalog, mTLS material).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Upsert {
+    pub service: Service,
+    pub config: bool,
+    pub register: bool,
+    pub tls: bool,
+}
+
+/// Removal of one owned service (config entry, catalog instance, parameter).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Delete {
+    pub scope: Scope,
+    pub name: String,
+    pub config: bool,
+    pub param: Option<String>,
+}
+
+/// The writes that make actual equal desired.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Plan {
+    pub upserts: Vec<Upsert>,
+    pub deletes: Vec<Delete>,
+    /// Parameters under the prefix that belong to no desired service.
+    pub orphan_params: Vec<String>,
+    /// Desired services whose name is taken on the node by a service we do not own, or by
+    /// another desired service.
+    pub conflicts: Vec<(Scope, String)>,
+    /// Scopes of desired services that could not be read.
+    pub unreadable: BTreeSet<Scope>,
+}
+
+impl Plan {
+    /// Number of individual writes.
+    pub fn writes(&self) -> usize {
+        let up: usize = self
+            .upserts
+            .iter()
+            .map(|u| usize::from(u.config) + usize::from(u.register) + usize::from(u.tls))
+            .sum();
+        let del: usize = self
+            .deletes
+            .iter()
+            .map(|d| 1 + usize::from(d.config) + usize::from(d.param.is_some()))
+            .sum();
+        up + del + self.orphan_params.len()
+    }
+}
+
+/// Parameter path of a service's extension data: `<prefix>/<partition>/<namespace>/<service>`.
+pub fn param_path(prefix: &str, scope: &Scope, name: &str) -> String {
+    format!("{prefix}/{}/{name}", scope.path_part())
+}
+
+/// The `service-defaults` entry the registrator writes for `s`.
+pub fn expected_entry(s: &Service, legacy_meta: bool) -> Value {
+    let mut entry = json!({
+        "Kind": "service-defaults",
+        "Name": s.name,
+        "Protocol": "http",
+        "EnvoyExtensions": [{
+            "Name": LAMBDA_EXTENSION,
+            "Required": false,
+            "Arguments": {
+                "arn": s.arn,
+                "invocationMode": s.invocation_mode.argument(),
+                "payloadPassthrough": s.payload_passthrough,
+            },
+        }],
+    });
+    if legacy_meta {
+        // Consul ≤ 1.14 read these keys (with `enable_serverless_plugin`); region from the ARN.
+        let region = s.arn.split(':').nth(3).unwrap_or_default();
+        entry["Meta"] = json!({
+            format!("{TAG_PREFIX}/enabled"): "true",
+            format!("{TAG_PREFIX}/arn"): s.arn,
+            format!("{TAG_PREFIX}/region"): region,
+            format!("{TAG_PREFIX}/payload-passthrough"): s.payload_passthrough.to_string(),
+        });
+    }
+    entry
+}
+
+fn is_empty(v: &Value) -> bool {
+    match v {
+        Value::Null => true,
+        Value::Bool(b) => !b,
+        Value::String(s) => s.is_empty(),
+        Value::Array(a) => a.is_empty(),
+        Value::Object(o) => o.is_empty(),
+        Value::Number(n) => n.as_f64() == Some(0.0),
+    }
+}
+
+fn get_ci<'a>(o: &'a Map<String, Value>, k: &str) -> Option<&'a Value> {
+    o.get(k).or_else(|| {
+        o.iter()
+            .find(|(x, _)| x.eq_ignore_ascii_case(k))
+            .map(|(_, v)| v)
+    })
+}
+
+/// Whether two maps agree, keys compared case-insensitively (Consul's mapstructure) and
+/// missing members equal to empty ones.
+fn same_map(actual: &Map<String, Value>, expected: &Map<String, Value>, ignore: &[&str]) -> bool {
+    let keys: BTreeSet<String> = actual
+        .keys()
+        .chain(expected.keys())
+        .map(|k| k.to_ascii_lowercase())
+        .filter(|k| !ignore.contains(&k.as_str()))
+        .collect();
+    keys.iter().all(|k| {
+        let a = get_ci(actual, k);
+        let e = get_ci(expected, k);
+        match (a, e) {
+            (Some(a), Some(e)) => same_value(a, e),
+            (Some(x), None) | (None, Some(x)) => is_empty(x),
+            (None, None) => true,
+        }
+    })
+}
+
+fn same_value(a: &Value, e: &Value) -> bool {
+    match (a, e) {
+        (Value::Object(a), Value::Object(e)) => same_map(a, e, &[]),
+        (Value::Array(a), Value::Array(e)) => {
+            a.len() == e.len() && a.iter().zip(e).all(|(a, e)| same_value(a, e))
+        }
+        _ => a == e || (is_empty(a) && is_empty(e)),
+    }
+}
+
+/// Whether a `service-defaults` entry read from Consul is what [`expected_entry`] would write
+/// (bookkeeping fields and empty members ignored).
+pub fn entry_matches(actual: &Value, expected: &Value) -> bool {
+    match (actual.as_object(), expected.as_object()) {
+        (Some(a), Some(e)) => same_map(
+            a,
+            e,
+            &[
+                "kind",
+                "name",
+                "createindex",
+                "modifyindex",
+                "namespace",
+                "partition",
+                "hash",
+            ],
+        ),
+        _ => false,
+    }
+}
+
+/// The function an owned service belongs to: from its entry's Lambda ARN when present,
+/// otherwise the service name itself.
+pub fn owner_function<'a>(name: &'a str, entry: Option<&'a Value>) -> &'a str {
+    entry
+        .and_then(|e| get_ci(e.as_object()?, "EnvoyExtensions"))
+        .and_then(Value::as_array)
+        .and_then(|exts| {
+            exts.iter().find_map(|x| {
+                let o = x.as_object()?;
+                (get_ci(o, "Name")?.as_str()? == LAMBDA_EXTENSION).then_some(())?;
+                get_ci(get_ci(o, "Arguments")?.as_object()?, "arn")?.as_str()
+            })
+        })
+        .map_or(name, function_name)
+}
+
+/// Whether stored mTLS material is still good: same root and trust domain, and the leaf is
+/// younger than ⅔ of its lifetime (Consul's own agent renews at that point).
+pub fn tls_fresh(value: &str, ca: &Ca, now: OffsetDateTime) -> bool {
+    let Ok(v) = serde_json::from_str::<Value>(value) else {
+        return false;
+    };
+    let s = |k: &str| v.get(k).and_then(Value::as_str).unwrap_or_default();
+    if s("rootCertPEM").trim() != ca.root_pem.trim() || s("trustDomain") != ca.trust_domain {
+        return false;
+    }
+    if s("privateKeyPEM").is_empty() {
+        return false;
+    }
+    match ca::cert_validity(s("certPEM")) {
+        Ok((not_before, not_after)) => {
+            let renew_at = not_before + (not_after - not_before) * 2 / 3;
+            now >= not_before - time::Duration::minutes(5) && now < renew_at
+        }
+        Err(_) => false,
+    }
+}
+
+fn protected(name: &str, owner: &str, protect: &BTreeSet<String>) -> bool {
+    // Without an entry the owner is a guess, so a prefix match protects alias services too.
+    protect.contains(owner)
+        || protect.contains(name)
+        || protect.iter().any(|p| {
+            name.strip_prefix(p.as_str())
+                .is_some_and(|r| r.starts_with('-'))
+        })
+}
+
+/// Computes the writes. Pure; tested by value.
+pub fn plan(input: &Inputs<'_>, actual: &Actual) -> Plan {
+    let mut out = Plan::default();
+    let mut wanted: BTreeMap<(Scope, String), &Service> = BTreeMap::new();
+    // A function's own name wins over an alias service of another function with that name.
+    let mut ordered: Vec<&Service> = input.desired.iter().collect();
+    ordered.sort_by_key(|s| s.name != s.function);
+    for s in ordered {
+        let key = (s.scope.clone(), s.name.clone());
+        if wanted.contains_key(&key) {
+            out.conflicts.push(key);
+        } else {
+            wanted.insert(key, s);
+        }
+    }
+    let manage_tls = input.prefix.is_some() && input.ca.is_some() && actual.params.is_some();
+    let mut desired_paths = BTreeSet::new();
+    for ((scope, name), s) in &wanted {
+        let Some(state) = actual.scopes.get(scope) else {
+            out.unreadable.insert(scope.clone());
+            continue;
+        };
+        if state.foreign.contains(name) {
+            out.conflicts.push((scope.clone(), name.clone()));
+            continue;
+        }
+        let config = state
+            .entries
+            .get(name)
+            .is_none_or(|e| !entry_matches(e, &expected_entry(s, input.legacy_meta)));
+        let register = !state.owned.contains(name);
+        let tls = match (input.prefix, input.ca, &actual.params) {
+            (Some(prefix), Some(ca), Some(params)) => {
+                let path = param_path(prefix, scope, name);
+                let fresh = params
+                    .get(&path)
+                    .is_some_and(|v| tls_fresh(v, ca, input.now));
+                desired_paths.insert(path);
+                !fresh
+            }
+            _ => false,
+        };
+        if config || register || tls {
+            out.upserts.push(Upsert {
+                service: (*s).clone(),
+                config,
+                register,
+                tls,
+            });
+        }
+    }
+    for (scope, state) in &actual.scopes {
+        for name in &state.owned {
+            if wanted.contains_key(&(scope.clone(), name.clone())) {
+                continue;
+            }
+            let entry = state.entries.get(name);
+            let owner = owner_function(name, entry);
+            let allowed = match &input.deletions {
+                Deletions::None => false,
+                Deletions::All => true,
+                Deletions::Only { functions, names } => {
+                    functions.contains(owner)
+                        || functions.contains(name)
+                        || names.contains(&(scope.clone(), name.clone()))
+                }
+            };
+            if !allowed || protected(name, owner, input.protect) {
+                continue;
+            }
+            let param = input.prefix.map(|p| param_path(p, scope, name));
+            let param = param.filter(|p| {
+                actual
+                    .params
+                    .as_ref()
+                    .is_none_or(|params| params.contains_key(p))
+            });
+            out.deletes.push(Delete {
+                scope: scope.clone(),
+                name: name.clone(),
+                config: entry.is_some(),
+                param,
+            });
+        }
+    }
+    if manage_tls
+        && input.deletions == Deletions::All
+        && let (Some(prefix), Some(params)) = (input.prefix, &actual.params)
+    {
+        let deleting: BTreeSet<&String> = out
+            .deletes
+            .iter()
+            .filter_map(|d| d.param.as_ref())
+            .collect();
+        for path in params.keys() {
+            let name = path.rsplit('/').next().unwrap_or_default();
+            if desired_paths.contains(path)
+                || deleting.contains(path)
+                || !path.starts_with(&format!("{prefix}/"))
+                || protected(name, name, input.protect)
+            {
+                continue;
+            }
+            out.orphan_params.push(path.clone());
+        }
+    }
+    out
+}
+
+/// The catalog registration the registrator writes (exactly the reference's body).
+pub fn registration(node: &str, name: &str) -> Value {
+    json!({
+        "Node": node,
+        "Address": "",
+        "SkipNodeUpdate": true,
+        "NodeMeta": {"external-node": "true", "external-probe": "true"},
+        "Service": {"ID": name, "Service": name, "Tags": [MANAGED_TAG]},
+    })
+}
+
+#[cfg(test)]
+mod tests;
