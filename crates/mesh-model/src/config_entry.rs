@@ -30,6 +30,7 @@ mod duration;
 mod gateway;
 pub mod hcl1;
 mod intentions_entry;
+mod lambda;
 mod set;
 
 pub use chain::{
@@ -53,6 +54,7 @@ pub use intentions_entry::{
     IntentionAction, IntentionHttpPermission, IntentionPermission, SOURCE_TYPE_CONSUL,
     ServiceIntentions, SourceIntention,
 };
+pub use lambda::{LAMBDA_META_PREFIX, LambdaTarget};
 pub use set::ConfigEntrySet;
 
 /// The only name a `proxy-defaults` entry may have.

@@ -49,6 +49,11 @@ pub struct Envoy {
 
 impl Envoy {
     pub fn start(http: &str, grpc: &str, args: &[&str]) -> Envoy {
+        Self::start_with_env(http, grpc, args, &[])
+    }
+
+    /// As [`Envoy::start`], with extra environment (AWS credentials for Lambda upstreams).
+    pub fn start_with_env(http: &str, grpc: &str, args: &[&str], env: &[(&str, &str)]) -> Envoy {
         let admin = free_port();
         let log = std::env::temp_dir().join(format!("lambdamesh-test-envoy-{admin}.log"));
         let child = Command::new(BIN)
@@ -68,6 +73,7 @@ impl Envoy {
                 log.to_str().unwrap(),
             ])
             .env("ENVOY_BIN", envoy_path())
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

@@ -241,6 +241,7 @@ impl ServiceDefaults {
             }
         }
         check_envoy_extensions(&self.envoy_extensions)?;
+        super::lambda::check_lambda_meta(&self.meta)?;
         check_meta(&self.meta)
     }
 }

@@ -222,6 +222,18 @@ impl ConfigEntrySet {
                         self.check_subset(&field, &t, subset, &mut push);
                     }
                 }
+                ConfigEntry::ServiceDefaults(sd) if sd.is_lambda() => {
+                    // Envoy's aws_lambda filter lives in an HTTP connection manager: a Lambda
+                    // marking on a TCP service would never invoke anything (reference §1.2).
+                    let me = ServiceName::new(sd.name.clone(), key.meta.clone());
+                    let proto = self.protocol_of(&me);
+                    if proto != "http" && proto != "http2" {
+                        push(format!(
+                            "Protocol: service {:?} is an AWS Lambda function and must use protocol \"http\", but its protocol is {proto:?}",
+                            sd.name
+                        ));
+                    }
+                }
                 ConfigEntry::ServiceIntentions(ixn) if ixn.has_any_permissions() => {
                     let dest = ServiceName::new(ixn.name.clone(), key.meta.clone());
                     let proto = self.protocol_of(&dest);

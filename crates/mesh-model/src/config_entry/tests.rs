@@ -1420,3 +1420,103 @@ Sources = [
         .to_string();
     assert!(err.contains("invalid HCL"), "{err}");
 }
+
+#[test]
+fn lambda_services_must_speak_http() {
+    let marked = |proto: &str| {
+        json!({"Kind": "service-defaults", "Name": "fn", "Protocol": proto,
+            "EnvoyExtensions": [{"Name": "builtin/aws/lambda", "Arguments": {"ARN": "arn:aws:lambda:us-east-1:1:function:f"}}]})
+    };
+    let empty = ConfigEntrySet::default();
+    empty.validate_upsert(&entry(marked("http"))).unwrap();
+    // Unset protocol inherits tcp: refused with the field and the reason.
+    for proto in ["", "tcp", "grpc"] {
+        let err = empty
+            .validate_upsert(&entry(marked(proto)))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(
+                "Protocol: service \"fn\" is an AWS Lambda function and must use protocol \"http\""
+            ),
+            "{proto}: {err}"
+        );
+    }
+    // Inheriting http from proxy-defaults is fine, and turning that into tcp is refused.
+    let s = set_of(vec![
+        json!({"Kind": "proxy-defaults", "Name": "global", "Config": {"protocol": "http"}}),
+    ]);
+    s.validate_upsert(&entry(marked(""))).unwrap();
+    let s = set_of(vec![
+        json!({"Kind": "proxy-defaults", "Name": "global", "Config": {"protocol": "http"}}),
+        marked(""),
+    ]);
+    let err = s
+        .validate_upsert(&entry(
+            json!({"Kind": "proxy-defaults", "Name": "global", "Config": {"protocol": "tcp"}}),
+        ))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("AWS Lambda function"), "{err}");
+    // The ≤1.14 Meta marking is held to the same rule.
+    let meta = json!({"Kind": "service-defaults", "Name": "fn", "Meta": {
+        "serverless.consul.hashicorp.com/v1alpha1/lambda/enabled": "true",
+        "serverless.consul.hashicorp.com/v1alpha1/lambda/arn": "arn:aws:lambda:us-east-1:1:function:f"}});
+    assert!(empty.validate_upsert(&entry(meta)).is_err());
+}
+
+#[test]
+fn lambda_meta_keys_are_checked_when_enabled() {
+    let p = "serverless.consul.hashicorp.com/v1alpha1/lambda/";
+    let sd = |meta: serde_json::Value| json!({"Kind": "service-defaults", "Name": "fn", "Protocol": "http", "Meta": meta});
+    let arn = "arn:aws:lambda:eu-west-1:1:function:f:prod";
+    let cases = [
+        (
+            json!({format!("{p}enabled"): "true", format!("{p}arn"): arn}),
+            "",
+        ),
+        (
+            json!({format!("{p}enabled"): "true", format!("{p}arn"): arn, format!("{p}region"): "eu-west-1",
+                   format!("{p}payload-passhthrough"): "false", format!("{p}invocation-mode"): "ASYNCHRONOUS"}),
+            "",
+        ),
+        // Not enabled: the keys are not a marking, so they are not checked.
+        (
+            json!({format!("{p}enabled"): "false", format!("{p}arn"): "nonsense"}),
+            "",
+        ),
+        (
+            json!({format!("{p}enabled"): "true"}),
+            "lambda/arn\"]: is required",
+        ),
+        (
+            json!({format!("{p}enabled"): "true", format!("{p}arn"): "arn:aws:s3:::b"}),
+            "lambda/arn\"]: invalid ARN",
+        ),
+        (
+            json!({format!("{p}enabled"): "true", format!("{p}arn"): arn, format!("{p}region"): "us-east-1"}),
+            "lambda/region\"]: is \"us-east-1\" but the ARN's region is \"eu-west-1\"",
+        ),
+        (
+            json!({format!("{p}enabled"): "true", format!("{p}arn"): arn, format!("{p}payload-passthrough"): "yes"}),
+            "lambda/payload-passthrough\"]: must be \"true\" or \"false\"",
+        ),
+        (
+            json!({format!("{p}enabled"): "true", format!("{p}arn"): arn, format!("{p}invocation-mode"): "later"}),
+            "lambda/invocation-mode\"]: must be \"synchronous\" or \"asynchronous\"",
+        ),
+    ];
+    for (meta, want) in cases {
+        let got = decode_value(sd(meta.clone())).and_then(|e| {
+            ConfigEntrySet::default().validate_upsert(&e)?;
+            Ok(e)
+        });
+        match (got, want) {
+            (Ok(_), "") => {}
+            (Err(e), w) if !w.is_empty() => {
+                assert!(e.to_string().contains(w), "{meta}: {e}");
+            }
+            (other, w) => panic!("{meta}: expected {w:?}, got {other:?}"),
+        }
+    }
+}

@@ -123,6 +123,9 @@ pub(super) fn terminating(inputs: &ProxyInputs) -> Resources {
             .map(Vec::as_slice)
             .unwrap_or(&[]);
         let resolver = inputs.entries.resolver_of(&svc);
+        // The Lambda patch (reference §2.2–§2.3): a linked Lambda service is invoked by the
+        // gateway, after its RBAC; every chain of the service (one per subset) is patched.
+        let lambda = super::lambda::lambda_of(&inputs.entries, &svc).filter(|_| is_http(&protocol));
         let mut subsets: Vec<(String, String, bool)> = vec![(String::new(), String::new(), false)];
         if let Some(r) = resolver {
             subsets.extend(
@@ -161,12 +164,24 @@ pub(super) fn terminating(inputs: &ProxyInputs) -> Resources {
                             pb::BoolValue { value: true },
                         ));
                 }
-                vec![hcm_filter(
+                let mut routes = vec![r];
+                let mut http_filters = vec![rbac];
+                if let Some(l) = &lambda {
+                    super::lambda::clear_host_rewrite(&mut routes);
+                    http_filters.push(super::lambda::function_error_filter());
+                    http_filters.push(super::lambda::lambda_filter(l));
+                }
+                let hcm = hcm_filter(
                     &format!("terminating_gateway.{}", svc.name),
-                    route_config(&sni, vec![r]),
-                    vec![rbac],
+                    route_config(&sni, routes),
+                    http_filters,
                     true,
-                )]
+                );
+                vec![if lambda.is_some() {
+                    super::lambda::strip_any_host_port(hcm)
+                } else {
+                    hcm
+                }]
             } else {
                 let rules = super::rbac::compile_rbac(
                     &ints,
@@ -195,6 +210,17 @@ pub(super) fn terminating(inputs: &ProxyInputs) -> Resources {
                 transport_socket: Some(tls::downstream(leaf, &inputs.roots_pem)),
                 ..Default::default()
             });
+            if let Some(l) = &lambda {
+                // Replaced, as Consul does: only the name and connect timeout survive.
+                let c = super::lambda::lambda_cluster(
+                    &sni,
+                    super::chain::DEFAULT_CONNECT_TIMEOUT_MS,
+                    l,
+                    inputs.lambda_endpoint.as_deref(),
+                );
+                insert(&mut out.clusters, &sni, c);
+                continue;
+            }
             let http2 = matches!(protocol.as_str(), "http2" | "grpc");
             let c = cluster::Cluster {
                 name: sni.clone(),

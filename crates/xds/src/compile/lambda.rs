@@ -2,76 +2,21 @@
 //! generation's marking, has its SNI-named cluster replaced by the Lambda endpoint and Envoy's
 //! `aws_lambda` filter inserted right before the router of the HTTP chain that routes to it.
 
-use mesh_model::config_entry::{
-    ConfigEntry, ConfigEntrySet, Kind, LAMBDA_EXTENSION, lambda_argument, parse_lambda_arn,
-};
+use std::collections::BTreeMap;
+
+use mesh_model::config_entry::{ConfigEntry, ConfigEntrySet, Kind};
 use mesh_model::names::ServiceName;
-use serde_json::Value;
 
 use crate::pb::{self, cluster, core, pack_any};
 
-/// The ≤1.14 `Meta` key prefix.
-pub const META_PREFIX: &str = "serverless.consul.hashicorp.com/v1alpha1/lambda/";
+pub use mesh_model::config_entry::LambdaTarget;
 
-/// How a Lambda-backed service is invoked.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LambdaTarget {
-    pub arn: String,
-    pub region: String,
-    pub payload_passthrough: bool,
-    pub asynchronous: bool,
-}
-
-/// The Lambda marking of `svc`, from `EnvoyExtensions` (1.15+) or the `Meta` keys (≤1.14).
-/// Invocation mode is matched case-insensitively: `ASYNCHRONOUS` really is asynchronous
-/// (Consul's exact lower-case comparison silently made it synchronous).
+/// The Lambda marking of `svc` (either generation's), read by the model.
 pub fn lambda_of(entries: &ConfigEntrySet, svc: &ServiceName) -> Option<LambdaTarget> {
-    let Some(ConfigEntry::ServiceDefaults(sd)) = entries.for_service(Kind::ServiceDefaults, svc)
-    else {
-        return None;
-    };
-    if let Some(ext) = sd
-        .envoy_extensions
-        .iter()
-        .find(|e| e.name == LAMBDA_EXTENSION)
-    {
-        let arn = lambda_argument(&ext.arguments, "ARN")
-            .and_then(Value::as_str)?
-            .to_owned();
-        let parsed = parse_lambda_arn(&arn).ok()?;
-        return Some(LambdaTarget {
-            region: parsed.region,
-            payload_passthrough: lambda_argument(&ext.arguments, "PayloadPassthrough")
-                .and_then(Value::as_bool)
-                .unwrap_or(false),
-            asynchronous: lambda_argument(&ext.arguments, "InvocationMode")
-                .and_then(Value::as_str)
-                .is_some_and(|m| m.eq_ignore_ascii_case("asynchronous")),
-            arn,
-        });
+    match entries.for_service(Kind::ServiceDefaults, svc) {
+        Some(ConfigEntry::ServiceDefaults(sd)) => sd.lambda_target(),
+        _ => None,
     }
-    let meta = |k: &str| {
-        sd.meta
-            .get(&format!("{META_PREFIX}{k}"))
-            .map(String::as_str)
-    };
-    if meta("enabled") != Some("true") {
-        return None;
-    }
-    let arn = meta("arn").filter(|a| !a.is_empty())?.to_owned();
-    let region = match meta("region").filter(|r| !r.is_empty()) {
-        Some(r) => r.to_owned(),
-        None => parse_lambda_arn(&arn).ok()?.region,
-    };
-    Some(LambdaTarget {
-        arn,
-        region,
-        // Accept the early misspelling too (reference §1.1).
-        payload_passthrough: meta("payload-passthrough").or(meta("payload-passhthrough"))
-            == Some("true"),
-        asynchronous: meta("invocation-mode")
-            .is_some_and(|m| m.eq_ignore_ascii_case("asynchronous")),
-    })
 }
 
 /// The replacement cluster: the regional Lambda endpoint over TLS, or a configured endpoint
@@ -157,12 +102,13 @@ fn split_endpoint(url: &str) -> (bool, String, u16) {
     }
 }
 
-/// The `envoy.filters.http.aws_lambda` filter for `target`.
-pub fn lambda_filter(target: &LambdaTarget) -> pb::hcm::HttpFilter {
+fn lambda_config(
+    target: &LambdaTarget,
+) -> envoy_types::pb::envoy::extensions::filters::http::aws_lambda::v3::Config {
     use envoy_types::pb::envoy::extensions::filters::http::aws_lambda::v3::{
         Config, config::InvocationMode,
     };
-    let cfg = Config {
+    Config {
         arn: target.arn.clone(),
         payload_passthrough: target.payload_passthrough,
         invocation_mode: if target.asynchronous {
@@ -171,8 +117,124 @@ pub fn lambda_filter(target: &LambdaTarget) -> pb::hcm::HttpFilter {
             InvocationMode::Synchronous as i32
         },
         ..Default::default()
+    }
+}
+
+/// The `envoy.filters.http.aws_lambda` filter for `target`.
+pub fn lambda_filter(target: &LambdaTarget) -> pb::hcm::HttpFilter {
+    super::http_filter(FILTER_NAME, pack_any(lambda_config(target)))
+}
+
+const FILTER_NAME: &str = "envoy.filters.http.aws_lambda";
+
+/// Lambda answers a failed invocation with `200` and `X-Amz-Function-Error`, and Envoy's filter
+/// passes that through unchanged, so a caller would see a successful status for a crashed or
+/// timed-out function. This response hook (a Lua filter placed before `aws_lambda`, so it sees
+/// the response last) keeps the function's error body and headers but sets the status: 504 for
+/// a timeout, 502 for any other function error. Throttles (429) and signature failures (403)
+/// already arrive as errors. Consul has no such step.
+// The headers are fetched again after `body()`: a header handle taken before the body was
+// buffered no longer reaches the response (measured with Envoy 1.40).
+const FUNCTION_ERROR_LUA: &str = r#"
+function envoy_on_response(handle)
+  if handle:headers():get("x-amz-function-error") == nil then
+    return
+  end
+  local body = handle:body()
+  local text = ""
+  if body ~= nil then
+    text = body:getBytes(0, body:length())
+  end
+  local status = "502"
+  if string.find(text, "Sandbox.Timedout", 1, true) or string.find(text, "Task timed out", 1, true) then
+    status = "504"
+  end
+  handle:headers():replace(":status", status)
+end
+"#;
+
+/// The filter that turns function errors into HTTP errors (see [`FUNCTION_ERROR_LUA`]).
+pub fn function_error_filter() -> pb::hcm::HttpFilter {
+    use envoy_types::pb::envoy::extensions::filters::http::lua::v3::Lua;
+    let lua = Lua {
+        default_source_code: Some(core::DataSource {
+            specifier: Some(core::data_source::Specifier::InlineString(
+                FUNCTION_ERROR_LUA.to_owned(),
+            )),
+            ..Default::default()
+        }),
+        ..Default::default()
     };
-    super::http_filter("envoy.filters.http.aws_lambda", pack_any(cfg))
+    super::http_filter("lambdamesh.lambda.function_error", pack_any(lua))
+}
+
+/// The Lambda targets of a chain that this proxy invokes itself, by cluster name (SNI): every
+/// target whose service is marked as a Lambda and is not linked to a terminating gateway.
+///
+/// Consul patches only the upstream's own SNI, so a splitter or router sending part of the
+/// traffic to a Lambda service reaches an unpatched cluster there; here every such target is
+/// patched, and [`per_route_configs`] gives each its own ARN.
+pub fn chain_lambdas(
+    entries: &ConfigEntrySet,
+    targets: impl Iterator<Item = (String, ServiceName)>,
+    linked_to_gateway: impl Fn(&ServiceName) -> bool,
+) -> BTreeMap<String, LambdaTarget> {
+    targets
+        .filter(|(_, svc)| !linked_to_gateway(svc))
+        .filter_map(|(sni, svc)| lambda_of(entries, &svc).map(|l| (sni, l)))
+        .collect()
+}
+
+/// One `aws_lambda` filter carries one ARN, so routes and weighted clusters that lead to a
+/// Lambda other than the filter's own get a `PerRouteConfig` naming theirs. (Envoy resolves the
+/// most specific per-filter config: the chosen cluster weight's, then the route's.) Routes to
+/// the filter's own Lambda, and to ordinary clusters, are left as they are: ordinary clusters
+/// lack the egress metadata, so the filter passes their requests through.
+pub fn per_route_configs(
+    routes: &mut [pb::route::Route],
+    lambdas: &BTreeMap<String, LambdaTarget>,
+    filter_target: &LambdaTarget,
+) {
+    use pb::route::route_action::ClusterSpecifier;
+    let config_for = |cluster: &str| {
+        lambdas
+            .get(cluster)
+            .filter(|l| *l != filter_target)
+            .map(|l| {
+                let per_route =
+                envoy_types::pb::envoy::extensions::filters::http::aws_lambda::v3::PerRouteConfig {
+                    invoke_config: Some(lambda_config(l)),
+                };
+                (FILTER_NAME.to_owned(), pack_any(per_route))
+            })
+    };
+    for r in routes {
+        let Some(pb::route::route::Action::Route(action)) = &mut r.action else {
+            continue;
+        };
+        match &mut action.cluster_specifier {
+            Some(ClusterSpecifier::Cluster(c)) => {
+                r.typed_per_filter_config.extend(config_for(c));
+            }
+            Some(ClusterSpecifier::WeightedClusters(w)) => {
+                for cw in &mut w.clusters {
+                    cw.typed_per_filter_config.extend(config_for(&cw.name));
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Clears `auto_host_rewrite` (any host rewrite) on every route: on a terminating gateway it
+/// would put the Lambda endpoint's host back and conflict with `strip_any_host_port`
+/// (reference §2.2).
+pub fn clear_host_rewrite(routes: &mut [pb::route::Route]) {
+    for r in routes {
+        if let Some(pb::route::route::Action::Route(action)) = &mut r.action {
+            action.host_rewrite_specifier = None;
+        }
+    }
 }
 
 /// Sets `strip_any_host_port` on an HCM filter, so the port never enters the signed `host`

@@ -116,19 +116,42 @@ pub(super) fn compile(inputs: &ProxyInputs) -> Resources {
             &u.local_bind_address
         };
         let name = format!("{envoy_id}:{bind}:{}", u.local_bind_port);
-        // The Lambda patch (reference §2.1): the caller's sidecar invokes the function itself
+        // The Lambda patch (reference §2.1–§2.3): the caller's sidecar invokes a function itself
         // only when it is not linked to a terminating gateway (then the gateway does).
-        let lambda = super::lambda::lambda_of(&inputs.entries, &svc)
-            .filter(|_| !gateway_linked(inputs, &svc));
+        let lambdas = if is_http(&chain.protocol) {
+            super::lambda::chain_lambdas(
+                &inputs.entries,
+                chain
+                    .targets
+                    .values()
+                    .map(|t| (t.sni.clone(), t.service.clone())),
+                |s| gateway_linked(inputs, s),
+            )
+        } else {
+            Default::default()
+        };
+        let own_sni =
+            mesh_model::connect::service_sni(&svc, None, &inputs.datacenter, &inputs.trust_domain);
+        let filter_target = lambdas.get(&own_sni).or_else(|| lambdas.values().next());
         let filter = if is_http(&chain.protocol) {
-            let filters = lambda.iter().map(super::lambda::lambda_filter).collect();
+            let mut routes = super::routes::envoy_routes(&chain.routes);
+            let filters = match filter_target {
+                Some(l) => {
+                    super::lambda::per_route_configs(&mut routes, &lambdas, l);
+                    vec![
+                        super::lambda::function_error_filter(),
+                        super::lambda::lambda_filter(l),
+                    ]
+                }
+                None => vec![],
+            };
             let f = hcm_filter(
                 &format!("upstream.{envoy_id}"),
-                route_config(envoy_id, super::routes::envoy_routes(&chain.routes)),
+                route_config(envoy_id, routes),
                 filters,
                 false,
             );
-            if lambda.is_some() {
+            if filter_target.is_some() {
                 super::lambda::strip_any_host_port(f)
             } else {
                 f
@@ -155,25 +178,19 @@ pub(super) fn compile(inputs: &ProxyInputs) -> Resources {
             ),
         );
         add_targets(inputs, &chain, &mut out);
-        if let Some(l) = &lambda {
-            // The SNI-named cluster is replaced (mesh TLS and EDS dropped), as Consul does.
-            let sni = mesh_model::connect::service_sni(
-                &svc,
-                None,
-                &inputs.datacenter,
-                &inputs.trust_domain,
-            );
+        // Each patched cluster is replaced (mesh TLS and EDS dropped), as Consul does.
+        for (sni, l) in &lambdas {
             insert(
                 &mut out.clusters,
-                &sni,
+                sni,
                 super::lambda::lambda_cluster(
-                    &sni,
+                    sni,
                     super::chain::DEFAULT_CONNECT_TIMEOUT_MS,
                     l,
                     inputs.lambda_endpoint.as_deref(),
                 ),
             );
-            out.endpoints.remove(&sni);
+            out.endpoints.remove(sni);
         }
     }
     out

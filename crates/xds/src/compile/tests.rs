@@ -466,3 +466,5 @@ fn terminating_gateway_uses_the_entrys_tls_files_towards_the_service() {
         Some(core::data_source::Specifier::Filename("/etc/c.pem".into()))
     );
 }
+
+mod lambda;
