@@ -7,6 +7,7 @@ mod args;
 mod client_cmd;
 mod connect_cmd;
 mod lambda;
+mod registrator_cmd;
 mod server_cmd;
 
 use clap::{Parser, Subcommand};
@@ -49,6 +50,9 @@ enum Command {
     /// The local AWS-compatible Lambda platform (Lambda API, Runtime/Extensions API, SSM, events).
     #[command(subcommand)]
     Lambda(lambda::LambdaCommand),
+    /// Keep the mesh in step with tagged Lambda functions (full sync, daemon, or Lambda function).
+    #[command(subcommand)]
+    Registrator(registrator_cmd::RegistratorCommand),
 }
 
 fn main() -> std::process::ExitCode {
@@ -75,6 +79,7 @@ fn main() -> std::process::ExitCode {
             Command::Acl(cmd) => blocking(move || client_cmd::acl(cmd)).await,
             Command::Connect(cmd) => blocking(move || connect_cmd::run(cmd)).await,
             Command::Lambda(cmd) => lambda::run(cmd).await,
+            Command::Registrator(cmd) => registrator_cmd::run(cmd).await,
         }
     });
     match result {
@@ -94,7 +99,9 @@ async fn blocking(f: impl FnOnce() -> anyhow::Result<u8> + Send + 'static) -> an
 }
 
 fn init_tracing() {
+    // LOG_LEVEL is the registrator's variable (as the Go registrator's); LAMBDAMESH_LOG wins.
     let filter = tracing_subscriber::EnvFilter::try_from_env("LAMBDAMESH_LOG")
+        .or_else(|_| tracing_subscriber::EnvFilter::try_from_env("LOG_LEVEL"))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)

@@ -9,8 +9,8 @@
 //! desired services), [`event`] (CloudTrail/scheduled event decoding), [`plan`] (desired ×
 //! actual → writes) — then I/O behind the [`aws::Aws`] and [`consul::Consul`] traits, the
 //! [`engine`] that runs a full sync or one event, and the ways to run it ([`daemon`],
-//! [`lambda_runtime`]). It must not depend on the server or mesh crates: it speaks Consul's and
-//! AWS's public wire formats only, so it works against real Consul and AWS as well as ours.
+//! [`lambda_runtime`]). It must not depend on the server, store or xds crates (`ca` is used only to read a
+//! certificate's validity): it speaks Consul's and AWS's public wire formats only, so it works against real Consul and AWS as well as ours.
 
 pub mod aws;
 pub mod config;
@@ -21,6 +21,7 @@ pub mod event;
 pub mod lambda_runtime;
 pub mod metrics;
 pub mod plan;
+pub mod setup;
 pub mod tags;
 
 pub use config::Config;
