@@ -98,8 +98,8 @@ impl Retry for ConsulError {
     }
 }
 
-/// Adaptive pacing: throttling doubles a shared delay every call waits first; successes shrink
-/// it again (additive increase of rate, multiplicative decrease, as the SDKs' adaptive mode).
+/// Adaptive pacing: throttling raises a shared delay every call waits first; successes shrink
+/// it again (in the spirit of the AWS SDKs' adaptive retry mode).
 #[derive(Debug, Default)]
 struct Pace {
     delay_us: AtomicU64,
@@ -110,14 +110,16 @@ impl Pace {
         Duration::from_micros(self.delay_us.load(Ordering::Relaxed))
     }
     fn throttled(&self) {
+        // ×1.5 on a throttle and ×0.8 on a success: the delay grows only while more than
+        // about a third of calls are throttled, and otherwise settles back to zero.
         let cur = self.delay_us.load(Ordering::Relaxed);
-        let next = (cur * 2).clamp(20_000, MAX_BACKOFF.as_micros() as u64);
+        let next = (cur * 3 / 2).clamp(20_000, MAX_BACKOFF.as_micros() as u64);
         self.delay_us.store(next, Ordering::Relaxed);
     }
     fn succeeded(&self) {
         let cur = self.delay_us.load(Ordering::Relaxed);
         if cur > 0 {
-            let next = cur * 7 / 8;
+            let next = cur * 4 / 5;
             self.delay_us
                 .store(if next < 1_000 { 0 } else { next }, Ordering::Relaxed);
         }

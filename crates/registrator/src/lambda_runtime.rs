@@ -122,7 +122,10 @@ pub async fn run<A: Aws, C: Consul>(engine: Engine<A, C>, api: &str) -> Result<(
 /// Tells the Runtime API why INIT failed (bad configuration), so invocations report it.
 pub fn report_init_error(api: &str, message: &str) {
     let body = json!({"errorMessage": message, "errorType": "Registrator.ConfigError"});
-    let url = format!("http://{}/2018-06-01/runtime/init/error", api.trim_end_matches('/'));
+    let url = format!(
+        "http://{}/2018-06-01/runtime/init/error",
+        api.trim_end_matches('/')
+    );
     if let Err(e) = ureq::post(&url)
         .header("Content-Type", "application/json")
         .send(body.to_string())

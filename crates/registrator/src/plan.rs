@@ -280,10 +280,11 @@ pub fn plan(input: &Inputs<'_>, actual: &Actual) -> Plan {
     ordered.sort_by_key(|s| s.name != s.function);
     for s in ordered {
         let key = (s.scope.clone(), s.name.clone());
-        if wanted.contains_key(&key) {
-            out.conflicts.push(key);
-        } else {
-            wanted.insert(key, s);
+        match wanted.entry(key) {
+            std::collections::btree_map::Entry::Occupied(e) => out.conflicts.push(e.key().clone()),
+            std::collections::btree_map::Entry::Vacant(e) => {
+                e.insert(s);
+            }
         }
     }
     let manage_tls = input.prefix.is_some() && input.ca.is_some() && actual.params.is_some();
