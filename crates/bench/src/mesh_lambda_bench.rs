@@ -1,0 +1,377 @@
+//! Mesh → Lambda benchmark (issue 5): the same echo logic reached two ways in one run, with the
+//! same client, concurrency and request count:
+//!
+//! - `caller → sidecar → terminating gateway → Lambda`: a `lambda_runtime` Rust function on the
+//!   local platform, invoked by the gateway's `aws_lambda` filter (SigV4 verified);
+//! - `caller → sidecar → sidecar → service`: a plain Rust HTTP echo service in the mesh.
+//!
+//! Everything is real: `lambdamesh agent -dev`, `lambdamesh lambda serve`, three Envoys started by
+//! `lambdamesh connect envoy`. Prints p50/p99 latency and throughput for both and their ratio.
+//!
+//! Usage: mesh-lambda-bench <lambdamesh> <envoy> <bench-echo-fn> [requests=4000]
+
+#![allow(clippy::print_stdout)] // a benchmark's job is to print its figures
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use serde_json::{Value, json};
+
+const CONCURRENCY: usize = 4;
+const ARN: &str = "arn:aws:lambda:us-east-1:123456789012:function:echo";
+
+/// A child process killed on drop.
+struct Owned(Child);
+
+impl Drop for Owned {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::new_with_config(
+        ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(10)))
+            .build(),
+    )
+}
+
+fn put(http: &str, path: &str, body: &Value) -> anyhow::Result<()> {
+    let mut r = agent()
+        .put(&format!("http://{http}{path}"))
+        .send(body.to_string())?;
+    if r.status() != 200 {
+        bail!(
+            "PUT {path}: {} {}",
+            r.status(),
+            r.body_mut().read_to_string().unwrap_or_default()
+        );
+    }
+    Ok(())
+}
+
+fn wait_for(what: &str, secs: u64, mut f: impl FnMut() -> bool) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while Instant::now() < deadline {
+        if f() {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    bail!("timed out waiting for {what}")
+}
+
+/// A plain HTTP/1.1 keep-alive echo service: answers with the same JSON shape the function
+/// returns (method, path, body), one thread per connection.
+fn echo_service() -> anyhow::Result<u16> {
+    let l = TcpListener::bind("127.0.0.1:0")?;
+    let port = l.local_addr()?.port();
+    std::thread::spawn(move || {
+        for stream in l.incoming().map_while(Result::ok) {
+            std::thread::spawn(move || serve_echo(stream));
+        }
+    });
+    Ok(port)
+}
+
+fn serve_echo(stream: TcpStream) {
+    let _ = stream.set_nodelay(true);
+    let Ok(mut write) = stream.try_clone() else {
+        return;
+    };
+    let mut read = BufReader::new(stream);
+    loop {
+        let mut line = String::new();
+        if read.read_line(&mut line).unwrap_or(0) == 0 {
+            return;
+        }
+        let mut parts = line.split_whitespace();
+        let (method, path) = (
+            parts.next().unwrap_or("").to_owned(),
+            parts.next().unwrap_or("").to_owned(),
+        );
+        let mut len = 0usize;
+        loop {
+            let mut h = String::new();
+            if read.read_line(&mut h).unwrap_or(0) == 0 {
+                return;
+            }
+            let h = h.trim_end();
+            if h.is_empty() {
+                break;
+            }
+            if let Some((k, v)) = h.split_once(':')
+                && k.eq_ignore_ascii_case("content-length")
+            {
+                len = v.trim().parse().unwrap_or(0);
+            }
+        }
+        let mut body = vec![0u8; len];
+        if read.read_exact(&mut body).is_err() {
+            return;
+        }
+        let out = json!({"echo": {"method": method, "raw_path": path,
+            "body": String::from_utf8_lossy(&body)}})
+        .to_string();
+        let resp = format!(
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{out}",
+            out.len()
+        );
+        if write.write_all(resp.as_bytes()).is_err() {
+            return;
+        }
+    }
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted
+        .get(((sorted.len().max(1) - 1) as f64 * p).round() as usize)
+        .copied()
+        .unwrap_or_default()
+}
+
+struct Figures {
+    p50: Duration,
+    p99: Duration,
+    rps: f64,
+}
+
+/// `n` POSTs spread over [`CONCURRENCY`] keep-alive clients; every answer must be a 200.
+fn load(url: &str, n: usize) -> anyhow::Result<Figures> {
+    let start = Instant::now();
+    let handles: Vec<_> = (0..CONCURRENCY)
+        .map(|_| {
+            let url = url.to_owned();
+            std::thread::spawn(move || -> anyhow::Result<Vec<Duration>> {
+                let a = agent();
+                let mut lat = Vec::with_capacity(n / CONCURRENCY);
+                for i in 0..n / CONCURRENCY {
+                    let t = Instant::now();
+                    let mut r = a
+                        .post(&url)
+                        .header("content-type", "application/json")
+                        .send(format!("{{\"i\":{i}}}"))?;
+                    let body = r.body_mut().read_to_string()?;
+                    if r.status() != 200 || !body.contains("echo") {
+                        bail!("{url}: {} {body}", r.status());
+                    }
+                    lat.push(t.elapsed());
+                }
+                Ok(lat)
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for h in handles {
+        all.extend(
+            h.join()
+                .map_err(|_| anyhow::anyhow!("load thread panicked"))??,
+        );
+    }
+    let wall = start.elapsed();
+    all.sort();
+    Ok(Figures {
+        p50: percentile(&all, 0.5),
+        p99: percentile(&all, 0.99),
+        rps: all.len() as f64 / wall.as_secs_f64(),
+    })
+}
+
+fn print(name: &str, f: &Figures) {
+    println!(
+        "{name:<44} p50={:>7.3} ms  p99={:>7.3} ms  throughput={:>6.0} req/s",
+        f.p50.as_secs_f64() * 1e3,
+        f.p99.as_secs_f64() * 1e3,
+        f.rps
+    );
+}
+
+fn envoy(
+    bin: &str,
+    envoy_bin: &str,
+    http: &str,
+    grpc: &str,
+    args: &[&str],
+) -> anyhow::Result<Owned> {
+    let admin = free_port()?;
+    Ok(Owned(
+        Command::new(bin)
+            .args(["connect", "envoy"])
+            .args(args)
+            .args(["-http-addr", http, "-grpc-addr", grpc])
+            .args([
+                "-admin-bind",
+                &format!("127.0.0.1:{admin}"),
+                "--",
+                "-l",
+                "error",
+            ])
+            .env("ENVOY_BIN", envoy_bin)
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .env("AWS_REGION", "us-east-1")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("spawn connect envoy")?,
+    ))
+}
+
+fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    let [_, bin, envoy_bin, echo_fn, rest @ ..] = args.as_slice() else {
+        bail!("usage: mesh-lambda-bench <lambdamesh> <envoy> <bench-echo-fn> [requests=4000]");
+    };
+    let requests: usize = match rest.first() {
+        Some(n) => n.parse().context("requests must be a number")?,
+        None => 4000,
+    };
+    let dir = std::env::temp_dir().join(format!(
+        "lambdamesh-mesh-lambda-bench-{}",
+        std::process::id()
+    ));
+    std::fs::create_dir_all(dir.join("fn"))?;
+    std::fs::copy(echo_fn, dir.join("fn/bootstrap"))?;
+
+    let (lport, hport, gport) = (free_port()?, free_port()?, free_port()?);
+    let endpoint = format!("http://127.0.0.1:{lport}");
+    let _platform = Owned(
+        Command::new(bin)
+            .args(["lambda", "serve", "-addr", &format!("127.0.0.1:{lport}")])
+            .args(["-data-dir", dir.join("lambda").to_str().context("path")?])
+            .env("LAMBDAMESH_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?,
+    );
+    let http = format!("127.0.0.1:{hport}");
+    let grpc = format!("127.0.0.1:{gport}");
+    let _server = Owned(
+        Command::new(bin)
+            .args(["agent", "-dev", "-http-addr", &http, "-grpc-addr", &grpc])
+            .args(["-lambda-endpoint", &endpoint])
+            .env("LAMBDAMESH_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?,
+    );
+    wait_for("the control plane", 30, || {
+        agent()
+            .get(&format!("http://{http}/v1/status/leader"))
+            .call()
+            .is_ok_and(|r| r.status() == 200)
+    })?;
+    wait_for("the platform", 30, || {
+        TcpStream::connect(("127.0.0.1", lport)).is_ok()
+    })?;
+    let o = Command::new(bin)
+        .args([
+            "lambda",
+            "create",
+            "echo",
+            "--dir",
+            dir.join("fn").to_str().context("path")?,
+        ])
+        .args(["--runtime", "provided.al2023", "--handler", "bootstrap"])
+        .env("AWS_ENDPOINT_URL", &endpoint)
+        .output()?;
+    if !o.status.success() {
+        bail!("lambda create: {}", String::from_utf8_lossy(&o.stderr));
+    }
+
+    // The function behind a terminating gateway, the service behind its sidecar.
+    put(
+        &http,
+        "/v1/config",
+        &json!({"Kind": "service-defaults", "Name": "echo-fn", "Protocol": "http",
+            "EnvoyExtensions": [{"Name": "builtin/aws/lambda", "Arguments": {"ARN": ARN}}]}),
+    )?;
+    put(
+        &http,
+        "/v1/catalog/register",
+        &json!({"Node": "lambdas", "SkipNodeUpdate": true, "NodeMeta": {"external-node": "true"},
+            "Service": {"ID": "echo-fn", "Service": "echo-fn"}}),
+    )?;
+    put(
+        &http,
+        "/v1/config",
+        &json!({"Kind": "terminating-gateway", "Name": "tgw", "Services": [{"Name": "echo-fn"}]}),
+    )?;
+    put(
+        &http,
+        "/v1/config",
+        &json!({"Kind": "service-defaults", "Name": "echo-svc", "Protocol": "http"}),
+    )?;
+    let svc_port = echo_service()?;
+    put(
+        &http,
+        "/v1/agent/service/register",
+        &json!({"Name": "echo-svc", "Port": svc_port, "Connect": {"SidecarService": {"Port": free_port()?}}}),
+    )?;
+    let (up_fn, up_svc) = (free_port()?, free_port()?);
+    put(
+        &http,
+        "/v1/agent/service/register",
+        &json!({"Name": "caller", "Port": 1, "Connect": {"SidecarService": {"Port": free_port()?, "Proxy": {"Upstreams": [
+            {"DestinationName": "echo-fn", "LocalBindPort": up_fn},
+            {"DestinationName": "echo-svc", "LocalBindPort": up_svc}]}}}}),
+    )?;
+    let gw_addr = format!("127.0.0.1:{}", free_port()?);
+    let _gw = envoy(
+        bin,
+        envoy_bin,
+        &http,
+        &grpc,
+        &[
+            "-gateway",
+            "terminating",
+            "-register",
+            "-service",
+            "tgw",
+            "-address",
+            &gw_addr,
+        ],
+    )?;
+    let _svc = envoy(bin, envoy_bin, &http, &grpc, &["-sidecar-for", "echo-svc"])?;
+    let _caller = envoy(bin, envoy_bin, &http, &grpc, &["-sidecar-for", "caller"])?;
+    let fn_url = format!("http://127.0.0.1:{up_fn}/bench?x=1");
+    let svc_url = format!("http://127.0.0.1:{up_svc}/bench?x=1");
+    for url in [&fn_url, &svc_url] {
+        wait_for(url, 60, || {
+            agent()
+                .post(url.as_str())
+                .send("{}")
+                .is_ok_and(|r| r.status() == 200)
+        })?;
+    }
+
+    println!(
+        "{requests} POSTs per path, {CONCURRENCY} concurrent keep-alive clients, after a warm-up of {} each",
+        requests / 4
+    );
+    // Warm both paths (sandboxes for every concurrent client, Envoy connection pools).
+    load(&fn_url, requests / 4)?;
+    load(&svc_url, requests / 4)?;
+    let plain = load(&svc_url, requests)?;
+    let lambda = load(&fn_url, requests)?;
+    print("caller → sidecar → sidecar → service", &plain);
+    print("caller → sidecar → gateway → Lambda", &lambda);
+    println!(
+        "ratio Lambda / plain: p50 {:.2}×, p99 {:.2}×, throughput {:.2}× (target: latency ≤ 1.5×)",
+        lambda.p50.as_secs_f64() / plain.p50.as_secs_f64(),
+        lambda.p99.as_secs_f64() / plain.p99.as_secs_f64(),
+        lambda.rps / plain.rps
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
