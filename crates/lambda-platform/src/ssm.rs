@@ -15,7 +15,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sha2::Sha256;
 
-use crate::{PlatformError, state::write_atomic, wire::ApiError};
+use crate::{
+    PlatformError,
+    state::{load_dir, write_atomic, write_json_atomic},
+    wire::ApiError,
+};
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -41,9 +45,11 @@ struct Param {
     history: Vec<Param>,
 }
 
-/// The parameter store.
+/// The parameter store. Each parameter (with its history) is one file under `ssm/params/`,
+/// named by the SHA-256 of its name, so a write costs one small file however many parameters
+/// exist (a single `parameters.json` of older data dirs is migrated on open).
 pub(crate) struct ParameterStore {
-    path: PathBuf,
+    dir: PathBuf,
     key: [u8; 32],
     region: String,
     account: String,
@@ -121,6 +127,15 @@ fn name_error(name: &str, e: NameError) -> ApiError {
     }
 }
 
+/// The file of one parameter: names may be 2,048 characters, so the file is named by a hash.
+fn param_file(dir: &Path, name: &str) -> PathBuf {
+    use sha2::Digest;
+    dir.join(format!(
+        "{}.json",
+        hex::encode(Sha256::digest(name.as_bytes()))
+    ))
+}
+
 fn not_found() -> ApiError {
     ApiError::new(400, "ParameterNotFound", "")
 }
@@ -162,17 +177,30 @@ impl ParameterStore {
             }
             Err(e) => return Err(io(e)),
         };
-        let path = dir.join("parameters.json");
-        let params = match std::fs::read(&path) {
-            Ok(b) => serde_json::from_slice(&b).map_err(|e| PlatformError::CorruptState {
-                path: path.clone(),
-                message: e.to_string(),
-            })?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
+        let params_dir = dir.join("params");
+        let mut params: BTreeMap<String, Param> = load_dir::<Param>(&params_dir)?
+            .into_iter()
+            .map(|p| (p.name.clone(), p))
+            .collect();
+        let legacy = dir.join("parameters.json");
+        match std::fs::read(&legacy) {
+            Ok(b) => {
+                let old: BTreeMap<String, Param> =
+                    serde_json::from_slice(&b).map_err(|e| PlatformError::CorruptState {
+                        path: legacy.clone(),
+                        message: e.to_string(),
+                    })?;
+                for (name, p) in old {
+                    write_json_atomic(&param_file(&params_dir, &name), &p).map_err(io)?;
+                    params.insert(name, p);
+                }
+                std::fs::remove_file(&legacy).map_err(io)?;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(io(e)),
-        };
+        }
         Ok(Self {
-            path,
+            dir: params_dir,
             key,
             region: region.into(),
             account: account.into(),
@@ -180,10 +208,18 @@ impl ParameterStore {
         })
     }
 
-    fn persist(&self, params: &BTreeMap<String, Param>) -> Result<(), ApiError> {
-        let bytes = serde_json::to_vec(params).map_err(|e| ApiError::internal(e.to_string()))?;
-        write_atomic(&self.path, &bytes)
-            .map_err(|e| ApiError::internal(format!("cannot persist parameters: {e}")))
+    /// Durably stores one parameter (`None`: removes it).
+    fn persist(&self, name: &str, param: Option<&Param>) -> Result<(), ApiError> {
+        let path = param_file(&self.dir, name);
+        let result = match param {
+            Some(p) => write_json_atomic(&path, p),
+            None => match std::fs::remove_file(&path) {
+                Ok(()) => std::fs::File::open(&self.dir).and_then(|d| d.sync_all()),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                Err(e) => Err(e),
+            },
+        };
+        result.map_err(|e| ApiError::internal(format!("cannot persist parameter: {e}")))
     }
 
     fn arn(&self, name: &str) -> String {
@@ -425,10 +461,8 @@ impl ParameterStore {
             let excess = param.history.len().saturating_sub(MAX_VERSIONS - 1);
             param.history.drain(..excess);
         }
-        let mut next = params.clone();
-        next.insert(name.to_owned(), param);
-        self.persist(&next)?;
-        *params = next;
+        self.persist(name, Some(&param))?;
+        params.insert(name.to_owned(), param);
         Ok(json!({"Version": version, "Tier": tier}))
     }
 
@@ -589,27 +623,24 @@ impl ParameterStore {
         if !params.contains_key(name) {
             return Err(not_found());
         }
-        let mut next = params.clone();
-        next.remove(name);
-        self.persist(&next)?;
-        *params = next;
+        self.persist(name, None)?;
+        params.remove(name);
         Ok(json!({}))
     }
 
     fn delete_many(&self, body: &Value) -> Result<Value, ApiError> {
         let names = Self::names(body)?;
         let mut params = self.params.lock();
-        let mut next = params.clone();
         let (mut deleted, mut invalid) = (Vec::new(), Vec::new());
         for n in names {
-            if next.remove(n).is_some() {
+            if params.contains_key(n) {
+                self.persist(n, None)?;
+                params.remove(n);
                 deleted.push(n)
             } else {
                 invalid.push(n)
             }
         }
-        self.persist(&next)?;
-        *params = next;
         Ok(json!({"DeletedParameters": deleted, "InvalidParameters": invalid}))
     }
 

@@ -499,15 +499,17 @@ impl<A: Aws, C: Consul> Engine<A, C> {
     // --- execution -------------------------------------------------------------------------
 
     /// Runs a plan; returns (upserts, deletes, writes, errors).
-    async fn execute(&self, plan: Plan) -> (usize, usize, usize, usize) {
+    async fn execute(&self, plan: Plan, ca: Option<Ca>) -> (usize, usize, usize, usize) {
         let sem = Arc::new(Semaphore::new(self.inner.cfg.concurrency));
+        let ca = Arc::new(ca);
         let mut set: JoinSet<(bool, bool, usize)> = JoinSet::new();
         for u in plan.upserts {
             let me = self.clone();
             let sem = sem.clone();
+            let ca = ca.clone();
             set.spawn(async move {
                 let _p = sem.acquire_owned().await;
-                let (ok, writes) = me.upsert(&u).await;
+                let (ok, writes) = me.upsert(&u, ca.as_ref().as_ref()).await;
                 (ok, true, writes)
             });
         }
@@ -559,7 +561,7 @@ impl<A: Aws, C: Consul> Engine<A, C> {
         (upserts, deletes, writes, errors)
     }
 
-    async fn upsert(&self, u: &plan::Upsert) -> (bool, usize) {
+    async fn upsert(&self, u: &plan::Upsert, ca: Option<&Ca>) -> (bool, usize) {
         let s = &u.service;
         let cfg = &self.inner.cfg;
         let mut writes = 0;
@@ -588,9 +590,9 @@ impl<A: Aws, C: Consul> Engine<A, C> {
             writes += 1;
         }
         if u.tls
-            && let Some(prefix) = &cfg.extension_data_prefix
+            && let (Some(prefix), Some(ca)) = (&cfg.extension_data_prefix, ca)
         {
-            match self.write_tls(prefix, s).await {
+            match self.write_tls(prefix, s, ca).await {
                 Ok(()) => writes += 1,
                 Err(e) => {
                     warn!(service = %s.name, function = %s.function, error = %e, "cannot write mTLS material");
@@ -602,11 +604,7 @@ impl<A: Aws, C: Consul> Engine<A, C> {
         (true, writes)
     }
 
-    async fn write_tls(&self, prefix: &str, s: &Service) -> Result<(), String> {
-        let ca = self
-            .consul_call("CaRoots", |c| c.ca())
-            .await
-            .map_err(|e| e.to_string())?;
+    async fn write_tls(&self, prefix: &str, s: &Service, ca: &Ca) -> Result<(), String> {
         let leaf = self
             .consul_call("Leaf", |c| c.leaf(s.name.clone()))
             .await
@@ -736,7 +734,7 @@ impl<A: Aws, C: Consul> Engine<A, C> {
         if !complete {
             add(&m.incomplete_syncs, 1);
         }
-        let (upserts, deletes, writes, _) = self.execute(p).await;
+        let (upserts, deletes, writes, _) = self.execute(p, ca).await;
         add(&m.functions_seen, listing.functions.len() as u64);
         let report = SyncReport {
             functions_seen: listing.functions.len() + listing.unreadable.len(),
@@ -854,7 +852,7 @@ impl<A: Aws, C: Consul> Engine<A, C> {
         for (scope, svc) in &p.conflicts {
             warn!(service = %svc, ?scope, "name taken by a service the registrator does not own; skipped");
         }
-        let (upserts, deletes, _, errors) = self.execute(p).await;
+        let (upserts, deletes, _, errors) = self.execute(p, ca).await;
         let errors = errors + conflicts + scope_errors;
         if errors > 0 {
             return Err(EngineError::Errors {
