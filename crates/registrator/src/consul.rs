@@ -65,6 +65,12 @@ pub trait Consul: Send + Sync + 'static {
         &self,
         scope: Scope,
     ) -> impl Future<Output = Result<BTreeMap<String, Value>, ConsulError>> + Send;
+    /// One `service-defaults` entry (`None` when absent).
+    fn service_default(
+        &self,
+        scope: Scope,
+        name: String,
+    ) -> impl Future<Output = Result<Option<Value>, ConsulError>> + Send;
     /// Namespaces of a partition (Enterprise).
     fn namespaces(
         &self,
@@ -299,6 +305,25 @@ impl Consul for HttpConsul {
             .flatten()
             .map(|e| (str_field(e, "Name").to_owned(), e.clone()))
             .collect())
+    }
+
+    async fn service_default(
+        &self,
+        scope: Scope,
+        name: String,
+    ) -> Result<Option<Value>, ConsulError> {
+        let path = with_query(
+            &format!(
+                "/v1/config/service-defaults/{}",
+                consul_client::encode(&name)
+            ),
+            &scope,
+        );
+        match self.call("GET", path, None).await {
+            Ok(v) => Ok(Some(v)),
+            Err(ConsulError::Failed(m)) if m.contains(": 404") => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     async fn namespaces(&self, partition: String) -> Result<Vec<String>, ConsulError> {

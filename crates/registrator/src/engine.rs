@@ -430,6 +430,76 @@ impl<A: Aws, C: Consul> Engine<A, C> {
         (out, errors)
     }
 
+    /// Like [`Self::read_scopes`] for one function's event: the node's services, but only the
+    /// entries of names that can be that function's (its name, `<fn>-*`, and `extra`), so an
+    /// event costs the same with 10 or 10,000 services.
+    async fn read_scopes_for(
+        &self,
+        scopes: &BTreeSet<Scope>,
+        function: &str,
+        extra: &BTreeSet<String>,
+    ) -> (BTreeMap<Scope, ScopeState>, usize) {
+        let node = self.inner.cfg.node_name.clone();
+        let mut out = BTreeMap::new();
+        let mut errors = 0;
+        let alias_prefix = format!("{function}-");
+        for scope in scopes {
+            let services = match self
+                .consul_call("CatalogNode", |c| {
+                    c.node_services(scope.clone(), node.clone())
+                })
+                .await
+            {
+                Ok(s) => s,
+                Err(e) => {
+                    warn!(?scope, error = %e, "cannot read Consul state of scope; skipped");
+                    errors += 1;
+                    continue;
+                }
+            };
+            let mut names: BTreeSet<String> = services
+                .owned
+                .iter()
+                .filter(|n| *n == function || n.starts_with(&alias_prefix))
+                .cloned()
+                .collect();
+            names.extend(extra.iter().cloned());
+            let mut entries = BTreeMap::new();
+            let mut ok = true;
+            for name in names {
+                match self
+                    .consul_call("ReadServiceDefaults", |c| {
+                        c.service_default(scope.clone(), name.clone())
+                    })
+                    .await
+                {
+                    Ok(Some(e)) => {
+                        entries.insert(name, e);
+                    }
+                    Ok(None) => {}
+                    Err(e) => {
+                        warn!(?scope, service = %name, error = %e, "cannot read service-defaults");
+                        ok = false;
+                    }
+                }
+            }
+            if !ok {
+                errors += 1;
+                continue;
+            }
+            out.insert(
+                scope.clone(),
+                ScopeState {
+                    owned: services.owned,
+                    foreign: services.foreign,
+                    entries,
+                },
+            );
+        }
+        add(&self.inner.metrics.errors, errors as u64);
+        (out, errors)
+    }
+
     async fn read_params(&self) -> Option<BTreeMap<String, String>> {
         let prefix = self.inner.cfg.extension_data_prefix.clone()?;
         let mut out = BTreeMap::new();
@@ -800,7 +870,9 @@ impl<A: Aws, C: Consul> Engine<A, C> {
         let (mut scopes, _) = self.base_scopes().await;
         scopes.extend(desired.iter().map(|s| s.scope.clone()));
         scopes.extend(names.iter().map(|(s, _)| s.clone()));
-        let (states, scope_errors) = self.read_scopes(&scopes).await;
+        let mut candidates: BTreeSet<String> = desired.iter().map(|s| s.name.clone()).collect();
+        candidates.extend(names.iter().map(|(_, n)| n.clone()));
+        let (states, scope_errors) = self.read_scopes_for(&scopes, &name, &candidates).await;
         let ca = self.read_ca().await;
         // Only this function's parameters are read; deletions remove theirs unconditionally.
         let params = match (&ca, &self.inner.cfg.extension_data_prefix) {

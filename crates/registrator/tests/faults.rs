@@ -357,6 +357,13 @@ impl Consul for FaultyConsul {
     async fn service_defaults(&self, scope: Scope) -> Result<BTreeMap<String, Value>, ConsulError> {
         self.run(self.inner.service_defaults(scope)).await
     }
+    async fn service_default(
+        &self,
+        scope: Scope,
+        name: String,
+    ) -> Result<Option<Value>, ConsulError> {
+        self.run(self.inner.service_default(scope, name)).await
+    }
     async fn namespaces(&self, partition: String) -> Result<Vec<String>, ConsulError> {
         self.run(self.inner.namespaces(partition)).await
     }
