@@ -15,7 +15,9 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::mesh::{Backend, Envoy, Guard, free_port, get, get_json, put, python, wait_until};
+use common::mesh::{
+    Backend, Envoy, Guard, free_port, get, get_json, put, python, start_moto, wait_until,
+};
 use common::{BIN, Proc, stderr};
 use serde_json::{Value, json};
 
@@ -626,4 +628,84 @@ fn bad_lambda_markings_are_refused_when_written() {
         server.http
     ));
     assert_eq!(status, 404);
+}
+
+#[test]
+fn sidecar_invokes_moto_as_a_second_aws_implementation() {
+    let (_moto, endpoint) = start_moto();
+    // moto without Docker never runs a handler: it answers from a queue of results, or echoes.
+    // Its Lambda backend must be switched before anything is created.
+    let agent = ureq::Agent::new_with_config(
+        ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build(),
+    );
+    let r = agent
+        .post(&format!("{endpoint}/moto-api/config"))
+        .send(r#"{"lambda": {"use_docker": false}}"#)
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+    let script = format!(
+        r#"
+import boto3, io, json, zipfile
+kw = dict(endpoint_url="{endpoint}", region_name="us-east-1", aws_access_key_id="test", aws_secret_access_key="test")
+iam = boto3.client("iam", **kw); lam = boto3.client("lambda", **kw)
+role = iam.create_role(RoleName="fn", AssumeRolePolicyDocument="{{}}")["Role"]["Arn"]
+b = io.BytesIO()
+with zipfile.ZipFile(b, "w") as z:
+    z.writestr("app.py", "def handler(e, c):\n    return e\n")
+for name in ("greeter", "later"):
+    lam.create_function(FunctionName=name, Runtime="python3.11", Role=role, Handler="app.handler", Code={{"ZipFile": b.getvalue()}})
+"#
+    );
+    let o = Command::new(python())
+        .args(["-c", &script])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "boto3 against moto: {}", stderr(&o));
+    let server = Proc::start(&["agent", "-dev", "-lambda-endpoint", &endpoint]);
+    let http = server.http.clone();
+    for (name, mode) in [("greeter", "synchronous"), ("later", "asynchronous")] {
+        put(
+            &http,
+            "/v1/config",
+            &json!({"Kind": "service-defaults", "Name": name, "Protocol": "http",
+                "EnvoyExtensions": [{"Name": "builtin/aws/lambda", "Arguments": {"ARN": format!("{ACCOUNT_ARN}:{name}"), "InvocationMode": mode}}]}),
+        );
+    }
+    let ports = [free_port(), free_port()];
+    put(
+        &http,
+        "/v1/agent/service/register",
+        &json!({"Name": "api", "Port": 1, "Connect": {"SidecarService": {"Port": free_port(), "Proxy": {"Upstreams": [
+            {"DestinationName": "greeter", "LocalBindPort": ports[0]},
+            {"DestinationName": "later", "LocalBindPort": ports[1]}]}}}}),
+    );
+    let _envoy = Envoy::start_with_env(&http, &server.grpc, &["-sidecar-for", "api"], &AWS_ENV);
+    let url = format!("http://127.0.0.1:{}/hello", ports[0]);
+    // With an empty queue moto echoes Envoy's request JSON, which has no statusCode: 200.
+    wait_until(30, "moto answers through the sidecar", || {
+        get(&url).0 == 200
+    });
+    // A queued result is what the function "returned": Envoy turns it into the HTTP answer.
+    let queued = json!({"statusCode": 418, "headers": {"x-moto": "1"}, "body": "teapot from moto"});
+    let r = agent
+        .post(&format!("{endpoint}/moto-api/static/lambda-simple/response"))
+        .send(
+            json!({"results": [queued.to_string()], "region": "us-east-1", "account_id": "123456789012"})
+                .to_string(),
+        )
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+    let r = call("GET", &url, &[], b"");
+    assert_eq!((r.status, r.text().as_str()), (418, "teapot from moto"));
+    assert_eq!(r.header("x-moto"), Some("1"));
+    // Asynchronous invocations are Event invokes there too.
+    let r = call(
+        "POST",
+        &format!("http://127.0.0.1:{}/job", ports[1]),
+        &[("content-type", "application/json")],
+        b"{}",
+    );
+    assert_eq!(r.status, 202, "{}", r.text());
 }

@@ -252,3 +252,28 @@ pub fn python() -> String {
     std::env::var("LAMBDAMESH_PYTHON")
         .unwrap_or_else(|_| format!("{}/../../.venv/bin/python", env!("CARGO_MANIFEST_DIR")))
 }
+
+/// moto server (an independent AWS implementation) from the venv on a free port, killed on
+/// drop; returns its endpoint URL.
+pub fn start_moto() -> (Guard, String) {
+    let port = free_port();
+    let bin = std::path::Path::new(&python())
+        .parent()
+        .unwrap()
+        .join("moto_server");
+    let guard = Guard(
+        Command::new(&bin)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("cannot start {} (run scripts/setup.sh): {e}", bin.display())
+            }),
+    );
+    let endpoint = format!("http://127.0.0.1:{port}");
+    wait_until(30, "moto listens", || {
+        get(&format!("{endpoint}/moto-api/")).0 == 200
+    });
+    (guard, endpoint)
+}

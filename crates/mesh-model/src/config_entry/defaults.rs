@@ -241,7 +241,14 @@ impl ServiceDefaults {
             }
         }
         check_envoy_extensions(&self.envoy_extensions)?;
-        super::lambda::check_lambda_meta(&self.meta)?;
+        // The ≤1.14 keys are only a marking when no extension is there (the extension wins).
+        if !self
+            .envoy_extensions
+            .iter()
+            .any(|e| e.name == super::LAMBDA_EXTENSION)
+        {
+            super::lambda::check_lambda_meta(&self.meta)?;
+        }
         check_meta(&self.meta)
     }
 }
