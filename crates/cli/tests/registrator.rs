@@ -412,11 +412,41 @@ fn daemon_syncs_the_local_platform_periodically() {
         "python3.11",
         &["--tag", &format!("{PREFIX}/enabled=true")],
     );
+    // The token and CA come from Parameter Store, as with the reference's _PATH variables.
+    let root = get_json(&http, "/v1/agent/connect/ca/roots")["Roots"][0]["RootCert"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for (name, value) in [("/reg/token", "any-token"), ("/reg/ca", root.as_str())] {
+        platform
+            .target(
+                "ssm",
+                "AmazonSSM.PutParameter",
+                json!({"Name": name, "Value": value, "Type": "SecureString"}),
+            )
+            .unwrap();
+    }
+    let o = Command::new(BIN)
+        .args(["registrator", "sync", "-token-path", "/reg/missing"])
+        .env("CONSUL_HTTP_ADDR", &http)
+        .env("AWS_ENDPOINT_URL", &platform.endpoint)
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("cannot read CONSUL_HTTP_TOKEN_PATH parameter /reg/missing"),
+        "{}",
+        stderr(&o)
+    );
     let metrics = free_port();
     let _daemon = Guard(
         Command::new(BIN)
             .args(["registrator", "run", "-sync-interval", "1s"])
             .args(["-metrics-addr", &format!("127.0.0.1:{metrics}")])
+            .env("CONSUL_HTTP_TOKEN_PATH", "/reg/token")
+            .env("CONSUL_CACERT_PATH", "/reg/ca")
             .env("CONSUL_HTTP_ADDR", &http)
             .env("AWS_ENDPOINT_URL", &platform.endpoint)
             .env("AWS_ACCESS_KEY_ID", "test")

@@ -27,6 +27,7 @@ const STANDARD_MAX: usize = 4096;
 const ADVANCED_MAX: usize = 8192;
 const MAX_DEPTH: usize = 15;
 const MAX_VERSIONS: usize = 100;
+const NAME_SHARDS: usize = 64;
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 struct Param {
@@ -54,6 +55,9 @@ pub(crate) struct ParameterStore {
     region: String,
     account: String,
     params: Mutex<BTreeMap<String, Param>>,
+    /// Writers of one name serialize on its shard; the map lock is not held during the fsync,
+    /// so writes of different parameters reach the disk concurrently.
+    name_locks: Vec<Mutex<()>>,
 }
 
 /// Why a parameter name is invalid. Pure validation, fuzzed via [`validate_name`].
@@ -205,7 +209,14 @@ impl ParameterStore {
             region: region.into(),
             account: account.into(),
             params: Mutex::new(params),
+            name_locks: (0..NAME_SHARDS).map(|_| Mutex::new(())).collect(),
         })
+    }
+
+    fn name_lock(&self, name: &str) -> &Mutex<()> {
+        use sha2::Digest;
+        let h = Sha256::digest(name.as_bytes());
+        &self.name_locks[usize::from(h[0]) % self.name_locks.len()]
     }
 
     /// Durably stores one parameter (`None`: removes it).
@@ -392,8 +403,10 @@ impl ParameterStore {
                 "Member must have length less than or equal to 1024",
             ));
         }
-        let mut params = self.params.lock();
+        let _writer = self.name_lock(name).lock();
+        let params = self.params.lock();
         let existing = params.get(name).cloned();
+        drop(params);
         if existing.is_some() && !overwrite {
             return Err(ApiError::new(
                 400,
@@ -462,7 +475,7 @@ impl ParameterStore {
             param.history.drain(..excess);
         }
         self.persist(name, Some(&param))?;
-        params.insert(name.to_owned(), param);
+        self.params.lock().insert(name.to_owned(), param);
         Ok(json!({"Version": version, "Tier": tier}))
     }
 
@@ -619,23 +632,23 @@ impl ParameterStore {
 
     fn delete(&self, body: &Value) -> Result<Value, ApiError> {
         let name = required_str(body, "Name", "name")?;
-        let mut params = self.params.lock();
-        if !params.contains_key(name) {
+        let _writer = self.name_lock(name).lock();
+        if !self.params.lock().contains_key(name) {
             return Err(not_found());
         }
         self.persist(name, None)?;
-        params.remove(name);
+        self.params.lock().remove(name);
         Ok(json!({}))
     }
 
     fn delete_many(&self, body: &Value) -> Result<Value, ApiError> {
         let names = Self::names(body)?;
-        let mut params = self.params.lock();
         let (mut deleted, mut invalid) = (Vec::new(), Vec::new());
         for n in names {
-            if params.contains_key(n) {
+            let _writer = self.name_lock(n).lock();
+            if self.params.lock().contains_key(n) {
                 self.persist(n, None)?;
-                params.remove(n);
+                self.params.lock().remove(n);
                 deleted.push(n)
             } else {
                 invalid.push(n)

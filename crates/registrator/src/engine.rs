@@ -949,9 +949,11 @@ impl<A: Aws, C: Consul> Engine<A, C> {
         let result = match event::decode(payload) {
             Ok(Event::FullSync) => {
                 let r = self.full_sync().await;
-                if r.errors > 0 {
+                // Only an incomplete listing is worth an immediate retry; per-function errors
+                // (a bad tag) would fail every retry too and wait for the next schedule.
+                if !r.complete {
                     Err(EngineError::Errors {
-                        what: "the full sync".into(),
+                        what: "the full sync (incomplete listing)".into(),
                         errors: r.errors,
                     })
                 } else {

@@ -35,7 +35,14 @@ pub(crate) async fn dispatch(
             })?
     };
     let out = match service {
-        "ssm" => p.inner.ssm.call(op, &body)?,
+        // Parameter writes fsync; off the async workers so writes of different parameters
+        // reach the disk concurrently.
+        "ssm" => {
+            let (p, op) = (p.clone(), op.to_owned());
+            tokio::task::spawn_blocking(move || p.inner.ssm.call(&op, &body))
+                .await
+                .map_err(|e| ApiError::internal(format!("parameter store worker: {e}")))??
+        }
         "tagging" => match op {
             "GetResources" => get_resources(p, &body)?,
             _ => return Err(ApiError::new(400, "UnknownOperationException", "")),
