@@ -1,5 +1,5 @@
 //! Mesh → Lambda benchmark (issue 5): the same echo logic reached two ways in one run, with the
-//! same client, concurrency and request count:
+//! same client, concurrency (1 and 4 by default) and request count:
 //!
 //! - `caller → sidecar → terminating gateway → Lambda`: a `lambda_runtime` Rust function on the
 //!   local platform, invoked by the gateway's `aws_lambda` filter (SigV4 verified);
@@ -20,7 +20,6 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use serde_json::{Value, json};
 
-const CONCURRENCY: usize = 4;
 const ARN: &str = "arn:aws:lambda:us-east-1:123456789012:function:echo";
 
 /// A child process killed on drop.
@@ -146,16 +145,18 @@ struct Figures {
     rps: f64,
 }
 
-/// `n` POSTs spread over [`CONCURRENCY`] keep-alive clients; every answer must be a 200.
-fn load(url: &str, n: usize) -> anyhow::Result<Figures> {
+/// Latencies and wall time of `n` POSTs spread over the given keep-alive clients; every
+/// answer must be a 200 carrying the echo.
+fn load(agents: &[ureq::Agent], url: &str, n: usize) -> anyhow::Result<(Vec<Duration>, Duration)> {
+    let clients = agents.len();
     let start = Instant::now();
-    let handles: Vec<_> = (0..CONCURRENCY)
-        .map(|_| {
-            let url = url.to_owned();
+    let handles: Vec<_> = agents
+        .iter()
+        .map(|a| {
+            let (a, url) = (a.clone(), url.to_owned());
             std::thread::spawn(move || -> anyhow::Result<Vec<Duration>> {
-                let a = agent();
-                let mut lat = Vec::with_capacity(n / CONCURRENCY);
-                for i in 0..n / CONCURRENCY {
+                let mut lat = Vec::with_capacity(n / clients);
+                for i in 0..n / clients {
                     let t = Instant::now();
                     let mut r = a
                         .post(&url)
@@ -178,13 +179,16 @@ fn load(url: &str, n: usize) -> anyhow::Result<Figures> {
                 .map_err(|_| anyhow::anyhow!("load thread panicked"))??,
         );
     }
-    let wall = start.elapsed();
-    all.sort();
-    Ok(Figures {
-        p50: percentile(&all, 0.5),
-        p99: percentile(&all, 0.99),
-        rps: all.len() as f64 / wall.as_secs_f64(),
-    })
+    Ok((all, start.elapsed()))
+}
+
+fn figures(mut lat: Vec<Duration>, wall: Duration) -> Figures {
+    lat.sort();
+    Figures {
+        p50: percentile(&lat, 0.5),
+        p99: percentile(&lat, 0.99),
+        rps: lat.len() as f64 / wall.as_secs_f64(),
+    }
 }
 
 fn print(name: &str, f: &Figures) {
@@ -230,11 +234,20 @@ fn envoy(
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
     let [_, bin, envoy_bin, echo_fn, rest @ ..] = args.as_slice() else {
-        bail!("usage: mesh-lambda-bench <lambdamesh> <envoy> <bench-echo-fn> [requests=4000]");
+        bail!(
+            "usage: mesh-lambda-bench <lambdamesh> <envoy> <bench-echo-fn> [requests=4000] [concurrency=1,4]"
+        );
     };
     let requests: usize = match rest.first() {
         Some(n) => n.parse().context("requests must be a number")?,
         None => 4000,
+    };
+    let concurrency: Vec<usize> = match rest.get(1) {
+        Some(list) => list
+            .split(',')
+            .map(|c| c.parse().context("concurrency must be numbers, e.g. 1,4"))
+            .collect::<anyhow::Result<_>>()?,
+        None => vec![1, 4],
     };
     let dir = std::env::temp_dir().join(format!(
         "lambdamesh-mesh-lambda-bench-{}",
@@ -355,23 +368,37 @@ fn main() -> anyhow::Result<()> {
         })?;
     }
 
+    const ROUNDS: usize = 10;
     println!(
-        "{requests} POSTs per path, {CONCURRENCY} concurrent keep-alive clients, after a warm-up of {} each",
-        requests / 4
+        "{requests} POSTs per path and concurrency, in {ROUNDS} interleaved rounds (both paths share the machine's noise), after a warm-up"
     );
-    // Warm both paths (sandboxes for every concurrent client, Envoy connection pools).
-    load(&fn_url, requests / 4)?;
-    load(&svc_url, requests / 4)?;
-    let plain = load(&svc_url, requests)?;
-    let lambda = load(&fn_url, requests)?;
-    print("caller → sidecar → sidecar → service", &plain);
-    print("caller → sidecar → gateway → Lambda", &lambda);
-    println!(
-        "ratio Lambda / plain: p50 {:.2}×, p99 {:.2}×, throughput {:.2}× (target: latency ≤ 1.5×)",
-        lambda.p50.as_secs_f64() / plain.p50.as_secs_f64(),
-        lambda.p99.as_secs_f64() / plain.p99.as_secs_f64(),
-        lambda.rps / plain.rps
-    );
+    for &c in &concurrency {
+        let agents: Vec<ureq::Agent> = (0..c.max(1)).map(|_| agent()).collect();
+        // Warm both paths (a sandbox per concurrent client, Envoy connection pools).
+        load(&agents, &fn_url, requests / 4)?;
+        load(&agents, &svc_url, requests / 4)?;
+        let (mut plain_lat, mut lambda_lat) = (Vec::new(), Vec::new());
+        let (mut plain_wall, mut lambda_wall) = (Duration::ZERO, Duration::ZERO);
+        for _ in 0..ROUNDS {
+            let (l, w) = load(&agents, &svc_url, requests / ROUNDS)?;
+            plain_lat.extend(l);
+            plain_wall += w;
+            let (l, w) = load(&agents, &fn_url, requests / ROUNDS)?;
+            lambda_lat.extend(l);
+            lambda_wall += w;
+        }
+        let plain = figures(plain_lat, plain_wall);
+        let lambda = figures(lambda_lat, lambda_wall);
+        println!("concurrency {c}:");
+        print("  caller → sidecar → sidecar → service", &plain);
+        print("  caller → sidecar → gateway → Lambda", &lambda);
+        println!(
+            "  ratio Lambda / plain: p50 {:.2}×, p99 {:.2}×, throughput {:.2}× (target: latency ≤ 1.5×)",
+            lambda.p50.as_secs_f64() / plain.p50.as_secs_f64(),
+            lambda.p99.as_secs_f64() / plain.p99.as_secs_f64(),
+            lambda.rps / plain.rps
+        );
+    }
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }
