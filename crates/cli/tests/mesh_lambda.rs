@@ -380,6 +380,30 @@ lam.put_function_concurrency(FunctionName='throttled', ReservedConcurrentExecuti
     let r = call("GET", &url("slow", "/"), &[], b"");
     assert_eq!(r.status, 504, "{}", r.text());
     assert!(r.text().contains("Sandbox.Timedout"), "{}", r.text());
+    // A sidecar signing with the wrong secret: AWS's 403 and its message reach the caller.
+    let rogue_port = free_port();
+    put(
+        m.http(),
+        "/v1/agent/service/register",
+        &json!({"Name": "rogue", "Port": 1, "Connect": {"SidecarService": {"Port": free_port(), "Proxy": {"Upstreams": [
+            {"DestinationName": "echo", "LocalBindPort": rogue_port}]}}}}),
+    );
+    let _rogue = Envoy::start_with_env(
+        m.http(),
+        &m.server.grpc,
+        &["-sidecar-for", "rogue"],
+        &[
+            ("AWS_ACCESS_KEY_ID", "test"),
+            ("AWS_SECRET_ACCESS_KEY", "wrong"),
+            ("AWS_REGION", "us-east-1"),
+        ],
+    );
+    let rogue_url = format!("http://127.0.0.1:{rogue_port}/");
+    wait_until(30, "the rogue sidecar is configured", || {
+        get(&rogue_url).0 == 403
+    });
+    let (_, body) = get(&rogue_url);
+    assert!(body.contains("signature"), "{body}");
     let r = call("GET", &url("throttled", "/"), &[], b"");
     assert_eq!(r.status, 429, "{}", r.text());
     assert!(
