@@ -5,38 +5,17 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
-use common::mesh::{Guard, free_port, python, wait_until};
+use common::mesh::start_platform;
 use common::{BIN, stderr, stdout};
 
 #[test]
 fn lambda_cli_lifecycle() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let port = free_port();
-    let endpoint = format!("http://127.0.0.1:{port}");
-    let _platform = Guard(
-        Command::new(BIN)
-            .args([
-                "lambda",
-                "serve",
-                "-addr",
-                &format!("127.0.0.1:{port}"),
-                "-data-dir",
-                data.to_str().unwrap(),
-                "-python",
-                &python(),
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    wait_until(30, "the platform listens", || {
-        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-    });
+    let (_platform, endpoint) = start_platform(&data);
     let code = dir.path().join("code");
     std::fs::create_dir_all(&code).unwrap();
     std::fs::write(

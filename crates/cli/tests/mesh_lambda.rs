@@ -12,11 +12,12 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use common::mesh::{
-    Backend, Envoy, Guard, free_port, get, get_json, put, python, start_moto, wait_until,
+    Backend, Envoy, Guard, free_port, get, get_json, put, python, start_moto, start_platform,
+    wait_until,
 };
 use common::{BIN, Proc, stderr};
 use serde_json::{Value, json};
@@ -39,28 +40,7 @@ struct LambdaMesh {
 impl LambdaMesh {
     fn start() -> LambdaMesh {
         let dir = tempfile::tempdir().unwrap();
-        let lport = free_port();
-        let endpoint = format!("http://127.0.0.1:{lport}");
-        let platform = Guard(
-            Command::new(BIN)
-                .args([
-                    "lambda",
-                    "serve",
-                    "-addr",
-                    &format!("127.0.0.1:{lport}"),
-                    "-data-dir",
-                    dir.path().join("data").to_str().unwrap(),
-                    "-python",
-                    &python(),
-                ])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap(),
-        );
-        wait_until(30, "the platform listens", || {
-            std::net::TcpStream::connect(("127.0.0.1", lport)).is_ok()
-        });
+        let (platform, endpoint) = start_platform(&dir.path().join("data"));
         let server = Proc::start(&["agent", "-dev", "-lambda-endpoint", &endpoint]);
         LambdaMesh {
             dir,

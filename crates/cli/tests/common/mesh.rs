@@ -277,3 +277,22 @@ pub fn start_moto() -> (Guard, String) {
     });
     (guard, endpoint)
 }
+
+/// `lambdamesh lambda serve` on a free port with its state in `data` (Python functions run with
+/// the venv's interpreter), killed on drop; returns its endpoint URL once it listens.
+pub fn start_platform(data: &std::path::Path) -> (Guard, String) {
+    let port = free_port();
+    let guard = Guard(
+        Command::new(BIN)
+            .args(["lambda", "serve", "-addr", &format!("127.0.0.1:{port}")])
+            .args(["-data-dir", data.to_str().unwrap(), "-python", &python()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_until(30, "the platform listens", || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    (guard, format!("http://127.0.0.1:{port}"))
+}

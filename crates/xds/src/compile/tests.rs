@@ -76,6 +76,23 @@ fn inputs(proxy: NodeService, set: ConfigEntrySet) -> ProxyInputs {
     }
 }
 
+/// Inputs of the terminating gateway `tgw` on 127.0.0.1:8443 (service leaves added by the test).
+fn terminating_gateway_inputs(set: ConfigEntrySet) -> ProxyInputs {
+    let gw = NodeService {
+        kind: "terminating-gateway".into(),
+        id: "tgw".into(),
+        service: "tgw".into(),
+        port: 8443,
+        namespace: "default".into(),
+        partition: "default".into(),
+        ..NodeService::default()
+    };
+    let mut inp = inputs(gw, set);
+    inp.kind = ProxyKind::TerminatingGateway;
+    inp.leaf = None;
+    inp
+}
+
 fn decode<T: Message + Default>(any: &pb::Any) -> T {
     T::decode(any.value.as_slice()).unwrap()
 }
@@ -363,18 +380,7 @@ fn terminating_gateway_chain_per_sni_with_the_services_leaf() {
     let set = entries(&[
         json!({"Kind": "terminating-gateway", "Name": "tgw", "Services": [{"Name": "ext"}]}),
     ]);
-    let gw = NodeService {
-        kind: "terminating-gateway".into(),
-        id: "tgw".into(),
-        service: "tgw".into(),
-        port: 8443,
-        namespace: "default".into(),
-        partition: "default".into(),
-        ..NodeService::default()
-    };
-    let mut inp = inputs(gw, set);
-    inp.kind = ProxyKind::TerminatingGateway;
-    inp.leaf = None;
+    let mut inp = terminating_gateway_inputs(set);
     inp.service_leaves.insert(
         ServiceName::new("ext", EntMeta::default()),
         CertPair {
@@ -429,17 +435,7 @@ fn terminating_gateway_uses_the_entrys_tls_files_towards_the_service() {
     let set = entries(&[
         json!({"Kind": "terminating-gateway", "Name": "tgw", "Services": [{"Name": "ext", "CAFile": "/etc/ca.pem", "CertFile": "/etc/c.pem", "KeyFile": "/etc/k.pem", "SNI": "ext.example"}]}),
     ]);
-    let gw = NodeService {
-        kind: "terminating-gateway".into(),
-        id: "tgw".into(),
-        service: "tgw".into(),
-        port: 8443,
-        namespace: "default".into(),
-        partition: "default".into(),
-        ..NodeService::default()
-    };
-    let mut inp = inputs(gw, set);
-    inp.kind = ProxyKind::TerminatingGateway;
+    let mut inp = terminating_gateway_inputs(set);
     inp.service_leaves.insert(
         ServiceName::default_tuple("ext"),
         CertPair {

@@ -7,6 +7,13 @@ use super::*;
 
 const ARN: &str = "arn:aws:lambda:eu-west-1:123456789012:function:auth";
 
+/// The HTTP filters of a caller's upstream that invokes a function itself.
+const CALLER_FILTERS: [&str; 3] = [
+    "lambdamesh.lambda.function_error",
+    "envoy.filters.http.aws_lambda",
+    "envoy.filters.http.router",
+];
+
 fn hcm_of(l: &listener::Listener, chain: usize) -> pb::hcm::HttpConnectionManager {
     let f = &l.filter_chains[chain].filters[0];
     assert_eq!(f.name, "envoy.filters.network.http_connection_manager");
@@ -98,14 +105,7 @@ fn caller_sidecar_invokes_an_unlinked_function_itself() {
     let out = compile(&inputs(sidecar(vec![upstream("auth")]), set));
     let l: listener::Listener = decode(&out.listeners["auth:127.0.0.1:2345"]);
     let h = hcm_of(&l, 0);
-    assert_eq!(
-        filter_names(&h),
-        [
-            "lambdamesh.lambda.function_error",
-            "envoy.filters.http.aws_lambda",
-            "envoy.filters.http.router"
-        ]
-    );
+    assert_eq!(filter_names(&h), CALLER_FILTERS);
     let cfg = lambda_config(&h);
     assert_eq!(cfg.arn, ARN);
     assert!(cfg.payload_passthrough);
@@ -194,14 +194,7 @@ fn splitter_mixes_an_ordinary_service_and_functions() {
     let out = compile(&inputs(sidecar(vec![upstream("greeter")]), set));
     let l: listener::Listener = decode(&out.listeners["greeter:127.0.0.1:2345"]);
     let h = hcm_of(&l, 0);
-    assert_eq!(
-        filter_names(&h),
-        [
-            "lambdamesh.lambda.function_error",
-            "envoy.filters.http.aws_lambda",
-            "envoy.filters.http.router"
-        ]
-    );
+    assert_eq!(filter_names(&h), CALLER_FILTERS);
     assert!(strips_port(&h));
     let default_arn = lambda_config(&h).arn;
     let rs = routes(&h);
@@ -275,18 +268,7 @@ fn a_function_linked_to_a_gateway_is_patched_only_there() {
     );
 
     // The gateway: every chain of the service (the plain SNI and the subset's) is patched.
-    let gw = NodeService {
-        kind: "terminating-gateway".into(),
-        id: "tgw".into(),
-        service: "tgw".into(),
-        port: 8443,
-        namespace: "default".into(),
-        partition: "default".into(),
-        ..NodeService::default()
-    };
-    let mut inp = inputs(gw, set);
-    inp.kind = ProxyKind::TerminatingGateway;
-    inp.leaf = None;
+    let mut inp = terminating_gateway_inputs(set);
     inp.service_leaves.insert(
         ServiceName::default_tuple("auth"),
         CertPair {
