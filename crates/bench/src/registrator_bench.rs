@@ -103,16 +103,21 @@ fn sync(
     extra: &[&str],
 ) -> anyhow::Result<(Duration, std::collections::BTreeMap<String, String>)> {
     let t = Instant::now();
-    let out = Command::new(bin)
-        .args(["registrator", "sync"])
-        .args(extra)
+    let mut cmd = Command::new(bin);
+    cmd.args(["registrator", "sync"])
         .env("LAMBDAMESH_LOG", "info")
         .env("CONSUL_HTTP_ADDR", http)
         .env("AWS_ENDPOINT_URL", endpoint)
         .env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
-        .env("CONSUL_EXTENSION_DATA_PREFIX", "/mesh")
-        .output()?;
+        .env("AWS_SECRET_ACCESS_KEY", "test");
+    if !extra.contains(&"-no-tls") {
+        cmd.env("CONSUL_EXTENSION_DATA_PREFIX", "/mesh");
+    } else {
+        cmd.env_remove("CONSUL_EXTENSION_DATA_PREFIX");
+    }
+    let extra: Vec<&str> = extra.iter().copied().filter(|a| *a != "-no-tls").collect();
+    cmd.args(&extra);
+    let out = cmd.output()?;
     let wall = t.elapsed();
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
     if !out.status.success() {
@@ -210,9 +215,20 @@ async fn main() -> anyhow::Result<()> {
         t.elapsed().as_secs_f64()
     );
 
+    let (wall, s) = sync(bin, &http, &endpoint, &["-no-tls"])?;
+    println!(
+        "full sync without mTLS material (tagging API): wall {:.2} s (engine {} ms), AWS calls {}, Consul calls {}, writes {}, upserts {}, errors {}",
+        wall.as_secs_f64(),
+        s["duration_ms"],
+        s["aws_calls"],
+        s["consul_calls"],
+        s["writes"],
+        s["upserts"],
+        s["errors"]
+    );
     let (wall, s) = sync(bin, &http, &endpoint, &[])?;
     println!(
-        "full sync (tagging API): wall {:.2} s (engine {} ms), AWS calls {}, Consul calls {}, writes {}, upserts {}, errors {}",
+        "then full sync adding the mTLS material (leaf + SecureString per service): wall {:.2} s (engine {} ms), AWS calls {}, Consul calls {}, writes {}, upserts {}, errors {}",
         wall.as_secs_f64(),
         s["duration_ms"],
         s["aws_calls"],
