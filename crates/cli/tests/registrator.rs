@@ -489,6 +489,111 @@ fn daemon_syncs_the_local_platform_periodically() {
 }
 
 #[test]
+fn daemon_takes_events_from_the_platforms_sqs_queue() {
+    let server = Proc::start(&["agent", "-dev"]);
+    let http = server.http.clone();
+    add_foreign_services(&http);
+    let platform = Platform::start(Duration::from_secs(60));
+    let dir = tempfile::tempdir().unwrap();
+    let code = python_code(dir.path());
+    // EventBridge → SQS on the platform, as the reference module's rule with a queue target.
+    let queue = platform
+        .target(
+            "sqs",
+            "AmazonSQS.CreateQueue",
+            json!({"QueueName": "registrator-events"}),
+        )
+        .unwrap()["QueueUrl"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let queue_arn = platform
+        .target(
+            "sqs",
+            "AmazonSQS.GetQueueAttributes",
+            json!({"QueueUrl": queue, "AttributeNames": ["QueueArn"]}),
+        )
+        .unwrap()["Attributes"]["QueueArn"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    platform
+        .target(
+            "events",
+            "AWSEvents.PutRule",
+            json!({"Name": "to-queue", "EventPattern": json!({"source": ["aws.lambda"]}).to_string()}),
+        )
+        .unwrap();
+    let r = platform
+        .target(
+            "events",
+            "AWSEvents.PutTargets",
+            json!({"Rule": "to-queue", "Targets": [{"Id": "q", "Arn": queue_arn}]}),
+        )
+        .unwrap();
+    assert_eq!(r["FailedEntryCount"], json!(0));
+    // A full sync only once an hour: whatever happens below comes through the queue.
+    let _daemon = Guard(
+        Command::new(BIN)
+            .args([
+                "registrator",
+                "run",
+                "-sync-interval",
+                "1h",
+                "-queue-url",
+                &queue,
+            ])
+            .env("CONSUL_HTTP_ADDR", &http)
+            .env("AWS_ENDPOINT_URL", &platform.endpoint)
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .env("CONSUL_EXTENSION_DATA_PREFIX", "/mesh")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    platform.create(
+        "queued",
+        &code,
+        "python3.11",
+        &["--tag", &format!("{PREFIX}/enabled=true")],
+    );
+    wait_until(30, "queued registered from the queue", || {
+        registered(&http, "queued")
+    });
+    platform.tag("queued", json!({format!("{PREFIX}/aliases"): "v1"}));
+    wait_until(30, "queued-v1 registered", || {
+        registered(&http, "queued-v1")
+    });
+    platform
+        .lambda("DELETE", "/2015-03-31/functions/queued", None)
+        .unwrap();
+    wait_until(30, "queued and its alias removed", || {
+        !registered(&http, "queued") && !registered(&http, "queued-v1")
+    });
+    wait_until(30, "its parameters removed", || {
+        platform.parameter("/mesh/default/default/queued").is_none()
+            && platform
+                .parameter("/mesh/default/default/queued-v1")
+                .is_none()
+    });
+    // Every message was consumed (handled or dropped as unhandleable).
+    wait_until(30, "the queue drained", || {
+        let a = platform
+            .target(
+                "sqs",
+                "AmazonSQS.GetQueueAttributes",
+                json!({"QueueUrl": queue}),
+            )
+            .unwrap();
+        a["Attributes"]["ApproximateNumberOfMessages"] == json!("0")
+            && a["Attributes"]["ApproximateNumberOfMessagesNotVisible"] == json!("0")
+    });
+    assert_foreign_untouched(&http);
+}
+
+#[test]
 fn bad_configuration_is_reported_and_exits_nonzero() {
     let o = Command::new(BIN)
         .args(["registrator", "sync", "-page-size", "500"])

@@ -108,6 +108,10 @@ async fn handle(
                 service: "events",
                 target: t,
             },
+            Some("AmazonSQS") => Service::Json {
+                service: "sqs",
+                target: t,
+            },
             _ => {
                 return ApiError::new(400, "UnknownOperationException", "")
                     .into_response(Protocol::AwsJson, &request_id);

@@ -333,8 +333,8 @@ impl Bus {
                         .and_then(Value::as_str)
                         .unwrap_or_default()
                         .to_owned();
-                    if !arn.starts_with("arn:aws:lambda:") {
-                        failed.push(json!({"TargetId": id, "ErrorCode": "ValidationException", "ErrorMessage": "Only Lambda function targets are supported by the local platform."}));
+                    if !arn.starts_with("arn:aws:lambda:") && !arn.starts_with("arn:aws:sqs:") {
+                        failed.push(json!({"TargetId": id, "ErrorCode": "ValidationException", "ErrorMessage": "Only Lambda function and SQS queue targets are supported by the local platform."}));
                         continue;
                     }
                     rule.targets.retain(|x| x.id != id);
@@ -590,6 +590,13 @@ fn deliver(p: &Platform, target: &Target, event: &Value) {
         Some(i) => i.clone().into_bytes(),
         None => serde_json::to_vec(event).unwrap_or_default(),
     };
+    if target.arn.starts_with("arn:aws:sqs:") {
+        let body = String::from_utf8_lossy(&payload).into_owned();
+        if let Err(e) = p.inner.sqs.send_to_arn(&target.arn, body) {
+            warn!(target = %target.arn, error = %e, "cannot deliver event");
+        }
+        return;
+    }
     if let Err(e) = crate::api::lambda::invoke_async_arn(p, &target.arn, payload.into()) {
         warn!(target = %target.arn, error = %e, "cannot deliver event");
     }

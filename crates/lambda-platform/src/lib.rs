@@ -9,7 +9,7 @@
 //! SDK, or on Docker: a function sandbox is a plain child process.
 //!
 //! ```text
-//!   client --SigV4--> api (lambda | ssm | tagging | events) --> Platform state --(fsync+rename)--> data dir
+//!   client --SigV4--> api (lambda | ssm | tagging | events | sqs) --> Platform state --(fsync+rename)--> data dir
 //!                           | Invoke                                   | CloudTrail-shaped events
 //!                           v                                          v
 //!                     pool (per function version) <---------------- events (rules, schedules, retries)
@@ -27,6 +27,7 @@ mod httpd;
 mod pool;
 mod sandbox;
 pub mod sigv4;
+mod sqs;
 pub mod ssm;
 mod state;
 pub mod wire;
@@ -155,6 +156,7 @@ pub(crate) struct Inner {
     pub(crate) pools: Arc<pool::Pools>,
     pub(crate) ssm: ssm::ParameterStore,
     pub(crate) bus: events::Bus,
+    pub(crate) sqs: sqs::Queues,
 }
 
 impl Platform {
@@ -172,6 +174,7 @@ impl Platform {
         let state = state::Store::open(&config.data_dir)?;
         let ssm = ssm::ParameterStore::open(&config.data_dir, &config.region, &config.account)?;
         let bus = events::Bus::open(&config.data_dir)?;
+        let sqs = sqs::Queues::new(&config.region, &config.account);
         let endpoint = format!("http://{addr}");
         let pools = Arc::new(pool::Pools::new(&config, &endpoint));
         let platform = Platform {
@@ -182,6 +185,7 @@ impl Platform {
                 pools,
                 ssm,
                 bus,
+                sqs,
             }),
         };
         events::start(platform.clone());

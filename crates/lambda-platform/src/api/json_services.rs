@@ -48,6 +48,10 @@ pub(crate) async fn dispatch(
             _ => return Err(ApiError::new(400, "UnknownOperationException", "")),
         },
         "events" => p.inner.bus.call(p, op, &body)?,
+        "sqs" => {
+            let host = p.inner.endpoint.trim_start_matches("http://");
+            p.inner.sqs.call(op, &body, host).await?
+        }
         _ => return Err(ApiError::new(400, "UnknownOperationException", "")),
     };
     Ok(json_response(200, &out, Protocol::AwsJson))
