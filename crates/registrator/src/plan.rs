@@ -239,8 +239,73 @@ pub fn owner_function<'a>(name: &'a str, entry: Option<&'a Value>) -> &'a str {
         .map_or(name, function_name)
 }
 
-/// Whether stored mTLS material is still good: same root and trust domain, and the leaf is
-/// younger than ⅔ of its lifetime (Consul's own agent renews at that point).
+/// The DER of the first certificate in a PEM text.
+fn pem_der(pem: &str) -> Option<Vec<u8>> {
+    use base64::Engine as _;
+    let begin = "-----BEGIN CERTIFICATE-----";
+    let start = pem.find(begin)? + begin.len();
+    let len = pem[start..].find("-----END CERTIFICATE-----")?;
+    let b64: String = pem[start..start + len]
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .collect();
+    base64::engine::general_purpose::STANDARD.decode(b64).ok()
+}
+
+/// One DER tag-length-value at the start of `input`: `(tag, content, rest)`.
+fn tlv(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+    let (&tag, rest) = input.split_first()?;
+    let (&first, mut rest) = rest.split_first()?;
+    let len = if first < 0x80 {
+        usize::from(first)
+    } else {
+        let n = usize::from(first & 0x7f);
+        if n == 0 || n > 4 || rest.len() < n {
+            return None;
+        }
+        let (bytes, tail) = rest.split_at(n);
+        rest = tail;
+        bytes
+            .iter()
+            .fold(0usize, |acc, b| (acc << 8) | usize::from(*b))
+    };
+    (rest.len() >= len).then(|| (tag, &rest[..len], &rest[len..]))
+}
+
+/// The value of a certificate extension: the OCTET STRING after the extension's OID (and its
+/// optional `critical` flag). Found by the OID's encoding, which cannot occur elsewhere in the
+/// DER of a certificate made by a Connect CA.
+fn extension<'a>(der: &'a [u8], oid: &[u8]) -> Option<&'a [u8]> {
+    let pos = der.windows(oid.len()).position(|w| w == oid)?;
+    let mut rest = &der[pos + oid.len()..];
+    loop {
+        let (tag, content, tail) = tlv(rest)?;
+        match tag {
+            0x01 => rest = tail, // critical
+            0x04 => return Some(content),
+            _ => return None,
+        }
+    }
+}
+
+/// Whether the leaf was issued by this root: its Authority Key Identifier is the root's
+/// Subject Key Identifier. `None` when either is missing (nothing can be said then).
+pub fn issued_by(leaf_pem: &str, root_pem: &str) -> Option<bool> {
+    // id-ce-authorityKeyIdentifier (2.5.29.35) and id-ce-subjectKeyIdentifier (2.5.29.14).
+    const AKI: &[u8] = &[0x06, 0x03, 0x55, 0x1d, 0x23];
+    const SKI: &[u8] = &[0x06, 0x03, 0x55, 0x1d, 0x0e];
+    let leaf = pem_der(leaf_pem)?;
+    let root = pem_der(root_pem)?;
+    // AKI: SEQUENCE { [0] keyIdentifier, ... }; SKI: OCTET STRING.
+    let (_, aki_seq, _) = tlv(extension(&leaf, AKI)?)?;
+    let (tag, aki, _) = tlv(aki_seq)?;
+    let (_, ski, _) = tlv(extension(&root, SKI)?)?;
+    (tag == 0x80).then(|| aki == ski)
+}
+
+/// Whether stored mTLS material is still good: same root and trust domain, a leaf issued by that
+/// root (it lags a rotation until the agent renews it), and younger than ⅔ of its lifetime
+/// (Consul's own agent renews at that point).
 pub fn tls_fresh(value: &str, ca: &Ca, now: OffsetDateTime) -> bool {
     let Ok(v) = serde_json::from_str::<Value>(value) else {
         return false;
@@ -249,7 +314,7 @@ pub fn tls_fresh(value: &str, ca: &Ca, now: OffsetDateTime) -> bool {
     if s("rootCertPEM").trim() != ca.root_pem.trim() || s("trustDomain") != ca.trust_domain {
         return false;
     }
-    if s("privateKeyPEM").is_empty() {
+    if s("privateKeyPEM").is_empty() || issued_by(s("certPEM"), &ca.root_pem) == Some(false) {
         return false;
     }
     match ca::cert_validity(s("certPEM")) {

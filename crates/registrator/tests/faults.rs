@@ -656,3 +656,96 @@ fn events_converge_under_faults() {
         assert_untouched(&s, &f);
     });
 }
+
+#[test]
+fn mtls_material_follows_a_root_rotation() {
+    let s = Services::start();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let c = s.client();
+        let zip = zip_b64();
+        for name in ["r1", "r2", "r3"] {
+            create(&c, name, json!({format!("{PREFIX}/enabled"): "true"}), &zip).await;
+        }
+        let engine = faulty_engine(&s, &Faults::new(0, 0.0, None), &[]);
+        let r = engine.full_sync().await;
+        assert_eq!((r.upserts, r.writes), (3, 9), "{r:?}");
+        let read = async |name: &str| -> Value {
+            let v = c
+                .target(
+                    "ssm",
+                    "AmazonSSM.GetParameter",
+                    &json!({"Name": format!("/mesh/default/default/{name}"), "WithDecryption": true}),
+                )
+                .await
+                .unwrap();
+            serde_json::from_str(v["Parameter"]["Value"].as_str().unwrap()).unwrap()
+        };
+        let before = read("r1").await;
+        assert_eq!(engine.full_sync().await.writes, 0);
+
+        // A PUT with a new private key rotates the root (consul's built-in provider rule).
+        let key = ca::generate_root(
+            "x.consul",
+            99,
+            time::OffsetDateTime::now_utc(),
+            Duration::from_secs(86400),
+            None,
+        )
+        .unwrap()
+        .key_pem;
+        s.consul_put(
+            "/v1/connect/ca/configuration",
+            json!({"Provider": "consul", "Config": {"PrivateKey": key}}),
+        );
+        let roots = s.consul_get("/v1/agent/connect/ca/roots");
+        let active = roots["Roots"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["ID"] == roots["ActiveRootID"])
+            .unwrap()["RootCert"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        assert_ne!(before["rootCertPEM"].as_str().unwrap().trim(), active.trim());
+
+        // The first sync sees the new root; the agent may still hand out leaves of the old one
+        // for a short grace period, which later syncs notice (issuer ≠ root) and replace.
+        let r = engine.full_sync().await;
+        assert_eq!((r.upserts, r.writes), (3, 3), "only the material: {r:?}");
+        let mut converged = false;
+        for _ in 0..100 {
+            if engine.full_sync().await.writes == 0 {
+                converged = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(converged, "material never settled on the new root");
+        for name in ["r1", "r2", "r3"] {
+            let after = read(name).await;
+            assert_eq!(after["rootCertPEM"].as_str().unwrap().trim(), active.trim());
+            assert_eq!(
+                registrator::plan::issued_by(after["certPEM"].as_str().unwrap(), &active),
+                Some(true),
+                "{name}"
+            );
+        }
+        assert_eq!(
+            registrator::plan::issued_by(before["certPEM"].as_str().unwrap(), &active),
+            Some(false)
+        );
+        assert_eq!(
+            registrator::plan::issued_by(
+                before["certPEM"].as_str().unwrap(),
+                before["rootCertPEM"].as_str().unwrap()
+            ),
+            Some(true)
+        );
+    });
+}
