@@ -60,9 +60,10 @@ pub struct Flags {
     /// trace, debug, info, warn, error [env LOG_LEVEL].
     #[arg(long)]
     log_level: Option<String>,
-    /// Also write the Consul ≤1.14 service-defaults Meta keys [env LEGACY_META].
-    #[arg(long)]
-    legacy_meta: bool,
+    /// Also write the Consul ≤1.14 service-defaults Meta keys: true, or `only` for servers
+    /// without EnvoyExtensions [env LEGACY_META].
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    legacy_meta: Option<String>,
     /// auto, tagging or functions [env LIST_MODE].
     #[arg(long)]
     list_mode: Option<String>,
@@ -116,8 +117,8 @@ impl Flags {
                 vars.insert(k.to_owned(), v.clone());
             }
         }
-        if self.legacy_meta {
-            vars.insert("LEGACY_META".into(), "true".into());
+        if let Some(v) = &self.legacy_meta {
+            vars.insert("LEGACY_META".into(), v.clone());
         }
         vars
     }

@@ -34,6 +34,17 @@ impl Tier {
     }
 }
 
+/// Which markings the `service-defaults` entries carry (`LEGACY_META`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Markings {
+    /// `EnvoyExtensions` only (Consul ≥ 1.15), the default.
+    Extensions,
+    /// `EnvoyExtensions` and the ≤ 1.14 `Meta` keys (`LEGACY_META=true`), for mixed versions.
+    Both,
+    /// The ≤ 1.14 `Meta` keys only (`LEGACY_META=only`): older servers reject `EnvoyExtensions`.
+    MetaOnly,
+}
+
 /// The registrator's settings.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Config {
@@ -66,8 +77,8 @@ pub struct Config {
     pub page_size: u32,
     /// Log level (`LOG_LEVEL`, default `info`).
     pub log_level: String,
-    /// Also write the ≤1.14 `Meta` keys into service-defaults (`LEGACY_META`).
-    pub legacy_meta: bool,
+    /// Markings written into service-defaults (`LEGACY_META`: false, true, only).
+    pub legacy_meta: Markings,
     /// How functions are listed (`LIST_MODE`: `auto`, `tagging`, `functions`).
     pub list_mode: ListMode,
     /// Concurrency of per-function AWS calls and of writes (`CONCURRENCY`, default 16).
@@ -149,7 +160,11 @@ impl Config {
         };
         let enterprise = boolean("ENTERPRISE", &mut bad);
         let consul_ssl = boolean("CONSUL_HTTP_SSL", &mut bad);
-        let legacy_meta = boolean("LEGACY_META", &mut bad);
+        let legacy_meta = match get("LEGACY_META") {
+            Some("only") => Markings::MetaOnly,
+            _ if boolean("LEGACY_META", &mut bad) => Markings::Both,
+            _ => Markings::Extensions,
+        };
         let node_name = get("NODE_NAME").unwrap_or("lambdas").to_owned();
         if node_name.contains('/') {
             bad("NODE_NAME", &node_name, "must not contain '/'");
@@ -367,6 +382,15 @@ mod tests {
         assert_eq!(c.extension_data_tier, Some(Tier::Advanced));
         assert_eq!(c.extension_data_prefix.as_deref(), Some("/lambda"));
         assert_eq!(c.consul_url(), "https://consul:8501");
+        assert_eq!(c.legacy_meta, Markings::Extensions);
+        for (v, m) in [
+            ("true", Markings::Both),
+            ("only", Markings::MetaOnly),
+            ("0", Markings::Extensions),
+        ] {
+            let c = Config::from_vars(&vars(&[("LEGACY_META", v)])).unwrap();
+            assert_eq!(c.legacy_meta, m, "{v}");
+        }
         let e = Config::from_vars(&vars(&[("PARTITIONS", "a")])).unwrap_err();
         assert_eq!(e.0[0].name, "PARTITIONS");
     }

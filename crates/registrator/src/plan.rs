@@ -9,7 +9,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde_json::{Map, Value, json};
 use time::OffsetDateTime;
 
-use crate::tags::{MANAGED_TAG, Scope, Service, TAG_PREFIX, function_name};
+use crate::{
+    config::Markings,
+    tags::{MANAGED_TAG, Scope, Service, TAG_PREFIX, function_name},
+};
 
 /// The Consul extension that makes Envoy call Lambda.
 pub const LAMBDA_EXTENSION: &str = "builtin/aws/lambda";
@@ -66,7 +69,7 @@ pub struct Inputs<'a> {
     pub prefix: Option<&'a str>,
     /// The active CA root; without it no mTLS material is written.
     pub ca: Option<&'a Ca>,
-    pub legacy_meta: bool,
+    pub legacy_meta: Markings,
     pub now: OffsetDateTime,
 }
 
@@ -125,7 +128,7 @@ pub fn param_path(prefix: &str, scope: &Scope, name: &str) -> String {
 }
 
 /// The `service-defaults` entry the registrator writes for `s`.
-pub fn expected_entry(s: &Service, legacy_meta: bool) -> Value {
+pub fn expected_entry(s: &Service, markings: Markings) -> Value {
     let mut entry = json!({
         "Kind": "service-defaults",
         "Name": s.name,
@@ -140,7 +143,12 @@ pub fn expected_entry(s: &Service, legacy_meta: bool) -> Value {
             },
         }],
     });
-    if legacy_meta {
+    if markings == Markings::MetaOnly
+        && let Some(o) = entry.as_object_mut()
+    {
+        o.remove("EnvoyExtensions");
+    }
+    if markings != Markings::Extensions {
         // Consul ≤ 1.14 read these keys (with `enable_serverless_plugin`); region from the ARN.
         let region = s.arn.split(':').nth(3).unwrap_or_default();
         entry["Meta"] = json!({

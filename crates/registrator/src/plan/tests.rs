@@ -7,6 +7,7 @@ use serde_json::json;
 use time::OffsetDateTime;
 
 use super::*;
+use crate::config::Markings;
 use crate::tags::{InvocationMode, Scope, Service};
 
 const ARN: &str = "arn:aws:lambda:us-east-1:123456789012:function:";
@@ -30,7 +31,7 @@ fn state(owned: &[&Service]) -> ScopeState {
         foreign: BTreeSet::new(),
         entries: owned
             .iter()
-            .map(|s| (s.name.clone(), expected_entry(s, false)))
+            .map(|s| (s.name.clone(), expected_entry(s, Markings::Extensions)))
             .collect(),
     }
 }
@@ -49,7 +50,7 @@ fn inputs<'a>(desired: &'a [Service], protect: &'a BTreeSet<String>, d: Deletion
         deletions: d,
         prefix: None,
         ca: None,
-        legacy_meta: false,
+        legacy_meta: Markings::Extensions,
         now: OffsetDateTime::now_utc(),
     }
 }
@@ -100,19 +101,22 @@ fn drifted_config_is_rewritten_without_reregistering() {
 #[test]
 fn entry_comparison_ignores_bookkeeping_and_key_case() {
     let s = svc("a", None);
-    let mut e = expected_entry(&s, false);
+    let mut e = expected_entry(&s, Markings::Extensions);
     e["CreateIndex"] = json!(5);
     e["ModifyIndex"] = json!(9);
     e["Namespace"] = json!("default");
     e["TransparentProxy"] = json!({});
     e["EnvoyExtensions"][0]["Arguments"] =
         json!({"ARN": s.arn, "InvocationMode": "synchronous", "PayloadPassthrough": false});
-    assert!(entry_matches(&e, &expected_entry(&s, false)));
+    assert!(entry_matches(&e, &expected_entry(&s, Markings::Extensions)));
     e["MaxInboundConnections"] = json!(3);
-    assert!(!entry_matches(&e, &expected_entry(&s, false)));
     assert!(!entry_matches(
-        &expected_entry(&s, false),
-        &expected_entry(&s, true)
+        &e,
+        &expected_entry(&s, Markings::Extensions)
+    ));
+    assert!(!entry_matches(
+        &expected_entry(&s, Markings::Extensions),
+        &expected_entry(&s, Markings::Both)
     ));
 }
 
@@ -242,6 +246,23 @@ fn tls_material_is_refreshed_at_two_thirds_and_on_root_change() {
         Some("/p/default/default/old")
     );
     assert_eq!(p.orphan_params, ["/p/default/default/stray"]);
+}
+
+#[test]
+fn legacy_markings() {
+    let s = svc("a", None);
+    let both = expected_entry(&s, Markings::Both);
+    assert_eq!(
+        both["Meta"]["serverless.consul.hashicorp.com/v1alpha1/lambda/region"],
+        json!("us-east-1")
+    );
+    assert!(both.get("EnvoyExtensions").is_some());
+    let only = expected_entry(&s, Markings::MetaOnly);
+    assert!(only.get("EnvoyExtensions").is_none());
+    assert_eq!(
+        only["Meta"]["serverless.consul.hashicorp.com/v1alpha1/lambda/arn"],
+        json!(s.arn)
+    );
 }
 
 #[test]
