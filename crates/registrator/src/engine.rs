@@ -606,7 +606,13 @@ impl<A: Aws, C: Consul> Engine<A, C> {
             }
         }
         let (mut upserts, mut deletes, mut writes) = (0, 0, 0);
+        let total = set.len();
+        let mut done = 0;
         while let Some(r) = set.join_next().await {
+            done += 1;
+            if done % 500 == 0 {
+                info!(done, total, "progress");
+            }
             match r {
                 Ok((true, true, w)) => {
                     upserts += 1;
@@ -747,6 +753,13 @@ impl<A: Aws, C: Consul> Engine<A, C> {
         let errors0 = m.errors.load(Ordering::Relaxed);
         add(&m.full_syncs, 1);
         let listing = self.list().await;
+        info!(
+            functions = listing.functions.len(),
+            unreadable = listing.unreadable.len(),
+            complete = listing.complete,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "functions listed"
+        );
         let mut complete = listing.complete;
         let mut protect: BTreeSet<String> = BTreeSet::new();
         for (name, reason) in &listing.unreadable {
@@ -804,6 +817,14 @@ impl<A: Aws, C: Consul> Engine<A, C> {
         if !complete {
             add(&m.incomplete_syncs, 1);
         }
+        info!(
+            upserts = p.upserts.len(),
+            deletes = p.deletes.len(),
+            orphan_parameters = p.orphan_params.len(),
+            deletions_allowed = complete,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "plan ready"
+        );
         let (upserts, deletes, writes, _) = self.execute(p, ca).await;
         add(&m.functions_seen, listing.functions.len() as u64);
         let report = SyncReport {
