@@ -481,6 +481,7 @@ impl Aws for HttpAws {
         };
         let c = v.get("Configuration").unwrap_or(&Value::Null);
         let arn = str_of(c, "FunctionArn")
+            .map(|a| crate::tags::unqualified(&a))
             .ok_or_else(|| AwsError::Failed("GetFunction answer has no FunctionArn".into()))?;
         let name = str_of(c, "FunctionName").unwrap_or_else(|| name_of(&arn));
         let tags = match v.get("Tags") {

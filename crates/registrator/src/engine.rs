@@ -865,8 +865,10 @@ impl<A: Aws, C: Consul> Engine<A, C> {
             function: reference.to_owned(),
             reason,
         };
+        // Tags belong to the function, not to a version or alias: read it unqualified.
+        let unqualified = tags::unqualified(reference);
         let found = self
-            .aws_call("GetFunction", |a| a.get_function(reference.to_owned()))
+            .aws_call("GetFunction", |a| a.get_function(unqualified.clone()))
             .await
             .map_err(|e| fail(format!("cannot read it (nothing deleted): {e}")))?;
         let name = found.as_ref().map_or_else(

@@ -263,6 +263,15 @@ pub fn function_name(arn_or_name: &str) -> &str {
     }
 }
 
+/// A function reference without its qualifier (`...:function:NAME`, or `NAME`).
+pub fn unqualified(arn_or_name: &str) -> String {
+    if arn_or_name.starts_with("arn:") {
+        arn_or_name.split(':').take(7).collect::<Vec<_>>().join(":")
+    } else {
+        function_name(arn_or_name).to_owned()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -422,5 +431,9 @@ mod tests {
         assert_eq!(function_name("123456789012:function:pay"), "pay");
         assert_eq!(function_name("pay:1"), "pay");
         assert_eq!(function_name("pay"), "pay");
+        assert_eq!(unqualified(&format!("{ARN}:prod")), ARN);
+        assert_eq!(unqualified(ARN), ARN);
+        assert_eq!(unqualified("pay:3"), "pay");
+        assert_eq!(unqualified("123456789012:function:pay:3"), "pay");
     }
 }
