@@ -441,7 +441,7 @@ fn daemon_syncs_the_local_platform_periodically() {
         stderr(&o)
     );
     let metrics = free_port();
-    let _daemon = Guard(
+    let mut daemon = Guard(
         Command::new(BIN)
             .args(["registrator", "run", "-sync-interval", "1s"])
             .args(["-metrics-addr", &format!("127.0.0.1:{metrics}")])
@@ -486,6 +486,19 @@ fn daemon_syncs_the_local_platform_periodically() {
         "{text}"
     );
     assert_foreign_untouched(&http);
+    // SIGTERM ends the daemon cleanly.
+    let pid = daemon.0.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    wait_until(30, "the daemon exits", || {
+        daemon.0.try_wait().unwrap().is_some()
+    });
+    assert!(daemon.0.wait().unwrap().success());
 }
 
 #[test]
