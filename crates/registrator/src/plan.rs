@@ -231,11 +231,11 @@ pub fn entry_matches(actual: &Value, expected: &Value) -> bool {
     }
 }
 
-/// The function an owned service belongs to: from its entry's Lambda ARN when present,
-/// otherwise the service name itself.
-pub fn owner_function<'a>(name: &'a str, entry: Option<&'a Value>) -> &'a str {
-    entry
-        .and_then(|e| get_ci(e.as_object()?, "EnvoyExtensions"))
+/// The Lambda ARN an entry points at: its `builtin/aws/lambda` extension's `arn`, or the
+/// ≤ 1.14 `Meta` marking.
+pub fn entry_arn(entry: &Value) -> Option<&str> {
+    let o = entry.as_object()?;
+    let from_extension = get_ci(o, "EnvoyExtensions")
         .and_then(Value::as_array)
         .and_then(|exts| {
             exts.iter().find_map(|x| {
@@ -243,8 +243,18 @@ pub fn owner_function<'a>(name: &'a str, entry: Option<&'a Value>) -> &'a str {
                 (get_ci(o, "Name")?.as_str()? == LAMBDA_EXTENSION).then_some(())?;
                 get_ci(get_ci(o, "Arguments")?.as_object()?, "arn")?.as_str()
             })
-        })
-        .map_or(name, function_name)
+        });
+    from_extension.or_else(|| {
+        get_ci(o, "Meta")?
+            .get(format!("{TAG_PREFIX}/arn"))?
+            .as_str()
+    })
+}
+
+/// The function an owned service belongs to: from its entry's Lambda ARN when present,
+/// otherwise the service name itself.
+pub fn owner_function<'a>(name: &'a str, entry: Option<&'a Value>) -> &'a str {
+    entry.and_then(entry_arn).map_or(name, function_name)
 }
 
 /// The DER of the first certificate in a PEM text.
@@ -367,7 +377,14 @@ pub fn plan(input: &Inputs<'_>, actual: &Actual) -> Plan {
             out.unreadable.insert(scope.clone());
             continue;
         };
-        if state.foreign.contains(name) {
+        // Not ours: a service of that name on the node without our tag, or (while we have not
+        // registered it) an entry someone wrote for something other than this function.
+        let foreign_entry = !state.owned.contains(name)
+            && state
+                .entries
+                .get(name)
+                .is_some_and(|e| entry_arn(e).map(function_name) != Some(s.function.as_str()));
+        if state.foreign.contains(name) || foreign_entry {
             out.conflicts.push((scope.clone(), name.clone()));
             continue;
         }

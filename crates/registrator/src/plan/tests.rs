@@ -168,6 +168,31 @@ fn foreign_services_are_never_touched() {
 }
 
 #[test]
+fn an_entry_someone_else_wrote_is_not_overwritten() {
+    let d = [svc("a", None), svc("b", None)];
+    let mut st = ScopeState::default();
+    // `a`: a plain entry for a non-Lambda service; `b`: a Lambda entry left by the Go
+    // registrator for this very function (registration lost) — repaired.
+    st.entries.insert(
+        "a".into(),
+        json!({"Kind": "service-defaults", "Name": "a", "Protocol": "grpc"}),
+    );
+    st.entries.insert(
+        "b".into(),
+        json!({"Kind": "service-defaults", "Name": "b", "Protocol": "http",
+               "EnvoyExtensions": [{"Name": LAMBDA_EXTENSION, "Arguments": {"arn": d[1].arn, "invocationMode": "SYNCHRONOUS"}}]}),
+    );
+    let p = plan(&inputs(&d, &BTreeSet::new(), Deletions::All), &actual(st));
+    assert_eq!(p.conflicts, [(Scope::default(), "a".to_owned())]);
+    assert_eq!(p.upserts.len(), 1);
+    assert_eq!(p.upserts[0].service.name, "b");
+    assert!(p.upserts[0].config && p.upserts[0].register);
+    // The legacy Meta marking names the function as well.
+    let legacy = expected_entry(&d[0], Markings::MetaOnly);
+    assert_eq!(entry_arn(&legacy), Some(d[0].arn.as_str()));
+}
+
+#[test]
 fn duplicate_names_keep_the_function_itself() {
     // Function `a` with alias `b` and a function named `a-b` both want service `a-b`.
     let d = [svc("a", Some("b")), svc("a-b", None)];
