@@ -456,11 +456,22 @@ pub fn plan(input: &Inputs<'_>, actual: &Actual) -> Plan {
             .iter()
             .filter_map(|d| d.param.as_ref())
             .collect();
+        // Only `<prefix>/<partition>/<namespace>/<service>` of a scope that was read: anything
+        // else under the prefix is not the registrator's to remove.
+        let scope_dirs: BTreeSet<String> = actual
+            .scopes
+            .keys()
+            .map(|sc| format!("{prefix}/{}/", sc.path_part()))
+            .collect();
         for path in params.keys() {
             let name = path.rsplit('/').next().unwrap_or_default();
+            let in_scope_dir = scope_dirs.iter().any(|d| {
+                path.strip_prefix(d.as_str())
+                    .is_some_and(|rest| !rest.is_empty() && !rest.contains('/'))
+            });
             if desired_paths.contains(path)
                 || deleting.contains(path)
-                || !path.starts_with(&format!("{prefix}/"))
+                || !in_scope_dir
                 || protected(name, name, input.protect)
             {
                 continue;

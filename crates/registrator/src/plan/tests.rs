@@ -251,7 +251,10 @@ fn tls_material_is_refreshed_at_two_thirds_and_on_root_change() {
     a.params = Some(BTreeMap::from([
         ("/p/default/default/a".to_owned(), v.clone()),
         ("/p/default/default/old".to_owned(), v.clone()),
-        ("/p/default/default/stray".to_owned(), v),
+        ("/p/default/default/stray".to_owned(), v.clone()),
+        ("/p/notes".to_owned(), v.clone()),
+        ("/p/default/default/deeper/x".to_owned(), v.clone()),
+        ("/p/team/ns1/unread-scope".to_owned(), v),
     ]));
     let none = BTreeSet::new();
     let mut i = inputs(&d, &none, Deletions::All);
