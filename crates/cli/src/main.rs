@@ -56,7 +56,11 @@ enum Command {
 }
 
 fn main() -> std::process::ExitCode {
-    let cli = Cli::parse_from(args::normalize(std::env::args_os()));
+    let argv = registrator_cmd::bootstrap_argv(
+        std::env::args_os(),
+        std::env::var_os("AWS_LAMBDA_RUNTIME_API"),
+    );
+    let cli = Cli::parse_from(args::normalize(argv));
     init_tracing();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

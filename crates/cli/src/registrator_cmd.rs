@@ -124,6 +124,24 @@ impl Flags {
     }
 }
 
+/// The binary installed as a Lambda `bootstrap` (no arguments, inside a sandbox) runs the
+/// registrator's Lambda mode, so the binary itself can be the deployment package.
+pub fn bootstrap_argv(
+    argv: impl IntoIterator<Item = std::ffi::OsString>,
+    runtime_api: Option<std::ffi::OsString>,
+) -> Vec<std::ffi::OsString> {
+    let mut argv: Vec<std::ffi::OsString> = argv.into_iter().collect();
+    let is_bootstrap = argv.first().is_some_and(|p| {
+        std::path::Path::new(p)
+            .file_name()
+            .is_some_and(|n| n == "bootstrap")
+    });
+    if argv.len() == 1 && is_bootstrap && runtime_api.is_some() {
+        argv.extend(["registrator".into(), "lambda".into()]);
+    }
+    argv
+}
+
 pub async fn run(cmd: RegistratorCommand) -> anyhow::Result<u8> {
     match cmd {
         RegistratorCommand::Sync(flags) => {
@@ -208,5 +226,35 @@ async fn serve_metrics(
             );
             let _ = sock.write_all(resp.as_bytes()).await;
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn argv(a: &[&str]) -> Vec<std::ffi::OsString> {
+        a.iter().map(std::ffi::OsString::from).collect()
+    }
+
+    #[test]
+    fn a_bootstrap_in_a_sandbox_is_the_lambda_mode() {
+        let api = Some("127.0.0.1:9".into());
+        assert_eq!(
+            bootstrap_argv(argv(&["/var/task/bootstrap"]), api.clone()),
+            argv(&["/var/task/bootstrap", "registrator", "lambda"])
+        );
+        assert_eq!(
+            bootstrap_argv(argv(&["bootstrap"]), None),
+            argv(&["bootstrap"])
+        );
+        assert_eq!(
+            bootstrap_argv(argv(&["lambdamesh"]), api.clone()),
+            argv(&["lambdamesh"])
+        );
+        assert_eq!(
+            bootstrap_argv(argv(&["bootstrap", "server"]), api),
+            argv(&["bootstrap", "server"])
+        );
     }
 }
