@@ -3,7 +3,8 @@
 #
 #   the control plane (lambdamesh agent -dev) ── xDS ──> Envoy sidecar of `api`
 #                                            └─ xDS ──> Envoy terminating gateway
-#   the local Lambda platform (lambdamesh lambda serve) runs `authentication` (Python, awslambdaric)
+#   the local Lambda platform (lambdamesh lambda serve) runs `authentication` (Python, awslambdaric),
+#   tagged `…/lambda/enabled=true`; `lambdamesh registrator sync` makes it a mesh service
 #
 #   curl localhost:2345 → api's sidecar → (mTLS) → terminating gateway → intentions → aws_lambda
 #   (SigV4) → the platform → the function, and back.
@@ -68,11 +69,11 @@ wait_for "the control plane at $addr (port in use? set DEMO_HTTP_PORT)" curl -sf
 wait_for "the Lambda platform at $lambda_endpoint (port in use? set DEMO_LAMBDA_PORT)" \
   "$py" -c "import socket; socket.create_connection(('127.0.0.1', $lambda_port))"
 
-# The function, and its registration as the registrator would write it.
+# The function, tagged for the mesh; the registrator turns the tag into a mesh service
+# (service-defaults with builtin/aws/lambda + a catalog registration on node `lambdas`).
 "$bin" lambda create authentication --dir examples/demo/authentication --runtime python3.11 \
-  --handler app.handler >/dev/null
-"$bin" config write examples/dev/authentication-defaults.hcl >/dev/null
-curl -sf -X PUT --data @examples/demo/authentication-node.json "http://$addr/v1/catalog/register" >/dev/null
+  --handler app.handler --tag serverless.consul.hashicorp.com/v1alpha1/lambda/enabled=true >/dev/null
+"$bin" registrator sync >"$state/registrator.log" 2>&1 || fail "the registrator's sync failed"
 "$bin" config write examples/demo/terminating-gateway.hcl >/dev/null
 "$bin" intention create -allow api authentication >/dev/null
 "$bin" intention create -deny '*' authentication >/dev/null
@@ -119,6 +120,7 @@ Try:
   $bin intention create -deny -replace api authentication    # then the curl answers 403
   $bin intention create -allow -replace api authentication
   curl -s http://$addr/v1/health/connect/authentication       # the gateway fronts the function
+  curl -s http://$addr/v1/config/service-defaults/authentication   # written by the registrator
   AWS_ENDPOINT_URL=$lambda_endpoint $bin lambda logs authentication -data-dir $state/lambda
 Logs: $state/*.log
 MSG
