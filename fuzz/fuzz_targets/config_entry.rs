@@ -1,5 +1,6 @@
 //! Config-entry decoding and validation never panic, and every decoded entry survives
-//! `to_json` → `decode_value` unchanged. Resolver-filter syntax (bexpr) rides along.
+//! `to_json` → `decode_value` unchanged, and a valid Lambda marking is usable. Resolver-filter
+//! syntax (bexpr) rides along.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -40,6 +41,14 @@ fuzz_target!(|data: &[u8]| {
             .unwrap_or_else(|e| panic!("to_json output does not decode: {e}"));
         assert_eq!(back, entry, "round trip changed the entry");
         assert_eq!(back.validate().is_ok(), valid, "validation is not stable");
+        // A valid Lambda marking is always one the xDS compiler can use: nothing that passes
+        // the write-time checks is dropped silently at request time.
+        if valid
+            && let config_entry::ConfigEntry::ServiceDefaults(sd) = &entry
+            && sd.is_lambda()
+        {
+            assert!(sd.lambda_target().is_some(), "valid Lambda marking unusable");
+        }
         let set = ConfigEntrySet::default();
         if set.validate_upsert(&entry).is_ok() {
             let mut set = set;

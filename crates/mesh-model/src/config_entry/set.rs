@@ -76,32 +76,13 @@ impl ConfigEntrySet {
 
     /// The service's resolver, if any.
     pub fn resolver_of(&self, svc: &ServiceName) -> Option<&ServiceResolver> {
-        match self.for_service(Kind::ServiceResolver, svc) {
-            Some(ConfigEntry::ServiceResolver(r)) => Some(r),
-            _ => None,
-        }
+        self.view().resolver_of(svc)
     }
 
     /// The service's protocol: its service-defaults `Protocol`, else the partition's
     /// proxy-defaults `global` `Config["protocol"]`, else `tcp`.
     pub fn protocol_of(&self, svc: &ServiceName) -> String {
-        if let Some(ConfigEntry::ServiceDefaults(sd)) = self.for_service(Kind::ServiceDefaults, svc)
-            && !sd.protocol.is_empty()
-        {
-            return sd.protocol.to_ascii_lowercase();
-        }
-        let global = EntryKey {
-            kind: Kind::ProxyDefaults,
-            meta: EntMeta::new(Some(&svc.meta.partition), Some(DEFAULT)),
-            name: PROXY_DEFAULTS_GLOBAL.to_owned(),
-        };
-        if let Some(ConfigEntry::ProxyDefaults(pd)) = self.entries.get(&global) {
-            let p = pd.config_protocol();
-            if !p.is_empty() {
-                return p;
-            }
-        }
-        DEFAULT_PROTOCOL.to_owned()
+        self.view().protocol_of(svc)
     }
 
     /// Validates `entry` on its own, then against the other entries as if it were written.
@@ -112,10 +93,13 @@ impl ConfigEntrySet {
     pub fn validate_upsert(&self, entry: &ConfigEntry) -> Result<(), ConfigEntryError> {
         entry.validate()?;
         let key = entry.key();
-        let before = self.violations();
-        let mut after_set = self.clone();
-        after_set.insert(entry.clone());
-        let after = after_set.violations();
+        let scope = self.affected_by(&key);
+        let before = self.view().violations(&scope);
+        let after = View {
+            set: self,
+            changed: Some((&key, Some(entry))),
+        }
+        .violations(&scope);
         // The written entry must be clean even if it was already broken; elsewhere only new
         // problems count.
         let fresh = after
@@ -137,110 +121,228 @@ impl ConfigEntrySet {
         if !self.entries.contains_key(key) {
             return Ok(());
         }
-        let before = self.violations();
-        let mut after_set = self.clone();
-        after_set.remove(key);
-        let after = after_set.violations();
+        let scope = self.affected_by(key);
+        let before = self.view().violations(&scope);
+        let after = View {
+            set: self,
+            changed: Some((key, None)),
+        }
+        .violations(&scope);
         match after.difference(&before).next() {
             None => Ok(()),
             Some(v) => Err(conflict(key, v)),
         }
     }
 
-    /// Every graph problem in the set.
-    fn violations(&self) -> BTreeSet<Violation> {
+    fn view(&self) -> View<'_> {
+        View {
+            set: self,
+            changed: None,
+        }
+    }
+
+    /// The entries whose graph checks can change when `key` is written or deleted: the entry
+    /// itself, plus, when it is a service's defaults or resolver (the only entries other checks
+    /// read), every entry that refers to that service; a proxy-defaults change can move any
+    /// protocol, so it scopes everything. Checking only these keeps a write linear in the
+    /// number of entries instead of recomputing (and copying) the whole graph, which made bulk
+    /// writes quadratic.
+    fn affected_by(&self, key: &EntryKey) -> BTreeSet<EntryKey> {
+        let mut out = BTreeSet::from([key.clone()]);
+        match key.kind {
+            Kind::ProxyDefaults => out.extend(self.entries.keys().cloned()),
+            Kind::ServiceDefaults | Kind::ServiceResolver => {
+                let svc = ServiceName::new(key.name.clone(), key.meta.clone());
+                out.extend(
+                    self.entries
+                        .iter()
+                        .filter(|(k, e)| graph_refs(k, e).iter().any(|r| r.service == svc))
+                        .map(|(k, _)| k.clone()),
+                );
+            }
+            _ => {}
+        }
+        out
+    }
+}
+
+/// One service an entry's graph checks look at, and how.
+struct GraphRef<'a> {
+    /// `Routes[0].Destination`, `Splits[1]`, ...; empty for the entry's own service.
+    field: String,
+    service: ServiceName,
+    subset: &'a str,
+}
+
+/// The services an entry's graph checks read (their defaults for the protocol, their resolver
+/// for subsets): its own service first, then its targets.
+fn graph_refs<'a>(key: &EntryKey, entry: &'a ConfigEntry) -> Vec<GraphRef<'a>> {
+    let own = |name: &str| GraphRef {
+        field: String::new(),
+        service: ServiceName::new(name.to_owned(), key.meta.clone()),
+        subset: "",
+    };
+    let mut out = Vec::new();
+    match entry {
+        ConfigEntry::ServiceRouter(r) => {
+            out.push(own(&r.name));
+            let chain = &out[0].service.clone();
+            out.extend(r.routes.iter().enumerate().filter_map(|(i, route)| {
+                route.destination.as_ref().map(|d| GraphRef {
+                    field: format!("Routes[{i}].Destination"),
+                    service: target(chain, &d.service, &d.namespace, &d.partition),
+                    subset: d.service_subset.as_str(),
+                })
+            }));
+        }
+        ConfigEntry::ServiceSplitter(sp) => {
+            out.push(own(&sp.name));
+            let chain = &out[0].service.clone();
+            out.extend(sp.splits.iter().enumerate().map(|(i, split)| GraphRef {
+                field: format!("Splits[{i}]"),
+                service: target(chain, &split.service, &split.namespace, &split.partition),
+                subset: split.service_subset.as_str(),
+            }));
+        }
+        ConfigEntry::ServiceResolver(r) => {
+            out.push(own(&r.name));
+            let me = &out[0].service.clone();
+            // Peers have their own config entries: nothing to check them against.
+            if let Some(rd) = &r.redirect
+                && rd.peer.is_empty()
+            {
+                out.push(GraphRef {
+                    field: "Redirect".to_owned(),
+                    service: target(me, &rd.service, &rd.namespace, &rd.partition),
+                    subset: rd.service_subset.as_str(),
+                });
+            }
+            for (k, f) in &r.failover {
+                if f.targets.is_empty() {
+                    out.push(GraphRef {
+                        field: format!("Failover[{k:?}]"),
+                        service: target(me, &f.service, &f.namespace, ""),
+                        subset: f.service_subset.as_str(),
+                    });
+                }
+                for (i, ft) in f.targets.iter().enumerate() {
+                    if ft.peer.is_empty() {
+                        out.push(GraphRef {
+                            field: format!("Failover[{k:?}].Targets[{i}]"),
+                            service: target(me, &ft.service, &ft.namespace, &ft.partition),
+                            subset: ft.service_subset.as_str(),
+                        });
+                    }
+                }
+            }
+        }
+        ConfigEntry::ServiceDefaults(sd) if sd.is_lambda() => out.push(own(&sd.name)),
+        ConfigEntry::ServiceIntentions(ixn) if ixn.has_any_permissions() => {
+            out.push(own(&ixn.name));
+        }
+        _ => {}
+    }
+    out
+}
+
+/// The set as it is, or as it would be with one key written (`Some`) or deleted (`None`),
+/// without copying it.
+struct View<'a> {
+    set: &'a ConfigEntrySet,
+    changed: Option<(&'a EntryKey, Option<&'a ConfigEntry>)>,
+}
+
+impl<'a> View<'a> {
+    fn get(&self, key: &EntryKey) -> Option<&'a ConfigEntry> {
+        match self.changed {
+            Some((k, entry)) if k == key => entry,
+            _ => self.set.entries.get(key),
+        }
+    }
+
+    fn for_service(&self, kind: Kind, svc: &ServiceName) -> Option<&'a ConfigEntry> {
+        self.get(&EntryKey {
+            kind,
+            meta: svc.meta.clone(),
+            name: svc.name.clone(),
+        })
+    }
+
+    fn resolver_of(&self, svc: &ServiceName) -> Option<&'a ServiceResolver> {
+        match self.for_service(Kind::ServiceResolver, svc) {
+            Some(ConfigEntry::ServiceResolver(r)) => Some(r),
+            _ => None,
+        }
+    }
+
+    fn protocol_of(&self, svc: &ServiceName) -> String {
+        if let Some(ConfigEntry::ServiceDefaults(sd)) = self.for_service(Kind::ServiceDefaults, svc)
+            && !sd.protocol.is_empty()
+        {
+            return sd.protocol.to_ascii_lowercase();
+        }
+        let global = EntryKey {
+            kind: Kind::ProxyDefaults,
+            meta: EntMeta::new(Some(&svc.meta.partition), Some(DEFAULT)),
+            name: PROXY_DEFAULTS_GLOBAL.to_owned(),
+        };
+        if let Some(ConfigEntry::ProxyDefaults(pd)) = self.get(&global) {
+            let p = pd.config_protocol();
+            if !p.is_empty() {
+                return p;
+            }
+        }
+        DEFAULT_PROTOCOL.to_owned()
+    }
+
+    /// The graph problems of the entries at `keys` (absent ones have none).
+    fn violations(&self, keys: &BTreeSet<EntryKey>) -> BTreeSet<Violation> {
         let mut out = BTreeSet::new();
-        for (key, entry) in &self.entries {
+        for key in keys {
+            let Some(entry) = self.get(key) else { continue };
             let mut push = |message: String| {
                 out.insert(Violation {
                     key: key.clone(),
                     message,
                 });
             };
+            let refs = graph_refs(key, entry);
+            let Some((own, targets)) = refs.split_first() else {
+                continue;
+            };
+            let me = &own.service;
             match entry {
-                ConfigEntry::ServiceRouter(r) => {
-                    let chain = ServiceName::new(r.name.clone(), key.meta.clone());
-                    let targets = r.routes.iter().enumerate().filter_map(|(i, route)| {
-                        route.destination.as_ref().map(|d| {
-                            (
-                                format!("Routes[{i}].Destination"),
-                                target(&chain, &d.service, &d.namespace, &d.partition),
-                                d.service_subset.as_str(),
-                            )
-                        })
-                    });
-                    self.check_chain(&chain, targets, &mut push);
+                ConfigEntry::ServiceRouter(_) | ConfigEntry::ServiceSplitter(_) => {
+                    self.check_chain(me, targets, &mut push);
                 }
-                ConfigEntry::ServiceSplitter(s) => {
-                    let chain = ServiceName::new(s.name.clone(), key.meta.clone());
-                    let targets = s.splits.iter().enumerate().map(|(i, sp)| {
-                        (
-                            format!("Splits[{i}]"),
-                            target(&chain, &sp.service, &sp.namespace, &sp.partition),
-                            sp.service_subset.as_str(),
-                        )
-                    });
-                    self.check_chain(&chain, targets, &mut push);
-                }
-                ConfigEntry::ServiceResolver(r) => {
-                    let me = ServiceName::new(r.name.clone(), key.meta.clone());
-                    // Peers have their own config entries: nothing to check them against.
-                    let mut targets = Vec::new();
-                    if let Some(rd) = &r.redirect
-                        && rd.peer.is_empty()
-                    {
-                        let t = target(&me, &rd.service, &rd.namespace, &rd.partition);
-                        targets.push(("Redirect".to_owned(), t, rd.service_subset.as_str()));
-                    }
-                    for (k, f) in &r.failover {
-                        if f.targets.is_empty() {
-                            let t = target(&me, &f.service, &f.namespace, "");
-                            targets.push((
-                                format!("Failover[{k:?}]"),
-                                t,
-                                f.service_subset.as_str(),
-                            ));
-                        }
-                        for (i, ft) in f.targets.iter().enumerate() {
-                            if ft.peer.is_empty() {
-                                let t = target(&me, &ft.service, &ft.namespace, &ft.partition);
-                                targets.push((
-                                    format!("Failover[{k:?}].Targets[{i}]"),
-                                    t,
-                                    ft.service_subset.as_str(),
-                                ));
-                            }
-                        }
-                    }
-                    let proto = self.protocol_of(&me);
-                    for (field, t, subset) in targets {
+                ConfigEntry::ServiceResolver(_) => {
+                    let proto = self.protocol_of(me);
+                    for t in targets {
                         // Subsets of the resolver's own service were checked by `validate`.
-                        if t == me {
+                        if t.service == *me {
                             continue;
                         }
-                        self.check_same_protocol(&field, &me, &proto, &t, &mut push);
-                        self.check_subset(&field, &t, subset, &mut push);
+                        self.check_same_protocol(&t.field, me, &proto, &t.service, &mut push);
+                        self.check_subset(&t.field, &t.service, t.subset, &mut push);
                     }
                 }
-                ConfigEntry::ServiceDefaults(sd) if sd.is_lambda() => {
+                ConfigEntry::ServiceDefaults(_) => {
                     // Envoy's aws_lambda filter lives in an HTTP connection manager: a Lambda
                     // marking on a TCP service would never invoke anything (reference §1.2).
-                    let me = ServiceName::new(sd.name.clone(), key.meta.clone());
-                    let proto = self.protocol_of(&me);
+                    let proto = self.protocol_of(me);
                     if proto != "http" && proto != "http2" {
                         push(format!(
                             "Protocol: service {:?} is an AWS Lambda function and must use protocol \"http\", but its protocol is {proto:?}",
-                            sd.name
+                            me.name
                         ));
                     }
                 }
-                ConfigEntry::ServiceIntentions(ixn) if ixn.has_any_permissions() => {
-                    let dest = ServiceName::new(ixn.name.clone(), key.meta.clone());
-                    let proto = self.protocol_of(&dest);
+                ConfigEntry::ServiceIntentions(_) => {
+                    let proto = self.protocol_of(me);
                     if !is_http_like(&proto) {
                         push(format!(
                             "service {:?} has protocol {proto:?}, but L7 intention Permissions require http, http2 or grpc",
-                            dest.name
+                            me.name
                         ));
                     }
                 }
@@ -252,10 +354,10 @@ impl ConfigEntrySet {
 
     /// Router/splitter rules: the chain's protocol is HTTP-like, every target service speaks
     /// the same protocol, and named subsets exist.
-    fn check_chain<'a>(
+    fn check_chain(
         &self,
         chain: &ServiceName,
-        targets: impl Iterator<Item = (String, ServiceName, &'a str)>,
+        targets: &[GraphRef<'_>],
         push: &mut impl FnMut(String),
     ) {
         let proto = self.protocol_of(chain);
@@ -266,11 +368,11 @@ impl ConfigEntrySet {
             ));
             return;
         }
-        for (field, t, subset) in targets {
-            if t != *chain {
-                self.check_same_protocol(&field, chain, &proto, &t, push);
+        for t in targets {
+            if t.service != *chain {
+                self.check_same_protocol(&t.field, chain, &proto, &t.service, push);
             }
-            self.check_subset(&field, &t, subset, push);
+            self.check_subset(&t.field, &t.service, t.subset, push);
         }
     }
 
