@@ -10,7 +10,7 @@ mod common;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::mesh::{Guard, free_port, get, get_json, put, python, wait_until};
+use common::mesh::{Guard, free_port, get, get_json, put, python, start_moto, wait_until};
 use common::{BIN, Proc, stderr};
 use lambda_platform::{Credentials, PlatformConfig, client::Client};
 use serde_json::{Value, json};
@@ -637,30 +637,6 @@ fn bad_configuration_is_reported_and_exits_nonzero() {
         .unwrap();
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("AWS_LAMBDA_RUNTIME_API"));
-}
-
-/// moto server from the venv on a free port, killed on drop.
-fn start_moto() -> (Guard, String) {
-    let port = free_port();
-    let bin = std::path::Path::new(&python())
-        .parent()
-        .unwrap()
-        .join("moto_server");
-    let guard = Guard(
-        Command::new(&bin)
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!("cannot start {} (run scripts/setup.sh): {e}", bin.display())
-            }),
-    );
-    let endpoint = format!("http://127.0.0.1:{port}");
-    wait_until(30, "moto listens", || {
-        get(&format!("{endpoint}/moto-api/")).0 == 200
-    });
-    (guard, endpoint)
 }
 
 /// Runs a boto3 script against `endpoint`; returns its last stdout line as JSON.
