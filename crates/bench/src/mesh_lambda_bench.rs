@@ -8,6 +8,9 @@
 //! Everything is real: `lambdamesh agent -dev`, `lambdamesh lambda serve`, three Envoys started by
 //! `lambdamesh connect envoy`. Prints p50/p99 latency and throughput for both and their ratio.
 //!
+//! A third, diagnostic path (the same gateway fronting an ordinary service) separates the
+//! gateway hop from the Lambda-specific part (the `aws_lambda` filter, the platform, the runtime).
+//!
 //! Usage: mesh-lambda-bench <lambdamesh> <envoy> <bench-echo-fn> [requests=4000]
 
 #![allow(clippy::print_stdout)] // a benchmark's job is to print its figures
@@ -318,7 +321,21 @@ fn main() -> anyhow::Result<()> {
     put(
         &http,
         "/v1/config",
-        &json!({"Kind": "terminating-gateway", "Name": "tgw", "Services": [{"Name": "echo-fn"}]}),
+        &json!({"Kind": "terminating-gateway", "Name": "tgw", "Services": [{"Name": "echo-fn"}, {"Name": "echo-ext"}]}),
+    )?;
+    // Diagnostic third path: the same gateway fronting an ordinary service (no Lambda), so the
+    // gateway hop and the Lambda-specific part can be told apart.
+    put(
+        &http,
+        "/v1/config",
+        &json!({"Kind": "service-defaults", "Name": "echo-ext", "Protocol": "http"}),
+    )?;
+    let ext_port = echo_service()?;
+    put(
+        &http,
+        "/v1/catalog/register",
+        &json!({"Node": "ext", "Address": "127.0.0.1", "NodeMeta": {"external-node": "true"},
+            "Service": {"ID": "echo-ext", "Service": "echo-ext", "Port": ext_port}}),
     )?;
     put(
         &http,
@@ -331,13 +348,14 @@ fn main() -> anyhow::Result<()> {
         "/v1/agent/service/register",
         &json!({"Name": "echo-svc", "Port": svc_port, "Connect": {"SidecarService": {"Port": free_port()?}}}),
     )?;
-    let (up_fn, up_svc) = (free_port()?, free_port()?);
+    let (up_fn, up_svc, up_ext) = (free_port()?, free_port()?, free_port()?);
     put(
         &http,
         "/v1/agent/service/register",
         &json!({"Name": "caller", "Port": 1, "Connect": {"SidecarService": {"Port": free_port()?, "Proxy": {"Upstreams": [
             {"DestinationName": "echo-fn", "LocalBindPort": up_fn},
-            {"DestinationName": "echo-svc", "LocalBindPort": up_svc}]}}}}),
+            {"DestinationName": "echo-svc", "LocalBindPort": up_svc},
+            {"DestinationName": "echo-ext", "LocalBindPort": up_ext}]}}}}),
     )?;
     let gw_addr = format!("127.0.0.1:{}", free_port()?);
     let _gw = envoy(
@@ -359,7 +377,8 @@ fn main() -> anyhow::Result<()> {
     let _caller = envoy(bin, envoy_bin, &http, &grpc, &["-sidecar-for", "caller"])?;
     let fn_url = format!("http://127.0.0.1:{up_fn}/bench?x=1");
     let svc_url = format!("http://127.0.0.1:{up_svc}/bench?x=1");
-    for url in [&fn_url, &svc_url] {
+    let ext_url = format!("http://127.0.0.1:{up_ext}/bench?x=1");
+    for url in [&fn_url, &svc_url, &ext_url] {
         wait_for(url, 60, || {
             agent()
                 .post(url.as_str())
@@ -377,9 +396,14 @@ fn main() -> anyhow::Result<()> {
         // Warm both paths (a sandbox per concurrent client, Envoy connection pools).
         load(&agents, &fn_url, requests / 4)?;
         load(&agents, &svc_url, requests / 4)?;
-        let (mut plain_lat, mut lambda_lat) = (Vec::new(), Vec::new());
-        let (mut plain_wall, mut lambda_wall) = (Duration::ZERO, Duration::ZERO);
+        load(&agents, &ext_url, requests / 4)?;
+        let (mut plain_lat, mut lambda_lat, mut ext_lat) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut plain_wall, mut lambda_wall, mut ext_wall) =
+            (Duration::ZERO, Duration::ZERO, Duration::ZERO);
         for _ in 0..ROUNDS {
+            let (l, w) = load(&agents, &ext_url, requests / ROUNDS)?;
+            ext_lat.extend(l);
+            ext_wall += w;
             let (l, w) = load(&agents, &svc_url, requests / ROUNDS)?;
             plain_lat.extend(l);
             plain_wall += w;
@@ -389,9 +413,11 @@ fn main() -> anyhow::Result<()> {
         }
         let plain = figures(plain_lat, plain_wall);
         let lambda = figures(lambda_lat, lambda_wall);
+        let ext = figures(ext_lat, ext_wall);
         println!("concurrency {c}:");
         print("  caller → sidecar → sidecar → service", &plain);
         print("  caller → sidecar → gateway → Lambda", &lambda);
+        print("  (diagnostic) caller → sidecar → gateway → service", &ext);
         println!(
             "  ratio Lambda / plain: p50 {:.2}×, p99 {:.2}×, throughput {:.2}× (target: latency ≤ 1.5×)",
             lambda.p50.as_secs_f64() / plain.p50.as_secs_f64(),
