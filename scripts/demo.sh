@@ -4,7 +4,8 @@
 #   the control plane (lambdamesh agent -dev) ── xDS ──> Envoy sidecar of `api`
 #                                            └─ xDS ──> Envoy terminating gateway
 #   the local Lambda platform (lambdamesh lambda serve) runs `authentication` (Python, awslambdaric),
-#   tagged `…/lambda/enabled=true`; `lambdamesh registrator sync` makes it a mesh service
+#   tagged `…/lambda/enabled=true`; the registrator daemon (events via the platform's
+#   EventBridge → SQS) makes it a mesh service
 #
 #   curl localhost:2345 → api's sidecar → (mTLS) → terminating gateway → intentions → aws_lambda
 #   (SigV4) → the platform → the function, and back.
@@ -69,11 +70,31 @@ wait_for "the control plane at $addr (port in use? set DEMO_HTTP_PORT)" curl -sf
 wait_for "the Lambda platform at $lambda_endpoint (port in use? set DEMO_LAMBDA_PORT)" \
   "$py" -c "import socket; socket.create_connection(('127.0.0.1', $lambda_port))"
 
-# The function, tagged for the mesh; the registrator turns the tag into a mesh service
-# (service-defaults with builtin/aws/lambda + a catalog registration on node `lambdas`).
+# The registrator as a daemon: the platform's CloudTrail-shaped events of its own Lambda calls
+# go to a queue through an EventBridge rule (as the reference module's rule, with an SQS target),
+# and the daemon turns tagged functions into mesh services (service-defaults with
+# builtin/aws/lambda + a catalog registration on node `lambdas`) as they change.
+queue_url=$("$py" - "$lambda_endpoint" <<'PY'
+import json, sys, boto3
+kw = dict(endpoint_url=sys.argv[1], region_name="us-east-1", aws_access_key_id="test", aws_secret_access_key="test")
+sqs, events = boto3.client("sqs", **kw), boto3.client("events", **kw)
+url = sqs.create_queue(QueueName="registrator-events")["QueueUrl"]
+arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+events.put_rule(Name="lambda-api-calls", EventPattern=json.dumps({
+    "source": ["aws.lambda"], "detail-type": ["AWS API Call via CloudTrail"]}))
+events.put_targets(Rule="lambda-api-calls", Targets=[{"Id": "registrator", "Arn": arn}])
+print(url)
+PY
+) || fail "could not set up the event queue"
+"$bin" registrator run -queue-url "$queue_url" -sync-interval 5m >"$state/registrator.log" 2>&1 &
+pids+=($!)
+
+# The function, tagged for the mesh: the daemon registers it from the CreateFunction event.
+tag=serverless.consul.hashicorp.com/v1alpha1/lambda/enabled=true
 "$bin" lambda create authentication --dir examples/demo/authentication --runtime python3.11 \
-  --handler app.handler --tag serverless.consul.hashicorp.com/v1alpha1/lambda/enabled=true >/dev/null
-"$bin" registrator sync >"$state/registrator.log" 2>&1 || fail "the registrator's sync failed"
+  --handler app.handler --tag "$tag" >/dev/null
+wait_for "the registrator to register authentication" \
+  bash -c "curl -sf 'http://$addr/v1/catalog/service/authentication' | grep -q managed-by-lambda-registrator"
 "$bin" config write examples/demo/terminating-gateway.hcl >/dev/null
 "$bin" intention create -allow api authentication >/dev/null
 "$bin" intention create -deny '*' authentication >/dev/null
@@ -103,7 +124,15 @@ if [[ -n $check ]]; then
   wait_for "the gateway to deny api" bash -c "[[ \$(curl -s -o /dev/null -w '%{http_code}' '$url') == 403 ]]"
   "$bin" intention create -allow -replace api authentication >/dev/null
   wait_for "the gateway to allow api again" curl -sf "$url"
-  echo "demo check: allow → 200 ($body), deny → 403, allow again → 200"
+  # A new tagged function becomes a mesh service on its own; deleting it removes it.
+  "$bin" lambda create hello --dir examples/demo/authentication --runtime python3.11 \
+    --handler app.handler --tag "$tag" >/dev/null
+  wait_for "the registrator to register hello" \
+    bash -c "curl -sf 'http://$addr/v1/catalog/service/hello' | grep -q managed-by-lambda-registrator"
+  "$bin" lambda rm hello >/dev/null
+  wait_for "the registrator to deregister hello" \
+    bash -c "[[ \$(curl -sf 'http://$addr/v1/catalog/service/hello') == '[]' ]]"
+  echo "demo check: allow → 200 ($body), deny → 403, allow again → 200; a tagged function registered and deregistered by the registrator"
   exit 0
 fi
 
@@ -121,6 +150,8 @@ Try:
   $bin intention create -allow -replace api authentication
   curl -s http://$addr/v1/health/connect/authentication       # the gateway fronts the function
   curl -s http://$addr/v1/config/service-defaults/authentication   # written by the registrator
+  $bin lambda create hello --dir examples/demo/authentication --runtime python3.11 --handler app.handler \
+      --tag $tag    # the registrator makes it a mesh service: curl -s http://$addr/v1/catalog/services
   AWS_ENDPOINT_URL=$lambda_endpoint $bin lambda logs authentication -data-dir $state/lambda
 Logs: $state/*.log
 MSG

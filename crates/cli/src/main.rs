@@ -86,6 +86,10 @@ fn main() -> std::process::ExitCode {
             Command::Registrator(cmd) => registrator_cmd::run(cmd).await,
         }
     });
+    // Every command has finished its own work (servers have drained) by now. A blocking call
+    // still in flight, such as the registrator daemon's 20 s SQS long poll on a SIGTERM, must
+    // not hold the exit: dropping the runtime would wait for it.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(500));
     match result {
         Ok(code) => std::process::ExitCode::from(code),
         Err(e) => {

@@ -546,7 +546,7 @@ fn daemon_takes_events_from_the_platforms_sqs_queue() {
         .unwrap();
     assert_eq!(r["FailedEntryCount"], json!(0));
     // A full sync only once an hour: whatever happens below comes through the queue.
-    let _daemon = Guard(
+    let mut daemon = Guard(
         Command::new(BIN)
             .args([
                 "registrator",
@@ -604,6 +604,20 @@ fn daemon_takes_events_from_the_platforms_sqs_queue() {
             && a["Attributes"]["ApproximateNumberOfMessagesNotVisible"] == json!("0")
     });
     assert_foreign_untouched(&http);
+    // SIGTERM in the middle of a 20 s long poll: the daemon exits without waiting it out (a
+    // bound well under the poll, not a speed target).
+    let pid = daemon.0.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    wait_until(10, "the daemon exits during its long poll", || {
+        daemon.0.try_wait().unwrap().is_some()
+    });
+    assert!(daemon.0.wait().unwrap().success());
 }
 
 #[test]
