@@ -110,3 +110,41 @@ def test_acl_tokens(acl_server):
     assert "lacks permission 'service:write' on \"db\"" in str(e.value)
     with pytest.raises(consul.exceptions.ACLPermissionDenied):
         anon.agent.service.register("web", port=80)
+
+
+def test_lambda_service_defaults_both_markings(server):
+    """The registrator's lower-camel extension arguments and the ≤1.14 Meta keys are accepted as
+    written by an independent client; bad markings are a 400 that names the field."""
+    c = client(server)
+    arn = "arn:aws:lambda:us-east-1:123456789012:function:greeter"
+    assert c.config.set(
+        "service-defaults",
+        "greeter",
+        {
+            "Protocol": "http",
+            "EnvoyExtensions": [
+                {
+                    "Name": "builtin/aws/lambda",
+                    "Required": False,
+                    "Arguments": {"arn": arn, "invocationMode": "ASYNCHRONOUS", "payloadPassthrough": False},
+                }
+            ],
+        },
+    )
+    entry = c.config.get("service-defaults", "greeter")
+    assert entry["EnvoyExtensions"][0]["Arguments"]["arn"] == arn
+    p = "serverless.consul.hashicorp.com/v1alpha1/lambda/"
+    assert c.config.set(
+        "service-defaults",
+        "legacy",
+        {"Protocol": "http", "Meta": {p + "enabled": "true", p + "arn": arn, p + "region": "us-east-1"}},
+    )
+    for body, field in [
+        ({"Protocol": "tcp", "EnvoyExtensions": [{"Name": "builtin/aws/lambda", "Arguments": {"ARN": arn}}]}, "Protocol"),
+        ({"Protocol": "http", "EnvoyExtensions": [{"Name": "builtin/aws/lambda", "Arguments": {"ARN": "nope"}}]}, "ARN"),
+        ({"Protocol": "http", "Meta": {p + "enabled": "true", p + "arn": arn, p + "region": "eu-west-1"}}, "region"),
+    ]:
+        with pytest.raises(consul.exceptions.BadRequest) as e:
+            c.config.set("service-defaults", "bad", body)
+        assert field in str(e.value), str(e.value)
+    assert c.config.get("service-defaults", "bad") is None
