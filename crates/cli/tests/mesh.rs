@@ -10,7 +10,9 @@ use std::io::{Read, Write};
 use std::time::Duration;
 
 use common::Proc;
-use common::mesh::{Backend, Envoy, delete, free_port, get, get_json, put, wait_until};
+use common::mesh::{
+    Backend, Envoy, delete, free_port, gateway_enforces_intention, get, get_json, put, wait_until,
+};
 use serde_json::json;
 
 fn register(http: &str, body: serde_json::Value) {
@@ -286,22 +288,7 @@ fn terminating_gateway_enforces_intentions() {
     wait_until(30, "a → gateway → external service", || {
         get(&url).1 == "external /x"
     });
-    put(
-        &http,
-        "/v1/connect/intentions/exact?source=a&destination=ext",
-        &json!({"Action": "deny"}),
-    );
-    wait_until(20, "deny at the gateway", || get(&url).0 == 403);
-    assert!(
-        gw.stat("http.terminating_gateway.ext.rbac.denied") >= 1,
-        "the gateway, not the caller, must have denied it"
-    );
-    put(
-        &http,
-        "/v1/connect/intentions/exact?source=a&destination=ext",
-        &json!({"Action": "allow"}),
-    );
-    wait_until(20, "allow again", || get(&url).0 == 200);
+    gateway_enforces_intention(&http, &gw, "a", "ext", &url);
 }
 
 #[test]

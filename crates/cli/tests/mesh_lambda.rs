@@ -16,8 +16,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::mesh::{
-    Backend, Envoy, Guard, free_port, get, get_json, put, python, start_moto, start_platform,
-    wait_until,
+    Backend, Envoy, Guard, free_port, gateway_enforces_intention, get, get_json, put, python,
+    start_moto, start_platform, wait_until,
 };
 use common::{BIN, Proc, stderr};
 use serde_json::{Value, json};
@@ -464,22 +464,7 @@ fn terminating_gateway_invokes_and_enforces_intentions() {
     ));
     assert!(dump.contains("authentication"), "{dump}");
     assert!(!dump.contains("aws_lambda"), "{dump}");
-    put(
-        m.http(),
-        "/v1/connect/intentions/exact?source=api&destination=authentication",
-        &json!({"Action": "deny"}),
-    );
-    wait_until(20, "deny at the gateway", || get(&url).0 == 403);
-    assert!(
-        gw.stat("http.terminating_gateway.authentication.rbac.denied") >= 1,
-        "the gateway, not the caller, must have denied it"
-    );
-    put(
-        m.http(),
-        "/v1/connect/intentions/exact?source=api&destination=authentication",
-        &json!({"Action": "allow"}),
-    );
-    wait_until(20, "allowed again", || get(&url).0 == 200);
+    gateway_enforces_intention(m.http(), &gw, "api", "authentication", &url);
 }
 
 /// Share of `n` sequential requests answered by the function.

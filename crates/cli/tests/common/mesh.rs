@@ -296,3 +296,25 @@ pub fn start_platform(data: &std::path::Path) -> (Guard, String) {
     });
     (guard, format!("http://127.0.0.1:{port}"))
 }
+
+/// Sets the intention `source` → `destination` to deny and back to allow, checking that `url`
+/// (a caller's upstream through `gateway`) answers 403, denied by the gateway itself, then 200.
+pub fn gateway_enforces_intention(
+    http: &str,
+    gateway: &Envoy,
+    source: &str,
+    destination: &str,
+    url: &str,
+) {
+    let path = format!("/v1/connect/intentions/exact?source={source}&destination={destination}");
+    put(http, &path, &serde_json::json!({"Action": "deny"}));
+    wait_until(20, "deny at the gateway", || get(url).0 == 403);
+    assert!(
+        gateway.stat(&format!(
+            "http.terminating_gateway.{destination}.rbac.denied"
+        )) >= 1,
+        "the gateway, not the caller, must have denied it"
+    );
+    put(http, &path, &serde_json::json!({"Action": "allow"}));
+    wait_until(20, "allowed again", || get(url).0 == 200);
+}
