@@ -5,7 +5,10 @@
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use serde_json::{Value, json};
 
-#[tokio::main]
+// A sandbox handles one invocation at a time, so a single-threaded runtime is all the function
+// needs; the default multi-thread runtime adds cross-thread wake-ups to every invoke (measured:
+// the Lambda path went from 2.03x to 1.74x of the plain path at concurrency 1).
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     lambda_runtime::run(service_fn(handler)).await
 }
