@@ -173,6 +173,51 @@ fn select(
     }
 }
 
+/// The proxy's service ID from the first request of a stream.
+fn node_id(node: Option<&crate::pb::core::Node>) -> Result<String, Status> {
+    node.map(|n| n.id.clone())
+        .filter(|id| !id.is_empty())
+        .ok_or_else(|| {
+            Status::invalid_argument(
+                "the first request must carry node.id (the proxy's service ID)",
+            )
+        })
+}
+
+/// What woke a session (both protocols share this loop head).
+enum Wake<R> {
+    Request(R),
+    Snapshot(Arc<Resources>),
+    End(Result<(), Status>),
+}
+
+/// Waits for the next request, a new snapshot, or the end: the stream closing, the proxy's
+/// registration going away, or the control plane shutting down.
+async fn wake<R>(
+    inbound: &mut Streaming<R>,
+    rx: &mut watch::Receiver<Arc<Resources>>,
+    stopping: &mut watch::Receiver<bool>,
+    node: &str,
+) -> Wake<R> {
+    tokio::select! {
+        msg = inbound.message() => match msg {
+            Ok(Some(r)) => Wake::Request(r),
+            Ok(None) => Wake::End(Ok(())),
+            Err(e) => {
+                tracing::debug!(node = %node, error = %e, "stream ended");
+                Wake::End(Ok(()))
+            }
+        },
+        changed = rx.changed() => match changed {
+            Ok(()) => Wake::Snapshot(rx.borrow_and_update().clone()),
+            Err(_) => Wake::End(Err(Status::unavailable("the proxy's registration is gone"))),
+        },
+        _ = stopping.wait_for(|s| *s) => {
+            Wake::End(Err(Status::unavailable("the control plane is shutting down")))
+        }
+    }
+}
+
 struct Session<S> {
     source: Arc<S>,
     nacks: Arc<NackLog>,
@@ -187,6 +232,23 @@ impl<S: SnapshotSource> Session<S> {
         self.nonce.fetch_add(1, Ordering::Relaxed).to_string()
     }
 
+    /// Subscribes the proxy and waits for its first real snapshot. The channel's initial value
+    /// is a placeholder: answering with it would tell a reconnecting Envoy to drop everything
+    /// it has.
+    async fn open(
+        &self,
+        node: &str,
+        mode: &str,
+    ) -> Result<(watch::Receiver<Arc<Resources>>, Arc<Resources>), Status> {
+        let mut rx = self.source.subscribe(node, self.token.as_deref())?;
+        tracing::info!(node = %node, mode, "proxy connected");
+        if rx.changed().await.is_err() {
+            return Err(Status::unavailable("the proxy's registration is gone"));
+        }
+        let current = rx.borrow_and_update().clone();
+        Ok((rx, current))
+    }
+
     async fn sotw(
         self,
         mut inbound: Streaming<discovery::DiscoveryRequest>,
@@ -195,42 +257,21 @@ impl<S: SnapshotSource> Session<S> {
         let Some(first) = inbound.message().await? else {
             return Ok(());
         };
-        let node = first
-            .node
-            .as_ref()
-            .map(|n| n.id.clone())
-            .filter(|id| !id.is_empty())
-            .ok_or_else(|| {
-                Status::invalid_argument(
-                    "the first request must carry node.id (the proxy's service ID)",
-                )
-            })?;
-        let mut rx = self.source.subscribe(&node, self.token.as_deref())?;
-        tracing::info!(node = %node, "proxy connected (state of the world)");
-        // The channel's initial value is a placeholder: answering with it would tell a
-        // reconnecting Envoy to drop everything it has. Wait for the first real snapshot.
-        if rx.changed().await.is_err() {
-            return Err(Status::unavailable("the proxy's registration is gone"));
-        }
-        let mut current = rx.borrow_and_update().clone();
+        let node = node_id(first.node.as_ref())?;
+        let (mut rx, mut current) = self.open(&node, "state of the world").await?;
         let mut stopping = self.stopping.clone();
         let mut types: HashMap<String, SotwType> = HashMap::new();
         let mut pending = Some(first);
         let result = loop {
             let req = match pending.take() {
                 Some(r) => Some(r),
-                None => tokio::select! {
-                    msg = inbound.message() => match msg {
-                        Ok(Some(r)) => Some(r),
-                        Ok(None) => break Ok(()),
-                        Err(e) => { tracing::debug!(node = %node, error = %e, "stream ended"); break Ok(()) }
-                    },
-                    changed = rx.changed() => {
-                        if changed.is_err() { break Err(Status::unavailable("the proxy's registration is gone")) }
-                        current = rx.borrow_and_update().clone();
+                None => match wake(&mut inbound, &mut rx, &mut stopping, &node).await {
+                    Wake::Request(r) => Some(r),
+                    Wake::Snapshot(snapshot) => {
+                        current = snapshot;
                         None
                     }
-                    _ = stopping.wait_for(|s| *s) => break Err(Status::unavailable("the control plane is shutting down")),
+                    Wake::End(result) => break result,
                 },
             };
             match req {
@@ -327,42 +368,21 @@ impl<S: SnapshotSource> Session<S> {
         let Some(first) = inbound.message().await? else {
             return Ok(());
         };
-        let node = first
-            .node
-            .as_ref()
-            .map(|n| n.id.clone())
-            .filter(|id| !id.is_empty())
-            .ok_or_else(|| {
-                Status::invalid_argument(
-                    "the first request must carry node.id (the proxy's service ID)",
-                )
-            })?;
-        let mut rx = self.source.subscribe(&node, self.token.as_deref())?;
-        tracing::info!(node = %node, "proxy connected (delta)");
-        // The channel's initial value is a placeholder: answering with it would tell a
-        // reconnecting Envoy to drop everything it has. Wait for the first real snapshot.
-        if rx.changed().await.is_err() {
-            return Err(Status::unavailable("the proxy's registration is gone"));
-        }
-        let mut current = rx.borrow_and_update().clone();
+        let node = node_id(first.node.as_ref())?;
+        let (mut rx, mut current) = self.open(&node, "delta").await?;
         let mut stopping = self.stopping.clone();
         let mut types: HashMap<String, DeltaType> = HashMap::new();
         let mut pending = Some(first);
         let result = loop {
             let req = match pending.take() {
                 Some(r) => Some(r),
-                None => tokio::select! {
-                    msg = inbound.message() => match msg {
-                        Ok(Some(r)) => Some(r),
-                        Ok(None) => break Ok(()),
-                        Err(e) => { tracing::debug!(node = %node, error = %e, "stream ended"); break Ok(()) }
-                    },
-                    changed = rx.changed() => {
-                        if changed.is_err() { break Err(Status::unavailable("the proxy's registration is gone")) }
-                        current = rx.borrow_and_update().clone();
+                None => match wake(&mut inbound, &mut rx, &mut stopping, &node).await {
+                    Wake::Request(r) => Some(r),
+                    Wake::Snapshot(snapshot) => {
+                        current = snapshot;
                         None
                     }
-                    _ = stopping.wait_for(|s| *s) => break Err(Status::unavailable("the control plane is shutting down")),
+                    Wake::End(result) => break result,
                 },
             };
             match req {
