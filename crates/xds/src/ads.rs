@@ -173,15 +173,21 @@ fn select(
     }
 }
 
-/// The proxy's service ID from the first request of a stream.
-fn node_id(node: Option<&crate::pb::core::Node>) -> Result<String, Status> {
-    node.map(|n| n.id.clone())
-        .filter(|id| !id.is_empty())
-        .ok_or_else(|| {
-            Status::invalid_argument(
-                "the first request must carry node.id (the proxy's service ID)",
-            )
-        })
+/// The two request types, as far as opening a session needs: the proxy's node.
+trait NodeRequest {
+    fn node(&self) -> Option<&crate::pb::core::Node>;
+}
+
+impl NodeRequest for discovery::DiscoveryRequest {
+    fn node(&self) -> Option<&crate::pb::core::Node> {
+        self.node.as_ref()
+    }
+}
+
+impl NodeRequest for discovery::DeltaDiscoveryRequest {
+    fn node(&self) -> Option<&crate::pb::core::Node> {
+        self.node.as_ref()
+    }
 }
 
 /// What woke a session (both protocols share this loop head).
@@ -191,29 +197,38 @@ enum Wake<R> {
     End(Result<(), Status>),
 }
 
-/// Waits for the next request, a new snapshot, or the end: the stream closing, the proxy's
-/// registration going away, or the control plane shutting down.
-async fn wake<R>(
-    inbound: &mut Streaming<R>,
-    rx: &mut watch::Receiver<Arc<Resources>>,
-    stopping: &mut watch::Receiver<bool>,
-    node: &str,
-) -> Wake<R> {
-    tokio::select! {
-        msg = inbound.message() => match msg {
-            Ok(Some(r)) => Wake::Request(r),
-            Ok(None) => Wake::End(Ok(())),
-            Err(e) => {
-                tracing::debug!(node = %node, error = %e, "stream ended");
-                Wake::End(Ok(()))
+/// A session's inputs: Envoy's requests (starting with the one already read), the proxy's
+/// snapshots, and the control plane's shutdown.
+struct Feed<R> {
+    inbound: Streaming<R>,
+    rx: watch::Receiver<Arc<Resources>>,
+    stopping: watch::Receiver<bool>,
+    pending: Option<R>,
+}
+
+impl<R> Feed<R> {
+    /// The next request, a new snapshot, or the end: the stream closing, the proxy's
+    /// registration going away, or the control plane shutting down.
+    async fn next(&mut self, node: &str) -> Wake<R> {
+        if let Some(r) = self.pending.take() {
+            return Wake::Request(r);
+        }
+        tokio::select! {
+            msg = self.inbound.message() => match msg {
+                Ok(Some(r)) => Wake::Request(r),
+                Ok(None) => Wake::End(Ok(())),
+                Err(e) => {
+                    tracing::debug!(node = %node, error = %e, "stream ended");
+                    Wake::End(Ok(()))
+                }
+            },
+            changed = self.rx.changed() => match changed {
+                Ok(()) => Wake::Snapshot(self.rx.borrow_and_update().clone()),
+                Err(_) => Wake::End(Err(Status::unavailable("the proxy's registration is gone"))),
+            },
+            _ = self.stopping.wait_for(|s| *s) => {
+                Wake::End(Err(Status::unavailable("the control plane is shutting down")))
             }
-        },
-        changed = rx.changed() => match changed {
-            Ok(()) => Wake::Snapshot(rx.borrow_and_update().clone()),
-            Err(_) => Wake::End(Err(Status::unavailable("the proxy's registration is gone"))),
-        },
-        _ = stopping.wait_for(|s| *s) => {
-            Wake::End(Err(Status::unavailable("the control plane is shutting down")))
         }
     }
 }
@@ -232,50 +247,55 @@ impl<S: SnapshotSource> Session<S> {
         self.nonce.fetch_add(1, Ordering::Relaxed).to_string()
     }
 
-    /// Subscribes the proxy and waits for its first real snapshot. The channel's initial value
-    /// is a placeholder: answering with it would tell a reconnecting Envoy to drop everything
-    /// it has.
-    async fn open(
+    /// Reads the first request (which names the proxy), subscribes the proxy and waits for its
+    /// first real snapshot; `None` when the stream ends first. The channel's initial value is a
+    /// placeholder: answering with it would tell a reconnecting Envoy to drop everything it has.
+    async fn open<R: NodeRequest>(
         &self,
-        node: &str,
+        mut inbound: Streaming<R>,
         mode: &str,
-    ) -> Result<(watch::Receiver<Arc<Resources>>, Arc<Resources>), Status> {
-        let mut rx = self.source.subscribe(node, self.token.as_deref())?;
+    ) -> Result<Option<(String, Arc<Resources>, Feed<R>)>, Status> {
+        let Some(first) = inbound.message().await? else {
+            return Ok(None);
+        };
+        let node = first
+            .node()
+            .map(|n| n.id.clone())
+            .filter(|id| !id.is_empty())
+            .ok_or_else(|| {
+                Status::invalid_argument(
+                    "the first request must carry node.id (the proxy's service ID)",
+                )
+            })?;
+        let mut rx = self.source.subscribe(&node, self.token.as_deref())?;
         tracing::info!(node = %node, mode, "proxy connected");
         if rx.changed().await.is_err() {
             return Err(Status::unavailable("the proxy's registration is gone"));
         }
         let current = rx.borrow_and_update().clone();
-        Ok((rx, current))
+        let feed = Feed {
+            inbound,
+            rx,
+            stopping: self.stopping.clone(),
+            pending: Some(first),
+        };
+        Ok(Some((node, current, feed)))
     }
 
     async fn sotw(
         self,
-        mut inbound: Streaming<discovery::DiscoveryRequest>,
+        inbound: Streaming<discovery::DiscoveryRequest>,
         tx: mpsc::Sender<Result<discovery::DiscoveryResponse, Status>>,
     ) -> Result<(), Status> {
-        let Some(first) = inbound.message().await? else {
+        let Some((node, mut current, mut feed)) = self.open(inbound, "state of the world").await?
+        else {
             return Ok(());
         };
-        let node = node_id(first.node.as_ref())?;
-        let (mut rx, mut current) = self.open(&node, "state of the world").await?;
-        let mut stopping = self.stopping.clone();
         let mut types: HashMap<String, SotwType> = HashMap::new();
-        let mut pending = Some(first);
         let result = loop {
-            let req = match pending.take() {
-                Some(r) => Some(r),
-                None => match wake(&mut inbound, &mut rx, &mut stopping, &node).await {
-                    Wake::Request(r) => Some(r),
-                    Wake::Snapshot(snapshot) => {
-                        current = snapshot;
-                        None
-                    }
-                    Wake::End(result) => break result,
-                },
-            };
-            match req {
-                Some(req) => {
+            match feed.next(&node).await {
+                Wake::End(result) => break result,
+                Wake::Request(req) => {
                     known_type(&req.type_url)?;
                     let st = types.entry(req.type_url.clone()).or_default();
                     if !req.response_nonce.is_empty() && req.response_nonce != st.nonce {
@@ -312,7 +332,8 @@ impl<S: SnapshotSource> Session<S> {
                         self.send_sotw(&tx, &req.type_url, st, res).await?;
                     }
                 }
-                None => {
+                Wake::Snapshot(snapshot) => {
+                    current = snapshot;
                     // Envoy keeps an updated cluster warming until it gets that cluster's
                     // endpoints again, so a cluster change always re-sends EDS.
                     let mut clusters_changed = false;
@@ -362,31 +383,17 @@ impl<S: SnapshotSource> Session<S> {
 
     async fn delta(
         self,
-        mut inbound: Streaming<discovery::DeltaDiscoveryRequest>,
+        inbound: Streaming<discovery::DeltaDiscoveryRequest>,
         tx: mpsc::Sender<Result<discovery::DeltaDiscoveryResponse, Status>>,
     ) -> Result<(), Status> {
-        let Some(first) = inbound.message().await? else {
+        let Some((node, mut current, mut feed)) = self.open(inbound, "delta").await? else {
             return Ok(());
         };
-        let node = node_id(first.node.as_ref())?;
-        let (mut rx, mut current) = self.open(&node, "delta").await?;
-        let mut stopping = self.stopping.clone();
         let mut types: HashMap<String, DeltaType> = HashMap::new();
-        let mut pending = Some(first);
         let result = loop {
-            let req = match pending.take() {
-                Some(r) => Some(r),
-                None => match wake(&mut inbound, &mut rx, &mut stopping, &node).await {
-                    Wake::Request(r) => Some(r),
-                    Wake::Snapshot(snapshot) => {
-                        current = snapshot;
-                        None
-                    }
-                    Wake::End(result) => break result,
-                },
-            };
-            match req {
-                Some(req) => {
+            match feed.next(&node).await {
+                Wake::End(result) => break result,
+                Wake::Request(req) => {
                     known_type(&req.type_url)?;
                     let st = types.entry(req.type_url.clone()).or_default();
                     if !st.started {
@@ -436,7 +443,8 @@ impl<S: SnapshotSource> Session<S> {
                     self.send_delta(&tx, &req.type_url, st, &current, first_response || force)
                         .await?;
                 }
-                None => {
+                Wake::Snapshot(snapshot) => {
+                    current = snapshot;
                     // Envoy keeps an updated cluster warming until it gets that cluster's
                     // endpoints again: forget what Envoy has for changed clusters' EDS.
                     let mut changed_clusters = Vec::new();
@@ -558,29 +566,32 @@ impl<S: SnapshotSource> AggregatedDiscoveryService for Ads<S> {
         &self,
         req: Request<Streaming<discovery::DiscoveryRequest>>,
     ) -> Result<Response<Self::StreamAggregatedResourcesStream>, Status> {
-        let session = Session {
-            source: self.source.clone(),
-            nacks: self.nacks.clone(),
-            acks: self.acks.clone(),
-            nonce: self.nonce.clone(),
-            token: token_of(&req),
-            stopping: self.stopping.clone(),
-        };
-        let (tx, rx) = mpsc::channel(STREAM_BUFFER);
-        let inbound = req.into_inner();
-        tokio::spawn(async move {
-            if let Err(status) = session.sotw(inbound, tx.clone()).await {
-                tracing::info!(code = ?status.code(), message = %status.message(), "ADS stream refused");
-                let _ = tx.send(Err(status)).await;
-            }
-        });
-        Ok(Response::new(ReceiverStream::new(rx)))
+        Ok(self.serve_stream(req, "ADS", |session, inbound, tx| session.sotw(inbound, tx)))
     }
 
     async fn delta_aggregated_resources(
         &self,
         req: Request<Streaming<discovery::DeltaDiscoveryRequest>>,
     ) -> Result<Response<Self::DeltaAggregatedResourcesStream>, Status> {
+        Ok(self.serve_stream(req, "delta ADS", |session, inbound, tx| {
+            session.delta(inbound, tx)
+        }))
+    }
+}
+
+impl<S: SnapshotSource> Ads<S> {
+    /// Runs one stream's session in its own task; a refused stream ends with its status.
+    fn serve_stream<Rq, Rs, F, Fut>(
+        &self,
+        req: Request<Streaming<Rq>>,
+        kind: &'static str,
+        run: F,
+    ) -> Response<ReceiverStream<Result<Rs, Status>>>
+    where
+        Rs: Send + 'static,
+        F: FnOnce(Session<S>, Streaming<Rq>, mpsc::Sender<Result<Rs, Status>>) -> Fut,
+        Fut: std::future::Future<Output = Result<(), Status>> + Send + 'static,
+    {
         let session = Session {
             source: self.source.clone(),
             nacks: self.nacks.clone(),
@@ -590,14 +601,14 @@ impl<S: SnapshotSource> AggregatedDiscoveryService for Ads<S> {
             stopping: self.stopping.clone(),
         };
         let (tx, rx) = mpsc::channel(STREAM_BUFFER);
-        let inbound = req.into_inner();
+        let session_run = run(session, req.into_inner(), tx.clone());
         tokio::spawn(async move {
-            if let Err(status) = session.delta(inbound, tx.clone()).await {
-                tracing::info!(code = ?status.code(), message = %status.message(), "delta ADS stream refused");
+            if let Err(status) = session_run.await {
+                tracing::info!(stream = kind, code = ?status.code(), message = %status.message(), "ADS stream refused");
                 let _ = tx.send(Err(status)).await;
             }
         });
-        Ok(Response::new(ReceiverStream::new(rx)))
+        Response::new(ReceiverStream::new(rx))
     }
 }
 
