@@ -11,7 +11,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::mesh::{Guard, free_port, get, get_json, put, python, start_moto, wait_until};
-use common::{BIN, Proc, stderr};
+use common::{BIN, Proc, stderr, terminate};
 use lambda_platform::{Credentials, PlatformConfig, client::Client};
 use serde_json::{Value, json};
 
@@ -487,18 +487,10 @@ fn daemon_syncs_the_local_platform_periodically() {
     );
     assert_foreign_untouched(&http);
     // SIGTERM ends the daemon cleanly.
-    let pid = daemon.0.id().to_string();
     assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
+        terminate(&mut daemon.0, 30),
+        "the daemon exits with 0 on SIGTERM"
     );
-    wait_until(30, "the daemon exits", || {
-        daemon.0.try_wait().unwrap().is_some()
-    });
-    assert!(daemon.0.wait().unwrap().success());
 }
 
 #[test]
@@ -606,18 +598,10 @@ fn daemon_takes_events_from_the_platforms_sqs_queue() {
     assert_foreign_untouched(&http);
     // SIGTERM in the middle of a 20 s long poll: the daemon exits without waiting it out (a
     // bound well under the poll, not a speed target).
-    let pid = daemon.0.id().to_string();
     assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
+        terminate(&mut daemon.0, 10),
+        "the daemon exits with 0 during its long poll"
     );
-    wait_until(10, "the daemon exits during its long poll", || {
-        daemon.0.try_wait().unwrap().is_some()
-    });
-    assert!(daemon.0.wait().unwrap().success());
 }
 
 #[test]

@@ -80,19 +80,23 @@ impl Proc {
 
     /// SIGTERM and wait; returns whether it exited successfully.
     pub fn terminate(&mut self) -> bool {
-        let pid = self.child.id() as i32;
-        // SAFETY-free: the `kill` command keeps this crate free of unsafe code.
-        let _ = Command::new("kill")
-            .args(["-TERM", &pid.to_string()])
-            .status();
-        for _ in 0..100 {
-            if let Ok(Some(st)) = self.child.try_wait() {
-                return st.success();
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        false
+        terminate(&mut self.child, 5)
     }
+}
+
+/// SIGTERM to `child`, then up to `secs` seconds for it to exit; whether it exited successfully.
+pub fn terminate(child: &mut Child, secs: u64) -> bool {
+    // SAFETY-free: the `kill` command keeps this crate free of unsafe code.
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    for _ in 0..secs * 20 {
+        if let Ok(Some(st)) = child.try_wait() {
+            return st.success();
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
 }
 
 impl Drop for Proc {
