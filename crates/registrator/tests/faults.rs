@@ -506,11 +506,7 @@ fn assert_untouched(s: &Services, f: &Faults) {
 #[test]
 fn full_sync_converges_under_twenty_percent_faults() {
     let s = Services::start();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime();
     rt.block_on(async {
         let expected = seed(&s).await;
         for (seed, mode) in [(1, "auto"), (2, "functions")] {
@@ -545,11 +541,7 @@ fn full_sync_converges_under_twenty_percent_faults() {
 #[test]
 fn unreadable_function_is_never_deregistered() {
     let s = Services::start();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime();
     rt.block_on(async {
         let expected = seed(&s).await;
         let clean = faulty_engine(&s, &Faults::new(0, 0.0, None), &[]);
@@ -582,11 +574,7 @@ fn unreadable_function_is_never_deregistered() {
 #[test]
 fn events_converge_under_faults() {
     let s = Services::start();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime();
     rt.block_on(async {
         let c = s.client();
         let zip = zip_b64();
@@ -660,11 +648,7 @@ fn events_converge_under_faults() {
 #[test]
 fn mtls_material_follows_a_root_rotation() {
     let s = Services::start();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime();
     rt.block_on(async {
         let c = s.client();
         let zip = zip_b64();
@@ -748,4 +732,13 @@ fn mtls_material_follows_a_root_rotation() {
             Some(true)
         );
     });
+}
+
+/// The runtime the engine runs on in these tests.
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
 }
