@@ -269,9 +269,24 @@ pub(crate) fn tcp_proxy(stat_prefix: &str, cluster: &str) -> listener::Filter {
 pub(crate) fn hcm_filter(
     stat_prefix: &str,
     routes: route::RouteConfiguration,
-    mut filters: Vec<hcm::HttpFilter>,
+    filters: Vec<hcm::HttpFilter>,
     forward_client_cert: bool,
 ) -> listener::Filter {
+    hcm_network_filter(http_connection_manager(
+        stat_prefix,
+        routes,
+        filters,
+        forward_client_cert,
+    ))
+}
+
+/// The HTTP connection manager itself, for callers that adjust it before it is packed.
+pub(crate) fn http_connection_manager(
+    stat_prefix: &str,
+    routes: route::RouteConfiguration,
+    mut filters: Vec<hcm::HttpFilter>,
+    forward_client_cert: bool,
+) -> hcm::HttpConnectionManager {
     filters.push(router_filter());
     let mut h = hcm::HttpConnectionManager {
         stat_prefix: stat_prefix.to_owned(),
@@ -295,6 +310,10 @@ pub(crate) fn hcm_filter(
                 ..Default::default()
             });
     }
+    h
+}
+
+pub(crate) fn hcm_network_filter(h: hcm::HttpConnectionManager) -> listener::Filter {
     network_filter("envoy.filters.network.http_connection_manager", pack_any(h))
 }
 

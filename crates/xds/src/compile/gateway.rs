@@ -15,8 +15,8 @@ use mesh_model::connect;
 use mesh_model::names::{ServiceName, WILDCARD};
 
 use super::{
-    ProxyInputs, hcm_filter, http_filter, insert, intentions_for, is_http, listener,
-    load_assignment, network_filter, route_config, target_endpoints, tcp_proxy, tls,
+    ProxyInputs, http_filter, insert, intentions_for, is_http, listener, load_assignment,
+    network_filter, route_config, target_endpoints, tcp_proxy, tls,
 };
 use crate::pb::{self, cluster, core, listener as lpb, pack_any, route};
 use crate::resources::Resources;
@@ -171,17 +171,16 @@ pub(super) fn terminating(inputs: &ProxyInputs) -> Resources {
                     http_filters.push(super::lambda::function_error_filter());
                     http_filters.push(super::lambda::lambda_filter(l));
                 }
-                let hcm = hcm_filter(
+                let mut h = super::http_connection_manager(
                     &format!("terminating_gateway.{}", svc.name),
                     route_config(&sni, routes),
                     http_filters,
                     true,
                 );
-                vec![if lambda.is_some() {
-                    super::lambda::strip_any_host_port(hcm)
-                } else {
-                    hcm
-                }]
+                if lambda.is_some() {
+                    super::lambda::strip_any_host_port(&mut h);
+                }
+                vec![super::hcm_network_filter(h)]
             } else {
                 let rules = super::rbac::compile_rbac(
                     &ints,

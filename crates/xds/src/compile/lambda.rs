@@ -237,16 +237,9 @@ pub fn clear_host_rewrite(routes: &mut [pb::route::Route]) {
     }
 }
 
-/// Sets `strip_any_host_port` on an HCM filter, so the port never enters the signed `host`
-/// header (Consul's fix for `InvalidSignatureException`, hashicorp/consul#15303).
-pub fn strip_any_host_port(mut f: pb::listener::Filter) -> pb::listener::Filter {
-    use prost::Message;
-    if let Some(pb::listener::filter::ConfigType::TypedConfig(any)) = &f.config_type
-        && let Ok(mut h) = pb::hcm::HttpConnectionManager::decode(any.value.as_slice())
-    {
-        h.strip_port_mode =
-            Some(pb::hcm::http_connection_manager::StripPortMode::StripAnyHostPort(true));
-        f.config_type = Some(pb::listener::filter::ConfigType::TypedConfig(pack_any(h)));
-    }
-    f
+/// Sets `strip_any_host_port`, so the port never enters the signed `host` header (Consul's fix
+/// for `InvalidSignatureException`, hashicorp/consul#15303).
+pub fn strip_any_host_port(h: &mut pb::hcm::HttpConnectionManager) {
+    h.strip_port_mode =
+        Some(pb::hcm::http_connection_manager::StripPortMode::StripAnyHostPort(true));
 }

@@ -145,17 +145,16 @@ pub(super) fn compile(inputs: &ProxyInputs) -> Resources {
                 }
                 None => vec![],
             };
-            let f = hcm_filter(
+            let mut h = super::http_connection_manager(
                 &format!("upstream.{envoy_id}"),
                 route_config(envoy_id, routes),
                 filters,
                 false,
             );
             if filter_target.is_some() {
-                super::lambda::strip_any_host_port(f)
-            } else {
-                f
+                super::lambda::strip_any_host_port(&mut h);
             }
+            super::hcm_network_filter(h)
         } else {
             let cluster = match chain.routes.last().map(|r| &r.dest) {
                 Some(Dest::Cluster(c)) => c.clone(),
