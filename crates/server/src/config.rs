@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
+use xds::compile::lambda::LambdaEndpoint;
 
 /// Typed configuration of a server.
 #[derive(Debug, Clone)]
@@ -18,7 +19,7 @@ pub struct ServerConfig {
     pub acl: AclConfig,
     pub dev: bool,
     /// Where Lambda services are invoked (`None` = real AWS regional endpoints).
-    pub lambda_endpoint: Option<String>,
+    pub lambda_endpoint: Option<xds::compile::lambda::LambdaEndpoint>,
 }
 
 /// `acl { enabled, default_policy, tokens { initial_management } }`.
@@ -265,13 +266,14 @@ impl ServerConfig {
                 &format!("{}:{grpc_port}", grpc_host.as_deref().unwrap_or(&client)),
             ),
         };
-        if let Some(ep) = &lambda_endpoint
-            && !(ep.starts_with("http://") || ep.starts_with("https://"))
-        {
-            p.push(format!(
-                "lambda_endpoint: invalid URL {ep:?}: must start with http:// or https://"
-            ));
-        }
+        let lambda_endpoint = match lambda_endpoint.as_deref().map(LambdaEndpoint::parse) {
+            None => None,
+            Some(Ok(e)) => Some(e),
+            Some(Err(m)) => {
+                p.push(format!("lambda_endpoint: {m}"));
+                None
+            }
+        };
         let data_dir = match data_dir {
             Some(d) => Some(d),
             None if flags.dev => None,
@@ -353,12 +355,14 @@ mod tests {
 
     #[test]
     fn every_problem_is_reported() {
-        let file: ConfigFile =
-            hcl::from_str("acl {\n  default_policy = \"maybe\"\n}\nports {\n  http = 70000\n}\n")
-                .unwrap();
+        let file: ConfigFile = hcl::from_str(
+            "acl {\n  default_policy = \"maybe\"\n}\nports {\n  http = 70000\n}\nlambda_endpoint = \"http://127.0.0.1:port\"\n",
+        )
+        .unwrap();
         let err = ServerConfig::build(&[file], &Overrides::default()).unwrap_err();
         let text = err.to_string();
         assert!(text.contains("acl.default_policy"), "{text}");
+        assert!(text.contains("lambda_endpoint: invalid URL"), "{text}");
         assert!(text.contains("ports.http"), "{text}");
         assert!(text.contains("data_dir"), "{text}");
     }

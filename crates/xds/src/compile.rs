@@ -69,7 +69,7 @@ pub struct ProxyInputs {
     /// The ACL default policy, which decides when no intention matches.
     pub default_allow: bool,
     /// Where Lambda functions are invoked (`None`: AWS's regional endpoints).
-    pub lambda_endpoint: Option<String>,
+    pub lambda_endpoint: Option<lambda::LambdaEndpoint>,
 }
 
 impl ProxyInputs {

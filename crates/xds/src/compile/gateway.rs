@@ -215,7 +215,7 @@ pub(super) fn terminating(inputs: &ProxyInputs) -> Resources {
                     &sni,
                     super::chain::DEFAULT_CONNECT_TIMEOUT_MS,
                     l,
-                    inputs.lambda_endpoint.as_deref(),
+                    inputs.lambda_endpoint.as_ref(),
                 );
                 insert(&mut out.clusters, &sni, c);
                 continue;

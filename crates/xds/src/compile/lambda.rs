@@ -26,10 +26,10 @@ pub fn lambda_cluster(
     name: &str,
     connect_timeout_ms: u64,
     target: &LambdaTarget,
-    endpoint: Option<&str>,
+    endpoint: Option<&LambdaEndpoint>,
 ) -> cluster::Cluster {
-    let (tls, host, port) = match endpoint.map(split_endpoint) {
-        Some((tls, host, port)) => (tls, host, port),
+    let (tls, host, port) = match endpoint {
+        Some(e) => (e.tls, e.host.clone(), e.port),
         None => (true, format!("lambda.{}.amazonaws.com", target.region), 443),
     };
     let ip = host.parse::<std::net::IpAddr>().is_ok();
@@ -86,19 +86,49 @@ pub fn lambda_cluster(
     }
 }
 
-fn split_endpoint(url: &str) -> (bool, String, u16) {
-    let (tls, rest) = match url.strip_prefix("https://") {
-        Some(r) => (true, r),
-        None => (false, url.strip_prefix("http://").unwrap_or(url)),
-    };
-    let rest = rest.trim_end_matches('/');
-    match rest.rsplit_once(':') {
-        Some((h, p)) => (
+/// A configured Lambda endpoint (`lambda-endpoint`), parsed once: `http://host:port` is plain,
+/// `https://host[:port]` is TLS with the host as SNI.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LambdaEndpoint {
+    pub tls: bool,
+    pub host: String,
+    pub port: u16,
+}
+
+impl LambdaEndpoint {
+    /// Parses `http[s]://host[:port][/]`.
+    ///
+    /// # Errors
+    /// A message naming what is wrong with the URL.
+    pub fn parse(url: &str) -> Result<Self, String> {
+        let (tls, rest) = match (url.strip_prefix("https://"), url.strip_prefix("http://")) {
+            (Some(r), _) => (true, r),
+            (None, Some(r)) => (false, r),
+            _ => {
+                return Err(format!(
+                    "invalid URL {url:?}: must start with http:// or https://"
+                ));
+            }
+        };
+        let rest = rest.strip_suffix('/').unwrap_or(rest);
+        if rest.contains('/') {
+            return Err(format!("invalid URL {url:?}: a path is not allowed"));
+        }
+        let (host, port) = match rest.rsplit_once(':') {
+            Some((h, p)) => match p.parse::<u16>() {
+                Ok(port) if port > 0 => (h, port),
+                _ => return Err(format!("invalid URL {url:?}: port {p:?} is not 1-65535")),
+            },
+            None => (rest, if tls { 443 } else { 80 }),
+        };
+        if host.is_empty() {
+            return Err(format!("invalid URL {url:?}: no host"));
+        }
+        Ok(Self {
             tls,
-            h.to_owned(),
-            p.parse().unwrap_or(if tls { 443 } else { 80 }),
-        ),
-        None => (tls, rest.to_owned(), if tls { 443 } else { 80 }),
+            host: host.to_owned(),
+            port,
+        })
     }
 }
 

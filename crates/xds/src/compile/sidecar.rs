@@ -186,7 +186,7 @@ pub(super) fn compile(inputs: &ProxyInputs) -> Resources {
                     sni,
                     super::chain::DEFAULT_CONNECT_TIMEOUT_MS,
                     l,
-                    inputs.lambda_endpoint.as_deref(),
+                    inputs.lambda_endpoint.as_ref(),
                 ),
             );
             out.endpoints.remove(sni);

@@ -145,7 +145,8 @@ fn a_configured_endpoint_replaces_the_regional_one() {
         "EnvoyExtensions": [{"Name": "builtin/aws/lambda", "Arguments": {"ARN": ARN}}]
     })]);
     let mut inp = inputs(sidecar(vec![upstream("auth")]), set);
-    inp.lambda_endpoint = Some("http://127.0.0.1:9001".into());
+    inp.lambda_endpoint =
+        Some(crate::compile::lambda::LambdaEndpoint::parse("http://127.0.0.1:9001").unwrap());
     let out = compile(&inp);
     let c: cluster::Cluster = decode(&out.clusters[&sni("auth")]);
     assert_lambda_cluster(&c, "127.0.0.1", 9001);
@@ -304,5 +305,33 @@ fn a_function_linked_to_a_gateway_is_patched_only_there() {
         let c: cluster::Cluster = decode(&out.clusters[&name]);
         assert_lambda_cluster(&c, "lambda.eu-west-1.amazonaws.com", 443);
         assert!(!out.endpoints.contains_key(&name));
+    }
+}
+
+#[test]
+fn lambda_endpoints_parse_or_say_what_is_wrong() {
+    use crate::compile::lambda::LambdaEndpoint;
+    let e = |tls: bool, host: &str, port: u16| LambdaEndpoint {
+        tls,
+        host: host.into(),
+        port,
+    };
+    assert_eq!(
+        LambdaEndpoint::parse("http://127.0.0.1:9001"),
+        Ok(e(false, "127.0.0.1", 9001))
+    );
+    assert_eq!(
+        LambdaEndpoint::parse("https://lambda.example/"),
+        Ok(e(true, "lambda.example", 443))
+    );
+    for (bad, why) in [
+        ("127.0.0.1:9001", "must start with http"),
+        ("http://127.0.0.1:port", "is not 1-65535"),
+        ("http://127.0.0.1:0", "is not 1-65535"),
+        ("http://:9001", "no host"),
+        ("http://h:1/path", "a path is not allowed"),
+    ] {
+        let err = LambdaEndpoint::parse(bad).unwrap_err();
+        assert!(err.contains(why), "{bad}: {err}");
     }
 }
