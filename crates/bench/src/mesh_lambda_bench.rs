@@ -8,8 +8,11 @@
 //! Everything is real: `lambdamesh agent -dev`, `lambdamesh lambda serve`, three Envoys started by
 //! `lambdamesh connect envoy`. Prints p50/p99 latency and throughput for both and their ratio.
 //!
-//! A third, diagnostic path (the same gateway fronting an ordinary service) separates the
-//! gateway hop from the Lambda-specific part (the `aws_lambda` filter, the platform, the runtime).
+//! Three diagnostic paths, in the same rounds: the same gateway fronting an ordinary service
+//! (separates the gateway hop from the Lambda-specific part: the `aws_lambda` filter, the
+//! platform, the runtime), and the service and the function called directly, without the mesh
+//! (a SigV4-signed `Invoke` carrying the request JSON the filter would send), so the latency the
+//! mesh adds to each can be told from the latency of the thing it reaches.
 //!
 //! Usage: mesh-lambda-bench <lambdamesh> <envoy> <bench-echo-fn> [requests=4000]
 
@@ -148,27 +151,91 @@ struct Figures {
     rps: f64,
 }
 
-/// Latencies and wall time of `n` POSTs spread over the given keep-alive clients; every
-/// answer must be a 200 carrying the echo.
-fn load(agents: &[ureq::Agent], url: &str, n: usize) -> anyhow::Result<(Vec<Duration>, Duration)> {
+/// One request of a path: what it sends and where; every answer must be a 200 carrying the echo.
+#[derive(Clone)]
+enum Target {
+    /// A POST of a small JSON body to an HTTP URL (a mesh upstream or the service itself).
+    Http(String),
+    /// A SigV4-signed Lambda `Invoke` of `ARN` on the local platform, with the request JSON the
+    /// gateway's `aws_lambda` filter would send: the function's work is the same as via the mesh.
+    Invoke(String),
+}
+
+impl Target {
+    fn send(&self, agent: &ureq::Agent, i: usize) -> anyhow::Result<()> {
+        let body = format!("{{\"i\":{i}}}");
+        let mut r = match self {
+            Target::Http(url) => agent
+                .post(url)
+                .header("content-type", "application/json")
+                .send(body)?,
+            Target::Invoke(endpoint) => {
+                let event = json!({"raw_path": "/bench?x=1", "method": "POST",
+                    "headers": {"content-type": "application/json"},
+                    "query_string_parameters": {"x": "1"}, "body": body,
+                    "is_base64_encoded": false})
+                .to_string();
+                let path = "/2015-03-31/functions/echo/invocations";
+                let authority = endpoint.trim_start_matches("http://");
+                let mut headers = http::HeaderMap::new();
+                headers.insert("host", http::HeaderValue::from_str(authority)?);
+                let creds = lambda_platform::Credentials {
+                    access_key: "test".into(),
+                    secret_key: "test".into(),
+                };
+                let scope = lambda_platform::sigv4::Scope {
+                    creds: &creds,
+                    region: "us-east-1",
+                    service: "lambda",
+                };
+                let now = time::OffsetDateTime::now_utc();
+                let signed = lambda_platform::sigv4::sign(
+                    "POST",
+                    path,
+                    "",
+                    &headers,
+                    event.as_bytes(),
+                    &scope,
+                    now,
+                );
+                let mut req = agent.post(format!("{endpoint}{path}"));
+                for (k, v) in &signed {
+                    req = req.header(k, v);
+                }
+                req.send(event)?
+            }
+        };
+        let body = r.body_mut().read_to_string()?;
+        if r.status() != 200 || !body.contains("echo") {
+            bail!("{}: {} {body}", self.name(), r.status());
+        }
+        Ok(())
+    }
+
+    fn name(&self) -> &str {
+        match self {
+            Target::Http(url) | Target::Invoke(url) => url,
+        }
+    }
+}
+
+/// Latencies and wall time of `n` requests to `target` spread over the given keep-alive clients.
+fn load(
+    agents: &[ureq::Agent],
+    target: &Target,
+    n: usize,
+) -> anyhow::Result<(Vec<Duration>, Duration)> {
     let clients = agents.len();
     let start = Instant::now();
     let handles: Vec<_> = agents
         .iter()
         .map(|a| {
-            let (a, url) = (a.clone(), url.to_owned());
+            let (a, target) = (a.clone(), target.clone());
             std::thread::spawn(move || -> anyhow::Result<Vec<Duration>> {
                 let mut lat = Vec::with_capacity(n / clients);
                 for i in 0..n / clients {
                     let t = Instant::now();
-                    let mut r = a
-                        .post(&url)
-                        .header("content-type", "application/json")
-                        .send(format!("{{\"i\":{i}}}"))?;
-                    let body = r.body_mut().read_to_string()?;
-                    if r.status() != 200 || !body.contains("echo") {
-                        bail!("{url}: {} {body}", r.status());
-                    }
+                    target.send(&a, i)?;
                     lat.push(t.elapsed());
                 }
                 Ok(lat)
@@ -391,38 +458,66 @@ fn main() -> anyhow::Result<()> {
     println!(
         "{requests} POSTs per path and concurrency, in {ROUNDS} interleaved rounds (both paths share the machine's noise), after a warm-up"
     );
+    // The paths, measured in this order in every round. The last two leave the mesh out: the
+    // service and the function called directly, to tell the mesh's share from the function's.
+    let paths = [
+        (
+            "  caller → sidecar → sidecar → service",
+            Target::Http(svc_url),
+        ),
+        (
+            "  caller → sidecar → gateway → Lambda",
+            Target::Http(fn_url),
+        ),
+        (
+            "  (diagnostic) caller → sidecar → gateway → service",
+            Target::Http(ext_url),
+        ),
+        (
+            "  (no mesh) caller → service",
+            Target::Http(format!("http://127.0.0.1:{svc_port}/bench?x=1")),
+        ),
+        (
+            "  (no mesh) caller → Lambda Invoke API",
+            Target::Invoke(endpoint.clone()),
+        ),
+    ];
     for &c in &concurrency {
         let agents: Vec<ureq::Agent> = (0..c.max(1)).map(|_| agent()).collect();
-        // Warm both paths (a sandbox per concurrent client, Envoy connection pools).
-        load(&agents, &fn_url, requests / 4)?;
-        load(&agents, &svc_url, requests / 4)?;
-        load(&agents, &ext_url, requests / 4)?;
-        let (mut plain_lat, mut lambda_lat, mut ext_lat) = (Vec::new(), Vec::new(), Vec::new());
-        let (mut plain_wall, mut lambda_wall, mut ext_wall) =
-            (Duration::ZERO, Duration::ZERO, Duration::ZERO);
-        for _ in 0..ROUNDS {
-            let (l, w) = load(&agents, &ext_url, requests / ROUNDS)?;
-            ext_lat.extend(l);
-            ext_wall += w;
-            let (l, w) = load(&agents, &svc_url, requests / ROUNDS)?;
-            plain_lat.extend(l);
-            plain_wall += w;
-            let (l, w) = load(&agents, &fn_url, requests / ROUNDS)?;
-            lambda_lat.extend(l);
-            lambda_wall += w;
+        // Warm every path (a sandbox per concurrent client, Envoy connection pools).
+        for (_, target) in &paths {
+            load(&agents, target, requests / 4)?;
         }
-        let plain = figures(plain_lat, plain_wall);
-        let lambda = figures(lambda_lat, lambda_wall);
-        let ext = figures(ext_lat, ext_wall);
+        let mut lat = vec![Vec::new(); paths.len()];
+        let mut wall = vec![Duration::ZERO; paths.len()];
+        for _ in 0..ROUNDS {
+            for (k, (_, target)) in paths.iter().enumerate() {
+                let (l, w) = load(&agents, target, requests / ROUNDS)?;
+                lat[k].extend(l);
+                wall[k] += w;
+            }
+        }
+        let figs: Vec<Figures> = lat
+            .into_iter()
+            .zip(wall)
+            .map(|(l, w)| figures(l, w))
+            .collect();
         println!("concurrency {c}:");
-        print("  caller → sidecar → sidecar → service", &plain);
-        print("  caller → sidecar → gateway → Lambda", &lambda);
-        print("  (diagnostic) caller → sidecar → gateway → service", &ext);
+        for ((name, _), f) in paths.iter().zip(&figs) {
+            print(name, f);
+        }
+        let (plain, lambda, svc_direct, fn_direct) = (&figs[0], &figs[1], &figs[3], &figs[4]);
         println!(
             "  ratio Lambda / plain: p50 {:.2}×, p99 {:.2}×, throughput {:.2}× (target: latency ≤ 1.5×)",
             lambda.p50.as_secs_f64() / plain.p50.as_secs_f64(),
             lambda.p99.as_secs_f64() / plain.p99.as_secs_f64(),
             lambda.rps / plain.rps
+        );
+        let ms = |d: Duration| d.as_secs_f64() * 1e3;
+        println!(
+            "  p50 added by the mesh: to the service {:.3} ms, to the function {:.3} ms",
+            ms(plain.p50.saturating_sub(svc_direct.p50)),
+            ms(lambda.p50.saturating_sub(fn_direct.p50)),
         );
     }
     let _ = std::fs::remove_dir_all(&dir);

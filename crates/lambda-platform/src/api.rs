@@ -85,8 +85,10 @@ async fn handle(
     peer: SocketAddr,
 ) -> Response<Full<Bytes>> {
     let request_id = uuid::Uuid::new_v4().to_string();
-    if let Some(resp) = code_download(&platform, &req) {
-        return resp;
+    if let Some(path) = code_download(&platform, &req) {
+        return tokio::task::spawn_blocking(move || zip_response(&path))
+            .await
+            .unwrap_or_else(|_| crate::wire::empty_response(500));
     }
     let (parts, body) = req.into_parts();
     let target = parts
@@ -182,7 +184,7 @@ async fn handle(
         peer,
     };
     let result = match service {
-        Service::Lambda => lambda::dispatch(&platform, &req).await,
+        Service::Lambda => lambda::dispatch(&platform, req).await,
         Service::Json { service, target } => {
             json_services::dispatch(&platform, service, &target, &req).await
         }
@@ -205,13 +207,17 @@ async fn handle(
 /// `GET /code/<sha256>`: the `Code.Location` / `Content.Location` URL of GetFunction and
 /// GetLayerVersion. Like AWS's presigned S3 URL it needs no signature; the content-addressed name
 /// is only known to callers who could already read the function.
-fn code_download(platform: &Platform, req: &Request<Incoming>) -> Option<Response<Full<Bytes>>> {
+fn code_download(platform: &Platform, req: &Request<Incoming>) -> Option<std::path::PathBuf> {
     let key = req.uri().path().strip_prefix("/code/")?;
     if req.method() != Method::GET || key.len() != 64 || !key.bytes().all(|b| b.is_ascii_hexdigit())
     {
         return None;
     }
-    let path = crate::code::zip_file(&platform.config().data_dir, key);
+    Some(crate::code::zip_file(&platform.config().data_dir, key))
+}
+
+/// The zip at `path`, or 404.
+fn zip_response(path: &std::path::Path) -> Response<Full<Bytes>> {
     let mut resp = match std::fs::read(path) {
         Ok(bytes) => Response::new(Full::new(Bytes::from(bytes))),
         Err(_) => crate::wire::empty_response(404),
@@ -220,5 +226,5 @@ fn code_download(platform: &Platform, req: &Request<Incoming>) -> Option<Respons
         http::header::CONTENT_TYPE,
         HeaderValue::from_static("application/zip"),
     );
-    Some(resp)
+    resp
 }

@@ -35,22 +35,27 @@ pub(crate) async fn dispatch(
             })?
     };
     let out = match service {
-        // Parameter writes fsync; off the async workers so writes of different parameters
-        // reach the disk concurrently.
-        "ssm" => {
-            let (p, op) = (p.clone(), op.to_owned());
-            tokio::task::spawn_blocking(move || p.inner.ssm.call(&op, &body))
-                .await
-                .map_err(|e| ApiError::internal(format!("parameter store worker: {e}")))??
+        // SQS receives long-poll; it waits on the async runtime.
+        "sqs" => {
+            let host = p.inner.endpoint.trim_start_matches("http://");
+            p.inner.sqs.call(op, &body, host).await?
         }
+        // A read of in-memory state: answered in place.
         "tagging" => match op {
             "GetResources" => get_resources(p, &body)?,
             _ => return Err(ApiError::new(400, "UnknownOperationException", "")),
         },
-        "events" => p.inner.bus.call(p, op, &body)?,
-        "sqs" => {
-            let host = p.inner.endpoint.trim_start_matches("http://");
-            p.inner.sqs.call(op, &body, host).await?
+        // Synchronous and on the disk (parameter writes fsync, rules are persisted): on the
+        // blocking pool, so they never stall the invoke path, and writes of different
+        // parameters reach the disk concurrently.
+        "ssm" | "events" => {
+            let (p, name, op) = (p.clone(), service.to_owned(), op.to_owned());
+            tokio::task::spawn_blocking(move || match name.as_str() {
+                "ssm" => p.inner.ssm.call(&op, &body),
+                _ => p.inner.bus.call(&p, &op, &body),
+            })
+            .await
+            .map_err(|e| ApiError::internal(format!("{service} worker: {e}")))??
         }
         _ => return Err(ApiError::new(400, "UnknownOperationException", "")),
     };

@@ -40,8 +40,28 @@ pub const RUNTIMES: &[&str] = &[
 /// AWS's page size cap for list operations.
 const PAGE_MAX: usize = 50;
 
-pub(crate) async fn dispatch(p: &Platform, req: &Req) -> Resp {
-    let result = route(p, req).await;
+pub(crate) async fn dispatch(p: &Platform, req: Req) -> Resp {
+    // Invokes stay on the async runtime: they wait on the sandbox, and they are the latency path.
+    if let (&Method::POST, [v, fns, f, inv]) = (&req.method, req.segs.as_slice())
+        && (v.as_str(), fns.as_str(), inv.as_str()) == ("2015-03-31", "functions", "invocations")
+    {
+        return Api { p, req: &req }.invoke(f).await;
+    }
+    // Reads are in-memory and quick: answered in place, as a hand-off to another thread would
+    // cost more than the read (measured: +50 % on a 10,560-call listing). Writes persist the
+    // state and unpack code, so they run on the blocking pool and never stall an invoke.
+    if req.method == Method::GET {
+        return manage(p, &req);
+    }
+    let p = p.clone();
+    tokio::task::spawn_blocking(move || manage(&p, &req))
+        .await
+        .map_err(|e| ApiError::internal(format!("management worker: {e}")))?
+}
+
+/// A management (non-invoke) operation.
+fn manage(p: &Platform, req: &Req) -> Resp {
+    let result = route(p, req);
     // CloudTrail records failed management calls too, with `errorCode`/`errorMessage` (the
     // registrator skips those); `requestParameters` is what the client sent.
     if let (Err(e), Some(name)) = (&result, trail_name(req)) {
@@ -73,7 +93,7 @@ fn trail_name(req: &Req) -> Option<&'static str> {
     })
 }
 
-async fn route(p: &Platform, req: &Req) -> Resp {
+fn route(p: &Platform, req: &Req) -> Resp {
     let segs: Vec<&str> = req.segs.iter().map(String::as_str).collect();
     let api = Api { p, req };
     match (&req.method, segs.as_slice()) {
@@ -90,7 +110,6 @@ async fn route(p: &Platform, req: &Req) -> Resp {
             api.update_configuration(f)
         }
         (&Method::PUT, ["2015-03-31", "functions", f, "code"]) => api.update_code(f),
-        (&Method::POST, ["2015-03-31", "functions", f, "invocations"]) => api.invoke(f).await,
         (&Method::POST, ["2015-03-31", "functions", f, "versions"]) => api.publish_version(f),
         (&Method::GET, ["2015-03-31", "functions", f, "versions"]) => api.list_versions(f),
         (&Method::POST, ["2015-03-31", "functions", f, "aliases"]) => api.create_alias(f),

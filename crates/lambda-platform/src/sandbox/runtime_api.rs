@@ -70,6 +70,9 @@ async fn route(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Full<Byt
                 Outcome::Error(error_body(body, error_type))
             };
             if complete(&shared, &id, outcome) {
+                // Let the woken invoke answer its caller before the runtime hears 202: the
+                // caller is waiting, while the runtime would only come back for its next event.
+                tokio::task::yield_now().await;
                 accepted()
             } else {
                 error(400, "InvalidRequestID", "Invalid request ID")

@@ -8,7 +8,7 @@ use std::{
 
 use lambda_platform::{Credentials, PlatformConfig, client::Client};
 use serde_json::Value;
-use tokio::{sync::oneshot, task::JoinHandle};
+use tokio::sync::oneshot;
 
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -48,7 +48,7 @@ pub struct TestPlatform {
     pub data_dir: PathBuf,
     _tmp: Option<tempfile::TempDir>,
     stop: Option<oneshot::Sender<()>>,
-    task: Option<JoinHandle<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl TestPlatform {
@@ -66,25 +66,34 @@ impl TestPlatform {
         p
     }
 
-    /// Starts a platform on an existing data dir (for restart tests).
+    /// Starts a platform on an existing data dir (for restart tests), on its own thread and
+    /// single-threaded runtime, as `lambdamesh lambda serve` runs it.
     pub async fn start_in(config: PlatformConfig) -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
         let endpoint = format!("http://{}", listener.local_addr().unwrap());
         let (tx, rx) = oneshot::channel::<()>();
         let cfg = config.clone();
-        let task = tokio::spawn(async move {
-            lambda_platform::serve(listener, cfg, async move {
-                let _ = rx.await;
-            })
-            .await
-            .unwrap();
+        let thread = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+                lambda_platform::serve(listener, cfg, async move {
+                    let _ = rx.await;
+                })
+                .await
+                .unwrap();
+            });
         });
         Self {
             endpoint,
             data_dir: config.data_dir.clone(),
             _tmp: None,
             stop: Some(tx),
-            task: Some(task),
+            thread: Some(thread),
         }
     }
 
@@ -93,11 +102,15 @@ impl TestPlatform {
         if let Some(tx) = self.stop.take() {
             let _ = tx.send(());
         }
-        if let Some(t) = self.task.take() {
-            tokio::time::timeout(Duration::from_secs(15), t)
-                .await
-                .unwrap()
-                .unwrap();
+        if let Some(t) = self.thread.take() {
+            tokio::time::timeout(
+                Duration::from_secs(15),
+                tokio::task::spawn_blocking(move || t.join()),
+            )
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
         }
     }
 
