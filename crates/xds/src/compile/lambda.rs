@@ -215,6 +215,26 @@ pub fn chain_lambdas(
         .collect()
 }
 
+/// Failover cannot include a function that this proxy invokes itself. Envoy picks an aggregate
+/// cluster's member after the HTTP filters have run, so `aws_lambda` would see the aggregate
+/// (which has no egress metadata) and pass the request through: unsigned and untransformed,
+/// to either the function's endpoint or the ordinary failover service. So a patched function
+/// is routed to directly, without its failover, and is never a failover target of another
+/// target. Linked to a terminating gateway, a function is an ordinary mesh target for the
+/// caller, and failover applies to it as to any service.
+pub(super) fn drop_lambda_failover(
+    chain: &mut super::chain::Chain,
+    lambdas: &BTreeMap<String, LambdaTarget>,
+) {
+    for t in chain.targets.values_mut() {
+        if lambdas.contains_key(&t.sni) {
+            t.failover.clear();
+        } else {
+            t.failover.retain(|f| !lambdas.contains_key(&f.sni));
+        }
+    }
+}
+
 /// One `aws_lambda` filter carries one ARN, so routes and weighted clusters that lead to a
 /// Lambda other than the filter's own get a `PerRouteConfig` naming theirs. (Envoy resolves the
 /// most specific per-filter config: the chosen cluster weight's, then the route's.) Routes to

@@ -103,12 +103,12 @@ pub(super) fn compile(inputs: &ProxyInputs) -> Resources {
             }),
         );
         let svc = ServiceName::new(&u.destination_name, umeta);
-        let chain = with_failover(&compile_chain(
+        let mut chain = compile_chain(
             &inputs.entries,
             &svc,
             &inputs.datacenter,
             &inputs.trust_domain,
-        ));
+        );
         let envoy_id = &u.destination_name;
         let bind = if u.local_bind_address.is_empty() {
             "127.0.0.1"
@@ -130,6 +130,8 @@ pub(super) fn compile(inputs: &ProxyInputs) -> Resources {
         } else {
             Default::default()
         };
+        super::lambda::drop_lambda_failover(&mut chain, &lambdas);
+        let chain = with_failover(&chain);
         let own_sni =
             mesh_model::connect::service_sni(&svc, None, &inputs.datacenter, &inputs.trust_domain);
         let filter_target = lambdas.get(&own_sni).or_else(|| lambdas.values().next());

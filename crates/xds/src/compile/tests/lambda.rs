@@ -335,3 +335,71 @@ fn lambda_endpoints_parse_or_say_what_is_wrong() {
         assert!(err.contains(why), "{bad}: {err}");
     }
 }
+
+/// The cluster a single-route upstream listener sends to.
+fn route_cluster(h: &pb::hcm::HttpConnectionManager) -> String {
+    let rs = routes(h);
+    let Some(pb::route::route::Action::Route(a)) = &rs[0].action else {
+        panic!("no route action");
+    };
+    match &a.cluster_specifier {
+        Some(pb::route::route_action::ClusterSpecifier::Cluster(c)) => c.clone(),
+        other => panic!("not a single cluster: {other:?}"),
+    }
+}
+
+#[test]
+fn failover_never_hides_a_function_behind_an_aggregate_cluster() {
+    let set = entries(&[
+        json!({"Kind": "service-defaults", "Name": "auth", "Protocol": "http",
+            "EnvoyExtensions": [{"Name": "builtin/aws/lambda", "Arguments": {"ARN": ARN}}]}),
+        json!({"Kind": "service-defaults", "Name": "auth-svc", "Protocol": "http"}),
+        json!({"Kind": "service-defaults", "Name": "db", "Protocol": "http"}),
+        json!({"Kind": "service-defaults", "Name": "db-backup", "Protocol": "http"}),
+        // A function failing over to a service, and a service failing over to the function.
+        json!({"Kind": "service-resolver", "Name": "auth", "Failover": {"*": {"Service": "auth-svc"}}}),
+        json!({"Kind": "service-resolver", "Name": "auth-svc", "Failover": {"*": {"Service": "auth"}}}),
+        // Ordinary failover is unchanged.
+        json!({"Kind": "service-resolver", "Name": "db", "Failover": {"*": {"Service": "db-backup"}}}),
+    ]);
+    let mut auth_svc = upstream("auth-svc");
+    auth_svc.local_bind_port = 2346;
+    let mut db = upstream("db");
+    db.local_bind_port = 2347;
+    let out = compile(&inputs(sidecar(vec![upstream("auth"), auth_svc, db]), set));
+
+    // The function is routed to directly, with its Lambda cluster, and no aggregate exists.
+    let l: listener::Listener = decode(&out.listeners["auth:127.0.0.1:2345"]);
+    let h = hcm_of(&l, 0);
+    assert_eq!(filter_names(&h), CALLER_FILTERS);
+    assert_eq!(route_cluster(&h), sni("auth"));
+    let c: cluster::Cluster = decode(&out.clusters[&sni("auth")]);
+    assert_lambda_cluster(&c, "lambda.eu-west-1.amazonaws.com", 443);
+    assert!(
+        !out.clusters
+            .contains_key(&format!("failover-target~{}", sni("auth")))
+    );
+
+    // The service does not fail over to the function: the filter would never see its cluster.
+    let l: listener::Listener = decode(&out.listeners["auth-svc:127.0.0.1:2346"]);
+    let h = hcm_of(&l, 0);
+    assert_eq!(route_cluster(&h), sni("auth-svc"));
+    assert!(
+        !out.clusters
+            .contains_key(&format!("failover-target~{}", sni("auth-svc")))
+    );
+
+    // An ordinary service still fails over through Consul's aggregate cluster.
+    let l: listener::Listener = decode(&out.listeners["db:127.0.0.1:2347"]);
+    let h = hcm_of(&l, 0);
+    assert_eq!(filter_names(&h), ["envoy.filters.http.router"]);
+    let agg = format!("failover-target~{}", sni("db"));
+    assert_eq!(route_cluster(&h), agg);
+    let a: cluster::Cluster = decode(&out.clusters[&agg]);
+    let Some(cluster::cluster::ClusterDiscoveryType::ClusterType(ct)) = &a.cluster_discovery_type
+    else {
+        panic!("not an aggregate cluster");
+    };
+    let members: pb::aggregate::ClusterConfig = decode(ct.typed_config.as_ref().unwrap());
+    assert_eq!(members.clusters, [sni("db"), sni("db-backup")]);
+}
