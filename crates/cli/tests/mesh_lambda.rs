@@ -399,7 +399,7 @@ fn terminating_gateway_invokes_and_enforces_intentions() {
     let m = LambdaMesh::start();
     m.function(
         "authentication",
-        "def handler(event, context):\n    return {'statusCode': 200, 'body': 'token for ' + event['raw_path']}\n",
+        "def handler(event, context):\n    caller = event['headers'].get('x-forwarded-client-cert', '')\n    return {'statusCode': 200, 'headers': {'x-caller': caller}, 'body': 'token for ' + event['raw_path']}\n",
         &[],
     );
     m.mark(
@@ -457,6 +457,15 @@ fn terminating_gateway_invokes_and_enforces_intentions() {
         get(&url) == (200, "token for /login?u=1".to_owned())
     });
     assert!(gw.stat("http.terminating_gateway.authentication.rbac.allowed") >= 1);
+    // The function learns who called (the caller's SPIFFE ID), without the PEM certificate and
+    // chain that would double the size of every invoke.
+    let r = call("GET", &url, &[], b"");
+    let caller_id = r.header("x-caller").unwrap_or_default().to_owned();
+    assert!(
+        caller_id.contains(";URI=spiffe://") && caller_id.ends_with("/svc/api"),
+        "{caller_id}"
+    );
+    assert!(!caller_id.contains("Cert="), "{caller_id}");
     // Linked to a gateway, the function is reached over mesh mTLS: the caller is not patched.
     let (_, dump) = get(&format!(
         "http://127.0.0.1:{}/config_dump?resource=dynamic_listeners",

@@ -179,6 +179,7 @@ pub(super) fn terminating(inputs: &ProxyInputs) -> Resources {
                 );
                 if lambda.is_some() {
                     super::lambda::strip_any_host_port(&mut h);
+                    super::lambda::identity_only_client_cert(&mut h);
                 }
                 vec![super::hcm_network_filter(h)]
             } else {

@@ -293,6 +293,20 @@ fn a_function_linked_to_a_gateway_is_patched_only_there() {
             ]
         );
         assert!(strips_port(&h));
+        // The function learns the caller's identity, not its PEM certificate and chain.
+        assert_eq!(
+            h.forward_client_cert_details,
+            pb::hcm::http_connection_manager::ForwardClientCertDetails::AppendForward as i32
+        );
+        assert_eq!(
+            h.set_current_client_cert_details,
+            Some(
+                pb::hcm::http_connection_manager::SetCurrentClientCertDetails {
+                    uri: true,
+                    ..Default::default()
+                }
+            )
+        );
         for r in routes(&h) {
             let Some(pb::route::route::Action::Route(a)) = &r.action else {
                 panic!("no route action");
