@@ -84,7 +84,7 @@ async fn handle(
     req: Request<Incoming>,
     peer: SocketAddr,
 ) -> Response<Full<Bytes>> {
-    let request_id = uuid::Uuid::new_v4().to_string();
+    let request_id = crate::new_uuid().to_string();
     if let Some(path) = code_download(&platform, &req) {
         return tokio::task::spawn_blocking(move || zip_response(&path))
             .await

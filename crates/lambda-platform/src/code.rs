@@ -35,7 +35,7 @@ pub(crate) fn install_zip(data_dir: &Path, zip: &[u8]) -> Result<Installed, ApiE
     if !dir.is_dir() {
         let tmp = data_dir
             .join("code")
-            .join(format!(".{key}.tmp-{}", uuid::Uuid::new_v4().simple()));
+            .join(format!(".{key}.tmp-{}", crate::new_uuid().simple()));
         let result = extract(zip, &tmp);
         if let Err(e) = result {
             let _ = fs::remove_dir_all(&tmp);
@@ -136,11 +136,10 @@ pub(crate) fn assemble_opt(data_dir: &Path, keys: &[String]) -> std::io::Result<
     if dir.is_dir() {
         return Ok(Some(dir));
     }
-    let tmp = data_dir.join("opt").join(format!(
-        ".{}.tmp-{}",
-        &id[..32],
-        uuid::Uuid::new_v4().simple()
-    ));
+    let tmp =
+        data_dir
+            .join("opt")
+            .join(format!(".{}.tmp-{}", &id[..32], crate::new_uuid().simple()));
     fs::create_dir_all(&tmp)?;
     for key in keys {
         copy_tree(&code_dir(data_dir, key), &tmp)?;

@@ -150,7 +150,7 @@ impl Bus {
             "requestParameters": camel(request),
             "responseElements": camel(response),
             "requestID": req.request_id,
-            "eventID": uuid::Uuid::new_v4().to_string(),
+            "eventID": crate::new_uuid().to_string(),
             "readOnly": false,
             "eventType": "AwsApiCall",
             "managementEvent": true,
@@ -164,7 +164,7 @@ impl Bus {
         }
         self.publish(json!({
             "version": "0",
-            "id": uuid::Uuid::new_v4().to_string(),
+            "id": crate::new_uuid().to_string(),
             "detail-type": "AWS API Call via CloudTrail",
             "source": "aws.lambda",
             "account": cfg.account,
@@ -407,7 +407,7 @@ impl Bus {
                         .filter(Value::is_object);
                     match (s("Source"), s("DetailType"), detail) {
                         (Some(source), Some(dt), Some(detail)) => {
-                            let id = uuid::Uuid::new_v4().to_string();
+                            let id = crate::new_uuid().to_string();
                             self.publish(json!({
                                 "version": "0", "id": id, "detail-type": dt, "source": source, "account": cfg.account,
                                 "time": rfc3339_now(), "region": cfg.region,
@@ -571,7 +571,7 @@ pub(crate) fn start(platform: Platform) {
                     last_fire.insert(r.name.clone(), now);
                     let cfg = p.config();
                     let event = json!({
-                        "version": "0", "id": uuid::Uuid::new_v4().to_string(), "detail-type": "Scheduled Event",
+                        "version": "0", "id": crate::new_uuid().to_string(), "detail-type": "Scheduled Event",
                         "source": "aws.events", "account": cfg.account, "time": rfc3339_now(), "region": cfg.region,
                         "resources": [format!("arn:aws:events:{}:{}:rule/{}", cfg.region, cfg.account, r.name)],
                         "detail": {},

@@ -143,6 +143,12 @@ pub async fn serve(
     result.map_err(PlatformError::Listener)
 }
 
+/// A random (version 4) UUID from the thread-local generator. Request ids are made on every
+/// call (three per invoke), and `Uuid::new_v4` asks the kernel each time.
+pub(crate) fn new_uuid() -> uuid::Uuid {
+    uuid::Builder::from_random_bytes(rand::random()).into_uuid()
+}
+
 /// The running platform: shared state, sandbox pools and the event bus.
 #[derive(Clone)]
 pub(crate) struct Platform {

@@ -117,7 +117,7 @@ impl Pools {
         reserved: Option<u32>,
         req: InvokeRequest,
     ) -> Result<InvokeResult, ApiError> {
-        let request_id = uuid::Uuid::new_v4().to_string();
+        let request_id = crate::new_uuid().to_string();
         let (warm, stale, mut slot) = {
             let mut inner = self.inner.lock();
             let inflight = inner.inflight.get(&spec.name).copied().unwrap_or(0);
@@ -354,7 +354,7 @@ pub(crate) fn start_reaper(platform: Platform) {
 }
 
 fn trace_id() -> String {
-    let id = uuid::Uuid::new_v4().simple().to_string();
+    let id = crate::new_uuid().simple().to_string();
     format!(
         "Root=1-{:08x}-{};Parent={};Sampled=0",
         epoch_ms() / 1000,

@@ -471,15 +471,17 @@ impl Sandbox {
         {
             let mut st = self.shared.st.lock();
             st.current = Some((request_id.clone(), tx));
-            let event = json!({
-                "eventType": "INVOKE",
-                "deadlineMs": inv.deadline_ms,
-                "requestId": request_id,
-                "invokedFunctionArn": inv.invoked_arn,
-                "tracing": {"type": "X-Amzn-Trace-Id", "value": inv.trace_id},
-            });
-            for ext in st.extensions.iter().filter(|e| e.invoke) {
-                let _ = ext.tx.send(event.clone());
+            if st.extensions.iter().any(|e| e.invoke) {
+                let event = json!({
+                    "eventType": "INVOKE",
+                    "deadlineMs": inv.deadline_ms,
+                    "requestId": request_id,
+                    "invokedFunctionArn": inv.invoked_arn,
+                    "tracing": {"type": "X-Amzn-Trace-Id", "value": inv.trace_id},
+                });
+                for ext in st.extensions.iter().filter(|e| e.invoke) {
+                    let _ = ext.tx.send(event.clone());
+                }
             }
         }
         let mut exit_rx = self.exit_rx.clone();
@@ -718,7 +720,7 @@ fn environment(
         ),
         (
             "AWS_LAMBDA_LOG_STREAM_NAME",
-            format!("local/[{}]{}", spec.version, uuid::Uuid::new_v4().simple()),
+            format!("local/[{}]{}", spec.version, crate::new_uuid().simple()),
         ),
         ("AWS_LAMBDA_INITIALIZATION_TYPE", "on-demand".into()),
         ("AWS_EXECUTION_ENV", format!("AWS_Lambda_{}", spec.runtime)),

@@ -108,7 +108,7 @@ impl Queues {
     }
 
     fn send(&self, name: &str, body: String) -> Result<String, ApiError> {
-        let id = uuid::Uuid::new_v4().to_string();
+        let id = crate::new_uuid().to_string();
         let mut qs = self.queues.lock();
         let q = qs.get_mut(name).ok_or_else(missing_queue)?;
         q.ready.push_back(Msg {
@@ -246,7 +246,7 @@ impl Queues {
                         break;
                     };
                     m.receives += 1;
-                    let receipt = uuid::Uuid::new_v4().simple().to_string();
+                    let receipt = crate::new_uuid().simple().to_string();
                     out.push(json!({"MessageId": m.id, "ReceiptHandle": receipt, "Body": m.body,
                                     "Attributes": {"ApproximateReceiveCount": m.receives.to_string()}}));
                     q.inflight.insert(receipt, (m, now + visibility));

@@ -286,7 +286,7 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let tmp = parent.join(format!(
         ".{}.tmp-{}",
         path.file_name().and_then(|n| n.to_str()).unwrap_or("state"),
-        uuid::Uuid::new_v4().simple()
+        crate::new_uuid().simple()
     ));
     {
         let mut f = fs::File::create(&tmp)?;

@@ -166,7 +166,7 @@ fn ok(status: u16, body: &Value) -> Resp {
 }
 
 fn revision() -> String {
-    uuid::Uuid::new_v4().to_string()
+    crate::new_uuid().to_string()
 }
 
 // === impl Api ===

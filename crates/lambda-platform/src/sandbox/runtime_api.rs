@@ -243,7 +243,7 @@ fn register(shared: &Shared, name: String, body: &[u8]) -> Response<Full<Bytes>>
             "Extension with this name is already registered",
         );
     }
-    let id = uuid::Uuid::new_v4().to_string();
+    let id = crate::new_uuid().to_string();
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     st.extensions.push(Ext {
         id: id.clone(),
@@ -287,7 +287,7 @@ async fn next_event(shared: &Shared, id: &str) -> Response<Full<Bytes>> {
         return error(500, "Runtime.Stopped", "sandbox is stopping");
     };
     let mut resp = json_reply(200, &event);
-    if let Ok(v) = HeaderValue::from_str(&uuid::Uuid::new_v4().to_string()) {
+    if let Ok(v) = HeaderValue::from_str(&crate::new_uuid().to_string()) {
         resp.headers_mut()
             .insert("lambda-extension-event-identifier", v);
     }
