@@ -5,64 +5,28 @@
 
 #![allow(clippy::print_stdout)] // a benchmark's job is to print its figures
 
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, Command, Stdio};
+use std::io::Write;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-
-struct Server {
-    child: Child,
-    http: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use bench::{Server, http_agent, percentile, rss_kib, start_server};
 
 fn start(bin: &str, data: &std::path::Path) -> anyhow::Result<Server> {
-    let mut child = Command::new(bin)
-        .args([
+    start_server(
+        bin,
+        &[
             "server",
             "-data-dir",
             data.to_str().context("data dir path")?,
-            "-http-addr",
-            "127.0.0.1:0",
-            "-grpc-addr",
-            "127.0.0.1:0",
-        ])
-        .env("LAMBDAMESH_LOG", "warn,lambdamesh=info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .with_context(|| format!("cannot start {bin}"))?;
-    let stderr = child.stderr.take().context("no stderr")?;
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(rest) = line.split("HTTP API at http://").nth(1) {
-                let _ = tx.send(rest.split('/').next().unwrap_or("").to_owned());
-            }
-        }
-    });
-    let http = rx
-        .recv_timeout(Duration::from_secs(30))
-        .context("server did not start")?;
-    Ok(Server { child, http })
+        ],
+    )
 }
 
+/// Well above the 30 s the watchers' blocking queries may park for.
 fn agent() -> ureq::Agent {
-    ureq::Agent::new_with_config(
-        ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_global(Some(Duration::from_secs(120)))
-            .build(),
-    )
+    http_agent(Duration::from_secs(120))
 }
 
 fn register(a: &ureq::Agent, http: &str, node: &str, id: &str, name: &str) -> anyhow::Result<()> {
@@ -76,12 +40,10 @@ fn register(a: &ureq::Agent, http: &str, node: &str, id: &str, name: &str) -> an
     Ok(())
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[idx.min(sorted.len() - 1)]
+/// p50 and p99 of sorted latencies; NaN when there are none.
+fn p50_p99(sorted: &[f64]) -> (f64, f64) {
+    let p = |q| percentile(sorted, q).unwrap_or(f64::NAN);
+    (p(0.5), p(0.99))
 }
 
 /// fsync rate of the disk holding `dir`: 4 KiB append + fdatasync, for `secs`.
@@ -142,7 +104,8 @@ fn registrations(http: &str, clients: usize, secs: f64) -> anyhow::Result<(f64, 
     }
     let rate = count.load(Ordering::Relaxed) as f64 / t.elapsed().as_secs_f64();
     lat.sort_by(f64::total_cmp);
-    Ok((rate, percentile(&lat, 0.5), percentile(&lat, 0.99)))
+    let (p50, p99) = p50_p99(&lat);
+    Ok((rate, p50, p99))
 }
 
 fn index_of(a: &ureq::Agent, url: &str) -> anyhow::Result<u64> {
@@ -232,20 +195,7 @@ fn wakeups(http: &str, watchers: usize, changes: usize) -> anyhow::Result<(f64, 
     }
     stop.store(true, Ordering::Relaxed);
     lat.sort_by(f64::total_cmp);
-    Ok((percentile(&lat, 0.5), percentile(&lat, 0.99)))
-}
-
-fn rss_kib(pid: u32) -> anyhow::Result<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let line = status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .context("no VmRSS")?;
-    Ok(line
-        .split_whitespace()
-        .nth(1)
-        .context("bad VmRSS")?
-        .parse()?)
+    Ok(p50_p99(&lat))
 }
 
 fn fill(http: &str, n: usize, clients: usize) -> anyhow::Result<()> {

@@ -20,60 +20,21 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use bench::{Child, free_port, http_agent, percentile, wait_for};
 use serde_json::{Value, json};
 
 const ARN: &str = "arn:aws:lambda:us-east-1:123456789012:function:echo";
 
-/// A child process killed on drop.
-struct Owned(Child);
-
-impl Drop for Owned {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> anyhow::Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
-
 fn agent() -> ureq::Agent {
-    ureq::Agent::new_with_config(
-        ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_global(Some(Duration::from_secs(10)))
-            .build(),
-    )
+    http_agent(Duration::from_secs(10))
 }
 
 fn put(http: &str, path: &str, body: &Value) -> anyhow::Result<()> {
-    let mut r = agent()
-        .put(&format!("http://{http}{path}"))
-        .send(body.to_string())?;
-    if r.status() != 200 {
-        bail!(
-            "PUT {path}: {} {}",
-            r.status(),
-            r.body_mut().read_to_string().unwrap_or_default()
-        );
-    }
-    Ok(())
-}
-
-fn wait_for(what: &str, secs: u64, mut f: impl FnMut() -> bool) -> anyhow::Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while Instant::now() < deadline {
-        if f() {
-            return Ok(());
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    bail!("timed out waiting for {what}")
+    bench::put(&agent(), http, path, body)
 }
 
 /// A plain HTTP/1.1 keep-alive echo service: answers with the same JSON shape the function
@@ -136,13 +97,6 @@ fn serve_echo(stream: TcpStream) {
             return;
         }
     }
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    sorted
-        .get(((sorted.len().max(1) - 1) as f64 * p).round() as usize)
-        .copied()
-        .unwrap_or_default()
 }
 
 struct Figures {
@@ -255,8 +209,8 @@ fn load(
 fn figures(mut lat: Vec<Duration>, wall: Duration) -> Figures {
     lat.sort();
     Figures {
-        p50: percentile(&lat, 0.5),
-        p99: percentile(&lat, 0.99),
+        p50: percentile(&lat, 0.5).unwrap_or_default(),
+        p99: percentile(&lat, 0.99).unwrap_or_default(),
         rps: lat.len() as f64 / wall.as_secs_f64(),
     }
 }
@@ -276,9 +230,9 @@ fn envoy(
     http: &str,
     grpc: &str,
     args: &[&str],
-) -> anyhow::Result<Owned> {
+) -> anyhow::Result<Child> {
     let admin = free_port()?;
-    Ok(Owned(
+    Child::spawn(
         Command::new(bin)
             .args(["connect", "envoy"])
             .args(args)
@@ -290,15 +244,13 @@ fn envoy(
                 "-l",
                 "error",
             ])
-            .env("ENVOY_BIN", envoy_bin)
             .env("AWS_ACCESS_KEY_ID", "test")
             .env("AWS_SECRET_ACCESS_KEY", "test")
             .env("AWS_REGION", "us-east-1")
+            .env("ENVOY_BIN", envoy_bin)
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .context("spawn connect envoy")?,
-    ))
+            .stderr(Stdio::null()),
+    )
 }
 
 fn main() -> anyhow::Result<()> {
@@ -328,26 +280,24 @@ fn main() -> anyhow::Result<()> {
 
     let (lport, hport, gport) = (free_port()?, free_port()?, free_port()?);
     let endpoint = format!("http://127.0.0.1:{lport}");
-    let _platform = Owned(
+    let _platform = Child::spawn(
         Command::new(bin)
             .args(["lambda", "serve", "-addr", &format!("127.0.0.1:{lport}")])
             .args(["-data-dir", dir.join("lambda").to_str().context("path")?])
             .env("LAMBDAMESH_LOG", "warn")
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()?,
-    );
+            .stderr(Stdio::null()),
+    )?;
     let http = format!("127.0.0.1:{hport}");
     let grpc = format!("127.0.0.1:{gport}");
-    let _server = Owned(
+    let _server = Child::spawn(
         Command::new(bin)
             .args(["agent", "-dev", "-http-addr", &http, "-grpc-addr", &grpc])
             .args(["-lambda-endpoint", &endpoint])
             .env("LAMBDAMESH_LOG", "warn")
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()?,
-    );
+            .stderr(Stdio::null()),
+    )?;
     wait_for("the control plane", 30, || {
         agent()
             .get(&format!("http://{http}/v1/status/leader"))

@@ -7,61 +7,15 @@
 
 #![allow(clippy::print_stdout)] // a benchmark's job is to print its figures
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use bench::{Child, free_port, http_agent, percentile, start_server, wait_for};
 use lambda_platform::{Credentials, client::Client};
 use serde_json::{Value, json};
 
 const PREFIX: &str = "serverless.consul.hashicorp.com/v1alpha1/lambda";
-
-struct Guard(Child);
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
-}
-
-fn start_server(bin: &str) -> anyhow::Result<(Guard, String)> {
-    let mut child = Command::new(bin)
-        .args([
-            "agent",
-            "-dev",
-            "-http-addr",
-            "127.0.0.1:0",
-            "-grpc-addr",
-            "127.0.0.1:0",
-        ])
-        .env("LAMBDAMESH_LOG", "warn,lambdamesh=info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .with_context(|| format!("cannot start {bin}"))?;
-    let stderr = child.stderr.take().context("no stderr")?;
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(rest) = line.split("HTTP API at http://").nth(1) {
-                let _ = tx.send(rest.split('/').next().unwrap_or("").to_owned());
-            }
-        }
-    });
-    let http = rx
-        .recv_timeout(Duration::from_secs(30))
-        .context("server did not start")?;
-    Ok((Guard(child), http))
-}
 
 fn zip_b64() -> anyhow::Result<String> {
     use base64::Engine as _;
@@ -135,11 +89,6 @@ fn registered(agent: &ureq::Agent, http: &str, name: &str) -> bool {
         .is_some_and(|b| b.trim() != "[]" && !b.trim().is_empty())
 }
 
-fn pct(sorted: &[Duration], p: f64) -> Duration {
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted.get(i).copied().unwrap_or_default()
-}
-
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
@@ -148,25 +97,23 @@ async fn main() -> anyhow::Result<()> {
         .context("usage: registrator-bench LAMBDAMESH [N] [EVENTS]")?;
     let n: usize = args.get(2).map_or(Ok(10_000), |s| s.parse())?;
     let events: usize = args.get(3).map_or(Ok(50), |s| s.parse())?;
-    let (_server, http) = start_server(bin)?;
+    let server = start_server(bin, &["agent", "-dev"])?;
+    let http = &server.http;
     let data = tempfile::tempdir()?;
     let port = free_port()?;
-    let _platform = Guard(
+    let _platform = Child::spawn(
         Command::new(bin)
             .args(["lambda", "serve", "-addr", &format!("127.0.0.1:{port}")])
             .args(["-data-dir", data.path().to_str().context("path")?])
             .env("LAMBDAMESH_LOG", "warn")
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()?,
-    );
+            .stderr(Stdio::null()),
+    )?;
     let endpoint = format!("http://127.0.0.1:{port}");
-    for _ in 0..200 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    // Nothing else runs on this runtime yet, so blocking its thread while polling costs nothing.
+    wait_for("the platform", 10, || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    })?;
     let client = Client::new(
         &endpoint,
         Credentials {
@@ -215,7 +162,7 @@ async fn main() -> anyhow::Result<()> {
         t.elapsed().as_secs_f64()
     );
 
-    let (wall, s) = sync(bin, &http, &endpoint, &["-no-tls"])?;
+    let (wall, s) = sync(bin, http, &endpoint, &["-no-tls"])?;
     println!(
         "full sync without mTLS material (tagging API): wall {:.2} s (engine {} ms), AWS calls {}, Consul calls {}, writes {}, upserts {}, errors {}",
         wall.as_secs_f64(),
@@ -226,7 +173,7 @@ async fn main() -> anyhow::Result<()> {
         s["upserts"],
         s["errors"]
     );
-    let (wall, s) = sync(bin, &http, &endpoint, &[])?;
+    let (wall, s) = sync(bin, http, &endpoint, &[])?;
     println!(
         "then full sync adding the mTLS material (leaf + SecureString per service): wall {:.2} s (engine {} ms), AWS calls {}, Consul calls {}, writes {}, upserts {}, errors {}",
         wall.as_secs_f64(),
@@ -237,7 +184,7 @@ async fn main() -> anyhow::Result<()> {
         s["upserts"],
         s["errors"]
     );
-    let (wall, s) = sync(bin, &http, &endpoint, &[])?;
+    let (wall, s) = sync(bin, http, &endpoint, &[])?;
     println!(
         "no-op resync (tagging API): wall {:.2} s, AWS calls {}, Consul calls {}, writes {}",
         wall.as_secs_f64(),
@@ -245,7 +192,7 @@ async fn main() -> anyhow::Result<()> {
         s["consul_calls"],
         s["writes"]
     );
-    let (wall, s) = sync(bin, &http, &endpoint, &["-list-mode", "functions"])?;
+    let (wall, s) = sync(bin, http, &endpoint, &["-list-mode", "functions"])?;
     println!(
         "no-op resync (ListFunctions + ListTags, the reference's pattern): wall {:.2} s, AWS calls {}, writes {}; reference formula N + N/PAGE_SIZE = {}",
         wall.as_secs_f64(),
@@ -316,11 +263,8 @@ async fn main() -> anyhow::Result<()> {
             &[],
         )
         .await?;
-    let agent = ureq::Agent::new_with_config(
-        ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .build(),
-    );
+    // A request hanging longer than the 30 s the loop below waits could only hang the bench.
+    let agent = http_agent(Duration::from_secs(30));
     let mut lat = Vec::new();
     for k in 0..events {
         let name = format!("lat{k:03}");
@@ -348,11 +292,12 @@ async fn main() -> anyhow::Result<()> {
         lat.push(t.elapsed());
     }
     lat.sort();
+    let ms = |q| percentile(&lat, q).unwrap_or_default().as_secs_f64() * 1000.0;
     println!(
         "event → registered ({events} CreateFunction events, {} services in the catalog): p50 {:.1} ms, p90 {:.1} ms, max {:.1} ms",
         enabled + 2 * aliased,
-        pct(&lat, 0.5).as_secs_f64() * 1000.0,
-        pct(&lat, 0.9).as_secs_f64() * 1000.0,
+        ms(0.5),
+        ms(0.9),
         lat.last().copied().unwrap_or_default().as_secs_f64() * 1000.0
     );
     Ok(())

@@ -4,13 +4,13 @@
 
 #![allow(clippy::print_stdout)] // a benchmark's job is to print its figures
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use bench::{Child, free_port, http_agent, percentile, rss_kib, start_server, wait_for};
 use envoy_types::pb::envoy::config::core::v3::Node;
 use envoy_types::pb::envoy::service::discovery::v3::DeltaDiscoveryRequest;
 use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;
@@ -19,77 +19,13 @@ use tokio_stream::wrappers::ReceiverStream;
 
 const CDS: &str = "type.googleapis.com/envoy.config.cluster.v3.Cluster";
 
-struct Killed(Child);
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start_server(bin: &str) -> anyhow::Result<(Killed, String, String)> {
-    let mut child = Command::new(bin)
-        .args([
-            "agent",
-            "-dev",
-            "-http-addr",
-            "127.0.0.1:0",
-            "-grpc-addr",
-            "127.0.0.1:0",
-        ])
-        .env("LAMBDAMESH_LOG", "warn,lambdamesh=info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()?;
-    let stderr = child.stderr.take().context("stderr")?;
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(rest) = line.split("HTTP API at http://").nth(1) {
-                let http = rest.split('/').next().unwrap_or("").to_owned();
-                let grpc = line
-                    .split("xDS (gRPC) at ")
-                    .nth(1)
-                    .and_then(|r| r.split_whitespace().next())
-                    .unwrap_or("")
-                    .to_owned();
-                let _ = tx.send((http, grpc));
-            }
-        }
-    });
-    let (http, grpc) = rx
-        .recv_timeout(Duration::from_secs(30))
-        .context("server did not start")?;
-    Ok((Killed(child), http, grpc))
-}
-
+/// For config PUTs and Envoy admin polls, all on loopback.
 fn agent() -> ureq::Agent {
-    ureq::Agent::new_with_config(
-        ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_global(Some(Duration::from_secs(30)))
-            .build(),
-    )
+    http_agent(Duration::from_secs(30))
 }
 
 fn put(http: &str, path: &str, body: &serde_json::Value) -> anyhow::Result<()> {
-    let mut r = agent()
-        .put(&format!("http://{http}{path}"))
-        .send(body.to_string())?;
-    if r.status() != 200 {
-        bail!(
-            "PUT {path}: {} {}",
-            r.status(),
-            r.body_mut().read_to_string().unwrap_or_default()
-        );
-    }
-    Ok(())
-}
-
-fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
+    bench::put(&agent(), http, path, body)
 }
 
 fn stat(admin: u16, name: &str) -> u64 {
@@ -108,19 +44,16 @@ fn stat(admin: u16, name: &str) -> u64 {
         .unwrap_or(0)
 }
 
-fn pct(sorted: &[f64], p: f64) -> f64 {
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
-}
-
 fn envoy_change_latency(bin: &str, envoy: &str) -> anyhow::Result<(f64, f64)> {
-    let (_server, http, grpc) = start_server(bin)?;
+    let server = start_server(bin, &["agent", "-dev"])?;
+    let (http, grpc) = (&server.http, &server.grpc);
     put(
-        &http,
+        http,
         "/v1/agent/service/register",
         &serde_json::json!({"Name": "a", "Port": 1, "Connect": {"SidecarService": {"Port": free_port()?, "Proxy": {"Upstreams": [{"DestinationName": "db", "LocalBindPort": free_port()?}]}}}}),
     )?;
     let admin = free_port()?;
-    let _envoy = Killed(
+    let _envoy = Child::spawn(
         Command::new(bin)
             .args([
                 "connect",
@@ -128,9 +61,9 @@ fn envoy_change_latency(bin: &str, envoy: &str) -> anyhow::Result<(f64, f64)> {
                 "-sidecar-for",
                 "a",
                 "-http-addr",
-                &http,
+                http,
                 "-grpc-addr",
-                &grpc,
+                grpc,
                 "-admin-bind",
                 &format!("127.0.0.1:{admin}"),
                 "--",
@@ -139,22 +72,17 @@ fn envoy_change_latency(bin: &str, envoy: &str) -> anyhow::Result<(f64, f64)> {
             ])
             .env("ENVOY_BIN", envoy)
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()?,
-    );
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while stat(admin, "cluster_manager.cds.update_success") == 0 {
-        if Instant::now() > deadline {
-            bail!("Envoy never got its clusters");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+            .stderr(Stdio::null()),
+    )?;
+    wait_for("Envoy to get its clusters", 30, || {
+        stat(admin, "cluster_manager.cds.update_success") > 0
+    })?;
     let mut lat = Vec::new();
     for i in 0..100 {
         let before = stat(admin, "cluster_manager.cds.update_success");
         let t = Instant::now();
         put(
-            &http,
+            http,
             "/v1/config",
             &serde_json::json!({"Kind": "service-resolver", "Name": "db", "ConnectTimeout": format!("{}ms", 1000 + i)}),
         )?;
@@ -167,14 +95,16 @@ fn envoy_change_latency(bin: &str, envoy: &str) -> anyhow::Result<(f64, f64)> {
         lat.push(t.elapsed().as_secs_f64() * 1e3);
     }
     lat.sort_by(f64::total_cmp);
-    Ok((pct(&lat, 0.5), pct(&lat, 0.99)))
+    let p = |q| percentile(&lat, q).unwrap_or(f64::NAN);
+    Ok((p(0.5), p(0.99)))
 }
 
 async fn fleet(bin: &str, n: usize) -> anyhow::Result<(f64, f64)> {
-    let (server, http, grpc) = start_server(bin)?;
+    let server = start_server(bin, &["agent", "-dev"])?;
+    let (http, grpc) = (&server.http, &server.grpc);
     for i in 0..n {
         put(
-            &http,
+            http,
             "/v1/agent/service/register",
             &serde_json::json!({"Name": format!("svc-{i}"), "Port": 1, "Connect": {"SidecarService": {"Port": 30000 + i, "Proxy": {"Upstreams": [{"DestinationName": "db", "LocalBindPort": 9000}]}}}}),
         )?;
@@ -265,14 +195,8 @@ async fn fleet(bin: &str, n: usize) -> anyhow::Result<(f64, f64)> {
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
     let all_acked = t.elapsed().as_secs_f64();
-    let status = std::fs::read_to_string(format!("/proc/{}/status", server.0.id()))?;
-    let rss_kib: f64 = status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0);
-    Ok((all_acked, rss_kib / 1024.0))
+    let rss = rss_kib(server.child.id())? as f64;
+    Ok((all_acked, rss / 1024.0))
 }
 
 fn main() -> anyhow::Result<()> {
