@@ -62,14 +62,18 @@ fn main() -> std::process::ExitCode {
     );
     let cli = Cli::parse_from(args::normalize(argv));
     init_tracing();
+    // `connect envoy` ends by exec'ing Envoy. It runs before any runtime thread exists, so the
+    // exec happens on the process's only thread: Envoy then keeps what a supervisor set on this
+    // process (a parent-death signal is per thread, and is lost when another thread execs).
+    let command = match cli.command {
+        Command::Connect(cmd) => return exit_code(connect_cmd::run(cmd)),
+        other => other,
+    };
     // The local Lambda platform runs on one thread: an invoke is a chain of hand-offs between
     // the caller's connection, the sandbox's Runtime API and back, and on a multi-thread runtime
     // each hand-off may cross threads (a futex wake-up per step, measured ~0.08 ms per invoke).
     // Its blocking work runs on the blocking pool. Everything else uses all cores.
-    let mut builder = if matches!(
-        cli.command,
-        Command::Lambda(lambda::LambdaCommand::Serve(_))
-    ) {
+    let mut builder = if matches!(command, Command::Lambda(lambda::LambdaCommand::Serve(_))) {
         tokio::runtime::Builder::new_current_thread()
     } else {
         tokio::runtime::Builder::new_multi_thread()
@@ -82,7 +86,7 @@ fn main() -> std::process::ExitCode {
         }
     };
     let result = runtime.block_on(async move {
-        match cli.command {
+        match command {
             Command::Server(args) => server_cmd::run(args).await,
             Command::Agent(args) => server_cmd::run(args).await,
             Command::Services(cmd) => blocking(move || client_cmd::services(cmd)).await,
@@ -90,7 +94,8 @@ fn main() -> std::process::ExitCode {
             Command::Config(cmd) => blocking(move || client_cmd::config(cmd)).await,
             Command::Intention(cmd) => blocking(move || client_cmd::intention(cmd)).await,
             Command::Acl(cmd) => blocking(move || client_cmd::acl(cmd)).await,
-            Command::Connect(cmd) => blocking(move || connect_cmd::run(cmd)).await,
+            // Handled above, without a runtime.
+            Command::Connect(_) => Ok(0),
             Command::Lambda(cmd) => lambda::run(cmd).await,
             Command::Registrator(cmd) => registrator_cmd::run(cmd).await,
         }
@@ -99,6 +104,10 @@ fn main() -> std::process::ExitCode {
     // still in flight, such as the registrator daemon's 20 s SQS long poll on a SIGTERM, must
     // not hold the exit: dropping the runtime would wait for it.
     runtime.shutdown_timeout(std::time::Duration::from_millis(500));
+    exit_code(result)
+}
+
+fn exit_code(result: anyhow::Result<u8>) -> std::process::ExitCode {
     match result {
         Ok(code) => std::process::ExitCode::from(code),
         Err(e) => {
