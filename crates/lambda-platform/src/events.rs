@@ -350,16 +350,7 @@ impl Bus {
             }
             "RemoveTargets" => {
                 let n = name()?;
-                let ids: Vec<String> = body
-                    .get("Ids")
-                    .and_then(Value::as_array)
-                    .map(|a| {
-                        a.iter()
-                            .filter_map(Value::as_str)
-                            .map(str::to_owned)
-                            .collect()
-                    })
-                    .unwrap_or_default();
+                let ids: Vec<String> = crate::wire::str_list(body, "Ids").unwrap_or_default();
                 let mut rules = self.rules.lock();
                 let mut next = rules.clone();
                 let rule = next.get_mut(&n).ok_or_else(|| missing_rule(&n))?;

@@ -672,16 +672,7 @@ impl ParameterStore {
                                 .unwrap_or_default()
                                 .to_owned()
                         };
-                        let values = f
-                            .get("Values")
-                            .and_then(Value::as_array)
-                            .map(|v| {
-                                v.iter()
-                                    .filter_map(Value::as_str)
-                                    .map(str::to_owned)
-                                    .collect()
-                            })
-                            .unwrap_or_default();
+                        let values = crate::wire::str_list(f, "Values").unwrap_or_default();
                         (
                             s("Key"),
                             if s("Option").is_empty() {

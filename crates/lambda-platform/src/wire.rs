@@ -132,6 +132,19 @@ pub fn empty_response(status: u16) -> Response<Full<Bytes>> {
     resp
 }
 
+/// The strings of the array field `key` of a JSON request (other elements skipped); `None`
+/// when the field is missing or not an array.
+pub(crate) fn str_list(body: &serde_json::Value, key: &str) -> Option<Vec<String>> {
+    body.get(key)
+        .and_then(serde_json::Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(serde_json::Value::as_str)
+                .map(str::to_owned)
+                .collect()
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use http_body_util::BodyExt;

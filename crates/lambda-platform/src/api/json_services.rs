@@ -70,16 +70,7 @@ fn get_resources(p: &Platform, body: &Value) -> Result<Value, ApiError> {
         Some(n) if (1..=100).contains(&n) => n as usize,
         Some(_) => return Err(invalid("ResourcesPerPage must be between 1 and 100.")),
     };
-    let types: Vec<String> = body
-        .get("ResourceTypeFilters")
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(Value::as_str)
-                .map(str::to_owned)
-                .collect()
-        })
-        .unwrap_or_default();
+    let types: Vec<String> = crate::wire::str_list(body, "ResourceTypeFilters").unwrap_or_default();
     let wants_lambda = types.is_empty()
         || types
             .iter()
@@ -95,16 +86,7 @@ fn get_resources(p: &Platform, body: &Value) -> Result<Value, ApiError> {
                         .and_then(Value::as_str)
                         .unwrap_or_default()
                         .to_owned();
-                    let values = f
-                        .get("Values")
-                        .and_then(Value::as_array)
-                        .map(|v| {
-                            v.iter()
-                                .filter_map(Value::as_str)
-                                .map(str::to_owned)
-                                .collect()
-                        })
-                        .unwrap_or_default();
+                    let values = crate::wire::str_list(f, "Values").unwrap_or_default();
                     (key, values)
                 })
                 .collect()

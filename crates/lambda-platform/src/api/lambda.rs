@@ -1232,17 +1232,7 @@ impl Api<'_> {
         let body = self.req.json()?;
         let zip = zip_from(body.get("Content"))?;
         let installed = code::install_zip(self.p.inner.state.data_dir(), &zip)?;
-        let strings = |k: &str| -> Vec<String> {
-            body.get(k)
-                .and_then(Value::as_array)
-                .map(|a| {
-                    a.iter()
-                        .filter_map(Value::as_str)
-                        .map(str::to_owned)
-                        .collect()
-                })
-                .unwrap_or_default()
-        };
+        let strings = |k: &str| crate::wire::str_list(&body, k).unwrap_or_default();
         let description = description(&body)?;
         let lv = self
             .p
@@ -1597,16 +1587,8 @@ fn description(body: &Value) -> Result<String, ApiError> {
 }
 
 fn architectures(body: &Value) -> Result<Vec<String>, ApiError> {
-    let list: Vec<String> = body
-        .get("Architectures")
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(Value::as_str)
-                .map(str::to_owned)
-                .collect()
-        })
-        .unwrap_or_else(|| vec!["x86_64".into()]);
+    let list: Vec<String> =
+        crate::wire::str_list(body, "Architectures").unwrap_or_else(|| vec!["x86_64".into()]);
     if list.len() != 1 || !matches!(list[0].as_str(), "x86_64" | "arm64") {
         return Err(ApiError::validation(
             "architectures",

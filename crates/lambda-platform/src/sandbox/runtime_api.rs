@@ -211,16 +211,7 @@ fn register(shared: &Shared, name: String, body: &[u8]) -> Response<Full<Bytes>>
     let Ok(v) = serde_json::from_slice::<Value>(body) else {
         return error(400, "InvalidRequest", "Invalid register request body");
     };
-    let events: Vec<String> = v
-        .get("events")
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(Value::as_str)
-                .map(str::to_owned)
-                .collect()
-        })
-        .unwrap_or_default();
+    let events: Vec<String> = crate::wire::str_list(&v, "events").unwrap_or_default();
     if let Some(bad) = events.iter().find(|e| *e != "INVOKE" && *e != "SHUTDOWN") {
         return error(
             400,
