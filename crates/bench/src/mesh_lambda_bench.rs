@@ -143,17 +143,17 @@ impl Target {
                     service: "lambda",
                 };
                 let now = time::OffsetDateTime::now_utc();
-                let signed = lambda_platform::sigv4::sign(
+                lambda_platform::sigv4::sign(
                     "POST",
                     path,
-                    "",
-                    &headers,
+                    &mut headers,
                     event.as_bytes(),
                     &scope,
                     now,
-                );
+                )?;
                 let mut req = agent.post(format!("{endpoint}{path}"));
-                for (k, v) in &signed {
+                // ureq sets Host from the URL itself.
+                for (k, v) in headers.iter().filter(|(k, _)| *k != http::header::HOST) {
                     req = req.header(k, v);
                 }
                 req.send(event)?

@@ -96,9 +96,6 @@ impl Client {
         extra_headers: &[(&str, &str)],
         body: Bytes,
     ) -> Result<ClientResponse, ClientError> {
-        let (path, query) = path_and_query
-            .split_once('?')
-            .unwrap_or((path_and_query, ""));
         let mut headers = HeaderMap::new();
         let hv = |v: &str| HeaderValue::from_str(v).map_err(|e| ClientError::Http(e.to_string()));
         headers.insert("host", hv(&self.authority)?);
@@ -110,11 +107,10 @@ impl Client {
             );
         }
         let now = time::OffsetDateTime::now_utc();
-        for (k, v) in sigv4::sign(
+        sigv4::sign(
             method,
-            path,
-            query,
-            &headers,
+            path_and_query,
+            &mut headers,
             &body,
             &sigv4::Scope {
                 creds: &self.creds,
@@ -122,13 +118,8 @@ impl Client {
                 service,
             },
             now,
-        ) {
-            headers.insert(
-                HeaderName::from_bytes(k.as_bytes())
-                    .map_err(|e| ClientError::Http(e.to_string()))?,
-                hv(&v)?,
-            );
-        }
+        )
+        .map_err(|e| ClientError::Http(e.to_string()))?;
         let method =
             Method::from_bytes(method.as_bytes()).map_err(|e| ClientError::Http(e.to_string()))?;
         let mut req = Request::builder()

@@ -227,17 +227,23 @@ pub struct Scope<'a> {
     pub service: &'a str,
 }
 
-/// Signs a request: returns the headers to add (`x-amz-date`, `x-amz-content-sha256`,
-/// `authorization`). `headers` must already hold `host` and every other header to sign.
+/// Signs a request: adds `x-amz-date`, `x-amz-content-sha256` and `authorization` to
+/// `headers`, which must already hold `host` and every other header to sign.
+/// `path_and_query` is the request target as sent (already percent-encoded).
+///
+/// # Errors
+/// A credential or scope that cannot stand in a header value.
 pub fn sign(
     method: &str,
-    path: &str,
-    query: &str,
-    headers: &http::HeaderMap,
+    path_and_query: &str,
+    headers: &mut http::HeaderMap,
     body: &[u8],
     scope: &Scope<'_>,
     now: OffsetDateTime,
-) -> Vec<(String, String)> {
+) -> Result<(), http::header::InvalidHeaderValue> {
+    let (path, query) = path_and_query
+        .split_once('?')
+        .unwrap_or((path_and_query, ""));
     let Scope {
         creds,
         region,
@@ -246,23 +252,19 @@ pub fn sign(
     let amz_date = format_amz_date(now);
     let date = amz_date.get(..8).unwrap_or_default().to_owned();
     let payload_hash = hex::encode(Sha256::digest(body));
-    let mut all = headers.clone();
-    for (k, v) in [
-        ("x-amz-date", &amz_date),
-        ("x-amz-content-sha256", &payload_hash),
-    ] {
-        if let Ok(v) = http::HeaderValue::from_str(v) {
-            all.insert(k, v);
-        }
-    }
-    let mut names: Vec<String> = all.keys().map(|k| k.as_str().to_owned()).collect();
+    headers.insert("x-amz-date", http::HeaderValue::from_str(&amz_date)?);
+    headers.insert(
+        "x-amz-content-sha256",
+        http::HeaderValue::from_str(&payload_hash)?,
+    );
+    let mut names: Vec<String> = headers.keys().map(|k| k.as_str().to_owned()).collect();
     names.sort();
     names.dedup();
     let view = RequestView {
         method,
         path,
         query,
-        headers: &all,
+        headers,
         body,
     };
     let canonical = canonical_request(&view, &names, &payload_hash);
@@ -281,11 +283,11 @@ pub fn sign(
         creds.access_key,
         names.join(";")
     );
-    vec![
-        ("x-amz-date".into(), amz_date),
-        ("x-amz-content-sha256".into(), payload_hash),
-        ("authorization".into(), auth),
-    ]
+    headers.insert(
+        http::header::AUTHORIZATION,
+        http::HeaderValue::from_str(&auth)?,
+    );
+    Ok(())
 }
 
 fn invalid_signature(message: String) -> ApiError {
@@ -486,11 +488,10 @@ mod tests {
         headers.insert("host", http::HeaderValue::from_static("127.0.0.1:9001"));
         let now = OffsetDateTime::now_utc();
         let body = b"{}";
-        for (k, v) in sign(
+        sign(
             "POST",
-            "/a/b%3Ac",
-            "x=1&a=2",
-            &headers,
+            "/a/b%3Ac?x=1&a=2",
+            &mut headers,
             body,
             &Scope {
                 creds: &creds,
@@ -498,12 +499,8 @@ mod tests {
                 service: "lambda",
             },
             now,
-        ) {
-            headers.insert(
-                http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
-                v.parse().unwrap(),
-            );
-        }
+        )
+        .unwrap();
         let view = RequestView {
             method: "POST",
             path: "/a/b%3Ac",

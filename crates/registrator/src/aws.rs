@@ -4,7 +4,7 @@
 
 use std::{collections::BTreeMap, future::Future, sync::Arc, time::Duration};
 
-use http::{HeaderMap, HeaderName, HeaderValue};
+use http::{HeaderMap, HeaderValue};
 use lambda_platform::{Credentials, sigv4};
 use serde_json::{Value, json};
 
@@ -249,9 +249,6 @@ impl Inner {
             Svc::Sqs => (&self.sqs, "sqs", "application/x-amz-json-1.0"),
         };
         let body = body.map(|b| b.to_string().into_bytes()).unwrap_or_default();
-        let (path, query) = path_and_query
-            .split_once('?')
-            .unwrap_or((path_and_query, ""));
         let hv = |v: &str| HeaderValue::from_str(v).map_err(|e| AwsError::Failed(e.to_string()));
         let mut headers = HeaderMap::new();
         headers.insert("host", hv(&ep.authority)?);
@@ -262,11 +259,10 @@ impl Inner {
         if let Some(t) = &self.session_token {
             headers.insert("x-amz-security-token", hv(t)?);
         }
-        let signed = sigv4::sign(
+        sigv4::sign(
             method,
-            path,
-            query,
-            &headers,
+            path_and_query,
+            &mut headers,
             &body,
             &sigv4::Scope {
                 creds: &self.creds,
@@ -274,12 +270,8 @@ impl Inner {
                 service,
             },
             time::OffsetDateTime::now_utc(),
-        );
-        for (k, v) in signed {
-            let name = HeaderName::from_bytes(k.as_bytes())
-                .map_err(|e| AwsError::Failed(e.to_string()))?;
-            headers.insert(name, hv(&v)?);
-        }
+        )
+        .map_err(|e| AwsError::Failed(e.to_string()))?;
         let url = format!("{}{path_and_query}", ep.base);
         let mut req = ureq::http::Request::builder().method(method).uri(&url);
         for (k, v) in &headers {
