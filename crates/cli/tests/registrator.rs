@@ -21,9 +21,9 @@ const ACCOUNT_ARN: &str = "arn:aws:lambda:us-east-1:123456789012:function:";
 /// The local platform on its own runtime thread; stopped on drop.
 struct Platform {
     endpoint: String,
+    // Dropped before the data dir.
+    _platform: lambda_platform::Background,
     _dir: tempfile::TempDir,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Platform {
@@ -32,30 +32,15 @@ impl Platform {
         let mut config = PlatformConfig::new(dir.path().join("data"));
         config.python = python().into();
         config.minute = minute;
-        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
-        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let thread = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async move {
-                let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-                addr_tx.send(l.local_addr().unwrap()).unwrap();
-                lambda_platform::serve(l, config, async move {
-                    let _ = stop_rx.await;
-                })
-                .await
-                .unwrap();
-            });
-        });
-        let addr = addr_rx.recv_timeout(Duration::from_secs(20)).unwrap();
+        let platform = lambda_platform::Background::start(
+            std::net::TcpListener::bind("127.0.0.1:0").unwrap(),
+            config,
+        )
+        .unwrap();
         Platform {
-            endpoint: format!("http://{addr}"),
+            endpoint: platform.endpoint().to_owned(),
+            _platform: platform,
             _dir: dir,
-            stop: Some(stop_tx),
-            thread: Some(thread),
         }
     }
 
@@ -141,17 +126,6 @@ impl Platform {
             .output()
             .unwrap();
         assert!(o.status.success(), "create {name}: {}", stderr(&o));
-    }
-}
-
-impl Drop for Platform {
-    fn drop(&mut self) {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
     }
 }
 

@@ -111,6 +111,12 @@ pub enum PlatformError {
     /// The listener failed.
     #[error("listener: {0}")]
     Listener(#[source] std::io::Error),
+    /// The platform's own async runtime could not be started ([`Background`]).
+    #[error("cannot start the platform's runtime: {0}")]
+    Runtime(#[source] std::io::Error),
+    /// The platform's thread panicked ([`Background`]).
+    #[error("the platform's thread panicked")]
+    Panicked,
 }
 
 /// Serves the platform on `listener` until `shutdown` resolves, then drains connections and stops
@@ -141,6 +147,87 @@ pub async fn serve(
         platform.stop().await;
     }
     result.map_err(PlatformError::Listener)
+}
+
+/// The platform serving on a thread of its own with a single-threaded runtime, as `lambdamesh
+/// lambda serve` runs it (an invoke's hand-offs then never cross threads), for programs and tests
+/// that embed it. Dropping it stops it and waits, as [`Background::stop`] does.
+pub struct Background {
+    endpoint: String,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<Result<(), PlatformError>>>,
+}
+
+impl Background {
+    /// Starts serving on `listener`.
+    ///
+    /// # Errors
+    /// The listener cannot be used. Failures of the platform itself (its data dir, its state)
+    /// come from [`Background::stop`].
+    pub fn start(
+        listener: std::net::TcpListener,
+        config: PlatformConfig,
+    ) -> Result<Background, PlatformError> {
+        listener
+            .set_nonblocking(true)
+            .map_err(PlatformError::Listener)?;
+        let endpoint = format!(
+            "http://{}",
+            listener.local_addr().map_err(PlatformError::Listener)?
+        );
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(PlatformError::Runtime)?;
+            runtime.block_on(async move {
+                let listener =
+                    tokio::net::TcpListener::from_std(listener).map_err(PlatformError::Listener)?;
+                serve(listener, config, async move {
+                    let _ = stopped.await;
+                })
+                .await
+            })
+        });
+        Ok(Background {
+            endpoint,
+            stop: Some(stop),
+            thread: Some(thread),
+        })
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    /// Stops the platform (SHUTDOWN to extensions, sandboxes stopped, connections drained) and
+    /// waits for its thread.
+    ///
+    /// # Errors
+    /// What made the platform fail, if it did.
+    pub fn stop(mut self) -> Result<(), PlatformError> {
+        self.shut_down()
+    }
+
+    fn shut_down(&mut self) -> Result<(), PlatformError> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        match self.thread.take() {
+            Some(t) => t.join().map_err(|_| PlatformError::Panicked)?,
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        if let Err(e) = self.shut_down() {
+            tracing::warn!(error = %e, "the local platform ended with an error");
+        }
+    }
 }
 
 /// A random (version 4) UUID from the thread-local generator. Request ids are made on every

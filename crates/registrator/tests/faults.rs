@@ -33,9 +33,11 @@ const ARN: &str = "arn:aws:lambda:us-east-1:123456789012:function:";
 struct Services {
     consul: String,
     aws: String,
+    // Stopped (on drop) before the data dir goes.
+    _platform: lambda_platform::Background,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
     _dir: tempfile::TempDir,
-    stops: Vec<tokio::sync::oneshot::Sender<()>>,
-    threads: Vec<std::thread::JoinHandle<()>>,
 }
 
 impl Services {
@@ -46,8 +48,6 @@ impl Services {
         pconfig.python = "python3".into();
         let (tx, rx) = std::sync::mpsc::channel();
         let (stop1, stop_rx1) = tokio::sync::oneshot::channel::<()>();
-        let (stop2, stop_rx2) = tokio::sync::oneshot::channel::<()>();
-        let tx2 = tx.clone();
         let t1 = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
@@ -59,7 +59,7 @@ impl Services {
                 let g = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
                 config.http_addr = l.local_addr().unwrap();
                 config.grpc_addr = g.local_addr().unwrap();
-                tx.send(("consul", l.local_addr().unwrap())).unwrap();
+                tx.send(l.local_addr().unwrap()).unwrap();
                 let app = server::AppState::open(config).await.unwrap();
                 server::serve_all(app, l, Some(g), async move {
                     let _ = stop_rx1.await;
@@ -68,33 +68,19 @@ impl Services {
                 .unwrap();
             });
         });
-        let t2 = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async move {
-                let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-                tx2.send(("aws", l.local_addr().unwrap())).unwrap();
-                lambda_platform::serve(l, pconfig, async move {
-                    let _ = stop_rx2.await;
-                })
-                .await
-                .unwrap();
-            });
-        });
-        let mut addrs = BTreeMap::new();
-        for _ in 0..2 {
-            let (k, a) = rx.recv_timeout(Duration::from_secs(30)).unwrap();
-            addrs.insert(k, format!("http://{a}"));
-        }
+        let platform = lambda_platform::Background::start(
+            std::net::TcpListener::bind("127.0.0.1:0").unwrap(),
+            pconfig,
+        )
+        .unwrap();
+        let consul = rx.recv_timeout(Duration::from_secs(30)).unwrap();
         let s = Services {
-            consul: addrs["consul"].clone(),
-            aws: addrs["aws"].clone(),
+            consul: format!("http://{consul}"),
+            aws: platform.endpoint().to_owned(),
+            _platform: platform,
+            stop: Some(stop1),
+            thread: Some(t1),
             _dir: dir,
-            stops: vec![stop1, stop2],
-            threads: vec![t1, t2],
         };
         // The server answers once its store is open.
         for _ in 0..200 {
@@ -160,10 +146,10 @@ impl Services {
 
 impl Drop for Services {
     fn drop(&mut self) {
-        for s in self.stops.drain(..) {
+        if let Some(s) = self.stop.take() {
             let _ = s.send(());
         }
-        for t in self.threads.drain(..) {
+        if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
     }

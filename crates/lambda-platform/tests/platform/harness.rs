@@ -8,7 +8,6 @@ use std::{
 
 use lambda_platform::{Credentials, PlatformConfig, client::Client};
 use serde_json::Value;
-use tokio::sync::oneshot;
 
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -47,8 +46,7 @@ pub struct TestPlatform {
     pub endpoint: String,
     pub data_dir: PathBuf,
     _tmp: Option<tempfile::TempDir>,
-    stop: Option<oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    platform: Option<lambda_platform::Background>,
 }
 
 impl TestPlatform {
@@ -70,42 +68,21 @@ impl TestPlatform {
     /// single-threaded runtime, as `lambdamesh lambda serve` runs it.
     pub async fn start_in(config: PlatformConfig) -> Self {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.set_nonblocking(true).unwrap();
-        let endpoint = format!("http://{}", listener.local_addr().unwrap());
-        let (tx, rx) = oneshot::channel::<()>();
-        let cfg = config.clone();
-        let thread = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            runtime.block_on(async move {
-                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-                lambda_platform::serve(listener, cfg, async move {
-                    let _ = rx.await;
-                })
-                .await
-                .unwrap();
-            });
-        });
+        let platform = lambda_platform::Background::start(listener, config.clone()).unwrap();
         Self {
-            endpoint,
+            endpoint: platform.endpoint().to_owned(),
             data_dir: config.data_dir.clone(),
             _tmp: None,
-            stop: Some(tx),
-            thread: Some(thread),
+            platform: Some(platform),
         }
     }
 
     /// Graceful stop (SHUTDOWN to extensions, sandboxes killed).
     pub async fn stop(mut self) {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
-        if let Some(t) = self.thread.take() {
+        if let Some(p) = self.platform.take() {
             tokio::time::timeout(
                 Duration::from_secs(15),
-                tokio::task::spawn_blocking(move || t.join()),
+                tokio::task::spawn_blocking(move || p.stop()),
             )
             .await
             .unwrap()
@@ -192,8 +169,9 @@ def err(fn, *a, **k):
 
 impl Drop for TestPlatform {
     fn drop(&mut self) {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
+        // A test that did not call `stop` must not block its runtime on the drain.
+        if let Some(p) = self.platform.take() {
+            std::thread::spawn(move || drop(p));
         }
     }
 }
