@@ -62,21 +62,48 @@ fn main() -> std::process::ExitCode {
     );
     let cli = Cli::parse_from(args::normalize(argv));
     init_tracing();
-    // `connect envoy` ends by exec'ing Envoy. It runs before any runtime thread exists, so the
-    // exec happens on the process's only thread: Envoy then keeps what a supervisor set on this
-    // process (a parent-death signal is per thread, and is lost when another thread execs).
-    let command = match cli.command {
-        Command::Connect(cmd) => return exit_code(connect_cmd::run(cmd)),
-        other => other,
-    };
-    // The local Lambda platform runs on one thread: an invoke is a chain of hand-offs between
-    // the caller's connection, the sandbox's Runtime API and back, and on a multi-thread runtime
-    // each hand-off may cross threads (a futex wake-up per step, measured ~0.08 ms per invoke).
-    // Its blocking work runs on the blocking pool. Everything else uses all cores.
-    let mut builder = if matches!(command, Command::Lambda(lambda::LambdaCommand::Serve(_))) {
-        tokio::runtime::Builder::new_current_thread()
-    } else {
-        tokio::runtime::Builder::new_multi_thread()
+    match cli.command {
+        // Client commands are blocking HTTP calls and need no async runtime. `connect envoy`
+        // ends by exec'ing Envoy, so it does that from the process's only thread: Envoy then
+        // keeps what a supervisor set on this process (a parent-death signal is per thread, and
+        // is lost when another thread execs).
+        Command::Services(cmd) => exit_code(client_cmd::services(cmd)),
+        Command::Catalog(cmd) => exit_code(client_cmd::catalog(cmd)),
+        Command::Config(cmd) => exit_code(client_cmd::config(cmd)),
+        Command::Intention(cmd) => exit_code(client_cmd::intention(cmd)),
+        Command::Acl(cmd) => exit_code(client_cmd::acl(cmd)),
+        Command::Connect(cmd) => exit_code(connect_cmd::run(cmd)),
+        Command::Server(args) | Command::Agent(args) => {
+            run_async(Threads::All, server_cmd::run(args))
+        }
+        // The local Lambda platform runs on one thread: an invoke is a chain of hand-offs
+        // between the caller's connection, the sandbox's Runtime API and back, and on a
+        // multi-thread runtime each hand-off may cross threads (a futex wake-up per step,
+        // measured ~0.08 ms per invoke). Its blocking work runs on the blocking pool.
+        Command::Lambda(cmd) => {
+            let threads = match cmd {
+                lambda::LambdaCommand::Serve(_) => Threads::One,
+                _ => Threads::All,
+            };
+            run_async(threads, lambda::run(cmd))
+        }
+        Command::Registrator(cmd) => run_async(Threads::All, registrator_cmd::run(cmd)),
+    }
+}
+
+/// How many threads a command's async runtime gets.
+enum Threads {
+    One,
+    All,
+}
+
+fn run_async(
+    threads: Threads,
+    command: impl std::future::Future<Output = anyhow::Result<u8>>,
+) -> std::process::ExitCode {
+    let mut builder = match threads {
+        Threads::One => tokio::runtime::Builder::new_current_thread(),
+        Threads::All => tokio::runtime::Builder::new_multi_thread(),
     };
     let runtime = match builder.enable_all().build() {
         Ok(rt) => rt,
@@ -85,21 +112,7 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(1);
         }
     };
-    let result = runtime.block_on(async move {
-        match command {
-            Command::Server(args) => server_cmd::run(args).await,
-            Command::Agent(args) => server_cmd::run(args).await,
-            Command::Services(cmd) => blocking(move || client_cmd::services(cmd)).await,
-            Command::Catalog(cmd) => blocking(move || client_cmd::catalog(cmd)).await,
-            Command::Config(cmd) => blocking(move || client_cmd::config(cmd)).await,
-            Command::Intention(cmd) => blocking(move || client_cmd::intention(cmd)).await,
-            Command::Acl(cmd) => blocking(move || client_cmd::acl(cmd)).await,
-            // Handled above, without a runtime.
-            Command::Connect(_) => Ok(0),
-            Command::Lambda(cmd) => lambda::run(cmd).await,
-            Command::Registrator(cmd) => registrator_cmd::run(cmd).await,
-        }
-    });
+    let result = runtime.block_on(command);
     // Every command has finished its own work (servers have drained) by now. A blocking call
     // still in flight, such as the registrator daemon's 20 s SQS long poll on a SIGTERM, must
     // not hold the exit: dropping the runtime would wait for it.
@@ -115,13 +128,6 @@ fn exit_code(result: anyhow::Result<u8>) -> std::process::ExitCode {
             std::process::ExitCode::from(1)
         }
     }
-}
-
-/// Client commands use a blocking HTTP client; keep them off the async workers.
-async fn blocking(f: impl FnOnce() -> anyhow::Result<u8> + Send + 'static) -> anyhow::Result<u8> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| anyhow::anyhow!("command panicked: {e}"))?
 }
 
 fn init_tracing() {
