@@ -154,6 +154,55 @@ pub fn rss_kib(pid: u32) -> anyhow::Result<u64> {
         .parse()?)
 }
 
+/// CPU time (user + system) the scheduler has charged to one task, in nanoseconds: the first
+/// field of `/proc/<pid>/task/<tid>/schedstat` (or `/proc/thread-self/schedstat`). Unlike the
+/// tick counts in `stat`, it is exact enough to split a few milliseconds between processes.
+fn schedstat_ns(path: &std::path::Path) -> u64 {
+    std::fs::read_to_string(path)
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// CPU time of the calling thread so far, in nanoseconds.
+pub fn thread_cpu_ns() -> u64 {
+    schedstat_ns(std::path::Path::new("/proc/thread-self/schedstat"))
+}
+
+/// CPU time, in nanoseconds, of the live threads of process `pid` whose name satisfies `keep`
+/// (threads that have exited are not counted: measure long-lived ones).
+pub fn process_cpu_ns(pid: u32, keep: impl Fn(&str) -> bool) -> u64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0;
+    };
+    tasks
+        .map_while(Result::ok)
+        .filter(|t| {
+            std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| keep(c.trim_end()))
+        })
+        .map(|t| schedstat_ns(&t.path().join("schedstat")))
+        .sum()
+}
+
+/// The ids of the live processes whose parent is `pid`.
+pub fn children_of(pid: u32) -> Vec<u32> {
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    procs
+        .map_while(Result::ok)
+        .filter_map(|p| p.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|child| {
+            // `stat` is "pid (comm) state ppid ..."; comm may hold spaces, so split after ')'.
+            std::fs::read_to_string(format!("/proc/{child}/stat")).is_ok_and(|s| {
+                s.rsplit_once(')')
+                    .and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<u32>().ok())
+                    == Some(pid)
+            })
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -14,7 +14,8 @@
 //! (a SigV4-signed `Invoke` carrying the request JSON the filter would send), so the latency the
 //! mesh adds to each can be told from the latency of the thing it reaches.
 //!
-//! Usage: mesh-lambda-bench <lambdamesh> <envoy> <bench-echo-fn> [requests=4000]
+//! Usage: mesh-lambda-bench <lambdamesh> <envoy> <bench-echo-fn> [requests=4000] [concurrency=1,4]
+//! [paths, e.g. 1 to profile the Lambda path alone]
 
 #![allow(clippy::print_stdout)] // a benchmark's job is to print its figures
 
@@ -26,6 +27,18 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use bench::{Child, free_port, http_agent, percentile, wait_for};
 use serde_json::{Value, json};
+
+/// The processes (and thread groups) whose CPU time is split per path, in `cpu_now` order.
+const COMPONENTS: [&str; 8] = [
+    "c-sidecar",
+    "s-sidecar",
+    "gateway",
+    "platform",
+    "function",
+    "service",
+    "ext-svc",
+    "control",
+];
 
 const ARN: &str = "arn:aws:lambda:us-east-1:123456789012:function:echo";
 
@@ -39,12 +52,15 @@ fn put(http: &str, path: &str, body: &Value) -> anyhow::Result<()> {
 
 /// A plain HTTP/1.1 keep-alive echo service: answers with the same JSON shape the function
 /// returns (method, path, body), one thread per connection.
-fn echo_service() -> anyhow::Result<u16> {
+/// Its connection threads are named `thread_name`, so their CPU time can be told apart.
+fn echo_service(thread_name: &'static str) -> anyhow::Result<u16> {
     let l = TcpListener::bind("127.0.0.1:0")?;
     let port = l.local_addr()?.port();
     std::thread::spawn(move || {
         for stream in l.incoming().map_while(Result::ok) {
-            std::thread::spawn(move || serve_echo(stream));
+            let _ = std::thread::Builder::new()
+                .name(thread_name.into())
+                .spawn(move || serve_echo(stream));
         }
     });
     Ok(port)
@@ -173,37 +189,40 @@ impl Target {
     }
 }
 
-/// Latencies and wall time of `n` requests to `target` spread over the given keep-alive clients.
+/// Latencies, wall time and the clients' CPU time (ns) of `n` requests to `target` spread over
+/// the given keep-alive clients.
 fn load(
     agents: &[ureq::Agent],
     target: &Target,
     n: usize,
-) -> anyhow::Result<(Vec<Duration>, Duration)> {
+) -> anyhow::Result<(Vec<Duration>, Duration, u64)> {
     let clients = agents.len();
     let start = Instant::now();
     let handles: Vec<_> = agents
         .iter()
         .map(|a| {
             let (a, target) = (a.clone(), target.clone());
-            std::thread::spawn(move || -> anyhow::Result<Vec<Duration>> {
+            std::thread::spawn(move || -> anyhow::Result<(Vec<Duration>, u64)> {
+                let cpu = bench::thread_cpu_ns();
                 let mut lat = Vec::with_capacity(n / clients);
                 for i in 0..n / clients {
                     let t = Instant::now();
                     target.send(&a, i)?;
                     lat.push(t.elapsed());
                 }
-                Ok(lat)
+                Ok((lat, bench::thread_cpu_ns().saturating_sub(cpu)))
             })
         })
         .collect();
-    let mut all = Vec::new();
+    let (mut all, mut cpu) = (Vec::new(), 0);
     for h in handles {
-        all.extend(
-            h.join()
-                .map_err(|_| anyhow::anyhow!("load thread panicked"))??,
-        );
+        let (lat, c) = h
+            .join()
+            .map_err(|_| anyhow::anyhow!("load thread panicked"))??;
+        all.extend(lat);
+        cpu += c;
     }
-    Ok((all, start.elapsed()))
+    Ok((all, start.elapsed(), cpu))
 }
 
 fn figures(mut lat: Vec<Duration>, wall: Duration) -> Figures {
@@ -257,7 +276,7 @@ fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
     let [_, bin, envoy_bin, echo_fn, rest @ ..] = args.as_slice() else {
         bail!(
-            "usage: mesh-lambda-bench <lambdamesh> <envoy> <bench-echo-fn> [requests=4000] [concurrency=1,4]"
+            "usage: mesh-lambda-bench <lambdamesh> <envoy> <bench-echo-fn> [requests=4000] [concurrency=1,4] [paths=all]"
         );
     };
     let requests: usize = match rest.first() {
@@ -271,6 +290,16 @@ fn main() -> anyhow::Result<()> {
             .collect::<anyhow::Result<_>>()?,
         None => vec![1, 4],
     };
+    // For profiling one path alone: its numbers in the order printed (0 = plain, 1 = Lambda, ...).
+    let only: Option<Vec<usize>> = match rest.get(2) {
+        Some(list) => Some(
+            list.split(',')
+                .map(|k| k.parse().context("paths must be numbers, e.g. 1"))
+                .collect::<anyhow::Result<_>>()?,
+        ),
+        None => None,
+    };
+    let selected = |k: usize| only.as_ref().is_none_or(|o| o.contains(&k));
     let dir = std::env::temp_dir().join(format!(
         "lambdamesh-mesh-lambda-bench-{}",
         std::process::id()
@@ -280,7 +309,7 @@ fn main() -> anyhow::Result<()> {
 
     let (lport, hport, gport) = (free_port()?, free_port()?, free_port()?);
     let endpoint = format!("http://127.0.0.1:{lport}");
-    let _platform = Child::spawn(
+    let platform = Child::spawn(
         Command::new(bin)
             .args(["lambda", "serve", "-addr", &format!("127.0.0.1:{lport}")])
             .args(["-data-dir", dir.join("lambda").to_str().context("path")?])
@@ -290,7 +319,7 @@ fn main() -> anyhow::Result<()> {
     )?;
     let http = format!("127.0.0.1:{hport}");
     let grpc = format!("127.0.0.1:{gport}");
-    let _server = Child::spawn(
+    let server = Child::spawn(
         Command::new(bin)
             .args(["agent", "-dev", "-http-addr", &http, "-grpc-addr", &grpc])
             .args(["-lambda-endpoint", &endpoint])
@@ -347,7 +376,7 @@ fn main() -> anyhow::Result<()> {
         "/v1/config",
         &json!({"Kind": "service-defaults", "Name": "echo-ext", "Protocol": "http"}),
     )?;
-    let ext_port = echo_service()?;
+    let ext_port = echo_service("echo-ext")?;
     put(
         &http,
         "/v1/catalog/register",
@@ -359,7 +388,7 @@ fn main() -> anyhow::Result<()> {
         "/v1/config",
         &json!({"Kind": "service-defaults", "Name": "echo-svc", "Protocol": "http"}),
     )?;
-    let svc_port = echo_service()?;
+    let svc_port = echo_service("echo-svc")?;
     put(
         &http,
         "/v1/agent/service/register",
@@ -375,7 +404,7 @@ fn main() -> anyhow::Result<()> {
             {"DestinationName": "echo-ext", "LocalBindPort": up_ext}]}}}}),
     )?;
     let gw_addr = format!("127.0.0.1:{}", free_port()?);
-    let _gw = envoy(
+    let gw = envoy(
         bin,
         envoy_bin,
         &http,
@@ -390,8 +419,8 @@ fn main() -> anyhow::Result<()> {
             &gw_addr,
         ],
     )?;
-    let _svc = envoy(bin, envoy_bin, &http, &grpc, &["-sidecar-for", "echo-svc"])?;
-    let _caller = envoy(bin, envoy_bin, &http, &grpc, &["-sidecar-for", "caller"])?;
+    let svc = envoy(bin, envoy_bin, &http, &grpc, &["-sidecar-for", "echo-svc"])?;
+    let caller = envoy(bin, envoy_bin, &http, &grpc, &["-sidecar-for", "caller"])?;
     let fn_url = format!("http://127.0.0.1:{up_fn}/bench?x=1");
     let svc_url = format!("http://127.0.0.1:{up_svc}/bench?x=1");
     let ext_url = format!("http://127.0.0.1:{up_ext}/bench?x=1");
@@ -403,6 +432,28 @@ fn main() -> anyhow::Result<()> {
                 .is_ok_and(|r| r.status() == 200)
         })?;
     }
+
+    let pids = [caller.id(), svc.id(), gw.id(), platform.id(), server.id()];
+    let me = std::process::id();
+    // CPU time of every component, in COMPONENTS order. The function sandboxes are the
+    // platform's children, counted at each snapshot (they outlive the warm-up).
+    let cpu_now = || -> Vec<u64> {
+        let all = |_: &str| true;
+        let mut v: Vec<u64> = pids[..4]
+            .iter()
+            .map(|&p| bench::process_cpu_ns(p, all))
+            .collect();
+        v.push(
+            bench::children_of(pids[3])
+                .into_iter()
+                .map(|p| bench::process_cpu_ns(p, all))
+                .sum(),
+        );
+        v.push(bench::process_cpu_ns(me, |n| n == "echo-svc"));
+        v.push(bench::process_cpu_ns(me, |n| n == "echo-ext"));
+        v.push(bench::process_cpu_ns(pids[4], all));
+        v
+    };
 
     const ROUNDS: usize = 10;
     println!(
@@ -435,16 +486,29 @@ fn main() -> anyhow::Result<()> {
     for &c in &concurrency {
         let agents: Vec<ureq::Agent> = (0..c.max(1)).map(|_| agent()).collect();
         // Warm every path (a sandbox per concurrent client, Envoy connection pools).
-        for (_, target) in &paths {
+        for (_, target) in paths
+            .iter()
+            .enumerate()
+            .filter(|(k, _)| selected(*k))
+            .map(|(_, p)| p)
+        {
             load(&agents, target, requests / 4)?;
         }
         let mut lat = vec![Vec::new(); paths.len()];
         let mut wall = vec![Duration::ZERO; paths.len()];
+        // CPU time (ns) each component spent on each path: [client, components...].
+        let mut cpu = vec![vec![0u64; 1 + COMPONENTS.len()]; paths.len()];
         for _ in 0..ROUNDS {
-            for (k, (_, target)) in paths.iter().enumerate() {
-                let (l, w) = load(&agents, target, requests / ROUNDS)?;
+            for (k, (_, target)) in paths.iter().enumerate().filter(|(k, _)| selected(*k)) {
+                let before = cpu_now();
+                let (l, w, client) = load(&agents, target, requests / ROUNDS)?;
+                let after = cpu_now();
                 lat[k].extend(l);
                 wall[k] += w;
+                cpu[k][0] += client;
+                for (i, (a, b)) in after.iter().zip(&before).enumerate() {
+                    cpu[k][1 + i] += a.saturating_sub(*b);
+                }
             }
         }
         let figs: Vec<Figures> = lat
@@ -453,8 +517,41 @@ fn main() -> anyhow::Result<()> {
             .map(|(l, w)| figures(l, w))
             .collect();
         println!("concurrency {c}:");
-        for ((name, _), f) in paths.iter().zip(&figs) {
+        for (_, ((name, _), f)) in paths
+            .iter()
+            .zip(&figs)
+            .enumerate()
+            .filter(|(k, _)| selected(*k))
+        {
             print(name, f);
+        }
+        let sent = (requests / ROUNDS / c.max(1) * c.max(1) * ROUNDS) as f64;
+        println!(
+            "  CPU µs per request: {:<28} {}",
+            "",
+            std::iter::once("client")
+                .chain(COMPONENTS)
+                .map(|n| format!("{n:>9}"))
+                .collect::<String>()
+        );
+        for (_, ((name, _), per)) in paths
+            .iter()
+            .zip(&cpu)
+            .enumerate()
+            .filter(|(k, _)| selected(*k))
+        {
+            let total: u64 = per.iter().sum();
+            println!(
+                "{:<48}{}  total {:>6.1}",
+                name.trim_start().chars().take(46).collect::<String>(),
+                per.iter()
+                    .map(|ns| format!("{:>9.1}", *ns as f64 / 1e3 / sent))
+                    .collect::<String>(),
+                total as f64 / 1e3 / sent
+            );
+        }
+        if only.is_some() {
+            continue;
         }
         let (plain, lambda, svc_direct, fn_direct) = (&figs[0], &figs[1], &figs[3], &figs[4]);
         println!(

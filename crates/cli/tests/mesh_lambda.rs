@@ -399,7 +399,7 @@ fn terminating_gateway_invokes_and_enforces_intentions() {
     let m = LambdaMesh::start();
     m.function(
         "authentication",
-        "def handler(event, context):\n    caller = event['headers'].get('x-forwarded-client-cert', '')\n    return {'statusCode': 200, 'headers': {'x-caller': caller}, 'body': 'token for ' + event['raw_path']}\n",
+        "def handler(event, context):\n    if event['raw_path'] == '/crash':\n        raise ValueError('kaput')\n    caller = event['headers'].get('x-forwarded-client-cert', '')\n    return {'statusCode': 200, 'headers': {'x-caller': caller}, 'body': 'token for ' + event['raw_path']}\n",
         &[],
     );
     m.mark(
@@ -466,6 +466,16 @@ fn terminating_gateway_invokes_and_enforces_intentions() {
         "{caller_id}"
     );
     assert!(!caller_id.contains("Cert="), "{caller_id}");
+    // The gateway turns a function error into a 502 carrying the function's error body.
+    let r = call(
+        "GET",
+        &format!("http://127.0.0.1:{}/crash", ports[0]),
+        &[],
+        b"",
+    );
+    assert_eq!(r.status, 502, "{}", r.text());
+    assert_eq!(r.header("x-amz-function-error"), Some("Unhandled"));
+    assert!(r.text().contains("kaput"), "{}", r.text());
     // Linked to a gateway, the function is reached over mesh mTLS: the caller is not patched.
     let (_, dump) = get(&format!(
         "http://127.0.0.1:{}/config_dump?resource=dynamic_listeners",

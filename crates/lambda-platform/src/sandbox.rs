@@ -146,16 +146,53 @@ impl Shared {
 
 /// Per-sandbox log writer: appends to the function's log file and captures the current invoke's
 /// output for `LogType: Tail`.
+///
+/// The platform's own lines of an invoke (`START`, `END`, `REPORT`) are held in memory and
+/// written after the invoke has been answered, in one write: writing them in place put two file
+/// writes on every invoke's path. Held lines are written before any later output, so the file
+/// keeps its order.
 struct LogSink {
     file: Mutex<Option<std::fs::File>>,
+    held: Mutex<Vec<u8>>,
     capture: Mutex<Option<Vec<u8>>>,
 }
 
 impl LogSink {
+    fn new(file: Option<std::fs::File>) -> LogSink {
+        LogSink {
+            file: Mutex::new(file),
+            held: Mutex::new(Vec::new()),
+            capture: Mutex::new(None),
+        }
+    }
+
+    /// Appends `bytes` to the file now (after any held lines).
     fn write(&self, bytes: &[u8]) {
+        self.write_held();
         if let Some(f) = self.file.lock().as_mut() {
             let _ = f.write_all(bytes);
         }
+        self.capture(bytes);
+    }
+
+    /// Holds `bytes` for the file until [`LogSink::write_held`] or the next [`LogSink::write`];
+    /// the tail captures them at once.
+    fn hold(&self, bytes: &[u8]) {
+        self.held.lock().extend_from_slice(bytes);
+        self.capture(bytes);
+    }
+
+    fn write_held(&self) {
+        let held = std::mem::take(&mut *self.held.lock());
+        if held.is_empty() {
+            return;
+        }
+        if let Some(f) = self.file.lock().as_mut() {
+            let _ = f.write_all(&held);
+        }
+    }
+
+    fn capture(&self, bytes: &[u8]) {
         if let Some(c) = self.capture.lock().as_mut() {
             c.extend_from_slice(bytes);
             // Only the tail is ever returned; bound memory for chatty functions.
@@ -218,10 +255,7 @@ impl Sandbox {
             st: Mutex::new(RtState::default()),
             changed,
             inv_rx: tokio::sync::Mutex::new(inv_rx),
-            log: LogSink {
-                file: Mutex::new(file),
-                capture: Mutex::new(None),
-            },
+            log: LogSink::new(file),
         });
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
         tokio::spawn(httpd::serve(
@@ -461,7 +495,7 @@ impl Sandbox {
         let (tx, rx) = oneshot::channel();
         let request_id = inv.request_id.clone();
         *self.shared.log.capture.lock() = Some(Vec::new());
-        self.shared.log.write(
+        self.shared.log.hold(
             format!(
                 "START RequestId: {request_id} Version: {}\n",
                 self.spec.version
@@ -500,7 +534,7 @@ impl Sandbox {
         self.shared.st.lock().current = None;
         let duration = started.elapsed();
         if matches!(outcome, Outcome::Timeout) {
-            self.shared.log.write(
+            self.shared.log.hold(
                 format!(
                     "{} {request_id} Task timed out after {:.2} seconds\n",
                     crate::api::lambda::iso_now(),
@@ -510,7 +544,7 @@ impl Sandbox {
             );
         }
         let ms = duration.as_secs_f64() * 1000.0;
-        self.shared.log.write(
+        self.shared.log.hold(
             format!(
                 "END RequestId: {request_id}\nREPORT RequestId: {request_id}\tDuration: {ms:.2} ms\tBilled Duration: {} ms\tMemory Size: {} MB\tMax Memory Used: {} MB\n",
                 ms.ceil() as u64,
@@ -536,6 +570,9 @@ impl Sandbox {
         }
         let log_tail = self.shared.log.capture.lock().take().unwrap_or_default();
         *self.last_used.lock() = Instant::now();
+        // Runs once the caller's task yields: after the answer has been written.
+        let shared = self.shared.clone();
+        tokio::spawn(async move { shared.log.write_held() });
         Invoked { outcome, log_tail }
     }
 
@@ -742,4 +779,37 @@ pub(crate) fn epoch_ms() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn held_lines_reach_the_file_in_order_and_the_tail_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f.log");
+        let file = std::fs::File::create(&path).unwrap();
+        let log = LogSink::new(Some(file));
+        *log.capture.lock() = Some(Vec::new());
+        log.hold(b"START\n");
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "");
+        log.write(b"output\n");
+        log.hold(b"END\n");
+        assert_eq!(
+            log.capture.lock().as_deref(),
+            Some(&b"START\noutput\nEND\n"[..])
+        );
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "START\noutput\n");
+        log.write_held();
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "START\noutput\nEND\n"
+        );
+        log.write_held();
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "START\noutput\nEND\n"
+        );
+    }
 }
