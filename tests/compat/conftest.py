@@ -50,8 +50,14 @@ class Server:
         self.port = int(port)
 
     def stop(self):
-        self.proc.kill()
-        self.proc.wait()
+        # SIGTERM first: a `-dev` server removes its temporary data dir on a clean exit (SIGKILL
+        # would leave one behind in /tmp per test).
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
 
 
 @pytest.fixture

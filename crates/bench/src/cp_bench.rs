@@ -225,6 +225,7 @@ fn fill(http: &str, n: usize, clients: usize) -> anyhow::Result<()> {
 }
 
 fn main() -> anyhow::Result<()> {
+    bench::clean_up_on_signal()?;
     let bin = std::env::args()
         .nth(1)
         .context("usage: cp-bench <lambdamesh binary> [data parent dir]")?;

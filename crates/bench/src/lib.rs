@@ -11,10 +11,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
+/// The children alive right now, for [`clean_up_on_signal`].
+static LIVE: parking_lot::Mutex<Vec<u32>> = parking_lot::Mutex::new(Vec::new());
+
 /// A child process that is killed and reaped when dropped, so a driver that returns early (an
 /// error, a failed check) leaves no Envoy or `lambdamesh` server running. A driver killed by a
-/// signal runs no destructors; stop it with Ctrl-C in a terminal, which reaches its whole process
-/// group.
+/// signal runs no destructors; [`clean_up_on_signal`] covers SIGINT, SIGTERM and SIGHUP.
 pub struct Child(std::process::Child);
 
 impl Child {
@@ -23,6 +25,7 @@ impl Child {
         let child = cmd
             .spawn()
             .with_context(|| format!("cannot start {}", cmd.get_program().display()))?;
+        LIVE.lock().push(child.id());
         Ok(Child(child))
     }
 
@@ -36,7 +39,42 @@ impl Drop for Child {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
+        LIVE.lock().retain(|&pid| pid != self.0.id());
     }
+}
+
+/// Makes SIGINT, SIGTERM and SIGHUP kill every live [`Child`] before the driver exits (status
+/// 130), so a driver stopped with `kill` or `pkill` leaves no Envoy, server or platform behind
+/// to skew the next measurement. Call it first in `main`.
+pub fn clean_up_on_signal() -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()?;
+    // Registered before returning, so no signal is missed once the driver goes on.
+    let (mut int, mut term, mut hup) = rt.block_on(async {
+        Ok::<_, std::io::Error>((
+            signal(SignalKind::interrupt())?,
+            signal(SignalKind::terminate())?,
+            signal(SignalKind::hangup())?,
+        ))
+    })?;
+    std::thread::spawn(move || {
+        rt.block_on(async {
+            tokio::select! {
+                _ = int.recv() => {}
+                _ = term.recv() => {}
+                _ = hup.recv() => {}
+            }
+        });
+        let pids: Vec<String> = LIVE.lock().iter().map(u32::to_string).collect();
+        if !pids.is_empty() {
+            // The `kill` command keeps the crate free of unsafe code.
+            let _ = Command::new("kill").arg("-KILL").args(&pids).status();
+        }
+        std::process::exit(130);
+    });
+    Ok(())
 }
 
 /// A running `lambdamesh server` or `agent` started by [`start_server`].
@@ -46,15 +84,27 @@ pub struct Server {
     pub http: String,
     /// `127.0.0.1:PORT` of the xDS (gRPC) listener.
     pub grpc: String,
+    /// The data dir of a `-dev` server, owned here (dropped after the child is killed): a killed
+    /// server cannot remove the temporary dir it would make itself.
+    _dev_dir: Option<tempfile::TempDir>,
 }
 
 /// Starts `bin <args> -http-addr 127.0.0.1:0 -grpc-addr 127.0.0.1:0` (e.g. `["server",
 /// "-data-dir", dir]` or `["agent", "-dev"]`) and waits up to 30 s for the `HTTP API at
 /// http://…` line on its stderr, which is the only place the kernel-chosen ports are told.
 pub fn start_server(bin: &str, args: &[&str]) -> anyhow::Result<Server> {
+    let dev_dir = match args.contains(&"-dev") && !args.contains(&"-data-dir") {
+        true => Some(tempfile::tempdir()?),
+        false => None,
+    };
     let mut child = Child::spawn(
         Command::new(bin)
             .args(args)
+            .args(
+                dev_dir
+                    .iter()
+                    .flat_map(|d| ["-data-dir".as_ref(), d.path().as_os_str()]),
+            )
             .args(["-http-addr", "127.0.0.1:0", "-grpc-addr", "127.0.0.1:0"])
             .env("LAMBDAMESH_LOG", "warn,lambdamesh=info")
             .stdout(Stdio::null())
@@ -81,14 +131,21 @@ pub fn start_server(bin: &str, args: &[&str]) -> anyhow::Result<Server> {
     let (http, grpc) = rx
         .recv_timeout(Duration::from_secs(30))
         .context("server did not start")?;
-    Ok(Server { child, http, grpc })
+    Ok(Server {
+        child,
+        http,
+        grpc,
+        _dev_dir: dev_dir,
+    })
 }
 
 /// A port free on 127.0.0.1 right now, for a child that must be told its address up front.
+/// (See the `test-ports` crate for why not a kernel-chosen port.)
 pub fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
+    match test_ports::free_port() {
+        0 => bail!("no free port"),
+        port => Ok(port),
+    }
 }
 
 /// An HTTP agent that returns 4xx/5xx answers as responses (the drivers check statuses

@@ -273,6 +273,7 @@ fn envoy(
 }
 
 fn main() -> anyhow::Result<()> {
+    bench::clean_up_on_signal()?;
     let args: Vec<String> = std::env::args().collect();
     let [_, bin, envoy_bin, echo_fn, rest @ ..] = args.as_slice() else {
         bail!(
@@ -300,10 +301,10 @@ fn main() -> anyhow::Result<()> {
         None => None,
     };
     let selected = |k: usize| only.as_ref().is_none_or(|o| o.contains(&k));
-    let dir = std::env::temp_dir().join(format!(
-        "lambdamesh-mesh-lambda-bench-{}",
-        std::process::id()
-    ));
+    let scratch = tempfile::Builder::new()
+        .prefix("lambdamesh-mesh-lambda-bench-")
+        .tempdir()?;
+    let dir = scratch.path();
     std::fs::create_dir_all(dir.join("fn"))?;
     std::fs::copy(echo_fn, dir.join("fn/bootstrap"))?;
 
@@ -322,6 +323,7 @@ fn main() -> anyhow::Result<()> {
     let server = Child::spawn(
         Command::new(bin)
             .args(["agent", "-dev", "-http-addr", &http, "-grpc-addr", &grpc])
+            .args(["-data-dir", dir.join("agent").to_str().context("path")?])
             .args(["-lambda-endpoint", &endpoint])
             .env("LAMBDAMESH_LOG", "warn")
             .stdout(Stdio::null())
@@ -567,6 +569,5 @@ fn main() -> anyhow::Result<()> {
             ms(lambda.p50.saturating_sub(fn_direct.p50)),
         );
     }
-    let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }

@@ -91,6 +91,7 @@ fn registered(agent: &ureq::Agent, http: &str, name: &str) -> bool {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> anyhow::Result<()> {
+    bench::clean_up_on_signal()?;
     let args: Vec<String> = std::env::args().collect();
     let bin = args
         .get(1)

@@ -200,6 +200,7 @@ async fn fleet(bin: &str, n: usize) -> anyhow::Result<(f64, f64)> {
 }
 
 fn main() -> anyhow::Result<()> {
+    bench::clean_up_on_signal()?;
     let bin = std::env::args()
         .nth(1)
         .context("usage: xds-bench <lambdamesh binary> <envoy binary>")?;

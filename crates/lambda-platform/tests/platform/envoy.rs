@@ -12,13 +12,7 @@ struct Envoy {
     _child: tokio::process::Child,
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use test_ports::free_port;
 
 fn envoy_path() -> String {
     let out = std::process::Command::new(python())

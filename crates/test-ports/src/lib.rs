@@ -1,0 +1,82 @@
+//! Free loopback ports for tests and benchmarks that must tell a child (Envoy, a server) its
+//! address before it starts. Nothing in the product depends on this crate.
+//!
+//! The usual trick, binding `127.0.0.1:0` and closing, returns a port from the kernel's
+//! ephemeral range; until the child binds it, any outgoing connection on the machine may take it
+//! as its source port, and the child then fails with "address already in use" (seen as a flaky
+//! Envoy admin bind under parallel tests). So ports come from below the ephemeral range instead,
+//! where the kernel never picks on its own: each process walks its own stretch of that range
+//! from a start derived from its pid and the clock, and every port is checked bindable before it
+//! is handed out. Two processes can still meet only if their stretches overlap while both have
+//! ports in flight.
+
+use std::net::TcpListener;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Lowest port handed out: above the well-known and common registered service ports.
+const LOW: u32 = 10_000;
+
+/// Calls so far in this process: the offset within its stretch.
+static NEXT: AtomicU32 = AtomicU32::new(0);
+
+/// The start of this process's stretch, in `0..span`.
+fn start(span: u32) -> u32 {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    std::process::id()
+        .wrapping_mul(2_654_435_761)
+        .wrapping_add(nanos)
+        % span
+}
+
+/// The first port of the kernel's ephemeral range (`ip_local_port_range`), 32768 if unknown.
+fn ephemeral_low() -> u32 {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .filter(|&p: &u32| p > LOW + 1_000)
+        .unwrap_or(32_768)
+}
+
+/// A port on 127.0.0.1 that was bindable just now and that the kernel does not hand out by
+/// itself. Falls back to a kernel-chosen port if the whole stretch is taken.
+pub fn free_port() -> u16 {
+    static BASE: std::sync::OnceLock<(u32, u32)> = std::sync::OnceLock::new();
+    let &(span, first) = BASE.get_or_init(|| {
+        let span = ephemeral_low() - LOW;
+        (span, start(span))
+    });
+    for _ in 0..span {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = LOW + (first + n) % span;
+        if let Ok(port) = u16::try_from(port)
+            && TcpListener::bind(("127.0.0.1", port)).is_ok()
+        {
+            return port;
+        }
+    }
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map_or(0, |a| a.port())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ports_are_distinct_bindable_and_outside_the_ephemeral_range() {
+        let ports: Vec<u16> = (0..200).map(|_| free_port()).collect();
+        let mut unique = ports.clone();
+        unique.sort_unstable();
+        unique.dedup();
+        assert_eq!(unique.len(), ports.len());
+        let high = ephemeral_low();
+        for p in ports {
+            assert!(u32::from(p) >= LOW && u32::from(p) < high, "{p}");
+            TcpListener::bind(("127.0.0.1", p)).unwrap();
+        }
+    }
+}
