@@ -48,33 +48,54 @@ impl Drop for Child {
 /// to skew the next measurement. Call it first in `main`.
 pub fn clean_up_on_signal() -> anyhow::Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_io()
-        .build()?;
-    // Registered before returning, so no signal is missed once the driver goes on.
-    let (mut int, mut term, mut hup) = rt.block_on(async {
-        Ok::<_, std::io::Error>((
-            signal(SignalKind::interrupt())?,
-            signal(SignalKind::terminate())?,
-            signal(SignalKind::hangup())?,
-        ))
-    })?;
+    // Everything happens on its own thread with its own runtime: a driver may call this from
+    // inside its own async runtime, where starting another one on the same thread would panic.
+    let (ready_tx, ready_rx) = mpsc::channel::<std::io::Result<()>>();
     std::thread::spawn(move || {
+        let rt = match tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .build()
+        {
+            Ok(rt) => rt,
+            Err(e) => {
+                let _ = ready_tx.send(Err(e));
+                return;
+            }
+        };
         rt.block_on(async {
+            let streams = (|| {
+                Ok::<_, std::io::Error>((
+                    signal(SignalKind::interrupt())?,
+                    signal(SignalKind::terminate())?,
+                    signal(SignalKind::hangup())?,
+                ))
+            })();
+            let (mut int, mut term, mut hup) = match streams {
+                Ok(s) => s,
+                Err(e) => {
+                    let _ = ready_tx.send(Err(e));
+                    return;
+                }
+            };
+            let _ = ready_tx.send(Ok(()));
             tokio::select! {
                 _ = int.recv() => {}
                 _ = term.recv() => {}
                 _ = hup.recv() => {}
             }
+            let pids: Vec<String> = LIVE.lock().iter().map(u32::to_string).collect();
+            if !pids.is_empty() {
+                // The `kill` command keeps the crate free of unsafe code.
+                let _ = Command::new("kill").arg("-KILL").args(&pids).status();
+            }
+            std::process::exit(130);
         });
-        let pids: Vec<String> = LIVE.lock().iter().map(u32::to_string).collect();
-        if !pids.is_empty() {
-            // The `kill` command keeps the crate free of unsafe code.
-            let _ = Command::new("kill").arg("-KILL").args(&pids).status();
-        }
-        std::process::exit(130);
     });
-    Ok(())
+    // Registered before returning, so no signal is missed once the driver goes on.
+    ready_rx
+        .recv()
+        .context("the signal thread stopped")?
+        .context("cannot watch signals")
 }
 
 /// A running `lambdamesh server` or `agent` started by [`start_server`].
