@@ -417,3 +417,62 @@ fn failover_never_hides_a_function_behind_an_aggregate_cluster() {
     let members: pb::aggregate::ClusterConfig = decode(ct.typed_config.as_ref().unwrap());
     assert_eq!(members.clusters, [sni("db"), sni("db-backup")]);
 }
+
+#[test]
+fn the_function_error_script_runs_only_for_function_errors() {
+    use envoy_types::pb::envoy::extensions::common::matching::v3::ExtensionWithMatcher;
+    use envoy_types::pb::envoy::extensions::filters::http::lua::v3::Lua;
+    use envoy_types::pb::envoy::r#type::matcher::v3::HttpResponseHeaderMatchInput;
+    use envoy_types::pb::xds::r#type::matcher::v3::matcher;
+    use matcher::matcher_list::predicate::{MatchType, single_predicate};
+
+    let f = crate::compile::lambda::function_error_filter();
+    let wrapped: ExtensionWithMatcher = match &f.config_type {
+        Some(pb::hcm::http_filter::ConfigType::TypedConfig(any)) => decode(any),
+        other => panic!("{other:?}"),
+    };
+    let lua: Lua = decode(
+        wrapped
+            .extension_config
+            .unwrap()
+            .typed_config
+            .as_ref()
+            .unwrap(),
+    );
+    let script = match lua.default_source_code.unwrap().specifier.unwrap() {
+        pb::core::data_source::Specifier::InlineString(s) => s,
+        other => panic!("{other:?}"),
+    };
+    assert!(script.contains("envoy_on_response") && script.contains("\"504\""));
+    // One rule: skip the script when the response has no x-amz-function-error header.
+    let Some(matcher::MatcherType::MatcherList(list)) = wrapped.xds_matcher.unwrap().matcher_type
+    else {
+        panic!("not a matcher list");
+    };
+    let [rule] = list.matchers.as_slice() else {
+        panic!("{list:?}");
+    };
+    let Some(matcher::on_match::OnMatch::Action(action)) =
+        rule.on_match.as_ref().unwrap().on_match.as_ref()
+    else {
+        panic!("no action");
+    };
+    assert_eq!(
+        action.typed_config.as_ref().unwrap().type_url,
+        "type.googleapis.com/envoy.extensions.filters.common.matcher.action.v3.SkipFilter"
+    );
+    let Some(MatchType::NotMatcher(inner)) = rule.predicate.as_ref().unwrap().match_type.as_ref()
+    else {
+        panic!("not a negation");
+    };
+    let Some(MatchType::SinglePredicate(p)) = inner.match_type.as_ref() else {
+        panic!("not a single predicate");
+    };
+    let input: HttpResponseHeaderMatchInput =
+        decode(p.input.as_ref().unwrap().typed_config.as_ref().unwrap());
+    assert_eq!(input.header_name, "x-amz-function-error");
+    assert!(matches!(
+        p.matcher,
+        Some(single_predicate::Matcher::ValueMatch(_))
+    ));
+}
