@@ -35,64 +35,34 @@ struct Services {
     aws: String,
     // Stopped (on drop) before the data dir goes.
     _platform: lambda_platform::Background,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    _server: server::Background,
     _dir: tempfile::TempDir,
 }
 
 impl Services {
     fn start() -> Services {
         let dir = tempfile::tempdir().unwrap();
-        let mut config = server::ServerConfig::for_tests(&dir.path().join("server"));
+        let config = server::ServerConfig::for_tests(&dir.path().join("server"));
         let mut pconfig = PlatformConfig::new(dir.path().join("platform"));
         pconfig.python = "python3".into();
-        let (tx, rx) = std::sync::mpsc::channel();
-        let (stop1, stop_rx1) = tokio::sync::oneshot::channel::<()>();
-        let t1 = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async move {
-                let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-                let g = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-                config.http_addr = l.local_addr().unwrap();
-                config.grpc_addr = g.local_addr().unwrap();
-                tx.send(l.local_addr().unwrap()).unwrap();
-                let app = server::AppState::open(config).await.unwrap();
-                server::serve_all(app, l, Some(g), async move {
-                    let _ = stop_rx1.await;
-                })
-                .await
-                .unwrap();
-            });
-        });
+        let server = server::Background::start(
+            std::net::TcpListener::bind("127.0.0.1:0").unwrap(),
+            std::net::TcpListener::bind("127.0.0.1:0").unwrap(),
+            config,
+        )
+        .unwrap();
         let platform = lambda_platform::Background::start(
             std::net::TcpListener::bind("127.0.0.1:0").unwrap(),
             pconfig,
         )
         .unwrap();
-        let consul = rx.recv_timeout(Duration::from_secs(30)).unwrap();
-        let s = Services {
-            consul: format!("http://{consul}"),
+        Services {
+            consul: format!("http://{}", server.http_addr()),
             aws: platform.endpoint().to_owned(),
             _platform: platform,
-            stop: Some(stop1),
-            thread: Some(t1),
+            _server: server,
             _dir: dir,
-        };
-        // The server answers once its store is open.
-        for _ in 0..200 {
-            if ureq::get(&format!("{}/v1/status/leader", s.consul))
-                .call()
-                .is_ok()
-            {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(50));
         }
-        s
     }
 
     fn client(&self) -> Client {
@@ -141,17 +111,6 @@ impl Services {
             .as_object()
             .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
             .unwrap_or_default()
-    }
-}
-
-impl Drop for Services {
-    fn drop(&mut self) {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
     }
 }
 

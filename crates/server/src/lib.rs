@@ -10,6 +10,7 @@
 
 pub mod api;
 pub mod authz;
+mod background;
 pub mod config;
 pub mod error;
 pub mod query;
@@ -21,6 +22,7 @@ use std::sync::Arc;
 
 use tokio::net::TcpListener;
 
+pub use background::Background;
 pub use config::{AclConfig, ServerConfig};
 use store::Store;
 
@@ -45,6 +47,9 @@ pub enum ServerError {
     Http(#[source] std::io::Error),
     #[error("cannot register the agent's own node: {0}")]
     SelfRegistration(String),
+    /// The thread or runtime of a [`Background`] server could not run.
+    #[error("cannot run the server's thread: {0}")]
+    Thread(#[source] std::io::Error),
 }
 
 impl AppState {

@@ -11,8 +11,7 @@ pub struct TestServer {
     /// `http://127.0.0.1:PORT` of the xDS (gRPC) listener.
     pub grpc: String,
     pub dir: tempfile::TempDir,
-    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    server: Option<server::Background>,
 }
 
 pub struct Resp {
@@ -47,39 +46,17 @@ impl TestServer {
     pub fn start_in(dir: tempfile::TempDir, tweak: impl FnOnce(&mut server::ServerConfig)) -> Self {
         let mut config = server::ServerConfig::for_tests(dir.path());
         tweak(&mut config);
-        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
-        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let thread = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async move {
-                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-                let grpc = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-                let addr = listener.local_addr().unwrap();
-                let grpc_addr = grpc.local_addr().unwrap();
-                config.http_addr = addr;
-                config.grpc_addr = grpc_addr;
-                let app = server::AppState::open(config).await.unwrap();
-                addr_tx.send((addr, grpc_addr)).unwrap();
-                server::serve_all(app, listener, Some(grpc), async move {
-                    let _ = stop_rx.await;
-                })
-                .await
-                .unwrap();
-            });
-        });
-        let (addr, grpc) = addr_rx
-            .recv_timeout(Duration::from_secs(20))
-            .expect("server did not start");
+        let server = server::Background::start(
+            std::net::TcpListener::bind("127.0.0.1:0").unwrap(),
+            std::net::TcpListener::bind("127.0.0.1:0").unwrap(),
+            config,
+        )
+        .expect("server did not start");
         TestServer {
-            base: format!("http://{addr}"),
-            grpc: format!("http://{grpc}"),
+            base: format!("http://{}", server.http_addr()),
+            grpc: format!("http://{}", server.grpc_addr()),
             dir,
-            shutdown: Some(stop_tx),
-            thread: Some(thread),
+            server: Some(server),
         }
     }
 
@@ -91,11 +68,8 @@ impl TestServer {
     }
 
     fn halt(&mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
+        if let Some(server) = self.server.take() {
+            let _ = server.stop();
         }
     }
 
