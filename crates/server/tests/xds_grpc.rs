@@ -286,3 +286,123 @@ async fn delta_and_acl_tokens() {
     assert!(r.resources.iter().all(|res| !res.version.is_empty()));
     drop(s);
 }
+
+const EDS: &str = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment";
+
+type DeltaResponse = envoy_types::pb::envoy::service::discovery::v3::DeltaDiscoveryResponse;
+
+/// The next response on `stream`, within 10 s.
+async fn next(stream: &mut tonic::Streaming<DeltaResponse>) -> DeltaResponse {
+    tokio::time::timeout(Duration::from_secs(10), stream.message())
+        .await
+        .expect("no answer within 10 s")
+        .unwrap()
+        .unwrap()
+}
+
+/// Opens a delta stream for `web-sidecar-proxy` (no ACLs).
+async fn delta_stream(
+    grpc: String,
+) -> (
+    mpsc::Sender<DeltaDiscoveryRequest>,
+    tonic::Streaming<DeltaResponse>,
+) {
+    let mut client = AggregatedDiscoveryServiceClient::connect(grpc)
+        .await
+        .unwrap();
+    let (tx, rx) = mpsc::channel(8);
+    let stream = client
+        .delta_aggregated_resources(tonic::Request::new(ReceiverStream::new(rx)))
+        .await
+        .unwrap()
+        .into_inner();
+    (tx, stream)
+}
+
+/// After a reconnect, Envoy reports the versions it has; a cluster the server sends because its
+/// version differs warms in Envoy until its endpoints come again, so they are sent again too,
+/// even though Envoy reported having them (else the cluster waits out the initial fetch timeout).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delta_resends_endpoints_of_clusters_sent_after_a_reconnect() {
+    let s = tokio::task::spawn_blocking(|| {
+        let s = TestServer::start();
+        let r = s.req("PUT", "/v1/agent/service/register", Some(&json!({"Name": "db", "Port": 5432}).to_string()), None);
+        assert_eq!(r.status, 200, "{}", r.body);
+        let r = s.req("PUT", "/v1/agent/service/register", Some(&json!({"Name": "web", "Port": 8080, "Connect": {"SidecarService": {"Port": 21500, "Proxy": {"Upstreams": [{"DestinationName": "db", "LocalBindPort": 9191}]}}}}).to_string()), None);
+        assert_eq!(r.status, 200, "{}", r.body);
+        s
+    })
+    .await
+    .unwrap();
+    // First connection: learn the upstream cluster and its endpoints' version.
+    let (tx, mut stream) = delta_stream(s.grpc.clone()).await;
+    let request = |type_url: &str, subscribe: Vec<String>, versions: Vec<(String, String)>| {
+        DeltaDiscoveryRequest {
+            node: node("web-sidecar-proxy"),
+            type_url: type_url.into(),
+            resource_names_subscribe: subscribe,
+            initial_resource_versions: versions.into_iter().collect(),
+            ..Default::default()
+        }
+    };
+    tx.send(request(CDS, vec![], vec![])).await.unwrap();
+    let clusters = next(&mut stream).await;
+    let db = clusters
+        .resources
+        .iter()
+        .find(|r| r.name.starts_with("db."))
+        .unwrap_or_else(|| {
+            panic!(
+                "{:?}",
+                clusters
+                    .resources
+                    .iter()
+                    .map(|r| &r.name)
+                    .collect::<Vec<_>>()
+            )
+        })
+        .name
+        .clone();
+    tx.send(request(EDS, vec![db.clone()], vec![]))
+        .await
+        .unwrap();
+    let endpoints = next(&mut stream).await;
+    assert_eq!(endpoints.type_url, EDS);
+    let eds_version = endpoints.resources[0].version.clone();
+    drop((tx, stream));
+
+    // Reconnect as Envoy does: it has the endpoints, and a cluster version this server no
+    // longer serves.
+    let (tx, mut stream) = delta_stream(s.grpc.clone()).await;
+    tx.send(request(
+        EDS,
+        vec![db.clone()],
+        vec![(db.clone(), eds_version)],
+    ))
+    .await
+    .unwrap();
+    let first = next(&mut stream).await;
+    assert_eq!(first.type_url, EDS);
+    assert!(
+        first.resources.is_empty(),
+        "Envoy has them: {:?}",
+        first.resources
+    );
+    tx.send(request(CDS, vec![], vec![(db.clone(), "stale".into())]))
+        .await
+        .unwrap();
+    let clusters = next(&mut stream).await;
+    assert_eq!(clusters.type_url, CDS);
+    assert!(clusters.resources.iter().any(|r| r.name == db));
+    let endpoints = next(&mut stream).await;
+    assert_eq!(endpoints.type_url, EDS);
+    assert_eq!(
+        endpoints
+            .resources
+            .iter()
+            .map(|r| r.name.as_str())
+            .collect::<Vec<_>>(),
+        vec![db.as_str()]
+    );
+    drop(s);
+}

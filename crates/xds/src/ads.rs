@@ -440,8 +440,23 @@ impl<S: SnapshotSource> Session<S> {
                         self.acks.record(&node, &req.type_url, &st.nonce);
                     }
                     let first_response = !st.responded;
-                    self.send_delta(&tx, &req.type_url, st, &current, first_response || force)
+                    let sent = self
+                        .send_delta(&tx, &req.type_url, st, &current, first_response || force)
                         .await?;
+                    // Clusters sent in answer to a request (after a reconnect, Envoy's versions
+                    // may differ from a restarted server's) warm like pushed ones: Envoy needs
+                    // their endpoints again, even where it reported having them.
+                    if req.type_url == CLUSTER
+                        && !sent.is_empty()
+                        && let Some(eds) = types.get_mut(resources::ENDPOINT)
+                        && eds.started
+                    {
+                        for name in &sent {
+                            eds.client.remove(name);
+                        }
+                        self.send_delta(&tx, resources::ENDPOINT, eds, &current, false)
+                            .await?;
+                    }
                 }
                 Wake::Snapshot(snapshot) => {
                     current = snapshot;
