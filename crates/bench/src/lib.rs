@@ -14,6 +14,17 @@ use anyhow::{Context, bail};
 /// The children alive right now, for [`clean_up_on_signal`].
 static LIVE: parking_lot::Mutex<Vec<u32>> = parking_lot::Mutex::new(Vec::new());
 
+/// The scratch dirs made by [`scratch_dir`], removed by [`clean_up_on_signal`] too.
+static SCRATCH: parking_lot::Mutex<Vec<std::path::PathBuf>> = parking_lot::Mutex::new(Vec::new());
+
+/// A temporary dir named `<prefix>XXXXXX`, removed when dropped and also when the driver is
+/// stopped by a signal (see [`clean_up_on_signal`]).
+pub fn scratch_dir(prefix: &str) -> anyhow::Result<tempfile::TempDir> {
+    let dir = tempfile::Builder::new().prefix(prefix).tempdir()?;
+    SCRATCH.lock().push(dir.path().to_owned());
+    Ok(dir)
+}
+
 /// A child process that is killed and reaped when dropped, so a driver that returns early (an
 /// error, a failed check) leaves no Envoy or `lambdamesh` server running. A driver killed by a
 /// signal runs no destructors; [`clean_up_on_signal`] covers SIGINT, SIGTERM and SIGHUP.
@@ -43,9 +54,10 @@ impl Drop for Child {
     }
 }
 
-/// Makes SIGINT, SIGTERM and SIGHUP kill every live [`Child`] before the driver exits (status
-/// 130), so a driver stopped with `kill` or `pkill` leaves no Envoy, server or platform behind
-/// to skew the next measurement. Call it first in `main`.
+/// Makes SIGINT, SIGTERM and SIGHUP kill every live [`Child`] and remove every [`scratch_dir`]
+/// before the driver exits (status 130), so a driver stopped with `kill` or `pkill` leaves no
+/// Envoy, server or platform behind to skew the next measurement, and no data in /tmp. Call it
+/// first in `main`.
 pub fn clean_up_on_signal() -> anyhow::Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
     // Everything happens on its own thread with its own runtime: a driver may call this from
@@ -88,6 +100,10 @@ pub fn clean_up_on_signal() -> anyhow::Result<()> {
                 // The `kill` command keeps the crate free of unsafe code.
                 let _ = Command::new("kill").arg("-KILL").args(&pids).status();
             }
+            // The children are gone, so nothing writes into these any more.
+            for dir in SCRATCH.lock().iter() {
+                let _ = std::fs::remove_dir_all(dir);
+            }
             std::process::exit(130);
         });
     });
@@ -115,7 +131,7 @@ pub struct Server {
 /// http://…` line on its stderr, which is the only place the kernel-chosen ports are told.
 pub fn start_server(bin: &str, args: &[&str]) -> anyhow::Result<Server> {
     let dev_dir = match args.contains(&"-dev") && !args.contains(&"-data-dir") {
-        true => Some(tempfile::tempdir()?),
+        true => Some(scratch_dir("lambdamesh-bench-dev-")?),
         false => None,
     };
     let mut child = Child::spawn(

@@ -301,9 +301,7 @@ fn main() -> anyhow::Result<()> {
         None => None,
     };
     let selected = |k: usize| only.as_ref().is_none_or(|o| o.contains(&k));
-    let scratch = tempfile::Builder::new()
-        .prefix("lambdamesh-mesh-lambda-bench-")
-        .tempdir()?;
+    let scratch = bench::scratch_dir("lambdamesh-mesh-lambda-bench-")?;
     let dir = scratch.path();
     std::fs::create_dir_all(dir.join("fn"))?;
     std::fs::copy(echo_fn, dir.join("fn/bootstrap"))?;

@@ -100,7 +100,7 @@ async fn main() -> anyhow::Result<()> {
     let events: usize = args.get(3).map_or(Ok(50), |s| s.parse())?;
     let server = start_server(bin, &["agent", "-dev"])?;
     let http = &server.http;
-    let data = tempfile::tempdir()?;
+    let data = bench::scratch_dir("lambdamesh-registrator-bench-")?;
     let port = free_port()?;
     let _platform = Child::spawn(
         Command::new(bin)
@@ -204,7 +204,7 @@ async fn main() -> anyhow::Result<()> {
     );
 
     // Event → registered: the registrator as a Lambda function behind the CloudTrail rule.
-    let pkg = tempfile::tempdir()?;
+    let pkg = bench::scratch_dir("lambdamesh-registrator-bench-pkg-")?;
     let bootstrap = pkg.path().join("bootstrap");
     std::fs::write(
         &bootstrap,
