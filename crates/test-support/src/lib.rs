@@ -1,0 +1,43 @@
+//! Scaffolding shared by the tests and benchmarks that run the real binaries: free loopback ports
+//! for children that must be told their address up front ([`free_port`]), and the addresses a
+//! server started on port 0 announces ([`server_addresses`]). Nothing in the product depends on
+//! this crate, and it depends on nothing.
+
+mod ports;
+
+pub use ports::free_port;
+
+/// The HTTP API and xDS (gRPC) addresses (`127.0.0.1:PORT` each) from the line a `lambdamesh`
+/// server logs once it serves (`lambdamesh server ready: HTTP API at http://ADDR/v1/ , xDS (gRPC) at ADDR ...`): the
+/// only place the kernel-chosen ports of a server started on port 0 are told. `None` for any
+/// other line; the gRPC address is empty when the line names none.
+pub fn server_addresses(line: &str) -> Option<(String, String)> {
+    let rest = line.split("HTTP API at http://").nth(1)?;
+    let http = rest.split('/').next().unwrap_or("").to_owned();
+    let grpc = line
+        .split("xDS (gRPC) at ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .unwrap_or("")
+        .to_owned();
+    Some((http, grpc))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_ready_line_gives_both_addresses() {
+        let line = "INFO lambdamesh server ready: HTTP API at http://127.0.0.1:41234/v1/ , xDS (gRPC) at 127.0.0.1:41235 (try: curl http://127.0.0.1:41234/v1/catalog/services)";
+        assert_eq!(
+            server_addresses(line),
+            Some(("127.0.0.1:41234".to_owned(), "127.0.0.1:41235".to_owned()))
+        );
+        assert_eq!(
+            server_addresses("serving HTTP API at http://127.0.0.1:1/"),
+            Some(("127.0.0.1:1".to_owned(), String::new()))
+        );
+        assert_eq!(server_addresses("store opened"), None);
+    }
+}
