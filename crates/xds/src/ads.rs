@@ -443,39 +443,28 @@ impl<S: SnapshotSource> Session<S> {
                     let sent = self
                         .send_delta(&tx, &req.type_url, st, &current, first_response || force)
                         .await?;
-                    // Clusters sent in answer to a request (after a reconnect, Envoy's versions
-                    // may differ from a restarted server's) warm like pushed ones: Envoy needs
-                    // their endpoints again, even where it reported having them.
+                    // Clusters sent in answer to a request warm like pushed ones (after a
+                    // reconnect, Envoy's versions may differ from a restarted server's).
                     if req.type_url == CLUSTER
-                        && !sent.is_empty()
+                        && forget_endpoints_of(&mut types, &sent)
                         && let Some(eds) = types.get_mut(resources::ENDPOINT)
-                        && eds.started
                     {
-                        for name in &sent {
-                            eds.client.remove(name);
-                        }
                         self.send_delta(&tx, resources::ENDPOINT, eds, &current, false)
                             .await?;
                     }
                 }
                 Wake::Snapshot(snapshot) => {
                     current = snapshot;
-                    // Envoy keeps an updated cluster warming until it gets that cluster's
-                    // endpoints again: forget what Envoy has for changed clusters' EDS.
-                    let mut changed_clusters = Vec::new();
+                    // Endpoints come after clusters in the push order, so those of the clusters
+                    // just sent go out in the same push.
                     for t in PUSH_ORDER {
                         if let Some(st) = types.get_mut(t) {
                             if !st.started {
                                 continue;
                             }
-                            if t == resources::ENDPOINT {
-                                for name in &changed_clusters {
-                                    st.client.remove(name);
-                                }
-                            }
                             let sent = self.send_delta(&tx, t, st, &current, false).await?;
                             if t == CLUSTER {
-                                changed_clusters = sent;
+                                forget_endpoints_of(&mut types, &sent);
                             }
                         }
                     }
@@ -558,6 +547,22 @@ struct DeltaType {
     client: BTreeMap<String, String>,
     before_last: BTreeMap<String, String>,
     nonce: String,
+}
+
+/// Envoy keeps a cluster it was sent warming until it gets that cluster's endpoints again, even
+/// unchanged and even where it reported having them: forget what Envoy has of the EDS resources
+/// of `clusters`, so the next EDS send includes them. Whether there is something to send on a
+/// started EDS stream.
+fn forget_endpoints_of(types: &mut HashMap<String, DeltaType>, clusters: &[String]) -> bool {
+    match types.get_mut(resources::ENDPOINT) {
+        Some(eds) if eds.started => {
+            for name in clusters {
+                eds.client.remove(name);
+            }
+            !clusters.is_empty()
+        }
+        _ => false,
+    }
 }
 
 fn now_ms() -> u64 {
