@@ -28,18 +28,6 @@ use anyhow::{Context, bail};
 use bench::{Child, free_port, http_agent, percentile, wait_for};
 use serde_json::{Value, json};
 
-/// The processes (and thread groups) whose CPU time is split per path, in `cpu_now` order.
-const COMPONENTS: [&str; 8] = [
-    "c-sidecar",
-    "s-sidecar",
-    "gateway",
-    "platform",
-    "function",
-    "service",
-    "ext-svc",
-    "control",
-];
-
 const ARN: &str = "arn:aws:lambda:us-east-1:123456789012:function:echo";
 
 fn agent() -> ureq::Agent {
@@ -433,27 +421,34 @@ fn main() -> anyhow::Result<()> {
         })?;
     }
 
-    let pids = [caller.id(), svc.id(), gw.id(), platform.id(), server.id()];
-    let me = std::process::id();
-    // CPU time of every component, in COMPONENTS order. The function sandboxes are the
-    // platform's children, counted at each snapshot (they outlive the warm-up).
-    let cpu_now = || -> Vec<u64> {
-        let all = |_: &str| true;
-        let mut v: Vec<u64> = pids[..4]
-            .iter()
-            .map(|&p| bench::process_cpu_ns(p, all))
-            .collect();
-        v.push(
-            bench::children_of(pids[3])
-                .into_iter()
-                .map(|p| bench::process_cpu_ns(p, all))
-                .sum(),
-        );
-        v.push(bench::process_cpu_ns(me, |n| n == "echo-svc"));
-        v.push(bench::process_cpu_ns(me, |n| n == "echo-ext"));
-        v.push(bench::process_cpu_ns(pids[4], all));
-        v
+    // The processes (and thread groups) whose CPU time is split per path, each with how to read
+    // its CPU time. The function sandboxes are the platform's children, looked up at each reading
+    // (they outlive the warm-up); the two echo services are threads of this process.
+    type Reading = Box<dyn Fn() -> u64>;
+    let whole = |pid: u32| -> Reading { Box::new(move || bench::process_cpu_ns(pid, |_| true)) };
+    let threads = |name: &'static str| -> Reading {
+        Box::new(move || bench::process_cpu_ns(std::process::id(), |n| n == name))
     };
+    let platform_pid = platform.id();
+    let components: Vec<(&str, Reading)> = vec![
+        ("c-sidecar", whole(caller.id())),
+        ("s-sidecar", whole(svc.id())),
+        ("gateway", whole(gw.id())),
+        ("platform", whole(platform_pid)),
+        (
+            "function",
+            Box::new(move || {
+                bench::children_of(platform_pid)
+                    .into_iter()
+                    .map(|p| bench::process_cpu_ns(p, |_| true))
+                    .sum()
+            }),
+        ),
+        ("service", threads("echo-svc")),
+        ("ext-svc", threads("echo-ext")),
+        ("control", whole(server.id())),
+    ];
+    let cpu_now = || -> Vec<u64> { components.iter().map(|(_, read)| read()).collect() };
 
     const ROUNDS: usize = 10;
     println!(
@@ -497,7 +492,7 @@ fn main() -> anyhow::Result<()> {
         let mut lat = vec![Vec::new(); paths.len()];
         let mut wall = vec![Duration::ZERO; paths.len()];
         // CPU time (ns) each component spent on each path: [client, components...].
-        let mut cpu = vec![vec![0u64; 1 + COMPONENTS.len()]; paths.len()];
+        let mut cpu = vec![vec![0u64; 1 + components.len()]; paths.len()];
         for _ in 0..ROUNDS {
             for (k, (_, target)) in paths.iter().enumerate().filter(|(k, _)| selected(*k)) {
                 let before = cpu_now();
@@ -530,8 +525,8 @@ fn main() -> anyhow::Result<()> {
             "  CPU µs per request: {:<28} {}",
             "",
             std::iter::once("client")
-                .chain(COMPONENTS)
-                .map(|n| format!("{n:>9}"))
+                .chain(components.iter().map(|(name, _)| *name))
+                .map(|n| format!("{n:>10}"))
                 .collect::<String>()
         );
         for (_, ((name, _), per)) in paths
@@ -545,7 +540,7 @@ fn main() -> anyhow::Result<()> {
                 "{:<48}{}  total {:>6.1}",
                 name.trim_start().chars().take(46).collect::<String>(),
                 per.iter()
-                    .map(|ns| format!("{:>9.1}", *ns as f64 / 1e3 / sent))
+                    .map(|ns| format!("{:>10.1}", *ns as f64 / 1e3 / sent))
                     .collect::<String>(),
                 total as f64 / 1e3 / sent
             );
