@@ -305,18 +305,7 @@ fn linked_services(st: &State, gw: &NodeService) -> Vec<ServiceName> {
     };
     let mut out = Vec::new();
     for s in &tg.services {
-        let meta = mesh_model::EntMeta::new(
-            Some(if s.partition.is_empty() {
-                &gw.partition
-            } else {
-                &s.partition
-            }),
-            Some(if s.namespace.is_empty() {
-                &gw.namespace
-            } else {
-                &s.namespace
-            }),
-        );
+        let meta = s.ent_meta_within(&gw.ent_meta());
         if s.name == "*" {
             out.extend(
                 st.service_tags(&meta)

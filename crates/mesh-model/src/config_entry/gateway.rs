@@ -45,6 +45,20 @@ pub struct LinkedService {
     pub disable_auto_host_rewrite: bool,
 }
 
+impl LinkedService {
+    /// The tenancy of the linked service: its own partition and namespace where given, the
+    /// gateway's otherwise (Consul's defaulting).
+    pub fn ent_meta_within(&self, gateway: &crate::EntMeta) -> crate::EntMeta {
+        let or_gateway = |own: &'_ str, gw: &'_ str| -> String {
+            if own.is_empty() { gw } else { own }.to_owned()
+        };
+        crate::EntMeta::new(
+            Some(&or_gateway(&self.partition, &gateway.partition)),
+            Some(&or_gateway(&self.namespace, &gateway.namespace)),
+        )
+    }
+}
+
 impl TerminatingGateway {
     pub(crate) fn check(&self) -> FieldResult {
         check_meta(&self.meta)?;

@@ -1024,6 +1024,30 @@ fn ent_meta_defaults_and_query_fill_in() {
     assert_eq!(e.ent_meta().namespace, "body");
 }
 
+#[test]
+fn a_linked_service_takes_the_gateways_tenancy_where_it_names_none() {
+    let gw = EntMeta::new(Some("ap1"), Some("ns1"));
+    let linked = |partition: &str, namespace: &str| LinkedService {
+        name: "fn".into(),
+        partition: partition.into(),
+        namespace: namespace.into(),
+        ..Default::default()
+    };
+    assert_eq!(linked("", "").ent_meta_within(&gw), gw);
+    assert_eq!(
+        linked("", "other").ent_meta_within(&gw),
+        EntMeta::new(Some("ap1"), Some("other"))
+    );
+    assert_eq!(
+        linked("ap2", "").ent_meta_within(&gw),
+        EntMeta::new(Some("ap2"), Some("ns1"))
+    );
+    assert_eq!(
+        linked("", "").ent_meta_within(&EntMeta::default()),
+        EntMeta::default()
+    );
+}
+
 // --- ConfigEntrySet -----------------------------------------------------------------------
 
 fn entry(v: Value) -> ConfigEntry {

@@ -43,18 +43,7 @@ fn linked(inputs: &ProxyInputs) -> Vec<(ServiceName, LinkedService)> {
     };
     let mut out: BTreeMap<ServiceName, LinkedService> = BTreeMap::new();
     for s in &tg.services {
-        let meta = mesh_model::EntMeta::new(
-            Some(if s.partition.is_empty() {
-                &gw.partition
-            } else {
-                &s.partition
-            }),
-            Some(if s.namespace.is_empty() {
-                &gw.namespace
-            } else {
-                &s.namespace
-            }),
-        );
+        let meta = s.ent_meta_within(&gw.ent_meta());
         if s.name == WILDCARD {
             for svc in inputs.service_leaves.keys().filter(|k| k.meta == meta) {
                 out.entry(svc.clone()).or_insert_with(|| s.clone());
