@@ -594,10 +594,16 @@ fn bad_configuration_is_reported_and_exits_nonzero() {
         "{err}"
     );
     assert!(err.contains("ENTERPRISE: must be a boolean"), "{err}");
+    // No keys in the environment and no shared files (whatever this machine's ~/.aws holds).
+    let nowhere = tempfile::tempdir().unwrap();
     let o = Command::new(BIN)
         .args(["registrator", "sync"])
         .env_remove("AWS_ACCESS_KEY_ID")
         .env_remove("AWS_SECRET_ACCESS_KEY")
+        .env_remove("AWS_PROFILE")
+        .env("HOME", nowhere.path())
+        .env_remove("AWS_SHARED_CREDENTIALS_FILE")
+        .env_remove("AWS_CONFIG_FILE")
         .output()
         .unwrap();
     assert_eq!(o.status.code(), Some(1));
@@ -609,6 +615,61 @@ fn bad_configuration_is_reported_and_exits_nonzero() {
         .unwrap();
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("AWS_LAMBDA_RUNTIME_API"));
+}
+
+#[test]
+fn credentials_from_a_shared_file_profile() {
+    let server = Proc::start(&["agent", "-dev"]);
+    let platform = Platform::start(Duration::from_secs(60));
+    let dir = tempfile::tempdir().unwrap();
+    let code = python_code(dir.path());
+    platform.create(
+        "from-profile",
+        &code,
+        "python3.11",
+        &["--tag", &format!("{PREFIX}/enabled=true")],
+    );
+    // The platform verifies every signature with the secret `test`.
+    let credentials = dir.path().join("credentials");
+    std::fs::write(
+        &credentials,
+        "[mesh]\naws_access_key_id = test\naws_secret_access_key = test\n\n\
+         [stale]\naws_access_key_id = test\naws_secret_access_key = not-the-secret\n",
+    )
+    .unwrap();
+    let config = dir.path().join("config");
+    std::fs::write(&config, "[profile sso]\nsso_session = corp\n").unwrap();
+    let sync = |profile: &str| {
+        Command::new(BIN)
+            .args(["registrator", "sync"])
+            .env("CONSUL_HTTP_ADDR", &server.http)
+            .env("AWS_ENDPOINT_URL", &platform.endpoint)
+            .env_remove("AWS_ACCESS_KEY_ID")
+            .env_remove("AWS_SECRET_ACCESS_KEY")
+            .env("AWS_PROFILE", profile)
+            .env("AWS_SHARED_CREDENTIALS_FILE", &credentials)
+            .env("AWS_CONFIG_FILE", &config)
+            .output()
+            .unwrap()
+    };
+    let o = sync("stale");
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("SignatureDoesNotMatch") || stderr(&o).contains("signature"),
+        "the platform's refusal should be reported: {}",
+        stderr(&o)
+    );
+    assert!(!registered(&server.http, "from-profile"));
+    let o = sync("sso");
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("\"sso\" gets its credentials through sso_session"),
+        "{}",
+        stderr(&o)
+    );
+    let o = sync("mesh");
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(registered(&server.http, "from-profile"));
 }
 
 /// Runs a boto3 script against `endpoint`; returns its last stdout line as JSON.

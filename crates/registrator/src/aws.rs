@@ -1,6 +1,9 @@
 //! AWS access behind the small [`Aws`] trait (so tests can wrap it with faults), and its HTTP
-//! implementation: SigV4 from `lambda-platform`, ureq with rustls, the standard environment
-//! credentials and endpoints. Wire shapes of Lambda, tagging, SSM and SQS are mapped here only.
+//! implementation: SigV4 from `lambda-platform`, ureq with rustls, credentials from the
+//! environment or a shared-file profile ([`profile`]), the standard endpoints. Wire shapes of
+//! Lambda, tagging, SSM and SQS are mapped here only.
+
+pub mod profile;
 
 use std::{collections::BTreeMap, future::Future, sync::Arc, time::Duration};
 
@@ -110,9 +113,16 @@ pub trait Aws: Send + Sync + 'static {
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum AwsSetupError {
     #[error(
-        "no AWS credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (profiles, SSO and instance metadata are not supported)"
+        "no AWS credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or a profile with static keys in ~/.aws/credentials (AWS_PROFILE; SSO, roles and instance metadata are not supported)"
     )]
     NoCredentials,
+    #[error("{present} is set but {missing} is not")]
+    HalfEnvironmentKeys {
+        present: &'static str,
+        missing: &'static str,
+    },
+    #[error(transparent)]
+    Profile(#[from] profile::ProfileError),
     #[error("invalid endpoint {0:?}: want http[s]://host[:port]")]
     Endpoint(String),
 }
@@ -157,19 +167,38 @@ pub struct HttpAws {
 
 impl HttpAws {
     /// Builds the client from the environment: `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`,
-    /// `AWS_SESSION_TOKEN`, `AWS_ENDPOINT_URL` and `AWS_ENDPOINT_URL_<SERVICE>` (`LAMBDA`, `SSM`,
+    /// `AWS_SESSION_TOKEN` (else a profile's static keys, [`profile::resolve`]),
+    /// `AWS_ENDPOINT_URL` and `AWS_ENDPOINT_URL_<SERVICE>` (`LAMBDA`, `SSM`,
     /// `RESOURCE_GROUPS_TAGGING_API`, `SQS`); without an endpoint, AWS's public HTTPS endpoint.
     ///
     /// # Errors
-    /// Missing credentials or a malformed endpoint URL.
+    /// Missing or unusable credentials, or a malformed endpoint URL.
     pub fn from_vars(vars: &BTreeMap<String, String>, region: &str) -> Result<Self, AwsSetupError> {
         let get = |k: &str| vars.get(k).map(|v| v.trim()).filter(|v| !v.is_empty());
-        let creds = match (get("AWS_ACCESS_KEY_ID"), get("AWS_SECRET_ACCESS_KEY")) {
-            (Some(a), Some(s)) => Credentials {
-                access_key: a.to_owned(),
-                secret_key: s.to_owned(),
-            },
-            _ => return Err(AwsSetupError::NoCredentials),
+        let half = |present, missing| AwsSetupError::HalfEnvironmentKeys { present, missing };
+        // The SDKs' order: the environment first, then the shared files.
+        let (creds, session_token) = match (get("AWS_ACCESS_KEY_ID"), get("AWS_SECRET_ACCESS_KEY"))
+        {
+            (Some(a), Some(s)) => (
+                Credentials {
+                    access_key: a.to_owned(),
+                    secret_key: s.to_owned(),
+                },
+                get("AWS_SESSION_TOKEN").map(str::to_owned),
+            ),
+            (Some(_), None) => return Err(half("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")),
+            (None, Some(_)) => return Err(half("AWS_SECRET_ACCESS_KEY", "AWS_ACCESS_KEY_ID")),
+            (None, None) => {
+                let p = profile::resolve(vars)?.ok_or(AwsSetupError::NoCredentials)?;
+                tracing::info!(profile = %p.profile, "AWS credentials from the shared files");
+                (
+                    Credentials {
+                        access_key: p.access_key,
+                        secret_key: p.secret_key,
+                    },
+                    p.session_token,
+                )
+            }
         };
         let endpoint = |suffix: &str, host: &str| {
             let url = get(&format!("AWS_ENDPOINT_URL_{suffix}"))
@@ -189,7 +218,7 @@ impl HttpAws {
             inner: Arc::new(Inner {
                 agent,
                 creds,
-                session_token: get("AWS_SESSION_TOKEN").map(str::to_owned),
+                session_token,
                 region: region.to_owned(),
                 lambda: endpoint("LAMBDA", "lambda")?,
                 ssm: endpoint("SSM", "ssm")?,
@@ -625,6 +654,44 @@ mod tests {
     }
 
     #[test]
+    fn a_profile_is_used_when_the_environment_has_no_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("credentials");
+        std::fs::write(
+            &file,
+            "[ci]\naws_access_key_id = P\naws_secret_access_key = PS\naws_session_token = PT\n",
+        )
+        .unwrap();
+        let mut v: BTreeMap<String, String> = [
+            ("AWS_SHARED_CREDENTIALS_FILE", file.display().to_string()),
+            ("AWS_PROFILE", "ci".to_owned()),
+            ("HOME", dir.path().display().to_string()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+        let a = HttpAws::from_vars(&v, "us-east-1").unwrap();
+        assert_eq!(a.inner.creds.access_key, "P");
+        assert_eq!(a.inner.creds.secret_key, "PS");
+        assert_eq!(a.inner.session_token.as_deref(), Some("PT"));
+        // Keys in the environment win, with the environment's (absent) session token.
+        v.insert("AWS_ACCESS_KEY_ID".into(), "E".into());
+        v.insert("AWS_SECRET_ACCESS_KEY".into(), "ES".into());
+        let a = HttpAws::from_vars(&v, "us-east-1").unwrap();
+        assert_eq!(a.inner.creds.access_key, "E");
+        assert_eq!(a.inner.session_token, None);
+        v.remove("AWS_ACCESS_KEY_ID");
+        v.remove("AWS_SECRET_ACCESS_KEY");
+        v.insert("AWS_PROFILE".into(), "nope".into());
+        assert!(matches!(
+            HttpAws::from_vars(&v, "us-east-1"),
+            Err(AwsSetupError::Profile(
+                profile::ProfileError::NotFound { .. }
+            ))
+        ));
+    }
+
+    #[test]
     fn endpoints_and_credentials() {
         let mut v = BTreeMap::new();
         assert_eq!(
@@ -632,6 +699,12 @@ mod tests {
             Some(AwsSetupError::NoCredentials)
         );
         v.insert("AWS_ACCESS_KEY_ID".into(), "a".into());
+        assert_eq!(
+            HttpAws::from_vars(&v, "us-east-1")
+                .err()
+                .map(|e| e.to_string()),
+            Some("AWS_ACCESS_KEY_ID is set but AWS_SECRET_ACCESS_KEY is not".into())
+        );
         v.insert("AWS_SECRET_ACCESS_KEY".into(), "s".into());
         v.insert("AWS_ENDPOINT_URL".into(), "http://127.0.0.1:9/".into());
         v.insert(
