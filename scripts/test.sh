@@ -7,6 +7,9 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 ./scripts/setup.sh
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/lambdamesh/target}
+# CI builds a fresh clone once: incremental state would only fill the disk (it had grown to
+# 27 GB in the shared target dir, and a full disk makes the linker die with a bus error).
+if [[ "${CI:-}" == "true" ]]; then export CARGO_INCREMENTAL=0; fi
 export LAMBDAMESH_PYTHON="$root/.venv/bin/python"
 export PATH="$root/.venv/bin:$PATH"
 
