@@ -266,10 +266,25 @@ impl Config {
         {
             bad("QUEUE_URL", q, "must be an SQS queue URL (http[s]://...)");
         }
-        let region = get("AWS_REGION")
-            .or_else(|| get("AWS_DEFAULT_REGION"))
-            .unwrap_or("us-east-1")
-            .to_owned();
+        // As the AWS CLI: the environment, else the profile's `region` in the shared config
+        // file. Without either, a registrator with profile credentials would list another
+        // region's functions (none) and deregister every service it owns.
+        let region = match get("AWS_REGION").or_else(|| get("AWS_DEFAULT_REGION")) {
+            Some(r) => r.to_owned(),
+            None => match crate::aws::profile::region(vars) {
+                Ok(Some(r)) => r,
+                Ok(None) => "us-east-1".to_owned(),
+                Err(e) => {
+                    // The profile decides what is read; the message names the file and line.
+                    bad(
+                        "AWS_PROFILE",
+                        get("AWS_PROFILE").unwrap_or("default"),
+                        &e.to_string(),
+                    );
+                    "us-east-1".to_owned()
+                }
+            },
+        };
         let consul_addr = get("CONSUL_HTTP_ADDR")
             .unwrap_or("127.0.0.1:8500")
             .to_owned();
@@ -336,6 +351,29 @@ mod tests {
         assert!(!c.enterprise && !c.manages_tls());
         assert_eq!(c.sync_interval, Duration::from_secs(300));
         assert_eq!(c.consul_url(), "http://127.0.0.1:8500");
+    }
+
+    #[test]
+    fn region_from_the_environment_else_the_profile() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("config");
+        std::fs::write(&config, "[profile ops]\nregion = eu-central-1\n").unwrap();
+        let path = config.display().to_string();
+        let mut v = vars(&[("AWS_CONFIG_FILE", &path), ("AWS_PROFILE", "ops")]);
+        assert_eq!(Config::from_vars(&v).unwrap().region, "eu-central-1");
+        v.insert("AWS_DEFAULT_REGION".into(), "us-west-2".into());
+        assert_eq!(Config::from_vars(&v).unwrap().region, "us-west-2");
+        v.insert("AWS_REGION".into(), "sa-east-1".into());
+        assert_eq!(Config::from_vars(&v).unwrap().region, "sa-east-1");
+        std::fs::write(&config, "[profile ops\n").unwrap();
+        v.remove("AWS_REGION");
+        v.remove("AWS_DEFAULT_REGION");
+        let e = Config::from_vars(&v).unwrap_err();
+        assert_eq!(
+            (e.0[0].name.as_str(), e.0[0].value.as_str()),
+            ("AWS_PROFILE", "ops")
+        );
+        assert!(e.0[0].reason.contains("line 1"), "{}", e.0[0].reason);
     }
 
     #[test]

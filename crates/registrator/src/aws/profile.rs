@@ -136,18 +136,14 @@ fn strip_comment(value: &str) -> &str {
     value[..cut].trim()
 }
 
-/// The static credentials of the selected profile, or `None` when no profile is selected
-/// explicitly and the `default` one holds none.
+/// The selected profile's settings, both files merged (the credentials file's win).
 ///
 /// # Errors
-/// A file that exists but cannot be read or parsed; an explicitly selected profile that is
-/// missing or holds no keys; a profile that uses an unsupported source; half a key pair.
-pub fn resolve(
-    vars: &BTreeMap<String, String>,
-) -> Result<Option<ProfileCredentials>, ProfileError> {
+/// A file that exists but cannot be read or parsed.
+fn load(vars: &BTreeMap<String, String>) -> Result<Loaded, ProfileError> {
     let get = |k: &str| vars.get(k).map(|v| v.trim()).filter(|v| !v.is_empty());
-    let explicit = get("AWS_PROFILE");
-    let profile = explicit.unwrap_or("default");
+    let explicit = get("AWS_PROFILE").map(str::to_owned);
+    let profile = explicit.clone().unwrap_or_else(|| "default".to_owned());
     let home = get("HOME");
     let path = |var: &str, default: &str| -> Option<String> {
         match get(var) {
@@ -176,19 +172,73 @@ pub fn resolve(
         }
         named.and_then(|n| s.remove(&n))
     });
-    let from_credentials = read(credentials_file.as_deref())?.and_then(|mut s| s.remove(profile));
-    if from_config.is_none() && from_credentials.is_none() {
+    let from_credentials = read(credentials_file.as_deref())?.and_then(|mut s| s.remove(&profile));
+    let found = from_config.is_some() || from_credentials.is_some();
+    let mut settings = from_config.unwrap_or_default();
+    settings.extend(from_credentials.unwrap_or_default());
+    Ok(Loaded {
+        profile,
+        explicit,
+        found,
+        settings,
+        credentials_file: credentials_file.unwrap_or_else(|| "~/.aws/credentials".into()),
+        config_file: config_file.unwrap_or_else(|| "~/.aws/config".into()),
+    })
+}
+
+/// What [`load`] found.
+struct Loaded {
+    profile: String,
+    /// `AWS_PROFILE`, when set.
+    explicit: Option<String>,
+    /// Whether either file has the profile.
+    found: bool,
+    settings: BTreeMap<String, String>,
+    credentials_file: String,
+    config_file: String,
+}
+
+/// The selected profile's `region`, if it has one.
+///
+/// # Errors
+/// A file that exists but cannot be read or parsed.
+pub fn region(vars: &BTreeMap<String, String>) -> Result<Option<String>, ProfileError> {
+    Ok(load(vars)?
+        .settings
+        .get("region")
+        .filter(|r| !r.is_empty())
+        .cloned())
+}
+
+/// The static credentials of the selected profile, or `None` when no profile is selected
+/// explicitly and the `default` one holds none.
+///
+/// # Errors
+/// A file that exists but cannot be read or parsed; an explicitly selected profile that is
+/// missing or holds no keys; a profile that uses an unsupported source; half a key pair.
+pub fn resolve(
+    vars: &BTreeMap<String, String>,
+) -> Result<Option<ProfileCredentials>, ProfileError> {
+    let Loaded {
+        profile,
+        explicit,
+        found,
+        settings: merged,
+        credentials_file,
+        config_file,
+    } = load(vars)?;
+    let explicit = explicit.as_deref();
+    let profile = profile.as_str();
+    if !found {
         return match explicit {
             Some(p) => Err(ProfileError::NotFound {
                 profile: p.to_owned(),
-                credentials: credentials_file.unwrap_or_else(|| "~/.aws/credentials".into()),
-                config: config_file.unwrap_or_else(|| "~/.aws/config".into()),
+                credentials: credentials_file,
+                config: config_file,
             }),
             None => Ok(None),
         };
     }
-    let mut merged = from_config.unwrap_or_default();
-    merged.extend(from_credentials.unwrap_or_default());
     let value = |k: &str| merged.get(k).filter(|v| !v.is_empty()).cloned();
     match (value("aws_access_key_id"), value("aws_secret_access_key")) {
         (Some(access_key), Some(secret_key)) => Ok(Some(ProfileCredentials {
@@ -353,6 +403,31 @@ mod tests {
         assert_eq!(
             (c.access_key.as_str(), c.secret_key.as_str()),
             ("K", "from-credentials")
+        );
+    }
+
+    #[test]
+    fn the_profiles_region() {
+        let mut f = files(
+            None,
+            Some(
+                "[default]\nregion = eu-west-1\n[profile dev]\nregion = ap-south-1\n[profile bare]\n",
+            ),
+        );
+        assert_eq!(region(&f.vars), Ok(Some("eu-west-1".into())));
+        f.vars.insert("AWS_PROFILE".into(), "dev".into());
+        assert_eq!(region(&f.vars), Ok(Some("ap-south-1".into())));
+        f.vars.insert("AWS_PROFILE".into(), "bare".into());
+        assert_eq!(region(&f.vars), Ok(None));
+        f.vars.insert("AWS_PROFILE".into(), "missing".into());
+        assert_eq!(region(&f.vars), Ok(None));
+        assert_eq!(region(&BTreeMap::new()), Ok(None));
+        let g = files(None, Some("region = x\n"));
+        assert!(
+            region(&g.vars)
+                .unwrap_err()
+                .to_string()
+                .contains("config, line 1")
         );
     }
 
