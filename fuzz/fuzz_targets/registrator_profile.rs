@@ -6,11 +6,17 @@ use libfuzzer_sys::fuzz_target;
 use registrator::aws::profile::{ProfileError, parse};
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(text) = std::str::from_utf8(data) else { return };
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
     match parse(text, "credentials") {
         Ok(sections) => {
             for props in sections.values() {
-                assert!(props.keys().all(|k| !k.is_empty() && *k == k.to_ascii_lowercase()));
+                assert!(
+                    props
+                        .keys()
+                        .all(|k| !k.is_empty() && *k == k.to_ascii_lowercase())
+                );
             }
         }
         Err(ProfileError::Syntax { file, line, .. }) => {

@@ -49,6 +49,9 @@ pub enum ProfileError {
     },
 }
 
+/// Largest shared file read (real ones are a few KiB).
+const MAX_FILE_BYTES: u64 = 1 << 20;
+
 /// Settings through which a profile gets credentials other than static keys.
 const OTHER_SOURCES: [&str; 6] = [
     "role_arn",
@@ -282,14 +285,25 @@ fn read(path: Option<&str>) -> Result<Option<Sections>, ProfileError> {
     let Some(path) = path else {
         return Ok(None);
     };
-    match std::fs::read_to_string(path) {
-        Ok(text) => parse(&text, path).map(Some),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(ProfileError::Read {
-            file: path.to_owned(),
-            message: e.to_string(),
-        }),
+    use std::io::Read;
+    let failed = |message: String| ProfileError::Read {
+        file: path.to_owned(),
+        message,
+    };
+    let file = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(failed(e.to_string())),
+    };
+    // Bounded: a path such as /dev/zero must not hang the registrator or exhaust its memory.
+    let mut text = String::new();
+    file.take(MAX_FILE_BYTES + 1)
+        .read_to_string(&mut text)
+        .map_err(|e| failed(e.to_string()))?;
+    if text.len() as u64 > MAX_FILE_BYTES {
+        return Err(failed(format!("larger than {MAX_FILE_BYTES} bytes")));
     }
+    parse(&text, path).map(Some)
 }
 
 #[cfg(test)]
@@ -463,6 +477,10 @@ mod tests {
         assert!(e.contains("role_arn, which is not supported"), "{e}");
         let e = err("empty");
         assert!(e.contains("\"empty\" sets neither key"), "{e}");
+        let mut z = files(None, None).vars;
+        z.insert("AWS_SHARED_CREDENTIALS_FILE".into(), "/dev/zero".into());
+        let e = resolve(&z).unwrap_err().to_string();
+        assert!(e.contains("/dev/zero") && e.contains("larger than"), "{e}");
         let g = files(Some("[default]\nbroken line\n"), None);
         let e = resolve(&g.vars).unwrap_err().to_string();
         assert!(e.contains("credentials, line 2"), "{e}");
