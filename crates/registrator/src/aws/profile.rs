@@ -72,6 +72,8 @@ const OTHER_SOURCES: [&str; 6] = [
 /// # Errors
 /// The first malformed line, with `file` and its number.
 pub fn parse(text: &str, file: &str) -> Result<Sections, ProfileError> {
+    // Editors on Windows may start the file with a byte-order mark.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut sections = Sections::new();
     let mut current: Option<String> = None;
     let mut in_property = false;
@@ -334,6 +336,9 @@ mod tests {
         assert!(!s["profile dev"].contains_key("max_concurrent_requests"));
         // A '#' with no whitespace before it is part of the value.
         assert_eq!(s["profile dev"]["token"], "a#b");
+        // Windows line endings and a byte-order mark.
+        let s = parse("\u{feff}[default]\r\naws_access_key_id = A\r\n", "f").unwrap();
+        assert_eq!(s["default"]["aws_access_key_id"], "A");
     }
 
     #[test]
