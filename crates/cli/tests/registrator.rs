@@ -102,6 +102,17 @@ impl Platform {
         .and_then(|v| v["Parameter"]["Value"].as_str().map(str::to_owned))
     }
 
+    /// A Python function from `code`, tagged for the registrator
+    /// (`serverless.consul.hashicorp.com/v1alpha1/lambda/enabled=true`).
+    fn create_enabled(&self, name: &str, code: &std::path::Path) {
+        self.create(
+            name,
+            code,
+            "python3.11",
+            &["--tag", &format!("{PREFIX}/enabled=true")],
+        );
+    }
+
     /// `lambdamesh lambda create` (zips `dir`), with tags and environment.
     fn create(&self, name: &str, dir: &std::path::Path, runtime: &str, extra: &[&str]) {
         let handler = if runtime.starts_with("python") {
@@ -239,12 +250,7 @@ fn lambda_function_mode_follows_events_and_schedule() {
         .unwrap();
 
     // Create a tagged function → registered through the event path.
-    platform.create(
-        "pay",
-        &code,
-        "python3.11",
-        &["--tag", &format!("{PREFIX}/enabled=true")],
-    );
+    platform.create_enabled("pay", &code);
     wait_until(30, "pay registered by the CreateFunction event", || {
         registered(&http, "pay")
     });
@@ -336,12 +342,7 @@ fn lambda_function_mode_follows_events_and_schedule() {
     });
 
     // The schedule: a hand-edited entry is repaired by the next full sync.
-    platform.create(
-        "orders",
-        &code,
-        "python3.11",
-        &["--tag", &format!("{PREFIX}/enabled=true")],
-    );
+    platform.create_enabled("orders", &code);
     wait_until(30, "orders registered", || registered(&http, "orders"));
     put(
         &http,
@@ -380,12 +381,7 @@ fn daemon_syncs_the_local_platform_periodically() {
     let platform = Platform::start(Duration::from_secs(60));
     let dir = tempfile::tempdir().unwrap();
     let code = python_code(dir.path());
-    platform.create(
-        "a",
-        &code,
-        "python3.11",
-        &["--tag", &format!("{PREFIX}/enabled=true")],
-    );
+    platform.create_enabled("a", &code);
     // The token and CA come from Parameter Store, as with the reference's _PATH variables.
     let root = get_json(&http, "/v1/agent/connect/ca/roots")["Roots"][0]["RootCert"]
         .as_str()
@@ -532,12 +528,7 @@ fn daemon_takes_events_from_the_platforms_sqs_queue() {
             .spawn()
             .unwrap(),
     );
-    platform.create(
-        "queued",
-        &code,
-        "python3.11",
-        &["--tag", &format!("{PREFIX}/enabled=true")],
-    );
+    platform.create_enabled("queued", &code);
     wait_until(30, "queued registered from the queue", || {
         registered(&http, "queued")
     });
@@ -623,12 +614,7 @@ fn credentials_from_a_shared_file_profile() {
     let platform = Platform::start(Duration::from_secs(60));
     let dir = tempfile::tempdir().unwrap();
     let code = python_code(dir.path());
-    platform.create(
-        "from-profile",
-        &code,
-        "python3.11",
-        &["--tag", &format!("{PREFIX}/enabled=true")],
-    );
+    platform.create_enabled("from-profile", &code);
     // The platform verifies every signature with the secret `test`.
     let credentials = dir.path().join("credentials");
     std::fs::write(
