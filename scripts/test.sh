@@ -21,6 +21,13 @@ cargo fmt --all -- --check
 step "cargo clippy (workspace, all targets, -D warnings)"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 
+step "cargo deny (licenses, bans and duplicate versions, sources; deny.toml)"
+# The advisories check needs the RustSec database from the network; these machines have none.
+cargo deny --locked check licenses bans sources
+
+step "cargo doc (no warnings)"
+RUSTDOCFLAGS="-D warnings" cargo doc --quiet --no-deps --workspace
+
 step "fuzz targets compile"
 cargo check --quiet --manifest-path fuzz/Cargo.toml --bins
 

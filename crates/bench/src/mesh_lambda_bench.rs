@@ -14,8 +14,8 @@
 //! (a SigV4-signed `Invoke` carrying the request JSON the filter would send), so the latency the
 //! mesh adds to each can be told from the latency of the thing it reaches.
 //!
-//! Usage: mesh-lambda-bench <lambdamesh> <envoy> <bench-echo-fn> [requests=4000] [concurrency=1,4]
-//! [paths, e.g. 1 to profile the Lambda path alone]
+//! Usage: `mesh-lambda-bench <lambdamesh> <envoy> <bench-echo-fn> [requests=4000] [concurrency=1,4]
+//! [paths]` (paths: e.g. `1` to profile the Lambda path alone)
 
 #![allow(clippy::print_stdout)] // a benchmark's job is to print its figures
 

@@ -52,7 +52,7 @@ fn secs(d: Duration) -> u64 {
     d.as_secs()
 }
 
-/// The trust domain, `<cluster-id>.consul` (empty cluster ID before [`init`]).
+/// The trust domain, `<cluster-id>.consul` (empty cluster ID before `init`).
 pub fn trust_domain(state: &store::State) -> String {
     mesh_model::connect::trust_domain(&state.ca().cluster_id)
 }
