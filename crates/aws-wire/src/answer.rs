@@ -63,7 +63,10 @@ mod tests {
             &http::HeaderMap::new(),
             br#"{"__type":"com.amazonaws.sqs#QueueDoesNotExist","message":"no"}"#,
         );
-        assert_eq!((a.code.as_str(), a.message.as_str()), ("QueueDoesNotExist", "no"));
+        assert_eq!(
+            (a.code.as_str(), a.message.as_str()),
+            ("QueueDoesNotExist", "no")
+        );
         let a = ErrorAnswer::from_response(502, &http::HeaderMap::new(), b"<html>");
         assert_eq!(a.to_string(), "Unknown (502): ");
     }

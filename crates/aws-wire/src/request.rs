@@ -225,7 +225,10 @@ mod tests {
     #[test]
     fn endpoints() {
         let e = Endpoint::parse("https://ssm.example:443/").unwrap();
-        assert_eq!((e.base(), e.authority()), ("https://ssm.example:443", "ssm.example:443"));
+        assert_eq!(
+            (e.base(), e.authority()),
+            ("https://ssm.example:443", "ssm.example:443")
+        );
         assert_eq!(
             Endpoint::aws("ssm", "eu-west-1").base(),
             "https://ssm.eu-west-1.amazonaws.com"

@@ -14,7 +14,9 @@ use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 use time::{OffsetDateTime, PrimitiveDateTime, macros::format_description};
 
-pub use verify::{AuthParseError, Authorization, RequestView, VerifyError, parse_authorization, verify};
+pub use verify::{
+    AuthParseError, Authorization, RequestView, VerifyError, parse_authorization, verify,
+};
 
 use crate::Credentials;
 
@@ -270,7 +272,10 @@ mod tests {
             secret_key: "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY".into(),
         };
         let mut headers = http::HeaderMap::new();
-        headers.insert("host", http::HeaderValue::from_static("example.amazonaws.com"));
+        headers.insert(
+            "host",
+            http::HeaderValue::from_static("example.amazonaws.com"),
+        );
         let now = parse_amz_date("20150830T123600Z").unwrap();
         // The suite's request carries no x-amz-content-sha256; ours always does, so compare
         // the signature of the canonical request the suite describes instead.
@@ -280,7 +285,10 @@ mod tests {
             query: "",
             headers: &{
                 let mut h = headers.clone();
-                h.insert("x-amz-date", http::HeaderValue::from_static("20150830T123600Z"));
+                h.insert(
+                    "x-amz-date",
+                    http::HeaderValue::from_static("20150830T123600Z"),
+                );
                 h
             },
             body: b"",

@@ -91,8 +91,7 @@ impl Client {
         name: &str,
         tenancy: &Tenancy<'_>,
     ) -> Result<(), ClientError> {
-        self.delete(&tenancy.on(&entry_path(kind, name)))
-            .map(drop)
+        self.delete(&tenancy.on(&entry_path(kind, name))).map(drop)
     }
 }
 

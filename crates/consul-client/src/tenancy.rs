@@ -75,10 +75,7 @@ mod tests {
         };
         assert_eq!(t.query(), "?dc=dc2&ns=team%20a");
         assert_eq!(t.on("/v1/config"), "/v1/config?dc=dc2&ns=team%20a");
-        assert_eq!(
-            Tenancy::DEFAULT.query_with(&[("cas", "0")]),
-            "?cas=0"
-        );
+        assert_eq!(Tenancy::DEFAULT.query_with(&[("cas", "0")]), "?cas=0");
         let p = Tenancy {
             partition: Some("p1"),
             ..Tenancy::DEFAULT

@@ -6,8 +6,8 @@
 use time::OffsetDateTime;
 
 pub use aws_wire::sigv4::{
-    AuthParseError, Authorization, RequestView, Scope, VerifyError, canonical_query,
-    canonical_uri, parse_authorization, percent_decode, sign, uri_encode,
+    AuthParseError, Authorization, RequestView, Scope, VerifyError, canonical_query, canonical_uri,
+    parse_authorization, percent_decode, sign, uri_encode,
 };
 
 use crate::{Credentials, wire::ApiError};
@@ -48,8 +48,14 @@ mod tests {
             headers: &headers,
             body: b"",
         };
-        let e = verify(&view, &creds, "us-east-1", "lambda", OffsetDateTime::now_utc())
-            .unwrap_err();
+        let e = verify(
+            &view,
+            &creds,
+            "us-east-1",
+            "lambda",
+            OffsetDateTime::now_utc(),
+        )
+        .unwrap_err();
         assert_eq!(
             e,
             ApiError::new(

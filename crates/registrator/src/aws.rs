@@ -152,11 +152,11 @@ impl HttpAws {
         if let Some(profile) = &found.profile {
             tracing::info!(%profile, "AWS credentials from the shared files");
         }
-        let endpoint = |suffix: &str, host: &str| {
-            match get(&format!("AWS_ENDPOINT_URL_{suffix}")).or_else(|| get("AWS_ENDPOINT_URL")) {
-                Some(url) => Endpoint::parse(url),
-                None => Ok(Endpoint::aws(host, region)),
-            }
+        let endpoint = |suffix: &str, host: &str| match get(&format!("AWS_ENDPOINT_URL_{suffix}"))
+            .or_else(|| get("AWS_ENDPOINT_URL"))
+        {
+            Some(url) => Endpoint::parse(url),
+            None => Ok(Endpoint::aws(host, region)),
         };
         let agent = ureq::Agent::new_with_config(
             ureq::Agent::config_builder()
@@ -381,20 +381,14 @@ impl Aws for HttpAws {
 
     async fn list_tags(&self, arn: String) -> Result<BTreeMap<String, String>, AwsError> {
         let v = self
-            .lambda_get(format!(
-                "/2017-03-31/tags/{}",
-                uri_encode(&arn, true)
-            ))
+            .lambda_get(format!("/2017-03-31/tags/{}", uri_encode(&arn, true)))
             .await?;
         Ok(tag_map(v.get("Tags")))
     }
 
     async fn get_function(&self, name: String) -> Result<Option<Function>, AwsError> {
         let v = match self
-            .lambda_get(format!(
-                "/2015-03-31/functions/{}",
-                uri_encode(&name, true)
-            ))
+            .lambda_get(format!("/2015-03-31/functions/{}", uri_encode(&name, true)))
             .await
         {
             Ok(v) => v,

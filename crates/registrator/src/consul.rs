@@ -220,13 +220,13 @@ impl Consul for HttpConsul {
         scope: Scope,
         name: String,
     ) -> Result<Option<Value>, ConsulError> {
-        self.call(move |c| {
-            match c.config_entry(SERVICE_DEFAULTS, &name, &scope.tenancy()) {
+        self.call(
+            move |c| match c.config_entry(SERVICE_DEFAULTS, &name, &scope.tenancy()) {
                 Ok(e) => Ok(Some(e.json)),
                 Err(ClientError::Http { status: 404, .. }) => Ok(None),
                 Err(e) => Err(e),
-            }
-        })
+            },
+        )
         .await
     }
 

@@ -320,7 +320,10 @@ mod tests {
         assert_eq!(lambda_arn_of_entry_json(&e), Some("a"));
         let e = json!({"Meta": {"serverless.consul.hashicorp.com/v1alpha1/lambda/arn": "m"}});
         assert_eq!(lambda_arn_of_entry_json(&e), Some("m"));
-        assert_eq!(lambda_arn_of_entry_json(&json!({"Kind": "service-defaults"})), None);
+        assert_eq!(
+            lambda_arn_of_entry_json(&json!({"Kind": "service-defaults"})),
+            None
+        );
         assert_eq!(lambda_arn_of_entry_json(&json!([])), None);
     }
 }
