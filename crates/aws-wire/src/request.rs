@@ -3,6 +3,8 @@
 //! EventBridge). The `Host` header is set to the endpoint's authority exactly as signed, so a
 //! client never substitutes its own spelling (ureq, for one, drops a default port).
 
+use std::collections::BTreeMap;
+
 use time::OffsetDateTime;
 
 use crate::{
@@ -46,6 +48,25 @@ impl Endpoint {
         Self {
             base: format!("https://{authority}"),
             authority,
+        }
+    }
+
+    /// The endpoint of one service as the SDKs choose it from `vars` (the environment):
+    /// `AWS_ENDPOINT_URL_<service_id>` (e.g. `SSM`, `RESOURCE_GROUPS_TAGGING_API`), else
+    /// `AWS_ENDPOINT_URL`, else AWS's public endpoint `https://<host>.<region>.amazonaws.com`.
+    ///
+    /// # Errors
+    /// A configured URL that is not `http[s]://host[:port]`.
+    pub fn from_vars(
+        vars: &BTreeMap<String, String>,
+        service_id: &str,
+        host: &str,
+        region: &str,
+    ) -> Result<Self, EndpointError> {
+        let get = |k: &str| vars.get(k).map(|v| v.trim()).filter(|v| !v.is_empty());
+        match get(&format!("AWS_ENDPOINT_URL_{service_id}")).or_else(|| get("AWS_ENDPOINT_URL")) {
+            Some(url) => Self::parse(url),
+            None => Ok(Self::aws(host, region)),
         }
     }
 
@@ -236,6 +257,15 @@ mod tests {
         for bad in ["ftp://x", "http://", "http://h/p", "h:1"] {
             assert!(Endpoint::parse(bad).is_err(), "{bad}");
         }
+        let mut vars = BTreeMap::new();
+        let ssm = |v: &BTreeMap<String, String>| Endpoint::from_vars(v, "SSM", "ssm", "r1");
+        assert_eq!(ssm(&vars).unwrap().base(), "https://ssm.r1.amazonaws.com");
+        vars.insert("AWS_ENDPOINT_URL".into(), "http://127.0.0.1:9".into());
+        assert_eq!(ssm(&vars).unwrap().authority(), "127.0.0.1:9");
+        vars.insert("AWS_ENDPOINT_URL_SSM".into(), " https://s:1 ".into());
+        assert_eq!(ssm(&vars).unwrap().base(), "https://s:1");
+        vars.insert("AWS_ENDPOINT_URL_SSM".into(), "s:1".into());
+        assert!(ssm(&vars).is_err());
     }
 
     #[test]

@@ -94,3 +94,35 @@ impl Client {
         .map(drop)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn a_sidecar_and_a_plain_service() {
+        let services: BTreeMap<String, AgentService> = serde_json::from_value(json!({
+            "web": {"ID": "web", "Service": "web", "Port": 80},
+            "web-sidecar-proxy": {"ID": "web-sidecar-proxy", "Service": "web-sidecar-proxy",
+                "Kind": "connect-proxy", "Namespace": "team",
+                "Proxy": {"DestinationServiceID": "web", "Upstreams": null}},
+        }))
+        .unwrap();
+        assert_eq!(services["web"].kind, "");
+        assert_eq!(services["web"].proxy, None);
+        let p = &services["web-sidecar-proxy"];
+        assert_eq!(p.namespace.as_deref(), Some("team"));
+        assert_eq!(
+            p.proxy.as_ref().map(|p| p.destination_service_id.as_str()),
+            Some("web")
+        );
+        let a: AgentSelf =
+            serde_json::from_value(json!({"Config": {"Datacenter": "dc2"}, "Member": {}})).unwrap();
+        assert_eq!(a.config.datacenter.as_deref(), Some("dc2"));
+        let a: AgentSelf = serde_json::from_value(json!({})).unwrap();
+        assert_eq!(a.config.datacenter, None);
+    }
+}

@@ -115,3 +115,37 @@ impl Client {
         .map(drop)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn consuls_nulls_and_missing_members_read_as_empty() {
+        let n: Option<CatalogNode> = serde_json::from_value(json!(null)).unwrap();
+        assert_eq!(n, None);
+        let n: CatalogNode = serde_json::from_value(json!({
+            "Node": {"Node": "lambdas"},
+            "Services": {"a": {"ID": "a", "Service": "a", "Tags": null, "Port": 0}},
+        }))
+        .unwrap();
+        assert_eq!(n.services["a"].tags, Vec::<String>::new());
+        let n: CatalogNode = serde_json::from_value(json!({"Services": null})).unwrap();
+        assert!(n.services.is_empty());
+        let row: Node = serde_json::from_value(json!({"Node": "n1", "ID": "x"})).unwrap();
+        assert_eq!((row.node.as_str(), row.address.as_str()), ("n1", ""));
+    }
+
+    #[test]
+    fn deregistration_body_is_node_and_service_id() {
+        let body = serde_json::to_string(&Deregistration {
+            node: "lambdas",
+            service_id: "f",
+        })
+        .unwrap();
+        assert_eq!(body, r#"{"Node":"lambdas","ServiceID":"f"}"#);
+    }
+}

@@ -148,3 +148,24 @@ fn pair(source: &str, destination: &str) -> String {
 fn exact(source: &str, destination: &str) -> String {
     format!("/v1/connect/intentions/exact?{}", pair(source, destination))
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn the_active_root_is_the_one_named() {
+        let roots: CaRoots = serde_json::from_value(json!({
+            "ActiveRootID": "b",
+            "TrustDomain": "t.consul",
+            "Roots": [{"ID": "a", "RootCert": "A"}, {"ID": "b", "RootCert": "B", "Active": true}],
+        }))
+        .unwrap();
+        assert_eq!(roots.active().map(|r| r.root_cert.as_str()), Some("B"));
+        let none: CaRoots = serde_json::from_value(json!({"Roots": [{"ID": ""}]})).unwrap();
+        assert_eq!(none.active(), None);
+    }
+}

@@ -147,17 +147,12 @@ impl HttpAws {
     /// # Errors
     /// Missing or unusable credentials, or a malformed endpoint URL.
     pub fn from_vars(vars: &BTreeMap<String, String>, region: &str) -> Result<Self, AwsSetupError> {
-        let get = |k: &str| vars.get(k).map(|v| v.trim()).filter(|v| !v.is_empty());
         let found = credentials::from_vars(vars)?;
         if let Some(profile) = &found.profile {
             tracing::info!(%profile, "AWS credentials from the shared files");
         }
-        let endpoint = |suffix: &str, host: &str| match get(&format!("AWS_ENDPOINT_URL_{suffix}"))
-            .or_else(|| get("AWS_ENDPOINT_URL"))
-        {
-            Some(url) => Endpoint::parse(url),
-            None => Ok(Endpoint::aws(host, region)),
-        };
+        let endpoint =
+            |service_id: &str, host: &str| Endpoint::from_vars(vars, service_id, host, region);
         let agent = ureq::Agent::new_with_config(
             ureq::Agent::config_builder()
                 .http_status_as_error(false)
