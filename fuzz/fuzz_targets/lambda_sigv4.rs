@@ -1,8 +1,9 @@
-//! SigV4: parsing any Authorization header never panics, canonicalisation of any path/query never
-//! panics, and verification of arbitrary requests never panics nor accepts a forged signature.
+//! SigV4 (`aws-wire`, which the platform verifies with): parsing any Authorization header never
+//! panics, canonicalisation of any path/query never panics, and verification of arbitrary
+//! requests never panics nor accepts a forged signature.
 #![no_main]
 
-use lambda_platform::{Credentials, sigv4};
+use aws_wire::{Credentials, sigv4};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

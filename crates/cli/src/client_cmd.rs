@@ -9,7 +9,7 @@ use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use serde_json::{Value, json};
 
-use consul_client::{Client, ClientError, encode};
+use consul_client::{Client, ClientError, Tenancy};
 use mesh_model::catalog::ServiceFile;
 use mesh_model::config_entry;
 
@@ -35,28 +35,17 @@ pub struct HttpArgs {
 }
 
 impl HttpArgs {
-    fn client(&self) -> Client {
+    /// The client these flags describe.
+    pub fn client(&self) -> Client {
         Client::new(&self.http_addr, self.token.clone())
     }
 
-    /// The client for other command modules.
-    pub fn client_pub(&self) -> Client {
-        self.client()
-    }
-
-    /// `?ns=..&partition=..` for this request (leading `?`, or empty).
-    fn tenancy(&self) -> String {
-        let mut parts = Vec::new();
-        if let Some(ns) = &self.namespace {
-            parts.push(format!("ns={}", encode(ns)));
-        }
-        if let Some(p) = &self.partition {
-            parts.push(format!("partition={}", encode(p)));
-        }
-        if parts.is_empty() {
-            String::new()
-        } else {
-            format!("?{}", parts.join("&"))
+    /// The namespace and partition of this request.
+    pub fn tenancy(&self) -> Tenancy<'_> {
+        Tenancy {
+            datacenter: None,
+            partition: self.partition.as_deref(),
+            namespace: self.namespace.as_deref(),
         }
     }
 }
@@ -102,10 +91,7 @@ pub fn services(cmd: ServicesCommand) -> anyhow::Result<u8> {
             let client = http.client();
             for (def, body) in defs {
                 client
-                    .put(
-                        &format!("/v1/agent/service/register{}", http.tenancy()),
-                        Some(&body),
-                    )
+                    .agent_service_register(&body, &http.tenancy())
                     .with_context(|| format!("Error registering service {:?}", def.name))?;
                 out(format!("Registered service: {}", def.name))?;
             }
@@ -124,14 +110,7 @@ pub fn services(cmd: ServicesCommand) -> anyhow::Result<u8> {
             let client = http.client();
             for id in ids {
                 client
-                    .put(
-                        &format!(
-                            "/v1/agent/service/deregister/{}{}",
-                            encode(&id),
-                            http.tenancy()
-                        ),
-                        None,
-                    )
+                    .agent_service_deregister(&id, &http.tenancy())
                     .with_context(|| format!("Error deregistering service {id:?}"))?;
                 out(format!("Deregistered service: {id}"))?;
             }
@@ -160,18 +139,13 @@ pub enum CatalogCommand {
 pub fn catalog(cmd: CatalogCommand) -> anyhow::Result<u8> {
     match cmd {
         CatalogCommand::Services { http, tags } => {
-            let a = http
+            let services = http
                 .client()
-                .get(&format!("/v1/catalog/services{}", http.tenancy()))
+                .catalog_services(&http.tenancy())
                 .context("Error listing services")?;
-            let map = a.body.as_object().cloned().unwrap_or_default();
-            let width = map.keys().map(String::len).max().unwrap_or(0);
-            for (name, t) in map {
+            let width = services.keys().map(String::len).max().unwrap_or(0);
+            for (name, t) in services {
                 if tags {
-                    let t: Vec<&str> = t
-                        .as_array()
-                        .map(|a| a.iter().filter_map(Value::as_str).collect())
-                        .unwrap_or_default();
                     out(format!("{name:width$}  {}", t.join(",")))?;
                 } else {
                     out(name)?;
@@ -180,18 +154,15 @@ pub fn catalog(cmd: CatalogCommand) -> anyhow::Result<u8> {
             Ok(0)
         }
         CatalogCommand::Nodes { http } => {
-            let a = http
+            let nodes = http
                 .client()
-                .get("/v1/catalog/nodes")
+                .catalog_nodes()
                 .context("Error listing nodes")?;
             out(format!("{:<24} {:<38} {:<16} DC", "Node", "ID", "Address"))?;
-            for n in a.body.as_array().cloned().unwrap_or_default() {
+            for n in nodes {
                 out(format!(
                     "{:<24} {:<38} {:<16} {}",
-                    n["Node"].as_str().unwrap_or(""),
-                    n["ID"].as_str().unwrap_or(""),
-                    n["Address"].as_str().unwrap_or(""),
-                    n["Datacenter"].as_str().unwrap_or("")
+                    n.node, n.id, n.address, n.datacenter
                 ))?;
             }
             Ok(0)
@@ -256,53 +227,42 @@ pub fn config(cmd: ConfigCommand) -> anyhow::Result<u8> {
                 })?;
             entry.validate().context("Invalid config entry")?;
             let label = format!("{}/{}", entry.kind().as_str(), entry.name());
-            let mut path = format!("/v1/config{}", http.tenancy());
-            if cas {
-                let idx = modify_index.context("-cas requires -modify-index")?;
-                path.push_str(if path.contains('?') { "&" } else { "?" });
-                path.push_str(&format!("cas={idx}"));
-            }
-            let a = http
+            let cas = if cas {
+                Some(modify_index.context("-cas requires -modify-index")?)
+            } else {
+                None
+            };
+            let written = http
                 .client()
-                .put(&path, Some(&entry.to_json()))
+                .put_config_entry(&entry.to_json(), &http.tenancy(), cas)
                 .with_context(|| format!("Error writing config entry {label}"))?;
-            if a.body == Value::Bool(false) {
+            if !written {
                 bail!("Config entry not updated: {label} (the check-and-set index did not match)");
             }
             out(format!("Config entry written: {label}"))?;
             Ok(0)
         }
         ConfigCommand::Read { http, kind, name } => {
-            let a = http
+            let entry = http
                 .client()
-                .get(&format!(
-                    "/v1/config/{}/{}{}",
-                    encode(&kind),
-                    encode(&name),
-                    http.tenancy()
-                ))
+                .config_entry(&kind, &name, &http.tenancy())
                 .with_context(|| format!("Error reading config entry {kind}/{name}"))?;
-            out(serde_json::to_string_pretty(&a.body).context("cannot format the entry")?)?;
+            out(serde_json::to_string_pretty(&entry.json).context("cannot format the entry")?)?;
             Ok(0)
         }
         ConfigCommand::List { http, kind } => {
-            let a = http
+            let entries = http
                 .client()
-                .get(&format!("/v1/config/{}{}", encode(&kind), http.tenancy()))
+                .config_entries(&kind, &http.tenancy())
                 .with_context(|| format!("Error listing config entries for kind {kind:?}"))?;
-            for e in a.body.as_array().cloned().unwrap_or_default() {
-                out(e["Name"].as_str().unwrap_or(""))?;
+            for e in entries {
+                out(e.name)?;
             }
             Ok(0)
         }
         ConfigCommand::Delete { http, kind, name } => {
             http.client()
-                .delete(&format!(
-                    "/v1/config/{}/{}{}",
-                    encode(&kind),
-                    encode(&name),
-                    http.tenancy()
-                ))
+                .delete_config_entry(&kind, &name, &http.tenancy())
                 .with_context(|| format!("Error deleting config entry {kind}/{name}"))?;
             out(format!("Config entry deleted: {kind}/{name}"))?;
             Ok(0)
@@ -351,14 +311,6 @@ pub enum IntentionCommand {
     },
 }
 
-fn pair(source: &str, destination: &str) -> String {
-    format!(
-        "source={}&destination={}",
-        encode(source),
-        encode(destination)
-    )
-}
-
 pub fn intention(cmd: IntentionCommand) -> anyhow::Result<u8> {
     match cmd {
         IntentionCommand::Create {
@@ -371,9 +323,8 @@ pub fn intention(cmd: IntentionCommand) -> anyhow::Result<u8> {
             destination,
         } => {
             let client = http.client();
-            let q = pair(&source, &destination);
             if !replace {
-                match client.get(&format!("/v1/connect/intentions/exact?{q}")) {
+                match client.intention_exact(&source, &destination) {
                     Ok(_) => bail!(
                         "Error creating intention: an intention {source} => {destination} already exists; use -replace to overwrite it"
                     ),
@@ -387,7 +338,7 @@ pub fn intention(cmd: IntentionCommand) -> anyhow::Result<u8> {
                 body["Description"] = Value::from(d);
             }
             client
-                .put(&format!("/v1/connect/intentions/exact?{q}"), Some(&body))
+                .put_intention_exact(&source, &destination, &body)
                 .context("Error creating intention")?;
             out(format!("Created: {source} => {destination} ({action})"))?;
             Ok(0)
@@ -397,14 +348,11 @@ pub fn intention(cmd: IntentionCommand) -> anyhow::Result<u8> {
             source,
             destination,
         } => {
-            let a = http
+            let allowed = http
                 .client()
-                .get(&format!(
-                    "/v1/connect/intentions/check?{}",
-                    pair(&source, &destination)
-                ))
+                .intention_check(&source, &destination)
                 .context("Error checking the connection")?;
-            if a.body["Allowed"] == Value::Bool(true) {
+            if allowed {
                 out("Allowed")?;
                 Ok(0)
             } else {
@@ -418,10 +366,7 @@ pub fn intention(cmd: IntentionCommand) -> anyhow::Result<u8> {
             destination,
         } => {
             http.client()
-                .delete(&format!(
-                    "/v1/connect/intentions/exact?{}",
-                    pair(&source, &destination)
-                ))
+                .delete_intention_exact(&source, &destination)
                 .context("Error deleting intention")?;
             out("Intention deleted.")?;
             Ok(0)
@@ -431,14 +376,11 @@ pub fn intention(cmd: IntentionCommand) -> anyhow::Result<u8> {
             source,
             destination,
         } => {
-            let a = http
+            let intention = http
                 .client()
-                .get(&format!(
-                    "/v1/connect/intentions/exact?{}",
-                    pair(&source, &destination)
-                ))
+                .intention_exact(&source, &destination)
                 .context("Error reading intention")?;
-            out(serde_json::to_string_pretty(&a.body).context("cannot format the intention")?)?;
+            out(serde_json::to_string_pretty(&intention).context("cannot format the intention")?)?;
             Ok(0)
         }
     }
@@ -456,38 +398,18 @@ pub enum AclCommand {
 pub fn acl(cmd: AclCommand) -> anyhow::Result<u8> {
     match cmd {
         AclCommand::Bootstrap { http } => {
-            let a = http
+            let t = http
                 .client()
-                .put("/v1/acl/bootstrap", None)
+                .acl_bootstrap()
                 .context("Failed ACL bootstrapping")?;
-            let t = &a.body;
-            out(format!(
-                "AccessorID:       {}",
-                t["AccessorID"].as_str().unwrap_or("")
-            ))?;
-            out(format!(
-                "SecretID:         {}",
-                t["SecretID"].as_str().unwrap_or("")
-            ))?;
-            out(format!(
-                "Description:      {}",
-                t["Description"].as_str().unwrap_or("")
-            ))?;
-            out(format!(
-                "Local:            {}",
-                t["Local"].as_bool().unwrap_or(false)
-            ))?;
-            out(format!(
-                "Create Time:      {}",
-                t["CreateTime"].as_str().unwrap_or("")
-            ))?;
+            out(format!("AccessorID:       {}", t.accessor_id))?;
+            out(format!("SecretID:         {}", t.secret_id))?;
+            out(format!("Description:      {}", t.description))?;
+            out(format!("Local:            {}", t.local))?;
+            out(format!("Create Time:      {}", t.create_time))?;
             out("Policies:")?;
-            for p in t["Policies"].as_array().cloned().unwrap_or_default() {
-                out(format!(
-                    "   {} - {}",
-                    p["ID"].as_str().unwrap_or(""),
-                    p["Name"].as_str().unwrap_or("")
-                ))?;
+            for p in t.policies {
+                out(format!("   {} - {}", p.id, p.name))?;
             }
             Ok(0)
         }

@@ -7,9 +7,9 @@ use std::io::Write;
 
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
-use serde_json::{Value, json};
+use serde_json::json;
 
-use consul_client::encode;
+use consul_client::agent::AgentService;
 
 use crate::client_cmd::HttpArgs;
 
@@ -80,42 +80,31 @@ fn find_sidecar(
     client: &consul_client::Client,
     http: &HttpArgs,
     id: &str,
-) -> anyhow::Result<(String, String, Value)> {
+) -> anyhow::Result<AgentService> {
     let services = client
-        .get(&format!("/v1/agent/services{}", tenancy(http)))
+        .agent_services(&http.tenancy())
         .context("Error reading the agent's services")?;
-    let map = services.body.as_object().cloned().unwrap_or_default();
-    map.values()
-        .find(|s| s["Kind"] == "connect-proxy" && s["Proxy"]["DestinationServiceID"] == id)
-        .map(|s| (s["ID"].as_str().unwrap_or("").to_owned(), s["Service"].as_str().unwrap_or("").to_owned(), s.clone()))
+    services
+        .into_values()
+        .find(|s| {
+            s.kind == "connect-proxy"
+                && s.proxy
+                    .as_ref()
+                    .is_some_and(|p| p.destination_service_id == id)
+        })
         .with_context(|| format!("No sidecar proxy registered for {id:?}: register the service with a `sidecar_service` first"))
-}
-
-fn tenancy(http: &HttpArgs) -> String {
-    let mut q = Vec::new();
-    if let Some(ns) = &http.namespace {
-        q.push(format!("ns={}", encode(ns)));
-    }
-    if let Some(p) = &http.partition {
-        q.push(format!("partition={}", encode(p)));
-    }
-    if q.is_empty() {
-        String::new()
-    } else {
-        format!("?{}", q.join("&"))
-    }
 }
 
 pub fn run(cmd: ConnectCommand) -> anyhow::Result<u8> {
     let ConnectCommand::Envoy(args) = cmd;
-    let client = args.http.client_pub();
+    let client = args.http.client();
     let (node_id, service, namespace) = match (&args.sidecar_for, &args.gateway) {
         (Some(id), None) => {
-            let (proxy_id, name, svc) = find_sidecar(&client, &args.http, id)?;
+            let proxy = find_sidecar(&client, &args.http, id)?;
             (
-                proxy_id,
-                name,
-                svc["Namespace"].as_str().unwrap_or("default").to_owned(),
+                proxy.id,
+                proxy.service,
+                proxy.namespace.unwrap_or_else(|| "default".into()),
             )
         }
         (None, Some(kind)) => {
@@ -136,10 +125,7 @@ pub fn run(cmd: ConnectCommand) -> anyhow::Result<u8> {
                 let (host, port) = split_host_port(addr, "-address")?;
                 let body = json!({"Kind": kind_name, "ID": id, "Name": service, "Address": host, "Port": port});
                 client
-                    .put(
-                        &format!("/v1/agent/service/register{}", tenancy(&args.http)),
-                        Some(&body),
-                    )
+                    .agent_service_register(&body, &args.http.tenancy())
                     .with_context(|| format!("Error registering the {kind_name} {service:?}"))?;
             }
             (
@@ -154,9 +140,9 @@ pub fn run(cmd: ConnectCommand) -> anyhow::Result<u8> {
         _ => bail!("exactly one of -sidecar-for ID or -gateway terminating|mesh must be given"),
     };
     let datacenter = client
-        .get("/v1/agent/self")
+        .agent_self()
         .ok()
-        .and_then(|a| a.body["Config"]["Datacenter"].as_str().map(str::to_owned))
+        .and_then(|a| a.config.datacenter)
         .unwrap_or_else(|| "dc1".into());
     let (admin_host, admin_port) = split_host_port(&args.admin_bind, "-admin-bind")?;
     if admin_host != "127.0.0.1" && admin_host != "localhost" && admin_host != "::1" {

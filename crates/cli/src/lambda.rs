@@ -214,23 +214,8 @@ async fn serve(a: ServeArgs) -> anyhow::Result<u8> {
         tracing::warn!(python = %config.python.display(), "python runtimes unavailable: interpreter missing or without awslambdaric (see -python)");
     }
     tracing::info!(addr = %listener.local_addr()?, data_dir = %config.data_dir.display(), "lambda platform listening");
-    lambda_platform::serve(listener, config, shutdown_signal()).await?;
+    lambda_platform::serve(listener, config, crate::signals::shutdown_signal()).await?;
     Ok(0)
-}
-
-async fn shutdown_signal() {
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        () = term => {}
-    }
 }
 
 fn connect(c: &ConnArgs) -> anyhow::Result<Client> {

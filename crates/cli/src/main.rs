@@ -9,6 +9,7 @@ mod connect_cmd;
 mod lambda;
 mod registrator_cmd;
 mod server_cmd;
+mod signals;
 
 use clap::{Parser, Subcommand};
 

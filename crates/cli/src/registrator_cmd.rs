@@ -6,7 +6,6 @@ use std::collections::BTreeMap;
 
 use anyhow::Context as _;
 use clap::{Args, Subcommand};
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tracing::info;
 
 #[derive(Subcommand, Debug)]
@@ -152,19 +151,33 @@ pub async fn run(cmd: RegistratorCommand) -> anyhow::Result<u8> {
         RegistratorCommand::Run(flags) => {
             let vars = flags.vars();
             let engine = registrator::setup::engine(&vars).await?;
+            let mut metrics = None;
             if let Some(addr) = vars.get("METRICS_ADDR").filter(|a| !a.is_empty()) {
                 let listener = tokio::net::TcpListener::bind(addr)
                     .await
                     .with_context(|| format!("cannot listen on -metrics-addr {addr}"))?;
                 info!(addr = %listener.local_addr()?, "metrics at /metrics");
-                tokio::spawn(serve_metrics(listener, engine.metrics()));
+                let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+                let server = tokio::spawn(registrator::metrics::serve(
+                    listener,
+                    engine.metrics(),
+                    async {
+                        let _ = stopped.await;
+                    },
+                ));
+                metrics = Some((stop, server));
             }
             info!(
                 interval = ?engine.config().sync_interval,
                 queue = engine.config().queue_url.as_deref().unwrap_or("none"),
                 "registrator running"
             );
-            registrator::daemon::run(engine, shutdown_signal()).await;
+            registrator::daemon::run(engine, crate::signals::shutdown_signal()).await;
+            // The daemon has stopped; the metrics server drains after it.
+            if let Some((stop, server)) = metrics {
+                let _ = stop.send(());
+                let _ = server.await;
+            }
             Ok(0)
         }
         RegistratorCommand::Lambda(flags) => {
@@ -180,52 +193,6 @@ pub async fn run(cmd: RegistratorCommand) -> anyhow::Result<u8> {
             registrator::lambda_runtime::run(engine, &api).await?;
             Ok(0)
         }
-    }
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let term = async {
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(mut s) => {
-                    s.recv().await;
-                }
-                Err(_) => std::future::pending().await,
-            }
-        };
-        tokio::select! {
-            _ = ctrl_c => {}
-            () = term => {}
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = ctrl_c.await;
-    }
-}
-
-/// A one-route HTTP/1.1 server: every request gets the counters.
-async fn serve_metrics(
-    listener: tokio::net::TcpListener,
-    metrics: std::sync::Arc<registrator::metrics::Metrics>,
-) {
-    loop {
-        let Ok((mut sock, _)) = listener.accept().await else {
-            continue;
-        };
-        let metrics = metrics.clone();
-        tokio::spawn(async move {
-            let mut buf = [0u8; 2048];
-            let _ = sock.read(&mut buf).await;
-            let body = metrics.render();
-            let resp = format!(
-                "HTTP/1.1 200 OK\r\ncontent-type: text/plain; version=0.0.4\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                body.len()
-            );
-            let _ = sock.write_all(resp.as_bytes()).await;
-        });
     }
 }
 

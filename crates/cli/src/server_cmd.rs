@@ -139,32 +139,13 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<u8> {
         dev = config.dev,
         "lambdamesh server ready: HTTP API at http://{http}/v1/ , xDS (gRPC) at {grpc} (try: curl http://{http}/v1/catalog/services)"
     );
-    server::serve_all(app, listener, Some(grpc_listener), shutdown_signal()).await?;
+    server::serve_all(
+        app,
+        listener,
+        Some(grpc_listener),
+        crate::signals::shutdown_signal(),
+    )
+    .await?;
     tracing::info!("lambdamesh server stopped");
     Ok(0)
-}
-
-/// Resolves on SIGINT or SIGTERM.
-pub async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = ctrl_c => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot listen for SIGTERM; only Ctrl-C stops the server");
-                let _ = ctrl_c.await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = ctrl_c.await;
-    }
-    tracing::info!("shutdown requested; draining");
 }

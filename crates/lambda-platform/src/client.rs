@@ -1,8 +1,12 @@
 //! A small SigV4-signing client for this platform's API (or AWS's), used by the CLI, the
-//! benchmarks and tests. It speaks plain HTTP only: the platform listens on loopback.
+//! benchmarks and tests. It speaks plain HTTP only: the platform listens on loopback. Requests
+//! are built and signed by `aws-wire` (the one request builder, shared with the registrator and
+//! the extension); this module only sends them over hyper's pooled async client, which is why it
+//! lives with the platform (already on tokio and hyper) rather than in that runtime-free crate.
 
+use aws_wire::{Endpoint, ErrorAnswer, JsonProtocol, Signer};
 use bytes::Bytes;
-use http::{HeaderMap, HeaderName, HeaderValue, Method, Request};
+use http::HeaderMap;
 use http_body_util::{BodyExt, Full};
 use hyper_util::{
     client::legacy::{Client as HyperClient, connect::HttpConnector},
@@ -54,9 +58,8 @@ impl ClientResponse {
 /// Signing HTTP client.
 #[derive(Clone)]
 pub struct Client {
-    authority: String,
-    creds: Credentials,
-    region: String,
+    endpoint: Endpoint,
+    signer: Signer,
     http: HyperClient<HttpConnector, Full<Bytes>>,
 }
 
@@ -66,10 +69,10 @@ impl Client {
     /// # Errors
     /// [`ClientError::Endpoint`] for anything but `http://host:port`.
     pub fn new(endpoint: &str, creds: Credentials, region: &str) -> Result<Self, ClientError> {
-        let authority = endpoint
-            .strip_prefix("http://")
-            .map(|a| a.trim_end_matches('/').to_owned())
-            .filter(|a| !a.is_empty() && !a.contains('/'))
+        let parsed = endpoint
+            .starts_with("http://")
+            .then(|| Endpoint::parse(endpoint).ok())
+            .flatten()
             .ok_or_else(|| ClientError::Endpoint(endpoint.to_owned()))?;
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
@@ -77,9 +80,8 @@ impl Client {
             .pool_max_idle_per_host(64)
             .build(connector);
         Ok(Self {
-            authority,
-            creds,
-            region: region.to_owned(),
+            endpoint: parsed,
+            signer: Signer::new(creds, None, region),
             http,
         })
     }
@@ -96,38 +98,19 @@ impl Client {
         extra_headers: &[(&str, &str)],
         body: Bytes,
     ) -> Result<ClientResponse, ClientError> {
-        let mut headers = HeaderMap::new();
-        let hv = |v: &str| HeaderValue::from_str(v).map_err(|e| ClientError::Http(e.to_string()));
-        headers.insert("host", hv(&self.authority)?);
-        for (k, v) in extra_headers {
-            headers.insert(
-                HeaderName::from_bytes(k.as_bytes())
-                    .map_err(|e| ClientError::Http(e.to_string()))?,
-                hv(v)?,
-            );
-        }
-        let now = time::OffsetDateTime::now_utc();
-        sigv4::sign(
-            method,
-            path_and_query,
-            &mut headers,
-            &body,
-            &sigv4::Scope {
-                creds: &self.creds,
-                region: &self.region,
+        let req = self
+            .signer
+            .request(
+                &self.endpoint,
                 service,
-            },
-            now,
-        )
-        .map_err(|e| ClientError::Http(e.to_string()))?;
-        let method =
-            Method::from_bytes(method.as_bytes()).map_err(|e| ClientError::Http(e.to_string()))?;
-        let mut req = Request::builder()
-            .method(method)
-            .uri(format!("http://{}{path_and_query}", self.authority))
-            .body(Full::new(body))
-            .map_err(|e| ClientError::Http(e.to_string()))?;
-        *req.headers_mut() = headers;
+                method,
+                path_and_query,
+                extra_headers,
+                body,
+                time::OffsetDateTime::now_utc(),
+            )
+            .map_err(|e| ClientError::Http(e.to_string()))?
+            .map(Full::new);
         let resp = self
             .http
             .request(req)
@@ -166,12 +149,7 @@ impl Client {
                 bytes,
             )
             .await?;
-        decode(resp, |v| {
-            v.get("message")
-                .or_else(|| v.get("Message"))
-                .and_then(Value::as_str)
-                .map(str::to_owned)
-        })
+        decode(resp)
     }
 
     /// A JSON-protocol call (`X-Amz-Target`).
@@ -190,15 +168,13 @@ impl Client {
                 "POST",
                 "/",
                 &[
-                    ("content-type", "application/x-amz-json-1.1"),
+                    ("content-type", JsonProtocol::V1_1.content_type()),
                     ("x-amz-target", target),
                 ],
                 Bytes::from(body.to_string()),
             )
             .await?;
-        decode(resp, |v| {
-            v.get("message").and_then(Value::as_str).map(str::to_owned)
-        })
+        decode(resp)
     }
 
     /// Invokes a function synchronously; returns the raw response.
@@ -219,26 +195,18 @@ impl Client {
     }
 }
 
-fn decode(
-    resp: ClientResponse,
-    message: impl Fn(&Value) -> Option<String>,
-) -> Result<Value, ClientError> {
-    let v: Value = if resp.body.is_empty() {
+fn decode(resp: ClientResponse) -> Result<Value, ClientError> {
+    if resp.status >= 300 {
+        let answer = ErrorAnswer::from_response(resp.status, &resp.headers, &resp.body);
+        return Err(ClientError::Api {
+            status: answer.status,
+            code: answer.code,
+            message: answer.message,
+        });
+    }
+    Ok(if resp.body.is_empty() {
         Value::Null
     } else {
         serde_json::from_slice(&resp.body).unwrap_or(Value::Null)
-    };
-    if resp.status >= 300 {
-        let code = resp
-            .header("x-amzn-errortype")
-            .map(|c| c.split(':').next().unwrap_or(c).to_owned())
-            .or_else(|| v.get("__type").and_then(Value::as_str).map(str::to_owned))
-            .unwrap_or_else(|| "Unknown".into());
-        return Err(ClientError::Api {
-            status: resp.status,
-            code,
-            message: message(&v).unwrap_or_default(),
-        });
-    }
-    Ok(v)
+    })
 }

@@ -36,14 +36,8 @@ use std::{future::Future, net::SocketAddr, path::PathBuf, sync::Arc, time::Durat
 
 pub use pool::{InvokeRequest, InvokeResult};
 
-/// Accepted credentials for SigV4 verification.
-#[derive(Clone, Debug)]
-pub struct Credentials {
-    /// The access key id clients sign with.
-    pub access_key: String,
-    /// The secret key clients sign with.
-    pub secret_key: String,
-}
+/// Accepted credentials for SigV4 verification (and what the platform's client signs with).
+pub use aws_wire::Credentials;
 
 /// Typed, validated configuration of one platform instance.
 #[derive(Clone, Debug)]

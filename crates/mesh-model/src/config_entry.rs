@@ -41,8 +41,8 @@ pub use chain::{
 };
 pub use common::{
     EnvoyExtension, ExposeConfig, ExposePath, HTTP_METHODS, HeaderMatch, HttpHeaderModifiers,
-    LAMBDA_EXTENSION, LambdaArn, MeshGatewayConfig, PROTOCOLS, QueryParamMatch,
-    TransparentProxyConfig, is_http_like, lambda_argument, parse_lambda_arn,
+    LambdaArn, MeshGatewayConfig, PROTOCOLS, QueryParamMatch, TransparentProxyConfig, is_http_like,
+    lambda_argument, parse_lambda_arn,
 };
 pub use defaults::{
     DestinationConfig, MeshConfig, MeshHttpConfig, MeshTransparentProxy, PeeringMeshConfig,
@@ -54,7 +54,10 @@ pub use intentions_entry::{
     IntentionAction, IntentionHttpPermission, IntentionPermission, SOURCE_TYPE_CONSUL,
     ServiceIntentions, SourceIntention,
 };
-pub use lambda::{LAMBDA_META_PREFIX, LambdaTarget};
+pub use lambda::{
+    LAMBDA_EXTENSION, LAMBDA_META_PREFIX, LambdaMarking, LambdaMarkings, LambdaTarget,
+    invocation_mode_argument, lambda_arn_of_entry_json,
+};
 pub use set::ConfigEntrySet;
 
 /// The only name a `proxy-defaults` entry may have.

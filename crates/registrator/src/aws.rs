@@ -1,14 +1,18 @@
 //! AWS access behind the small [`Aws`] trait (so tests can wrap it with faults), and its HTTP
-//! implementation: SigV4 from `lambda-platform`, ureq with rustls, credentials from the
-//! environment or a shared-file profile ([`profile`]), the standard endpoints. Wire shapes of
-//! Lambda, tagging, SSM and SQS are mapped here only.
-
-pub mod profile;
+//! implementation: requests built, signed and sent by `aws-wire` (ureq with rustls), credentials
+//! from the environment or a shared-file profile (`aws_wire::credentials`), the standard
+//! endpoints. The Lambda, tagging, SSM and SQS request bodies and answers the registrator uses,
+//! and the retry class of each AWS error, are mapped here only.
 
 use std::{collections::BTreeMap, future::Future, sync::Arc, time::Duration};
 
-use http::{HeaderMap, HeaderValue};
-use lambda_platform::{Credentials, sigv4};
+use aws_wire::{
+    Endpoint, JsonProtocol, Signer,
+    blocking::{self, CallError},
+    credentials::{self, CredentialsError},
+    request::EndpointError,
+    sigv4::uri_encode,
+};
 use serde_json::{Value, json};
 
 use crate::{config::Tier, tags::Function, tags::TAG_ENABLED};
@@ -112,47 +116,15 @@ pub trait Aws: Send + Sync + 'static {
 /// Errors building the HTTP client.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum AwsSetupError {
-    #[error(
-        "no AWS credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or a profile with static keys in ~/.aws/credentials (AWS_PROFILE; SSO, roles and instance metadata are not supported)"
-    )]
-    NoCredentials,
-    #[error("{present} is set but {missing} is not")]
-    HalfEnvironmentKeys {
-        present: &'static str,
-        missing: &'static str,
-    },
     #[error(transparent)]
-    Profile(#[from] profile::ProfileError),
-    #[error("invalid endpoint {0:?}: want http[s]://host[:port]")]
-    Endpoint(String),
-}
-
-#[derive(Clone, Debug)]
-struct Endpoint {
-    base: String,
-    authority: String,
-}
-
-impl Endpoint {
-    fn parse(url: &str) -> Result<Self, AwsSetupError> {
-        let url = url.trim_end_matches('/');
-        let authority = url
-            .strip_prefix("http://")
-            .or_else(|| url.strip_prefix("https://"))
-            .filter(|a| !a.is_empty() && !a.contains('/'))
-            .ok_or_else(|| AwsSetupError::Endpoint(url.to_owned()))?;
-        Ok(Self {
-            base: url.to_owned(),
-            authority: authority.to_owned(),
-        })
-    }
+    Credentials(#[from] CredentialsError),
+    #[error(transparent)]
+    Endpoint(#[from] EndpointError),
 }
 
 struct Inner {
     agent: ureq::Agent,
-    creds: Credentials,
-    session_token: Option<String>,
-    region: String,
+    signer: Signer,
     lambda: Endpoint,
     ssm: Endpoint,
     tagging: Endpoint,
@@ -166,47 +138,21 @@ pub struct HttpAws {
 }
 
 impl HttpAws {
-    /// Builds the client from the environment: `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`,
-    /// `AWS_SESSION_TOKEN` (else a profile's static keys, [`profile::resolve`]),
-    /// `AWS_ENDPOINT_URL` and `AWS_ENDPOINT_URL_<SERVICE>` (`LAMBDA`, `SSM`,
-    /// `RESOURCE_GROUPS_TAGGING_API`, `SQS`); without an endpoint, AWS's public HTTPS endpoint.
+    /// Builds the client from the environment: credentials as `aws_wire::credentials::from_vars`
+    /// finds them (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`, else a
+    /// profile's static keys), `AWS_ENDPOINT_URL` and `AWS_ENDPOINT_URL_<SERVICE>` (`LAMBDA`,
+    /// `SSM`, `RESOURCE_GROUPS_TAGGING_API`, `SQS`); without an endpoint, AWS's public HTTPS
+    /// endpoint.
     ///
     /// # Errors
     /// Missing or unusable credentials, or a malformed endpoint URL.
     pub fn from_vars(vars: &BTreeMap<String, String>, region: &str) -> Result<Self, AwsSetupError> {
-        let get = |k: &str| vars.get(k).map(|v| v.trim()).filter(|v| !v.is_empty());
-        let half = |present, missing| AwsSetupError::HalfEnvironmentKeys { present, missing };
-        // The SDKs' order: the environment first, then the shared files.
-        let (creds, session_token) = match (get("AWS_ACCESS_KEY_ID"), get("AWS_SECRET_ACCESS_KEY"))
-        {
-            (Some(a), Some(s)) => (
-                Credentials {
-                    access_key: a.to_owned(),
-                    secret_key: s.to_owned(),
-                },
-                get("AWS_SESSION_TOKEN").map(str::to_owned),
-            ),
-            (Some(_), None) => return Err(half("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")),
-            (None, Some(_)) => return Err(half("AWS_SECRET_ACCESS_KEY", "AWS_ACCESS_KEY_ID")),
-            (None, None) => {
-                let p = profile::resolve(vars)?.ok_or(AwsSetupError::NoCredentials)?;
-                tracing::info!(profile = %p.profile, "AWS credentials from the shared files");
-                (
-                    Credentials {
-                        access_key: p.access_key,
-                        secret_key: p.secret_key,
-                    },
-                    p.session_token,
-                )
-            }
-        };
-        let endpoint = |suffix: &str, host: &str| {
-            let url = get(&format!("AWS_ENDPOINT_URL_{suffix}"))
-                .or_else(|| get("AWS_ENDPOINT_URL"))
-                .map(str::to_owned)
-                .unwrap_or_else(|| format!("https://{host}.{region}.amazonaws.com"));
-            Endpoint::parse(&url)
-        };
+        let found = credentials::from_vars(vars)?;
+        if let Some(profile) = &found.profile {
+            tracing::info!(%profile, "AWS credentials from the shared files");
+        }
+        let endpoint =
+            |service_id: &str, host: &str| Endpoint::from_vars(vars, service_id, host, region);
         let agent = ureq::Agent::new_with_config(
             ureq::Agent::config_builder()
                 .http_status_as_error(false)
@@ -217,9 +163,7 @@ impl HttpAws {
         Ok(Self {
             inner: Arc::new(Inner {
                 agent,
-                creds,
-                session_token,
-                region: region.to_owned(),
+                signer: Signer::new(found.credentials, found.session_token, region),
                 lambda: endpoint("LAMBDA", "lambda")?,
                 ssm: endpoint("SSM", "ssm")?,
                 tagging: endpoint("RESOURCE_GROUPS_TAGGING_API", "tagging")?,
@@ -228,126 +172,78 @@ impl HttpAws {
         })
     }
 
-    async fn call(
-        &self,
-        which: Svc,
-        method: &'static str,
-        path_and_query: String,
-        target: Option<&'static str>,
-        body: Option<Value>,
-    ) -> Result<Value, AwsError> {
+    async fn call(&self, call: Call) -> Result<Value, AwsError> {
         let inner = self.inner.clone();
-        tokio::task::spawn_blocking(move || {
-            inner.call(which, method, &path_and_query, target, body)
-        })
-        .await
-        .map_err(|e| AwsError::Transient(format!("worker: {e}")))?
-    }
-
-    async fn lambda_get(&self, path: String) -> Result<Value, AwsError> {
-        self.call(Svc::Lambda, "GET", path, None, None).await
-    }
-
-    async fn json(&self, which: Svc, target: &'static str, body: Value) -> Result<Value, AwsError> {
-        self.call(which, "POST", "/".into(), Some(target), Some(body))
+        tokio::task::spawn_blocking(move || inner.call(call))
             .await
+            .map_err(|e| AwsError::Transient(format!("worker: {e}")))?
+    }
+
+    async fn lambda_get(&self, path_and_query: String) -> Result<Value, AwsError> {
+        self.call(Call::LambdaGet { path_and_query }).await
+    }
+
+    async fn json(&self, svc: Svc, target: &'static str, body: Value) -> Result<Value, AwsError> {
+        self.call(Call::Json { svc, target, body }).await
     }
 }
 
+/// The JSON-protocol services the registrator calls.
 #[derive(Clone, Copy, Debug)]
 enum Svc {
-    Lambda,
     Ssm,
     Tagging,
     Sqs,
 }
 
+/// One AWS call.
+enum Call {
+    /// A Lambda REST `GET` (`path_and_query` already encoded).
+    LambdaGet { path_and_query: String },
+    /// A JSON-protocol call.
+    Json {
+        svc: Svc,
+        target: &'static str,
+        body: Value,
+    },
+}
+
 impl Inner {
-    fn call(
-        &self,
-        which: Svc,
-        method: &str,
-        path_and_query: &str,
-        target: Option<&str>,
-        body: Option<Value>,
-    ) -> Result<Value, AwsError> {
-        let (ep, service, content_type) = match which {
-            Svc::Lambda => (&self.lambda, "lambda", "application/json"),
-            Svc::Ssm => (&self.ssm, "ssm", "application/x-amz-json-1.1"),
-            Svc::Tagging => (&self.tagging, "tagging", "application/x-amz-json-1.1"),
-            Svc::Sqs => (&self.sqs, "sqs", "application/x-amz-json-1.0"),
-        };
-        let body = body.map(|b| b.to_string().into_bytes()).unwrap_or_default();
-        let hv = |v: &str| HeaderValue::from_str(v).map_err(|e| AwsError::Failed(e.to_string()));
-        let mut headers = HeaderMap::new();
-        headers.insert("host", hv(&ep.authority)?);
-        headers.insert("content-type", hv(content_type)?);
-        if let Some(t) = target {
-            headers.insert("x-amz-target", hv(t)?);
-        }
-        if let Some(t) = &self.session_token {
-            headers.insert("x-amz-security-token", hv(t)?);
-        }
-        sigv4::sign(
-            method,
-            path_and_query,
-            &mut headers,
-            &body,
-            &sigv4::Scope {
-                creds: &self.creds,
-                region: &self.region,
-                service,
-            },
-            time::OffsetDateTime::now_utc(),
-        )
-        .map_err(|e| AwsError::Failed(e.to_string()))?;
-        let url = format!("{}{path_and_query}", ep.base);
-        let mut req = ureq::http::Request::builder().method(method).uri(&url);
-        for (k, v) in &headers {
-            // ureq sets Host from the URI itself.
-            if k != "host" {
-                req = req.header(k, v);
+    fn call(&self, call: Call) -> Result<Value, AwsError> {
+        let now = time::OffsetDateTime::now_utc();
+        let request = match call {
+            Call::LambdaGet { path_and_query } => self.signer.request(
+                &self.lambda,
+                "lambda",
+                "GET",
+                &path_and_query,
+                &[("content-type", "application/json")],
+                Vec::new(),
+                now,
+            ),
+            Call::Json { svc, target, body } => {
+                let (endpoint, service, protocol) = match svc {
+                    Svc::Ssm => (&self.ssm, "ssm", JsonProtocol::V1_1),
+                    Svc::Tagging => (&self.tagging, "tagging", JsonProtocol::V1_1),
+                    Svc::Sqs => (&self.sqs, "sqs", JsonProtocol::V1_0),
+                };
+                let body = body.to_string().into_bytes();
+                self.signer
+                    .json_request(endpoint, service, protocol, target, body, now)
             }
         }
-        let req = req
-            .body(body)
-            .map_err(|e| AwsError::Failed(format!("request: {e}")))?;
-        let mut resp = self
-            .agent
-            .run(req)
-            .map_err(|e| AwsError::Transient(format!("{url}: {e}")))?;
-        let status = resp.status().as_u16();
-        let error_type = resp
-            .headers()
-            .get("x-amzn-errortype")
-            .and_then(|v| v.to_str().ok())
-            .map(|v| v.split(':').next().unwrap_or(v).to_owned());
-        let text = resp
-            .body_mut()
-            .read_to_string()
-            .map_err(|e| AwsError::Transient(format!("{url}: {e}")))?;
-        let v: Value = if text.trim().is_empty() {
+        .map_err(|e| AwsError::Failed(format!("request: {e}")))?;
+        let answer = blocking::send(&self.agent, request).map_err(|e| match e {
+            CallError::Transport { .. } => AwsError::Transient(e.to_string()),
+            CallError::Answer(a) => classify(a.status, &a.code, &a.message),
+        })?;
+        // A success is JSON; anything else is kept as text for the error that follows.
+        let text = String::from_utf8_lossy(&answer);
+        Ok(if text.trim().is_empty() {
             Value::Null
         } else {
-            serde_json::from_str(&text).unwrap_or(Value::String(text))
-        };
-        if status < 300 {
-            return Ok(v);
-        }
-        let code = error_type
-            .or_else(|| {
-                v.get("__type")
-                    .or_else(|| v.get("code"))
-                    .and_then(Value::as_str)
-                    .map(|t| t.rsplit('#').next().unwrap_or(t).to_owned())
-            })
-            .unwrap_or_else(|| "Unknown".into());
-        let message = v
-            .get("message")
-            .or_else(|| v.get("Message"))
-            .and_then(Value::as_str)
-            .unwrap_or_default();
-        Err(classify(status, &code, message))
+            serde_json::from_str(&text).unwrap_or_else(|_| Value::String(text.into_owned()))
+        })
     }
 }
 
@@ -460,7 +356,7 @@ impl Aws for HttpAws {
     ) -> Result<Page<(String, String)>, AwsError> {
         let mut path = format!("/2015-03-31/functions/?MaxItems={max_items}");
         if let Some(m) = marker {
-            path.push_str(&format!("&Marker={}", sigv4::uri_encode(&m, true)));
+            path.push_str(&format!("&Marker={}", uri_encode(&m, true)));
         }
         let v = self.lambda_get(path).await?;
         let items = v
@@ -480,20 +376,14 @@ impl Aws for HttpAws {
 
     async fn list_tags(&self, arn: String) -> Result<BTreeMap<String, String>, AwsError> {
         let v = self
-            .lambda_get(format!(
-                "/2017-03-31/tags/{}",
-                sigv4::uri_encode(&arn, true)
-            ))
+            .lambda_get(format!("/2017-03-31/tags/{}", uri_encode(&arn, true)))
             .await?;
         Ok(tag_map(v.get("Tags")))
     }
 
     async fn get_function(&self, name: String) -> Result<Option<Function>, AwsError> {
         let v = match self
-            .lambda_get(format!(
-                "/2015-03-31/functions/{}",
-                sigv4::uri_encode(&name, true)
-            ))
+            .lambda_get(format!("/2015-03-31/functions/{}", uri_encode(&name, true)))
             .await
         {
             Ok(v) => v,
@@ -671,23 +561,23 @@ mod tests {
         .map(|(k, v)| (k.to_owned(), v))
         .collect();
         let a = HttpAws::from_vars(&v, "us-east-1").unwrap();
-        assert_eq!(a.inner.creds.access_key, "P");
-        assert_eq!(a.inner.creds.secret_key, "PS");
-        assert_eq!(a.inner.session_token.as_deref(), Some("PT"));
+        assert_eq!(a.inner.signer.credentials().access_key, "P");
+        assert_eq!(a.inner.signer.credentials().secret_key, "PS");
+        assert_eq!(a.inner.signer.session_token(), Some("PT"));
         // Keys in the environment win, with the environment's (absent) session token.
         v.insert("AWS_ACCESS_KEY_ID".into(), "E".into());
         v.insert("AWS_SECRET_ACCESS_KEY".into(), "ES".into());
         let a = HttpAws::from_vars(&v, "us-east-1").unwrap();
-        assert_eq!(a.inner.creds.access_key, "E");
-        assert_eq!(a.inner.session_token, None);
+        assert_eq!(a.inner.signer.credentials().access_key, "E");
+        assert_eq!(a.inner.signer.session_token(), None);
         v.remove("AWS_ACCESS_KEY_ID");
         v.remove("AWS_SECRET_ACCESS_KEY");
         v.insert("AWS_PROFILE".into(), "nope".into());
         assert!(matches!(
             HttpAws::from_vars(&v, "us-east-1"),
-            Err(AwsSetupError::Profile(
-                profile::ProfileError::NotFound { .. }
-            ))
+            Err(AwsSetupError::Credentials(CredentialsError::Profile(
+                aws_wire::profile::ProfileError::NotFound { .. }
+            )))
         ));
     }
 
@@ -696,7 +586,7 @@ mod tests {
         let mut v = BTreeMap::new();
         assert_eq!(
             HttpAws::from_vars(&v, "us-east-1").err(),
-            Some(AwsSetupError::NoCredentials)
+            Some(AwsSetupError::Credentials(CredentialsError::NoCredentials))
         );
         v.insert("AWS_ACCESS_KEY_ID".into(), "a".into());
         assert_eq!(
@@ -712,12 +602,12 @@ mod tests {
             "https://ssm.example:443".into(),
         );
         let a = HttpAws::from_vars(&v, "eu-west-1").unwrap();
-        assert_eq!(a.inner.lambda.authority, "127.0.0.1:9");
-        assert_eq!(a.inner.ssm.base, "https://ssm.example:443");
+        assert_eq!(a.inner.lambda.authority(), "127.0.0.1:9");
+        assert_eq!(a.inner.ssm.base(), "https://ssm.example:443");
         v.remove("AWS_ENDPOINT_URL");
         let a = HttpAws::from_vars(&v, "eu-west-1").unwrap();
         assert_eq!(
-            a.inner.tagging.base,
+            a.inner.tagging.base(),
             "https://tagging.eu-west-1.amazonaws.com"
         );
         v.insert("AWS_ENDPOINT_URL".into(), "ftp://x".into());

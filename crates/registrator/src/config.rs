@@ -34,16 +34,8 @@ impl Tier {
     }
 }
 
-/// Which markings the `service-defaults` entries carry (`LEGACY_META`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Markings {
-    /// `EnvoyExtensions` only (Consul ≥ 1.15), the default.
-    Extensions,
-    /// `EnvoyExtensions` and the ≤ 1.14 `Meta` keys (`LEGACY_META=true`), for mixed versions.
-    Both,
-    /// The ≤ 1.14 `Meta` keys only (`LEGACY_META=only`): older servers reject `EnvoyExtensions`.
-    MetaOnly,
-}
+/// Which markings the `service-defaults` entries carry (`LEGACY_META`: false, true, only).
+pub use mesh_model::config_entry::LambdaMarkings as Markings;
 
 /// The registrator's settings.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -271,7 +263,7 @@ impl Config {
         // region's functions (none) and deregister every service it owns.
         let region = match get("AWS_REGION").or_else(|| get("AWS_DEFAULT_REGION")) {
             Some(r) => r.to_owned(),
-            None => match crate::aws::profile::region(vars) {
+            None => match aws_wire::profile::region(vars) {
                 Ok(Some(r)) => r,
                 Ok(None) => "us-east-1".to_owned(),
                 Err(e) => {

@@ -9,8 +9,14 @@
 //! desired services), [`event`] (CloudTrail/scheduled event decoding), [`plan`] (desired ×
 //! actual → writes) — then I/O behind the [`aws::Aws`] and [`consul::Consul`] traits, the
 //! [`engine`] that runs a full sync or one event, and the ways to run it ([`daemon`],
-//! [`lambda_runtime`]). It must not depend on the server, store or xds crates (`ca` is used only to read a
-//! certificate's validity): it speaks Consul's and AWS's public wire formats only, so it works against real Consul and AWS as well as ours.
+//! [`lambda_runtime`]), plus the counters and their HTTP endpoint ([`metrics`]).
+//!
+//! Its wires are shared crates: `aws-wire` signs and sends AWS requests and finds credentials,
+//! `consul-client` is the Consul client, and `mesh-model` owns the Lambda marking it writes into
+//! `service-defaults`. It must not depend on the server, store, xds or lambda-platform crates
+//! (`ca` is used only to read a certificate's validity; the platform is a test dependency): it
+//! speaks Consul's and AWS's public wire formats only, so it works against real Consul and AWS as
+//! well as ours.
 
 pub mod aws;
 pub mod config;

@@ -1,6 +1,11 @@
-//! Prometheus-style counters of the registrator (text exposition format).
+//! Prometheus-style counters of the registrator (text exposition format), and [`serve`], the
+//! small HTTP server that exposes them (`-metrics-addr`).
+
+mod http;
 
 use std::sync::atomic::{AtomicU64, Ordering};
+
+pub use http::serve;
 
 /// Counters; cheap to bump from any task.
 #[derive(Debug, Default)]

@@ -6,16 +6,14 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use mesh_model::config_entry::{LambdaMarking, lambda_arn_of_entry_json};
 use serde_json::{Map, Value, json};
 use time::OffsetDateTime;
 
 use crate::{
     config::Markings,
-    tags::{MANAGED_TAG, Scope, Service, TAG_PREFIX, function_name},
+    tags::{InvocationMode, MANAGED_TAG, Scope, Service, function_name},
 };
-
-/// The Consul extension that makes Envoy call Lambda.
-pub const LAMBDA_EXTENSION: &str = "builtin/aws/lambda";
 
 /// What was read from Consul in one scope.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -127,38 +125,14 @@ pub fn param_path(prefix: &str, scope: &Scope, name: &str) -> String {
     format!("{prefix}/{}/{name}", scope.path_part())
 }
 
-/// The `service-defaults` entry the registrator writes for `s`.
+/// The `service-defaults` entry the registrator writes for `s` (the marking is mesh-model's).
 pub fn expected_entry(s: &Service, markings: Markings) -> Value {
-    let mut entry = json!({
-        "Kind": "service-defaults",
-        "Name": s.name,
-        "Protocol": "http",
-        "EnvoyExtensions": [{
-            "Name": LAMBDA_EXTENSION,
-            "Required": false,
-            "Arguments": {
-                "arn": s.arn,
-                "invocationMode": s.invocation_mode.argument(),
-                "payloadPassthrough": s.payload_passthrough,
-            },
-        }],
-    });
-    if markings == Markings::MetaOnly
-        && let Some(o) = entry.as_object_mut()
-    {
-        o.remove("EnvoyExtensions");
+    LambdaMarking {
+        arn: &s.arn,
+        payload_passthrough: s.payload_passthrough,
+        asynchronous: s.invocation_mode == InvocationMode::Asynchronous,
     }
-    if markings != Markings::Extensions {
-        // Consul ≤ 1.14 read these keys (with `enable_serverless_plugin`); region from the ARN.
-        let region = s.arn.split(':').nth(3).unwrap_or_default();
-        entry["Meta"] = json!({
-            format!("{TAG_PREFIX}/enabled"): "true",
-            format!("{TAG_PREFIX}/arn"): s.arn,
-            format!("{TAG_PREFIX}/region"): region,
-            format!("{TAG_PREFIX}/payload-passthrough"): s.payload_passthrough.to_string(),
-        });
-    }
-    entry
+    .service_defaults_json(&s.name, markings)
 }
 
 fn is_empty(v: &Value) -> bool {
@@ -232,23 +206,9 @@ pub fn entry_matches(actual: &Value, expected: &Value) -> bool {
 }
 
 /// The Lambda ARN an entry points at: its `builtin/aws/lambda` extension's `arn`, or the
-/// ≤ 1.14 `Meta` marking.
+/// ≤ 1.14 `Meta` marking (read by mesh-model).
 pub fn entry_arn(entry: &Value) -> Option<&str> {
-    let o = entry.as_object()?;
-    let from_extension = get_ci(o, "EnvoyExtensions")
-        .and_then(Value::as_array)
-        .and_then(|exts| {
-            exts.iter().find_map(|x| {
-                let o = x.as_object()?;
-                (get_ci(o, "Name")?.as_str()? == LAMBDA_EXTENSION).then_some(())?;
-                get_ci(get_ci(o, "Arguments")?.as_object()?, "arn")?.as_str()
-            })
-        });
-    from_extension.or_else(|| {
-        get_ci(o, "Meta")?
-            .get(format!("{TAG_PREFIX}/arn"))?
-            .as_str()
-    })
+    lambda_arn_of_entry_json(entry)
 }
 
 /// The function an owned service belongs to: from its entry's Lambda ARN when present,

@@ -38,23 +38,18 @@ pub struct Scope {
 }
 
 impl Scope {
+    /// Where a Consul request for this scope goes (empty parts: the default, not sent).
+    pub fn tenancy(&self) -> consul_client::Tenancy<'_> {
+        consul_client::Tenancy {
+            datacenter: Some(&self.dc),
+            partition: Some(&self.partition),
+            namespace: Some(&self.namespace),
+        }
+    }
+
     /// Consul query options of this scope (`?dc=…&partition=…&ns=…`), empty when all default.
     pub fn query(&self) -> String {
-        let mut q = Vec::new();
-        for (k, v) in [
-            ("dc", &self.dc),
-            ("partition", &self.partition),
-            ("ns", &self.namespace),
-        ] {
-            if !v.is_empty() {
-                q.push(format!("{k}={}", consul_client::encode(v)));
-            }
-        }
-        if q.is_empty() {
-            String::new()
-        } else {
-            format!("?{}", q.join("&"))
-        }
+        self.tenancy().query()
     }
 
     /// The `<partition>/<namespace>` part of an extension-data path (`default` when unset).
@@ -79,18 +74,6 @@ impl Scope {
 pub enum InvocationMode {
     Synchronous,
     Asynchronous,
-}
-
-impl InvocationMode {
-    /// The value written into the extension's arguments. Consul's `builtin/aws/lambda` compares
-    /// with `"asynchronous"` exactly, so the reference's upper-case value silently meant sync;
-    /// we write lower case (consul-lambda-tools §4).
-    pub fn argument(self) -> &'static str {
-        match self {
-            InvocationMode::Synchronous => "synchronous",
-            InvocationMode::Asynchronous => "asynchronous",
-        }
-    }
 }
 
 /// One mesh service the registrator should keep registered.
@@ -324,7 +307,12 @@ mod tests {
         assert!(s.iter().all(|s| s.payload_passthrough
             && s.invocation_mode == InvocationMode::Asynchronous
             && s.scope == Scope::default()));
-        assert_eq!(InvocationMode::Asynchronous.argument(), "asynchronous");
+        // Written in the lower case Consul compares with.
+        let entry = crate::plan::expected_entry(&s[0], crate::config::Markings::Extensions);
+        assert_eq!(
+            entry["EnvoyExtensions"][0]["Arguments"]["invocationMode"],
+            "asynchronous"
+        );
     }
 
     #[test]

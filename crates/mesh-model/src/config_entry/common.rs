@@ -7,6 +7,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use super::lambda::LAMBDA_EXTENSION;
+
 pub(crate) fn is_false(b: &bool) -> bool {
     !*b
 }
@@ -196,9 +198,6 @@ pub(crate) fn check_protocol(p: &str) -> Result<(), String> {
         ))
     }
 }
-
-/// The Lambda extension's name (reference §1.2).
-pub const LAMBDA_EXTENSION: &str = "builtin/aws/lambda";
 
 pub(crate) fn check_envoy_extensions(exts: &[EnvoyExtension]) -> Result<(), (String, String)> {
     for (i, ext) in exts.iter().enumerate() {

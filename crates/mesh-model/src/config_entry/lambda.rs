@@ -1,13 +1,19 @@
 //! How a service is marked as an AWS Lambda function, by either Consul generation (reference
 //! §1): the 1.15+ `builtin/aws/lambda` Envoy extension or the ≤1.14 `service-defaults` `Meta`
-//! keys. One reading of the marking, used both to validate writes and to compile xDS.
+//! keys. The marking's names live here only: one reading of it, used both to validate writes
+//! and to compile xDS ([`ServiceDefaults::lambda_target`]); the entry a registrator writes
+//! ([`LambdaMarking::service_defaults_json`]); and the ARN read back from any Consul's answer
+//! ([`lambda_arn_of_entry_json`]). Pure.
 
 use std::collections::BTreeMap;
 
-use serde_json::Value;
+use serde_json::{Map, Value, json};
 
 use super::ServiceDefaults;
-use super::common::{LAMBDA_EXTENSION, lambda_argument, parse_lambda_arn};
+use super::common::{lambda_argument, parse_lambda_arn};
+
+/// The Lambda extension's name (reference §1.2).
+pub const LAMBDA_EXTENSION: &str = "builtin/aws/lambda";
 
 /// The ≤1.14 `Meta` key prefix.
 pub const LAMBDA_META_PREFIX: &str = "serverless.consul.hashicorp.com/v1alpha1/lambda/";
@@ -130,4 +136,194 @@ pub(crate) fn check_lambda_meta(meta: &BTreeMap<String, String>) -> Result<(), (
         ));
     }
     Ok(())
+}
+
+/// Which generation(s) of the marking a writer puts in `service-defaults`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LambdaMarkings {
+    /// `EnvoyExtensions` only (Consul ≥ 1.15).
+    Extensions,
+    /// `EnvoyExtensions` and the ≤ 1.14 `Meta` keys, for clusters of mixed versions.
+    Both,
+    /// The ≤ 1.14 `Meta` keys only: older servers reject `EnvoyExtensions`.
+    MetaOnly,
+}
+
+/// The marking of one Lambda-backed service, as a registrator writes it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LambdaMarking<'a> {
+    /// The function ARN, with `:<alias>` for an alias service.
+    pub arn: &'a str,
+    /// Raw body in and out instead of the JSON envelope.
+    pub payload_passthrough: bool,
+    /// `Event` invocations.
+    pub asynchronous: bool,
+}
+
+/// The extension's `invocationMode` argument. Consul's `builtin/aws/lambda` compares with
+/// `"asynchronous"` exactly, so the Go registrator's upper-case value silently meant synchronous;
+/// lower case is written (consul-lambda-tools §4).
+pub fn invocation_mode_argument(asynchronous: bool) -> &'static str {
+    if asynchronous {
+        "asynchronous"
+    } else {
+        "synchronous"
+    }
+}
+
+impl LambdaMarking<'_> {
+    /// The `service-defaults` entry of `service` with this marking, as the JSON body of
+    /// `PUT /v1/config`: the Go registrator's body (`Protocol: http`, the extension with
+    /// `Required: false` and the arguments `arn`, `invocationMode`, `payloadPassthrough`), and
+    /// with [`LambdaMarkings::Both`] or [`LambdaMarkings::MetaOnly`] the ≤ 1.14 keys `enabled`,
+    /// `arn`, `region` (from the ARN) and `payload-passthrough` (the invocation mode had no key).
+    pub fn service_defaults_json(&self, service: &str, markings: LambdaMarkings) -> Value {
+        let mut entry = Map::new();
+        entry.insert("Kind".into(), json!("service-defaults"));
+        entry.insert("Name".into(), json!(service));
+        entry.insert("Protocol".into(), json!("http"));
+        if markings != LambdaMarkings::MetaOnly {
+            entry.insert(
+                "EnvoyExtensions".into(),
+                json!([{
+                    "Name": LAMBDA_EXTENSION,
+                    "Required": false,
+                    "Arguments": {
+                        "arn": self.arn,
+                        "invocationMode": invocation_mode_argument(self.asynchronous),
+                        "payloadPassthrough": self.payload_passthrough,
+                    },
+                }]),
+            );
+        }
+        if markings != LambdaMarkings::Extensions {
+            let region = self.arn.split(':').nth(3).unwrap_or_default();
+            let key = |k: &str| format!("{LAMBDA_META_PREFIX}{k}");
+            entry.insert(
+                "Meta".into(),
+                json!({
+                    key("enabled"): "true",
+                    key("arn"): self.arn,
+                    key("region"): region,
+                    key("payload-passthrough"): self.payload_passthrough.to_string(),
+                }),
+            );
+        }
+        Value::Object(entry)
+    }
+}
+
+/// The Lambda ARN a `service-defaults` entry points at, read from the JSON a Consul server
+/// answers: its `builtin/aws/lambda` extension's `arn`, else the ≤ 1.14 `Meta` marking. Keys
+/// match exactly or, failing that, in any case (Consul's mapstructure); unknown fields are
+/// ignored and nothing is validated, so an entry any Consul version wrote can be read.
+pub fn lambda_arn_of_entry_json(entry: &Value) -> Option<&str> {
+    let o = entry.as_object()?;
+    let from_extension = get_ci(o, "EnvoyExtensions")
+        .and_then(Value::as_array)
+        .and_then(|exts| {
+            exts.iter().find_map(|x| {
+                let o = x.as_object()?;
+                (get_ci(o, "Name")?.as_str()? == LAMBDA_EXTENSION).then_some(())?;
+                get_ci(get_ci(o, "Arguments")?.as_object()?, "arn")?.as_str()
+            })
+        });
+    from_extension.or_else(|| {
+        get_ci(o, "Meta")?
+            .get(format!("{LAMBDA_META_PREFIX}arn"))?
+            .as_str()
+    })
+}
+
+/// A member by exact key, else by a key equal in any case.
+fn get_ci<'a>(o: &'a Map<String, Value>, k: &str) -> Option<&'a Value> {
+    o.get(k).or_else(|| {
+        o.iter()
+            .find(|(x, _)| x.eq_ignore_ascii_case(k))
+            .map(|(_, v)| v)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::config_entry::{ConfigEntry, decode_value};
+
+    const ARN: &str = "arn:aws:lambda:eu-west-1:123456789012:function:f:prod";
+
+    fn target(entry: Value) -> LambdaTarget {
+        let ConfigEntry::ServiceDefaults(d) = decode_value(entry).unwrap() else {
+            panic!("not service-defaults");
+        };
+        d.lambda_target().unwrap()
+    }
+
+    #[test]
+    fn the_written_entry_is_the_go_registrators_body() {
+        let m = LambdaMarking {
+            arn: ARN,
+            payload_passthrough: true,
+            asynchronous: false,
+        };
+        assert_eq!(
+            m.service_defaults_json("f-prod", LambdaMarkings::Extensions)
+                .to_string(),
+            r#"{"EnvoyExtensions":[{"Arguments":{"arn":"arn:aws:lambda:eu-west-1:123456789012:function:f:prod","invocationMode":"synchronous","payloadPassthrough":true},"Name":"builtin/aws/lambda","Required":false}],"Kind":"service-defaults","Name":"f-prod","Protocol":"http"}"#
+        );
+        let only = m.service_defaults_json("f-prod", LambdaMarkings::MetaOnly);
+        assert!(only.get("EnvoyExtensions").is_none());
+        assert_eq!(
+            only["Meta"],
+            json!({
+                "serverless.consul.hashicorp.com/v1alpha1/lambda/enabled": "true",
+                "serverless.consul.hashicorp.com/v1alpha1/lambda/arn": ARN,
+                "serverless.consul.hashicorp.com/v1alpha1/lambda/region": "eu-west-1",
+                "serverless.consul.hashicorp.com/v1alpha1/lambda/payload-passthrough": "true",
+            })
+        );
+    }
+
+    #[test]
+    fn what_is_written_reads_back_in_every_generation() {
+        for markings in [
+            LambdaMarkings::Extensions,
+            LambdaMarkings::Both,
+            LambdaMarkings::MetaOnly,
+        ] {
+            for asynchronous in [false, true] {
+                let m = LambdaMarking {
+                    arn: ARN,
+                    payload_passthrough: !asynchronous,
+                    asynchronous,
+                };
+                let entry = m.service_defaults_json("s", markings);
+                assert_eq!(lambda_arn_of_entry_json(&entry), Some(ARN));
+                let t = target(entry);
+                assert_eq!(t.arn, ARN);
+                assert_eq!(t.region, "eu-west-1");
+                assert_eq!(t.payload_passthrough, !asynchronous);
+                // The ≤ 1.14 keys never carried the invocation mode.
+                if markings != LambdaMarkings::MetaOnly {
+                    assert_eq!(t.asynchronous, asynchronous);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_arn_is_read_from_any_consuls_spelling() {
+        let e = json!({"envoyExtensions": [
+            {"name": "other", "arguments": {"arn": "x"}},
+            {"NAME": LAMBDA_EXTENSION, "Arguments": {"ARN": "a"}},
+        ]});
+        assert_eq!(lambda_arn_of_entry_json(&e), Some("a"));
+        let e = json!({"Meta": {"serverless.consul.hashicorp.com/v1alpha1/lambda/arn": "m"}});
+        assert_eq!(lambda_arn_of_entry_json(&e), Some("m"));
+        assert_eq!(
+            lambda_arn_of_entry_json(&json!({"Kind": "service-defaults"})),
+            None
+        );
+        assert_eq!(lambda_arn_of_entry_json(&json!([])), None);
+    }
 }

@@ -9,6 +9,7 @@ use time::OffsetDateTime;
 use super::*;
 use crate::config::Markings;
 use crate::tags::{InvocationMode, Scope, Service};
+use mesh_model::config_entry::LAMBDA_EXTENSION;
 
 const ARN: &str = "arn:aws:lambda:us-east-1:123456789012:function:";
 

@@ -297,7 +297,7 @@ fn read(path: Option<&str>) -> Result<Option<Sections>, ProfileError> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(failed(e.to_string())),
     };
-    // Bounded: a path such as /dev/zero must not hang the registrator or exhaust its memory.
+    // Bounded: a path such as /dev/zero must not hang the caller or exhaust its memory.
     let mut text = String::new();
     file.take(MAX_FILE_BYTES + 1)
         .read_to_string(&mut text)
