@@ -24,10 +24,11 @@ use axum::routing::{delete, get, put};
 use crate::AppState;
 use crate::error::ApiError;
 
-pub use extract::{Ctx, MAX_BODY, body};
+use extract::MAX_BODY;
+pub(crate) use extract::{Ctx, body};
 
 /// Every route of the HTTP API, with the body limit and the `?dc` check.
-pub fn router(app: AppState) -> Router {
+pub(crate) fn router(app: AppState) -> Router {
     Router::new()
         // catalog
         .route("/v1/catalog/register", put(catalog::register))

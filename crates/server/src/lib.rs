@@ -14,7 +14,7 @@
 mod acl;
 mod agent;
 pub mod api;
-pub mod authz;
+mod authz;
 mod background;
 pub mod config;
 pub mod connect;
@@ -23,7 +23,7 @@ mod intentions;
 pub mod query;
 mod rows;
 mod ttl;
-pub mod xds_source;
+mod xds_source;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -37,13 +37,13 @@ use store::Store;
 /// Shared state of the HTTP handlers.
 #[derive(Clone)]
 pub struct AppState {
-    pub store: Store,
-    pub config: Arc<ServerConfig>,
-    pub ttl: Arc<ttl::TtlTimers>,
-    pub leaves: Arc<connect::LeafCache>,
+    pub(crate) store: Store,
+    pub(crate) config: Arc<ServerConfig>,
+    pub(crate) ttl: Arc<ttl::TtlTimers>,
+    pub(crate) leaves: Arc<connect::LeafCache>,
     /// What proxies rejected and acknowledged (served at `/v1/internal/xds/status`).
-    pub xds_nacks: Arc<xds::ads::NackLog>,
-    pub xds_acks: Arc<xds::ads::AckLog>,
+    pub(crate) xds_nacks: Arc<xds::ads::NackLog>,
+    pub(crate) xds_acks: Arc<xds::ads::AckLog>,
 }
 
 /// Errors starting the server.
