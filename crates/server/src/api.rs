@@ -1,5 +1,5 @@
 //! The route table of the HTTP API. One module per Consul API area, holding handlers only: each
-//! takes its query options and caller from the [`Ctx`] extractor, decodes its body, authorizes,
+//! takes its query options and caller from the `Ctx` extractor, decodes its body, authorizes,
 //! and then writes one op, calls a runtime service (`connect`, `agent`, `intentions`, ...) or
 //! runs a blocking read, and answers in Consul's JSON (`rows` for catalog and health rows).
 //!

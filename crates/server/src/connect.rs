@@ -1,5 +1,5 @@
-//! The built-in Connect CA at run time: its start-up ([`init`]: cluster ID and first root), its
-//! configuration changes with root rotation ([`configure`]), its background task ([`run`]: leaf
+//! The built-in Connect CA at run time: its start-up (`init`: cluster ID and first root), its
+//! configuration changes with root rotation ([`configure`]), its background task (`run`: leaf
 //! renewal and pruning of retired roots), and the leaf cache ([`LeafCache`]).
 //!
 //! Certificates are made here (with `ca`, which is pure) and carried into the store inside one
@@ -30,7 +30,7 @@ pub use leaf::{Leaf, LeafCache};
 /// bundle has to reach every proxy before any of them presents a leaf only the new root signs.
 pub const ROTATION_GRACE: Duration = Duration::from_secs(2);
 
-/// How often [`run`] looks for leaves to renew and roots to prune.
+/// How often `run` looks for leaves to renew and roots to prune.
 const TICK: Duration = Duration::from_secs(1);
 
 /// Failures of the CA's runtime duties.
@@ -58,7 +58,7 @@ pub(crate) fn rfc3339(t: OffsetDateTime) -> String {
     t.format(&Rfc3339).unwrap_or_default()
 }
 
-/// The trust domain, `<cluster-id>.consul` (empty cluster ID before [`init`]).
+/// The trust domain, `<cluster-id>.consul` (empty cluster ID before `init`).
 pub fn trust_domain(state: &store::State) -> String {
     mesh_model::connect::trust_domain(&state.ca().cluster_id)
 }

@@ -3,12 +3,12 @@
 //! single-node server: the Connect CA ([`connect`]), ACL start-up (`acl`), the agent's own node
 //! and TTL check expiry (`agent`, `ttl`).
 //!
-//! Request flow: axum route → the [`api::Ctx`] extractor parses the [`query::Query`] once and
-//! resolves the token to an authorizer ([`authz`]) → a pure decode/validate in `mesh-model` →
+//! Request flow: axum route → the `api::Ctx` extractor parses the [`query::Query`] once and
+//! resolves the token to an authorizer (`authz`) → a pure decode/validate in `mesh-model` →
 //! one [`store::Op`] written or a runtime service called, or a read through
 //! [`query::blocking`] → JSON in Consul's shape (catalog and health rows: `rows`). Errors
 //! become responses only in [`error`]. Envoy configuration is compiled by the `xds` crate;
-//! [`xds_source`] only feeds it values from the store and serves the result over ADS. This
+//! `xds_source` only feeds it values from the store and serves the result over ADS. This
 //! crate must not know about AWS.
 
 mod acl;

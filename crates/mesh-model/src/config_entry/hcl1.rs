@@ -9,7 +9,7 @@
 //!
 //! It also bounds nesting depth ([`check_nesting`]) before any HCL parse.
 //!
-//! [`to_hcl2`] rewrites those forms outside strings and comments and leaves everything else as
+//! `to_hcl2` rewrites those forms outside strings and comments and leaves everything else as
 //! it was. Callers use it only to retry a document that failed to parse, so valid HCL 2 never
 //! goes through it. [`from_str`] is the whole pass for a document read into a type (ACL rules,
 //! the server's config files): nesting check, HCL 2 parse, HCL 1 retry.
@@ -62,7 +62,7 @@ pub fn check_nesting(text: &str) -> Result<(), String> {
 
 /// Parses an HCL document into `T` as Consul's HCL 1 parser would accept it: nesting is bounded
 /// ([`check_nesting`]), then the text is parsed as HCL 2, and if that fails, parsed again with
-/// its HCL 1-only forms rewritten ([`to_hcl2`]).
+/// its HCL 1-only forms rewritten (`to_hcl2`).
 ///
 /// # Errors
 /// The nesting message, or the first parse's error when the retry fails too (it names the
