@@ -4,8 +4,11 @@
 //!
 //! Parsing and token resolution happen in the same order, with the same 400 and 403 answers, as
 //! `Query::parse` followed by `authz::resolve`: a bad query option is a 400 before any token is
-//! looked at. Handlers that must check something else first (the ACL endpoints answer 401 when
-//! ACLs are off) build a `Ctx` with [`Ctx::resolve`] themselves.
+//! looked at. Handlers that must check something else first wrap or defer it: the ACL endpoints
+//! answer 401 when ACLs are off before anything else (`api/acl.rs`'s `AclCtx`), and
+//! `/v1/agent/check/update` decodes its body before it resolves the token ([`Ctx::resolve`]).
+//!
+//! This module must not depend on any handler module.
 
 use axum::body::Bytes;
 use axum::extract::FromRequestParts;
