@@ -8,7 +8,7 @@
 //! one [`store::Op`] written or a runtime service called, or a read through
 //! [`query::blocking`] → JSON in Consul's shape (catalog and health rows: `rows`). Errors
 //! become responses only in [`error`]. Envoy configuration is compiled by the `xds` crate;
-//! `xds_source` only feeds it values from the store and serves the result over ADS. This
+//! [`xds_source`] only feeds it values from the store and serves the result over ADS. This
 //! crate must not know about AWS.
 
 mod acl;
@@ -23,7 +23,7 @@ mod intentions;
 pub mod query;
 mod rows;
 mod ttl;
-mod xds_source;
+pub mod xds_source;
 
 use std::future::Future;
 use std::sync::Arc;
