@@ -314,7 +314,6 @@ def handler(event, context):
 /// EventBridge rule whose target is the alias ARN. The weight makes the choice certain, so the
 /// test never depends on a random roll.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "fails until EventBridge deliveries resolve the qualifier through the functions service"]
 async fn weighted_alias_routing_applies_to_every_kind_of_invoke() {
     let p = TestPlatform::start().await;
     let tmp = tempfile::tempdir().unwrap();
