@@ -1,7 +1,7 @@
 //! The JSON-protocol services chosen by `X-Amz-Target`: SSM Parameter Store, the Resource
 //! Groups Tagging API, EventBridge and SQS. The body is checked to be a JSON object and decoded,
 //! with the operation named by the target, into the service's typed request; the service's
-//! typed answer is the response body.
+//! typed answer is the response body. Must not hold any service logic.
 
 use bytes::Bytes;
 use http::Response;

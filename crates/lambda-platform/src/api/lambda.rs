@@ -1,7 +1,8 @@
 //! The Lambda REST API (2015-03-31 and friends): each route decodes its path, query, headers
 //! and body once into the functions service's typed request, calls the service
 //! ([`crate::functions`]), and encodes the typed answer with AWS's status code and headers.
-//! Nothing else happens here: checks, state, invokes and CloudTrail events are the service's.
+//! Nothing else happens here: checks, state, invokes and CloudTrail events are the service's,
+//! and errors are rendered by `wire.rs`.
 
 use base64::Engine;
 use bytes::Bytes;

@@ -1,5 +1,6 @@
 //! The `AWSEvents.*` operations: rules and their targets (persisted in `events/rules.json`),
 //! PutEvents, TestEventPattern. Each takes its typed request and gives its typed answer.
+//! Must not depend on HTTP or on the functions service (deliveries are `events.rs`'s).
 
 use serde_json::Value;
 

@@ -1,7 +1,8 @@
 //! Invokes: the Lambda API's (`RequestResponse`, `Event`, `DryRun`) and the event bus's
 //! deliveries to rule targets. Both resolve their qualifier with [`Functions::route`], so an
 //! alias's weights apply to every invoke, then build the version's sandbox spec and hand the
-//! invoke to the pools. The payload stays the bytes the caller sent.
+//! invoke to the pools. The payload stays the bytes the caller sent. Must not depend on HTTP
+//! (the Lambda API encodes `Invoked` into headers) nor look inside the payload.
 
 use std::{sync::Arc, time::Duration};
 

@@ -1,5 +1,5 @@
 //! Layers: PublishLayerVersion, GetLayerVersion, DeleteLayerVersion, ListLayerVersions,
-//! ListLayers, and the `Layers` member of a function's configuration.
+//! ListLayers, and the `Layers` member of a function's configuration. Must not depend on HTTP.
 
 use super::{
     Caller, Functions, iso_now, paging,

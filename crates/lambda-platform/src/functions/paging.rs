@@ -1,5 +1,6 @@
 //! Lambda's list pagination: `MaxItems` (at most 50 per page whatever is asked) and opaque
-//! `Marker`s, which are the base64 of the sort key of the last item returned.
+//! `Marker`s, which are the base64 of the sort key of the last item returned. Pure; must not
+//! depend on the platform's state.
 
 use base64::Engine;
 

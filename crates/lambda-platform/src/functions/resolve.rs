@@ -4,6 +4,7 @@
 //!
 //! An invoke of an alias with `RoutingConfig.AdditionalVersionWeights` runs the additional
 //! version with its weight, whoever invokes it; a read of the alias shows its primary version.
+//! `select` and `route` are pure (the roll is passed in); must not depend on HTTP or the pools.
 
 use super::Functions;
 use crate::{

@@ -1,4 +1,5 @@
 //! Tags of functions: TagResource, UntagResource, ListTags (the resource is a function ARN).
+//! Must not depend on HTTP.
 
 use super::{
     Caller, Functions,

@@ -3,7 +3,8 @@
 //!
 //! CloudTrail records what the client sent, so a few calls record their request body whole:
 //! that is the one JSON document the service keeps ([`Caller::body`]). Code and environment
-//! values are never recorded, as on AWS.
+//! values are never recorded, as on AWS. Must not depend on HTTP: the Lambda API hands over the
+//! caller's identity as a [`Caller`].
 
 use std::net::IpAddr;
 

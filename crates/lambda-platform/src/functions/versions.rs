@@ -1,5 +1,6 @@
 //! Published versions and aliases: PublishVersion, ListVersionsByFunction and the alias
-//! operations (with `RoutingConfig` checked as AWS checks it).
+//! operations (with `RoutingConfig` checked as AWS checks it). Must not depend on HTTP; which
+//! version an alias runs is `resolve.rs`'s answer, not this module's.
 
 use std::collections::BTreeMap;
 
