@@ -83,10 +83,20 @@ impl Server {
 struct Figures {
     p50: Duration,
     p99: Duration,
+    mean: Duration,
     rps: f64,
+    /// Invokes that took longer than [`STALL`].
+    stalls: usize,
+    /// How many invokes were in progress and not stalled, on average over the wall time: the
+    /// load the p50 was really measured under (a closed loop whose clients sit in stalls offers
+    /// the server less than its nominal concurrency).
+    active: f64,
     /// CPU µs per request: client, server, function.
     cpu: [f64; 3],
 }
+
+/// An invoke this slow waited on something other than work (tens of ms on an idle machine).
+const STALL: Duration = Duration::from_millis(20);
 
 /// The event every server gets: the request JSON the mesh's `aws_lambda` filter sends, which the
 /// echo function answers (as in `bench/mesh-lambda.sh`).
@@ -153,11 +163,14 @@ fn invoke(agent: &ureq::Agent, url: &str, i: usize) -> anyhow::Result<Duration> 
 }
 
 /// `n` invokes spread over the clients (client k → instance k): latencies, wall time, the
-/// clients' CPU time (ns).
+/// clients' CPU time (ns). Unpaced, each client sends its next invoke as soon as it has the
+/// answer (closed loop); paced at `rate` invokes/s in all, each client sends on a fixed
+/// schedule (at once when it is behind), so every server gets the same offered load.
 fn load(
     agents: &[ureq::Agent],
     server: &Server,
     n: usize,
+    rate: Option<f64>,
 ) -> anyhow::Result<(Vec<Duration>, Duration, u64)> {
     let clients = agents.len();
     let start = Instant::now();
@@ -167,11 +180,21 @@ fn load(
         .map(|(k, a)| {
             let a = a.clone();
             let url = server.urls[k % server.urls.len()].clone();
+            // Client k's schedule is shifted by k/clients of an interval, spreading the sends.
+            let schedule = rate.map(|r| {
+                let interval = Duration::from_secs_f64(clients as f64 / r);
+                (interval, start + interval.mul_f64(k as f64 / clients as f64))
+            });
             std::thread::spawn(move || -> anyhow::Result<(Vec<Duration>, u64)> {
                 let cpu = bench::thread_cpu_ns();
-                let lat = (0..n / clients)
-                    .map(|i| invoke(&a, &url, i))
-                    .collect::<anyhow::Result<Vec<_>>>()?;
+                let mut lat = Vec::with_capacity(n / clients);
+                for i in 0..n / clients {
+                    if let Some((interval, first)) = schedule {
+                        let at = first + interval * i as u32;
+                        std::thread::sleep(at.saturating_duration_since(Instant::now()));
+                    }
+                    lat.push(invoke(&a, &url, i)?);
+                }
                 Ok((lat, bench::thread_cpu_ns().saturating_sub(cpu)))
             })
         })
@@ -185,6 +208,86 @@ fn load(
         cpu += c;
     }
     Ok((all, start.elapsed(), cpu))
+}
+
+/// `requests` invokes per server in [`ROUNDS`] interleaved rounds (every server once per round,
+/// so they share the machine's noise), with the CPU time each part spent on them.
+fn measure(
+    servers: &[Server],
+    agents: &[ureq::Agent],
+    requests: usize,
+    rate: Option<f64>,
+) -> anyhow::Result<Vec<Figures>> {
+    let mut lat = vec![Vec::new(); servers.len()];
+    let mut wall = vec![Duration::ZERO; servers.len()];
+    let mut cpu = vec![[0u64; 3]; servers.len()];
+    for _ in 0..ROUNDS {
+        for (k, s) in servers.iter().enumerate() {
+            let before = s.cpu_ns();
+            let (l, w, client) = load(agents, s, requests / ROUNDS, rate)?;
+            let after = s.cpu_ns();
+            lat[k].extend(l);
+            wall[k] += w;
+            cpu[k][0] += client;
+            cpu[k][1] += after.0.saturating_sub(before.0);
+            cpu[k][2] += after.1.saturating_sub(before.1);
+        }
+    }
+    Ok(lat
+        .into_iter()
+        .zip(wall)
+        .zip(cpu)
+        .map(|((mut l, w), cpu)| {
+            l.sort();
+            let n = l.len().max(1) as f64;
+            Figures {
+                p50: percentile(&l, 0.5).unwrap_or_default(),
+                p99: percentile(&l, 0.99).unwrap_or_default(),
+                mean: l.iter().sum::<Duration>().div_f64(n),
+                rps: l.len() as f64 / w.as_secs_f64(),
+                stalls: l.iter().filter(|d| **d > STALL).count(),
+                active: l.iter().filter(|d| **d <= STALL).sum::<Duration>().as_secs_f64()
+                    / w.as_secs_f64(),
+                cpu: cpu.map(|ns| ns as f64 / 1e3 / n),
+            }
+        })
+        .collect())
+}
+
+/// The table of one measurement, then ours against the peer with the lower p50.
+fn print_table(servers: &[Server], figs: &[Figures]) -> anyhow::Result<()> {
+    println!(
+        "  {:<34} {:>7} {:>7} {:>7} {:>5} {:>6} {:>9}   CPU µs per invoke: {:>6} {:>6} {:>8}",
+        "", "p50 ms", "p99 ms", "mean ms", ">20ms", "active", "invokes/s", "client", "server", "function"
+    );
+    for (s, f) in servers.iter().zip(figs) {
+        println!(
+            "  {:<34} {:>7.3} {:>7.3} {:>7.3} {:>5} {:>6.2} {:>9.0}   {:>24.1} {:>6.1} {:>8.1}",
+            s.name,
+            ms(f.p50),
+            ms(f.p99),
+            ms(f.mean),
+            f.stalls,
+            f.active,
+            f.rps,
+            f.cpu[0],
+            f.cpu[1],
+            f.cpu[2]
+        );
+    }
+    let (ours, peers) = figs.split_first().context("no servers")?;
+    let (faster, name) = peers
+        .iter()
+        .zip(&servers[1..])
+        .min_by_key(|(f, _)| f.p50)
+        .map(|(f, s)| (f, s.name))
+        .context("no peers")?;
+    println!(
+        "  ours / faster peer ({name}): p50 {:.2}×, p99 {:.2}× (target: ≤ 0.80×)",
+        ours.p50.as_secs_f64() / faster.p50.as_secs_f64(),
+        ours.p99.as_secs_f64() / faster.p99.as_secs_f64(),
+    );
+    Ok(())
 }
 
 /// Waits until `url` answers an invoke (cold start, and for cargo-lambda its `cargo run`).
@@ -419,68 +522,21 @@ fn main() -> anyhow::Result<()> {
             .collect();
         // Warm-up: c concurrent clients give our platform c sandboxes, and every connection.
         for s in &servers {
-            load(&agents, s, (requests / 4).max(c * 20))?;
+            load(&agents, s, (requests / 4).max(c * 20), None)?;
         }
         check_same_function(&servers, &echo_fn, c)?;
-        let mut lat = vec![Vec::new(); servers.len()];
-        let mut wall = vec![Duration::ZERO; servers.len()];
-        let mut cpu = vec![[0u64; 3]; servers.len()];
-        for _ in 0..ROUNDS {
-            for (k, s) in servers.iter().enumerate() {
-                let before = s.cpu_ns();
-                let (l, w, client) = load(&agents, s, requests / ROUNDS)?;
-                let after = s.cpu_ns();
-                lat[k].extend(l);
-                wall[k] += w;
-                cpu[k][0] += client;
-                cpu[k][1] += after.0.saturating_sub(before.0);
-                cpu[k][2] += after.1.saturating_sub(before.1);
-            }
+        let figs = measure(&servers, &agents, requests, None)?;
+        println!("concurrency {c} ({c} function process(es) per server), closed loop:");
+        print_table(&servers, &figs)?;
+        if c > 1 {
+            // Diagnostic: the same offered load for all, below what the slowest sustained, so
+            // that no server's latency is measured under a lighter load than another's.
+            let slowest = figs.iter().map(|f| f.rps).fold(f64::INFINITY, f64::min);
+            let rate = (slowest * 0.8).floor().max(1.0);
+            let figs = measure(&servers, &agents, requests / 2, Some(rate))?;
+            println!("concurrency {c}, paced: {rate:.0} invokes/s offered to each server (0.8 × the slowest's throughput above):");
+            print_table(&servers, &figs)?;
         }
-        let figs: Vec<Figures> = lat
-            .into_iter()
-            .zip(wall)
-            .zip(cpu)
-            .map(|((mut l, w), cpu)| {
-                l.sort();
-                let n = l.len().max(1) as f64;
-                Figures {
-                    p50: percentile(&l, 0.5).unwrap_or_default(),
-                    p99: percentile(&l, 0.99).unwrap_or_default(),
-                    rps: l.len() as f64 / w.as_secs_f64(),
-                    cpu: cpu.map(|ns| ns as f64 / 1e3 / n),
-                }
-            })
-            .collect();
-        println!("concurrency {c} ({c} function process(es) per server):");
-        println!(
-            "  {:<36} {:>9} {:>9} {:>9}   CPU µs per invoke: {:>7} {:>7} {:>8}",
-            "", "p50 ms", "p99 ms", "invokes/s", "client", "server", "function"
-        );
-        for (s, f) in servers.iter().zip(&figs) {
-            println!(
-                "  {:<36} {:>9.3} {:>9.3} {:>9.0}   {:>25.1} {:>7.1} {:>8.1}",
-                s.name,
-                ms(f.p50),
-                ms(f.p99),
-                f.rps,
-                f.cpu[0],
-                f.cpu[1],
-                f.cpu[2]
-            );
-        }
-        let (ours, peers) = figs.split_first().context("no servers")?;
-        let faster = peers
-            .iter()
-            .zip(&servers[1..])
-            .min_by_key(|(f, _)| f.p50)
-            .context("no peers")?;
-        println!(
-            "  ours / faster peer ({}): p50 {:.2}×, p99 {:.2}× (target: ≤ 0.80×)",
-            faster.1.name,
-            ours.p50.as_secs_f64() / faster.0.p50.as_secs_f64(),
-            ours.p99.as_secs_f64() / faster.0.p99.as_secs_f64(),
-        );
         // Servers stop (children killed) before the next phase starts its own.
         drop(servers);
     }
