@@ -183,7 +183,10 @@ fn load(
             // Client k's schedule is shifted by k/clients of an interval, spreading the sends.
             let schedule = rate.map(|r| {
                 let interval = Duration::from_secs_f64(clients as f64 / r);
-                (interval, start + interval.mul_f64(k as f64 / clients as f64))
+                (
+                    interval,
+                    start + interval.mul_f64(k as f64 / clients as f64),
+                )
             });
             std::thread::spawn(move || -> anyhow::Result<(Vec<Duration>, u64)> {
                 let cpu = bench::thread_cpu_ns();
@@ -246,7 +249,11 @@ fn measure(
                 mean: l.iter().sum::<Duration>().div_f64(n),
                 rps: l.len() as f64 / w.as_secs_f64(),
                 stalls: l.iter().filter(|d| **d > STALL).count(),
-                active: l.iter().filter(|d| **d <= STALL).sum::<Duration>().as_secs_f64()
+                active: l
+                    .iter()
+                    .filter(|d| **d <= STALL)
+                    .sum::<Duration>()
+                    .as_secs_f64()
                     / w.as_secs_f64(),
                 cpu: cpu.map(|ns| ns as f64 / 1e3 / n),
             }
@@ -258,7 +265,16 @@ fn measure(
 fn print_table(servers: &[Server], figs: &[Figures]) -> anyhow::Result<()> {
     println!(
         "  {:<34} {:>7} {:>7} {:>7} {:>5} {:>6} {:>9}   CPU µs per invoke: {:>6} {:>6} {:>8}",
-        "", "p50 ms", "p99 ms", "mean ms", ">20ms", "active", "invokes/s", "client", "server", "function"
+        "",
+        "p50 ms",
+        "p99 ms",
+        "mean ms",
+        ">20ms",
+        "active",
+        "invokes/s",
+        "client",
+        "server",
+        "function"
     );
     for (s, f) in servers.iter().zip(figs) {
         println!(
@@ -325,6 +341,7 @@ fn start_ours(lambdamesh: &str, echo_fn: &Path, dir: &Path) -> anyhow::Result<Se
             .args(["lambda", "serve", "-addr", &format!("127.0.0.1:{port}")])
             .arg("-data-dir")
             .arg(dir.join("data"))
+            // It writes nothing per invoke at `info` either; `warn` matches RIE's level below.
             .env("LAMBDAMESH_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(log_file(dir, "platform.log")?),
@@ -350,7 +367,8 @@ fn start_ours(lambdamesh: &str, echo_fn: &Path, dir: &Path) -> anyhow::Result<Se
 
 /// `n` Runtime Interface Emulators, each running the echo binary as its bootstrap, with both of
 /// its addresses on loopback (it binds 0.0.0.0:8080 unless told otherwise). Their output (the
-/// function's log lines) goes to a file, as our platform's does.
+/// invoke's `START`/`END`/`REPORT` lines and the function's output) goes to a file, as our
+/// platform's does.
 fn start_rie(rie: &str, echo_fn: &Path, dir: &Path, n: usize) -> anyhow::Result<Server> {
     let mut server = Server {
         name: "AWS Runtime Interface Emulator",
@@ -367,6 +385,10 @@ fn start_rie(rie: &str, echo_fn: &Path, dir: &Path, n: usize) -> anyhow::Result<
                     &format!("127.0.0.1:{port}"),
                     "--runtime-api-address",
                     &format!("127.0.0.1:{api}"),
+                    // Its own diagnostics at the level ours runs at: at `info` it adds two lines
+                    // per invoke (INVOKE START, RTDONE) that ours does not write.
+                    "--log-level",
+                    "warn",
                 ])
                 .arg(echo_fn)
                 .env_clear()
@@ -534,7 +556,9 @@ fn main() -> anyhow::Result<()> {
             let slowest = figs.iter().map(|f| f.rps).fold(f64::INFINITY, f64::min);
             let rate = (slowest * 0.8).floor().max(1.0);
             let figs = measure(&servers, &agents, requests / 2, Some(rate))?;
-            println!("concurrency {c}, paced: {rate:.0} invokes/s offered to each server (0.8 × the slowest's throughput above):");
+            println!(
+                "concurrency {c}, paced: {rate:.0} invokes/s offered to each server (0.8 × the slowest's throughput above):"
+            );
             print_table(&servers, &figs)?;
         }
         // Servers stop (children killed) before the next phase starts its own.
