@@ -18,6 +18,11 @@
 //! server before the clock starts (the peers ignore the signature; ours verifies it). The servers
 //! are measured in interleaved rounds so that they share the machine's noise. Before measuring,
 //! the driver checks that every function process runs the same executable, byte for byte.
+//! Above concurrency 1 a second, paced measurement offers every server the same load, so that a
+//! server whose clients sit in stalls is not measured under a lighter load than the others.
+//!
+//! It depends only on the `bench` crate's scaffolding and on `lambda_platform::sigv4` (signing);
+//! the servers are driven over HTTP like any client would.
 //!
 //! Usage: lambda-peers-bench <lambdamesh> <bench-echo-fn> <aws-lambda-rie> <cargo-lambda>
 //! <bench crate's Cargo.toml> [requests=4000] [concurrency=1,4]
