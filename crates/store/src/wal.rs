@@ -224,3 +224,6 @@ fn replay(bytes: &[u8], state: &mut State) -> (usize, usize, usize) {
     }
     (off, replayed, skipped)
 }
+
+#[cfg(test)]
+mod tests;
