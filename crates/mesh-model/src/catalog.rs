@@ -14,28 +14,10 @@ use crate::decode::{self, DecodeError};
 use crate::names::{self, EntMeta, NameError};
 
 pub mod definition;
+mod kinds;
 
 pub use definition::{CheckDefinition, ServiceDefinition, ServiceFile};
-
-/// Health status of a check, as Consul spells it.
-pub const PASSING: &str = "passing";
-pub const WARNING: &str = "warning";
-pub const CRITICAL: &str = "critical";
-
-/// Service kinds (`Kind` field). Empty means a typical service.
-pub const KIND_CONNECT_PROXY: &str = "connect-proxy";
-pub const KIND_TERMINATING_GATEWAY: &str = "terminating-gateway";
-pub const KIND_MESH_GATEWAY: &str = "mesh-gateway";
-pub const KIND_INGRESS_GATEWAY: &str = "ingress-gateway";
-pub const KIND_API_GATEWAY: &str = "api-gateway";
-const KNOWN_KINDS: &[&str] = &[
-    "",
-    KIND_CONNECT_PROXY,
-    KIND_TERMINATING_GATEWAY,
-    KIND_MESH_GATEWAY,
-    KIND_INGRESS_GATEWAY,
-    KIND_API_GATEWAY,
-];
+pub use kinds::{CheckStatus, ServiceKind};
 
 /// Consul's port range for auto-assigned sidecar ports (`sidecar_min_port`..`sidecar_max_port`).
 pub const SIDECAR_PORT_MIN: u16 = 21000;
@@ -179,7 +161,7 @@ pub struct ServiceConnect {
 #[serde(rename_all = "PascalCase")]
 pub struct NodeService {
     #[serde(default)]
-    pub kind: String,
+    pub kind: ServiceKind,
     #[serde(rename = "ID")]
     pub id: String,
     pub service: String,
@@ -220,7 +202,7 @@ impl NodeService {
         EntMeta::new(Some(&self.partition), Some(&self.namespace))
     }
     pub fn is_connect_proxy(&self) -> bool {
-        self.kind == KIND_CONNECT_PROXY
+        self.kind == ServiceKind::ConnectProxy
     }
     /// True for instances that take part in the mesh (`health/connect` results).
     pub fn is_mesh_capable_for(&self, service: &str) -> bool {
@@ -237,7 +219,7 @@ pub struct HealthCheck {
     #[serde(rename = "CheckID")]
     pub check_id: String,
     pub name: String,
-    pub status: String,
+    pub status: CheckStatus,
     #[serde(default)]
     pub notes: String,
     #[serde(default)]
@@ -384,21 +366,6 @@ impl DeregisterRequest {
 /// Picks the first port of the sidecar range not in `used`.
 pub fn next_free_sidecar_port(used: &BTreeSet<u16>) -> Option<u16> {
     (SIDECAR_PORT_MIN..=SIDECAR_PORT_MAX).find(|p| !used.contains(p))
-}
-
-pub(crate) fn validate_kind(kind: &str) -> Result<(), CatalogError> {
-    if KNOWN_KINDS.contains(&kind) {
-        Ok(())
-    } else {
-        Err(invalid(format!(
-            "Kind: invalid service kind {kind:?}: must be one of \"\", {}",
-            KNOWN_KINDS[1..]
-                .iter()
-                .map(|k| format!("{k:?}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        )))
-    }
 }
 
 #[cfg(test)]

@@ -228,6 +228,10 @@ impl ConfigEntry {
 
     /// Fills in the partition/namespace the body omitted (from `?partition=` / `?ns=`); values
     /// the body gave win, as in Consul, where the body's enterprise meta is decoded last.
+    ///
+    /// The entry is normalised again (intention precedence depends on the tenancy), so it stays
+    /// what [`decode_value`] of its [`ConfigEntry::to_json`] gives: the store keeps the entry as
+    /// given and logs its JSON, and replay must rebuild the same entry from that JSON.
     pub fn set_ent_meta(&mut self, meta: &EntMeta) {
         each!(self, e => {
             if e.partition.is_empty() {
@@ -236,7 +240,8 @@ impl ConfigEntry {
             if e.namespace.is_empty() {
                 e.namespace = meta.namespace.clone();
             }
-        })
+        });
+        self.normalize();
     }
 
     pub fn key(&self) -> EntryKey {

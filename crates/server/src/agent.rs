@@ -11,8 +11,8 @@ use std::time::Duration;
 use serde_json::json;
 
 use mesh_model::catalog::definition::parse_go_duration;
-use mesh_model::catalog::{HealthCheck, Node, NodeService, PASSING};
-use store::state::Registration;
+use mesh_model::catalog::{CheckStatus, HealthCheck, Node, NodeService};
+use store::state::{CheckKey, NodeKey, Registration, ServiceKey};
 use store::{Op, StoreError};
 
 use crate::AppState;
@@ -57,7 +57,7 @@ pub(crate) async fn register_self(app: &AppState) -> Result<(), StoreError> {
         node: node.node.clone(),
         check_id: "serfHealth".into(),
         name: "Serf Health Status".into(),
-        status: PASSING.into(),
+        status: CheckStatus::Passing,
         output: "Agent alive and reachable".into(),
         namespace: "default".into(),
         partition: "default".into(),
@@ -120,12 +120,12 @@ pub(crate) async fn deregister_local(
 ) -> Result<(), StoreError> {
     for service_id in sidecar_id.into_iter().chain([service_id]) {
         app.store
-            .write(Op::DeregisterService {
-                partition: "default".into(),
-                node: app.config.node_name.clone(),
-                namespace: namespace.to_owned(),
-                service_id,
-            })
+            .write(Op::DeregisterService(ServiceKey::new(
+                "default",
+                &app.config.node_name,
+                namespace,
+                &service_id,
+            )))
             .await?;
     }
     Ok(())
@@ -141,12 +141,12 @@ pub(crate) async fn deregister_check(
     check_id: &str,
 ) -> Result<(), StoreError> {
     app.store
-        .write(Op::DeregisterCheck {
-            partition: "default".into(),
-            node: app.config.node_name.clone(),
-            namespace: namespace.to_owned(),
-            check_id: check_id.to_owned(),
-        })
+        .write(Op::DeregisterCheck(CheckKey::new(
+            "default",
+            &app.config.node_name,
+            namespace,
+            check_id,
+        )))
         .await?;
     app.ttl.forget(check_id);
     Ok(())
@@ -160,15 +160,14 @@ pub(crate) async fn update_ttl_check(
     app: &AppState,
     check_id: &str,
     ttl: Duration,
-    status: &str,
+    status: CheckStatus,
     output: String,
 ) -> Result<(), StoreError> {
     app.store
         .write(Op::UpdateCheck {
-            partition: "default".into(),
-            node: app.config.node_name.clone(),
+            node: NodeKey::new("default", &app.config.node_name),
             check_id: check_id.to_owned(),
-            status: status.into(),
+            status,
             output,
         })
         .await?;

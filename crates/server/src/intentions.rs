@@ -57,7 +57,7 @@ pub async fn upsert_exact(
             )
         });
         let op = Op::ConfigSet {
-            entry: entry?.to_json(),
+            entry: entry?,
             cas: Some(cas),
         };
         if app.store.write(op).await?.applied {
@@ -87,16 +87,10 @@ pub async fn delete_exact(
         let op = match outcome {
             DeleteOutcome::NotFound => return Ok(()),
             DeleteOutcome::Write(entry) => Op::ConfigSet {
-                entry: entry.to_json(),
+                entry,
                 cas: Some(cas.unwrap_or(0)),
             },
-            DeleteOutcome::Delete(key) => Op::ConfigDelete {
-                kind: key.kind.as_str().to_owned(),
-                partition: key.meta.partition,
-                namespace: key.meta.namespace,
-                name: key.name,
-                cas,
-            },
+            DeleteOutcome::Delete(key) => Op::ConfigDelete { key, cas },
         };
         if app.store.write(op).await?.applied {
             return Ok(());

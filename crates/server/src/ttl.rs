@@ -8,8 +8,9 @@ use std::time::Duration;
 use parking_lot::Mutex;
 use tokio::time::Instant;
 
-use mesh_model::catalog::{CRITICAL, definition::parse_go_duration};
+use mesh_model::catalog::{CheckStatus, definition::parse_go_duration};
 use store::Op;
+use store::state::NodeKey;
 
 use crate::AppState;
 
@@ -67,17 +68,16 @@ pub(crate) async fn run(app: AppState) {
             let ttl = app.store.read(|s| {
                 s.node_checks("default", &app.config.node_name)
                     .find(|c| c.check_id == check_id)
-                    .map(|c| (c.definition.ttl.clone(), c.status.clone()))
+                    .map(|c| (c.definition.ttl.clone(), c.status))
             });
             let Some((ttl, status)) = ttl else { continue };
-            if status == CRITICAL {
+            if status == CheckStatus::Critical {
                 continue;
             }
             let op = Op::UpdateCheck {
-                partition: String::new(),
-                node: app.config.node_name.clone(),
+                node: NodeKey::new("default", &app.config.node_name),
                 check_id: check_id.clone(),
-                status: CRITICAL.into(),
+                status: CheckStatus::Critical,
                 output: format!("TTL expired (last refresh more than {ttl} ago)"),
             };
             if let Err(e) = app.store.write(op).await {

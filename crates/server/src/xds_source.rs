@@ -10,9 +10,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tonic::Status;
 
-use mesh_model::catalog::{
-    CRITICAL, KIND_CONNECT_PROXY, KIND_MESH_GATEWAY, KIND_TERMINATING_GATEWAY, Node, NodeService,
-};
+use mesh_model::catalog::{CheckStatus, Node, NodeService, ServiceKind};
 use mesh_model::config_entry::{ConfigEntry, Kind};
 use mesh_model::names::ServiceName;
 use store::{State, WatchKey};
@@ -40,12 +38,12 @@ fn find_proxy(st: &State, id: &str) -> Option<(Node, NodeService)> {
         .flat_map(|n| st.node_services("default", &n.node).map(move |s| (n, s)))
         .find(|(_, s)| {
             s.id == id
-                && [
-                    KIND_CONNECT_PROXY,
-                    KIND_TERMINATING_GATEWAY,
-                    KIND_MESH_GATEWAY,
-                ]
-                .contains(&s.kind.as_str())
+                && matches!(
+                    s.kind,
+                    ServiceKind::ConnectProxy
+                        | ServiceKind::TerminatingGateway
+                        | ServiceKind::MeshGateway
+                )
         })
         .map(|(n, s)| (n.clone(), s.clone()))
 }
@@ -141,7 +139,7 @@ fn endpoints_from(instances: Vec<store::state::catalog::Instance<'_>>, dc: &str)
             Endpoint {
                 address,
                 port: i.service.port,
-                healthy: i.status() != CRITICAL,
+                healthy: i.status() != CheckStatus::Critical,
                 row,
             }
         })
@@ -159,9 +157,9 @@ async fn gather(app: &AppState, node_id: &str) -> Option<Gathered> {
     // First pass: what the proxy is and which leaves it needs (signing is async).
     let (node, proxy, leaf_services) = app.store.read(|st| {
         let (node, proxy) = find_proxy(st, node_id)?;
-        let leaves: Vec<ServiceName> = match proxy.kind.as_str() {
-            KIND_TERMINATING_GATEWAY => linked_services(st, &proxy),
-            KIND_MESH_GATEWAY => vec![],
+        let leaves: Vec<ServiceName> = match proxy.kind {
+            ServiceKind::TerminatingGateway => linked_services(st, &proxy),
+            ServiceKind::MeshGateway => vec![],
             _ => vec![identity_of(&proxy)],
         };
         Some((node, proxy, leaves))
@@ -192,16 +190,12 @@ async fn gather(app: &AppState, node_id: &str) -> Option<Gathered> {
             WatchKey::Service(ServiceName::new(&proxy.service, proxy.ent_meta())),
             WatchKey::CaRoots,
         ];
-        keys.extend(
-            Kind::ALL
-                .iter()
-                .map(|k| WatchKey::ConfigKind(k.as_str().to_owned())),
-        );
+        keys.extend(Kind::ALL.into_iter().map(WatchKey::ConfigKind));
         let mut connect_endpoints = BTreeMap::new();
         let mut service_endpoints = BTreeMap::new();
-        let kind = match proxy.kind.as_str() {
-            KIND_TERMINATING_GATEWAY => ProxyKind::TerminatingGateway,
-            KIND_MESH_GATEWAY => ProxyKind::MeshGateway,
+        let kind = match proxy.kind {
+            ServiceKind::TerminatingGateway => ProxyKind::TerminatingGateway,
+            ServiceKind::MeshGateway => ProxyKind::MeshGateway,
             _ => ProxyKind::Sidecar,
         };
         match kind {

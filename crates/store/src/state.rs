@@ -8,6 +8,8 @@ use std::collections::{BTreeMap, HashMap};
 use serde::{Deserialize, Serialize};
 
 use mesh_model::EntMeta;
+use mesh_model::catalog::CheckStatus;
+use mesh_model::config_entry::{ConfigEntry, EntryKey, Kind};
 use mesh_model::names::ServiceName;
 
 pub mod acl;
@@ -15,15 +17,15 @@ pub mod ca;
 pub mod catalog;
 mod config;
 
-pub use catalog::{NodeKey, Registration, ServiceKey};
+pub use catalog::{CheckKey, NodeKey, Registration, ServiceKey};
 
 /// What a blocking query depends on. A write touches keys; a query waits on keys.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum WatchKey {
     /// The node list.
     Nodes,
     /// One node's record, services and checks.
-    Node { partition: String, node: String },
+    Node(NodeKey),
     /// The list of service names in a tenancy.
     Services(EntMeta),
     /// Instances (and their health) of one service.
@@ -31,13 +33,9 @@ pub enum WatchKey {
     /// Mesh-capable endpoints of one service (`health/connect`).
     Connect(ServiceName),
     /// All config entries of one kind.
-    ConfigKind(String),
+    ConfigKind(Kind),
     /// One config entry.
-    ConfigEntry {
-        kind: String,
-        meta: EntMeta,
-        name: String,
-    },
+    ConfigEntry(EntryKey),
     /// ACL tokens and policies.
     Acl,
     /// Connect CA roots and configuration.
@@ -65,49 +63,37 @@ pub struct ClusterMeta {
     pub cluster_id: String,
 }
 
-/// One durable change. Serialized into the log, so variants are only ever added.
+/// One durable change, as typed values: the handler decodes and validates once, the committer
+/// applies what it is given. Written into the log in the shape every earlier version wrote
+/// (`crate::wal::record`), so variants are only ever added and existing ones keep their shape.
 // Ops live for one write; boxing the large variants would only add allocations.
 #[allow(clippy::large_enum_variant)]
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Op {
     /// A catalog or agent registration: node, instances and checks in one atomic write.
     Register(catalog::Registration),
-    DeregisterNode {
-        partition: String,
-        node: String,
-    },
-    DeregisterService {
-        partition: String,
-        node: String,
-        namespace: String,
-        service_id: String,
-    },
-    DeregisterCheck {
-        partition: String,
-        node: String,
-        namespace: String,
-        check_id: String,
-    },
-    /// TTL check update (`agent/check/pass|warn|fail`, `agent/check/update`).
+    /// A node with its instances and checks.
+    DeregisterNode(NodeKey),
+    /// One instance and its checks.
+    DeregisterService(ServiceKey),
+    DeregisterCheck(CheckKey),
+    /// TTL check update (`agent/check/pass|warn|fail`, `agent/check/update`): the check
+    /// `check_id` on `node`, in whichever namespace it is.
     UpdateCheck {
-        partition: String,
-        node: String,
+        node: NodeKey,
         check_id: String,
-        status: String,
+        status: CheckStatus,
         output: String,
     },
     SetClusterMeta(ClusterMeta),
-    /// `PUT /v1/config`: the entry as decoded JSON (decoded again at apply, so the log keeps the
-    /// exact input), with an optional check-and-set index (0 = must not exist).
+    /// `PUT /v1/config`: a decoded, validated entry (graph checks against the other entries
+    /// run at apply), with an optional check-and-set index (0 = must not exist).
     ConfigSet {
-        entry: serde_json::Value,
+        entry: ConfigEntry,
         cas: Option<u64>,
     },
     ConfigDelete {
-        kind: String,
-        partition: String,
-        namespace: String,
-        name: String,
+        key: EntryKey,
         cas: Option<u64>,
     },
     Acl(acl::AclOp),
@@ -188,48 +174,20 @@ impl State {
                 None => return Ok(None),
                 Some(keys) => keys,
             },
-            Op::ConfigDelete {
-                kind,
-                partition,
-                namespace,
-                name,
-                cas,
-            } => {
-                let kind = mesh_model::config_entry::Kind::parse(kind)
-                    .map_err(|e| ApplyError::Invalid(e.to_string()))?;
-                let key = mesh_model::config_entry::EntryKey {
-                    kind,
-                    meta: EntMeta::new(Some(partition), Some(namespace)),
-                    name: name.clone(),
-                };
-                match self.apply_config_delete(&key, *cas)? {
-                    None => return Ok(None),
-                    Some(keys) => keys,
-                }
-            }
+            Op::ConfigDelete { key, cas } => match self.apply_config_delete(key, *cas)? {
+                None => return Ok(None),
+                Some(keys) => keys,
+            },
             Op::Register(reg) => self.apply_register(reg, index)?,
-            Op::DeregisterNode { partition, node } => {
-                self.apply_deregister_node(partition, node)?
-            }
-            Op::DeregisterService {
-                partition,
-                node,
-                namespace,
-                service_id,
-            } => self.apply_deregister_service(partition, node, namespace, service_id)?,
-            Op::DeregisterCheck {
-                partition,
-                node,
-                namespace,
-                check_id,
-            } => self.apply_deregister_check(partition, node, namespace, check_id)?,
+            Op::DeregisterNode(key) => self.apply_deregister_node(key),
+            Op::DeregisterService(key) => self.apply_deregister_service(key),
+            Op::DeregisterCheck(key) => self.apply_deregister_check(key),
             Op::UpdateCheck {
-                partition,
                 node,
                 check_id,
                 status,
                 output,
-            } => self.apply_update_check(partition, node, check_id, status, output, index)?,
+            } => self.apply_update_check(node, check_id, *status, output, index)?,
             Op::Acl(op) => self.apply_acl(op, index)?,
             Op::Ca(op) => self.apply_ca(op, index)?,
             Op::SetClusterMeta(meta) => {
@@ -252,7 +210,7 @@ impl State {
             services: self
                 .services
                 .iter()
-                .map(|(k, v)| (k.node.clone(), v.clone()))
+                .map(|(k, v)| (k.node().to_owned(), v.clone()))
                 .collect(),
             checks: self.checks.values().cloned().collect(),
             config: self

@@ -5,7 +5,8 @@
 //! short or fails its CRC, and the file is cut there. Every acknowledged record was fsynced, so the
 //! cut only ever drops writes that were never acknowledged. `snapshot.json` holds the whole state
 //! at an index; records at or below it are skipped at replay, so a crash between writing the
-//! snapshot and truncating the log is harmless.
+//! snapshot and truncating the log is harmless. How an op is written inside a record is
+//! `record`'s.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
@@ -13,8 +14,10 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::state::{Op, State, StateSnapshot};
+use crate::state::{ApplyError, Op, State, StateSnapshot};
 use crate::{StoreError, StoreOptions};
+
+mod record;
 
 const LOG_FILE: &str = "wal.log";
 const SNAPSHOT_FILE: &str = "snapshot.json";
@@ -22,10 +25,24 @@ const HEADER: usize = 8;
 /// A record larger than this is corruption, not data (bodies are capped far below at the API).
 const MAX_RECORD: u32 = 64 * 1024 * 1024;
 
-#[derive(Serialize, Deserialize)]
+/// A record's payload, as read.
+#[derive(Deserialize)]
 struct Record {
     index: u64,
     op: Op,
+}
+
+/// A record's payload, as written (the op borrowed: appending copies nothing).
+#[derive(Serialize)]
+struct RecordRef<'a> {
+    index: u64,
+    op: &'a Op,
+}
+
+/// The index of a record whose op no longer reads (see [`replay`]).
+#[derive(Deserialize)]
+struct IndexOnly {
+    index: u64,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -113,14 +130,11 @@ impl Wal {
 
     /// Buffers one record; nothing is durable until [`Wal::commit`].
     pub(crate) fn append(&mut self, index: u64, op: &Op) -> Result<(), StoreError> {
-        let payload = serde_json::to_vec(&Record {
-            index,
-            op: op.clone(),
-        })
-        .map_err(|e| StoreError::Corrupt {
-            path: self.dir.join(LOG_FILE),
-            reason: format!("cannot encode op: {e}"),
-        })?;
+        let payload =
+            serde_json::to_vec(&RecordRef { index, op }).map_err(|e| StoreError::Corrupt {
+                path: self.dir.join(LOG_FILE),
+                reason: format!("cannot encode op: {e}"),
+            })?;
         let len = u32::try_from(payload.len())
             .ok()
             .filter(|l| *l <= MAX_RECORD)
@@ -206,19 +220,34 @@ fn replay(bytes: &[u8], state: &mut State) -> (usize, usize, usize) {
         if crc32fast::hash(payload) != crc {
             break;
         }
-        let Ok(rec) = serde_json::from_slice::<Record>(payload) else {
-            break;
+        let (index, applied) = match serde_json::from_slice::<Record>(payload) {
+            Ok(rec) => (
+                rec.index,
+                (rec.index > state.index()).then(|| state.apply(&rec.op, rec.index)),
+            ),
+            // The record is whole (its CRC matched) but its op does not read as one this code
+            // knows, e.g. a config entry that no longer decodes: skip it like an op that no
+            // longer applies, rather than cut the log (and every later write) here.
+            Err(e) => match serde_json::from_slice::<IndexOnly>(payload) {
+                Ok(rec) => (
+                    rec.index,
+                    (rec.index > state.index())
+                        .then(|| Err(ApplyError::Invalid(format!("the op does not read: {e}")))),
+                ),
+                Err(_) => break,
+            },
         };
-        if rec.index > state.index() {
-            if let Err(e) = state.apply(&rec.op, rec.index) {
-                // Cannot happen for a log this code wrote (ops are validated before logging);
-                // keep going so one bad record does not hide the rest.
-                tracing::error!(index = rec.index, error = %e, "log record no longer applies; skipped");
+        match applied {
+            Some(result) => {
+                if let Err(e) = result {
+                    // Cannot happen for a log this code wrote (ops are validated before
+                    // logging); keep going so one bad record does not hide the rest.
+                    tracing::error!(index, error = %e, "log record no longer applies; skipped");
+                }
+                state.force_index(index);
+                replayed += 1;
             }
-            state.force_index(rec.index);
-            replayed += 1;
-        } else {
-            skipped += 1;
+            None => skipped += 1,
         }
         off += HEADER + len as usize;
     }

@@ -169,10 +169,9 @@ async fn rejected_ops_are_not_logged() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path(), opts()).unwrap();
     let bad = Op::UpdateCheck {
-        partition: "".into(),
-        node: "n".into(),
+        node: store::state::NodeKey::new("", "n"),
         check_id: "x".into(),
-        status: "passing".into(),
+        status: mesh_model::catalog::CheckStatus::Passing,
         output: "".into(),
     };
     assert!(matches!(
@@ -189,9 +188,12 @@ async fn rejected_ops_are_not_logged() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn config_entries_cas_and_restart() {
-    use mesh_model::config_entry::{EntryKey, Kind};
+    use mesh_model::config_entry::{EntryKey, Kind, decode_value};
     let dir = tempfile::tempdir().unwrap();
-    let entry = serde_json::json!({"Kind": "service-defaults", "Name": "web", "Protocol": "http"});
+    let entry = decode_value(
+        serde_json::json!({"Kind": "service-defaults", "Name": "web", "Protocol": "http"}),
+    )
+    .unwrap();
     let key = EntryKey {
         kind: Kind::ServiceDefaults,
         meta: mesh_model::EntMeta::default(),
@@ -216,8 +218,10 @@ async fn config_entries_cas_and_restart() {
             .await
             .unwrap();
         assert!(!again.applied, "cas=0 must fail when the entry exists");
-        let changed =
-            serde_json::json!({"Kind": "service-defaults", "Name": "web", "Protocol": "grpc"});
+        let changed = decode_value(
+            serde_json::json!({"Kind": "service-defaults", "Name": "web", "Protocol": "grpc"}),
+        )
+        .unwrap();
         let stale = store
             .write(Op::ConfigSet {
                 entry: changed.clone(),
@@ -235,7 +239,7 @@ async fn config_entries_cas_and_restart() {
             .unwrap();
         assert!(ok.applied);
         // A splitter on a service whose protocol is grpc is fine; an invalid one is rejected whole.
-        let bad = serde_json::json!({"Kind": "service-splitter", "Name": "web", "Splits": [{"Weight": 50}, {"Weight": 40, "Service": "b"}]});
+        let bad = decode_value(serde_json::json!({"Kind": "service-splitter", "Name": "web", "Splits": [{"Weight": 50}, {"Weight": 40, "Service": "b"}]})).unwrap();
         let err = store
             .write(Op::ConfigSet {
                 entry: bad,
@@ -257,10 +261,7 @@ async fn config_entries_cas_and_restart() {
     assert_eq!(idx.unwrap().1, modify);
     let del = store
         .write(Op::ConfigDelete {
-            kind: "service-defaults".into(),
-            partition: "".into(),
-            namespace: "".into(),
-            name: "web".into(),
+            key: key.clone(),
             cas: Some(1),
         })
         .await
@@ -268,10 +269,7 @@ async fn config_entries_cas_and_restart() {
     assert!(!del.applied, "delete with a stale cas must not apply");
     store
         .write(Op::ConfigDelete {
-            kind: "service-defaults".into(),
-            partition: "".into(),
-            namespace: "".into(),
-            name: "web".into(),
+            key: key.clone(),
             cas: None,
         })
         .await

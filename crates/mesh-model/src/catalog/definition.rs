@@ -9,9 +9,8 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::{
-    CRITICAL, CatalogError, CheckRuntime, HealthCheck, KIND_CONNECT_PROXY, MeshGatewayConfig,
-    NodeService, ProxyConfig, ServiceConnect, Upstream, Weights, invalid, next_free_sidecar_port,
-    validate_kind,
+    CatalogError, CheckRuntime, CheckStatus, HealthCheck, MeshGatewayConfig, NodeService,
+    ProxyConfig, ServiceConnect, ServiceKind, Upstream, Weights, invalid, next_free_sidecar_port,
 };
 use crate::decode;
 use crate::names::{self, EntMeta};
@@ -20,6 +19,7 @@ use crate::names::{self, EntMeta};
 #[derive(Debug, Clone, PartialEq, Deserialize, Default)]
 #[serde(rename_all = "PascalCase", deny_unknown_fields)]
 pub struct ServiceDefinition {
+    /// As written; [`ServiceKind::parse`] in validation (Consul's message, in Consul's order).
     #[serde(default)]
     pub kind: String,
     #[serde(rename = "ID", default)]
@@ -115,6 +115,7 @@ pub struct CheckDefinition {
     pub name: String,
     #[serde(default)]
     pub notes: String,
+    /// As written (empty: `critical`); [`CheckStatus::parse`] in validation.
     #[serde(default)]
     pub status: String,
     #[serde(default)]
@@ -263,7 +264,7 @@ impl ServiceDefinition {
                 self.id
             )));
         }
-        validate_kind(&self.kind)?;
+        let kind = ServiceKind::parse(&self.kind)?;
         port_from("Port", self.port)?;
         if self.weights.is_some_and(|w| w.passing == 0) {
             return Err(invalid("Weights.Passing: must be greater than 0"));
@@ -287,7 +288,7 @@ impl ServiceDefinition {
                 }
             }
         }
-        if self.kind == KIND_CONNECT_PROXY {
+        if kind == ServiceKind::ConnectProxy {
             let dest = self
                 .proxy
                 .as_ref()
@@ -325,7 +326,7 @@ impl ServiceDefinition {
                     "Connect.SidecarService: a sidecar service cannot have its own sidecar",
                 ));
             }
-            if !sidecar.kind.is_empty() && sidecar.kind != KIND_CONNECT_PROXY {
+            if !sidecar.kind.is_empty() && sidecar.kind != ServiceKind::ConnectProxy.as_str() {
                 return Err(invalid(
                     "Connect.SidecarService.Kind: must be empty or \"connect-proxy\"",
                 ));
@@ -377,7 +378,7 @@ impl ServiceDefinition {
             },
         };
         Ok(NodeService {
-            kind: self.kind.clone(),
+            kind: ServiceKind::parse(&self.kind)?,
             id: self.effective_id().to_owned(),
             service: self.name.clone(),
             tags: self.tags.clone().unwrap_or_default(),
@@ -415,7 +416,7 @@ impl ServiceDefinition {
             return Ok(None);
         };
         let mut s = sidecar.clone();
-        s.kind = KIND_CONNECT_PROXY.to_owned();
+        s.kind = ServiceKind::ConnectProxy.as_str().to_owned();
         if s.id.is_empty() {
             s.id = format!("{}-sidecar-proxy", self.effective_id());
         }
@@ -510,15 +511,17 @@ impl CheckDefinition {
                 "check: Interval must be set for HTTP and TCP checks",
             ));
         }
-        if !self.status.is_empty()
-            && ![super::PASSING, super::WARNING, CRITICAL].contains(&self.status.as_str())
-        {
-            return Err(invalid(format!(
-                "check Status: invalid status {:?}",
-                self.status
-            )));
-        }
+        self.check_status()?;
         Ok(())
+    }
+
+    /// The status a new check starts with: the one given, else `critical`.
+    fn check_status(&self) -> Result<CheckStatus, CatalogError> {
+        if self.status.is_empty() {
+            return Ok(CheckStatus::Critical);
+        }
+        CheckStatus::parse(&self.status)
+            .ok_or_else(|| invalid(format!("check Status: invalid status {:?}", self.status)))
     }
 
     /// The kind of check, as Consul's `Type` field spells it.
@@ -546,11 +549,7 @@ impl CheckDefinition {
             node: node.to_owned(),
             check_id,
             name: self.name.clone(),
-            status: if self.status.is_empty() {
-                CRITICAL.to_owned()
-            } else {
-                self.status.clone()
-            },
+            status: self.check_status()?,
             notes: self.notes.clone(),
             output: self.output.clone(),
             service_id: self.service_id.clone(),

@@ -30,7 +30,7 @@ fn seed_service_file_parses_and_expands_its_sidecar() {
     let sidecar = api.sidecar(&BTreeSet::new()).unwrap().unwrap();
     assert_eq!(sidecar.id, "api-sidecar-proxy");
     assert_eq!(sidecar.name, "api-sidecar-proxy");
-    assert_eq!(sidecar.kind, KIND_CONNECT_PROXY);
+    assert_eq!(sidecar.kind, "connect-proxy");
     assert_eq!(sidecar.port, Some(21000));
     let proxy = sidecar.proxy.as_ref().unwrap();
     assert_eq!(proxy.destination_service_name, "api");
@@ -113,9 +113,9 @@ fn checks_get_consul_default_ids_and_critical_status() {
     .unwrap();
     let checks = def.health_checks("node1").unwrap();
     assert_eq!(checks[0].check_id, "service:web-1:1");
-    assert_eq!(checks[0].status, CRITICAL);
+    assert_eq!(checks[0].status, CheckStatus::Critical);
     assert_eq!(checks[1].check_id, "service:web-1:2");
-    assert_eq!(checks[1].status, PASSING);
+    assert_eq!(checks[1].status, CheckStatus::Passing);
     assert_eq!(checks[1].check_type, "ttl");
     assert_eq!(checks[0].service_name, "web");
     let single =
@@ -144,4 +144,70 @@ fn go_durations() {
     assert!(definition::parse_go_duration("10").is_err());
     assert!(definition::parse_go_duration("").is_err());
     assert!(definition::parse_go_duration("5x").is_err());
+}
+
+#[test]
+fn kinds_and_statuses_are_spelled_as_consul_spells_them() {
+    for (kind, text) in [
+        (ServiceKind::Typical, ""),
+        (ServiceKind::ConnectProxy, "connect-proxy"),
+        (ServiceKind::TerminatingGateway, "terminating-gateway"),
+        (ServiceKind::MeshGateway, "mesh-gateway"),
+        (ServiceKind::IngressGateway, "ingress-gateway"),
+        (ServiceKind::ApiGateway, "api-gateway"),
+    ] {
+        assert_eq!(serde_json::to_value(kind).unwrap(), text);
+        assert_eq!(
+            serde_json::from_value::<ServiceKind>(text.into()).unwrap(),
+            kind
+        );
+        assert_eq!(ServiceKind::parse(text).unwrap(), kind);
+    }
+    assert_eq!(
+        ServiceKind::parse("sidecar").unwrap_err().to_string(),
+        "Kind: invalid service kind \"sidecar\": must be one of \"\", \"connect-proxy\", \
+         \"terminating-gateway\", \"mesh-gateway\", \"ingress-gateway\", \"api-gateway\""
+    );
+    for (status, text) in [
+        (CheckStatus::Passing, "passing"),
+        (CheckStatus::Warning, "warning"),
+        (CheckStatus::Critical, "critical"),
+    ] {
+        assert_eq!(serde_json::to_value(status).unwrap(), text);
+        assert_eq!(
+            serde_json::from_value::<CheckStatus>(text.into()).unwrap(),
+            status
+        );
+        assert_eq!(CheckStatus::parse(text), Some(status));
+    }
+    assert_eq!(CheckStatus::parse("Passing"), None);
+    assert_eq!(CheckStatus::parse("maintenance"), None);
+    let records = [NodeService::default()];
+    let row = serde_json::to_value(&records[0]).unwrap();
+    assert_eq!(row["Kind"], "", "a typical service shows an empty Kind");
+}
+
+#[test]
+fn aggregate_status_is_the_worst() {
+    use CheckStatus::*;
+    assert_eq!(CheckStatus::aggregate([]), Passing);
+    assert_eq!(CheckStatus::aggregate([Passing, Warning]), Warning);
+    assert_eq!(
+        CheckStatus::aggregate([Warning, Critical, Passing]),
+        Critical
+    );
+}
+
+#[test]
+fn invalid_kind_and_status_in_definitions_keep_consul_messages() {
+    let err = ServiceDefinition::decode_json(br#"{"Name":"web","Kind":"nope"}"#).unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("Kind: invalid service kind \"nope\""),
+        "{err}"
+    );
+    let err =
+        ServiceDefinition::decode_json(br#"{"Name":"web","Check":{"TTL":"5s","Status":"ok"}}"#)
+            .unwrap_err();
+    assert_eq!(err.to_string(), "check Status: invalid status \"ok\"");
 }

@@ -1025,6 +1025,23 @@ fn ent_meta_defaults_and_query_fill_in() {
 }
 
 #[test]
+fn an_entry_given_its_tenancy_is_what_its_json_decodes_to() {
+    // The store keeps the entry a handler built and logs its JSON; replay decodes that JSON.
+    // Both must be the same entry, also when the tenancy came from the query (intention
+    // precedence depends on it).
+    let mut e = decode_value(json!({"Kind": "service-intentions", "Name": "web",
+        "Sources": [{"Name": "api", "Action": "allow"}, {"Name": "*", "Action": "deny"}]}))
+    .unwrap();
+    let before = e.clone();
+    e.set_ent_meta(&EntMeta::new(None, Some("*")));
+    assert_ne!(
+        e, before,
+        "a wildcard namespace changes the sources' precedence"
+    );
+    assert_eq!(decode_value(e.to_json()).unwrap(), e);
+}
+
+#[test]
 fn a_linked_service_takes_the_gateways_tenancy_where_it_names_none() {
     let gw = EntMeta::new(Some("ap1"), Some("ns1"));
     let linked = |partition: &str, namespace: &str| LinkedService {

@@ -12,9 +12,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use mesh_model::catalog::definition::parse_go_duration;
-use mesh_model::catalog::{
-    CRITICAL, CheckDefinition, HealthCheck, PASSING, ServiceDefinition, WARNING,
-};
+use mesh_model::catalog::{CheckDefinition, CheckStatus, HealthCheck, ServiceDefinition};
 
 use crate::AppState;
 use crate::agent;
@@ -279,7 +277,7 @@ async fn update_ttl(
     app: &AppState,
     id: &str,
     caller: &Identity,
-    status: &str,
+    status: CheckStatus,
     output: String,
 ) -> ApiResult<Response> {
     let c = find_check(app, id)?;
@@ -297,7 +295,7 @@ pub async fn check_pass(
     Ctx { query: q, caller }: Ctx,
 ) -> ApiResult<Response> {
     let note = q.get("note").unwrap_or("").to_owned();
-    update_ttl(&app, &id, &caller, PASSING, note).await
+    update_ttl(&app, &id, &caller, CheckStatus::Passing, note).await
 }
 
 pub async fn check_warn(
@@ -306,7 +304,7 @@ pub async fn check_warn(
     Ctx { query: q, caller }: Ctx,
 ) -> ApiResult<Response> {
     let note = q.get("note").unwrap_or("").to_owned();
-    update_ttl(&app, &id, &caller, WARNING, note).await
+    update_ttl(&app, &id, &caller, CheckStatus::Warning, note).await
 }
 
 pub async fn check_fail(
@@ -315,7 +313,7 @@ pub async fn check_fail(
     Ctx { query: q, caller }: Ctx,
 ) -> ApiResult<Response> {
     let note = q.get("note").unwrap_or("").to_owned();
-    update_ttl(&app, &id, &caller, CRITICAL, note).await
+    update_ttl(&app, &id, &caller, CheckStatus::Critical, note).await
 }
 
 #[derive(Deserialize)]
@@ -336,15 +334,11 @@ pub async fn check_update(
     b: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Response> {
     let upd: CheckUpdate = mesh_model::decode::from_json_slice(&body(b)?)?;
-    let status = match upd.status.as_str() {
-        "passing" => PASSING,
-        "warning" => WARNING,
-        "critical" => CRITICAL,
-        other => {
-            return Err(ApiError::bad_request(format!(
-                "Invalid check status: {other:?}"
-            )));
-        }
+    let Some(status) = CheckStatus::parse(&upd.status) else {
+        return Err(ApiError::bad_request(format!(
+            "Invalid check status: {:?}",
+            upd.status
+        )));
     };
     let Ctx { caller, .. } = Ctx::resolve(&app, &headers, q)?;
     update_ttl(&app, &id, &caller, status, upd.output).await

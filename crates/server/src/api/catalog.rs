@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use mesh_model::catalog::{DeregisterRequest, Node, NodeService, RegisterRequest};
 use mesh_model::names::ServiceName;
-use store::state::Registration;
+use store::state::{CheckKey, NodeKey, Registration, ServiceKey};
 use store::{Op, WatchKey};
 
 use crate::AppState;
@@ -119,34 +119,31 @@ pub async fn deregister(
                 &name,
             )?;
         }
-        Op::DeregisterService {
-            partition: meta.partition,
-            node: req.node,
-            namespace: meta.namespace,
-            service_id: req.service_id,
-        }
+        Op::DeregisterService(ServiceKey::new(
+            &meta.partition,
+            &req.node,
+            &meta.namespace,
+            &req.service_id,
+        ))
     } else if !req.check_id.is_empty() {
         caller.require(
             caller.authorizer.node_write(&req.node),
             "node:write",
             &req.node,
         )?;
-        Op::DeregisterCheck {
-            partition: meta.partition,
-            node: req.node,
-            namespace: meta.namespace,
-            check_id: req.check_id,
-        }
+        Op::DeregisterCheck(CheckKey::new(
+            &meta.partition,
+            &req.node,
+            &meta.namespace,
+            &req.check_id,
+        ))
     } else {
         caller.require(
             caller.authorizer.node_write(&req.node),
             "node:write",
             &req.node,
         )?;
-        Op::DeregisterNode {
-            partition: meta.partition,
-            node: req.node,
-        }
+        Op::DeregisterNode(NodeKey::new(&meta.partition, &req.node))
     };
     app.store.write(op).await?;
     Ok(json(&true))
@@ -249,10 +246,7 @@ pub async fn node(
     Ctx { query: q, caller }: Ctx,
 ) -> ApiResult<Response> {
     let dc = &app.config.datacenter;
-    let key = [WatchKey::Node {
-        partition: q.meta.partition.clone(),
-        node: node.clone(),
-    }];
+    let key = [WatchKey::Node(NodeKey::new(&q.meta.partition, &node))];
     let (v, index) = blocking(&app, &q, &key, |s| {
         s.node(&q.meta.partition, &node).map(|n| {
             let services: serde_json::Map<String, Value> = s
@@ -279,10 +273,7 @@ pub async fn node_services(
     Ctx { query: q, caller }: Ctx,
 ) -> ApiResult<Response> {
     let dc = &app.config.datacenter;
-    let key = [WatchKey::Node {
-        partition: q.meta.partition.clone(),
-        node: node.clone(),
-    }];
+    let key = [WatchKey::Node(NodeKey::new(&q.meta.partition, &node))];
     let (v, index) = blocking(&app, &q, &key, |s| {
         s.node(&q.meta.partition, &node).map(|n| {
             let services: Vec<Value> = s

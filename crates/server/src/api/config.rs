@@ -1,6 +1,7 @@
-//! `/v1/config`: config entries. Decoding and validation are the model's; the graph check
-//! against every other entry runs in the store's committer, so two concurrent writes can never
-//! together produce a graph that each alone would have been refused for.
+//! `/v1/config`: config entries. Decoding and validation are the model's, once, here; the store
+//! receives the typed entry, and the graph check against every other entry runs in its
+//! committer, so two concurrent writes can never together produce a graph that each alone would
+//! have been refused for.
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -91,13 +92,7 @@ pub async fn apply(
         .validate()
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
     require_write(&caller, entry.kind(), entry.name())?;
-    let committed = app
-        .store
-        .write(Op::ConfigSet {
-            entry: entry.to_json(),
-            cas,
-        })
-        .await?;
+    let committed = app.store.write(Op::ConfigSet { entry, cas }).await?;
     Ok(json(&committed.applied))
 }
 
@@ -107,7 +102,7 @@ pub async fn list(
     Ctx { query: q, caller }: Ctx,
 ) -> ApiResult<Response> {
     let kind = parse_kind(&kind)?;
-    let keys = [WatchKey::ConfigKind(kind.as_str().to_owned())];
+    let keys = [WatchKey::ConfigKind(kind)];
     let all_tenancies = q.get("ns") == Some("*");
     let (rows, index) = blocking(&app, &q, &keys, |s| {
         let set = s.config_entries();
@@ -133,11 +128,7 @@ pub async fn get(
         meta: q.meta.clone(),
         name: name.clone(),
     };
-    let keys = [WatchKey::ConfigEntry {
-        kind: kind.as_str().to_owned(),
-        meta: q.meta.clone(),
-        name: name.clone(),
-    }];
+    let keys = [WatchKey::ConfigEntry(key.clone())];
     caller.require(
         can_read(&caller, kind, &name),
         if kind == Kind::ServiceIntentions {
@@ -171,10 +162,11 @@ pub async fn delete(
     let cas = parse_cas(&q)?;
     require_write(&caller, kind, &name)?;
     let op = Op::ConfigDelete {
-        kind: kind.as_str().to_owned(),
-        partition: q.meta.partition.clone(),
-        namespace: q.meta.namespace.clone(),
-        name,
+        key: EntryKey {
+            kind,
+            meta: q.meta.clone(),
+            name,
+        },
         cas,
     };
     let committed = app.store.write(op).await?;

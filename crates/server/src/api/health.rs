@@ -3,9 +3,10 @@
 use axum::extract::{Path, State};
 use axum::response::Response;
 
-use mesh_model::catalog::{CRITICAL, PASSING, WARNING};
+use mesh_model::catalog::CheckStatus;
 use mesh_model::names::ServiceName;
 use store::WatchKey;
+use store::state::NodeKey;
 
 use crate::AppState;
 use crate::api::Ctx;
@@ -33,7 +34,7 @@ async fn instances(app: AppState, name: String, ctx: Ctx, connect: bool) -> ApiR
             s.instances(&svc)
         };
         list.into_iter()
-            .filter(|i| !passing || i.status() == PASSING)
+            .filter(|i| !passing || i.status() == CheckStatus::Passing)
             .filter(|i| q.all("tag").iter().all(|t| i.service.tags.contains(t)))
             .map(|i| rows::health_entry(&i, dc))
             .filter(|v| filter.matches(v))
@@ -90,10 +91,7 @@ pub async fn node(
     Path(node): Path<String>,
     Ctx { query: q, caller }: Ctx,
 ) -> ApiResult<Response> {
-    let key = [WatchKey::Node {
-        partition: q.meta.partition.clone(),
-        node: node.clone(),
-    }];
+    let key = [WatchKey::Node(NodeKey::new(&q.meta.partition, &node))];
     let (rows, index) = blocking(&app, &q, &key, |s| {
         s.node_checks(&q.meta.partition, &node)
             .map(rows::check)
@@ -112,15 +110,19 @@ pub async fn state(
     Path(state): Path<String>,
     Ctx { query: q, caller }: Ctx,
 ) -> ApiResult<Response> {
-    if !["any", PASSING, WARNING, CRITICAL].contains(&state.as_str()) {
-        return Err(ApiError::bad_request(format!(
-            "Invalid check state {state:?}: must be any, passing, warning or critical"
-        )));
-    }
+    // `None`: any status.
+    let wanted = match state.as_str() {
+        "any" => None,
+        s => Some(CheckStatus::parse(s).ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "Invalid check state {state:?}: must be any, passing, warning or critical"
+            ))
+        })?),
+    };
     let (rows, index) = blocking(&app, &q, &[WatchKey::Nodes], |s| {
         s.nodes(&q.meta.partition)
             .flat_map(|n| s.node_checks(&q.meta.partition, &n.node))
-            .filter(|c| state == "any" || c.status == state)
+            .filter(|c| wanted.is_none_or(|w| c.status == w))
             .filter(|c| caller.authorizer.node_read(&c.node))
             .map(rows::check)
             .collect::<Vec<_>>()

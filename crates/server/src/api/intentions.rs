@@ -12,6 +12,7 @@ use axum::response::Response;
 use serde_json::{Value, json};
 
 use mesh_model::EntMeta;
+use mesh_model::config_entry::Kind;
 use mesh_model::intentions::{self, IntentionRequest, MatchBy};
 use mesh_model::names::ServiceName;
 use store::WatchKey;
@@ -23,7 +24,7 @@ use crate::intentions::entry_key;
 use crate::query::{Filter, Query, blocking, json, json_with_index};
 
 fn keys() -> [WatchKey; 1] {
-    [WatchKey::ConfigKind("service-intentions".into())]
+    [WatchKey::ConfigKind(Kind::ServiceIntentions)]
 }
 
 /// `name`, `ns/name` or `partition/ns/name`, as Consul's intention endpoints accept.

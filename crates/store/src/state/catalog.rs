@@ -6,18 +6,20 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 
 use mesh_model::EntMeta;
-use mesh_model::catalog::{CRITICAL, HealthCheck, Node, NodeService, PASSING, WARNING};
+use mesh_model::catalog::{CheckStatus, HealthCheck, Node, NodeService, ServiceKind};
 use mesh_model::names::ServiceName;
 
 use super::{ApplyError, State, WatchKey};
 
+/// A node: partition (never empty) and name.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct NodeKey {
-    pub partition: String,
-    pub node: String,
+    partition: String,
+    node: String,
 }
 
 impl NodeKey {
+    /// An empty `partition` is `default`.
     pub fn new(partition: &str, node: &str) -> Self {
         Self {
             partition: or_default(partition),
@@ -27,29 +29,53 @@ impl NodeKey {
     pub(crate) fn of(n: &Node) -> Self {
         Self::new(&n.partition, &n.node)
     }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct ServiceKey {
-    pub partition: String,
-    pub node: String,
-    pub namespace: String,
-    pub id: String,
-}
-
-impl ServiceKey {
-    pub(crate) fn of(node: &str, s: &NodeService) -> Self {
-        Self {
-            partition: or_default(&s.partition),
-            node: node.to_owned(),
-            namespace: or_default(&s.namespace),
-            id: s.id.clone(),
-        }
+    pub fn partition(&self) -> &str {
+        &self.partition
+    }
+    pub fn node(&self) -> &str {
+        &self.node
     }
 }
 
+/// An instance: its node, namespace (never empty) and ID.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub(crate) struct CheckKey {
+pub struct ServiceKey {
+    partition: String,
+    node: String,
+    namespace: String,
+    id: String,
+}
+
+impl ServiceKey {
+    /// An empty `partition` or `namespace` is `default`.
+    pub fn new(partition: &str, node: &str, namespace: &str, id: &str) -> Self {
+        Self {
+            partition: or_default(partition),
+            node: node.to_owned(),
+            namespace: or_default(namespace),
+            id: id.to_owned(),
+        }
+    }
+    pub(crate) fn of(node: &str, s: &NodeService) -> Self {
+        Self::new(&s.partition, node, &s.namespace, &s.id)
+    }
+    pub fn partition(&self) -> &str {
+        &self.partition
+    }
+    pub fn node(&self) -> &str {
+        &self.node
+    }
+    pub fn namespace(&self) -> &str {
+        &self.namespace
+    }
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+}
+
+/// A check: its node, namespace (never empty) and ID.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct CheckKey {
     partition: String,
     node: String,
     namespace: String,
@@ -57,13 +83,29 @@ pub(crate) struct CheckKey {
 }
 
 impl CheckKey {
-    pub(crate) fn of(c: &HealthCheck) -> Self {
+    /// An empty `partition` or `namespace` is `default`.
+    pub fn new(partition: &str, node: &str, namespace: &str, check_id: &str) -> Self {
         Self {
-            partition: or_default(&c.partition),
-            node: c.node.clone(),
-            namespace: or_default(&c.namespace),
-            check_id: c.check_id.clone(),
+            partition: or_default(partition),
+            node: node.to_owned(),
+            namespace: or_default(namespace),
+            check_id: check_id.to_owned(),
         }
+    }
+    pub(crate) fn of(c: &HealthCheck) -> Self {
+        Self::new(&c.partition, &c.node, &c.namespace, &c.check_id)
+    }
+    pub fn partition(&self) -> &str {
+        &self.partition
+    }
+    pub fn node(&self) -> &str {
+        &self.node
+    }
+    pub fn namespace(&self) -> &str {
+        &self.namespace
+    }
+    pub fn check_id(&self) -> &str {
+        &self.check_id
     }
 }
 
@@ -98,14 +140,8 @@ pub struct Instance<'a> {
 
 impl Instance<'_> {
     /// Aggregated status: critical beats warning beats passing (Consul's rule).
-    pub fn status(&self) -> &'static str {
-        if self.checks.iter().any(|c| c.status == CRITICAL) {
-            CRITICAL
-        } else if self.checks.iter().any(|c| c.status == WARNING) {
-            WARNING
-        } else {
-            PASSING
-        }
+    pub fn status(&self) -> CheckStatus {
+        CheckStatus::aggregate(self.checks.iter().map(|c| c.status))
     }
 }
 
@@ -130,10 +166,7 @@ fn service_keys(s: &NodeService) -> Vec<WatchKey> {
 fn node_keys(partition: &str, node: &str) -> Vec<WatchKey> {
     vec![
         WatchKey::Nodes,
-        WatchKey::Node {
-            partition: or_default(partition),
-            node: node.to_owned(),
-        },
+        WatchKey::Node(NodeKey::new(partition, node)),
     ]
 }
 
@@ -314,93 +347,62 @@ impl State {
         keys
     }
 
-    pub(super) fn apply_deregister_node(
-        &mut self,
-        partition: &str,
-        node: &str,
-    ) -> Result<Vec<WatchKey>, ApplyError> {
-        let partition = or_default(partition);
-        let nkey = NodeKey::new(&partition, node);
-        if !self.nodes.contains_key(&nkey) {
-            // Consul treats deregistering an unknown node as success; nothing changes.
-            return Ok(Vec::new());
+    /// Removes a node with its instances and checks. An unknown node is a success that
+    /// changes nothing, as in Consul.
+    pub(super) fn apply_deregister_node(&mut self, key: &NodeKey) -> Vec<WatchKey> {
+        if !self.nodes.contains_key(key) {
+            return Vec::new();
         }
-        let touched = self.node_wide_keys(&partition, node);
-        self.nodes.remove(&nkey);
+        let (partition, node) = (key.partition.as_str(), key.node.as_str());
+        let touched = self.node_wide_keys(partition, node);
+        self.nodes.remove(key);
         self.services
             .retain(|k, _| !(k.partition == partition && k.node == node));
         self.checks
             .retain(|k, _| !(k.partition == partition && k.node == node));
-        Ok(touched)
+        touched
     }
 
-    pub(super) fn apply_deregister_service(
-        &mut self,
-        partition: &str,
-        node: &str,
-        namespace: &str,
-        id: &str,
-    ) -> Result<Vec<WatchKey>, ApplyError> {
-        let key = ServiceKey {
-            partition: or_default(partition),
-            node: node.to_owned(),
-            namespace: or_default(namespace),
-            id: id.to_owned(),
-        };
-        let Some(s) = self.services.remove(&key) else {
-            return Ok(Vec::new());
+    /// Removes an instance and its checks (an unknown one changes nothing).
+    pub(super) fn apply_deregister_service(&mut self, key: &ServiceKey) -> Vec<WatchKey> {
+        let Some(s) = self.services.remove(key) else {
+            return Vec::new();
         };
         let mut touched = service_keys(&s);
-        touched.extend(node_keys(&key.partition, node));
+        touched.extend(node_keys(&key.partition, &key.node));
         self.checks.retain(|k, c| {
             !(k.partition == key.partition
-                && k.node == node
-                && c.service_id == id
+                && k.node == key.node
+                && c.service_id == key.id
                 && k.namespace == key.namespace)
         });
-        Ok(touched)
+        touched
     }
 
-    pub(super) fn apply_deregister_check(
-        &mut self,
-        partition: &str,
-        node: &str,
-        namespace: &str,
-        check_id: &str,
-    ) -> Result<Vec<WatchKey>, ApplyError> {
-        let key = CheckKey {
-            partition: or_default(partition),
-            node: node.to_owned(),
-            namespace: or_default(namespace),
-            check_id: check_id.to_owned(),
-        };
-        let Some(c) = self.checks.get(&key).cloned() else {
-            return Ok(Vec::new());
+    /// Removes a check (an unknown one changes nothing).
+    pub(super) fn apply_deregister_check(&mut self, key: &CheckKey) -> Vec<WatchKey> {
+        let Some(c) = self.checks.get(key).cloned() else {
+            return Vec::new();
         };
         let touched = self.check_keys(&key.partition, &c);
-        self.checks.remove(&key);
-        Ok(touched)
+        self.checks.remove(key);
+        touched
     }
 
     pub(super) fn apply_update_check(
         &mut self,
-        partition: &str,
-        node: &str,
+        node: &NodeKey,
         check_id: &str,
-        status: &str,
+        status: CheckStatus,
         output: &str,
         index: u64,
     ) -> Result<Vec<WatchKey>, ApplyError> {
-        if ![PASSING, WARNING, CRITICAL].contains(&status) {
-            return Err(ApplyError::Invalid(format!(
-                "invalid check status {status:?}"
-            )));
-        }
-        let partition = or_default(partition);
         let found = self
             .checks
             .iter()
-            .find(|(k, _)| k.partition == partition && k.node == node && k.check_id == check_id)
+            .find(|(k, _)| {
+                k.partition == node.partition && k.node == node.node && k.check_id == check_id
+            })
             .map(|(k, c)| (k.clone(), c.clone()));
         let Some((key, mut c)) = found else {
             return Err(ApplyError::NotFound(format!(
@@ -410,10 +412,10 @@ impl State {
         if c.status == status && c.output == output {
             return Ok(Vec::new());
         }
-        c.status = status.to_owned();
+        c.status = status;
         c.output = output.to_owned();
         c.modify_index = index;
-        let touched = self.check_keys(&partition, &c);
+        let touched = self.check_keys(&node.partition, &c);
         self.checks.insert(key, c);
         Ok(touched)
     }
@@ -500,7 +502,7 @@ impl State {
                 let same_tenancy =
                     k.partition == name.meta.partition && k.namespace == name.meta.namespace;
                 (same_tenancy && s.is_mesh_capable_for(&name.name))
-                    || (s.kind == mesh_model::catalog::KIND_TERMINATING_GATEWAY
+                    || (s.kind == ServiceKind::TerminatingGateway
                         && gateways.contains(&ServiceName::new(&s.service, s.ent_meta())))
             })
             .filter_map(|(k, s)| self.instance(k, s))
@@ -580,11 +582,7 @@ impl State {
         namespace: &str,
         id: &str,
     ) -> Option<&NodeService> {
-        self.services.get(&ServiceKey {
-            partition: or_default(partition),
-            node: node.to_owned(),
-            namespace: or_default(namespace),
-            id: id.to_owned(),
-        })
+        self.services
+            .get(&ServiceKey::new(partition, node, namespace, id))
     }
 }

@@ -3,10 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use mesh_model::EntMeta;
-use mesh_model::config_entry::{
-    self, ConfigEntry, ConfigEntryError, ConfigEntrySet, EntryKey, Kind,
-};
+use mesh_model::config_entry::{ConfigEntry, ConfigEntryError, ConfigEntrySet, EntryKey};
 
 use super::{ApplyError, State, WatchKey};
 
@@ -17,15 +14,8 @@ fn rejected(e: ConfigEntryError) -> ApplyError {
     ApplyError::Invalid(e.to_string())
 }
 
-pub(crate) fn entry_keys(kind: Kind, meta: &EntMeta, name: &str) -> Vec<WatchKey> {
-    vec![
-        WatchKey::ConfigKind(kind.as_str().to_owned()),
-        WatchKey::ConfigEntry {
-            kind: kind.as_str().to_owned(),
-            meta: meta.clone(),
-            name: name.to_owned(),
-        },
-    ]
+fn entry_keys(key: EntryKey) -> Vec<WatchKey> {
+    vec![WatchKey::ConfigKind(key.kind), WatchKey::ConfigEntry(key)]
 }
 
 impl State {
@@ -39,13 +29,14 @@ impl State {
         self.config_index.get(key).copied()
     }
 
+    /// Stores `entry` (decoded and validated by the caller; only the checks against the other
+    /// entries run here, on the latest state).
     pub(super) fn apply_config_set(
         &mut self,
-        value: &serde_json::Value,
+        entry: &ConfigEntry,
         cas: Option<u64>,
         index: u64,
     ) -> Result<Option<Vec<WatchKey>>, ApplyError> {
-        let entry = config_entry::decode_value(value.clone()).map_err(rejected)?;
         let key = entry.key();
         if let Some(cas) = cas {
             let current = self.config_index.get(&key).map(|(_, m)| *m);
@@ -57,15 +48,15 @@ impl State {
                 return Ok(None);
             }
         }
-        self.config.validate_upsert(&entry).map_err(rejected)?;
-        if self.config.get(&key) == Some(&entry) {
+        self.config.validate_upsert(entry).map_err(rejected)?;
+        if self.config.get(&key) == Some(entry) {
             // Unchanged: Consul still bumps the index; we keep watchers asleep instead.
             return Ok(Some(Vec::new()));
         }
         let create = self.config_index.get(&key).map_or(index, |(c, _)| *c);
         self.config_index.insert(key.clone(), (create, index));
-        self.config.insert(entry);
-        Ok(Some(entry_keys(key.kind, &key.meta, &key.name)))
+        self.config.insert(entry.clone());
+        Ok(Some(entry_keys(key)))
     }
 
     pub(super) fn apply_config_delete(
@@ -86,7 +77,7 @@ impl State {
         self.config.validate_delete(key).map_err(rejected)?;
         self.config.remove(key);
         self.config_index.remove(key);
-        Ok(Some(entry_keys(key.kind, &key.meta, &key.name)))
+        Ok(Some(entry_keys(key.clone())))
     }
 
     pub(super) fn restore_entry(&mut self, entry: ConfigEntry, create: u64, modify: u64) {

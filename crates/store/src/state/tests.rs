@@ -1,4 +1,6 @@
-use mesh_model::catalog::{CRITICAL, HealthCheck, Node, NodeService, PASSING};
+use mesh_model::catalog::{CheckStatus, HealthCheck, Node, NodeService, ServiceKind};
+
+use CheckStatus::{Critical as CRITICAL, Passing as PASSING};
 use mesh_model::names::ServiceName;
 
 use super::catalog::Registration;
@@ -31,12 +33,12 @@ fn reg(node_name: &str, services: Vec<NodeService>, checks: Vec<HealthCheck>) ->
     })
 }
 
-fn ttl_check(node: &str, id: &str, service_id: &str, status: &str) -> HealthCheck {
+fn ttl_check(node: &str, id: &str, service_id: &str, status: CheckStatus) -> HealthCheck {
     HealthCheck {
         node: node.into(),
         check_id: id.into(),
         name: id.into(),
-        status: status.into(),
+        status,
         service_id: service_id.into(),
         ..HealthCheck::default()
     }
@@ -113,10 +115,9 @@ fn health_status_and_ttl_updates() {
     let keys = st
         .apply(
             &Op::UpdateCheck {
-                partition: "".into(),
-                node: "n1".into(),
+                node: NodeKey::new("", "n1"),
                 check_id: "c1".into(),
-                status: PASSING.into(),
+                status: PASSING,
                 output: "ok".into(),
             },
             2,
@@ -128,10 +129,9 @@ fn health_status_and_ttl_updates() {
     let err = st
         .apply(
             &Op::UpdateCheck {
-                partition: "".into(),
-                node: "n1".into(),
+                node: NodeKey::new("", "n1"),
                 check_id: "zz".into(),
-                status: PASSING.into(),
+                status: PASSING,
                 output: "".into(),
             },
             3,
@@ -152,7 +152,7 @@ fn health_status_and_ttl_updates() {
 fn connect_instances_follow_proxies() {
     let mut st = State::default();
     let mut proxy = svc("web-sidecar-proxy", "web-sidecar-proxy", 21000);
-    proxy.kind = "connect-proxy".into();
+    proxy.kind = ServiceKind::ConnectProxy;
     proxy.proxy.destination_service_name = "web".into();
     let keys = st
         .apply(&reg("n1", vec![svc("web", "web", 80), proxy], vec![]), 1)
@@ -165,12 +165,7 @@ fn connect_instances_follow_proxies() {
     assert_eq!(c[0].service.id, "web-sidecar-proxy");
     let keys = st
         .apply(
-            &Op::DeregisterService {
-                partition: "".into(),
-                node: "n1".into(),
-                namespace: "".into(),
-                service_id: "web-sidecar-proxy".into(),
-            },
+            &Op::DeregisterService(ServiceKey::new("", "n1", "", "web-sidecar-proxy")),
             2,
         )
         .unwrap()
@@ -193,14 +188,8 @@ fn deregister_node_removes_everything_on_it() {
     .unwrap();
     st.apply(&reg("n2", vec![svc("a", "a", 1)], vec![]), 2)
         .unwrap();
-    st.apply(
-        &Op::DeregisterNode {
-            partition: "".into(),
-            node: "n1".into(),
-        },
-        3,
-    )
-    .unwrap();
+    st.apply(&Op::DeregisterNode(NodeKey::new("", "n1")), 3)
+        .unwrap();
     assert!(st.node("default", "n1").is_none());
     assert_eq!(st.instances(&ServiceName::default_tuple("a")).len(), 1);
     assert!(st.node_checks("default", "n1").next().is_none());

@@ -1,26 +1,29 @@
 //! Data directories written by earlier versions must open and replay to the same state.
 //!
 //! `tests/fixtures/data-v1/` holds two data directories written by the store as it was before
-//! the log carried typed ops (commit `d749690`): `log-only` (every record in `wal.log`) and
-//! `snapshot-and-log` (a snapshot after the first half of the ops, the rest in the log). Each
-//! has `expected-state.json`: the state that code held in memory after applying the ops live.
-//! The generator is the ignored test `write_fixtures`; it is kept so the fixtures can be read
-//! as a program, and must not be re-run to "fix" a failing comparison: the files are the
-//! contract with data directories in the field.
+//! the log carried typed ops (the code of commit `d749690`, by this module's generator as first
+//! committed in `624f6c5`): `log-only` (every record in `wal.log`) and `snapshot-and-log` (a
+//! snapshot after the first half of the ops, the rest in the log). Each has
+//! `expected-state.json`: the state that code held in memory after applying the ops live.
+//!
+//! The generator is the ignored test `write_fixtures`, kept so the fixtures can be read as a
+//! program; it writes into `$STORE_FIXTURES_OUT`, never over the committed files, which are the
+//! contract with data directories in the field and must not be regenerated to make a
+//! comparison pass.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed step is a failed test
 
 use std::path::{Path, PathBuf};
 
 use mesh_model::acl::{AclPolicy, AclToken, PolicyLink};
-use mesh_model::catalog::{Node, RegisterRequest, ServiceDefinition};
-use mesh_model::config_entry;
+use mesh_model::catalog::{CheckStatus, Node, RegisterRequest, ServiceDefinition};
+use mesh_model::config_entry::{self, EntryKey, Kind};
 
-use super::{HEADER, LOG_FILE, Record, SNAPSHOT_FILE, Wal};
+use super::{HEADER, LOG_FILE, Record, RecordRef, SNAPSHOT_FILE, Wal};
 use crate::StoreOptions;
 use crate::state::acl::AclOp;
 use crate::state::ca::{CaConfigRecord, CaOp, CaRoot};
-use crate::state::{ClusterMeta, Op, Registration, State};
+use crate::state::{CheckKey, ClusterMeta, NodeKey, Op, Registration, ServiceKey, State};
 
 const EXPECTED: &str = "expected-state.json";
 
@@ -32,7 +35,7 @@ fn entry(json: &str) -> Op {
     let e = config_entry::decode_json(json.as_bytes()).unwrap();
     e.validate().unwrap();
     Op::ConfigSet {
-        entry: e.to_json(),
+        entry: e,
         cas: None,
     }
 }
@@ -175,18 +178,17 @@ fn fixture_ops() -> Vec<Op> {
             r#"{"Node":"n6","Address":"10.0.0.6",
                 "Service":{"Kind":"api-gateway","Service":"agw","ID":"agw-1","Port":8080}}"#,
         )),
+        // (The v1 fixtures hold this record with an empty partition, as the TTL timer wrote it.)
         Op::UpdateCheck {
-            partition: String::new(),
-            node: "n1".into(),
+            node: NodeKey::new("", "n1"),
             check_id: "service:web-1".into(),
-            status: "critical".into(),
+            status: CheckStatus::Critical,
             output: "TTL expired".into(),
         },
         Op::UpdateCheck {
-            partition: "default".into(),
-            node: "n1".into(),
+            node: NodeKey::new("default", "n1"),
             check_id: "service:api-1:1".into(),
-            status: "warning".into(),
+            status: CheckStatus::Warning,
             output: "slow".into(),
         },
         entry(r#"{"Kind":"proxy-defaults","Name":"global","Config":{"protocol":"http"}}"#),
@@ -203,7 +205,9 @@ fn fixture_ops() -> Vec<Op> {
             r#"{"Kind":"service-router","Name":"web","Routes":[{"Match":{"HTTP":{"PathPrefix":"/admin",
                 "Methods":["get"]}},"Destination":{"Service":"api"}}]}"#,
         ),
-        entry(r#"{"Kind":"terminating-gateway","Name":"tgw","Services":[{"Name":"db","Namespace":"team"}]}"#),
+        entry(
+            r#"{"Kind":"terminating-gateway","Name":"tgw","Services":[{"Name":"db","Namespace":"team"}]}"#,
+        ),
         entry(
             r#"{"Kind":"service-intentions","Name":"web","Sources":[{"Name":"*","Action":"deny"},
                 {"Name":"api","Action":"allow"}]}"#,
@@ -217,46 +221,41 @@ fn fixture_ops() -> Vec<Op> {
             entry: config_entry::decode_json(
                 br#"{"Kind":"service-defaults","Name":"api","Protocol":"http"}"#,
             )
-            .unwrap()
-            .to_json(),
+            .unwrap(),
             cas: Some(0),
         },
-        // Raw JSON as an older handler wrote it: snake_case keys, decoded at apply.
+        // (The v1 fixtures hold this entry as raw client JSON, snake_case keys, as a handler
+        // before them wrote it; replay decodes it.)
         Op::ConfigSet {
-            entry: serde_json::json!({"kind": "service-defaults", "name": "lambda-fn",
-                "protocol": "http", "meta": {"owner": "registrator"}}),
+            entry: config_entry::decode_value(serde_json::json!({"kind": "service-defaults",
+                "name": "lambda-fn", "protocol": "http", "meta": {"owner": "registrator"}}))
+            .unwrap(),
             cas: None,
         },
         Op::ConfigDelete {
-            kind: "service-router".into(),
-            partition: "default".into(),
-            namespace: "default".into(),
-            name: "web".into(),
+            key: EntryKey {
+                kind: Kind::ServiceRouter,
+                meta: mesh_model::EntMeta::default(),
+                name: "web".into(),
+            },
             cas: None,
         },
         Op::ConfigDelete {
-            kind: "service-intentions".into(),
-            partition: "default".into(),
-            namespace: "team".into(),
-            name: "db".into(),
+            key: EntryKey {
+                kind: Kind::ServiceIntentions,
+                meta: mesh_model::EntMeta::new(None, Some("team")),
+                name: "db".into(),
+            },
             cas: Some(23),
         },
-        Op::DeregisterCheck {
-            partition: "default".into(),
-            node: "n2".into(),
-            namespace: "default".into(),
-            check_id: "n2-alive".into(),
-        },
-        Op::DeregisterService {
-            partition: "default".into(),
-            node: "n1".into(),
-            namespace: "default".into(),
-            service_id: "api-1-sidecar-proxy".into(),
-        },
-        Op::DeregisterNode {
-            partition: "default".into(),
-            node: "n6".into(),
-        },
+        Op::DeregisterCheck(CheckKey::new("default", "n2", "default", "n2-alive")),
+        Op::DeregisterService(ServiceKey::new(
+            "default",
+            "n1",
+            "default",
+            "api-1-sidecar-proxy",
+        )),
+        Op::DeregisterNode(NodeKey::new("default", "n6")),
         Op::Ca(CaOp::SetConfig {
             config: CaConfigRecord {
                 leaf_cert_ttl_secs: 7200,
@@ -296,14 +295,17 @@ fn no_fsync() -> StoreOptions {
     }
 }
 
-/// Writes the fixtures. Run once, by hand, with the code whose format they pin.
+/// Writes fixtures like the committed ones into `$STORE_FIXTURES_OUT`.
 #[test]
-#[ignore = "writes the committed fixtures; see the module doc"]
+#[ignore = "writes fixture data directories; see the module doc"]
 fn write_fixtures() {
+    let out = PathBuf::from(
+        std::env::var_os("STORE_FIXTURES_OUT").expect("STORE_FIXTURES_OUT: where to write"),
+    );
     let ops = fixture_ops();
     let half = ops.len() / 2;
     for name in ["log-only", "snapshot-and-log"] {
-        let dir = fixtures().join(name);
+        let dir = out.join(name);
         let _ = std::fs::remove_dir_all(&dir);
         let (mut state, mut wal) = Wal::open(&dir, &no_fsync()).unwrap();
         if name == "snapshot-and-log" {
@@ -368,12 +370,59 @@ fn v1_records(name: &str) -> Vec<(serde_json::Value, Record)> {
 fn ops_are_written_in_the_shape_v1_logs_hold() {
     let records = v1_records("log-only");
     assert_eq!(records.len(), fixture_ops().len());
-    for (payload, record) in records {
-        let written = serde_json::to_value(&record).unwrap();
-        if payload["op"]["ConfigSet"]["entry"]["kind"].is_string() {
-            // The one record holding raw client JSON: later code writes the decoded entry.
-            continue;
+    for ((payload, record), op) in records.into_iter().zip(fixture_ops()) {
+        assert_eq!(
+            record.op, op,
+            "record {} reads as the op it was written from",
+            record.index
+        );
+        let written = serde_json::to_value(RecordRef {
+            index: record.index,
+            op: &record.op,
+        })
+        .unwrap();
+        // Two records were written in a form later code canonicalises: a config entry as raw
+        // client JSON, and an empty partition (`default`).
+        let canonicalised = payload["op"]["ConfigSet"]["entry"]["kind"].is_string()
+            || payload["op"]["UpdateCheck"]["partition"] == "";
+        if canonicalised {
+            let back: Record = serde_json::from_value(written).unwrap();
+            assert_eq!(back.op, record.op);
+        } else {
+            assert_eq!(written, payload);
         }
-        assert_eq!(written, payload);
     }
+}
+
+fn frame(payload: &[u8]) -> Vec<u8> {
+    let mut out = u32::try_from(payload.len()).unwrap().to_le_bytes().to_vec();
+    out.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
+    out.extend_from_slice(payload);
+    out
+}
+
+#[test]
+fn a_whole_record_whose_op_no_longer_reads_is_skipped_not_cut() {
+    let dir = tempfile::tempdir().unwrap();
+    let records = [
+        r#"{"index":1,"op":{"SetClusterMeta":{"cluster_id":"c"}}}"#,
+        r#"{"index":2,"op":{"ConfigSet":{"entry":{"Kind":"no-such-kind","Name":"x"},"cas":null}}}"#,
+        r#"{"index":3,"op":{"ConfigDelete":{"kind":"nope","partition":"","namespace":"","name":"x","cas":null}}}"#,
+        r#"{"index":4,"op":{"UpdateCheck":{"partition":"","node":"n","check_id":"c","status":"maintenance","output":""}}}"#,
+        r#"{"index":5,"op":{"SomeFutureOp":{}}}"#,
+        r#"{"index":6,"op":{"ConfigSet":{"entry":{"Kind":"service-defaults","Name":"web"},"cas":null}}}"#,
+    ];
+    let log: Vec<u8> = records.iter().flat_map(|r| frame(r.as_bytes())).collect();
+    std::fs::write(dir.path().join(LOG_FILE), &log).unwrap();
+    let (state, _wal) = Wal::open(dir.path(), &no_fsync()).unwrap();
+    assert_eq!(state.index(), 6);
+    assert_eq!(state.meta.cluster_id, "c");
+    let web = EntryKey {
+        kind: Kind::ServiceDefaults,
+        meta: mesh_model::EntMeta::default(),
+        name: "web".into(),
+    };
+    assert_eq!(state.entry_indexes(&web), Some((6, 6)));
+    let len = std::fs::metadata(dir.path().join(LOG_FILE)).unwrap().len();
+    assert_eq!(len, log.len() as u64, "nothing was cut");
 }

@@ -2,6 +2,7 @@
 //! listener per upstream with its discovery chain, SNI-named EDS clusters and their endpoints.
 
 use mesh_model::EntMeta;
+use mesh_model::catalog::ServiceKind;
 use mesh_model::names::ServiceName;
 
 use super::chain::{Chain, Dest, compile_chain};
@@ -270,6 +271,6 @@ pub(super) fn add_targets(inputs: &ProxyInputs, chain: &Chain, out: &mut Resourc
 fn gateway_linked(inputs: &ProxyInputs, svc: &ServiceName) -> bool {
     inputs.connect_endpoints.get(svc).is_some_and(|eps| {
         eps.iter()
-            .any(|e| e.row["Service"]["Kind"] == mesh_model::catalog::KIND_TERMINATING_GATEWAY)
+            .any(|e| e.row["Service"]["Kind"] == ServiceKind::TerminatingGateway.as_str())
     })
 }

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use mesh_model::EntMeta;
-use mesh_model::catalog::{NodeService, ProxyConfig, Upstream};
+use mesh_model::catalog::{NodeService, ProxyConfig, ServiceKind, Upstream};
 use mesh_model::config_entry::{self, ConfigEntrySet};
 use mesh_model::intentions::{self, MatchBy};
 use mesh_model::names::ServiceName;
@@ -28,7 +28,7 @@ fn entries(list: &[serde_json::Value]) -> ConfigEntrySet {
 
 fn sidecar(upstreams: Vec<Upstream>) -> NodeService {
     NodeService {
-        kind: "connect-proxy".into(),
+        kind: ServiceKind::ConnectProxy,
         id: "web-sidecar-proxy".into(),
         service: "web-sidecar-proxy".into(),
         port: 21000,
@@ -79,7 +79,7 @@ fn inputs(proxy: NodeService, set: ConfigEntrySet) -> ProxyInputs {
 /// Inputs of the terminating gateway `tgw` on 127.0.0.1:8443 (service leaves added by the test).
 fn terminating_gateway_inputs(set: ConfigEntrySet) -> ProxyInputs {
     let gw = NodeService {
-        kind: "terminating-gateway".into(),
+        kind: ServiceKind::TerminatingGateway,
         id: "tgw".into(),
         service: "tgw".into(),
         port: 8443,
