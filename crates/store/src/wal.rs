@@ -5,8 +5,9 @@
 //! short or fails its CRC, and the file is cut there. Every acknowledged record was fsynced, so the
 //! cut only ever drops writes that were never acknowledged. `snapshot.json` holds the whole state
 //! at an index; records at or below it are skipped at replay, so a crash between writing the
-//! snapshot and truncating the log is harmless. How an op is written inside a record is
-//! `record`'s.
+//! snapshot and truncating the log is harmless. A whole record (its CRC matches) whose op no
+//! longer reads is skipped like an op that no longer applies, never cut. How an op is written
+//! inside a record is `record`'s.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};

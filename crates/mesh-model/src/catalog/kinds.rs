@@ -4,7 +4,7 @@
 //!
 //! Request bodies keep these fields as text and parse them in their own validation, so that a
 //! wrong value is reported with Consul's message and in Consul's order; stored records and
-//! everything after the edge use the enums. Must not depend on anything but serde.
+//! everything after the edge use the enums. Depends only on serde and the catalog's error.
 
 use std::fmt;
 
@@ -13,9 +13,7 @@ use serde::{Deserialize, Serialize};
 use super::{CatalogError, invalid};
 
 /// What a registered instance is (`Kind`): a typical service, a sidecar or one of the gateways.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default, Serialize, Deserialize,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 pub enum ServiceKind {
     /// An ordinary service (`""`, Consul's "typical").
     #[default]
