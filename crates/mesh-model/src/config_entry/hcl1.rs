@@ -9,7 +9,7 @@
 //!
 //! It also bounds nesting depth ([`check_nesting`]) before any HCL parse.
 //!
-//! [`to_hcl2`] rewrites those forms outside strings and comments and leaves everything else as
+//! `to_hcl2` rewrites those forms outside strings and comments and leaves everything else as
 //! it was. Callers use it only to retry a document that failed to parse, so valid HCL 2 never
 //! goes through it.
 
