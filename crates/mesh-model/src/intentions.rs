@@ -359,9 +359,10 @@ pub fn match_by(set: &ConfigEntrySet, by: MatchBy, name: &ServiceName) -> Vec<In
 }
 
 /// The `service-intentions` entries [`match_by`] with [`MatchBy::Destination`] can match for
-/// `dst`, present or not: its own, and the wildcard ones (name, namespace or both) of its
-/// partition. Writing or deleting any other entry never changes who may reach `dst`.
-pub fn destination_entry_keys(dst: &ServiceName) -> [EntryKey; 4] {
+/// `dst`, present or not: its own, its namespace's `*`, and its partition's `*` in namespace
+/// `*` (an exact name in namespace `*` is refused when written). Writing or deleting any other
+/// entry never changes who may reach `dst`.
+pub fn destination_entry_keys(dst: &ServiceName) -> [EntryKey; 3] {
     let key = |namespace: &str, name: &str| EntryKey {
         kind: Kind::ServiceIntentions,
         meta: EntMeta::new(Some(&dst.meta.partition), Some(namespace)),
@@ -370,7 +371,6 @@ pub fn destination_entry_keys(dst: &ServiceName) -> [EntryKey; 4] {
     [
         key(&dst.meta.namespace, &dst.name),
         key(&dst.meta.namespace, WILDCARD),
-        key(WILDCARD, &dst.name),
         key(WILDCARD, WILDCARD),
     ]
 }

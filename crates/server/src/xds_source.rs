@@ -14,6 +14,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use parking_lot::Mutex;
@@ -21,7 +22,7 @@ use tokio::sync::watch;
 use tonic::Status;
 
 use mesh_model::EntMeta;
-use mesh_model::catalog::{CRITICAL, NodeService};
+use mesh_model::catalog::{CRITICAL, Node, NodeService};
 use mesh_model::config_entry::{ConfigEntrySet, Kind};
 use mesh_model::names::ServiceName;
 use store::{State, WatchKey};
@@ -32,6 +33,7 @@ use xds::{CertPair, Endpoint, ProxyInputs, ProxyKind, Resources};
 use crate::AppState;
 use crate::api::connect_ca::{trust_bundle, trust_domain};
 use crate::api::health::entry_json;
+use crate::config::ServerConfig;
 
 /// The snapshot source over this server's store.
 pub struct StoreSource {
@@ -55,51 +57,34 @@ impl StoreSource {
             .0
             .lock()
             .get(node_id)
-            .map_or(0, |c| c.computed)
+            .map_or(0, |c| c.load(Ordering::Relaxed))
     }
 }
 
-/// Per proxy with an open stream: snapshots computed, streams open.
+/// A counter of computed snapshots per proxy with an open stream (shared by its streams).
 #[derive(Default)]
-struct Recomputes(Mutex<HashMap<String, Counter>>);
-
-#[derive(Default)]
-struct Counter {
-    computed: u64,
-    streams: usize,
-}
+struct Recomputes(Mutex<HashMap<String, Arc<AtomicU64>>>);
 
 impl Recomputes {
-    fn opened(&self, node_id: &str) {
-        self.0.lock().entry(node_id.to_owned()).or_default().streams += 1;
+    fn opened(&self, node_id: &str) -> Arc<AtomicU64> {
+        self.0.lock().entry(node_id.to_owned()).or_default().clone()
     }
 
-    fn computed(&self, node_id: &str) {
-        if let Some(c) = self.0.lock().get_mut(node_id) {
-            c.computed += 1;
-        }
-    }
-
-    fn closed(&self, node_id: &str) {
+    fn closed(&self, node_id: &str, counter: Arc<AtomicU64>) {
         let mut map = self.0.lock();
-        if let Some(c) = map.get_mut(node_id) {
-            c.streams -= 1;
-            if c.streams == 0 {
-                map.remove(node_id);
-            }
+        drop(counter);
+        // Only the map's reference left: no other stream of this proxy is open.
+        if map.get(node_id).is_some_and(|c| Arc::strong_count(c) == 1) {
+            map.remove(node_id);
         }
     }
 }
 
 /// The registration xDS configures for an ADS node ID (its service ID): the proxy, its kind and
-/// its node's address.
-fn find_proxy(st: &State, id: &str) -> Option<(NodeService, ProxyKind, String)> {
-    st.nodes("default")
-        .flat_map(|n| st.node_services("default", &n.node).map(move |s| (n, s)))
-        .find_map(|(n, s)| {
-            let kind = ProxyKind::of(s).filter(|_| s.id == id)?;
-            Some((s.clone(), kind, n.address.clone()))
-        })
+/// its node.
+fn find_proxy<'a>(st: &'a State, id: &'a str) -> Option<(&'a NodeService, ProxyKind, &'a Node)> {
+    st.services_with_id("default", id)
+        .find_map(|(n, s)| Some((s, ProxyKind::of(s)?, n)))
 }
 
 impl xds::ads::SnapshotSource for StoreSource {
@@ -108,15 +93,17 @@ impl xds::ads::SnapshotSource for StoreSource {
         node_id: &str,
         token: Option<&str>,
     ) -> Result<watch::Receiver<Arc<Resources>>, Status> {
-        let found = self.app.store.read(|st| find_proxy(st, node_id));
-        let Some((proxy, _, _)) = found else {
+        let found = self
+            .app
+            .store
+            .read(|st| find_proxy(st, node_id).map(|(p, _, _)| xds::deps::identity(p)));
+        let Some(svc) = found else {
             return Err(Status::not_found(format!(
                 "proxy {node_id:?} is not registered: register it (e.g. with a sidecar_service) before starting Envoy"
             )));
         };
         let ident = crate::authz::resolve_secret(&self.app, token)
             .map_err(|e| Status::permission_denied(e.message))?;
-        let svc = xds::deps::identity(&proxy);
         if !ident.authorizer.service_write(&svc.name) {
             return Err(Status::permission_denied(format!(
                 "Permission denied: token lacks permission 'service:write' on {:?}",
@@ -127,10 +114,10 @@ impl xds::ads::SnapshotSource for StoreSource {
         let app = self.app.clone();
         let node_id = node_id.to_owned();
         let recomputes = self.recomputes.clone();
-        recomputes.opened(&node_id);
+        let counter = recomputes.opened(&node_id);
         tokio::spawn(async move {
-            run(&app, &node_id, &tx, &recomputes).await;
-            recomputes.closed(&node_id);
+            run(&app, &node_id, &tx, &counter).await;
+            recomputes.closed(&node_id, counter);
         });
         Ok(rx)
     }
@@ -143,7 +130,7 @@ async fn run(
     app: &AppState,
     node_id: &str,
     tx: &watch::Sender<Arc<Resources>>,
-    recomputes: &Recomputes,
+    recomputes: &AtomicU64,
 ) {
     let mut leaf_rx = app.leaves.subscribe();
     let mut first = true;
@@ -152,8 +139,18 @@ async fn run(
             tracing::info!(node = %node_id, "proxy deregistered; closing its xDS stream");
             return; // dropping tx ends the stream
         };
-        recomputes.computed(node_id);
-        let resources = Arc::new(xds::compile_with_chains(&g.inputs, &g.chains));
+        recomputes.fetch_add(1, Ordering::Relaxed);
+        // Only what the wait needs outlives the compile: a thousand idle proxies should not each
+        // hold a copy of their inputs.
+        let Gathered {
+            inputs,
+            chains,
+            keys,
+            index,
+            leaf_ids,
+        } = g;
+        let resources = Arc::new(xds::compile_with_chains(&inputs, &chains));
+        drop((inputs, chains));
         if first || **tx.borrow() != *resources {
             first = false;
             if tx.send(resources).is_err() {
@@ -164,12 +161,12 @@ async fn run(
         // change to one of this proxy's leaves is a reason to recompute.
         loop {
             tokio::select! {
-                _ = app.store.wait_for_change(&g.keys, g.index, MAX_IDLE) => break,
+                _ = app.store.wait_for_change(&keys, index, MAX_IDLE) => break,
                 changed = leaf_rx.changed() => {
                     if changed.is_err() {
                         return;
                     }
-                    let mine_changed = g.leaf_ids.iter().any(|(svc, id)| app.leaves.peek(svc).map(|l| l.modify_index) != Some(*id));
+                    let mine_changed = leaf_ids.iter().any(|(svc, id)| app.leaves.peek(svc).map(|l| l.modify_index) != Some(*id));
                     if mine_changed {
                         break;
                     }
@@ -228,16 +225,15 @@ fn endpoints_from(instances: Vec<store::state::catalog::Instance<'_>>, dc: &str)
 
 /// The store keys whose writes can change what `deps` describes: the one place where xDS
 /// dependencies meet the store's keys.
-fn watch_keys(st: &State, deps: &Dependencies) -> Vec<WatchKey> {
-    let mut keys = vec![WatchKey::CaRoots, WatchKey::Service(deps.proxy.clone())];
-    keys.extend(deps.entries.iter().map(|k| WatchKey::ConfigEntry {
+fn watch_keys(st: &State, deps: Dependencies) -> Vec<WatchKey> {
+    let mut keys = vec![WatchKey::CaRoots, WatchKey::Service(deps.proxy)];
+    keys.extend(deps.entries.into_iter().map(|k| WatchKey::ConfigEntry {
         kind: k.kind.as_str().to_owned(),
-        meta: k.meta.clone(),
-        name: k.name.clone(),
+        meta: k.meta,
+        name: k.name,
     }));
-    keys.extend(deps.instances.iter().cloned().map(WatchKey::Service));
-    keys.extend(deps.service_lists.iter().cloned().map(WatchKey::Services));
-    keys.extend(deps.connect.iter().cloned().map(WatchKey::Connect));
+    keys.extend(deps.instances.into_iter().map(WatchKey::Service));
+    keys.extend(deps.service_lists.into_iter().map(WatchKey::Services));
     if !deps.connect.is_empty() {
         // A service's mesh endpoints include the instances of the terminating gateways linked
         // to it, and any gateway's entry may link it.
@@ -251,6 +247,7 @@ fn watch_keys(st: &State, deps: &Dependencies) -> Vec<WatchKey> {
             Kind::TerminatingGateway.as_str().to_owned(),
         ));
     }
+    keys.extend(deps.connect.into_iter().map(WatchKey::Connect));
     keys
 }
 
@@ -264,43 +261,50 @@ struct Gathered {
     leaf_ids: Vec<(ServiceName, u64)>,
 }
 
-/// One read of the state for a proxy, under the read lock.
-struct StateRead {
-    proxy: NodeService,
-    kind: ProxyKind,
-    node_address: String,
-    trust_domain: String,
-    roots_pem: Vec<String>,
-    found: Discovery,
-    keys: Vec<WatchKey>,
-    index: u64,
-}
-
-/// Reads what the proxy `node_id` depends on. `None`: the proxy is gone; `Some(Err(leaves))`:
-/// it now needs other leaves than the `signed` ones.
+/// Reads what the proxy `node_id` depends on, under the read lock; the leaves are left for the
+/// caller, who signed them. `None`: the proxy is gone; `Some(Err(leaves))`: it now needs other
+/// leaves than the `signed` ones.
 fn read_state(
     st: &State,
+    config: &ServerConfig,
     node_id: &str,
-    datacenter: &str,
     signed: &BTreeSet<ServiceName>,
-) -> Option<Result<StateRead, BTreeSet<ServiceName>>> {
-    let (proxy, kind, node_address) = find_proxy(st, node_id)?;
+) -> Option<Result<Gathered, BTreeSet<ServiceName>>> {
+    let datacenter = config.datacenter.as_str();
+    let (proxy, kind, node) = find_proxy(st, node_id)?;
     let trust_domain = trust_domain(st);
     let view = StoreView { st, datacenter };
-    let found = xds::deps::discover(&view, &proxy, kind, datacenter, &trust_domain);
-    if found.deps.leaves != *signed {
-        return Some(Err(found.deps.leaves));
+    let Discovery {
+        deps,
+        entries,
+        connect_endpoints,
+        service_endpoints,
+        chains,
+    } = xds::deps::discover(&view, proxy, kind, datacenter, &trust_domain);
+    if deps.leaves != *signed {
+        return Some(Err(deps.leaves));
     }
-    let keys = watch_keys(st, &found.deps);
-    Some(Ok(StateRead {
+    let keys = watch_keys(st, deps);
+    Some(Ok(Gathered {
         index: st.index_of(&keys),
-        roots_pem: trust_bundle(st),
-        proxy,
-        kind,
-        node_address,
-        trust_domain,
-        found,
+        inputs: ProxyInputs {
+            kind,
+            proxy: proxy.clone(),
+            node_address: node.address.clone(),
+            datacenter: datacenter.to_owned(),
+            trust_domain,
+            roots_pem: trust_bundle(st),
+            leaf: None,
+            service_leaves: BTreeMap::new(),
+            entries,
+            connect_endpoints,
+            service_endpoints,
+            default_allow: !config.acl.enabled || config.acl.default_allow,
+            lambda_endpoint: config.lambda_endpoint.clone(),
+        },
+        chains,
         keys,
+        leaf_ids: Vec::new(),
     }))
 }
 
@@ -333,52 +337,38 @@ async fn sign_leaves(
 
 /// Reads everything a proxy's config depends on. Returns `None` when the proxy is gone.
 async fn gather(app: &AppState, node_id: &str) -> Option<Gathered> {
-    let dc = app.config.datacenter.as_str();
     // Leaves are signed before the state is read (signing is async); if the state read then
     // needs other leaves (the proxy or a gateway's links changed in between), sign those and
     // read again.
     let mut wanted = app.store.read(|st| {
         let (proxy, kind, _) = find_proxy(st, node_id)?;
-        let view = StoreView { st, datacenter: dc };
-        Some(xds::deps::leaves(&view, &proxy, kind))
+        let view = StoreView {
+            st,
+            datacenter: &app.config.datacenter,
+        };
+        Some(xds::deps::leaves(&view, proxy, kind))
     })?;
-    let (mut leaves, leaf_ids, read) = loop {
-        let (leaves, leaf_ids) = sign_leaves(app, &wanted).await;
-        match app.store.read(|st| read_state(st, node_id, dc, &wanted))? {
-            Ok(read) => break (leaves, leaf_ids, read),
+    loop {
+        let (mut leaves, leaf_ids) = sign_leaves(app, &wanted).await;
+        match app
+            .store
+            .read(|st| read_state(st, &app.config, node_id, &wanted))?
+        {
+            Ok(mut g) => {
+                let inputs = &mut g.inputs;
+                match inputs.kind {
+                    ProxyKind::Sidecar => {
+                        inputs.leaf = leaves.remove(&xds::deps::identity(&inputs.proxy));
+                    }
+                    ProxyKind::TerminatingGateway => inputs.service_leaves = leaves,
+                    ProxyKind::MeshGateway => {}
+                }
+                g.leaf_ids = leaf_ids;
+                return Some(g);
+            }
             Err(now_wanted) => wanted = now_wanted,
         }
-    };
-    let kind = read.kind;
-    let leaf = match kind {
-        ProxyKind::Sidecar => leaves.remove(&xds::deps::identity(&read.proxy)),
-        ProxyKind::TerminatingGateway | ProxyKind::MeshGateway => None,
-    };
-    let inputs = ProxyInputs {
-        kind,
-        proxy: read.proxy,
-        node_address: read.node_address,
-        datacenter: dc.to_owned(),
-        trust_domain: read.trust_domain,
-        roots_pem: read.roots_pem,
-        leaf,
-        service_leaves: match kind {
-            ProxyKind::TerminatingGateway => leaves,
-            ProxyKind::Sidecar | ProxyKind::MeshGateway => BTreeMap::new(),
-        },
-        entries: read.found.entries,
-        connect_endpoints: read.found.connect_endpoints,
-        service_endpoints: read.found.service_endpoints,
-        default_allow: !app.config.acl.enabled || app.config.acl.default_allow,
-        lambda_endpoint: app.config.lambda_endpoint.clone(),
-    };
-    Some(Gathered {
-        inputs,
-        chains: read.found.chains,
-        keys: read.keys,
-        index: read.index,
-        leaf_ids,
-    })
+    }
 }
 
 #[cfg(test)]

@@ -172,9 +172,10 @@ fn sidecar_deps(
             .flat_map(|t| std::iter::once(t).chain(t.failover.iter()))
         {
             // Its service-defaults carry the Lambda marking (among `protocol_keys`).
-            deps.entries
-                .extend(ConfigEntrySet::protocol_keys(&t.service));
-            deps.connect.insert(t.service.clone());
+            if deps.connect.insert(t.service.clone()) {
+                deps.entries
+                    .extend(ConfigEntrySet::protocol_keys(&t.service));
+            }
         }
         found.chains.insert(svc, chain);
     }

@@ -127,7 +127,7 @@ async fn a_write_recomputes_only_the_proxies_that_depend_on_it() {
 
     let web_keys = app.store.read(|st| {
         let leaves = BTreeSet::from([ServiceName::default_tuple("web")]);
-        read_state(st, "web-sidecar-proxy", "dc1", &leaves)
+        read_state(st, &app.config, "web-sidecar-proxy", &leaves)
             .unwrap()
             .ok()
             .unwrap()
