@@ -358,6 +358,23 @@ pub fn match_by(set: &ConfigEntrySet, by: MatchBy, name: &ServiceName) -> Vec<In
     out
 }
 
+/// The `service-intentions` entries [`match_by`] with [`MatchBy::Destination`] can match for
+/// `dst`, present or not: its own, its namespace's `*`, and its partition's `*` in namespace
+/// `*` (an exact name in namespace `*` is refused when written). Writing or deleting any other
+/// entry never changes who may reach `dst`.
+pub fn destination_entry_keys(dst: &ServiceName) -> [EntryKey; 3] {
+    let key = |namespace: &str, name: &str| EntryKey {
+        kind: Kind::ServiceIntentions,
+        meta: EntMeta::new(Some(&dst.meta.partition), Some(namespace)),
+        name: name.to_owned(),
+    };
+    [
+        key(&dst.meta.namespace, &dst.name),
+        key(&dst.meta.namespace, WILDCARD),
+        key(WILDCARD, WILDCARD),
+    ]
+}
+
 /// The allow/deny decision for a connection from `src` to `dst`: the highest-precedence
 /// intention whose source and destination cover them decides; an L7 intention counts as deny
 /// (this answer cannot see the request); nothing matching means the ACL default policy.

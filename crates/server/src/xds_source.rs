@@ -1,60 +1,90 @@
 //! Feeds the ADS server: per connected proxy, a task that reads the store and the leaf cache into
 //! [`xds::ProxyInputs`], compiles them, and publishes the result on a watch channel, then sleeps
-//! until one of the store keys the proxy depends on (or a leaf) changes. The newest snapshot
-//! wins; a proxy that falls behind never sees stale intermediate states.
+//! until one of the store keys the proxy depends on (or one of its leaves) changes. The newest
+//! snapshot wins; a proxy that falls behind never sees stale intermediate states.
+//!
+//! What a proxy depends on is discovered by `xds::deps` over the store's state, borrowed under
+//! the read lock (`StoreView`); `watch_keys` is the one place that description becomes store
+//! keys. So a write wakes only the proxies that read what it touched, and only the config
+//! entries a proxy depends on are copied out of the store.
+//!
+//! Uses from the rest of the server: the health row JSON of an instance (`rows::health_entry`,
+//! what subset filters evaluate), the CA's trust domain and bundle (`connect::{trust_domain,
+//! trust_bundle}`) and its leaf cache (`AppState::leaves`).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use parking_lot::Mutex;
 use tokio::sync::watch;
 use tonic::Status;
 
-use mesh_model::catalog::{CheckStatus, Node, NodeService, ServiceKind};
-use mesh_model::config_entry::{ConfigEntry, Kind};
+use mesh_model::EntMeta;
+use mesh_model::catalog::{CheckStatus, Node, NodeService};
+use mesh_model::config_entry::{ConfigEntrySet, Kind};
 use mesh_model::names::ServiceName;
 use store::{State, WatchKey};
-use xds::compile::chain::compile_chain;
+use xds::compile::UpstreamChains;
+use xds::deps::{Dependencies, Discovery, MeshState};
 use xds::{CertPair, Endpoint, ProxyInputs, ProxyKind, Resources};
 
 use crate::AppState;
+use crate::config::ServerConfig;
 use crate::connect::{trust_bundle, trust_domain};
 use crate::rows::health_entry;
 
 /// The snapshot source over this server's store.
 pub struct StoreSource {
     app: AppState,
+    recomputes: Arc<Recomputes>,
 }
 
 impl StoreSource {
     pub fn new(app: AppState) -> Self {
-        Self { app }
+        Self {
+            app,
+            recomputes: Arc::default(),
+        }
+    }
+
+    /// How many times the snapshot of the proxy `node_id` has been computed while it had a
+    /// stream open (0 once its streams are gone): for tests that check which writes reach
+    /// which proxies.
+    pub fn recomputes(&self, node_id: &str) -> u64 {
+        self.recomputes
+            .0
+            .lock()
+            .get(node_id)
+            .map_or(0, |c| c.load(Ordering::Relaxed))
     }
 }
 
-/// The proxy registration for an ADS node ID (its service ID), with its node.
-fn find_proxy(st: &State, id: &str) -> Option<(Node, NodeService)> {
-    st.nodes("default")
-        .flat_map(|n| st.node_services("default", &n.node).map(move |s| (n, s)))
-        .find(|(_, s)| {
-            s.id == id
-                && matches!(
-                    s.kind,
-                    ServiceKind::ConnectProxy
-                        | ServiceKind::TerminatingGateway
-                        | ServiceKind::MeshGateway
-                )
-        })
-        .map(|(n, s)| (n.clone(), s.clone()))
+/// A counter of computed snapshots per proxy with an open stream (shared by its streams).
+#[derive(Default)]
+struct Recomputes(Mutex<HashMap<String, Arc<AtomicU64>>>);
+
+impl Recomputes {
+    fn opened(&self, node_id: &str) -> Arc<AtomicU64> {
+        self.0.lock().entry(node_id.to_owned()).or_default().clone()
+    }
+
+    fn closed(&self, node_id: &str, counter: Arc<AtomicU64>) {
+        let mut map = self.0.lock();
+        drop(counter);
+        // Only the map's reference left: no other stream of this proxy is open.
+        if map.get(node_id).is_some_and(|c| Arc::strong_count(c) == 1) {
+            map.remove(node_id);
+        }
+    }
 }
 
-/// The service a proxy acts for (sidecar: its destination; gateways: themselves).
-fn identity_of(p: &NodeService) -> ServiceName {
-    if p.is_connect_proxy() {
-        ServiceName::new(&p.proxy.destination_service_name, p.ent_meta())
-    } else {
-        ServiceName::new(&p.service, p.ent_meta())
-    }
+/// The registration xDS configures for an ADS node ID (its service ID): the proxy, its kind and
+/// its node.
+fn find_proxy<'a>(st: &'a State, id: &'a str) -> Option<(&'a NodeService, ProxyKind, &'a Node)> {
+    st.services_with_id("default", id)
+        .find_map(|(n, s)| Some((s, ProxyKind::of(s)?, n)))
 }
 
 impl xds::ads::SnapshotSource for StoreSource {
@@ -63,15 +93,17 @@ impl xds::ads::SnapshotSource for StoreSource {
         node_id: &str,
         token: Option<&str>,
     ) -> Result<watch::Receiver<Arc<Resources>>, Status> {
-        let found = self.app.store.read(|st| find_proxy(st, node_id));
-        let Some((_, proxy)) = found else {
+        let found = self
+            .app
+            .store
+            .read(|st| find_proxy(st, node_id).map(|(p, _, _)| xds::deps::identity(p)));
+        let Some(svc) = found else {
             return Err(Status::not_found(format!(
                 "proxy {node_id:?} is not registered: register it (e.g. with a sidecar_service) before starting Envoy"
             )));
         };
         let ident = crate::authz::resolve_secret(&self.app, token)
             .map_err(|e| Status::permission_denied(e.message))?;
-        let svc = identity_of(&proxy);
         if !ident.authorizer.service_write(&svc.name) {
             return Err(Status::permission_denied(format!(
                 "Permission denied: token lacks permission 'service:write' on {:?}",
@@ -81,7 +113,12 @@ impl xds::ads::SnapshotSource for StoreSource {
         let (tx, rx) = watch::channel(Arc::new(Resources::default()));
         let app = self.app.clone();
         let node_id = node_id.to_owned();
-        tokio::spawn(async move { run(app, node_id, tx).await });
+        let recomputes = self.recomputes.clone();
+        let counter = recomputes.opened(&node_id);
+        tokio::spawn(async move {
+            run(&app, &node_id, &tx, &counter).await;
+            recomputes.closed(&node_id, counter);
+        });
         Ok(rx)
     }
 }
@@ -89,15 +126,31 @@ impl xds::ads::SnapshotSource for StoreSource {
 /// Longest sleep between recomputations when nothing signals (a safety net, not the mechanism).
 const MAX_IDLE: Duration = Duration::from_secs(300);
 
-async fn run(app: AppState, node_id: String, tx: watch::Sender<Arc<Resources>>) {
+async fn run(
+    app: &AppState,
+    node_id: &str,
+    tx: &watch::Sender<Arc<Resources>>,
+    recomputes: &AtomicU64,
+) {
     let mut leaf_rx = app.leaves.subscribe();
     let mut first = true;
     loop {
-        let Some((inputs, keys, index, leaf_ids)) = gather(&app, &node_id).await else {
+        let Some(g) = gather(app, node_id).await else {
             tracing::info!(node = %node_id, "proxy deregistered; closing its xDS stream");
             return; // dropping tx ends the stream
         };
-        let resources = Arc::new(xds::compile(&inputs));
+        recomputes.fetch_add(1, Ordering::Relaxed);
+        // Only what the wait needs outlives the compile: a thousand idle proxies should not each
+        // hold a copy of their inputs.
+        let Gathered {
+            inputs,
+            chains,
+            keys,
+            index,
+            leaf_ids,
+        } = g;
+        let resources = Arc::new(xds::compile_with_chains(&inputs, &chains));
+        drop((inputs, chains));
         if first || **tx.borrow() != *resources {
             first = false;
             if tx.send(resources).is_err() {
@@ -124,6 +177,30 @@ async fn run(app: AppState, node_id: String, tx: watch::Sender<Arc<Resources>>) 
     }
 }
 
+/// The store's state as xDS dependency discovery reads it, borrowed under the read lock.
+struct StoreView<'a> {
+    st: &'a State,
+    datacenter: &'a str,
+}
+
+impl MeshState for StoreView<'_> {
+    fn config_entries(&self) -> &ConfigEntrySet {
+        self.st.config_entries()
+    }
+
+    fn service_names(&self, meta: &EntMeta) -> Vec<String> {
+        self.st.service_tags(meta).into_keys().collect()
+    }
+
+    fn connect_endpoints(&self, svc: &ServiceName) -> Vec<Endpoint> {
+        endpoints_from(self.st.connect_instances(svc), self.datacenter)
+    }
+
+    fn service_endpoints(&self, svc: &ServiceName) -> Vec<Endpoint> {
+        endpoints_from(self.st.instances(svc), self.datacenter)
+    }
+}
+
 /// Endpoints with their health/connect rows (the same JSON `/v1/health/*` serves, so subset
 /// filters see exactly what a client of the API would).
 fn endpoints_from(instances: Vec<store::state::catalog::Instance<'_>>, dc: &str) -> Vec<Endpoint> {
@@ -146,32 +223,98 @@ fn endpoints_from(instances: Vec<store::state::catalog::Instance<'_>>, dc: &str)
         .collect()
 }
 
-/// Reads everything a proxy's config depends on. Returns `None` when the proxy is gone.
-/// What a proxy's snapshot was built from: inputs, the store keys and index it read, and the
-/// serial of each leaf it used.
-type Gathered = (ProxyInputs, Vec<WatchKey>, u64, Vec<(ServiceName, u64)>);
+/// The store keys whose writes can change what `deps` describes: the one place where xDS
+/// dependencies meet the store's keys.
+fn watch_keys(st: &State, deps: Dependencies) -> Vec<WatchKey> {
+    let mut keys = vec![WatchKey::CaRoots, WatchKey::Service(deps.proxy)];
+    keys.extend(deps.entries.into_iter().map(WatchKey::ConfigEntry));
+    keys.extend(deps.instances.into_iter().map(WatchKey::Service));
+    keys.extend(deps.service_lists.into_iter().map(WatchKey::Services));
+    if !deps.connect.is_empty() {
+        // A service's mesh endpoints include the instances of the terminating gateways linked
+        // to it, and any gateway's entry may link it.
+        let gateways: BTreeSet<ServiceName> = deps
+            .connect
+            .iter()
+            .flat_map(|s| st.gateways_for(s))
+            .collect();
+        keys.extend(gateways.into_iter().map(WatchKey::Service));
+        keys.push(WatchKey::ConfigKind(Kind::TerminatingGateway));
+    }
+    keys.extend(deps.connect.into_iter().map(WatchKey::Connect));
+    keys
+}
 
-async fn gather(app: &AppState, node_id: &str) -> Option<Gathered> {
-    let dc = app.config.datacenter.clone();
-    let default_allow = !app.config.acl.enabled || app.config.acl.default_allow;
-    // First pass: what the proxy is and which leaves it needs (signing is async).
-    let (node, proxy, leaf_services) = app.store.read(|st| {
-        let (node, proxy) = find_proxy(st, node_id)?;
-        let leaves: Vec<ServiceName> = match proxy.kind {
-            ServiceKind::TerminatingGateway => linked_services(st, &proxy),
-            ServiceKind::MeshGateway => vec![],
-            _ => vec![identity_of(&proxy)],
-        };
-        Some((node, proxy, leaves))
-    })?;
+/// What a proxy's snapshot is built from: the compiler's inputs and chains, the store keys and
+/// index they were read at, and the serial of each leaf used.
+struct Gathered {
+    inputs: ProxyInputs,
+    chains: UpstreamChains,
+    keys: Vec<WatchKey>,
+    index: u64,
+    leaf_ids: Vec<(ServiceName, u64)>,
+}
+
+/// Reads what the proxy `node_id` depends on, under the read lock; the leaves are left for the
+/// caller, who signed them. `None`: the proxy is gone; `Some(Err(leaves))`: it now needs other
+/// leaves than the `signed` ones.
+fn read_state(
+    st: &State,
+    config: &ServerConfig,
+    node_id: &str,
+    signed: &BTreeSet<ServiceName>,
+) -> Option<Result<Gathered, BTreeSet<ServiceName>>> {
+    let datacenter = config.datacenter.as_str();
+    let (proxy, kind, node) = find_proxy(st, node_id)?;
+    let trust_domain = trust_domain(st);
+    let view = StoreView { st, datacenter };
+    let Discovery {
+        deps,
+        entries,
+        connect_endpoints,
+        service_endpoints,
+        chains,
+    } = xds::deps::discover(&view, proxy, kind, datacenter, &trust_domain);
+    if deps.leaves != *signed {
+        return Some(Err(deps.leaves));
+    }
+    let keys = watch_keys(st, deps);
+    Some(Ok(Gathered {
+        index: st.index_of(&keys),
+        inputs: ProxyInputs {
+            kind,
+            proxy: proxy.clone(),
+            node_address: node.address.clone(),
+            datacenter: datacenter.to_owned(),
+            trust_domain,
+            roots_pem: trust_bundle(st),
+            leaf: None,
+            service_leaves: BTreeMap::new(),
+            entries,
+            connect_endpoints,
+            service_endpoints,
+            default_allow: !config.acl.enabled || config.acl.default_allow,
+            lambda_endpoint: config.lambda_endpoint.clone(),
+        },
+        chains,
+        keys,
+        leaf_ids: Vec::new(),
+    }))
+}
+
+/// Leaves of `services` from the leaf cache (signed when missing or due), with their serials.
+async fn sign_leaves(
+    app: &AppState,
+    services: &BTreeSet<ServiceName>,
+) -> (BTreeMap<ServiceName, CertPair>, Vec<(ServiceName, u64)>) {
     let mut leaves = BTreeMap::new();
     let mut leaf_ids = Vec::new();
-    for svc in leaf_services {
-        match app.leaves.get(app, &svc).await {
+    for svc in services {
+        match app.leaves.get(app, svc).await {
             Ok(l) => {
                 leaf_ids.push((svc.clone(), l.modify_index));
                 leaves.insert(
-                    svc,
+                    svc.clone(),
                     CertPair {
                         cert_pem: l.cert_pem.clone(),
                         key_pem: l.key_pem.clone(),
@@ -183,134 +326,44 @@ async fn gather(app: &AppState, node_id: &str) -> Option<Gathered> {
             }
         }
     }
-    Some(app.store.read(|st| {
-        let td = trust_domain(st);
-        let entries = st.config_entries().clone();
-        let mut keys = vec![
-            WatchKey::Service(ServiceName::new(&proxy.service, proxy.ent_meta())),
-            WatchKey::CaRoots,
-        ];
-        keys.extend(Kind::ALL.into_iter().map(WatchKey::ConfigKind));
-        let mut connect_endpoints = BTreeMap::new();
-        let mut service_endpoints = BTreeMap::new();
-        let kind = match proxy.kind {
-            ServiceKind::TerminatingGateway => ProxyKind::TerminatingGateway,
-            ServiceKind::MeshGateway => ProxyKind::MeshGateway,
-            _ => ProxyKind::Sidecar,
-        };
-        match kind {
-            ProxyKind::Sidecar => {
-                for u in &proxy.proxy.upstreams {
-                    let meta = mesh_model::EntMeta::new(
-                        Some(if u.destination_partition.is_empty() {
-                            &proxy.partition
-                        } else {
-                            &u.destination_partition
-                        }),
-                        Some(if u.destination_namespace.is_empty() {
-                            &proxy.namespace
-                        } else {
-                            &u.destination_namespace
-                        }),
-                    );
-                    let chain = compile_chain(
-                        &entries,
-                        &ServiceName::new(&u.destination_name, meta),
-                        &dc,
-                        &td,
-                    );
-                    for t in chain
-                        .targets
-                        .values()
-                        .flat_map(|t| std::iter::once(t).chain(t.failover.iter()))
-                    {
-                        if !connect_endpoints.contains_key(&t.service) {
-                            keys.push(WatchKey::Connect(t.service.clone()));
-                            // A linked terminating gateway's instances stand in for the service.
-                            keys.extend(
-                                st.gateways_for(&t.service)
-                                    .into_iter()
-                                    .map(WatchKey::Service),
-                            );
-                            connect_endpoints.insert(
-                                t.service.clone(),
-                                endpoints_from(st.connect_instances(&t.service), &dc),
-                            );
-                        }
-                    }
-                }
-            }
-            ProxyKind::TerminatingGateway => {
-                for svc in linked_services(st, &proxy) {
-                    keys.push(WatchKey::Service(svc.clone()));
-                    service_endpoints.insert(svc.clone(), endpoints_from(st.instances(&svc), &dc));
-                }
-            }
-            ProxyKind::MeshGateway => {
-                keys.push(WatchKey::Services(proxy.ent_meta()));
-                for name in st.service_tags(&proxy.ent_meta()).keys() {
-                    let svc = ServiceName::new(name, proxy.ent_meta());
-                    let eps = endpoints_from(st.connect_instances(&svc), &dc);
-                    keys.push(WatchKey::Connect(svc.clone()));
-                    if !eps.is_empty() {
-                        connect_endpoints.insert(svc, eps);
-                    }
-                }
-            }
-        }
-        let index = st.index_of(&keys);
-        let leaf = if kind == ProxyKind::Sidecar {
-            leaves.get(&identity_of(&proxy)).cloned()
-        } else {
-            None
-        };
-        let inputs = ProxyInputs {
-            kind,
-            proxy: proxy.clone(),
-            node_address: node.address.clone(),
-            datacenter: dc.clone(),
-            trust_domain: td,
-            roots_pem: trust_bundle(st),
-            leaf,
-            service_leaves: if kind == ProxyKind::TerminatingGateway {
-                leaves.clone()
-            } else {
-                BTreeMap::new()
-            },
-            entries,
-            connect_endpoints,
-            service_endpoints,
-            default_allow,
-            lambda_endpoint: app.config.lambda_endpoint.clone(),
-        };
-        (inputs, keys, index, leaf_ids)
-    }))
+    (leaves, leaf_ids)
 }
 
-/// Services linked to a terminating gateway (its config entry, `*` expanded to every service).
-fn linked_services(st: &State, gw: &NodeService) -> Vec<ServiceName> {
-    let key = mesh_model::config_entry::EntryKey {
-        kind: Kind::TerminatingGateway,
-        meta: gw.ent_meta(),
-        name: gw.service.clone(),
-    };
-    let Some(ConfigEntry::TerminatingGateway(tg)) = st.config_entries().get(&key) else {
-        return vec![];
-    };
-    let mut out = Vec::new();
-    for s in &tg.services {
-        let meta = s.ent_meta_within(&gw.ent_meta());
-        if s.name == "*" {
-            out.extend(
-                st.service_tags(&meta)
-                    .keys()
-                    .map(|n| ServiceName::new(n, meta.clone())),
-            );
-        } else {
-            out.push(ServiceName::new(&s.name, meta));
+/// Reads everything a proxy's config depends on. Returns `None` when the proxy is gone.
+async fn gather(app: &AppState, node_id: &str) -> Option<Gathered> {
+    // Leaves are signed before the state is read (signing is async); if the state read then
+    // needs other leaves (the proxy or a gateway's links changed in between), sign those and
+    // read again.
+    let mut wanted = app.store.read(|st| {
+        let (proxy, kind, _) = find_proxy(st, node_id)?;
+        let view = StoreView {
+            st,
+            datacenter: &app.config.datacenter,
+        };
+        Some(xds::deps::leaves(&view, proxy, kind))
+    })?;
+    loop {
+        let (mut leaves, leaf_ids) = sign_leaves(app, &wanted).await;
+        match app
+            .store
+            .read(|st| read_state(st, &app.config, node_id, &wanted))?
+        {
+            Ok(mut g) => {
+                let inputs = &mut g.inputs;
+                match inputs.kind {
+                    ProxyKind::Sidecar => {
+                        inputs.leaf = leaves.remove(&xds::deps::identity(&inputs.proxy));
+                    }
+                    ProxyKind::TerminatingGateway => inputs.service_leaves = leaves,
+                    ProxyKind::MeshGateway => {}
+                }
+                g.leaf_ids = leaf_ids;
+                return Some(g);
+            }
+            Err(now_wanted) => wanted = now_wanted,
         }
     }
-    out.sort();
-    out.dedup();
-    out
 }
+
+#[cfg(test)]
+mod tests;

@@ -42,7 +42,16 @@ impl Registry {
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let mut map = self.waiters.lock();
         for k in keys {
-            map.entry(k.clone()).or_default().insert(id, notify.clone());
+            // Most keys already have waiters (proxies share their config keys): look up first,
+            // so the key is cloned only when it is new.
+            match map.get_mut(k) {
+                Some(list) => {
+                    list.insert(id, notify.clone());
+                }
+                None => {
+                    map.insert(k.clone(), HashMap::from([(id, notify.clone())]));
+                }
+            }
         }
         id
     }

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use mesh_model::catalog::NodeService;
+use mesh_model::catalog::{NodeService, ServiceKind};
 use mesh_model::config_entry::ConfigEntrySet;
 use mesh_model::intentions::{self, MatchBy};
 use mesh_model::names::ServiceName;
@@ -18,7 +18,7 @@ mod gateway;
 pub mod lambda;
 pub mod rbac;
 mod routes;
-mod sidecar;
+pub(crate) mod sidecar;
 mod tls;
 
 /// What kind of proxy is being configured.
@@ -83,11 +83,36 @@ impl ProxyInputs {
     }
 }
 
+impl ProxyKind {
+    /// The kind of a registration xDS configures (`None` for anything but a proxy or gateway).
+    pub fn of(service: &NodeService) -> Option<Self> {
+        match service.kind {
+            ServiceKind::ConnectProxy => Some(Self::Sidecar),
+            ServiceKind::TerminatingGateway => Some(Self::TerminatingGateway),
+            ServiceKind::MeshGateway => Some(Self::MeshGateway),
+            _ => None,
+        }
+    }
+}
+
+/// A sidecar's discovery chains, one per upstream destination.
+pub type UpstreamChains = BTreeMap<ServiceName, chain::Chain>;
+
 /// Compiles a proxy's resources. Never fails: config was validated when written; anything
 /// missing at runtime (a leaf not yet issued) leaves out only what depends on it.
 pub fn compile(inputs: &ProxyInputs) -> Resources {
+    let chains = match inputs.kind {
+        ProxyKind::Sidecar => sidecar::chains_of(inputs),
+        ProxyKind::TerminatingGateway | ProxyKind::MeshGateway => UpstreamChains::new(),
+    };
+    compile_with_chains(inputs, &chains)
+}
+
+/// [`compile`] with the upstreams' chains already compiled (as [`crate::deps::discover`]
+/// returns them), so no chain is compiled twice.
+pub fn compile_with_chains(inputs: &ProxyInputs, chains: &UpstreamChains) -> Resources {
     match inputs.kind {
-        ProxyKind::Sidecar => sidecar::compile(inputs),
+        ProxyKind::Sidecar => sidecar::compile(inputs, chains),
         ProxyKind::TerminatingGateway => gateway::terminating(inputs),
         ProxyKind::MeshGateway => gateway::mesh(inputs),
     }

@@ -1,8 +1,12 @@
 //! Envoy configuration for lambdamesh proxies.
 //!
 //! ```text
+//!  borrowed state (the server's store, through deps::MeshState)
+//!        │  deps::discover — what the proxy depends on (→ the server's watch keys), the entries
+//!        │  and endpoints it reads, its upstreams' discovery chains (compiled once)
+//!        v
 //!  ProxyInputs (values: the proxy, its upstreams' endpoints, config entries, certificates)
-//!        │  compile::compile — pure, deterministic, unit-tested on values
+//!        │  compile::compile_with_chains — pure, deterministic, unit-tested on values
 //!        v
 //!  Resources (name → packed Any, per xDS type)
 //!        │  ads::AdsServer — one watch channel per proxy (newest snapshot wins)
@@ -17,8 +21,9 @@
 pub mod ads;
 pub mod bootstrap;
 pub mod compile;
+pub mod deps;
 mod pb;
 pub mod resources;
 
-pub use compile::{CertPair, Endpoint, ProxyInputs, ProxyKind, compile};
+pub use compile::{CertPair, Endpoint, ProxyInputs, ProxyKind, compile, compile_with_chains};
 pub use resources::Resources;

@@ -85,6 +85,19 @@ impl ConfigEntrySet {
         self.view().protocol_of(svc)
     }
 
+    /// The keys [`Self::protocol_of`] looks up, present or not: writing or deleting any other
+    /// entry never changes the service's protocol.
+    pub fn protocol_keys(svc: &ServiceName) -> [EntryKey; 2] {
+        [
+            EntryKey {
+                kind: Kind::ServiceDefaults,
+                meta: svc.meta.clone(),
+                name: svc.name.clone(),
+            },
+            proxy_defaults_global(&svc.meta),
+        ]
+    }
+
     /// Validates `entry` on its own, then against the other entries as if it were written.
     ///
     /// # Errors
@@ -281,12 +294,7 @@ impl<'a> View<'a> {
         {
             return sd.protocol.to_ascii_lowercase();
         }
-        let global = EntryKey {
-            kind: Kind::ProxyDefaults,
-            meta: EntMeta::new(Some(&svc.meta.partition), Some(DEFAULT)),
-            name: PROXY_DEFAULTS_GLOBAL.to_owned(),
-        };
-        if let Some(ConfigEntry::ProxyDefaults(pd)) = self.get(&global) {
+        if let Some(ConfigEntry::ProxyDefaults(pd)) = self.get(&proxy_defaults_global(&svc.meta)) {
             let p = pd.config_protocol();
             if !p.is_empty() {
                 return p;
@@ -415,6 +423,15 @@ impl<'a> View<'a> {
                 t.name
             )),
         }
+    }
+}
+
+/// The key of the partition's proxy-defaults `global` (it lives in the `default` namespace).
+fn proxy_defaults_global(meta: &EntMeta) -> EntryKey {
+    EntryKey {
+        kind: Kind::ProxyDefaults,
+        meta: EntMeta::new(Some(&meta.partition), Some(DEFAULT)),
+        name: PROXY_DEFAULTS_GLOBAL.to_owned(),
     }
 }
 

@@ -118,6 +118,40 @@ fn match_by_destination_includes_wildcard_entries() {
 }
 
 #[test]
+fn destination_matches_read_only_the_destination_entry_keys() {
+    let set = set_of(vec![
+        ixn("db", json!([{"Name": "web", "Action": "allow"}])),
+        ixn("*", json!([{"Name": "admin", "Action": "allow"}])),
+        json!({"Kind": "service-intentions", "Name": "*", "Namespace": "*", "Sources": [{"Name": "ops", "Action": "deny"}]}),
+        json!({"Kind": "service-intentions", "Name": "db", "Namespace": "other", "Sources": [{"Name": "x", "Action": "allow"}]}),
+        json!({"Kind": "service-intentions", "Name": "*", "Namespace": "other", "Sources": [{"Name": "y", "Action": "allow"}]}),
+        ixn("api", json!([{"Name": "web", "Action": "deny"}])),
+    ]);
+    for dst in [
+        sn("default", "db"),
+        sn("other", "db"),
+        sn("default", "api"),
+        sn("third", "x"),
+    ] {
+        let mut only = ConfigEntrySet::default();
+        for key in destination_entry_keys(&dst) {
+            if let Some(e) = set.get(&key) {
+                only.insert(e.clone());
+            }
+        }
+        assert_eq!(
+            match_by(&only, MatchBy::Destination, &dst),
+            match_by(&set, MatchBy::Destination, &dst),
+            "{dst:?}"
+        );
+    }
+    // An exact name under a wildcard namespace is refused, so it needs no key.
+    let bad = json!({"Kind": "service-intentions", "Name": "db", "Namespace": "*", "Sources": [{"Name": "x", "Action": "allow"}]});
+    let e = decode_value(bad).unwrap();
+    assert!(ConfigEntrySet::default().validate_upsert(&e).is_err());
+}
+
+#[test]
 fn check_takes_the_highest_precedence_match() {
     let set = set_of(vec![
         json!({"Kind": "service-defaults", "Name": "api", "Protocol": "http"}),

@@ -434,6 +434,20 @@ impl State {
             .map(|(_, n)| n)
     }
 
+    /// Instances with service ID `id` in a partition, on any node, in node order: one pass over
+    /// the instances (an ADS node ID is a service ID without its node).
+    pub fn services_with_id<'a>(
+        &'a self,
+        partition: &str,
+        id: &'a str,
+    ) -> impl Iterator<Item = (&'a Node, &'a NodeService)> + 'a {
+        let partition = or_default(partition);
+        self.services
+            .iter()
+            .filter(move |(k, _)| k.id == id && k.partition == partition)
+            .filter_map(|(k, s)| Some((self.nodes.get(&NodeKey::new(&k.partition, &k.node))?, s)))
+    }
+
     /// Services on one node, in ID order.
     pub fn node_services<'a>(
         &'a self,

@@ -207,3 +207,30 @@ fn tenancy_separates_services() {
     assert_eq!(st.instances(&a).len(), 1);
     assert_eq!(st.instances(&ServiceName::default_tuple("web")).len(), 1);
 }
+
+#[test]
+fn services_with_an_id_are_found_on_every_node_in_node_order() {
+    let mut st = State::default();
+    st.apply(
+        &reg("n2", vec![svc("p", "web", 80), svc("q", "db", 81)], vec![]),
+        1,
+    )
+    .unwrap();
+    st.apply(&reg("n1", vec![svc("p", "api", 82)], vec![]), 2)
+        .unwrap();
+    let found: Vec<(&str, &str)> = st
+        .services_with_id("default", "p")
+        .map(|(n, s)| (n.node.as_str(), s.service.as_str()))
+        .collect();
+    assert_eq!(found, [("n1", "api"), ("n2", "web")]);
+    // The same order as walking the nodes and their services.
+    let walked: Vec<(&str, &str)> = st
+        .nodes("default")
+        .flat_map(|n| st.node_services("default", &n.node).map(move |s| (n, s)))
+        .filter(|(_, s)| s.id == "p")
+        .map(|(n, s)| (n.node.as_str(), s.service.as_str()))
+        .collect();
+    assert_eq!(found, walked);
+    assert_eq!(st.services_with_id("other", "p").count(), 0);
+    assert_eq!(st.services_with_id("default", "nope").count(), 0);
+}

@@ -1,11 +1,12 @@
 //! The discovery chain: service-router → service-splitter → service-resolver, compiled into the
-//! routes of an upstream and the SNI-named targets they send to.
+//! routes of an upstream and the SNI-named targets they send to. Every config entry the
+//! compiler looks up (found or not) is recorded: that is what the chain depends on.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use mesh_model::EntMeta;
 use mesh_model::config_entry::{
-    ConfigEntry, ConfigEntrySet, HttpHeaderModifiers, Kind, ServiceRouteHttpMatch,
+    ConfigEntry, ConfigEntrySet, EntryKey, HttpHeaderModifiers, Kind, ServiceRouteHttpMatch,
 };
 use mesh_model::connect;
 use mesh_model::names::ServiceName;
@@ -82,11 +83,36 @@ struct Compiler<'a> {
     datacenter: &'a str,
     trust_domain: &'a str,
     targets: BTreeMap<String, Target>,
+    /// Every entry looked up so far, found or not.
+    read: BTreeSet<EntryKey>,
 }
 
-impl Compiler<'_> {
-    fn resolver(&self, svc: &ServiceName) -> Option<&mesh_model::config_entry::ServiceResolver> {
-        self.entries.resolver_of(svc)
+impl<'a> Compiler<'a> {
+    /// The entry of `kind` for `svc`, recording the lookup.
+    fn entry(&mut self, kind: Kind, svc: &ServiceName) -> Option<&'a ConfigEntry> {
+        let key = EntryKey {
+            kind,
+            meta: svc.meta.clone(),
+            name: svc.name.clone(),
+        };
+        let found = self.entries.get(&key);
+        self.read.insert(key);
+        found
+    }
+
+    fn resolver(
+        &mut self,
+        svc: &ServiceName,
+    ) -> Option<&'a mesh_model::config_entry::ServiceResolver> {
+        match self.entry(Kind::ServiceResolver, svc) {
+            Some(ConfigEntry::ServiceResolver(r)) => Some(r),
+            _ => None,
+        }
+    }
+
+    fn protocol(&mut self, svc: &ServiceName) -> String {
+        self.read.extend(ConfigEntrySet::protocol_keys(svc));
+        self.entries.protocol_of(svc)
     }
 
     /// Follows redirects, picks the subset, records the target; returns its SNI and the
@@ -114,33 +140,28 @@ impl Compiler<'_> {
             }
             svc = next;
         }
-        let resolver = self.resolver(&svc).cloned();
+        let resolver = self.resolver(&svc);
         if subset.is_empty() {
             subset = resolver
-                .as_ref()
                 .map(|r| r.default_subset.clone())
                 .unwrap_or_default();
         }
         let (filter, only_passing) = resolver
-            .as_ref()
             .and_then(|r| r.subsets.get(&subset))
             .map(|s| (s.filter.clone(), s.only_passing))
             .unwrap_or_default();
         let connect_timeout_ms = resolver
-            .as_ref()
             .map(|r| r.connect_timeout.0)
             .filter(|ns| *ns > 0)
             .map_or(DEFAULT_CONNECT_TIMEOUT_MS, |ns| {
                 (ns / 1_000_000).max(1) as u64
             });
-        let request_timeout = resolver.as_ref().map_or(0, |r| r.request_timeout.0);
+        let request_timeout = resolver.map_or(0, |r| r.request_timeout.0);
         let sni = connect::service_sni(&svc, Some(&subset), self.datacenter, self.trust_domain);
         let mut failover = Vec::new();
         if depth < 2
-            && let Some(f) = resolver
-                .as_ref()
-                .and_then(|r| r.failover.get(&subset).or_else(|| r.failover.get("*")))
-                .cloned()
+            && let Some(f) =
+                resolver.and_then(|r| r.failover.get(&subset).or_else(|| r.failover.get("*")))
         {
             let mut fo_targets: Vec<(ServiceName, String)> = f
                 .targets
@@ -199,8 +220,8 @@ impl Compiler<'_> {
 
     /// A splitter (flattened, weights multiplied through nested splitters) or the resolver.
     fn split_or_resolve(&mut self, svc: &ServiceName, depth: usize) -> (Dest, i64) {
-        let splitter = match self.entries.for_service(Kind::ServiceSplitter, svc) {
-            Some(ConfigEntry::ServiceSplitter(s)) if depth < MAX_DEPTH => Some(s.clone()),
+        let splitter = match self.entry(Kind::ServiceSplitter, svc) {
+            Some(ConfigEntry::ServiceSplitter(s)) if depth < MAX_DEPTH => Some(s),
             _ => None,
         };
         let Some(splitter) = splitter else {
@@ -262,19 +283,28 @@ pub fn compile_chain(
     datacenter: &str,
     trust_domain: &str,
 ) -> Chain {
-    let protocol = entries.protocol_of(svc);
+    compile_chain_reading(entries, svc, datacenter, trust_domain).0
+}
+
+/// [`compile_chain`], also returning the key of every entry it looked up, found or not: the
+/// chain is the same for any set that agrees with `entries` on those keys.
+pub fn compile_chain_reading(
+    entries: &ConfigEntrySet,
+    svc: &ServiceName,
+    datacenter: &str,
+    trust_domain: &str,
+) -> (Chain, BTreeSet<EntryKey>) {
     let mut c = Compiler {
         entries,
         datacenter,
         trust_domain,
         targets: BTreeMap::new(),
+        read: BTreeSet::new(),
     };
+    let protocol = c.protocol(svc);
     let mut routes = Vec::new();
     let l7 = matches!(protocol.as_str(), "http" | "http2" | "grpc");
-    if l7
-        && let Some(ConfigEntry::ServiceRouter(router)) =
-            entries.for_service(Kind::ServiceRouter, svc)
-    {
+    if l7 && let Some(ConfigEntry::ServiceRouter(router)) = c.entry(Kind::ServiceRouter, svc) {
         for r in &router.routes {
             let d = r.destination.clone().unwrap_or_default();
             let dest_svc = ServiceName::new(
@@ -327,9 +357,10 @@ pub fn compile_chain(
         request_headers: None,
         response_headers: None,
     });
-    Chain {
+    let chain = Chain {
         protocol,
         routes,
         targets: c.targets,
-    }
+    };
+    (chain, c.read)
 }

@@ -183,7 +183,7 @@ function envoy_on_response(handle)
 end
 "#;
 
-/// The filter that turns function errors into HTTP errors (see `FUNCTION_ERROR_LUA`).
+/// The filter that turns function errors into HTTP errors (the script is `FUNCTION_ERROR_LUA`).
 ///
 /// The Lua filter is wrapped in a matcher that skips it unless the response carries
 /// `X-Amz-Function-Error`, so a successful invoke never enters Lua: measured with Envoy 1.40

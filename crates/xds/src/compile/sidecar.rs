@@ -1,22 +1,64 @@
 //! A sidecar's resources: `local_app`, the mTLS public listener with intentions as RBAC, and one
 //! listener per upstream with its discovery chain, SNI-named EDS clusters and their endpoints.
+//! The chains come compiled (by dependency discovery, which needs them first).
 
 use mesh_model::EntMeta;
-use mesh_model::catalog::ServiceKind;
+use mesh_model::catalog::{NodeService, ServiceKind, Upstream};
 use mesh_model::names::ServiceName;
 
 use super::chain::{Chain, Dest, compile_chain};
 use super::{
-    ProxyInputs, eds_cluster, hcm_filter, http_filter, insert, intentions_for, is_http, listener,
-    load_assignment, network_filter, route_config, route_to, static_cluster, target_endpoints,
-    tcp_proxy, tls,
+    ProxyInputs, UpstreamChains, eds_cluster, hcm_filter, http_filter, insert, intentions_for,
+    is_http, listener, load_assignment, network_filter, route_config, route_to, static_cluster,
+    target_endpoints, tcp_proxy, tls,
 };
 use crate::pb::{self, listener as lpb, pack_any};
 use crate::resources::Resources;
 
 pub const LOCAL_APP: &str = "local_app";
 
-pub(super) fn compile(inputs: &ProxyInputs) -> Resources {
+/// The service an upstream listener is for; `None` for upstreams that get no listener (prepared
+/// queries, no local bind port).
+pub(crate) fn upstream_service(p: &NodeService, u: &Upstream) -> Option<ServiceName> {
+    if u.destination_type == "prepared_query" || u.local_bind_port == 0 {
+        return None;
+    }
+    let meta = EntMeta::new(
+        Some(if u.destination_partition.is_empty() {
+            &p.partition
+        } else {
+            &u.destination_partition
+        }),
+        Some(if u.destination_namespace.is_empty() {
+            &p.namespace
+        } else {
+            &u.destination_namespace
+        }),
+    );
+    Some(ServiceName::new(&u.destination_name, meta))
+}
+
+/// The chain of every upstream of a sidecar, compiled from its inputs.
+pub(super) fn chains_of(inputs: &ProxyInputs) -> UpstreamChains {
+    inputs
+        .proxy
+        .proxy
+        .upstreams
+        .iter()
+        .filter_map(|u| upstream_service(&inputs.proxy, u))
+        .map(|svc| {
+            let chain = compile_chain(
+                &inputs.entries,
+                &svc,
+                &inputs.datacenter,
+                &inputs.trust_domain,
+            );
+            (svc, chain)
+        })
+        .collect()
+}
+
+pub(super) fn compile(inputs: &ProxyInputs, chains: &UpstreamChains) -> Resources {
     let mut out = Resources::default();
     let p = &inputs.proxy;
     let meta = p.ent_meta();
@@ -88,28 +130,19 @@ pub(super) fn compile(inputs: &ProxyInputs) -> Resources {
     }
 
     for u in &p.proxy.upstreams {
-        if u.destination_type == "prepared_query" || u.local_bind_port == 0 {
+        let Some(svc) = upstream_service(p, u) else {
             continue;
-        }
-        let umeta = EntMeta::new(
-            Some(if u.destination_partition.is_empty() {
-                &meta.partition
-            } else {
-                &u.destination_partition
-            }),
-            Some(if u.destination_namespace.is_empty() {
-                &meta.namespace
-            } else {
-                &u.destination_namespace
-            }),
-        );
-        let svc = ServiceName::new(&u.destination_name, umeta);
-        let mut chain = compile_chain(
-            &inputs.entries,
-            &svc,
-            &inputs.datacenter,
-            &inputs.trust_domain,
-        );
+        };
+        let mut chain = match chains.get(&svc) {
+            Some(c) => c.clone(),
+            // Callers pass every upstream's chain; compiling here keeps a missing one harmless.
+            None => compile_chain(
+                &inputs.entries,
+                &svc,
+                &inputs.datacenter,
+                &inputs.trust_domain,
+            ),
+        };
         let envoy_id = &u.destination_name;
         let bind = if u.local_bind_address.is_empty() {
             "127.0.0.1"
