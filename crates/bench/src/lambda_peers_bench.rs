@@ -24,8 +24,8 @@
 //! It depends only on the `bench` crate's scaffolding and on `lambda_platform::sigv4` (signing);
 //! the servers are driven over HTTP like any client would.
 //!
-//! Usage: lambda-peers-bench <lambdamesh> <bench-echo-fn> <aws-lambda-rie> <cargo-lambda>
-//! <bench crate's Cargo.toml> [requests=4000] [concurrency=1,4]
+//! Usage: `lambda-peers-bench <lambdamesh> <bench-echo-fn> <aws-lambda-rie> <cargo-lambda>
+//! <bench crate's Cargo.toml> [requests=4000] [concurrency=1,4]`
 
 #![allow(clippy::print_stdout)] // a benchmark's job is to print its figures
 
