@@ -50,6 +50,9 @@ pub struct Config {
     pub log_level: LevelFilter,
     /// A `LOG_LEVEL` that was not understood (logged once logging is up; `info` is used).
     pub unknown_log_level: Option<String>,
+    /// TLS session resumption (`LAMBDAMESH_TLS_RESUMPTION`, default on; off only to measure
+    /// what it saves).
+    pub tls_resumption: bool,
     /// How Parameter Store is reached.
     pub aws: AwsConfig,
 }
@@ -173,6 +176,21 @@ impl Config {
                 None => (LevelFilter::INFO, Some(v.to_owned())),
             },
         };
+        let tls_resumption = match get("LAMBDAMESH_TLS_RESUMPTION") {
+            None => true,
+            Some(v) => match v.to_ascii_lowercase().as_str() {
+                "true" | "1" | "on" => true,
+                "false" | "0" | "off" => false,
+                _ => {
+                    errors.push(ConfigError::Invalid {
+                        name: "LAMBDAMESH_TLS_RESUMPTION",
+                        value: v.to_owned(),
+                        reason: "must be true or false",
+                    });
+                    true
+                }
+            },
+        };
         let region = get("AWS_REGION")
             .or_else(|| get("AWS_DEFAULT_REGION"))
             .unwrap_or_default()
@@ -212,6 +230,7 @@ impl Config {
                 proxy_timeout,
                 log_level,
                 unknown_log_level,
+                tls_resumption,
                 aws: AwsConfig {
                     region,
                     endpoint,
@@ -299,6 +318,9 @@ mod tests {
         assert_eq!(c.upstreams[1].datacenter, "dc2");
         assert_eq!(c.aws.endpoint.base(), "https://ssm.us-east-1.amazonaws.com");
         assert_eq!(c.aws.session_token, None);
+        assert!(c.tls_resumption);
+        let c = Config::from_vars(&vars(&[("LAMBDAMESH_TLS_RESUMPTION", "off")])).unwrap();
+        assert!(!c.tls_resumption);
     }
 
     #[test]

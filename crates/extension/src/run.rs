@@ -106,8 +106,14 @@ fn start(config: &Config) -> Result<(Arc<Shared>, Proxy), String> {
         trust_domain = %material.trust_domain,
         "mTLS material read"
     );
-    let shared = Shared::new(material, config.upstreams.clone(), provider, config.refresh)
-        .map_err(|e| e.to_string())?;
+    let shared = Shared::new(
+        material,
+        config.upstreams.clone(),
+        provider,
+        config.refresh,
+        config.tls_resumption,
+    )
+    .map_err(|e| e.to_string())?;
     let proxy = Proxy::start(Context {
         shared: shared.clone(),
         upstreams: config.upstreams.clone(),

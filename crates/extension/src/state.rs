@@ -65,6 +65,7 @@ impl Reason {
 pub struct Shared {
     upstreams: Vec<Upstream>,
     provider: Arc<CryptoProvider>,
+    resumption: bool,
     every: Duration,
     inner: Mutex<Inner>,
     changed: Condvar,
@@ -94,11 +95,13 @@ impl Shared {
         upstreams: Vec<Upstream>,
         provider: Arc<CryptoProvider>,
         every: Duration,
+        resumption: bool,
     ) -> Result<Arc<Self>, tls::TlsError> {
-        let tls = tls::build(&material, &[], &upstreams, &provider)?;
+        let tls = tls::build(&material, &[], &upstreams, &provider, resumption)?;
         Ok(Arc::new(Shared {
             upstreams,
             provider,
+            resumption,
             every,
             inner: Mutex::new(Inner {
                 current: Arc::new(Current {
@@ -257,8 +260,14 @@ impl Shared {
             !material.roots.contains(r) && now.duration_since(*since) < RETIRED_ROOT_TRUST
         });
         let roots: Vec<CertificateDer<'static>> = retired.iter().map(|(r, _)| r.clone()).collect();
-        let tls = tls::build(&material, &roots, &self.upstreams, &self.provider)
-            .map_err(|e| e.to_string())?;
+        let tls = tls::build(
+            &material,
+            &roots,
+            &self.upstreams,
+            &self.provider,
+            self.resumption,
+        )
+        .map_err(|e| e.to_string())?;
         inner.retired = retired;
         inner.current = Arc::new(Current {
             material: Arc::new(material),
@@ -280,7 +289,7 @@ mod tests {
         let m = Material::from_data(mesh.data(&mesh.leaf("fn")), &provider).unwrap();
         let ups = upstream::parse_list("web:1234", "dc1").unwrap();
         (
-            Shared::new(m, ups, provider.clone(), every).unwrap(),
+            Shared::new(m, ups, provider.clone(), every, true).unwrap(),
             provider,
         )
     }

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use rustls::{
     ClientConfig, RootCertStore, SignatureScheme,
-    client::ResolvesClientCert,
+    client::{ResolvesClientCert, Resumption},
     crypto::CryptoProvider,
     pki_types::{CertificateDer, ServerName},
     sign::CertifiedKey,
@@ -46,7 +46,8 @@ pub enum TlsError {
 }
 
 /// Builds the configurations of `upstreams` for `material`, trusting its roots and `retired`
-/// (roots of earlier material still trusted; see `state`).
+/// (roots of earlier material still trusted; see `state`), with session resumption unless
+/// `resumption` is false.
 ///
 /// # Errors
 /// A root that cannot be a trust anchor, or an SNI that is not a DNS name.
@@ -55,6 +56,7 @@ pub fn build(
     retired: &[CertificateDer<'static>],
     upstreams: &[Upstream],
     provider: &Arc<CryptoProvider>,
+    resumption: bool,
 ) -> Result<TlsSet, TlsError> {
     let mut roots = RootCertStore::empty();
     for root in material.roots.iter().chain(retired) {
@@ -75,12 +77,15 @@ pub fn build(
                 spiffe_id.clone(),
                 provider.signature_verification_algorithms,
             ));
-            let config = ClientConfig::builder_with_provider(provider.clone())
+            let mut config = ClientConfig::builder_with_provider(provider.clone())
                 .with_safe_default_protocol_versions()
                 .map_err(TlsError::Config)?
                 .dangerous()
                 .with_custom_certificate_verifier(verifier)
                 .with_client_cert_resolver(identity.clone());
+            if !resumption {
+                config.resumption = Resumption::disabled();
+            }
             Ok(UpstreamTls {
                 config: Arc::new(config),
                 server_name,
