@@ -15,6 +15,8 @@
 //! platform, embedded.
 //!
 //! Usage: extension-bench <lambdamesh-extension> <envoy> [starts=50] [requests=2000]
+//! With `EXTENSION_BENCH_LOG=<file>`, the long-lived extensions log at debug level to that file
+//! (each connection's setup time and whether its session was resumed).
 
 #![allow(clippy::print_stdout)] // a benchmark's job is to print its figures
 
@@ -69,10 +71,18 @@ fn main() -> anyhow::Result<()> {
     let mut samples = Vec::new();
     for _ in 0..starts {
         let started = Instant::now();
-        let mut child = spawn_extension(extension, &stub, platform.endpoint(), upstream.port, port, &[])?;
+        let mut child = spawn_extension(
+            extension,
+            &stub,
+            platform.endpoint(),
+            upstream.port,
+            port,
+            &[],
+        )?;
         let ready = stub.next_rx.recv_timeout(Duration::from_secs(20))?;
         samples.push(ready - started);
-        TcpStream::connect(("127.0.0.1", port)).context("the listener is bound when next is called")?;
+        TcpStream::connect(("127.0.0.1", port))
+            .context("the listener is bound when next is called")?;
         stub.release(&shutdown_event());
         wait_exit(&mut child)?;
     }
@@ -85,7 +95,14 @@ fn main() -> anyhow::Result<()> {
     );
 
     // 2. The long-lived proxies.
-    let ext = spawn_extension(extension, &stub, platform.endpoint(), upstream.port, port, &[])?;
+    let ext = spawn_extension(
+        extension,
+        &stub,
+        platform.endpoint(),
+        upstream.port,
+        port,
+        &[],
+    )?;
     stub.next_rx.recv_timeout(Duration::from_secs(20))?;
     let ext_pid = ext.id();
     let no_resumption_port = free_port()?;
@@ -99,7 +116,15 @@ fn main() -> anyhow::Result<()> {
     )?;
     stub.next_rx.recv_timeout(Duration::from_secs(20))?;
     let envoy_port = free_port()?;
-    let envoy_child = start_envoy(envoy, scratch.path(), &mesh, &me, &web, upstream.port, envoy_port)?;
+    let envoy_child = start_envoy(
+        envoy,
+        scratch.path(),
+        &mesh,
+        &me,
+        &web,
+        upstream.port,
+        envoy_port,
+    )?;
     let envoy_pid = envoy_child.id();
     wait_for("Envoy proxies", 30, || {
         request(&mut None, envoy_port, 16).is_ok()
@@ -118,7 +143,10 @@ fn main() -> anyhow::Result<()> {
         rss_kib(ext_pid)? as f64 / 1024.0,
         rss_kib(envoy_pid)? as f64 / 1024.0
     );
-    for (name, p, pid) in [("extension", port, ext_pid), ("Envoy", envoy_port, envoy_pid)] {
+    for (name, p, pid) in [
+        ("extension", port, ext_pid),
+        ("Envoy", envoy_port, envoy_pid),
+    ] {
         let mut held = Vec::new();
         for _ in 0..100 {
             let mut c = None;
@@ -144,8 +172,11 @@ fn main() -> anyhow::Result<()> {
         ("Envoy", false, Vec::new()),
     ];
     let ports = [port, envoy_port, no_resumption_port, port, envoy_port];
+    let pids = [ext_pid, envoy_pid, ext_nr.id(), ext_pid, envoy_pid];
+    let mut cpu = [0f64; 5];
     for _ in 0..ROUNDS {
         for (i, (_, new_conn, out)) in lat.iter_mut().enumerate() {
+            let cpu0 = cpu_seconds(pids[i])?;
             let mut c = None;
             for _ in 0..requests / ROUNDS {
                 if *new_conn {
@@ -155,12 +186,13 @@ fn main() -> anyhow::Result<()> {
                 request_with(&mut c, ports[i], &body_1k)?;
                 out.push(t.elapsed());
             }
+            cpu[i] += cpu_seconds(pids[i])? - cpu0;
         }
     }
-    for (name, new_conn, out) in &mut lat {
+    for (i, (name, new_conn, out)) in lat.iter_mut().enumerate() {
         out.sort();
         println!(
-            "1 KB requests, {}: {name}: p50 {:.3} ms, p99 {:.3} ms ({} requests)",
+            "1 KB requests, {}: {name}: p50 {:.3} ms, p99 {:.3} ms ({} requests; proxy CPU {:.0} µs per request)",
             if *new_conn {
                 "new connection each"
             } else {
@@ -168,22 +200,35 @@ fn main() -> anyhow::Result<()> {
             },
             ms(percentile(out, 0.5)),
             ms(percentile(out, 0.99)),
-            out.len()
+            out.len(),
+            cpu[i] * 1e6 / out.len() as f64
         );
     }
     let (full, resumed) = upstream.handshakes();
     println!("handshakes at the upstream: {full} full, {resumed} resumed");
 
     // 5. Throughput.
-    let mut tput: Vec<(&str, Vec<f64>)> = vec![("extension", Vec::new()), ("Envoy", Vec::new())];
+    // The machine may be shared: MB moved per CPU-second of the proxy is the steadier figure.
+    let mut tput: Vec<(&str, u32, Vec<f64>, Vec<f64>)> = vec![
+        ("extension", ext_pid, Vec::new(), Vec::new()),
+        ("Envoy", envoy_pid, Vec::new(), Vec::new()),
+    ];
     for _ in 0..2 {
-        for (i, (_, out)) in tput.iter_mut().enumerate() {
-            out.push(throughput([port, envoy_port][i], 4, Duration::from_secs(4))?);
+        for (i, (_, pid, rate, per_cpu)) in tput.iter_mut().enumerate() {
+            let cpu0 = cpu_seconds(*pid)?;
+            let started = Instant::now();
+            let mbps = throughput([port, envoy_port][i], 4, Duration::from_secs(4))?;
+            let mb = mbps * started.elapsed().as_secs_f64();
+            rate.push(mbps);
+            per_cpu.push(mb / (cpu_seconds(*pid)? - cpu0).max(1e-3));
         }
     }
-    for (name, out) in &tput {
-        let best = out.iter().copied().fold(0.0, f64::max);
-        println!("1 MB bodies, 4 connections: {name}: {best:.0} MB/s each way (runs: {out:.0?})");
+    for (name, _, rate, per_cpu) in &tput {
+        let best = rate.iter().copied().fold(0.0, f64::max);
+        println!(
+            "1 MB bodies, 4 connections: {name}: {best:.0} MB/s each way (runs: {rate:.0?}); {:.0} MB per CPU-second of the proxy (runs: {per_cpu:.0?})",
+            per_cpu.iter().copied().fold(0.0, f64::max)
+        );
     }
 
     drop(ext);
@@ -204,6 +249,17 @@ fn shutdown_event() -> String {
         + 2000;
     json!({"eventType": "SHUTDOWN", "shutdownReason": "spindown", "deadlineMs": deadline})
         .to_string()
+}
+
+/// User + system CPU time of process `pid` so far (all its threads, exited ones included).
+fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    let rest = stat.rsplit_once(')').context("bad stat")?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // After the command: state is field 0, utime 11, stime 12 (clock ticks of 1/100 s).
+    let ticks: u64 = fields.get(11).context("utime")?.parse::<u64>()?
+        + fields.get(12).context("stime")?.parse::<u64>()?;
+    Ok(ticks as f64 / 100.0)
 }
 
 fn hwm_kib(pid: u32) -> anyhow::Result<u64> {
@@ -250,6 +306,16 @@ fn spawn_extension(
     port: u16,
     extra: &[(&str, &str)],
 ) -> anyhow::Result<Child> {
+    let log = std::env::var_os("EXTENSION_BENCH_LOG");
+    let stderr = match &log {
+        Some(path) => Stdio::from(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)?,
+        ),
+        None => Stdio::null(),
+    };
     Child::spawn(
         Command::new(bin)
             .env_clear()
@@ -262,17 +328,20 @@ fn spawn_extension(
             .env("CONSUL_MESH_GATEWAY_URI", format!("127.0.0.1:{gateway}"))
             .env("CONSUL_EXTENSION_DATA_PREFIX", "/bench")
             .env("CONSUL_SERVICE_UPSTREAMS", format!("web:{port}"))
+            .env("LOG_LEVEL", if log.is_some() { "debug" } else { "info" })
             .envs(extra.iter().copied())
             .stdout(Stdio::null())
-            .stderr(Stdio::null()),
+            .stderr(stderr),
     )
 }
 
 fn wait_exit(child: &mut Child) -> anyhow::Result<()> {
     let pid = child.id();
     wait_for("the extension exits after SHUTDOWN", 10, || {
-        std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            .map_or(true, |s| s.rsplit_once(')').is_some_and(|(_, r)| r.trim_start().starts_with('Z')))
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |s| {
+            s.rsplit_once(')')
+                .is_some_and(|(_, r)| r.trim_start().starts_with('Z'))
+        })
     })
 }
 
@@ -438,7 +507,9 @@ impl Upstream {
     fn start(mesh: &Mesh, leaf: &Leaf) -> anyhow::Result<Upstream> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let mut roots = rustls::RootCertStore::empty();
-        roots.add(CertificateDer::from_pem_slice(mesh.root.cert_pem.as_bytes())?)?;
+        roots.add(CertificateDer::from_pem_slice(
+            mesh.root.cert_pem.as_bytes(),
+        )?)?;
         let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
             Arc::new(roots),
             provider.clone(),
@@ -493,7 +564,10 @@ fn serve_echo(
     while tls.conn.is_handshaking() {
         tls.conn.complete_io(&mut tls.sock)?;
     }
-    if matches!(tls.conn.handshake_kind(), Some(rustls::HandshakeKind::Resumed)) {
+    if matches!(
+        tls.conn.handshake_kind(),
+        Some(rustls::HandshakeKind::Resumed)
+    ) {
         resumed.fetch_add(1, Ordering::Relaxed);
     } else {
         full.fetch_add(1, Ordering::Relaxed);
@@ -593,7 +667,11 @@ fn serve_stub(
             return Ok(());
         }
         let at = Instant::now();
-        let path = line.split_whitespace().nth(1).unwrap_or_default().to_owned();
+        let path = line
+            .split_whitespace()
+            .nth(1)
+            .unwrap_or_default()
+            .to_owned();
         let mut len = 0;
         loop {
             let mut h = String::new();
@@ -611,7 +689,11 @@ fn serve_stub(
         let mut body = vec![0u8; len];
         r.read_exact(&mut body)?;
         let (status, extra, answer) = if path.ends_with("/register") {
-            ("200 OK", "lambda-extension-identifier: bench\r\n", "{}".to_owned())
+            (
+                "200 OK",
+                "lambda-extension-identifier: bench\r\n",
+                "{}".to_owned(),
+            )
         } else if path.ends_with("/event/next") {
             let (tx, rx) = mpsc::channel();
             waiting.lock().push(tx);

@@ -1,23 +1,27 @@
 //! The listeners and their connections. One listener per upstream on `127.0.0.1:<port>` (the
 //! reference bound every interface, so anything that reached the sandbox could use the
-//! function's identity); one acceptor thread polls them all; each accepted connection gets a
-//! thread that dials the gateway, runs the mTLS handshake with the upstream's SNI and copies
-//! bytes ([`tunnel`]).
+//! function's identity). A small pool of worker threads waits on all listeners with poll(2);
+//! the worker that accepts a connection carries it to the end: it dials the gateway, runs the
+//! mTLS handshake with the upstream's SNI and copies bytes ([`tunnel`]). One idle worker, the
+//! leader, polls; the others wait to lead, so a new connection wakes one thread. The leader
+//! hands over as soon as it has accepted, and a worker that takes the last idle place starts
+//! another: no thread is created, and no hand-off between threads happens, on a new
+//! connection's path (a thread per accepted connection cost ~0.1 ms there; see
+//! `docs/benchmarks.md`). Workers idle for a minute beyond two exit.
 //!
 //! A failure is contained to its connection: a gateway that refuses or times out, a peer that
 //! fails verification, a TLS error: the function's socket is closed and the reason logged. A
 //! port already taken is logged and retried every second; the other upstreams serve meanwhile.
-//! Concurrency is bounded ([`MAX_CONNECTIONS`]); at the bound the acceptor waits for a
-//! connection to end, and the kernel's backlog holds new ones.
+//! Concurrency is bounded ([`MAX_CONNECTIONS`]); at the bound no worker waits on the listeners
+//! and the kernel's backlog holds new connections.
 
 pub mod tunnel;
 
 use std::{
-    io::{self, Read as _, Write as _},
+    io::{self, Write as _},
     net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, ToSocketAddrs},
     os::unix::net::UnixStream,
     sync::Arc,
-    thread::JoinHandle,
     time::{Duration, Instant},
 };
 
@@ -30,8 +34,11 @@ use crate::{state::Shared, upstream::Upstream, verify};
 
 /// Most connections open at once (two descriptors each; Lambda allows 1,024).
 pub const MAX_CONNECTIONS: usize = 400;
-/// Stack of a connection thread: the handshake and the copy loop need little.
-const CONNECTION_STACK: usize = 256 * 1024;
+/// Stack of a worker thread: the handshake and the copy loop need little.
+const WORKER_STACK: usize = 256 * 1024;
+/// Idle workers kept; beyond them, a worker idle for [`IDLE_EXIT`] exits.
+const KEEP_IDLE: usize = 2;
+const IDLE_EXIT: Duration = Duration::from_secs(60);
 /// How often a port that could not be bound is tried again.
 const REBIND_EVERY: Duration = Duration::from_secs(1);
 /// Longest a new connection waits for a due refresh of the material.
@@ -47,61 +54,88 @@ pub struct Context {
     pub connect_timeout: Duration,
 }
 
-/// The running listeners.
+/// The running listeners and their workers.
 pub struct Proxy {
+    pool: Arc<Pool>,
     wake: UnixStream,
-    acceptor: Option<JoinHandle<()>>,
-    active: Arc<Active>,
+}
+
+struct Pool {
+    ctx: Context,
+    slots: Mutex<Vec<Slot>>,
+    /// Readable once the proxy stops accepting (never read, so every worker sees it).
+    stopped: UnixStream,
+    counts: Mutex<Counts>,
+    /// Signalled when a connection ends (for the drain).
+    changed: Condvar,
+    /// Signalled when the leader hands over.
+    lead: Condvar,
 }
 
 struct Slot {
     upstream: usize,
-    listener: Option<TcpListener>,
+    listener: Option<Arc<TcpListener>>,
     next_try: Instant,
+}
+
+#[derive(Default)]
+struct Counts {
+    workers: usize,
+    idle: usize,
+    busy: usize,
+    /// An idle worker is polling the listeners.
+    leader: bool,
+    stopping: bool,
 }
 
 impl Proxy {
     /// Binds every upstream's listener (a port that cannot be bound is logged and retried) and
-    /// starts accepting. Returns once every bindable listener is bound.
+    /// starts the workers. Returns once every bindable listener is bound.
     ///
     /// # Errors
-    /// The acceptor thread or its wake-up socket cannot be made.
+    /// The first worker or the stop socket cannot be made.
     pub fn start(ctx: Context) -> io::Result<Proxy> {
-        let ctx = Arc::new(ctx);
         let now = Instant::now();
         let slots: Vec<Slot> = (0..ctx.upstreams.len())
             .map(|i| Slot {
                 upstream: i,
-                listener: bind(&ctx.upstreams[i]),
+                listener: bind(&ctx.upstreams[i]).map(Arc::new),
                 next_try: now + REBIND_EVERY,
             })
             .collect();
-        let (wake, wake_rx) = UnixStream::pair()?;
-        wake_rx.set_nonblocking(true)?;
-        let active = Arc::new(Active::default());
-        let active2 = active.clone();
-        let acceptor = std::thread::Builder::new()
-            .name("acceptor".into())
-            .spawn(move || accept_loop(&ctx, slots, &wake_rx, &active2))?;
-        Ok(Proxy {
-            wake,
-            acceptor: Some(acceptor),
-            active,
-        })
+        let (wake, stopped) = UnixStream::pair()?;
+        let pool = Arc::new(Pool {
+            ctx,
+            slots: Mutex::new(slots),
+            stopped,
+            counts: Mutex::new(Counts::default()),
+            changed: Condvar::new(),
+            lead: Condvar::new(),
+        });
+        for _ in 0..KEEP_IDLE {
+            spawn_worker(&pool)?;
+        }
+        Ok(Proxy { pool, wake })
     }
 
-    /// Stops accepting: the listeners are closed; open connections go on.
+    /// Stops accepting: the listeners are closed (once each worker is between connections);
+    /// open connections go on.
     pub fn stop_accepting(&mut self) {
         let _ = self.wake.write_all(&[1]);
-        self.active.wake();
-        if let Some(t) = self.acceptor.take() {
-            let _ = t.join();
-        }
+        self.pool.counts.lock().stopping = true;
+        self.pool.lead.notify_all();
+        self.pool.slots.lock().clear();
     }
 
     /// Waits until no connection is open or `deadline`; returns how many are still open.
     pub fn drain(&self, deadline: Instant) -> usize {
-        self.active.wait_idle(deadline)
+        let mut c = self.pool.counts.lock();
+        while c.busy > 0 {
+            if self.pool.changed.wait_until(&mut c, deadline).timed_out() {
+                break;
+            }
+        }
+        c.busy
     }
 }
 
@@ -119,79 +153,165 @@ fn bind(u: &Upstream) -> Option<TcpListener> {
     }
 }
 
-fn accept_loop(ctx: &Arc<Context>, mut slots: Vec<Slot>, wake: &UnixStream, active: &Arc<Active>) {
+fn spawn_worker(pool: &Arc<Pool>) -> io::Result<()> {
+    {
+        let mut c = pool.counts.lock();
+        c.workers += 1;
+        c.idle += 1;
+    }
+    let p = pool.clone();
+    std::thread::Builder::new()
+        .name("worker".into())
+        .stack_size(WORKER_STACK)
+        .spawn(move || worker(&p))
+        .map(drop)
+        .inspect_err(|_| {
+            let mut c = pool.counts.lock();
+            c.workers -= 1;
+            c.idle -= 1;
+        })
+}
+
+/// Leads (waits on the listeners) in turn with the other idle workers; carries each
+/// connection it accepts to its end.
+fn worker(pool: &Arc<Pool>) {
+    let mut idle_since = Instant::now();
     loop {
-        if !active.wait_below(MAX_CONNECTIONS) {
+        if !pool.take_lead() {
+            pool.leave();
             return;
         }
+        let (listeners, rebind_at) = pool.listeners();
         let now = Instant::now();
-        for s in slots.iter_mut().filter(|s| s.listener.is_none()) {
-            if now >= s.next_try {
-                s.listener = bind(&ctx.upstreams[s.upstream]).or_else(|| {
-                    s.next_try = now + REBIND_EVERY;
-                    None
-                });
-            }
-        }
-        let retry_at = slots
-            .iter()
-            .filter(|s| s.listener.is_none())
-            .map(|s| s.next_try)
-            .min();
-        let timeout =
-            retry_at.and_then(|t| Timespec::try_from(t.saturating_duration_since(now)).ok());
-        let bound: Vec<(usize, &TcpListener)> = slots
-            .iter()
-            .filter_map(|s| s.listener.as_ref().map(|l| (s.upstream, l)))
-            .collect();
-        let mut fds: Vec<PollFd<'_>> = std::iter::once(PollFd::new(wake, PollFlags::IN))
-            .chain(bound.iter().map(|(_, l)| PollFd::new(*l, PollFlags::IN)))
+        let wake_at = rebind_at.map_or(idle_since + IDLE_EXIT, |t| t.min(idle_since + IDLE_EXIT));
+        let timeout = Timespec::try_from(wake_at.saturating_duration_since(now)).ok();
+        let mut fds: Vec<PollFd<'_>> = std::iter::once(PollFd::new(&pool.stopped, PollFlags::IN))
+            .chain(
+                listeners
+                    .iter()
+                    .map(|(_, l)| PollFd::new(&**l, PollFlags::IN)),
+            )
             .collect();
         match poll(&mut fds, timeout.as_ref()) {
             Ok(_) | Err(rustix::io::Errno::INTR) => {}
             Err(e) => {
                 warn!(error = %e, "poll failed");
                 std::thread::sleep(Duration::from_millis(100));
-                continue;
             }
         }
         if !fds[0].revents().is_empty() {
-            let mut b = [0u8; 8];
-            let _ = (&*wake).read(&mut b);
+            pool.hand_over();
+            pool.leave();
             return;
         }
-        let ready: Vec<usize> = fds[1..]
-            .iter()
-            .enumerate()
-            .filter(|(_, f)| !f.revents().is_empty())
-            .map(|(i, _)| i)
-            .collect();
-        for i in ready {
-            let (upstream, listener) = bound[i];
+        let ready = fds[1..].iter().position(|f| !f.revents().is_empty());
+        drop(fds);
+        let accepted = ready.and_then(|i| {
+            let (upstream, listener) = &listeners[i];
             match listener.accept() {
-                Ok((stream, _)) => spawn_connection(ctx, upstream, stream, active),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Ok((stream, _)) => Some((*upstream, stream)),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => None,
                 Err(e) => {
                     // Out of descriptors or memory: back off instead of spinning.
-                    warn!(upstream = %ctx.upstreams[upstream].raw, error = %e, "accept failed");
+                    warn!(upstream = %pool.ctx.upstreams[*upstream].raw, error = %e, "accept failed");
                     std::thread::sleep(Duration::from_millis(50));
+                    None
                 }
             }
+        });
+        // Closing the listeners on stop must not wait for this worker's connection.
+        drop(listeners);
+        pool.hand_over();
+        match accepted {
+            Some((upstream, stream)) => {
+                pool.busy();
+                serve(&pool.ctx, upstream, stream);
+                pool.done();
+                idle_since = Instant::now();
+            }
+            None if Instant::now() >= idle_since + IDLE_EXIT && pool.may_retire() => return,
+            None => {}
         }
     }
 }
 
-fn spawn_connection(ctx: &Arc<Context>, upstream: usize, local: TcpStream, active: &Arc<Active>) {
-    let guard = active.enter();
-    let ctx = ctx.clone();
-    let spawned = std::thread::Builder::new()
-        .stack_size(CONNECTION_STACK)
-        .spawn(move || {
-            let _guard = guard;
-            serve(&ctx, upstream, local);
-        });
-    if let Err(e) = spawned {
-        warn!(error = %e, "cannot start a connection thread; connection closed");
+impl Pool {
+    /// Waits until no other worker leads, then leads; false once stopping.
+    fn take_lead(&self) -> bool {
+        let mut c = self.counts.lock();
+        while c.leader && !c.stopping {
+            self.lead.wait(&mut c);
+        }
+        if c.stopping {
+            return false;
+        }
+        c.leader = true;
+        true
+    }
+
+    fn hand_over(&self) {
+        self.counts.lock().leader = false;
+        self.lead.notify_one();
+    }
+
+    /// The bound listeners, after trying again the ports whose turn it is; when to try next.
+    fn listeners(&self) -> (Vec<(usize, Arc<TcpListener>)>, Option<Instant>) {
+        let mut slots = self.slots.lock();
+        let now = Instant::now();
+        for s in slots.iter_mut().filter(|s| s.listener.is_none()) {
+            if now >= s.next_try {
+                s.listener = bind(&self.ctx.upstreams[s.upstream]).map(Arc::new);
+                s.next_try = now + REBIND_EVERY;
+            }
+        }
+        let retry = slots
+            .iter()
+            .filter(|s| s.listener.is_none())
+            .map(|s| s.next_try)
+            .min();
+        let bound = slots
+            .iter()
+            .filter_map(|s| s.listener.clone().map(|l| (s.upstream, l)))
+            .collect();
+        (bound, retry)
+    }
+
+    /// A connection taken: one idle worker fewer; start another when none is left waiting.
+    fn busy(self: &Arc<Self>) {
+        let start = {
+            let mut c = self.counts.lock();
+            c.idle -= 1;
+            c.busy += 1;
+            c.idle == 0 && c.workers < MAX_CONNECTIONS
+        };
+        if start && let Err(e) = spawn_worker(self) {
+            warn!(error = %e, "cannot start a worker thread");
+        }
+    }
+
+    fn done(&self) {
+        let mut c = self.counts.lock();
+        c.busy -= 1;
+        c.idle += 1;
+        self.changed.notify_all();
+    }
+
+    /// Whether an idle worker may exit (more than [`KEEP_IDLE`] are idle); counts it out if so.
+    fn may_retire(&self) -> bool {
+        let mut c = self.counts.lock();
+        if c.idle > KEEP_IDLE {
+            c.idle -= 1;
+            c.workers -= 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    fn leave(&self) {
+        let mut c = self.counts.lock();
+        c.idle -= 1;
+        c.workers -= 1;
     }
 }
 
@@ -200,10 +320,19 @@ fn serve(ctx: &Context, upstream: usize, mut local: TcpStream) {
     let u = &ctx.upstreams[upstream];
     let started = Instant::now();
     let deadline = started + ctx.connect_timeout;
+    if let Err(e) = local
+        .set_nonblocking(true)
+        .and_then(|()| local.set_nodelay(true))
+    {
+        debug!(upstream = %u.raw, error = %e, "connection lost before it was served");
+        return;
+    }
     let mut current = ctx.shared.current_for_connection(REFRESH_WAIT);
+    // The function's first bytes, read during the handshake and not yet sent.
+    let mut early = Vec::new();
     let (mut remote, mut tls) = loop {
         let t = &current.tls.upstreams[upstream];
-        match connect(ctx, t, deadline) {
+        match connect(ctx, t, &mut local, &mut early, deadline) {
             Ok(pair) => break pair,
             Err(ConnectError::Handshake(tunnel::HandshakeError::Tls(e))) => {
                 // Perhaps the mesh has moved on (a root rotation): try newer material.
@@ -230,11 +359,7 @@ fn serve(ctx: &Context, upstream: usize, mut local: TcpStream) {
     };
     let setup = started.elapsed();
     let resumed = matches!(tls.handshake_kind(), Some(rustls::HandshakeKind::Resumed));
-    let _ = local.set_nodelay(true);
-    let result = local
-        .set_nonblocking(true)
-        .and_then(|()| tunnel::pump(&mut local, &mut remote, &mut tls));
-    match result {
+    match tunnel::pump(&mut local, &mut remote, &mut tls, early) {
         Ok(t) => {
             debug!(upstream = %u.raw, sent = t.sent, received = t.received, setup_us = setup.as_micros() as u64, resumed, "connection ended")
         }
@@ -262,6 +387,8 @@ enum ConnectError {
 fn connect(
     ctx: &Context,
     t: &crate::tls::UpstreamTls,
+    local: &mut TcpStream,
+    early: &mut Vec<u8>,
     deadline: Instant,
 ) -> Result<(TcpStream, ClientConnection), ConnectError> {
     let addrs: Vec<SocketAddr> = ctx
@@ -298,59 +425,7 @@ fn connect(
     remote.set_nonblocking(true).map_err(io)?;
     let mut tls = ClientConnection::new(t.config.clone(), t.server_name.clone())
         .map_err(|e| ConnectError::Handshake(tunnel::HandshakeError::Tls(e)))?;
-    tunnel::handshake(&mut tls, &mut remote, deadline).map_err(ConnectError::Handshake)?;
+    tunnel::handshake(&mut tls, &mut remote, local, early, deadline)
+        .map_err(ConnectError::Handshake)?;
     Ok((remote, tls))
-}
-
-/// Open connections, for the bound and the drain.
-#[derive(Default)]
-struct Active {
-    count: Mutex<ActiveCount>,
-    changed: Condvar,
-}
-
-#[derive(Default)]
-struct ActiveCount {
-    open: usize,
-    stopping: bool,
-}
-
-struct ActiveGuard(Arc<Active>);
-
-impl Active {
-    fn enter(self: &Arc<Self>) -> ActiveGuard {
-        self.count.lock().open += 1;
-        ActiveGuard(self.clone())
-    }
-
-    /// Waits until fewer than `max` are open; false once stopping.
-    fn wait_below(&self, max: usize) -> bool {
-        let mut c = self.count.lock();
-        while c.open >= max && !c.stopping {
-            self.changed.wait(&mut c);
-        }
-        !c.stopping
-    }
-
-    fn wake(&self) {
-        self.count.lock().stopping = true;
-        self.changed.notify_all();
-    }
-
-    fn wait_idle(&self, deadline: Instant) -> usize {
-        let mut c = self.count.lock();
-        while c.open > 0 {
-            if self.changed.wait_until(&mut c, deadline).timed_out() {
-                break;
-            }
-        }
-        c.open
-    }
-}
-
-impl Drop for ActiveGuard {
-    fn drop(&mut self) {
-        self.0.count.lock().open -= 1;
-        self.0.changed.notify_all();
-    }
 }

@@ -18,8 +18,12 @@ use std::{
 use rustix::event::{PollFd, PollFlags, Timespec, poll};
 use rustls::ClientConnection;
 
-/// Bytes read from a socket at a time.
-const CHUNK: usize = 16 * 1024;
+/// Bytes read from a socket at a time, at first ...
+const CHUNK: usize = 4 * 1024;
+/// ... and at most, once reads keep filling the buffer.
+const MAX_CHUNK: usize = 64 * 1024;
+/// Most of the function's first bytes sent with our `Finished`.
+const EARLY: usize = 16 * 1024;
 /// Most bytes held for one direction before reading from its source stops.
 const MAX_PENDING: usize = 64 * 1024;
 
@@ -45,16 +49,34 @@ pub struct Totals {
     pub received: u64,
 }
 
-/// Runs the client handshake on the non-blocking `remote` until done or `deadline`.
+/// Runs the client handshake on the non-blocking `remote` until done or `deadline`. When our
+/// side is done, the function's first bytes already waiting on the non-blocking `local` go out
+/// with our `Finished` (one write, one wake-up of the peer fewer); what is read and not yet
+/// taken by the TLS session is left in `early`.
 ///
 /// # Errors
 /// Timeout, the peer closing, an I/O error, or a TLS error (the alert is sent first).
 pub fn handshake(
     tls: &mut ClientConnection,
     remote: &mut TcpStream,
+    local: &mut TcpStream,
+    early: &mut Vec<u8>,
     deadline: Instant,
 ) -> Result<(), HandshakeError> {
+    let mut sent_early = false;
     loop {
+        if !tls.is_handshaking() && !sent_early {
+            sent_early = true;
+            if early.is_empty() {
+                let mut buf = [0u8; EARLY];
+                // EOF or nothing yet: the copy loop finds out.
+                if let Ok(n) = local.read(&mut buf) {
+                    early.extend_from_slice(&buf[..n]);
+                }
+            }
+            let n = tls.writer().write(early)?;
+            early.drain(..n);
+        }
         flush_tls(tls, remote)?;
         if !tls.is_handshaking() && !tls.wants_write() {
             return Ok(());
@@ -92,7 +114,8 @@ pub fn handshake(
 }
 
 /// Copies between `local` (plaintext, the function) and `remote` (TLS, the mesh) until both
-/// directions have ended. Both sockets must be non-blocking.
+/// directions have ended, starting with `from_local` (read from `local`, not yet sent). Both
+/// sockets must be non-blocking.
 ///
 /// # Errors
 /// An I/O error on either socket, or a TLS error from the mesh side.
@@ -100,11 +123,12 @@ pub fn pump(
     local: &mut TcpStream,
     remote: &mut TcpStream,
     tls: &mut ClientConnection,
+    mut from_local: Vec<u8>,
 ) -> io::Result<Totals> {
     tls.set_buffer_limit(Some(MAX_PENDING));
     let mut totals = Totals::default();
-    let mut buf = vec![0u8; CHUNK];
-    let mut from_local: Vec<u8> = Vec::new();
+    let mut local_buf = Growing::new();
+    let mut raw = RawIn::default();
     let mut to_local: Vec<u8> = Vec::new();
     let mut to_local_at = 0;
     // Direction function → mesh: source ended, close_notify queued, FIN sent.
@@ -145,8 +169,14 @@ pub fn pump(
             }
         }
         if to_local_at == to_local.len() {
-            to_local.clear();
             to_local_at = 0;
+            // A bulk transfer is over: give its memory back (many idle keep-alive connections
+            // must stay small).
+            if to_local.capacity() > MAX_CHUNK {
+                to_local = Vec::new();
+            } else {
+                to_local.clear();
+            }
         }
         if remote_eof && to_local.is_empty() && !local_shut {
             let _ = local.shutdown(Shutdown::Write);
@@ -155,13 +185,10 @@ pub fn pump(
         if remote_shut && local_shut {
             return Ok(totals);
         }
-
-        // Plaintext rustls already decrypted would not wake poll(2).
-        if !remote_eof && to_local.len() < MAX_PENDING {
-            remote_eof = drain_plaintext(tls, &mut buf, &mut to_local)?;
-            if remote_eof {
-                continue;
-            }
+        // Bytes already read from the mesh would not wake poll(2).
+        if !remote_eof && feed(tls, &mut raw, &mut to_local)? == Some(true) {
+            remote_eof = true;
+            continue;
         }
 
         // Wait for what can move next.
@@ -173,7 +200,7 @@ pub fn pump(
             local_flags |= PollFlags::OUT;
         }
         let mut remote_flags = PollFlags::empty();
-        if !remote_eof && to_local.len() < MAX_PENDING {
+        if !remote_eof && to_local.len() < MAX_PENDING && raw.is_empty() {
             remote_flags |= PollFlags::IN;
         }
         if tls.wants_write() {
@@ -187,12 +214,19 @@ pub fn pump(
         let (local_ready, remote_ready) = (fds[0].revents(), fds[1].revents());
 
         if remote_ready.intersects(readable()) && !remote_eof {
-            remote_eof = read_remote(tls, remote, &mut buf, &mut to_local)?;
+            remote_eof = read_remote(tls, remote, &mut raw, &mut to_local)?;
         }
         if local_ready.intersects(readable()) && !local_eof && from_local.is_empty() {
-            match local.read(&mut buf) {
+            match local.read(local_buf.space()) {
                 Ok(0) => local_eof = true,
-                Ok(n) => from_local.extend_from_slice(&buf[..n]),
+                Ok(n) => {
+                    // Straight into the TLS session; only what it cannot take yet is kept.
+                    let data = &local_buf.space()[..n];
+                    let taken = tls.writer().write(data)?;
+                    totals.sent += taken as u64;
+                    from_local.extend_from_slice(&data[taken..]);
+                    local_buf.filled(n);
+                }
                 Err(e)
                     if matches!(
                         e.kind(),
@@ -204,42 +238,119 @@ pub fn pump(
     }
 }
 
+/// A read buffer that starts small and grows once a read fills it: bulk transfers take fewer
+/// system calls, while many quiet connections keep little memory.
+struct Growing(Vec<u8>);
+
+impl Growing {
+    fn new() -> Self {
+        Growing(vec![0u8; CHUNK])
+    }
+
+    fn space(&mut self) -> &mut [u8] {
+        &mut self.0
+    }
+
+    /// A read of `n` bytes happened.
+    fn filled(&mut self, n: usize) {
+        if n == self.0.len() && self.0.len() < MAX_CHUNK {
+            self.0.resize(self.0.len() * 2, 0);
+        }
+    }
+}
+
+/// TLS bytes read from the mesh and not yet taken by rustls, which takes at most 4 KB per
+/// `read_tls`: reading the socket through it would cost a system call per 4 KB.
+struct RawIn {
+    buf: Growing,
+    at: usize,
+    len: usize,
+    eof: bool,
+}
+
+impl Default for RawIn {
+    fn default() -> Self {
+        RawIn {
+            buf: Growing::new(),
+            at: 0,
+            len: 0,
+            eof: false,
+        }
+    }
+}
+
+impl RawIn {
+    fn is_empty(&self) -> bool {
+        self.at == self.len && !self.eof
+    }
+}
+
 /// Reads TLS from the mesh and appends its plaintext to `to_local`; true once the mesh has
 /// ended its direction (`close_notify`, or a FIN without it).
 fn read_remote(
     tls: &mut ClientConnection,
     remote: &mut TcpStream,
-    buf: &mut [u8],
+    raw: &mut RawIn,
     to_local: &mut Vec<u8>,
 ) -> io::Result<bool> {
     loop {
-        let tcp_eof = match tls.read_tls(remote) {
-            Ok(0) => true,
-            Ok(_) => false,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
-        tls.process_new_packets().map_err(io::Error::other)?;
-        if drain_plaintext(tls, buf, to_local)? || tcp_eof {
-            return Ok(true);
+        if let Some(ended) = feed(tls, raw, to_local)? {
+            return Ok(ended);
         }
-        if to_local.len() >= MAX_PENDING {
-            return Ok(false);
+        match remote.read(raw.buf.space()) {
+            Ok(0) => raw.eof = true,
+            Ok(n) => {
+                raw.buf.filled(n);
+                raw.at = 0;
+                raw.len = n;
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
         }
     }
 }
 
-/// Moves the plaintext rustls holds to `to_local`; true once the mesh has ended its direction.
-fn drain_plaintext(
+/// Gives rustls the bytes read so far and moves the plaintext out: `None` when all were taken,
+/// `Some(false)` when `to_local` is full first, `Some(true)` once the mesh has ended its
+/// direction.
+fn feed(
     tls: &mut ClientConnection,
-    buf: &mut [u8],
+    raw: &mut RawIn,
     to_local: &mut Vec<u8>,
-) -> io::Result<bool> {
+) -> io::Result<Option<bool>> {
+    while raw.at < raw.len {
+        if to_local.len() >= MAX_PENDING {
+            return Ok(Some(false));
+        }
+        let n = tls.read_tls(&mut &raw.buf.0[raw.at..raw.len])?;
+        raw.at += n;
+        tls.process_new_packets().map_err(io::Error::other)?;
+        // Nothing taken: the session has ended (close_notify).
+        if drain_plaintext(tls, to_local)? || n == 0 {
+            return Ok(Some(true));
+        }
+    }
+    if raw.eof {
+        let _ = tls.read_tls(&mut &[][..]);
+        tls.process_new_packets().map_err(io::Error::other)?;
+        drain_plaintext(tls, to_local)?;
+        return Ok(Some(true));
+    }
+    Ok(None)
+}
+
+/// Moves the plaintext rustls holds to `to_local`; true once the mesh has ended its direction.
+fn drain_plaintext(tls: &mut ClientConnection, to_local: &mut Vec<u8>) -> io::Result<bool> {
     loop {
-        match tls.reader().read(buf) {
+        // Read straight into `to_local`'s tail (one copy out of rustls, not two).
+        let at = to_local.len();
+        to_local.resize(at + CHUNK, 0);
+        let result = tls.reader().read(&mut to_local[at..]);
+        to_local.truncate(at + *result.as_ref().unwrap_or(&0));
+        match result {
             Ok(0) => return Ok(true),
-            Ok(n) => to_local.extend_from_slice(&buf[..n]),
+            Ok(_) => {}
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
             Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(true),
             Err(e) => return Err(e),
