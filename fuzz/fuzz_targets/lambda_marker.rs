@@ -1,7 +1,7 @@
 //! Pagination markers from clients: decoding never panics.
 #![no_main]
 
-use lambda_platform::api::lambda::decode_marker;
+use lambda_platform::functions::decode_marker;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -1,9 +1,14 @@
 //! The platform's public endpoint: SigV4 verification, then dispatch to the Lambda REST API or
 //! to a JSON-protocol service chosen by `X-Amz-Target` (SSM, Resource Groups Tagging,
-//! EventBridge). Every response carries `x-amzn-RequestId`.
+//! EventBridge, SQS). Every response carries `x-amzn-RequestId`; errors are rendered by
+//! `wire.rs` in the protocol of the service called.
+//!
+//! This module and its children only route, decode requests into the services' typed requests
+//! and encode their typed answers: the services (`functions`, `ssm`, `events`, `sqs`,
+//! `tagging`) must not depend on it.
 
 mod json_services;
-pub mod lambda;
+mod lambda;
 
 use std::{net::SocketAddr, sync::Arc};
 
@@ -19,6 +24,8 @@ use crate::{
     sigv4,
     wire::{ApiError, Protocol},
 };
+
+use self::json_services::JsonService;
 
 /// Largest request body: a 50 MB zip, base64-encoded, inside JSON.
 const MAX_BODY: usize = 70 * 1024 * 1024;
@@ -53,13 +60,18 @@ impl Req {
         }
         match serde_json::from_slice::<Value>(&self.body) {
             Ok(v @ Value::Object(_)) => Ok(v),
-            _ => Err(ApiError::new(
-                400,
-                "SerializationException",
-                "Could not parse request body into json",
-            )),
+            _ => Err(not_json()),
         }
     }
+}
+
+/// The Lambda API's answer to a body that is not a JSON object.
+fn not_json() -> ApiError {
+    ApiError::new(
+        400,
+        "SerializationException",
+        "Could not parse request body into json",
+    )
 }
 
 pub(crate) fn handler(platform: Platform) -> Handler {
@@ -74,7 +86,7 @@ pub(crate) fn handler(platform: Platform) -> Handler {
 enum Service {
     Lambda,
     Json {
-        service: &'static str,
+        service: JsonService,
         target: String,
     },
 }
@@ -97,24 +109,9 @@ async fn handle(
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
     let service = match target {
-        Some(t) => match t.split_once('.').map(|(p, _)| p) {
-            Some("AmazonSSM") => Service::Json {
-                service: "ssm",
-                target: t,
-            },
-            Some("ResourceGroupsTaggingAPI_20170126") => Service::Json {
-                service: "tagging",
-                target: t,
-            },
-            Some("AWSEvents") => Service::Json {
-                service: "events",
-                target: t,
-            },
-            Some("AmazonSQS") => Service::Json {
-                service: "sqs",
-                target: t,
-            },
-            _ => {
+        Some(t) => match JsonService::of_target(&t) {
+            Some(service) => Service::Json { service, target: t },
+            None => {
                 return ApiError::new(400, "UnknownOperationException", "")
                     .into_response(Protocol::AwsJson, &request_id);
             }
@@ -140,7 +137,7 @@ async fn handle(
     let raw_query = parts.uri.query().unwrap_or("");
     let signing_service = match &service {
         Service::Lambda => "lambda",
-        Service::Json { service, .. } => service,
+        Service::Json { service, .. } => service.signing_name(),
     };
     let view = sigv4::RequestView {
         method: parts.method.as_str(),

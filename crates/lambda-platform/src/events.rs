@@ -1,8 +1,15 @@
-//! EventBridge-style events: rules (event patterns or `rate()`/`cron()` schedules) that target
-//! functions, CloudTrail-shaped "AWS API Call via CloudTrail" events for the platform's own
-//! Lambda API calls, and asynchronous delivery with Lambda's async retry policy.
+//! EventBridge-style events on the default bus: rules (event patterns or `rate()`/`cron()`
+//! schedules) and their targets (functions, SQS queues), published events matched against the
+//! rules, scheduled events, and delivery to the targets. A function target is invoked through
+//! the functions service ([`crate::functions`]), which resolves its qualifier (an alias's
+//! weights included) and applies Lambda's async retry policy.
+//!
+//! The `AWSEvents.*` operations are in `rules.rs`, their typed requests and answers in
+//! `operations.rs`. Must not depend on `api` (HTTP).
 
+pub(crate) mod operations;
 pub mod pattern;
+mod rules;
 pub mod schedule;
 
 use std::{
@@ -13,11 +20,11 @@ use std::{
 
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value, json};
+use serde_json::Value;
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
-use crate::{Platform, PlatformError, api::Req, state::write_json_atomic, wire::ApiError};
+use crate::{Platform, PlatformError, state::write_json_atomic, wire::ApiError};
 
 pub use pattern::{EventPattern, PatternError};
 pub use schedule::{Schedule, ScheduleError};
@@ -33,12 +40,27 @@ pub(crate) struct Rule {
     pub targets: Vec<Target>,
 }
 
-/// A rule target (a function ARN, optionally with a constant input).
+/// A rule target (a function or queue ARN, optionally with a constant input).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub(crate) struct Target {
     pub id: String,
     pub arn: String,
     pub input: Option<String>,
+}
+
+/// An event in EventBridge's envelope.
+#[derive(Debug, Serialize)]
+pub(crate) struct Envelope<'a, R, D> {
+    pub version: &'static str,
+    pub id: String,
+    #[serde(rename = "detail-type")]
+    pub detail_type: &'a str,
+    pub source: &'a str,
+    pub account: &'a str,
+    pub time: &'a str,
+    pub region: &'a str,
+    pub resources: R,
+    pub detail: D,
 }
 
 /// The default event bus.
@@ -82,360 +104,17 @@ impl Bus {
             .map_err(|e| ApiError::internal(format!("cannot persist rules: {e}")))
     }
 
-    /// Publishes an event to the bus (matching and delivery happen asynchronously).
-    pub(crate) fn publish(&self, event: Value) {
-        if !*self.closed.lock() {
-            let _ = self.tx.send(event);
+    /// Publishes an event to the bus (matching and delivery happen asynchronously). Patterns
+    /// match JSON, so the event travels as its JSON tree.
+    pub(crate) fn publish<R: Serialize, D: Serialize>(&self, event: &Envelope<'_, R, D>) {
+        if *self.closed.lock() {
+            return;
         }
-    }
-
-    /// Emits the CloudTrail event of a failed Lambda API call (`errorCode`, no response).
-    pub(crate) fn api_call_failed(
-        &self,
-        p: &Platform,
-        event_name: &str,
-        request: Value,
-        error: &ApiError,
-        req: &Req,
-    ) {
-        self.emit(p, event_name, request, Value::Null, Some(error), req);
-    }
-
-    /// Emits the CloudTrail event of a successful Lambda API call.
-    pub(crate) fn api_call(
-        &self,
-        p: &Platform,
-        event_name: &str,
-        request: Value,
-        response: Value,
-        req: &Req,
-    ) {
-        self.emit(p, event_name, request, response, None, req);
-    }
-
-    fn emit(
-        &self,
-        p: &Platform,
-        event_name: &str,
-        mut request: Value,
-        response: Value,
-        error: Option<&ApiError>,
-        req: &Req,
-    ) {
-        // Code and environment values never go into the trail, as on AWS.
-        if let Some(o) = request.as_object_mut() {
-            o.remove("Code");
-            o.remove("ZipFile");
-            o.remove("Environment");
-        }
-        let cfg = p.config();
-        let time = rfc3339_now();
-        let user_agent = req.header("user-agent").unwrap_or_default().to_owned();
-        let detail = json!({
-            "eventVersion": "1.08",
-            "userIdentity": {
-                "type": "IAMUser",
-                "principalId": "AIDALOCAL",
-                "arn": format!("arn:aws:iam::{}:user/local", cfg.account),
-                "accountId": cfg.account,
-                "accessKeyId": cfg.credentials.access_key,
-                "userName": "local",
-            },
-            "eventTime": time,
-            "eventSource": "lambda.amazonaws.com",
-            "eventName": event_name,
-            "awsRegion": cfg.region,
-            "sourceIPAddress": req.peer.ip().to_string(),
-            "userAgent": user_agent,
-            "requestParameters": camel(request),
-            "responseElements": camel(response),
-            "requestID": req.request_id,
-            "eventID": crate::new_uuid().to_string(),
-            "readOnly": false,
-            "eventType": "AwsApiCall",
-            "managementEvent": true,
-            "recipientAccountId": cfg.account,
-            "eventCategory": "Management",
-        });
-        let mut detail = detail;
-        if let (Some(e), Some(o)) = (error, detail.as_object_mut()) {
-            o.insert("errorCode".into(), Value::String(e.code.to_owned()));
-            o.insert("errorMessage".into(), Value::String(e.message.clone()));
-        }
-        self.publish(json!({
-            "version": "0",
-            "id": crate::new_uuid().to_string(),
-            "detail-type": "AWS API Call via CloudTrail",
-            "source": "aws.lambda",
-            "account": cfg.account,
-            "time": time,
-            "region": cfg.region,
-            "resources": [],
-            "detail": detail,
-        }));
-    }
-
-    /// Runs one `AWSEvents.*` operation.
-    pub(crate) fn call(&self, p: &Platform, op: &str, body: &Value) -> Result<Value, ApiError> {
-        let cfg = p.config();
-        let rule_arn = |n: &str| format!("arn:aws:events:{}:{}:rule/{n}", cfg.region, cfg.account);
-        let name = || -> Result<String, ApiError> {
-            let n = body
-                .get("Name")
-                .or_else(|| body.get("Rule"))
-                .and_then(Value::as_str)
-                .unwrap_or_default();
-            if n.is_empty()
-                || n.len() > 64
-                || !n
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
-            {
-                return Err(ApiError::validation(
-                    "name",
-                    n,
-                    "Member must satisfy regular expression pattern: [\\.\\-_A-Za-z0-9]+",
-                ));
+        match serde_json::to_value(event) {
+            Ok(v) => {
+                let _ = self.tx.send(v);
             }
-            Ok(n.to_owned())
-        };
-        let missing_rule = |n: &str| {
-            ApiError::new(
-                400,
-                "ResourceNotFoundException",
-                format!("Rule {n} does not exist on EventBus default."),
-            )
-        };
-        match op {
-            "PutRule" => {
-                let n = name()?;
-                let pattern = body
-                    .get("EventPattern")
-                    .and_then(Value::as_str)
-                    .map(str::to_owned);
-                let schedule = body
-                    .get("ScheduleExpression")
-                    .and_then(Value::as_str)
-                    .map(str::to_owned);
-                if pattern.is_none() && schedule.is_none() {
-                    return Err(ApiError::new(
-                        400,
-                        "ValidationException",
-                        "Parameter(s) EventPattern or ScheduleExpression must be specified.",
-                    ));
-                }
-                if let Some(pt) = &pattern {
-                    EventPattern::parse(pt).map_err(|e| {
-                        ApiError::new(
-                            400,
-                            "InvalidEventPatternException",
-                            format!("Event pattern is not valid. Reason: {e}"),
-                        )
-                    })?;
-                }
-                if let Some(s) = &schedule {
-                    Schedule::parse(s).map_err(|_| {
-                        ApiError::new(
-                            400,
-                            "ValidationException",
-                            "Parameter ScheduleExpression is not valid.",
-                        )
-                    })?;
-                }
-                let state = body
-                    .get("State")
-                    .and_then(Value::as_str)
-                    .unwrap_or("ENABLED")
-                    .to_owned();
-                let mut rules = self.rules.lock();
-                let targets = rules.get(&n).map(|r| r.targets.clone()).unwrap_or_default();
-                let mut next = rules.clone();
-                next.insert(
-                    n.clone(),
-                    Rule {
-                        name: n.clone(),
-                        event_pattern: pattern,
-                        schedule,
-                        state,
-                        description: body
-                            .get("Description")
-                            .and_then(Value::as_str)
-                            .unwrap_or_default()
-                            .to_owned(),
-                        targets,
-                    },
-                );
-                self.persist(&next)?;
-                *rules = next;
-                Ok(json!({"RuleArn": rule_arn(&n)}))
-            }
-            "DeleteRule" => {
-                let n = name()?;
-                let mut rules = self.rules.lock();
-                if rules.get(&n).is_some_and(|r| !r.targets.is_empty()) {
-                    return Err(ApiError::new(
-                        400,
-                        "ValidationException",
-                        "Rule can't be deleted since it has targets.",
-                    ));
-                }
-                let mut next = rules.clone();
-                next.remove(&n);
-                self.persist(&next)?;
-                *rules = next;
-                Ok(json!({}))
-            }
-            "DescribeRule" => {
-                let n = name()?;
-                let rules = self.rules.lock();
-                let r = rules.get(&n).ok_or_else(|| missing_rule(&n))?;
-                Ok(rule_json(r, &rule_arn(&r.name)))
-            }
-            "ListRules" => {
-                let prefix = body
-                    .get("NamePrefix")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default();
-                let rules = self.rules.lock();
-                let list: Vec<Value> = rules
-                    .values()
-                    .filter(|r| r.name.starts_with(prefix))
-                    .map(|r| rule_json(r, &rule_arn(&r.name)))
-                    .collect();
-                Ok(json!({"Rules": list}))
-            }
-            "PutTargets" => {
-                let n = name()?;
-                let targets = body
-                    .get("Targets")
-                    .and_then(Value::as_array)
-                    .cloned()
-                    .unwrap_or_default();
-                if targets.is_empty() || targets.len() > 10 {
-                    return Err(ApiError::validation(
-                        "targets",
-                        "",
-                        "Member must have length less than or equal to 10",
-                    ));
-                }
-                let mut rules = self.rules.lock();
-                let mut next = rules.clone();
-                let rule = next.get_mut(&n).ok_or_else(|| missing_rule(&n))?;
-                let mut failed = Vec::new();
-                for t in targets {
-                    let id = t
-                        .get("Id")
-                        .and_then(Value::as_str)
-                        .unwrap_or_default()
-                        .to_owned();
-                    let arn = t
-                        .get("Arn")
-                        .and_then(Value::as_str)
-                        .unwrap_or_default()
-                        .to_owned();
-                    if !arn.starts_with("arn:aws:lambda:") && !arn.starts_with("arn:aws:sqs:") {
-                        failed.push(json!({"TargetId": id, "ErrorCode": "ValidationException", "ErrorMessage": "Only Lambda function and SQS queue targets are supported by the local platform."}));
-                        continue;
-                    }
-                    rule.targets.retain(|x| x.id != id);
-                    rule.targets.push(Target {
-                        id,
-                        arn,
-                        input: t.get("Input").and_then(Value::as_str).map(str::to_owned),
-                    });
-                }
-                self.persist(&next)?;
-                *rules = next;
-                Ok(json!({"FailedEntryCount": failed.len(), "FailedEntries": failed}))
-            }
-            "RemoveTargets" => {
-                let n = name()?;
-                let ids: Vec<String> = crate::wire::str_list(body, "Ids").unwrap_or_default();
-                let mut rules = self.rules.lock();
-                let mut next = rules.clone();
-                let rule = next.get_mut(&n).ok_or_else(|| missing_rule(&n))?;
-                rule.targets.retain(|t| !ids.contains(&t.id));
-                self.persist(&next)?;
-                *rules = next;
-                Ok(json!({"FailedEntryCount": 0, "FailedEntries": []}))
-            }
-            "ListTargetsByRule" => {
-                let n = name()?;
-                let rules = self.rules.lock();
-                let r = rules.get(&n).ok_or_else(|| missing_rule(&n))?;
-                let list: Vec<Value> = r
-                    .targets
-                    .iter()
-                    .map(|t| {
-                        let mut v = json!({"Id": t.id, "Arn": t.arn});
-                        if let (Some(i), Some(o)) = (&t.input, v.as_object_mut()) {
-                            o.insert("Input".into(), Value::String(i.clone()));
-                        }
-                        v
-                    })
-                    .collect();
-                Ok(json!({"Targets": list}))
-            }
-            "PutEvents" => {
-                let entries = body
-                    .get("Entries")
-                    .and_then(Value::as_array)
-                    .cloned()
-                    .unwrap_or_default();
-                if entries.is_empty() || entries.len() > 10 {
-                    return Err(ApiError::validation(
-                        "entries",
-                        "",
-                        "Member must have length less than or equal to 10",
-                    ));
-                }
-                let mut out = Vec::new();
-                let mut failed = 0;
-                for e in entries {
-                    let s = |k: &str| e.get(k).and_then(Value::as_str).map(str::to_owned);
-                    let detail = s("Detail")
-                        .and_then(|d| serde_json::from_str::<Value>(&d).ok())
-                        .filter(Value::is_object);
-                    match (s("Source"), s("DetailType"), detail) {
-                        (Some(source), Some(dt), Some(detail)) => {
-                            let id = crate::new_uuid().to_string();
-                            self.publish(json!({
-                                "version": "0", "id": id, "detail-type": dt, "source": source, "account": cfg.account,
-                                "time": rfc3339_now(), "region": cfg.region,
-                                "resources": e.get("Resources").cloned().unwrap_or_else(|| json!([])), "detail": detail,
-                            }));
-                            out.push(json!({"EventId": id}));
-                        }
-                        _ => {
-                            failed += 1;
-                            out.push(json!({"ErrorCode": "MalformedDetail", "ErrorMessage": "Detail is malformed."}));
-                        }
-                    }
-                }
-                Ok(json!({"FailedEntryCount": failed, "Entries": out}))
-            }
-            "TestEventPattern" => {
-                let pt = body
-                    .get("EventPattern")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default();
-                let pattern = EventPattern::parse(pt).map_err(|e| {
-                    ApiError::new(
-                        400,
-                        "InvalidEventPatternException",
-                        format!("Event pattern is not valid. Reason: {e}"),
-                    )
-                })?;
-                let event: Value = body
-                    .get("Event")
-                    .and_then(Value::as_str)
-                    .and_then(|e| serde_json::from_str(e).ok())
-                    .ok_or_else(|| {
-                        ApiError::new(400, "ValidationException", "Parameter Event is not valid.")
-                    })?;
-                Ok(json!({"Result": pattern.matches(&event)}))
-            }
-            _ => Err(ApiError::new(400, "UnknownOperationException", "")),
+            Err(e) => warn!(error = %e, "cannot encode an event"),
         }
     }
 
@@ -453,49 +132,8 @@ impl Bus {
     }
 }
 
-fn rule_json(r: &Rule, arn: &str) -> Value {
-    let mut v = Map::new();
-    v.insert("Name".into(), json!(r.name));
-    v.insert("Arn".into(), json!(arn));
-    v.insert("State".into(), json!(r.state));
-    v.insert("EventBusName".into(), json!("default"));
-    if !r.description.is_empty() {
-        v.insert("Description".into(), json!(r.description));
-    }
-    if let Some(p) = &r.event_pattern {
-        v.insert("EventPattern".into(), json!(p));
-    }
-    if let Some(s) = &r.schedule {
-        v.insert("ScheduleExpression".into(), json!(s));
-    }
-    Value::Object(v)
-}
-
-/// CloudTrail writes request and response members in camelCase; user-supplied maps (tags,
-/// environment variables) keep their keys.
-fn camel(v: Value) -> Value {
-    match v {
-        Value::Object(m) => Value::Object(
-            m.into_iter()
-                .map(|(k, v)| {
-                    let user_map = matches!(
-                        k.as_str(),
-                        "Tags" | "tags" | "Variables" | "AdditionalVersionWeights"
-                    );
-                    let mut key = k.clone();
-                    if let Some(first) = key.get(..1) {
-                        key = format!("{}{}", first.to_ascii_lowercase(), &key[1..]);
-                    }
-                    (key, if user_map { v } else { camel(v) })
-                })
-                .collect(),
-        ),
-        Value::Array(a) => Value::Array(a.into_iter().map(camel).collect()),
-        other => other,
-    }
-}
-
-fn rfc3339_now() -> String {
+/// Now, as an event's `time` (`2024-01-01T00:00:00Z`).
+pub(crate) fn rfc3339_now() -> String {
     let fmt = time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z");
     time::OffsetDateTime::now_utc()
         .format(fmt)
@@ -561,12 +199,24 @@ pub(crate) fn start(platform: Platform) {
                 if due {
                     last_fire.insert(r.name.clone(), now);
                     let cfg = p.config();
-                    let event = json!({
-                        "version": "0", "id": crate::new_uuid().to_string(), "detail-type": "Scheduled Event",
-                        "source": "aws.events", "account": cfg.account, "time": rfc3339_now(), "region": cfg.region,
-                        "resources": [format!("arn:aws:events:{}:{}:rule/{}", cfg.region, cfg.account, r.name)],
-                        "detail": {},
-                    });
+                    let time = rfc3339_now();
+                    let event = Envelope {
+                        version: "0",
+                        id: crate::new_uuid().to_string(),
+                        detail_type: "Scheduled Event",
+                        source: "aws.events",
+                        account: &cfg.account,
+                        time: &time,
+                        region: &cfg.region,
+                        resources: [format!(
+                            "arn:aws:events:{}:{}:rule/{}",
+                            cfg.region, cfg.account, r.name
+                        )],
+                        detail: serde_json::Map::new(),
+                    };
+                    let Ok(event) = serde_json::to_value(&event) else {
+                        continue;
+                    };
                     for t in &r.targets {
                         deliver(&p, t, &event);
                     }
@@ -576,6 +226,7 @@ pub(crate) fn start(platform: Platform) {
     });
 }
 
+/// Delivers `event` to one target: a queue gets it as a message, a function as an async invoke.
 fn deliver(p: &Platform, target: &Target, event: &Value) {
     let payload = match &target.input {
         Some(i) => i.clone().into_bytes(),
@@ -588,7 +239,7 @@ fn deliver(p: &Platform, target: &Target, event: &Value) {
         }
         return;
     }
-    if let Err(e) = crate::api::lambda::invoke_async_arn(p, &target.arn, payload.into()) {
+    if let Err(e) = p.functions().deliver_event(&target.arn, payload.into()) {
         warn!(target = %target.arn, error = %e, "cannot deliver event");
     }
 }

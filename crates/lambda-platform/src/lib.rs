@@ -9,20 +9,27 @@
 //! SDK, or on Docker: a function sandbox is a plain child process.
 //!
 //! ```text
-//!   client --SigV4--> api (lambda | ssm | tagging | events | sqs) --> Platform state --(fsync+rename)--> data dir
-//!                           | Invoke                                   | CloudTrail-shaped events
-//!                           v                                          v
-//!                     pool (per function version) <---------------- events (rules, schedules, retries)
-//!                           | cold start / warm reuse / idle stop
-//!                           v
-//!                     sandbox: runtime + extensions processes <--> Runtime/Extensions API (own port)
+//!   client --SigV4--> api: routing, typed requests decoded once, typed answers encoded, errors (wire)
+//!                      |                          |                          |
+//!                      v                          v                          v
+//!                  functions                 ssm | tagging | sqs        events: rules, PutEvents,
+//!   (lifecycle, versions, aliases, qualifier                             schedules, matching
+//!    resolution with weights, invokes) <------------- deliveries to function targets -+
+//!                      |  \--> state --(fsync+rename)--> data dir                     |
+//!                      |   \-> CloudTrail-shaped events ------------------------------+
+//!                      v
+//!                  pool (per function version): cold start / warm reuse / idle stop
+//!                      v
+//!                  sandbox: runtime + extensions processes <--> Runtime/Extensions API (own port)
 //! ```
 
-pub mod api;
+mod api;
 pub mod arn;
 pub mod client;
 pub mod code;
+mod decode;
 pub mod events;
+pub mod functions;
 mod httpd;
 mod pool;
 mod sandbox;
@@ -30,6 +37,7 @@ pub mod sigv4;
 mod sqs;
 pub mod ssm;
 mod state;
+mod tagging;
 pub mod wire;
 
 use std::{future::Future, net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};

@@ -537,7 +537,7 @@ impl Sandbox {
             self.shared.log.hold(
                 format!(
                     "{} {request_id} Task timed out after {:.2} seconds\n",
-                    crate::api::lambda::iso_now(),
+                    crate::functions::iso_now(),
                     timeout.as_secs_f64()
                 )
                 .as_bytes(),

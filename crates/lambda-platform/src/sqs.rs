@@ -1,6 +1,11 @@
 //! A minimal SQS (JSON protocol, `AmazonSQS.*`): standard queues in memory with visibility
 //! timeouts and long polling, and EventBridge rule targets. Enough for a consumer fed by
 //! EventBridge (the registrator's daemon); queues and messages do not survive a restart.
+//!
+//! Each operation takes its typed request (`operations.rs`, decoded once at the edge) and gives
+//! its typed answer. Must not depend on `api` (HTTP).
+
+pub(crate) mod operations;
 
 use std::{
     collections::{BTreeMap, VecDeque},
@@ -8,10 +13,15 @@ use std::{
 };
 
 use parking_lot::Mutex;
-use serde_json::{Value, json};
 use tokio::sync::Notify;
 
-use crate::wire::ApiError;
+use self::operations::{
+    CreateQueueRequest, DeleteMessageRequest, Empty, Message, MessageAttributes, QueueAttributes,
+    QueueAttributesResponse, QueueNameRequest, QueueUrlRequest, QueueUrlResponse,
+    ReceiveMessageRequest, ReceiveMessageResponse, SendMessageRequest, SendMessageResponse,
+    SqsRequest, SqsResponse,
+};
+use crate::{decode::Member, wire::ApiError};
 
 const DEFAULT_VISIBILITY: Duration = Duration::from_secs(30);
 const MAX_WAIT_SECS: u64 = 20;
@@ -65,17 +75,14 @@ fn missing_queue() -> ApiError {
     )
 }
 
-fn required<'a>(body: &'a Value, field: &str) -> Result<&'a str, ApiError> {
-    body.get(field)
-        .and_then(Value::as_str)
-        .filter(|s| !s.is_empty())
-        .ok_or_else(|| {
-            ApiError::new(
-                400,
-                "MissingParameter",
-                format!("The request must contain the parameter {field}."),
-            )
-        })
+fn required<'a>(member: &'a Member<String>, field: &str) -> Result<&'a str, ApiError> {
+    member.as_deref().filter(|s| !s.is_empty()).ok_or_else(|| {
+        ApiError::new(
+            400,
+            "MissingParameter",
+            format!("The request must contain the parameter {field}."),
+        )
+    })
 }
 
 /// The queue name of a queue URL (`http://host/<account>/<name>`).
@@ -125,90 +132,109 @@ impl Queues {
         format!("http://{host}/{}/{name}", self.account)
     }
 
-    /// Runs one `AmazonSQS.*` operation; `host` is the request's Host (queue URLs use it).
-    pub(crate) async fn call(&self, op: &str, body: &Value, host: &str) -> Result<Value, ApiError> {
-        match op {
-            "CreateQueue" => {
-                let name = required(body, "QueueName")?;
-                if !valid_name(name) {
-                    return Err(ApiError::new(
-                        400,
-                        "InvalidParameterValue",
-                        "Can only include alphanumeric characters, hyphens, or underscores. 1 to 80 in length",
-                    ));
-                }
-                let visibility = body
-                    .get("Attributes")
-                    .and_then(|a| a.get("VisibilityTimeout"))
-                    .and_then(Value::as_str)
-                    .and_then(|v| v.parse().ok())
-                    .map_or(DEFAULT_VISIBILITY, Duration::from_secs);
-                self.queues
-                    .lock()
-                    .entry(name.to_owned())
-                    .or_insert_with(|| Queue {
-                        visibility,
-                        ..Queue::default()
-                    });
-                Ok(json!({"QueueUrl": self.url(host, name)}))
-            }
-            "GetQueueUrl" => {
-                let name = required(body, "QueueName")?;
-                if !self.queues.lock().contains_key(name) {
-                    return Err(missing_queue());
-                }
-                Ok(json!({"QueueUrl": self.url(host, name)}))
-            }
-            "DeleteQueue" => {
-                let name = name_of_url(required(body, "QueueUrl")?);
+    /// Runs one `AmazonSQS.*` call; `host` is the request's Host (queue URLs use it).
+    pub(crate) async fn handle(
+        &self,
+        req: SqsRequest,
+        host: &str,
+    ) -> Result<SqsResponse, ApiError> {
+        Ok(match req {
+            SqsRequest::CreateQueue(r) => SqsResponse::QueueUrl(self.create(&r, host)?),
+            SqsRequest::GetQueueUrl(r) => SqsResponse::QueueUrl(self.queue_url(&r, host)?),
+            SqsRequest::DeleteQueue(r) => {
+                let name = name_of_url(required(&r.queue_url, "QueueUrl")?);
                 self.queues.lock().remove(name).ok_or_else(missing_queue)?;
-                Ok(json!({}))
+                SqsResponse::Empty(Empty {})
             }
-            "GetQueueAttributes" => {
-                let name = name_of_url(required(body, "QueueUrl")?).to_owned();
-                let mut qs = self.queues.lock();
-                let q = qs.get_mut(&name).ok_or_else(missing_queue)?;
-                q.expire(Instant::now());
-                Ok(json!({"Attributes": {
-                    "QueueArn": format!("arn:aws:sqs:{}:{}:{name}", self.region, self.account),
-                    "ApproximateNumberOfMessages": q.ready.len().to_string(),
-                    "ApproximateNumberOfMessagesNotVisible": q.inflight.len().to_string(),
-                    "VisibilityTimeout": q.visibility.as_secs().to_string(),
-                }}))
-            }
-            "SendMessage" => {
-                let name = name_of_url(required(body, "QueueUrl")?);
-                let text = required(body, "MessageBody")?;
-                if text.len() > MAX_BODY {
-                    return Err(ApiError::new(
-                        400,
-                        "InvalidParameterValue",
-                        "One or more parameters are invalid. Reason: Message must be shorter than 262144 bytes.",
-                    ));
-                }
-                let id = self.send(name, text.to_owned())?;
-                Ok(json!({"MessageId": id}))
-            }
-            "ReceiveMessage" => self.receive(body).await,
-            "DeleteMessage" => {
-                let name = name_of_url(required(body, "QueueUrl")?);
-                let receipt = required(body, "ReceiptHandle")?;
-                let mut qs = self.queues.lock();
-                let q = qs.get_mut(name).ok_or_else(missing_queue)?;
-                // Deleting an expired or unknown receipt succeeds, as on AWS.
-                q.inflight.remove(receipt);
-                Ok(json!({}))
-            }
-            _ => Err(ApiError::new(400, "UnknownOperationException", "")),
-        }
+            SqsRequest::GetQueueAttributes(r) => SqsResponse::Attributes(self.attributes(&r)?),
+            SqsRequest::SendMessage(r) => SqsResponse::Sent(self.send_message(&r)?),
+            SqsRequest::ReceiveMessage(r) => SqsResponse::Received(self.receive(&r).await?),
+            SqsRequest::DeleteMessage(r) => SqsResponse::Empty(self.delete_message(&r)?),
+        })
     }
 
-    async fn receive(&self, body: &Value) -> Result<Value, ApiError> {
-        let name = name_of_url(required(body, "QueueUrl")?).to_owned();
-        let max = body
-            .get("MaxNumberOfMessages")
-            .and_then(Value::as_u64)
-            .unwrap_or(1);
+    fn create(&self, req: &CreateQueueRequest, host: &str) -> Result<QueueUrlResponse, ApiError> {
+        let name = required(&req.queue_name, "QueueName")?;
+        if !valid_name(name) {
+            return Err(ApiError::new(
+                400,
+                "InvalidParameterValue",
+                "Can only include alphanumeric characters, hyphens, or underscores. 1 to 80 in length",
+            ));
+        }
+        let visibility = req
+            .attributes
+            .object()
+            .and_then(|a| a.visibility_timeout.as_deref())
+            .and_then(|v| v.parse().ok())
+            .map_or(DEFAULT_VISIBILITY, Duration::from_secs);
+        self.queues
+            .lock()
+            .entry(name.to_owned())
+            .or_insert_with(|| Queue {
+                visibility,
+                ..Queue::default()
+            });
+        Ok(QueueUrlResponse {
+            queue_url: self.url(host, name),
+        })
+    }
+
+    fn queue_url(&self, req: &QueueNameRequest, host: &str) -> Result<QueueUrlResponse, ApiError> {
+        let name = required(&req.queue_name, "QueueName")?;
+        if !self.queues.lock().contains_key(name) {
+            return Err(missing_queue());
+        }
+        Ok(QueueUrlResponse {
+            queue_url: self.url(host, name),
+        })
+    }
+
+    fn attributes(&self, req: &QueueUrlRequest) -> Result<QueueAttributesResponse, ApiError> {
+        let name = name_of_url(required(&req.queue_url, "QueueUrl")?).to_owned();
+        let mut qs = self.queues.lock();
+        let q = qs.get_mut(&name).ok_or_else(missing_queue)?;
+        q.expire(Instant::now());
+        Ok(QueueAttributesResponse {
+            attributes: QueueAttributes {
+                approximate_number_of_messages: q.ready.len().to_string(),
+                approximate_number_of_messages_not_visible: q.inflight.len().to_string(),
+                queue_arn: format!("arn:aws:sqs:{}:{}:{name}", self.region, self.account),
+                visibility_timeout: q.visibility.as_secs().to_string(),
+            },
+        })
+    }
+
+    fn send_message(&self, req: &SendMessageRequest) -> Result<SendMessageResponse, ApiError> {
+        let name = name_of_url(required(&req.queue_url, "QueueUrl")?);
+        let text = required(&req.message_body, "MessageBody")?;
+        if text.len() > MAX_BODY {
+            return Err(ApiError::new(
+                400,
+                "InvalidParameterValue",
+                "One or more parameters are invalid. Reason: Message must be shorter than 262144 bytes.",
+            ));
+        }
+        let message_id = self.send(name, text.to_owned())?;
+        Ok(SendMessageResponse { message_id })
+    }
+
+    fn delete_message(&self, req: &DeleteMessageRequest) -> Result<Empty, ApiError> {
+        let name = name_of_url(required(&req.queue_url, "QueueUrl")?);
+        let receipt = required(&req.receipt_handle, "ReceiptHandle")?;
+        let mut qs = self.queues.lock();
+        let q = qs.get_mut(name).ok_or_else(missing_queue)?;
+        // Deleting an expired or unknown receipt succeeds, as on AWS.
+        q.inflight.remove(receipt);
+        Ok(Empty {})
+    }
+
+    async fn receive(
+        &self,
+        req: &ReceiveMessageRequest,
+    ) -> Result<ReceiveMessageResponse, ApiError> {
+        let name = name_of_url(required(&req.queue_url, "QueueUrl")?).to_owned();
+        let max = req.max_number_of_messages.get().copied().unwrap_or(1);
         if !(1..=10).contains(&max) {
             return Err(ApiError::new(
                 400,
@@ -216,10 +242,7 @@ impl Queues {
                 "Value for parameter MaxNumberOfMessages is invalid. Reason: Must be between 1 and 10.",
             ));
         }
-        let wait = body
-            .get("WaitTimeSeconds")
-            .and_then(Value::as_u64)
-            .unwrap_or(0);
+        let wait = req.wait_time_seconds.get().copied().unwrap_or(0);
         if wait > MAX_WAIT_SECS {
             return Err(ApiError::new(
                 400,
@@ -236,9 +259,10 @@ impl Queues {
                 let q = qs.get_mut(&name).ok_or_else(missing_queue)?;
                 let now = Instant::now();
                 q.expire(now);
-                let visibility = body
-                    .get("VisibilityTimeout")
-                    .and_then(Value::as_u64)
+                let visibility = req
+                    .visibility_timeout
+                    .get()
+                    .copied()
                     .map_or(q.visibility, Duration::from_secs);
                 let mut out = Vec::new();
                 while out.len() < max as usize {
@@ -247,18 +271,22 @@ impl Queues {
                     };
                     m.receives += 1;
                     let receipt = crate::new_uuid().simple().to_string();
-                    out.push(json!({"MessageId": m.id, "ReceiptHandle": receipt, "Body": m.body,
-                                    "Attributes": {"ApproximateReceiveCount": m.receives.to_string()}}));
+                    out.push(Message {
+                        attributes: MessageAttributes {
+                            approximate_receive_count: m.receives.to_string(),
+                        },
+                        body: m.body.clone(),
+                        message_id: m.id.clone(),
+                        receipt_handle: receipt.clone(),
+                    });
                     q.inflight.insert(receipt, (m, now + visibility));
                 }
                 out
             };
             let now = Instant::now();
             if !taken.is_empty() || now >= deadline {
-                return Ok(if taken.is_empty() {
-                    json!({})
-                } else {
-                    json!({"Messages": taken})
+                return Ok(ReceiveMessageResponse {
+                    messages: (!taken.is_empty()).then_some(taken),
                 });
             }
             // Also wake when an in-flight message may have become visible again.
@@ -272,37 +300,42 @@ impl Queues {
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
+    use serde_json::{Value, json};
+
     use super::*;
+
+    /// One call as the JSON protocol makes it: typed request in, answer as JSON out.
+    async fn call(q: &Queues, op: &str, body: Value) -> Result<Value, ApiError> {
+        let req = SqsRequest::decode(op, &body)?;
+        Ok(serde_json::to_value(q.handle(req, "h").await?).unwrap())
+    }
 
     #[tokio::test]
     async fn send_receive_delete_and_visibility() {
         let q = Queues::new("us-east-1", "123456789012");
-        let url = q
-            .call(
-                "CreateQueue",
-                &json!({"QueueName": "q", "Attributes": {"VisibilityTimeout": "0"}}),
-                "h",
-            )
-            .await
-            .unwrap()["QueueUrl"]
+        let url = call(
+            &q,
+            "CreateQueue",
+            json!({"QueueName": "q", "Attributes": {"VisibilityTimeout": "0"}}),
+        )
+        .await
+        .unwrap()["QueueUrl"]
             .as_str()
             .unwrap()
             .to_owned();
         assert_eq!(url, "http://h/123456789012/q");
         q.send_to_arn("arn:aws:sqs:us-east-1:123456789012:q", "one".into())
             .unwrap();
-        let r = q
-            .call(
-                "ReceiveMessage",
-                &json!({"QueueUrl": url, "MaxNumberOfMessages": 10}),
-                "h",
-            )
-            .await
-            .unwrap();
+        let r = call(
+            &q,
+            "ReceiveMessage",
+            json!({"QueueUrl": url, "MaxNumberOfMessages": 10}),
+        )
+        .await
+        .unwrap();
         assert_eq!(r["Messages"][0]["Body"], json!("one"));
         // Visibility 0: not deleted → receivable again.
-        let again = q
-            .call("ReceiveMessage", &json!({"QueueUrl": url}), "h")
+        let again = call(&q, "ReceiveMessage", json!({"QueueUrl": url}))
             .await
             .unwrap();
         let receipt = again["Messages"][0]["ReceiptHandle"].as_str().unwrap();
@@ -310,20 +343,19 @@ mod tests {
             again["Messages"][0]["Attributes"]["ApproximateReceiveCount"],
             json!("2")
         );
-        q.call(
+        call(
+            &q,
             "DeleteMessage",
-            &json!({"QueueUrl": url, "ReceiptHandle": receipt}),
-            "h",
+            json!({"QueueUrl": url, "ReceiptHandle": receipt}),
         )
         .await
         .unwrap();
-        let none = q
-            .call("ReceiveMessage", &json!({"QueueUrl": url}), "h")
+        let none = call(&q, "ReceiveMessage", json!({"QueueUrl": url}))
             .await
             .unwrap();
-        assert!(none.get("Messages").is_none());
+        assert_eq!(none, json!({}));
         assert_eq!(
-            q.call("GetQueueUrl", &json!({"QueueName": "nope"}), "h")
+            call(&q, "GetQueueUrl", json!({"QueueName": "nope"}))
                 .await
                 .unwrap_err()
                 .code,
@@ -334,15 +366,15 @@ mod tests {
     #[tokio::test]
     async fn long_poll_wakes_on_send() {
         let q = std::sync::Arc::new(Queues::new("r", "1"));
-        q.call("CreateQueue", &json!({"QueueName": "q"}), "h")
+        call(&q, "CreateQueue", json!({"QueueName": "q"}))
             .await
             .unwrap();
         let q2 = q.clone();
         let waiter = tokio::spawn(async move {
-            q2.call(
+            call(
+                &q2,
                 "ReceiveMessage",
-                &json!({"QueueUrl": "http://h/1/q", "WaitTimeSeconds": 20}),
-                "h",
+                json!({"QueueUrl": "http://h/1/q", "WaitTimeSeconds": 20}),
             )
             .await
         });

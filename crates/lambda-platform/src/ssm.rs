@@ -1,7 +1,12 @@
 //! Parameter Store: the SSM JSON protocol operations this story needs, with AWS's limits and
 //! exception names. `SecureString` values are encrypted at rest with a local 256-bit key kept in
-//! `ssm/key` (mode 0600): an HMAC-SHA256 keystream (counter mode) with a separate HMAC-SHA256 tag
-//! over nonce and ciphertext (encrypt-then-MAC), so no cipher crate is needed.
+//! `ssm/key` (mode 0600; see `seal.rs`).
+//!
+//! Each operation takes its typed request (`operations.rs`, decoded once at the edge) and gives
+//! its typed answer. Must not depend on `api` (HTTP).
+
+pub(crate) mod operations;
+mod seal;
 
 use std::{
     collections::BTreeMap,
@@ -9,19 +14,26 @@ use std::{
 };
 
 use base64::Engine;
-use hmac::{Hmac, Mac};
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
 use sha2::Sha256;
 
+use self::{
+    operations::{
+        DeleteParametersResponse, DescribeParametersRequest, Empty, GetParameterHistoryRequest,
+        GetParameterRequest, GetParameterResponse, GetParametersByPathRequest,
+        GetParametersResponse, MetadataPage, NameRequest, NamesRequest, ParameterMetadata,
+        ParameterResponse, ParametersPage, PutParameterRequest, PutParameterResponse, SsmRequest,
+        SsmResponse,
+    },
+    seal::Sealer,
+};
 use crate::{
     PlatformError,
+    decode::Member,
     state::{load_dir, write_atomic, write_json_atomic},
     wire::ApiError,
 };
-
-type HmacSha256 = Hmac<Sha256>;
 
 const STANDARD_MAX: usize = 4096;
 const ADVANCED_MAX: usize = 8192;
@@ -51,7 +63,7 @@ struct Param {
 /// exist (a single `parameters.json` of older data dirs is migrated on open).
 pub(crate) struct ParameterStore {
     dir: PathBuf,
-    key: [u8; 32],
+    sealer: Sealer,
     region: String,
     account: String,
     params: Mutex<BTreeMap<String, Param>>,
@@ -205,7 +217,7 @@ impl ParameterStore {
         }
         Ok(Self {
             dir: params_dir,
-            key,
+            sealer: Sealer::new(key),
             region: region.into(),
             account: account.into(),
             params: Mutex::new(params),
@@ -242,98 +254,59 @@ impl ParameterStore {
         )
     }
 
-    fn subkey(&self, label: &[u8]) -> Vec<u8> {
-        mac(&self.key, &[label])
-    }
-
-    /// Encrypts a SecureString value: `v1:` + base64(nonce ‖ ciphertext ‖ tag).
-    fn seal(&self, plaintext: &str) -> String {
-        let nonce: [u8; 16] = rand::random();
-        let ct = keystream_xor(&self.subkey(b"enc"), &nonce, plaintext.as_bytes());
-        let tag = mac(&self.subkey(b"mac"), &[&nonce, &ct]);
-        let mut blob = nonce.to_vec();
-        blob.extend_from_slice(&ct);
-        blob.extend_from_slice(&tag);
-        format!(
-            "v1:{}",
-            base64::engine::general_purpose::STANDARD.encode(blob)
-        )
-    }
-
-    fn open_sealed(&self, sealed: &str) -> Result<String, ApiError> {
-        let fail = || ApiError::internal("cannot decrypt SecureString parameter");
-        let blob = sealed
-            .strip_prefix("v1:")
-            .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
-            .ok_or_else(fail)?;
-        if blob.len() < 48 {
-            return Err(fail());
-        }
-        let (nonce, rest) = blob.split_at(16);
-        let (ct, tag) = rest.split_at(rest.len() - 32);
-        let mut verifier = HmacSha256::new_from_slice(&self.subkey(b"mac")).map_err(|_| fail())?;
-        verifier.update(nonce);
-        verifier.update(ct);
-        verifier.verify_slice(tag).map_err(|_| fail())?;
-        String::from_utf8(keystream_xor(&self.subkey(b"enc"), nonce, ct)).map_err(|_| fail())
-    }
-
-    fn render(&self, p: &Param, decrypt: bool) -> Result<Value, ApiError> {
-        let value = if p.kind == "SecureString" {
-            if decrypt {
-                self.open_sealed(&p.value)?
-            } else {
-                p.value.clone()
-            }
+    fn render(&self, p: &Param, decrypt: bool) -> Result<ParameterResponse, ApiError> {
+        let value = if p.kind == "SecureString" && decrypt {
+            self.sealer.open(&p.value)?
         } else {
             p.value.clone()
         };
-        Ok(json!({
-            "Name": p.name, "Type": p.kind, "Value": value, "Version": p.version,
-            "LastModifiedDate": p.modified, "ARN": self.arn(&p.name), "DataType": p.data_type,
-        }))
+        Ok(ParameterResponse {
+            arn: self.arn(&p.name),
+            data_type: p.data_type.clone(),
+            last_modified_date: p.modified,
+            name: p.name.clone(),
+            selector: None,
+            kind: p.kind.clone(),
+            value,
+            version: p.version,
+        })
     }
 
-    fn metadata(&self, p: &Param) -> Value {
-        let mut v = json!({
-            "Name": p.name, "ARN": self.arn(&p.name), "Type": p.kind, "LastModifiedDate": p.modified,
-            "LastModifiedUser": format!("arn:aws:iam::{}:user/local", self.account),
-            "Version": p.version, "Tier": p.tier, "Policies": [], "DataType": p.data_type,
-        });
-        if let Some(o) = v.as_object_mut() {
-            if let Some(k) = &p.key_id {
-                o.insert("KeyId".into(), Value::String(k.clone()));
-            }
-            if !p.description.is_empty() {
-                o.insert("Description".into(), Value::String(p.description.clone()));
-            }
-        }
-        v
-    }
-
-    /// Runs one `AmazonSSM.*` operation.
-    pub(crate) fn call(&self, op: &str, body: &Value) -> Result<Value, ApiError> {
-        match op {
-            "PutParameter" => self.put(body),
-            "GetParameter" => self.get(body),
-            "GetParameters" => self.get_many(body),
-            "GetParametersByPath" => self.by_path(body),
-            "DeleteParameter" => self.delete(body),
-            "DeleteParameters" => self.delete_many(body),
-            "DescribeParameters" => self.describe(body),
-            "GetParameterHistory" => self.history(body),
-            _ => Err(ApiError::new(
-                400,
-                "InvalidAction",
-                format!("The action {op} is not valid for this endpoint."),
-            )),
+    fn metadata(&self, p: &Param) -> ParameterMetadata {
+        ParameterMetadata {
+            arn: self.arn(&p.name),
+            data_type: p.data_type.clone(),
+            description: (!p.description.is_empty()).then(|| p.description.clone()),
+            key_id: p.key_id.clone(),
+            labels: None,
+            last_modified_date: p.modified,
+            last_modified_user: format!("arn:aws:iam::{}:user/local", self.account),
+            name: p.name.clone(),
+            policies: Vec::new(),
+            tier: p.tier.clone(),
+            kind: p.kind.clone(),
+            value: None,
+            version: p.version,
         }
     }
 
-    fn put(&self, body: &Value) -> Result<Value, ApiError> {
-        let name = required_str(body, "Name", "name")?;
+    /// Runs one `AmazonSSM.*` call.
+    pub(crate) fn handle(&self, req: SsmRequest) -> Result<SsmResponse, ApiError> {
+        Ok(match req {
+            SsmRequest::PutParameter(r) => SsmResponse::Put(self.put(&r)?),
+            SsmRequest::GetParameter(r) => SsmResponse::Get(self.get(&r)?),
+            SsmRequest::GetParameters(r) => SsmResponse::GetMany(self.get_many(&r)?),
+            SsmRequest::GetParametersByPath(r) => SsmResponse::Values(self.by_path(&r)?),
+            SsmRequest::DeleteParameter(r) => SsmResponse::Empty(self.delete(&r)?),
+            SsmRequest::DeleteParameters(r) => SsmResponse::Deleted(self.delete_many(&r)?),
+            SsmRequest::DescribeParameters(r) => SsmResponse::Metadata(self.describe(&r)?),
+            SsmRequest::GetParameterHistory(r) => SsmResponse::Metadata(self.history(&r)?),
+        })
+    }
+    fn put(&self, req: &PutParameterRequest) -> Result<PutParameterResponse, ApiError> {
+        let name = required_str(&req.name, "name")?;
         validate_name(name).map_err(|e| name_error(name, e))?;
-        let value = required_str(body, "Value", "value")?;
+        let value = required_str(&req.value, "value")?;
         if value.is_empty() {
             return Err(ApiError::validation(
                 "value",
@@ -341,7 +314,7 @@ impl ParameterStore {
                 "Member must have length greater than or equal to 1",
             ));
         }
-        let kind = body.get("Type").and_then(Value::as_str);
+        let kind = req.kind.as_deref();
         if let Some(k) = kind
             && !matches!(k, "String" | "StringList" | "SecureString")
         {
@@ -351,14 +324,8 @@ impl ParameterStore {
                 "Member must satisfy enum value set: [SecureString, StringList, String]",
             ));
         }
-        let overwrite = body
-            .get("Overwrite")
-            .and_then(Value::as_bool)
-            .unwrap_or(false);
-        let requested_tier = body
-            .get("Tier")
-            .and_then(Value::as_str)
-            .unwrap_or("Standard");
+        let overwrite = req.overwrite.get().copied().unwrap_or(false);
+        let requested_tier = req.tier.as_deref().unwrap_or("Standard");
         let chars = value.chars().count();
         let tier = match requested_tier {
             "Standard" if chars > STANDARD_MAX => {
@@ -392,10 +359,7 @@ impl ParameterStore {
                 "Member must have length less than or equal to 8192",
             ));
         }
-        let description = body
-            .get("Description")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
+        let description = req.description.as_deref().unwrap_or_default();
         if description.chars().count() > 1024 {
             return Err(ApiError::validation(
                 "description",
@@ -442,10 +406,10 @@ impl ParameterStore {
             _ => tier,
         };
         let secure = kind == "SecureString";
-        let param = Param {
+        let mut param = Param {
             name: name.to_owned(),
             value: if secure {
-                self.seal(value)
+                self.sealer.seal(value)
             } else {
                 value.to_owned()
             },
@@ -454,20 +418,10 @@ impl ParameterStore {
             modified: now(),
             tier: tier.to_owned(),
             description: description.to_owned(),
-            key_id: secure.then(|| {
-                body.get("KeyId")
-                    .and_then(Value::as_str)
-                    .unwrap_or("alias/aws/ssm")
-                    .to_owned()
-            }),
-            data_type: body
-                .get("DataType")
-                .and_then(Value::as_str)
-                .unwrap_or("text")
-                .to_owned(),
+            key_id: secure.then(|| req.key_id.as_deref().unwrap_or("alias/aws/ssm").to_owned()),
+            data_type: req.data_type.as_deref().unwrap_or("text").to_owned(),
             history: Vec::new(),
         };
-        let mut param = param;
         if let Some(mut old) = existing {
             param.history = std::mem::take(&mut old.history);
             param.history.push(old);
@@ -476,15 +430,12 @@ impl ParameterStore {
         }
         self.persist(name, Some(&param))?;
         self.params.lock().insert(name.to_owned(), param);
-        Ok(json!({"Version": version, "Tier": tier}))
+        Ok(PutParameterResponse { tier, version })
     }
 
-    fn get(&self, body: &Value) -> Result<Value, ApiError> {
-        let raw = required_str(body, "Name", "name")?;
-        let decrypt = body
-            .get("WithDecryption")
-            .and_then(Value::as_bool)
-            .unwrap_or(false);
+    fn get(&self, req: &GetParameterRequest) -> Result<GetParameterResponse, ApiError> {
+        let raw = required_str(&req.name, "name")?;
+        let decrypt = req.with_decryption.get().copied().unwrap_or(false);
         let (name, selector) = raw
             .rsplit_once(':')
             .map_or((raw, None), |(n, s)| (n, Some(s)));
@@ -509,21 +460,16 @@ impl ParameterStore {
                 ),
             ));
         };
-        let mut out = self.render(p, decrypt)?;
-        if let (Some(sel), Some(o)) = (selector, out.as_object_mut()) {
-            o.insert("Selector".into(), Value::String(format!(":{sel}")));
-        }
-        Ok(json!({"Parameter": out}))
+        let mut parameter = self.render(p, decrypt)?;
+        parameter.selector = selector.map(|sel| format!(":{sel}"));
+        Ok(GetParameterResponse { parameter })
     }
 
-    fn history(&self, body: &Value) -> Result<Value, ApiError> {
-        let name = required_str(body, "Name", "name")?;
-        let decrypt = body
-            .get("WithDecryption")
-            .and_then(Value::as_bool)
-            .unwrap_or(false);
-        let max = max_results(body, 50)?;
-        let after: Option<u64> = token(body)?.and_then(|t| t.parse().ok());
+    fn history(&self, req: &GetParameterHistoryRequest) -> Result<MetadataPage, ApiError> {
+        let name = required_str(&req.name, "name")?;
+        let decrypt = req.with_decryption.get().copied().unwrap_or(false);
+        let max = max_results(&req.max_results, 50)?;
+        let after: Option<u64> = token(&req.next_token)?.and_then(|t| t.parse().ok());
         let params = self.params.lock();
         let current = params.get(name).ok_or_else(not_found)?;
         let mut versions = current
@@ -536,28 +482,23 @@ impl ParameterStore {
         let mut list = Vec::new();
         for p in &page {
             let mut v = self.metadata(p);
-            if let (Ok(rendered), Some(o)) = (self.render(p, decrypt), v.as_object_mut()) {
-                o.insert("Value".into(), rendered["Value"].clone());
-                o.insert("Labels".into(), json!([]));
+            if let Ok(rendered) = self.render(p, decrypt) {
+                v.value = Some(rendered.value);
+                v.labels = Some(Vec::new());
             }
             list.push(v);
         }
-        let mut out = json!({"Parameters": list});
-        if let (true, Some(last), Some(o)) = (more, page.last(), out.as_object_mut()) {
-            o.insert(
-                "NextToken".into(),
-                Value::String(encode_token(&last.version.to_string())),
-            );
-        }
-        Ok(out)
+        Ok(MetadataPage {
+            next_token: page
+                .last()
+                .filter(|_| more)
+                .map(|last| encode_token(&last.version.to_string())),
+            parameters: list,
+        })
     }
 
-    fn names(body: &Value) -> Result<Vec<&str>, ApiError> {
-        let names: Vec<&str> = body
-            .get("Names")
-            .and_then(Value::as_array)
-            .map(|a| a.iter().filter_map(Value::as_str).collect())
-            .unwrap_or_default();
+    fn names(names: &Member<crate::decode::StrList>) -> Result<&[String], ApiError> {
+        let names = names.strings().unwrap_or_default();
         if names.is_empty() || names.len() > 10 {
             return Err(ApiError::validation(
                 "names",
@@ -568,25 +509,25 @@ impl ParameterStore {
         Ok(names)
     }
 
-    fn get_many(&self, body: &Value) -> Result<Value, ApiError> {
-        let names = Self::names(body)?;
-        let decrypt = body
-            .get("WithDecryption")
-            .and_then(Value::as_bool)
-            .unwrap_or(false);
+    fn get_many(&self, req: &NamesRequest) -> Result<GetParametersResponse, ApiError> {
+        let names = Self::names(&req.names)?;
+        let decrypt = req.with_decryption.get().copied().unwrap_or(false);
         let params = self.params.lock();
         let (mut found, mut invalid) = (Vec::new(), Vec::new());
         for n in names {
             match params.get(n) {
                 Some(p) => found.push(self.render(p, decrypt)?),
-                None => invalid.push(n),
+                None => invalid.push(n.clone()),
             }
         }
-        Ok(json!({"Parameters": found, "InvalidParameters": invalid}))
+        Ok(GetParametersResponse {
+            invalid_parameters: invalid,
+            parameters: found,
+        })
     }
 
-    fn by_path(&self, body: &Value) -> Result<Value, ApiError> {
-        let path = required_str(body, "Path", "path")?;
+    fn by_path(&self, req: &GetParametersByPathRequest) -> Result<ParametersPage, ApiError> {
+        let path = required_str(&req.path, "path")?;
         if !path.starts_with('/')
             || !path
                 .bytes()
@@ -598,16 +539,10 @@ impl ParameterStore {
                 "The parameter doesn't meet the parameter name requirements. The parameter name must begin with a forward slash \"/\". It can't be prefixed with \"aws\" or \"ssm\" (case-insensitive). It must use only letters, numbers, or the following symbols: . (period), - (hyphen), _ (underscore). Special characters are not allowed. All sub-paths, if specified, must use the forward slash symbol \"/\". Valid example: /get/parameters2-/by1./path0_.",
             ));
         }
-        let recursive = body
-            .get("Recursive")
-            .and_then(Value::as_bool)
-            .unwrap_or(false);
-        let decrypt = body
-            .get("WithDecryption")
-            .and_then(Value::as_bool)
-            .unwrap_or(false);
-        let max = max_results(body, 10)?;
-        let after = token(body)?;
+        let recursive = req.recursive.get().copied().unwrap_or(false);
+        let decrypt = req.with_decryption.get().copied().unwrap_or(false);
+        let max = max_results(&req.max_results, 10)?;
+        let after = token(&req.next_token)?;
         let prefix = if path.ends_with('/') {
             path.to_owned()
         } else {
@@ -621,64 +556,67 @@ impl ParameterStore {
         });
         let page: Vec<&Param> = matching.by_ref().take(max).collect();
         let more = matching.next().is_some();
-        let rendered: Result<Vec<Value>, ApiError> =
+        let parameters: Result<Vec<ParameterResponse>, ApiError> =
             page.iter().map(|p| self.render(p, decrypt)).collect();
-        let mut out = json!({"Parameters": rendered?});
-        if let (true, Some(last), Some(o)) = (more, page.last(), out.as_object_mut()) {
-            o.insert("NextToken".into(), Value::String(encode_token(&last.name)));
-        }
-        Ok(out)
+        Ok(ParametersPage {
+            next_token: page
+                .last()
+                .filter(|_| more)
+                .map(|last| encode_token(&last.name)),
+            parameters: parameters?,
+        })
     }
 
-    fn delete(&self, body: &Value) -> Result<Value, ApiError> {
-        let name = required_str(body, "Name", "name")?;
+    fn delete(&self, req: &NameRequest) -> Result<Empty, ApiError> {
+        let name = required_str(&req.name, "name")?;
         let _writer = self.name_lock(name).lock();
         if !self.params.lock().contains_key(name) {
             return Err(not_found());
         }
         self.persist(name, None)?;
         self.params.lock().remove(name);
-        Ok(json!({}))
+        Ok(Empty {})
     }
 
-    fn delete_many(&self, body: &Value) -> Result<Value, ApiError> {
-        let names = Self::names(body)?;
+    fn delete_many(&self, req: &NamesRequest) -> Result<DeleteParametersResponse, ApiError> {
+        let names = Self::names(&req.names)?;
         let (mut deleted, mut invalid) = (Vec::new(), Vec::new());
         for n in names {
             let _writer = self.name_lock(n).lock();
             if self.params.lock().contains_key(n) {
                 self.persist(n, None)?;
                 self.params.lock().remove(n);
-                deleted.push(n)
+                deleted.push(n.clone())
             } else {
-                invalid.push(n)
+                invalid.push(n.clone())
             }
         }
-        Ok(json!({"DeletedParameters": deleted, "InvalidParameters": invalid}))
+        Ok(DeleteParametersResponse {
+            deleted_parameters: deleted,
+            invalid_parameters: invalid,
+        })
     }
 
-    fn describe(&self, body: &Value) -> Result<Value, ApiError> {
-        let max = max_results(body, 50)?;
-        let after = token(body)?;
-        let filters: Vec<(String, String, Vec<String>)> = body
-            .get("ParameterFilters")
-            .and_then(Value::as_array)
+    fn describe(&self, req: &DescribeParametersRequest) -> Result<MetadataPage, ApiError> {
+        let max = max_results(&req.max_results, 50)?;
+        let after = token(&req.next_token)?;
+        let filters: Vec<(String, String, Vec<String>)> = req
+            .parameter_filters
+            .get()
             .map(|a| {
                 a.iter()
                     .map(|f| {
-                        let s = |k: &str| {
-                            f.get(k)
-                                .and_then(Value::as_str)
-                                .unwrap_or_default()
-                                .to_owned()
-                        };
-                        let values = crate::wire::str_list(f, "Values").unwrap_or_default();
+                        let empty = Default::default();
+                        let f = f.object().unwrap_or(&empty);
+                        let s = |m: &Member<String>| m.as_deref().unwrap_or_default().to_owned();
+                        let values = f.values.strings().unwrap_or_default().to_vec();
+                        let option = s(&f.option);
                         (
-                            s("Key"),
-                            if s("Option").is_empty() {
+                            s(&f.key),
+                            if option.is_empty() {
                                 "Equals".into()
                             } else {
-                                s("Option")
+                                option
                             },
                             values,
                         )
@@ -726,23 +664,24 @@ impl ParameterStore {
             .filter(|p| keep(p) && after.as_deref().is_none_or(|a| p.name.as_str() > a));
         let page: Vec<&Param> = matching.by_ref().take(max).collect();
         let more = matching.next().is_some();
-        let mut out =
-            json!({"Parameters": page.iter().map(|p| self.metadata(p)).collect::<Vec<_>>()});
-        if let (true, Some(last), Some(o)) = (more, page.last(), out.as_object_mut()) {
-            o.insert("NextToken".into(), Value::String(encode_token(&last.name)));
-        }
-        Ok(out)
+        Ok(MetadataPage {
+            next_token: page
+                .last()
+                .filter(|_| more)
+                .map(|last| encode_token(&last.name)),
+            parameters: page.iter().map(|p| self.metadata(p)).collect(),
+        })
     }
 }
 
-fn required_str<'b>(body: &'b Value, key: &str, field: &str) -> Result<&'b str, ApiError> {
-    body.get(key)
-        .and_then(Value::as_str)
+fn required_str<'r>(member: &'r Member<String>, field: &str) -> Result<&'r str, ApiError> {
+    member
+        .as_deref()
         .ok_or_else(|| ApiError::validation(field, "null", "Member must not be null"))
 }
 
-fn max_results(body: &Value, cap: i64) -> Result<usize, ApiError> {
-    match body.get("MaxResults").and_then(Value::as_i64) {
+fn max_results(member: &Member<i64>, cap: i64) -> Result<usize, ApiError> {
+    match member.get().copied() {
         None => Ok(cap as usize),
         Some(n) if (1..=cap).contains(&n) => Ok(n as usize),
         Some(n) => Err(ApiError::validation(
@@ -757,8 +696,8 @@ fn encode_token(name: &str) -> String {
     base64::engine::general_purpose::STANDARD.encode(name)
 }
 
-fn token(body: &Value) -> Result<Option<String>, ApiError> {
-    let Some(t) = body.get("NextToken").and_then(Value::as_str) else {
+fn token(member: &Member<String>) -> Result<Option<String>, ApiError> {
+    let Some(t) = member.as_deref() else {
         return Ok(None);
     };
     base64::engine::general_purpose::STANDARD
@@ -769,47 +708,9 @@ fn token(body: &Value) -> Result<Option<String>, ApiError> {
         .ok_or_else(|| ApiError::new(400, "InvalidNextToken", "The specified token isn't valid."))
 }
 
-fn mac(key: &[u8], parts: &[&[u8]]) -> Vec<u8> {
-    match HmacSha256::new_from_slice(key) {
-        Ok(mut m) => {
-            for p in parts {
-                m.update(p);
-            }
-            m.finalize().into_bytes().to_vec()
-        }
-        Err(_) => Vec::new(),
-    }
-}
-
-fn keystream_xor(key: &[u8], nonce: &[u8], data: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(data.len());
-    for (i, chunk) in data.chunks(32).enumerate() {
-        let block = mac(key, &[nonce, &(i as u64).to_be_bytes()]);
-        out.extend(chunk.iter().zip(block).map(|(d, k)| d ^ k));
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn secure_strings_round_trip_and_are_not_stored_in_clear() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = ParameterStore::open(dir.path(), "us-east-1", "123456789012").unwrap();
-        let sealed = store.seal("s3cr3t value");
-        assert!(!sealed.contains("s3cr3t"));
-        assert_eq!(store.open_sealed(&sealed).unwrap(), "s3cr3t value");
-        let mut tampered = sealed.into_bytes();
-        let n = tampered.len() - 5;
-        tampered[n] = if tampered[n] == b'A' { b'B' } else { b'A' };
-        assert!(
-            store
-                .open_sealed(&String::from_utf8(tampered).unwrap())
-                .is_err()
-        );
-    }
 
     #[test]
     fn names() {

@@ -127,6 +127,12 @@ impl Store {
         self.functions.read().get(name).cloned()
     }
 
+    /// Runs `f` on the record of `name` under the read lock, so nothing is copied that `f`
+    /// does not copy (the invoke path reads one version this way).
+    pub(crate) fn read<T>(&self, name: &str, f: impl FnOnce(&FunctionRecord) -> T) -> Option<T> {
+        self.functions.read().get(name).map(f)
+    }
+
     /// Up to `max` functions whose names sort after `after`, and whether more remain.
     pub(crate) fn page<T>(
         &self,

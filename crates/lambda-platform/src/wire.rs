@@ -76,6 +76,14 @@ impl ApiError {
         e.extra = Some(("Reason", reason.to_owned()));
         e
     }
+    /// 400 `SerializationException` of the JSON protocol: the body is not a JSON object.
+    pub fn not_a_structure() -> Self {
+        Self::new(
+            400,
+            "SerializationException",
+            "Start of structure or map found where not expected.",
+        )
+    }
     /// 500 `ServiceException` for platform faults (never for client mistakes).
     pub fn internal(message: impl Into<String>) -> Self {
         Self::new(500, "ServiceException", message)
@@ -112,7 +120,11 @@ impl ApiError {
 }
 
 /// A JSON response with the content type of `protocol`.
-pub fn json_response(status: u16, body: &Value, protocol: Protocol) -> Response<Full<Bytes>> {
+pub fn json_response<T: serde::Serialize + ?Sized>(
+    status: u16,
+    body: &T,
+    protocol: Protocol,
+) -> Response<Full<Bytes>> {
     let ct = match protocol {
         Protocol::RestJson => "application/json",
         Protocol::AwsJson => "application/x-amz-json-1.1",
@@ -133,7 +145,8 @@ pub fn empty_response(status: u16) -> Response<Full<Bytes>> {
 }
 
 /// The strings of the array field `key` of a JSON request (other elements skipped); `None`
-/// when the field is missing or not an array.
+/// when the field is missing or not an array. (The Extensions API's register call reads its
+/// `events` with it.)
 pub(crate) fn str_list(body: &serde_json::Value, key: &str) -> Option<Vec<String>> {
     body.get(key)
         .and_then(serde_json::Value::as_array)

@@ -1,29 +1,34 @@
-//! The route table of the HTTP API. One module per Consul API area; each handler parses its query
-//! and body, checks the token, and either writes one op or runs a blocking read.
+//! The route table of the HTTP API. One module per Consul API area, holding handlers only: each
+//! takes its query options and caller from the `Ctx` extractor, decodes its body, authorizes,
+//! and then writes one op, calls a runtime service (`connect`, `agent`, `intentions`, ...) or
+//! runs a blocking read, and answers in Consul's JSON (`rows` for catalog and health rows).
+//!
+//! Runtime services must not depend on this module.
 
-pub mod acl;
-pub mod agent;
-pub mod catalog;
-pub mod config;
+mod acl;
+mod agent;
+mod catalog;
+mod config;
 pub mod connect_ca;
-pub mod health;
-pub mod intentions;
-pub mod status;
+mod extract;
+mod health;
+mod intentions;
+mod status;
+mod xds_status;
 
 use axum::Router;
-use axum::body::Bytes;
 use axum::extract::DefaultBodyLimit;
-use axum::extract::rejection::BytesRejection;
 use axum::http::{Method, Uri};
 use axum::routing::{delete, get, put};
 
 use crate::AppState;
-use crate::error::{ApiError, ApiResult};
+use crate::error::ApiError;
 
-/// Largest request body accepted (Consul's own limit for most endpoints is 512 KiB).
-pub const MAX_BODY: usize = 512 * 1024;
+use extract::MAX_BODY;
+pub(crate) use extract::{Ctx, body};
 
-pub fn router(app: AppState) -> Router {
+/// Every route of the HTTP API, with the body limit and the `?dc` check.
+pub(crate) fn router(app: AppState) -> Router {
     Router::new()
         // catalog
         .route("/v1/catalog/register", put(catalog::register))
@@ -111,7 +116,7 @@ pub fn router(app: AppState) -> Router {
         )
         .route("/v1/acl/policies", get(acl::policy_list))
         // xDS status (lambdamesh-specific): NACKs and ACKs per proxy
-        .route("/v1/internal/xds/status", get(xds_status))
+        .route("/v1/internal/xds/status", get(xds_status::status))
         // status
         .route("/v1/status/leader", get(status::leader))
         .route("/v1/status/peers", get(status::peers))
@@ -150,36 +155,4 @@ async fn not_found(method: Method, uri: Uri) -> ApiError {
         "Invalid URL path: {method} {} is not a recognized HTTP API endpoint",
         uri.path()
     ))
-}
-
-/// What each connected proxy last acknowledged and every configuration it rejected, so a NACK
-/// found only when Envoy applies it is visible without reading Envoy's logs.
-async fn xds_status(
-    axum::extract::State(app): axum::extract::State<AppState>,
-    headers: axum::http::HeaderMap,
-    axum::extract::RawQuery(raw): axum::extract::RawQuery,
-) -> ApiResult<axum::response::Response> {
-    let q = crate::query::Query::parse(raw.as_deref())?;
-    let ident = crate::authz::resolve(&app, &headers, &q)?;
-    crate::authz::require(
-        &ident,
-        ident.authorizer.operator_read(),
-        "operator:read",
-        "",
-    )?;
-    Ok(crate::query::json(&serde_json::json!({
-        "Acks": app.xds_acks.all(),
-        "Nacks": app.xds_nacks.all(),
-    })))
-}
-
-/// The request body, or a 413 naming the limit when it is too large.
-pub fn body(b: Result<Bytes, BytesRejection>) -> ApiResult<Bytes> {
-    b.map_err(|e| {
-        if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::too_large(MAX_BODY)
-        } else {
-            ApiError::bad_request(format!("cannot read request body: {e}"))
-        }
-    })
 }

@@ -162,25 +162,30 @@ fn is_expired(t: &AclToken, now: time::OffsetDateTime) -> bool {
     }
 }
 
-/// Fails with Consul's permission-denied text unless `allowed`.
-pub fn require(ident: &Identity, allowed: bool, permission: &str, resource: &str) -> ApiResult<()> {
-    if allowed {
-        return Ok(());
+impl Identity {
+    /// Fails with Consul's permission-denied text unless `allowed`.
+    ///
+    /// # Errors
+    /// 403 naming the caller, the permission and the resource.
+    pub fn require(&self, allowed: bool, permission: &str, resource: &str) -> ApiResult<()> {
+        if allowed {
+            return Ok(());
+        }
+        let who = if self.accessor_id == ANONYMOUS_ACCESSOR {
+            "anonymous token".to_owned()
+        } else {
+            format!("token with AccessorID '{}'", self.accessor_id)
+        };
+        let on = if resource.is_empty() {
+            String::new()
+        } else {
+            format!(" on {resource:?}")
+        };
+        Err(ApiError {
+            status: StatusCode::FORBIDDEN,
+            message: format!("Permission denied: {who} lacks permission '{permission}'{on}"),
+        })
     }
-    let who = if ident.accessor_id == ANONYMOUS_ACCESSOR {
-        "anonymous token".to_owned()
-    } else {
-        format!("token with AccessorID '{}'", ident.accessor_id)
-    };
-    let on = if resource.is_empty() {
-        String::new()
-    } else {
-        format!(" on {resource:?}")
-    };
-    Err(ApiError {
-        status: StatusCode::FORBIDDEN,
-        message: format!("Permission denied: {who} lacks permission '{permission}'{on}"),
-    })
 }
 
 /// Sets `X-Consul-Results-Filtered-By-ACLs` when a list was trimmed for the caller's token.

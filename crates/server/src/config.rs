@@ -1,5 +1,7 @@
 //! Server configuration: parsed once from config files (HCL or JSON, Consul's key names) and
-//! flags into typed values. Every bad value is reported, not only the first.
+//! flags into typed values. Every bad value is reported, not only the first. HCL files get the
+//! same HCL 1 compatibility pass as config entries and ACL rules
+//! (`mesh_model::config_entry::hcl1`), since Consul reads its config files with HCL 1 too.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -119,15 +121,15 @@ impl ConfigFile {
         })
     }
 
-    /// Parses config text: JSON when `json`, HCL otherwise.
+    /// Parses config text: JSON when `json`, HCL (with Consul's HCL 1 forms) otherwise.
     ///
     /// # Errors
-    /// Syntax errors and unknown keys, as text.
+    /// Syntax errors, nesting beyond `hcl1::MAX_NESTING`, and unknown keys, as text.
     pub fn parse_str(text: &str, json: bool) -> Result<Self, String> {
         if json {
             serde_json::from_str(text).map_err(|e| e.to_string())
         } else {
-            hcl::from_str(text).map_err(|e| e.to_string())
+            mesh_model::config_entry::hcl1::from_str(text)
         }
     }
 }
@@ -370,5 +372,38 @@ mod tests {
     #[test]
     fn unknown_keys_are_errors() {
         assert!(hcl::from_str::<ConfigFile>("datacentre = \"x\"\n").is_err());
+        let err =
+            ConfigFile::parse_str("acl { enabled = true colour = \"red\" }\n", false).unwrap_err();
+        assert!(err.contains("colour"), "{err}");
+    }
+
+    #[test]
+    fn hcl1_forms_are_accepted_as_consul_reads_them() {
+        // Several attributes in a one-line block: valid HCL 1 (Consul's parser), not HCL 2.
+        let text =
+            "acl { enabled = true default_policy = \"deny\" }\nports { http = 8600 grpc = 8602 }\n";
+        assert!(
+            hcl::from_str::<ConfigFile>(text).is_err(),
+            "plain HCL 2 refuses it"
+        );
+        let file = ConfigFile::parse_str(text, false).unwrap();
+        let cfg = ServerConfig::build(
+            &[file],
+            &Overrides {
+                data_dir: Some("/tmp/x".into()),
+                ..Overrides::default()
+            },
+        )
+        .unwrap();
+        assert!(cfg.acl.enabled);
+        assert!(!cfg.acl.default_allow);
+        assert_eq!((cfg.http_addr.port(), cfg.grpc_addr.port()), (8600, 8602));
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_before_parsing() {
+        let text = format!("ui_config = {}", "[".repeat(40));
+        let err = ConfigFile::parse_str(&text, false).unwrap_err();
+        assert!(err.contains("nested more than"), "{err}");
     }
 }

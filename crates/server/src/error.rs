@@ -1,12 +1,16 @@
 //! The one place where failures become HTTP responses. Consul answers errors with a plain-text
 //! body and the status code; its clients show that text to the user, so messages name the field
-//! or value that is wrong.
+//! or value that is wrong. The runtime services' errors (store, CA, intention writes) get their
+//! status here too.
 
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use mesh_model::catalog::CatalogError;
 use store::{ApplyError, StoreError};
+
+use crate::connect::CaError;
+use crate::intentions::IntentionWriteError;
 
 /// An error answer of the HTTP API.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,12 +56,6 @@ impl ApiError {
             message: message.into(),
         }
     }
-    pub fn method_not_allowed(method: &str, path: &str) -> Self {
-        Self {
-            status: StatusCode::METHOD_NOT_ALLOWED,
-            message: format!("method {method} not allowed for {path}"),
-        }
-    }
 }
 
 impl IntoResponse for ApiError {
@@ -84,6 +82,26 @@ impl From<StoreError> for ApiError {
                 Self::forbidden(format!("Permission denied: {m}"))
             }
             other => Self::internal(other.to_string()),
+        }
+    }
+}
+
+impl From<CaError> for ApiError {
+    fn from(e: CaError) -> Self {
+        match e {
+            CaError::Store(e) => e.into(),
+            e @ CaError::BadKey(_) => Self::bad_request(e.to_string()),
+            e => Self::internal(e.to_string()),
+        }
+    }
+}
+
+impl From<IntentionWriteError> for ApiError {
+    fn from(e: IntentionWriteError) -> Self {
+        match e {
+            IntentionWriteError::Store(e) => e.into(),
+            e @ IntentionWriteError::Invalid(_) => Self::bad_request(e.to_string()),
+            e @ IntentionWriteError::Contended => Self::conflict(e.to_string()),
         }
     }
 }

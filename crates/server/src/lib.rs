@@ -1,19 +1,27 @@
 //! The lambdamesh control-plane server: Consul's HTTP API (catalog, agent, health, config
-//! entries, intentions, ACL, status) over the durable [`store`], plus the agent duties of a
-//! single-node server (its own node registration, TTL check expiry).
+//! entries, intentions, ACL, status) over the durable [`store`], plus the runtime duties of a
+//! single-node server: the Connect CA ([`connect`]), ACL start-up (`acl`), the agent's own node
+//! and TTL check expiry (`agent`, `ttl`).
 //!
-//! Request flow: axum route → [`query::Query`] parsed once → token resolved to an authorizer
-//! ([`authz`]) → a pure decode/validate in `mesh-model` → one [`store::Op`] written, or a read
-//! through [`query::blocking`] → JSON in Consul's shape. Errors become responses only in
-//! [`error`]. Envoy configuration is compiled by the `xds` crate; [`xds_source`] only feeds it
-//! values from the store and serves the result over ADS. This crate must not know about AWS.
+//! Request flow: axum route → the `api::Ctx` extractor parses the [`query::Query`] once and
+//! resolves the token to an authorizer (`authz`) → a pure decode/validate in `mesh-model` →
+//! one [`store::Op`] written or a runtime service called, or a read through
+//! [`query::blocking`] → JSON in Consul's shape (catalog and health rows: `rows`). Errors
+//! become responses only in [`error`]. Envoy configuration is compiled by the `xds` crate;
+//! [`xds_source`] only feeds it values from the store and serves the result over ADS. This
+//! crate must not know about AWS.
 
+mod acl;
+mod agent;
 pub mod api;
-pub mod authz;
+mod authz;
 mod background;
 pub mod config;
+pub mod connect;
 pub mod error;
+mod intentions;
 pub mod query;
+mod rows;
 mod ttl;
 pub mod xds_source;
 
@@ -29,13 +37,13 @@ use store::Store;
 /// Shared state of the HTTP handlers.
 #[derive(Clone)]
 pub struct AppState {
-    pub store: Store,
-    pub config: Arc<ServerConfig>,
-    pub ttl: Arc<ttl::TtlTimers>,
-    pub leaves: Arc<api::connect_ca::LeafCache>,
+    pub(crate) store: Store,
+    pub(crate) config: Arc<ServerConfig>,
+    pub(crate) ttl: Arc<ttl::TtlTimers>,
+    pub(crate) leaves: Arc<connect::LeafCache>,
     /// What proxies rejected and acknowledged (served at `/v1/internal/xds/status`).
-    pub xds_nacks: Arc<xds::ads::NackLog>,
-    pub xds_acks: Arc<xds::ads::AckLog>,
+    pub(crate) xds_nacks: Arc<xds::ads::NackLog>,
+    pub(crate) xds_acks: Arc<xds::ads::AckLog>,
 }
 
 /// Errors starting the server.
@@ -67,29 +75,15 @@ impl AppState {
             xds_nacks: Arc::default(),
             xds_acks: Arc::default(),
         };
-        api::connect_ca::init(&app)
+        // The start-up failures keep the text the HTTP API would give them.
+        let failed = |e: error::ApiError| ServerError::SelfRegistration(e.message);
+        connect::init(&app).await.map_err(|e| failed(e.into()))?;
+        acl::init(&app).await.map_err(|e| failed(e.into()))?;
+        agent::register_self(&app)
             .await
-            .map_err(|e| ServerError::SelfRegistration(e.message))?;
-        api::acl::init(&app)
-            .await
-            .map_err(|e| ServerError::SelfRegistration(e.message))?;
-        api::agent::register_self(&app)
-            .await
-            .map_err(|e| ServerError::SelfRegistration(e.message))?;
+            .map_err(|e| failed(e.into()))?;
         Ok(app)
     }
-}
-
-/// Serves the HTTP API on `listener` until `shutdown` resolves, then drains in-flight requests.
-///
-/// # Errors
-/// The listener fails.
-pub async fn serve(
-    app: AppState,
-    listener: TcpListener,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<(), ServerError> {
-    serve_all(app, listener, None, shutdown).await
 }
 
 /// Serves the HTTP API, and ADS on `grpc` when given, until `shutdown` resolves.
@@ -107,7 +101,7 @@ pub async fn serve_all(
         let _ = rx.wait_for(|s| *s).await;
     };
     let ttl_task = tokio::spawn(ttl::run(app.clone()));
-    let ca_task = tokio::spawn(api::connect_ca::run(app.clone()));
+    let ca_task = tokio::spawn(connect::run(app.clone()));
     let grpc_task = grpc.map(|l| {
         let source = Arc::new(xds_source::StoreSource::new(app.clone()));
         let ads = xds::ads::Ads::new(source, app.xds_nacks.clone(), app.xds_acks.clone());

@@ -1,5 +1,5 @@
 //! Query-string options shared by every endpoint (`?index`, `?wait`, `?ns`, `?partition`, `?dc`,
-//! `?token`, ...), blocking queries, and the Consul response headers.
+//! `?token`, `?filter`, ...), blocking queries, and the Consul response headers.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -10,6 +10,7 @@ use serde::Serialize;
 
 use mesh_model::EntMeta;
 use mesh_model::catalog::definition::parse_go_duration;
+use mesh_model::config_entry::bexpr;
 use store::{State, WatchKey};
 
 use crate::AppState;
@@ -90,6 +91,31 @@ impl Query {
 
     pub fn has(&self, key: &str) -> bool {
         self.params.contains_key(key)
+    }
+}
+
+/// `?filter=` (go-bexpr over the JSON of each result row), parsed once per request.
+pub struct Filter(Option<bexpr::Expr>);
+
+impl Filter {
+    /// The request's filter; none when `?filter` is absent or empty.
+    ///
+    /// # Errors
+    /// 400 with Consul's text when the expression does not parse.
+    pub fn parse(q: &Query) -> ApiResult<Self> {
+        match q.get("filter") {
+            None | Some("") => Ok(Self(None)),
+            Some(f) => bexpr::parse(f).map(|e| Self(Some(e))).map_err(|e| {
+                ApiError::bad_request(format!(
+                    "Failed to create boolean expression evaluator: {e}"
+                ))
+            }),
+        }
+    }
+
+    /// Whether a result row (in its API JSON) passes the filter.
+    pub fn matches(&self, row: &serde_json::Value) -> bool {
+        self.0.as_ref().is_none_or(|e| bexpr::eval(e, row))
     }
 }
 

@@ -20,8 +20,8 @@ use xds::compile::chain::compile_chain;
 use xds::{CertPair, Endpoint, ProxyInputs, ProxyKind, Resources};
 
 use crate::AppState;
-use crate::api::connect_ca::{trust_bundle, trust_domain};
-use crate::api::health::entry_json;
+use crate::connect::{trust_bundle, trust_domain};
+use crate::rows::health_entry;
 
 /// The snapshot source over this server's store.
 pub struct StoreSource {
@@ -137,7 +137,7 @@ fn endpoints_from(instances: Vec<store::state::catalog::Instance<'_>>, dc: &str)
             } else {
                 i.service.address.clone()
             };
-            let row = entry_json(&i, dc);
+            let row = health_entry(&i, dc);
             Endpoint {
                 address,
                 port: i.service.port,
@@ -181,7 +181,7 @@ async fn gather(app: &AppState, node_id: &str) -> Option<Gathered> {
                 );
             }
             Err(e) => {
-                tracing::warn!(service = %svc.name, error = %e.message, "cannot issue a leaf certificate; the proxy waits for it")
+                tracing::warn!(service = %svc.name, error = %e, "cannot issue a leaf certificate; the proxy waits for it")
             }
         }
     }

@@ -302,3 +302,36 @@ fn tokens_survive_restart_and_initial_management_works() {
         "restarts must not duplicate the initial management token"
     );
 }
+
+/// Which problem a request hears about first, when it has several: a bad query option before an
+/// unknown token, a disabled ACL system before a bad query, a bad check-update body before the
+/// token; and the roots endpoint never looks at the token.
+#[test]
+fn the_first_problem_of_a_request_is_the_one_answered() {
+    let s = acl_server(false);
+    let bad = Some("no-such-secret");
+    let r = s.req("GET", "/v1/catalog/services?index=abc", None, bad);
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(r.body.starts_with("Invalid index"), "{}", r.body);
+    let r = s.req("GET", "/v1/catalog/services", None, bad);
+    assert_eq!((r.status, r.body.as_str()), (403, "ACL not found"));
+    let r = s.req("GET", "/v1/connect/ca/roots", None, bad);
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = s.req("GET", "/v1/connect/ca/roots?index=abc", None, None);
+    assert_eq!(r.status, 400, "{}", r.body);
+    let r = s.req("PUT", "/v1/agent/check/update/x", Some("{}"), bad);
+    assert_eq!(r.status, 400, "{}", r.body);
+    let r = s.req(
+        "PUT",
+        "/v1/agent/check/update/x",
+        Some(r#"{"Status": "passing"}"#),
+        bad,
+    );
+    assert_eq!((r.status, r.body.as_str()), (403, "ACL not found"));
+
+    let off = TestServer::start();
+    let r = off.get("/v1/acl/tokens?index=abc");
+    assert_eq!((r.status, r.body.as_str()), (401, "ACL support disabled"));
+    let r = off.get("/v1/acl/tokens");
+    assert_eq!((r.status, r.body.as_str()), (401, "ACL support disabled"));
+}

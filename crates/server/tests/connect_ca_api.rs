@@ -293,7 +293,7 @@ fn rotation_keeps_old_root_and_reissues_leaves() {
     // Within the grace the old leaf is still served (every proxy first gets the new bundle) and
     // still verifies against the bundle.
     let during = leaf(&s, "web");
-    if put_at.elapsed() < server::api::connect_ca::ROTATION_GRACE {
+    if put_at.elapsed() < server::connect::ROTATION_GRACE {
         assert_eq!(during["SerialNumber"], l1["SerialNumber"]);
     }
     let (ok, text) = verifies(&[&new_pem, &old_pem], l1["CertPEM"].as_str().unwrap());

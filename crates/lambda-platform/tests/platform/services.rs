@@ -299,3 +299,83 @@ print(json.dumps(out))
     );
     p.stop().await;
 }
+
+/// A sink that records which version ran each event.
+const VERSION_SINK: &str = r#"
+import json, os
+def handler(event, context):
+    with open(os.environ["SINK_OUT"], "a") as f:
+        f.write(json.dumps({"version": context.function_version, "arn": context.invoked_function_arn, "event": event}) + "\n")
+    return context.function_version
+"#;
+
+/// An alias whose `RoutingConfig` sends all traffic (weight 1.0) to its additional version must
+/// run that version whoever invokes it: a synchronous Invoke, an `Event` Invoke and an
+/// EventBridge rule whose target is the alias ARN. The weight makes the choice certain, so the
+/// test never depends on a random roll.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn weighted_alias_routing_applies_to_every_kind_of_invoke() {
+    let p = TestPlatform::start().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let sink = tmp.path().join("sink.jsonl");
+    let script = format!(
+        r#"
+code = {{"ZipFile": zip_files({{"app.py": {sink_src}}})}}
+fn = lam.create_function(FunctionName="weighted", Runtime="python3.11", Role=ROLE, Handler="app.handler",
+    Code=code, Environment={{"Variables": {{"SINK_OUT": {sink_path}}}}}, Publish=True)["FunctionArn"]
+lam.update_function_configuration(FunctionName="weighted", Environment={{"Variables": {{"SINK_OUT": {sink_path}, "GEN": "2"}}}})
+v2 = lam.publish_version(FunctionName="weighted")["Version"]
+alias = lam.create_alias(FunctionName="weighted", Name="live", FunctionVersion="1",
+    RoutingConfig={{"AdditionalVersionWeights": {{v2: 1.0}}}})
+out = {{"v2": v2, "routing": alias["RoutingConfig"]}}
+r = lam.invoke(FunctionName="weighted", Qualifier="live", Payload=json.dumps({{"via": "sync"}}))
+out["sync"] = r["ExecutedVersion"]
+lam.invoke(FunctionName="weighted:live", InvocationType="Event", Payload=json.dumps({{"via": "event"}}))
+events.put_rule(Name="to-alias", EventPattern=json.dumps({{"source": ["my.app"]}}))
+events.put_targets(Rule="to-alias", Targets=[{{"Id": "a", "Arn": alias["AliasArn"]}}])
+events.put_events(Entries=[{{"Source": "my.app", "DetailType": "d", "Detail": json.dumps({{"n": i}})}} for i in range(3)])
+print(json.dumps(out))
+"#,
+        sink_src = serde_json::to_string(VERSION_SINK).unwrap(),
+        sink_path = serde_json::to_string(sink.to_str().unwrap()).unwrap(),
+    );
+    let out = p.boto3(&script).await;
+    assert_eq!(out["v2"], "2", "{out}");
+    assert_eq!(
+        out["routing"],
+        json!({"AdditionalVersionWeights": {"2": 1.0}})
+    );
+    assert_eq!(out["sync"], "2", "a synchronous invoke follows the weights");
+    // 1 sync + 1 Event invoke + 3 EventBridge deliveries.
+    let lines = wait_lines(&sink, 5, |l| {
+        l.iter()
+            .filter(|e| e["event"]["source"] == "my.app")
+            .count()
+            == 3
+    })
+    .await;
+    let by_source = |pred: &dyn Fn(&Value) -> bool| -> Vec<String> {
+        lines
+            .iter()
+            .filter(|e| pred(e))
+            .map(|e| e["version"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(
+        by_source(&|e| e["event"]["via"] == "event"),
+        ["2"],
+        "an Event invoke follows the weights: {lines:?}"
+    );
+    assert_eq!(
+        by_source(&|e| e["event"]["source"] == "my.app"),
+        ["2", "2", "2"],
+        "EventBridge deliveries to the alias follow its weights: {lines:?}"
+    );
+    for e in &lines {
+        assert_eq!(
+            e["arn"], "arn:aws:lambda:us-east-1:123456789012:function:weighted:live",
+            "the invoked ARN is the alias's, whichever version ran"
+        );
+    }
+    p.stop().await;
+}

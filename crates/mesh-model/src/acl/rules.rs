@@ -194,11 +194,7 @@ pub fn parse_rules(text: &str) -> Result<Rules, AclError> {
 /// Consul's parser accepts) through `config_entry::hcl1`; the first error is reported if the
 /// retry fails too.
 fn parse_hcl(text: &str) -> Result<Value, AclError> {
-    crate::config_entry::hcl1::check_nesting(text).map_err(AclError::Parse)?;
-    hcl::from_str::<Value>(text).or_else(|first| {
-        hcl::from_str::<Value>(&crate::config_entry::hcl1::to_hcl2(text))
-            .map_err(|_| AclError::Parse(first.to_string()))
-    })
+    crate::config_entry::hcl1::from_str(text).map_err(AclError::Parse)
 }
 
 /// A labelled rule block: its name and body.

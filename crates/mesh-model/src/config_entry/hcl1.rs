@@ -11,7 +11,10 @@
 //!
 //! `to_hcl2` rewrites those forms outside strings and comments and leaves everything else as
 //! it was. Callers use it only to retry a document that failed to parse, so valid HCL 2 never
-//! goes through it.
+//! goes through it. [`from_str`] is the whole pass for a document read into a type (ACL rules,
+//! the server's config files): nesting check, HCL 2 parse, HCL 1 retry.
+
+use serde::de::DeserializeOwned;
 
 /// Deepest bracket nesting accepted in an HCL document. Real config entries nest about 7
 /// deep (`Sources[{Permissions[{HTTP{Header[{`) and ACL rules 2; hcl-rs backtracks
@@ -55,6 +58,19 @@ pub fn check_nesting(text: &str) -> Result<(), String> {
         i += 1;
     }
     Ok(())
+}
+
+/// Parses an HCL document into `T` as Consul's HCL 1 parser would accept it: nesting is bounded
+/// ([`check_nesting`]), then the text is parsed as HCL 2, and if that fails, parsed again with
+/// its HCL 1-only forms rewritten (`to_hcl2`).
+///
+/// # Errors
+/// The nesting message, or the first parse's error when the retry fails too (it names the
+/// document as written, not as rewritten).
+pub fn from_str<T: DeserializeOwned>(text: &str) -> Result<T, String> {
+    check_nesting(text)?;
+    hcl::from_str::<T>(text)
+        .or_else(|first| hcl::from_str::<T>(&to_hcl2(text)).map_err(|_| first.to_string()))
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]

@@ -1,10 +1,11 @@
-//! `/v1/acl/*`: bootstrap, tokens and policies. IDs, secrets and times are generated here and
-//! travel inside the op, so the store's replay stays deterministic.
+//! `/v1/acl/*`: bootstrap, tokens and policies. IDs, secrets and times are generated here (with
+//! `crate::acl`'s helpers) and travel inside the op, so the store's replay stays deterministic.
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, RawQuery, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{FromRequestParts, Path, State};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
 use axum::response::Response;
 use serde_json::Value;
 
@@ -14,20 +15,10 @@ use store::Op;
 use store::state::acl::AclOp;
 
 use crate::AppState;
-use crate::api::body;
-use crate::authz::{self, Identity};
+use crate::acl::{new_id, now_rfc3339};
+use crate::api::{Ctx, body};
 use crate::error::{ApiError, ApiResult};
-use crate::query::{Query, blocking, json, json_with_index};
-
-fn now_rfc3339() -> String {
-    time::OffsetDateTime::now_utc()
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
-}
-
-fn new_id() -> String {
-    uuid::Uuid::new_v4().to_string()
-}
+use crate::query::{blocking, json, json_with_index};
 
 fn acl_enabled(app: &AppState) -> ApiResult<()> {
     if app.config.acl.enabled {
@@ -42,43 +33,6 @@ fn acl_enabled(app: &AppState) -> ApiResult<()> {
 
 fn bad(e: impl std::fmt::Display) -> ApiError {
     ApiError::bad_request(e.to_string())
-}
-
-/// The tokens and policies that must exist whenever ACLs are on (run at every start; idempotent).
-pub(crate) async fn init(app: &AppState) -> ApiResult<()> {
-    if !app.config.acl.enabled {
-        return Ok(());
-    }
-    let anonymous = AclToken {
-        accessor_id: authz::ANONYMOUS_ACCESSOR.into(),
-        secret_id: "anonymous".into(),
-        description: "Anonymous Token".into(),
-        create_time: now_rfc3339(),
-        ..AclToken::default()
-    };
-    let initial_management = app
-        .config
-        .acl
-        .initial_management
-        .as_ref()
-        .map(|secret| AclToken {
-            accessor_id: new_id(),
-            secret_id: secret.clone(),
-            description: "Initial Management Token".into(),
-            policies: vec![mesh_model::acl::PolicyLink {
-                id: mesh_model::acl::GLOBAL_MANAGEMENT_ID.into(),
-                name: mesh_model::acl::GLOBAL_MANAGEMENT_NAME.into(),
-            }],
-            create_time: now_rfc3339(),
-            ..AclToken::default()
-        });
-    app.store
-        .write(Op::Acl(AclOp::Init {
-            anonymous,
-            initial_management,
-        }))
-        .await?;
-    Ok(())
 }
 
 pub async fn bootstrap(State(app): State<AppState>) -> ApiResult<Response> {
@@ -138,21 +92,25 @@ fn build_token(req: TokenRequest, accessor: String) -> ApiResult<AclToken> {
     })
 }
 
-fn caller(app: &AppState, headers: &HeaderMap, raw: Option<&str>) -> ApiResult<(Query, Identity)> {
-    acl_enabled(app)?;
-    let q = Query::parse(raw)?;
-    let ident = authz::resolve(app, headers, &q)?;
-    Ok((q, ident))
+/// The caller of an ACL endpoint: with ACLs off the answer is 401 before the query or token is
+/// looked at, as Consul's.
+pub struct AclCtx(Ctx);
+
+impl FromRequestParts<AppState> for AclCtx {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &AppState) -> ApiResult<Self> {
+        acl_enabled(app)?;
+        Ctx::from_request_parts(parts, app).await.map(Self)
+    }
 }
 
 pub async fn token_create(
     State(app): State<AppState>,
-    headers: HeaderMap,
-    RawQuery(raw): RawQuery,
+    AclCtx(Ctx { caller, .. }): AclCtx,
     b: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Response> {
-    let (_, ident) = caller(&app, &headers, raw.as_deref())?;
-    authz::require(&ident, ident.authorizer.acl_write(), "acl:write", "")?;
+    caller.require(caller.authorizer.acl_write(), "acl:write", "")?;
     let req = TokenRequest::decode_json(&body(b)?).map_err(bad)?;
     let accessor = if req.accessor_id.is_empty() {
         new_id()
@@ -173,12 +131,10 @@ pub async fn token_create(
 pub async fn token_update(
     State(app): State<AppState>,
     Path(id): Path<String>,
-    headers: HeaderMap,
-    RawQuery(raw): RawQuery,
+    AclCtx(Ctx { caller, .. }): AclCtx,
     b: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Response> {
-    let (_, ident) = caller(&app, &headers, raw.as_deref())?;
-    authz::require(&ident, ident.authorizer.acl_write(), "acl:write", "")?;
+    caller.require(caller.authorizer.acl_write(), "acl:write", "")?;
     let req = TokenRequest::decode_json(&body(b)?).map_err(bad)?;
     if !req.accessor_id.is_empty() && req.accessor_id != id {
         return Err(ApiError::bad_request(
@@ -199,12 +155,10 @@ pub async fn token_update(
 pub async fn token_read(
     State(app): State<AppState>,
     Path(id): Path<String>,
-    headers: HeaderMap,
-    RawQuery(raw): RawQuery,
+    AclCtx(Ctx { caller, .. }): AclCtx,
 ) -> ApiResult<Response> {
-    let (_, ident) = caller(&app, &headers, raw.as_deref())?;
-    authz::require(&ident, ident.authorizer.acl_read(), "acl:read", "")?;
-    let show = ident.authorizer.acl_write();
+    caller.require(caller.authorizer.acl_read(), "acl:read", "")?;
+    let show = caller.authorizer.acl_write();
     match app.store.read(|s| s.acl().tokens.get(&id).cloned()) {
         Some(t) => Ok(json(&token_json(&t, show))),
         None => Err(ApiError::forbidden("ACL not found")),
@@ -213,11 +167,9 @@ pub async fn token_read(
 
 pub async fn token_self(
     State(app): State<AppState>,
-    headers: HeaderMap,
-    RawQuery(raw): RawQuery,
+    AclCtx(Ctx { caller, .. }): AclCtx,
 ) -> ApiResult<Response> {
-    let (_, ident) = caller(&app, &headers, raw.as_deref())?;
-    let secret = ident
+    let secret = caller
         .secret
         .clone()
         .ok_or_else(|| ApiError::forbidden("ACL not found"))?;
@@ -233,11 +185,9 @@ pub async fn token_self(
 pub async fn token_delete(
     State(app): State<AppState>,
     Path(id): Path<String>,
-    headers: HeaderMap,
-    RawQuery(raw): RawQuery,
+    AclCtx(Ctx { caller, .. }): AclCtx,
 ) -> ApiResult<Response> {
-    let (_, ident) = caller(&app, &headers, raw.as_deref())?;
-    authz::require(&ident, ident.authorizer.acl_write(), "acl:write", "")?;
+    caller.require(caller.authorizer.acl_write(), "acl:write", "")?;
     app.store
         .write(Op::Acl(AclOp::TokenDelete { accessor_id: id }))
         .await?;
@@ -246,12 +196,10 @@ pub async fn token_delete(
 
 pub async fn token_list(
     State(app): State<AppState>,
-    headers: HeaderMap,
-    RawQuery(raw): RawQuery,
+    AclCtx(Ctx { query: q, caller }): AclCtx,
 ) -> ApiResult<Response> {
-    let (q, ident) = caller(&app, &headers, raw.as_deref())?;
-    authz::require(&ident, ident.authorizer.acl_read(), "acl:read", "")?;
-    let show = ident.authorizer.acl_write();
+    caller.require(caller.authorizer.acl_read(), "acl:read", "")?;
+    let show = caller.authorizer.acl_write();
     let (rows, index) = blocking(&app, &q, &[store::WatchKey::Acl], |s| {
         s.acl()
             .tokens
@@ -270,12 +218,10 @@ fn build_policy(req: PolicyRequest, id: String) -> ApiResult<AclPolicy> {
 
 pub async fn policy_create(
     State(app): State<AppState>,
-    headers: HeaderMap,
-    RawQuery(raw): RawQuery,
+    AclCtx(Ctx { caller, .. }): AclCtx,
     b: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Response> {
-    let (_, ident) = caller(&app, &headers, raw.as_deref())?;
-    authz::require(&ident, ident.authorizer.acl_write(), "acl:write", "")?;
+    caller.require(caller.authorizer.acl_write(), "acl:write", "")?;
     let req = PolicyRequest::decode_json(&body(b)?).map_err(bad)?;
     let id = if req.id.is_empty() {
         new_id()
@@ -297,12 +243,10 @@ pub async fn policy_create(
 pub async fn policy_update(
     State(app): State<AppState>,
     Path(id): Path<String>,
-    headers: HeaderMap,
-    RawQuery(raw): RawQuery,
+    AclCtx(Ctx { caller, .. }): AclCtx,
     b: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Response> {
-    let (_, ident) = caller(&app, &headers, raw.as_deref())?;
-    authz::require(&ident, ident.authorizer.acl_write(), "acl:write", "")?;
+    caller.require(caller.authorizer.acl_write(), "acl:write", "")?;
     let req = PolicyRequest::decode_json(&body(b)?).map_err(bad)?;
     if !req.id.is_empty() && req.id != id {
         return Err(ApiError::bad_request(
@@ -324,11 +268,9 @@ pub async fn policy_update(
 pub async fn policy_read(
     State(app): State<AppState>,
     Path(id): Path<String>,
-    headers: HeaderMap,
-    RawQuery(raw): RawQuery,
+    AclCtx(Ctx { caller, .. }): AclCtx,
 ) -> ApiResult<Response> {
-    let (_, ident) = caller(&app, &headers, raw.as_deref())?;
-    authz::require(&ident, ident.authorizer.acl_read(), "acl:read", "")?;
+    caller.require(caller.authorizer.acl_read(), "acl:read", "")?;
     app.store
         .read(|s| s.acl().policies.get(&id).cloned())
         .map(|p| json(&p))
@@ -338,11 +280,9 @@ pub async fn policy_read(
 pub async fn policy_read_by_name(
     State(app): State<AppState>,
     Path(name): Path<String>,
-    headers: HeaderMap,
-    RawQuery(raw): RawQuery,
+    AclCtx(Ctx { caller, .. }): AclCtx,
 ) -> ApiResult<Response> {
-    let (_, ident) = caller(&app, &headers, raw.as_deref())?;
-    authz::require(&ident, ident.authorizer.acl_read(), "acl:read", "")?;
+    caller.require(caller.authorizer.acl_read(), "acl:read", "")?;
     app.store
         .read(|s| s.acl().policy_by_name(&name).cloned())
         .map(|p| json(&p))
@@ -352,22 +292,18 @@ pub async fn policy_read_by_name(
 pub async fn policy_delete(
     State(app): State<AppState>,
     Path(id): Path<String>,
-    headers: HeaderMap,
-    RawQuery(raw): RawQuery,
+    AclCtx(Ctx { caller, .. }): AclCtx,
 ) -> ApiResult<Response> {
-    let (_, ident) = caller(&app, &headers, raw.as_deref())?;
-    authz::require(&ident, ident.authorizer.acl_write(), "acl:write", "")?;
+    caller.require(caller.authorizer.acl_write(), "acl:write", "")?;
     app.store.write(Op::Acl(AclOp::PolicyDelete { id })).await?;
     Ok(json(&true))
 }
 
 pub async fn policy_list(
     State(app): State<AppState>,
-    headers: HeaderMap,
-    RawQuery(raw): RawQuery,
+    AclCtx(Ctx { query: q, caller }): AclCtx,
 ) -> ApiResult<Response> {
-    let (q, ident) = caller(&app, &headers, raw.as_deref())?;
-    authz::require(&ident, ident.authorizer.acl_read(), "acl:read", "")?;
+    caller.require(caller.authorizer.acl_read(), "acl:read", "")?;
     let (rows, index) = blocking(&app, &q, &[store::WatchKey::Acl], |s| {
         s.acl().policies.values().cloned().collect::<Vec<_>>()
     })

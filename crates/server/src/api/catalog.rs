@@ -2,64 +2,27 @@
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, RawQuery, State};
-use axum::http::HeaderMap;
+use axum::extract::{Path, State};
 use axum::response::Response;
-use serde_json::{Value, json};
+use serde_json::Value;
 
-use mesh_model::catalog::{DeregisterRequest, HealthCheck, Node, NodeService, RegisterRequest};
+use mesh_model::catalog::{DeregisterRequest, Node, NodeService, RegisterRequest};
 use mesh_model::names::ServiceName;
 use store::state::Registration;
 use store::{Op, WatchKey};
 
 use crate::AppState;
-use crate::api::body;
+use crate::api::{Ctx, body};
 use crate::authz;
 use crate::error::{ApiError, ApiResult};
-use crate::query::{Query, blocking, json, json_with_index};
-
-pub(crate) fn node_json(n: &Node, dc: &str) -> Value {
-    json!({
-        "ID": n.id, "Node": n.node, "Address": n.address, "Datacenter": dc,
-        "TaggedAddresses": n.tagged_addresses, "Meta": n.meta, "Partition": n.partition,
-        "CreateIndex": n.create_index, "ModifyIndex": n.modify_index,
-    })
-}
-
-pub(crate) fn service_json(s: &NodeService, dc: &str) -> Value {
-    let mut v = serde_json::to_value(s).unwrap_or(Value::Null);
-    if let Some(o) = v.as_object_mut() {
-        o.insert("Datacenter".into(), Value::from(dc));
-    }
-    v
-}
-
-pub(crate) fn check_json(c: &HealthCheck) -> Value {
-    serde_json::to_value(c).unwrap_or(Value::Null)
-}
-
-fn catalog_service_json(n: &Node, s: &NodeService, dc: &str) -> Value {
-    json!({
-        "ID": n.id, "Node": n.node, "Address": n.address, "Datacenter": dc,
-        "TaggedAddresses": n.tagged_addresses, "NodeMeta": n.meta,
-        "ServiceKind": s.kind, "ServiceID": s.id, "ServiceName": s.service, "ServiceTags": s.tags,
-        "ServiceAddress": s.address, "ServiceTaggedAddresses": s.tagged_addresses,
-        "ServiceWeights": s.weights, "ServiceMeta": s.meta, "ServicePort": s.port,
-        "ServiceSocketPath": "", "ServiceEnableTagOverride": s.enable_tag_override,
-        "ServiceProxy": s.proxy, "ServiceConnect": s.connect, "ServiceLocality": s.locality,
-        "Namespace": s.namespace, "Partition": s.partition,
-        "CreateIndex": s.create_index, "ModifyIndex": s.modify_index,
-    })
-}
+use crate::query::{Filter, Query, blocking, json, json_with_index};
+use crate::rows;
 
 pub async fn register(
     State(app): State<AppState>,
-    headers: HeaderMap,
-    RawQuery(raw): RawQuery,
+    Ctx { query: q, caller }: Ctx,
     b: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Response> {
-    let q = Query::parse(raw.as_deref())?;
-    let ident = authz::resolve(&app, &headers, &q)?;
     let req = RegisterRequest::decode_json(&body(b)?)?;
     let dc = &app.config.datacenter;
     if !req.datacenter.is_empty() && &req.datacenter != dc {
@@ -83,9 +46,8 @@ pub async fn register(
         if def.partition.is_empty() {
             def.partition = meta.partition.clone();
         }
-        authz::require(
-            &ident,
-            ident.authorizer.service_write(&def.name),
+        caller.require(
+            caller.authorizer.service_write(&def.name),
             "service:write",
             &def.name,
         )?;
@@ -96,9 +58,8 @@ pub async fn register(
         .store
         .read(|s| s.node(&meta.partition, &req.node).is_some());
     if !(req.skip_node_update && node_exists) {
-        authz::require(
-            &ident,
-            ident.authorizer.node_write(&req.node),
+        caller.require(
+            caller.authorizer.node_write(&req.node),
             "node:write",
             &req.node,
         )?;
@@ -137,12 +98,9 @@ pub async fn register(
 
 pub async fn deregister(
     State(app): State<AppState>,
-    headers: HeaderMap,
-    RawQuery(raw): RawQuery,
+    Ctx { query: q, caller }: Ctx,
     b: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Response> {
-    let q = Query::parse(raw.as_deref())?;
-    let ident = authz::resolve(&app, &headers, &q)?;
     let req = DeregisterRequest::decode_json(&body(b)?)?;
     let meta = if req.namespace.is_empty() && req.partition.is_empty() {
         q.meta.clone()
@@ -155,9 +113,8 @@ pub async fn deregister(
                 .map(|s| s.service.clone())
         });
         if let Some(name) = name {
-            authz::require(
-                &ident,
-                ident.authorizer.service_write(&name),
+            caller.require(
+                caller.authorizer.service_write(&name),
                 "service:write",
                 &name,
             )?;
@@ -169,9 +126,8 @@ pub async fn deregister(
             service_id: req.service_id,
         }
     } else if !req.check_id.is_empty() {
-        authz::require(
-            &ident,
-            ident.authorizer.node_write(&req.node),
+        caller.require(
+            caller.authorizer.node_write(&req.node),
             "node:write",
             &req.node,
         )?;
@@ -182,9 +138,8 @@ pub async fn deregister(
             check_id: req.check_id,
         }
     } else {
-        authz::require(
-            &ident,
-            ident.authorizer.node_write(&req.node),
+        caller.require(
+            caller.authorizer.node_write(&req.node),
             "node:write",
             &req.node,
         )?;
@@ -199,18 +154,15 @@ pub async fn deregister(
 
 pub async fn services(
     State(app): State<AppState>,
-    headers: HeaderMap,
-    RawQuery(raw): RawQuery,
+    Ctx { query: q, caller }: Ctx,
 ) -> ApiResult<Response> {
-    let q = Query::parse(raw.as_deref())?;
-    let ident = authz::resolve(&app, &headers, &q)?;
     let keys = [WatchKey::Services(q.meta.clone())];
     let (map, index) = blocking(&app, &q, &keys, |s| s.service_tags(&q.meta)).await;
     let mut filtered = false;
     let out: serde_json::Map<String, Value> = map
         .into_iter()
         .filter(|(name, _)| {
-            let ok = ident.authorizer.service_read(name);
+            let ok = caller.authorizer.service_read(name);
             filtered |= !ok;
             ok
         })
@@ -226,20 +178,17 @@ fn tag_filter(q: &Query, s: &NodeService) -> bool {
 pub async fn service(
     State(app): State<AppState>,
     Path(name): Path<String>,
-    headers: HeaderMap,
-    RawQuery(raw): RawQuery,
+    Ctx { query: q, caller }: Ctx,
 ) -> ApiResult<Response> {
-    let q = Query::parse(raw.as_deref())?;
-    let ident = authz::resolve(&app, &headers, &q)?;
-    let filter = crate::api::health::Filter::parse(&q)?;
+    let filter = Filter::parse(&q)?;
     let svc = ServiceName::new(&name, q.meta.clone());
-    let dc = app.config.datacenter.clone();
+    let dc = &app.config.datacenter;
     let keys = [WatchKey::Service(svc.clone())];
     let (rows, index) = blocking(&app, &q, &keys, |s| {
         s.instances(&svc)
             .into_iter()
             .filter(|i| tag_filter(&q, i.service))
-            .map(|i| catalog_service_json(i.node, i.service, &dc))
+            .map(|i| rows::catalog_service(i.node, i.service, dc))
             .filter(|v| filter.matches(v))
             .collect::<Vec<_>>()
     })
@@ -247,56 +196,49 @@ pub async fn service(
     Ok(authz::rows_if_allowed(
         rows,
         index,
-        ident.authorizer.service_read(&name),
+        caller.authorizer.service_read(&name),
     ))
 }
 
 pub async fn connect(
     State(app): State<AppState>,
     Path(name): Path<String>,
-    headers: HeaderMap,
-    RawQuery(raw): RawQuery,
+    Ctx { query: q, caller }: Ctx,
 ) -> ApiResult<Response> {
-    let q = Query::parse(raw.as_deref())?;
-    let ident = authz::resolve(&app, &headers, &q)?;
     let svc = ServiceName::new(&name, q.meta.clone());
-    let dc = app.config.datacenter.clone();
+    let dc = &app.config.datacenter;
     let keys = [WatchKey::Connect(svc.clone())];
     let (rows, index) = blocking(&app, &q, &keys, |s| {
         s.connect_instances(&svc)
             .into_iter()
-            .map(|i| catalog_service_json(i.node, i.service, &dc))
+            .map(|i| rows::catalog_service(i.node, i.service, dc))
             .collect::<Vec<_>>()
     })
     .await;
     Ok(authz::rows_if_allowed(
         rows,
         index,
-        ident.authorizer.service_read(&name),
+        caller.authorizer.service_read(&name),
     ))
 }
 
 pub async fn nodes(
     State(app): State<AppState>,
-    headers: HeaderMap,
-    RawQuery(raw): RawQuery,
+    Ctx { query: q, caller }: Ctx,
 ) -> ApiResult<Response> {
-    let q = Query::parse(raw.as_deref())?;
-    let ident = authz::resolve(&app, &headers, &q)?;
-    let dc = app.config.datacenter.clone();
-    let (rows, index) = blocking(&app, &q, &[WatchKey::Nodes], |s| {
+    let (nodes, index) = blocking(&app, &q, &[WatchKey::Nodes], |s| {
         s.nodes(&q.meta.partition).cloned().collect::<Vec<_>>()
     })
     .await;
     let mut filtered = false;
-    let out: Vec<Value> = rows
+    let out: Vec<Value> = nodes
         .iter()
         .filter(|n| {
-            let ok = ident.authorizer.node_read(&n.node);
+            let ok = caller.authorizer.node_read(&n.node);
             filtered |= !ok;
             ok
         })
-        .map(|n| node_json(n, &dc))
+        .map(|n| rows::node(n, &app.config.datacenter))
         .collect();
     Ok(authz::mark_filtered(json_with_index(&out, index), filtered))
 }
@@ -304,12 +246,9 @@ pub async fn nodes(
 pub async fn node(
     State(app): State<AppState>,
     Path(node): Path<String>,
-    headers: HeaderMap,
-    RawQuery(raw): RawQuery,
+    Ctx { query: q, caller }: Ctx,
 ) -> ApiResult<Response> {
-    let q = Query::parse(raw.as_deref())?;
-    let ident = authz::resolve(&app, &headers, &q)?;
-    let dc = app.config.datacenter.clone();
+    let dc = &app.config.datacenter;
     let key = [WatchKey::Node {
         partition: q.meta.partition.clone(),
         node: node.clone(),
@@ -318,14 +257,14 @@ pub async fn node(
         s.node(&q.meta.partition, &node).map(|n| {
             let services: serde_json::Map<String, Value> = s
                 .node_services(&q.meta.partition, &node)
-                .filter(|svc| ident.authorizer.service_read(&svc.service))
-                .map(|svc| (svc.id.clone(), service_json(svc, &dc)))
+                .filter(|svc| caller.authorizer.service_read(&svc.service))
+                .map(|svc| (svc.id.clone(), rows::service(svc, dc)))
                 .collect();
-            json!({ "Node": node_json(n, &dc), "Services": services })
+            rows::node_with_services(n, dc, Value::Object(services))
         })
     })
     .await;
-    if !ident.authorizer.node_read(&node) {
+    if !caller.authorizer.node_read(&node) {
         return Ok(authz::mark_filtered(
             json_with_index(&Value::Null, index),
             true,
@@ -337,12 +276,9 @@ pub async fn node(
 pub async fn node_services(
     State(app): State<AppState>,
     Path(node): Path<String>,
-    headers: HeaderMap,
-    RawQuery(raw): RawQuery,
+    Ctx { query: q, caller }: Ctx,
 ) -> ApiResult<Response> {
-    let q = Query::parse(raw.as_deref())?;
-    let ident = authz::resolve(&app, &headers, &q)?;
-    let dc = app.config.datacenter.clone();
+    let dc = &app.config.datacenter;
     let key = [WatchKey::Node {
         partition: q.meta.partition.clone(),
         node: node.clone(),
@@ -351,10 +287,10 @@ pub async fn node_services(
         s.node(&q.meta.partition, &node).map(|n| {
             let services: Vec<Value> = s
                 .node_services(&q.meta.partition, &node)
-                .filter(|svc| ident.authorizer.service_read(&svc.service))
-                .map(|svc| service_json(svc, &dc))
+                .filter(|svc| caller.authorizer.service_read(&svc.service))
+                .map(|svc| rows::service(svc, dc))
                 .collect();
-            json!({ "Node": node_json(n, &dc), "Services": services })
+            rows::node_with_services(n, dc, Value::Array(services))
         })
     })
     .await;

@@ -4,8 +4,7 @@
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, RawQuery, State};
-use axum::http::HeaderMap;
+use axum::extract::{Path, State};
 use axum::response::Response;
 use serde_json::Value;
 
@@ -13,8 +12,8 @@ use mesh_model::config_entry::{self, ConfigEntry, EntryKey, Kind};
 use store::{Op, WatchKey};
 
 use crate::AppState;
-use crate::api::body;
-use crate::authz::{self, Identity};
+use crate::api::{Ctx, body};
+use crate::authz::Identity;
 use crate::error::{ApiError, ApiResult};
 use crate::query::{Query, blocking, json, json_with_index};
 
@@ -35,40 +34,33 @@ fn parse_cas(q: &Query) -> ApiResult<Option<u64>> {
 }
 
 /// Consul's per-kind write rule.
-fn require_write(ident: &Identity, kind: Kind, name: &str) -> ApiResult<()> {
+fn require_write(caller: &Identity, kind: Kind, name: &str) -> ApiResult<()> {
     match kind {
         Kind::ServiceDefaults
         | Kind::ServiceRouter
         | Kind::ServiceSplitter
-        | Kind::ServiceResolver => authz::require(
-            ident,
-            ident.authorizer.service_write(name),
-            "service:write",
-            name,
-        ),
-        Kind::ServiceIntentions => authz::require(
-            ident,
-            ident.authorizer.intention_write(name),
+        | Kind::ServiceResolver => {
+            caller.require(caller.authorizer.service_write(name), "service:write", name)
+        }
+        Kind::ServiceIntentions => caller.require(
+            caller.authorizer.intention_write(name),
             "intention:write",
             name,
         ),
-        Kind::ProxyDefaults | Kind::Mesh | Kind::TerminatingGateway => authz::require(
-            ident,
-            ident.authorizer.operator_write(),
-            "operator:write",
-            "",
-        ),
+        Kind::ProxyDefaults | Kind::Mesh | Kind::TerminatingGateway => {
+            caller.require(caller.authorizer.operator_write(), "operator:write", "")
+        }
     }
 }
 
-fn can_read(ident: &Identity, kind: Kind, name: &str) -> bool {
+fn can_read(caller: &Identity, kind: Kind, name: &str) -> bool {
     match kind {
         Kind::ServiceDefaults
         | Kind::ServiceRouter
         | Kind::ServiceSplitter
         | Kind::ServiceResolver
-        | Kind::TerminatingGateway => ident.authorizer.service_read(name),
-        Kind::ServiceIntentions => ident.authorizer.intention_read(name),
+        | Kind::TerminatingGateway => caller.authorizer.service_read(name),
+        Kind::ServiceIntentions => caller.authorizer.intention_read(name),
         // Consul lets any token read proxy-defaults and mesh: proxies need them to start.
         Kind::ProxyDefaults | Kind::Mesh => true,
     }
@@ -85,12 +77,9 @@ fn entry_json(e: &ConfigEntry, indexes: Option<(u64, u64)>) -> Value {
 
 pub async fn apply(
     State(app): State<AppState>,
-    headers: HeaderMap,
-    RawQuery(raw): RawQuery,
+    Ctx { query: q, caller }: Ctx,
     b: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Response> {
-    let q = Query::parse(raw.as_deref())?;
-    let ident = authz::resolve(&app, &headers, &q)?;
     let cas = parse_cas(&q)?;
     let mut entry =
         config_entry::decode_json(&body(b)?).map_err(|e| ApiError::bad_request(e.to_string()))?;
@@ -101,7 +90,7 @@ pub async fn apply(
     entry
         .validate()
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
-    require_write(&ident, entry.kind(), entry.name())?;
+    require_write(&caller, entry.kind(), entry.name())?;
     let committed = app
         .store
         .write(Op::ConfigSet {
@@ -115,11 +104,8 @@ pub async fn apply(
 pub async fn list(
     State(app): State<AppState>,
     Path(kind): Path<String>,
-    headers: HeaderMap,
-    RawQuery(raw): RawQuery,
+    Ctx { query: q, caller }: Ctx,
 ) -> ApiResult<Response> {
-    let q = Query::parse(raw.as_deref())?;
-    let ident = authz::resolve(&app, &headers, &q)?;
     let kind = parse_kind(&kind)?;
     let keys = [WatchKey::ConfigKind(kind.as_str().to_owned())];
     let all_tenancies = q.get("ns") == Some("*");
@@ -128,7 +114,7 @@ pub async fn list(
         set.list(kind)
             .into_iter()
             .filter(|e| all_tenancies || e.ent_meta() == q.meta)
-            .filter(|e| can_read(&ident, kind, e.name()))
+            .filter(|e| can_read(&caller, kind, e.name()))
             .map(|e| entry_json(e, s.entry_indexes(&e.key())))
             .collect::<Vec<_>>()
     })
@@ -139,11 +125,8 @@ pub async fn list(
 pub async fn get(
     State(app): State<AppState>,
     Path((kind, name)): Path<(String, String)>,
-    headers: HeaderMap,
-    RawQuery(raw): RawQuery,
+    Ctx { query: q, caller }: Ctx,
 ) -> ApiResult<Response> {
-    let q = Query::parse(raw.as_deref())?;
-    let ident = authz::resolve(&app, &headers, &q)?;
     let kind = parse_kind(&kind)?;
     let key = EntryKey {
         kind,
@@ -155,9 +138,8 @@ pub async fn get(
         meta: q.meta.clone(),
         name: name.clone(),
     }];
-    authz::require(
-        &ident,
-        can_read(&ident, kind, &name),
+    caller.require(
+        can_read(&caller, kind, &name),
         if kind == Kind::ServiceIntentions {
             "intention:read"
         } else {
@@ -183,14 +165,11 @@ pub async fn get(
 pub async fn delete(
     State(app): State<AppState>,
     Path((kind, name)): Path<(String, String)>,
-    headers: HeaderMap,
-    RawQuery(raw): RawQuery,
+    Ctx { query: q, caller }: Ctx,
 ) -> ApiResult<Response> {
-    let q = Query::parse(raw.as_deref())?;
-    let ident = authz::resolve(&app, &headers, &q)?;
     let kind = parse_kind(&kind)?;
     let cas = parse_cas(&q)?;
-    require_write(&ident, kind, &name)?;
+    require_write(&caller, kind, &name)?;
     let op = Op::ConfigDelete {
         kind: kind.as_str().to_owned(),
         partition: q.meta.partition.clone(),

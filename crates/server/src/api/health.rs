@@ -1,64 +1,26 @@
 //! `/v1/health/*`: instances with their checks, mesh endpoints, checks by service, node, state.
 
-use axum::extract::{Path, RawQuery, State};
-use axum::http::HeaderMap;
+use axum::extract::{Path, State};
 use axum::response::Response;
-use serde_json::{Value, json};
 
 use mesh_model::catalog::{CRITICAL, PASSING, WARNING};
-use mesh_model::config_entry::bexpr;
 use mesh_model::names::ServiceName;
 use store::WatchKey;
-use store::state::catalog::Instance;
 
 use crate::AppState;
-use crate::api::catalog::{check_json, node_json, service_json};
+use crate::api::Ctx;
 use crate::authz;
 use crate::error::{ApiError, ApiResult};
-use crate::query::{Query, blocking, json_with_index};
+use crate::query::{Filter, blocking, json_with_index};
+use crate::rows;
 
-/// `?filter=` (go-bexpr over the JSON of each result row), parsed once per request.
-pub struct Filter(Option<bexpr::Expr>);
-
-impl Filter {
-    pub fn parse(q: &Query) -> ApiResult<Self> {
-        match q.get("filter") {
-            None | Some("") => Ok(Self(None)),
-            Some(f) => bexpr::parse(f).map(|e| Self(Some(e))).map_err(|e| {
-                ApiError::bad_request(format!(
-                    "Failed to create boolean expression evaluator: {e}"
-                ))
-            }),
-        }
-    }
-
-    pub fn matches(&self, row: &Value) -> bool {
-        self.0.as_ref().is_none_or(|e| bexpr::eval(e, row))
-    }
-}
-
-/// One health row: `{Node, Service, Checks}`.
-pub(crate) fn entry_json(i: &Instance<'_>, dc: &str) -> Value {
-    json!({
-        "Node": node_json(i.node, dc),
-        "Service": service_json(i.service, dc),
-        "Checks": i.checks.iter().map(|c| check_json(c)).collect::<Vec<_>>(),
-    })
-}
-
-async fn instances(
-    app: AppState,
-    name: String,
-    headers: HeaderMap,
-    raw: Option<String>,
-    connect: bool,
-) -> ApiResult<Response> {
-    let q = Query::parse(raw.as_deref())?;
-    let ident = authz::resolve(&app, &headers, &q)?;
+/// Health rows of a service's instances (`connect`: of the proxies and gateways that serve it).
+async fn instances(app: AppState, name: String, ctx: Ctx, connect: bool) -> ApiResult<Response> {
+    let Ctx { query: q, caller } = ctx;
     let filter = Filter::parse(&q)?;
     let passing = q.flag("passing");
     let svc = ServiceName::new(&name, q.meta.clone());
-    let dc = app.config.datacenter.clone();
+    let dc = &app.config.datacenter;
     let keys = if connect {
         [WatchKey::Connect(svc.clone())]
     } else {
@@ -73,7 +35,7 @@ async fn instances(
         list.into_iter()
             .filter(|i| !passing || i.status() == PASSING)
             .filter(|i| q.all("tag").iter().all(|t| i.service.tags.contains(t)))
-            .map(|i| entry_json(&i, &dc))
+            .map(|i| rows::health_entry(&i, dc))
             .filter(|v| filter.matches(v))
             .collect::<Vec<_>>()
     })
@@ -81,42 +43,37 @@ async fn instances(
     Ok(authz::rows_if_allowed(
         rows,
         index,
-        ident.authorizer.service_read(&name),
+        caller.authorizer.service_read(&name),
     ))
 }
 
 pub async fn service(
     State(app): State<AppState>,
     Path(name): Path<String>,
-    headers: HeaderMap,
-    RawQuery(raw): RawQuery,
+    ctx: Ctx,
 ) -> ApiResult<Response> {
-    instances(app, name, headers, raw, false).await
+    instances(app, name, ctx, false).await
 }
 
 pub async fn connect(
     State(app): State<AppState>,
     Path(name): Path<String>,
-    headers: HeaderMap,
-    RawQuery(raw): RawQuery,
+    ctx: Ctx,
 ) -> ApiResult<Response> {
-    instances(app, name, headers, raw, true).await
+    instances(app, name, ctx, true).await
 }
 
 pub async fn checks(
     State(app): State<AppState>,
     Path(name): Path<String>,
-    headers: HeaderMap,
-    RawQuery(raw): RawQuery,
+    Ctx { query: q, caller }: Ctx,
 ) -> ApiResult<Response> {
-    let q = Query::parse(raw.as_deref())?;
-    let ident = authz::resolve(&app, &headers, &q)?;
     let filter = Filter::parse(&q)?;
     let svc = ServiceName::new(&name, q.meta.clone());
     let (rows, index) = blocking(&app, &q, &[WatchKey::Service(svc.clone())], |s| {
         s.service_checks(&svc)
             .into_iter()
-            .map(check_json)
+            .map(rows::check)
             .filter(|v| filter.matches(v))
             .collect::<Vec<_>>()
     })
@@ -124,43 +81,37 @@ pub async fn checks(
     Ok(authz::rows_if_allowed(
         rows,
         index,
-        ident.authorizer.service_read(&name),
+        caller.authorizer.service_read(&name),
     ))
 }
 
 pub async fn node(
     State(app): State<AppState>,
     Path(node): Path<String>,
-    headers: HeaderMap,
-    RawQuery(raw): RawQuery,
+    Ctx { query: q, caller }: Ctx,
 ) -> ApiResult<Response> {
-    let q = Query::parse(raw.as_deref())?;
-    let ident = authz::resolve(&app, &headers, &q)?;
     let key = [WatchKey::Node {
         partition: q.meta.partition.clone(),
         node: node.clone(),
     }];
     let (rows, index) = blocking(&app, &q, &key, |s| {
         s.node_checks(&q.meta.partition, &node)
-            .map(check_json)
+            .map(rows::check)
             .collect::<Vec<_>>()
     })
     .await;
     Ok(authz::rows_if_allowed(
         rows,
         index,
-        ident.authorizer.node_read(&node),
+        caller.authorizer.node_read(&node),
     ))
 }
 
 pub async fn state(
     State(app): State<AppState>,
     Path(state): Path<String>,
-    headers: HeaderMap,
-    RawQuery(raw): RawQuery,
+    Ctx { query: q, caller }: Ctx,
 ) -> ApiResult<Response> {
-    let q = Query::parse(raw.as_deref())?;
-    let ident = authz::resolve(&app, &headers, &q)?;
     if !["any", PASSING, WARNING, CRITICAL].contains(&state.as_str()) {
         return Err(ApiError::bad_request(format!(
             "Invalid check state {state:?}: must be any, passing, warning or critical"
@@ -170,8 +121,8 @@ pub async fn state(
         s.nodes(&q.meta.partition)
             .flat_map(|n| s.node_checks(&q.meta.partition, &n.node))
             .filter(|c| state == "any" || c.status == state)
-            .filter(|c| ident.authorizer.node_read(&c.node))
-            .map(check_json)
+            .filter(|c| caller.authorizer.node_read(&c.node))
+            .map(rows::check)
             .collect::<Vec<_>>()
     })
     .await;

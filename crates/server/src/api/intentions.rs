@@ -1,32 +1,26 @@
 //! `/v1/connect/intentions/*`: the legacy intention API over `service-intentions` config entries
 //! (Consul 1.9+ stores intentions the same way). Precedence, matching and decisions are the
-//! model's; this module maps names from the query string and writes entries with check-and-set
-//! so that two concurrent intention writes on one destination never lose each other.
+//! model's, the check-and-set writes `crate::intentions`'; this module maps names from the query
+//! string and authorizes.
 
 use std::collections::BTreeMap;
 
 use axum::body::Bytes;
+use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{RawQuery, State};
-use axum::http::HeaderMap;
 use axum::response::Response;
 use serde_json::{Value, json};
 
 use mesh_model::EntMeta;
-use mesh_model::config_entry::{ConfigEntry, EntryKey};
-use mesh_model::intentions::{self, DeleteOutcome, IntentionRequest, MatchBy};
+use mesh_model::intentions::{self, IntentionRequest, MatchBy};
 use mesh_model::names::ServiceName;
-use store::{Op, WatchKey};
+use store::WatchKey;
 
 use crate::AppState;
-use crate::api::body;
-use crate::api::health::Filter;
-use crate::authz;
+use crate::api::{Ctx, body};
 use crate::error::{ApiError, ApiResult};
-use crate::query::{Query, blocking, json, json_with_index};
-
-/// Attempts of a read-modify-write before reporting a conflict.
-const CAS_ATTEMPTS: usize = 16;
+use crate::intentions::entry_key;
+use crate::query::{Filter, Query, blocking, json, json_with_index};
 
 fn keys() -> [WatchKey; 1] {
     [WatchKey::ConfigKind("service-intentions".into())]
@@ -64,14 +58,6 @@ fn default_allow(app: &AppState) -> bool {
     !app.config.acl.enabled || app.config.acl.default_allow
 }
 
-fn entry_key(dst: &ServiceName) -> EntryKey {
-    EntryKey {
-        kind: mesh_model::config_entry::Kind::ServiceIntentions,
-        meta: dst.meta.clone(),
-        name: dst.name.clone(),
-    }
-}
-
 fn intention_json(app_state: &store::State, i: &intentions::Intention) -> Value {
     let (c, m) = app_state
         .entry_indexes(&entry_key(&i.destination))
@@ -81,16 +67,13 @@ fn intention_json(app_state: &store::State, i: &intentions::Intention) -> Value 
 
 pub async fn list(
     State(app): State<AppState>,
-    headers: HeaderMap,
-    RawQuery(raw): RawQuery,
+    Ctx { query: q, caller }: Ctx,
 ) -> ApiResult<Response> {
-    let q = Query::parse(raw.as_deref())?;
-    let ident = authz::resolve(&app, &headers, &q)?;
     let filter = Filter::parse(&q)?;
     let (rows, index) = blocking(&app, &q, &keys(), |s| {
         intentions::all(s.config_entries())
             .iter()
-            .filter(|i| ident.authorizer.intention_read(&i.destination.name))
+            .filter(|i| caller.authorizer.intention_read(&i.destination.name))
             .map(|i| intention_json(s, i))
             .filter(|v| filter.matches(v))
             .collect::<Vec<_>>()
@@ -101,15 +84,11 @@ pub async fn list(
 
 pub async fn exact_get(
     State(app): State<AppState>,
-    headers: HeaderMap,
-    RawQuery(raw): RawQuery,
+    Ctx { query: q, caller }: Ctx,
 ) -> ApiResult<Response> {
-    let q = Query::parse(raw.as_deref())?;
-    let ident = authz::resolve(&app, &headers, &q)?;
     let (src, dst) = (parse_name(&q, "source")?, parse_name(&q, "destination")?);
-    authz::require(
-        &ident,
-        ident.authorizer.intention_read(&dst.name),
+    caller.require(
+        caller.authorizer.intention_read(&dst.name),
         "intention:read",
         &dst.name,
     )?;
@@ -128,114 +107,39 @@ pub async fn exact_get(
 
 pub async fn exact_put(
     State(app): State<AppState>,
-    headers: HeaderMap,
-    RawQuery(raw): RawQuery,
+    Ctx { query: q, caller }: Ctx,
     b: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Response> {
-    let q = Query::parse(raw.as_deref())?;
-    let ident = authz::resolve(&app, &headers, &q)?;
     let (src, dst) = (parse_name(&q, "source")?, parse_name(&q, "destination")?);
-    authz::require(
-        &ident,
-        ident.authorizer.intention_write(&dst.name),
+    caller.require(
+        caller.authorizer.intention_write(&dst.name),
         "intention:write",
         &dst.name,
     )?;
     let req = IntentionRequest::decode_json(&body(b)?)
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
-    write_with_cas(&app, &dst, |set| {
-        intentions::upsert_exact(set, &src, &dst, req.clone())
-            .map(Some)
-            .map_err(|e| ApiError::bad_request(e.to_string()))
-    })
-    .await?;
+    crate::intentions::upsert_exact(&app, &src, &dst, &req).await?;
     Ok(json(&true))
 }
 
 pub async fn exact_delete(
     State(app): State<AppState>,
-    headers: HeaderMap,
-    RawQuery(raw): RawQuery,
+    Ctx { query: q, caller }: Ctx,
 ) -> ApiResult<Response> {
-    let q = Query::parse(raw.as_deref())?;
-    let ident = authz::resolve(&app, &headers, &q)?;
     let (src, dst) = (parse_name(&q, "source")?, parse_name(&q, "destination")?);
-    authz::require(
-        &ident,
-        ident.authorizer.intention_write(&dst.name),
+    caller.require(
+        caller.authorizer.intention_write(&dst.name),
         "intention:write",
         &dst.name,
     )?;
-    for _ in 0..CAS_ATTEMPTS {
-        let (outcome, cas) = app.store.read(|s| {
-            (
-                intentions::delete_exact(s.config_entries(), &src, &dst),
-                s.entry_indexes(&entry_key(&dst)).map(|(_, m)| m),
-            )
-        });
-        let op = match outcome {
-            DeleteOutcome::NotFound => return Ok(json(&true)),
-            DeleteOutcome::Write(entry) => Op::ConfigSet {
-                entry: entry.to_json(),
-                cas: Some(cas.unwrap_or(0)),
-            },
-            DeleteOutcome::Delete(key) => Op::ConfigDelete {
-                kind: key.kind.as_str().to_owned(),
-                partition: key.meta.partition,
-                namespace: key.meta.namespace,
-                name: key.name,
-                cas,
-            },
-        };
-        if app.store.write(op).await?.applied {
-            return Ok(json(&true));
-        }
-    }
-    Err(ApiError::conflict(
-        "intention changed concurrently too many times; retry",
-    ))
-}
-
-/// Read-modify-write of the destination's `service-intentions` entry with check-and-set.
-async fn write_with_cas(
-    app: &AppState,
-    dst: &ServiceName,
-    build: impl Fn(&mesh_model::config_entry::ConfigEntrySet) -> ApiResult<Option<ConfigEntry>>,
-) -> ApiResult<()> {
-    for _ in 0..CAS_ATTEMPTS {
-        let (entry, cas) = app.store.read(|s| {
-            (
-                build(s.config_entries()),
-                s.entry_indexes(&entry_key(dst))
-                    .map(|(_, m)| m)
-                    .unwrap_or(0),
-            )
-        });
-        let Some(entry) = entry? else { return Ok(()) };
-        if app
-            .store
-            .write(Op::ConfigSet {
-                entry: entry.to_json(),
-                cas: Some(cas),
-            })
-            .await?
-            .applied
-        {
-            return Ok(());
-        }
-    }
-    Err(ApiError::conflict(
-        "intention changed concurrently too many times; retry",
-    ))
+    crate::intentions::delete_exact(&app, &src, &dst).await?;
+    Ok(json(&true))
 }
 
 pub async fn match_(
     State(app): State<AppState>,
-    headers: HeaderMap,
-    RawQuery(raw): RawQuery,
+    Ctx { query: q, caller }: Ctx,
 ) -> ApiResult<Response> {
-    let q = Query::parse(raw.as_deref())?;
-    let ident = authz::resolve(&app, &headers, &q)?;
     let by = match q.get("by") {
         Some("source") => MatchBy::Source,
         Some("destination") => MatchBy::Destination,
@@ -265,7 +169,7 @@ pub async fn match_(
             .map(|(raw, n)| {
                 let rows: Vec<Value> = intentions::match_by(s.config_entries(), by, n)
                     .iter()
-                    .filter(|i| ident.authorizer.intention_read(&i.destination.name))
+                    .filter(|i| caller.authorizer.intention_read(&i.destination.name))
                     .map(|i| intention_json(s, i))
                     .collect();
                 (raw.clone(), Value::from(rows))
@@ -278,15 +182,11 @@ pub async fn match_(
 
 pub async fn check(
     State(app): State<AppState>,
-    headers: HeaderMap,
-    RawQuery(raw): RawQuery,
+    Ctx { query: q, caller }: Ctx,
 ) -> ApiResult<Response> {
-    let q = Query::parse(raw.as_deref())?;
-    let ident = authz::resolve(&app, &headers, &q)?;
     let (src, dst) = (parse_name(&q, "source")?, parse_name(&q, "destination")?);
-    authz::require(
-        &ident,
-        ident.authorizer.intention_read(&dst.name),
+    caller.require(
+        caller.authorizer.intention_read(&dst.name),
         "intention:read",
         &dst.name,
     )?;

@@ -587,9 +587,4 @@ impl State {
             id: id.to_owned(),
         })
     }
-
-    /// Counts (for metrics and benchmarks).
-    pub fn service_count(&self) -> usize {
-        self.services.len()
-    }
 }

@@ -7,7 +7,6 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::{Value, json};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use tokio::sync::{Mutex, MutexGuard, watch};
@@ -16,9 +15,8 @@ use mesh_model::names::ServiceName;
 use store::Op;
 use store::state::ca::CaOp;
 
-use super::ROTATION_GRACE;
+use super::{CaError, ROTATION_GRACE};
 use crate::AppState;
-use crate::error::{ApiError, ApiResult};
 
 /// Serials reserved in the store per write: a restart skips the rest of a block, so serials stay
 /// unique and increasing across restarts at the cost of one write per 1024 certificates.
@@ -90,23 +88,6 @@ impl Default for LeafCache {
 // === impl Leaf ===
 
 impl Leaf {
-    /// Consul's `/v1/agent/connect/ca/leaf/:service` JSON.
-    pub fn to_json(&self) -> Value {
-        json!({
-            "SerialNumber": self.serial,
-            "CertPEM": self.cert_pem,
-            "PrivateKeyPEM": self.key_pem,
-            "Service": self.service.name,
-            "ServiceURI": self.spiffe_id,
-            "ValidAfter": self.valid_after,
-            "ValidBefore": self.valid_before,
-            "Namespace": self.service.meta.namespace,
-            "Partition": self.service.meta.partition,
-            "CreateIndex": self.modify_index,
-            "ModifyIndex": self.modify_index,
-        })
-    }
-
     /// Still good to serve at `now` under `signer`: before two thirds of its lifetime, and signed
     /// by the active root, or by a still-trusted previous root within the rotation grace.
     fn fresh(&self, signer: &Signer, now: OffsetDateTime) -> bool {
@@ -128,7 +109,7 @@ impl LeafCache {
     ///
     /// # Errors
     /// The CA is not initialised, signing fails, or the store cannot reserve serials.
-    pub async fn get(&self, app: &AppState, service: &ServiceName) -> Result<Arc<Leaf>, ApiError> {
+    pub async fn get(&self, app: &AppState, service: &ServiceName) -> Result<Arc<Leaf>, CaError> {
         let signer = signer(app)?;
         let now = OffsetDateTime::now_utc();
         if let Some(l) = self.cached(service, &signer, now) {
@@ -152,7 +133,10 @@ impl LeafCache {
             now,
             signer.leaf_ttl,
         )
-        .map_err(|e| ApiError::internal(format!("cannot sign a leaf for {}: {e}", service.name)))?;
+        .map_err(|source| CaError::Sign {
+            service: service.name.clone(),
+            source,
+        })?;
         let leaf = Arc::new(Leaf {
             service: service.clone(),
             cert_pem: issued.cert_pem,
@@ -204,7 +188,7 @@ impl LeafCache {
         service: &ServiceName,
         min: u64,
         wait: Duration,
-    ) -> ApiResult<Arc<Leaf>> {
+    ) -> Result<Arc<Leaf>, CaError> {
         let deadline = tokio::time::Instant::now() + wait;
         let mut rx = self.subscribe();
         loop {
@@ -227,7 +211,7 @@ impl LeafCache {
         let services: Vec<ServiceName> = self.leaves.lock().keys().cloned().collect();
         for svc in services {
             if let Err(e) = self.get(app, &svc).await {
-                tracing::warn!(service = %svc.name, error = %e.message, "cannot renew a leaf");
+                tracing::warn!(service = %svc.name, error = %e, "cannot renew a leaf");
             }
         }
     }
@@ -238,7 +222,7 @@ impl LeafCache {
 
     /// The next certificate serial number, reserving a block in the store when the current one is
     /// used up.
-    pub(crate) async fn next_serial(&self, app: &AppState) -> ApiResult<u64> {
+    pub(crate) async fn next_serial(&self, app: &AppState) -> Result<u64, CaError> {
         let mut s = self.serials.lock().await;
         if s.next >= s.end {
             app.store
@@ -259,12 +243,10 @@ impl LeafCache {
     }
 }
 
-fn signer(app: &AppState) -> ApiResult<Signer> {
+fn signer(app: &AppState) -> Result<Signer, CaError> {
     app.store.read(|s| {
         let ca = s.ca();
-        let root = ca
-            .active_root()
-            .ok_or_else(|| ApiError::internal("the Connect CA has no active root"))?;
+        let root = ca.active_root().ok_or(CaError::NoActiveRoot)?;
         let root_since =
             OffsetDateTime::parse(&root.not_before, &Rfc3339).unwrap_or(OffsetDateTime::UNIX_EPOCH);
         Ok(Signer {
