@@ -67,6 +67,10 @@ pub struct ServeArgs {
     /// Most sandboxes alive at once.
     #[arg(long, default_value_t = 64)]
     max_sandboxes: usize,
+    /// Freeze sandboxes between invokes (SIGSTOP/SIGCONT), as Lambda does; `-freeze=false` to
+    /// let them run (e.g. to attach a debugger).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    freeze: bool,
 }
 
 #[derive(Args, Debug)]
@@ -223,6 +227,7 @@ async fn serve(a: ServeArgs) -> anyhow::Result<u8> {
     config.python = a.python;
     config.idle_timeout = a.idle_timeout;
     config.max_sandboxes = a.max_sandboxes;
+    config.freeze = a.freeze;
     // Python functions need awslambdaric in this interpreter; say so now rather than at the first
     // invoke (which would report Runtime.ExitError).
     let check = tokio::process::Command::new(&config.python)

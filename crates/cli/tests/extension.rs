@@ -816,3 +816,87 @@ impl Drop for Switch {
         self.stop.store(true, Ordering::Relaxed);
     }
 }
+
+/// The pid of the `lambdamesh-extension` process started from `data` (the platform's data dir).
+fn extension_pid(data: &Path) -> Option<u32> {
+    std::fs::read_dir("/proc")
+        .ok()?
+        .filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .find(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| {
+                let cmd = String::from_utf8_lossy(&c);
+                cmd.starts_with(data.to_str().unwrap_or("-"))
+                    && cmd.contains("extensions/lambdamesh-extension")
+            })
+        })
+}
+
+fn process_state(pid: u32) -> char {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| s.rsplit_once(')')?.1.trim_start().chars().next())
+        .unwrap_or('?')
+}
+
+#[test]
+fn a_frozen_sandbox_refreshes_on_the_invoke_after_the_interval() {
+    let w = World::start();
+    let port = free_port();
+    w.write_go_material("sleeper");
+    w.create(
+        "sleeper",
+        &w.python_code(),
+        "python3.11",
+        &w.extension_env(
+            port,
+            w.gateway_port,
+            &["CONSUL_REFRESH_FREQUENCY=2s".to_owned()],
+        ),
+        &[],
+    );
+    let url = format!("http://127.0.0.1:{port}/");
+    wait_until(60, "the function reaches the service", || {
+        w.platform.get("sleeper", &url)["status"] == 200
+    });
+    let pid = extension_pid(&w.platform.data).expect("the extension's process");
+    wait_until(30, "the sandbox frozen after the invoke", || {
+        process_state(pid) == 'T'
+    });
+    let reads = |log: &str| log.matches("mTLS material re").count();
+    let before = reads(&w.platform.log("sleeper"));
+    // New material (the same leaf, lambdamesh's JSON and key form) while the sandbox sleeps
+    // for longer than the refresh interval: a frozen extension runs no timer.
+    let leaf = get_json(w.http(), "/v1/agent/connect/ca/leaf/sleeper");
+    let (td, root) = w.roots();
+    w.platform.put_parameter(
+        &format!("{PREFIX}/default/default/sleeper"),
+        &lambdamesh_extension::testing::our_json(
+            leaf["PrivateKeyPEM"].as_str().unwrap(),
+            leaf["CertPEM"].as_str().unwrap(),
+            &root,
+            &td,
+        ),
+    );
+    std::thread::sleep(Duration::from_secs(5));
+    assert_eq!(process_state(pid), 'T', "still frozen");
+    let log = w.platform.log("sleeper");
+    assert_eq!(reads(&log), before, "no refresh while frozen: {log}");
+    // Thawed for the invoke after the interval: the material is re-read before the call uses
+    // it.
+    assert_eq!(w.platform.get("sleeper", &url)["status"], 200);
+    let log = w.platform.log("sleeper");
+    let refreshed = log
+        .find("mTLS material refreshed; new connections use it")
+        .unwrap_or_else(|| panic!("no refresh after the thaw: {log}"));
+    let last_end = log.rfind("END RequestId").unwrap();
+    assert!(
+        refreshed < last_end,
+        "refreshed before the invoke ended: {log}"
+    );
+    assert_eq!(
+        log.matches("INIT_START").count(),
+        1,
+        "the same sandbox: {log}"
+    );
+}
