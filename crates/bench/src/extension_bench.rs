@@ -14,7 +14,7 @@
 //! the figures are the proxies' own and not two more Envoys'. Parameter Store is the local
 //! platform, embedded.
 //!
-//! Usage: extension-bench <lambdamesh-extension> <envoy> [starts=50] [requests=2000]
+//! Usage: `extension-bench <lambdamesh-extension> <envoy> [starts=50] [requests=2000]`
 //! With `EXTENSION_BENCH_LOG=<file>`, the long-lived extensions log at debug level to that file
 //! (each connection's setup time and whether its session was resumed).
 
