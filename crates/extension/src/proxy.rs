@@ -330,10 +330,10 @@ fn serve(ctx: &Context, upstream: usize, mut local: TcpStream) {
     let mut current = ctx.shared.current_for_connection(REFRESH_WAIT);
     // The function's first bytes, read during the handshake and not yet sent.
     let mut early = Vec::new();
-    let (mut remote, mut tls) = loop {
+    let (mut remote, mut tls, sent) = loop {
         let t = &current.tls.upstreams[upstream];
         match connect(ctx, t, &mut local, &mut early, deadline) {
-            Ok(pair) => break pair,
+            Ok(connected) => break connected,
             Err(ConnectError::Handshake(tunnel::HandshakeError::Tls(e))) => {
                 // Perhaps the mesh has moved on (a root rotation): try newer material.
                 if verify::may_be_stale_material(&e)
@@ -359,7 +359,7 @@ fn serve(ctx: &Context, upstream: usize, mut local: TcpStream) {
     };
     let setup = started.elapsed();
     let resumed = matches!(tls.handshake_kind(), Some(rustls::HandshakeKind::Resumed));
-    match tunnel::pump(&mut local, &mut remote, &mut tls, early) {
+    match tunnel::pump(&mut local, &mut remote, &mut tls, early, sent) {
         Ok(t) => {
             debug!(upstream = %u.raw, sent = t.sent, received = t.received, setup_us = setup.as_micros() as u64, resumed, "connection ended")
         }
@@ -383,14 +383,15 @@ enum ConnectError {
     Handshake(tunnel::HandshakeError),
 }
 
-/// Dials the gateway and runs the handshake, before `deadline`.
+/// Dials the gateway and runs the handshake, before `deadline`; also returns how many of the
+/// function's bytes went out with the handshake.
 fn connect(
     ctx: &Context,
     t: &crate::tls::UpstreamTls,
     local: &mut TcpStream,
     early: &mut Vec<u8>,
     deadline: Instant,
-) -> Result<(TcpStream, ClientConnection), ConnectError> {
+) -> Result<(TcpStream, ClientConnection, u64), ConnectError> {
     let addrs: Vec<SocketAddr> = ctx
         .gateway
         .to_socket_addrs()
@@ -425,7 +426,7 @@ fn connect(
     remote.set_nonblocking(true).map_err(io)?;
     let mut tls = ClientConnection::new(t.config.clone(), t.server_name.clone())
         .map_err(|e| ConnectError::Handshake(tunnel::HandshakeError::Tls(e)))?;
-    tunnel::handshake(&mut tls, &mut remote, local, early, deadline)
+    let sent = tunnel::handshake(&mut tls, &mut remote, local, early, deadline)
         .map_err(ConnectError::Handshake)?;
-    Ok((remote, tls))
+    Ok((remote, tls, sent))
 }

@@ -52,7 +52,7 @@ pub struct Totals {
 /// Runs the client handshake on the non-blocking `remote` until done or `deadline`. When our
 /// side is done, the function's first bytes already waiting on the non-blocking `local` go out
 /// with our `Finished` (one write, one wake-up of the peer fewer); what is read and not yet
-/// taken by the TLS session is left in `early`.
+/// taken by the TLS session is left in `early`. Returns how many bytes went out that way.
 ///
 /// # Errors
 /// Timeout, the peer closing, an I/O error, or a TLS error (the alert is sent first).
@@ -62,11 +62,10 @@ pub fn handshake(
     local: &mut TcpStream,
     early: &mut Vec<u8>,
     deadline: Instant,
-) -> Result<(), HandshakeError> {
-    let mut sent_early = false;
+) -> Result<u64, HandshakeError> {
+    let mut sent_early = None;
     loop {
-        if !tls.is_handshaking() && !sent_early {
-            sent_early = true;
+        if !tls.is_handshaking() && sent_early.is_none() {
             if early.is_empty() {
                 let mut buf = [0u8; EARLY];
                 // EOF or nothing yet: the copy loop finds out.
@@ -76,10 +75,11 @@ pub fn handshake(
             }
             let n = tls.writer().write(early)?;
             early.drain(..n);
+            sent_early = Some(n as u64);
         }
         flush_tls(tls, remote)?;
         if !tls.is_handshaking() && !tls.wants_write() {
-            return Ok(());
+            return Ok(sent_early.unwrap_or(0));
         }
         let mut flags = PollFlags::empty();
         if tls.wants_read() {
@@ -114,8 +114,8 @@ pub fn handshake(
 }
 
 /// Copies between `local` (plaintext, the function) and `remote` (TLS, the mesh) until both
-/// directions have ended, starting with `from_local` (read from `local`, not yet sent). Both
-/// sockets must be non-blocking.
+/// directions have ended, starting with `from_local` (read from `local`, not yet sent) and
+/// `sent` bytes already sent. Both sockets must be non-blocking.
 ///
 /// # Errors
 /// An I/O error on either socket, or a TLS error from the mesh side.
@@ -124,9 +124,10 @@ pub fn pump(
     remote: &mut TcpStream,
     tls: &mut ClientConnection,
     mut from_local: Vec<u8>,
+    sent: u64,
 ) -> io::Result<Totals> {
     tls.set_buffer_limit(Some(MAX_PENDING));
-    let mut totals = Totals::default();
+    let mut totals = Totals { sent, received: 0 };
     let mut local_buf = Growing::new();
     let mut raw = RawIn::default();
     let mut to_local: Vec<u8> = Vec::new();
@@ -381,5 +382,163 @@ fn retry_intr(mut f: impl FnMut() -> rustix::io::Result<usize>) -> io::Result<us
             Err(rustix::io::Errno::INTR) => {}
             other => return other.map_err(io::Error::from),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use std::{net::TcpListener, sync::Arc, thread, time::Duration};
+
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
+
+    use super::*;
+    use crate::{material::Material, testing::Mesh, tls, upstream};
+
+    /// A rustls server for `web` on 127.0.0.1 that runs `serve` on its one connection.
+    fn server(
+        mesh: &Mesh,
+        serve: impl FnOnce(rustls::StreamOwned<rustls::ServerConnection, TcpStream>) + Send + 'static,
+    ) -> u16 {
+        let leaf = mesh.leaf("web");
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut roots = rustls::RootCertStore::empty();
+        roots
+            .add(CertificateDer::from_pem_slice(mesh.root.cert_pem.as_bytes()).unwrap())
+            .unwrap();
+        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+            Arc::new(roots),
+            provider.clone(),
+        )
+        .build()
+        .unwrap();
+        let config = Arc::new(
+            rustls::ServerConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_client_cert_verifier(verifier)
+                .with_single_cert(
+                    CertificateDer::pem_slice_iter(leaf.cert_pem.as_bytes())
+                        .collect::<Result<Vec<_>, _>>()
+                        .unwrap(),
+                    PrivateKeyDer::from_pem_slice(leaf.key_pem.as_bytes()).unwrap(),
+                )
+                .unwrap(),
+        );
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        thread::spawn(move || {
+            let (s, _) = l.accept().unwrap();
+            let conn = rustls::ServerConnection::new(config).unwrap();
+            serve(rustls::StreamOwned::new(conn, s));
+        });
+        port
+    }
+
+    /// The function's socket (returned) and a tunnel pumping to the server on `port`.
+    fn tunnel(mesh: &Mesh, port: u16) -> (TcpStream, thread::JoinHandle<io::Result<Totals>>) {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let material = Material::from_data(mesh.data(&mesh.leaf("fn")), &provider).unwrap();
+        let ups = upstream::parse_list("web:1", "dc1").unwrap();
+        let set = tls::build(&material, &[], &ups, &provider, true).unwrap();
+        let t = &set.upstreams[0];
+        let mut tls = ClientConnection::new(t.config.clone(), t.server_name.clone()).unwrap();
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let function = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let (mut local, _) = l.accept().unwrap();
+        let mut remote = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        let handle = thread::spawn(move || {
+            local.set_nonblocking(true)?;
+            remote.set_nonblocking(true)?;
+            let mut early = Vec::new();
+            let sent = handshake(
+                &mut tls,
+                &mut remote,
+                &mut local,
+                &mut early,
+                Instant::now() + Duration::from_secs(10),
+            )
+            .map_err(io::Error::other)?;
+            pump(&mut local, &mut remote, &mut tls, early, sent)
+        });
+        function
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+        (function, handle)
+    }
+
+    #[test]
+    fn the_functions_eof_reaches_the_mesh_and_the_answer_still_comes_back() {
+        let mesh = Mesh::new();
+        let port = server(&mesh, |mut s| {
+            let mut got = Vec::new();
+            s.read_to_end(&mut got).unwrap(); // ends at the client's close_notify
+            assert_eq!(got, b"request");
+            s.write_all(b"answer after your EOF").unwrap();
+            s.conn.send_close_notify();
+            s.flush().unwrap();
+        });
+        let (mut f, pumping) = tunnel(&mesh, port);
+        f.write_all(b"request").unwrap();
+        f.shutdown(Shutdown::Write).unwrap();
+        let mut answer = Vec::new();
+        f.read_to_end(&mut answer).unwrap();
+        assert_eq!(answer, b"answer after your EOF");
+        let totals = pumping.join().unwrap().unwrap();
+        assert_eq!((totals.sent, totals.received), (7, 21));
+    }
+
+    #[test]
+    fn the_meshs_eof_reaches_the_function_which_may_go_on_sending() {
+        let mesh = Mesh::new();
+        let port = server(&mesh, |mut s| {
+            s.write_all(b"first").unwrap();
+            s.conn.send_close_notify();
+            s.flush().unwrap();
+            let mut got = Vec::new();
+            s.read_to_end(&mut got).unwrap();
+            assert_eq!(got, b"still sending");
+        });
+        let (mut f, pumping) = tunnel(&mesh, port);
+        let mut first = Vec::new();
+        f.read_to_end(&mut first).unwrap(); // EOF: the mesh's side is done
+        assert_eq!(first, b"first");
+        f.write_all(b"still sending").unwrap();
+        f.shutdown(Shutdown::Write).unwrap();
+        pumping.join().unwrap().unwrap();
+    }
+
+    #[test]
+    fn bulk_data_both_ways_at_once_arrives_intact() {
+        const SIZE: usize = 4 << 20;
+        let mesh = Mesh::new();
+        // An echo that writes back each chunk before reading the next: it stalls unless the
+        // tunnel keeps reading the answer while it is still sending.
+        let port = server(&mesh, |mut s| {
+            let mut buf = vec![0u8; 32 * 1024];
+            loop {
+                let n = s.read(&mut buf).unwrap();
+                if n == 0 {
+                    break;
+                }
+                s.write_all(&buf[..n]).unwrap();
+            }
+            s.conn.send_close_notify();
+            s.flush().unwrap();
+        });
+        let (f, pumping) = tunnel(&mesh, port);
+        let data: Vec<u8> = (0..SIZE).map(|i| (i % 251) as u8).collect();
+        let mut writer = f.try_clone().unwrap();
+        let sent = data.clone();
+        let send = thread::spawn(move || {
+            writer.write_all(&sent).unwrap();
+            writer.shutdown(Shutdown::Write).unwrap();
+        });
+        let mut back = Vec::new();
+        (&f).read_to_end(&mut back).unwrap();
+        send.join().unwrap();
+        assert!(back == data, "echo differs ({} bytes back)", back.len());
+        let totals = pumping.join().unwrap().unwrap();
+        assert_eq!((totals.sent, totals.received), (SIZE as u64, SIZE as u64));
     }
 }
