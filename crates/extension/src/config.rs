@@ -128,7 +128,7 @@ impl Config {
                 errors.push(ConfigError::Invalid {
                     name,
                     value: v.to_owned(),
-                    reason: "must be letters, digits, '-' or '_'",
+                    reason: "must be letters, digits, '-' or '_' (not starting or ending with '-')",
                 });
             }
             v.to_owned()

@@ -47,7 +47,9 @@ pub enum UpstreamError {
     Format { entry: String },
     #[error("upstream {entry:?}: invalid port {port:?} (want 1-65535)")]
     Port { entry: String, port: String },
-    #[error("upstream {entry:?}: {what} {value:?} must be non-empty letters, digits, '-' or '_'")]
+    #[error(
+        "upstream {entry:?}: {what} {value:?} must be letters, digits, '-' or '_' (not starting or ending with '-')"
+    )]
     Name {
         entry: String,
         what: &'static str,
@@ -145,10 +147,13 @@ pub fn parse_one(entry: &str, default_dc: &str) -> Result<Upstream, Vec<Upstream
     })
 }
 
-/// Whether `label` can be one label of an SNI (and of a Consul name).
+/// Whether `label` can be one label of an SNI (and of a Consul name): letters, digits, `-` and
+/// `_`, not starting or ending with `-`, at most 63 bytes.
 pub fn valid_label(label: &str) -> bool {
     !label.is_empty()
         && label.len() <= 63
+        && !label.starts_with('-')
+        && !label.ends_with('-')
         && label
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
@@ -235,11 +240,11 @@ mod tests {
                 r#"upstream "b:70000": invalid port "70000" (want 1-65535)"#,
                 r#"upstream "c:x": invalid port "x" (want 1-65535)"#,
                 r#"upstream "d.e.f.g:1": expected name[.namespace[.partition]]:port[:datacenter]"#,
-                r#"upstream ":5": service name "" must be non-empty letters, digits, '-' or '_'"#,
-                r#"upstream "sp ace:6": service name "sp ace" must be non-empty letters, digits, '-' or '_'"#,
+                r#"upstream ":5": service name "" must be letters, digits, '-' or '_' (not starting or ending with '-')"#,
+                r#"upstream "sp ace:6": service name "sp ace" must be letters, digits, '-' or '_' (not starting or ending with '-')"#,
                 r#"upstream "e:7:dc:x": expected name[.namespace[.partition]]:port[:datacenter]"#,
                 r#"upstreams "f:8" and "g:8" both use port 8"#,
-                r#"upstream "h:9:d.c": datacenter "d.c" must be non-empty letters, digits, '-' or '_'"#,
+                r#"upstream "h:9:d.c": datacenter "d.c" must be letters, digits, '-' or '_' (not starting or ending with '-')"#,
             ]
         );
     }
@@ -248,5 +253,20 @@ mod tests {
     fn a_bad_port_and_a_bad_name_in_one_entry_are_two_problems() {
         let errs = parse_one("a..b:x", "dc1").unwrap_err();
         assert_eq!(errs.len(), 2, "{errs:?}");
+    }
+
+    #[test]
+    fn labels_that_cannot_be_in_an_sni_are_refused() {
+        // Found by the fuzzer: a partition "-9" made an SNI rustls refuses.
+        for bad in ["api.team.-9:12", "-web:1", "web-:1", "web.ns-:1"] {
+            assert!(parse_one(bad, "dc1").is_err(), "{bad}");
+        }
+        for good in ["web_1:1", "w-e-b:1", "9web.n_s:1"] {
+            let u = parse_one(good, "dc1").unwrap();
+            assert!(
+                rustls::pki_types::ServerName::try_from(u.sni("td.consul")).is_ok(),
+                "{good}"
+            );
+        }
     }
 }
