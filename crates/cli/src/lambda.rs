@@ -28,6 +28,9 @@ pub enum LambdaCommand {
     Logs(LogsArgs),
     /// Delete a function.
     Rm(NameArgs),
+    /// Package the Lambda extension as a layer zip (`extensions/lambdamesh-extension`), and
+    /// publish it to the platform (or AWS) as a layer version.
+    LayerExtension(LayerExtensionArgs),
 }
 
 #[derive(Args, Debug)]
@@ -64,6 +67,10 @@ pub struct ServeArgs {
     /// Most sandboxes alive at once.
     #[arg(long, default_value_t = 64)]
     max_sandboxes: usize,
+    /// Freeze sandboxes between invokes (SIGSTOP/SIGCONT), as Lambda does; `-freeze=false` to
+    /// let them run (e.g. to attach a debugger).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    freeze: bool,
 }
 
 #[derive(Args, Debug)]
@@ -162,6 +169,21 @@ pub struct LogsArgs {
 }
 
 #[derive(Args, Debug)]
+pub struct LayerExtensionArgs {
+    /// The extension binary (default: `lambdamesh-extension` next to this executable).
+    #[arg(long)]
+    binary: Option<PathBuf>,
+    /// Write the zip here (default `lambdamesh-extension.zip` when not publishing).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Publish the zip as a new version of this layer (PublishLayerVersion) and print it.
+    #[arg(long)]
+    publish: Option<String>,
+    #[command(flatten)]
+    conn: ConnArgs,
+}
+
+#[derive(Args, Debug)]
 pub struct NameArgs {
     name: String,
     #[command(flatten)]
@@ -176,6 +198,7 @@ pub async fn run(cmd: LambdaCommand) -> anyhow::Result<u8> {
         LambdaCommand::List(c) => list(c).await,
         LambdaCommand::Tag(a) => tag(a).await,
         LambdaCommand::Logs(a) => logs(a),
+        LambdaCommand::LayerExtension(a) => layer_extension(a).await,
         LambdaCommand::Rm(a) => {
             let client = connect(&a.conn)?;
             client
@@ -204,6 +227,7 @@ async fn serve(a: ServeArgs) -> anyhow::Result<u8> {
     config.python = a.python;
     config.idle_timeout = a.idle_timeout;
     config.max_sandboxes = a.max_sandboxes;
+    config.freeze = a.freeze;
     // Python functions need awslambdaric in this interpreter; say so now rather than at the first
     // invoke (which would report Runtime.ExitError).
     let check = tokio::process::Command::new(&config.python)
@@ -358,6 +382,77 @@ async fn tag(a: TagArgs) -> anyhow::Result<u8> {
         )
         .await?;
     Ok(0)
+}
+
+/// The layer's file name of the extension: Lambda runs `/opt/extensions/<name>`, and the
+/// extension registers under the same name.
+const EXTENSION_NAME: &str = "lambdamesh-extension";
+
+async fn layer_extension(a: LayerExtensionArgs) -> anyhow::Result<u8> {
+    let binary = match a.binary {
+        Some(b) => b,
+        None => std::env::current_exe()
+            .context("cannot find this executable")?
+            .with_file_name(EXTENSION_NAME),
+    };
+    let zip = layer_zip(&binary)?;
+    let out = match (&a.out, &a.publish) {
+        (Some(out), _) => Some(out.clone()),
+        (None, None) => Some(PathBuf::from(format!("{EXTENSION_NAME}.zip"))),
+        (None, Some(_)) => None,
+    };
+    if let Some(out) = &out {
+        std::fs::write(out, &zip).with_context(|| format!("cannot write {}", out.display()))?;
+        tracing::info!(zip = %out.display(), bytes = zip.len(), "layer zip written");
+    }
+    if let Some(layer) = &a.publish {
+        let body = json!({
+            "Description": format!("{EXTENSION_NAME} {}", env!("CARGO_PKG_VERSION")),
+            "Content": {"ZipFile": base64::engine::general_purpose::STANDARD.encode(&zip)},
+            "CompatibleArchitectures": [host_architecture()],
+            "LicenseInfo": "MPL-2.0",
+        });
+        let client = connect(&a.conn)?;
+        let published = client
+            .lambda(
+                "POST",
+                &format!("/2018-10-31/layers/{}/versions", uri_encode(layer, true)),
+                Some(&body),
+            )
+            .await?;
+        print_json(&published)?;
+    }
+    Ok(0)
+}
+
+/// A zip holding only `extensions/lambdamesh-extension`, executable.
+fn layer_zip(binary: &std::path::Path) -> anyhow::Result<Vec<u8>> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::metadata(binary).with_context(|| {
+        format!(
+            "no extension binary at {} (build it with `cargo build -p lambdamesh-extension`, or pass --binary)",
+            binary.display()
+        )
+    })?;
+    if !meta.is_file() {
+        bail!("{} is not a file", binary.display());
+    }
+    let staging = tempfile::tempdir()?;
+    let dir = staging.path().join("extensions");
+    std::fs::create_dir(&dir)?;
+    let target = dir.join(EXTENSION_NAME);
+    std::fs::copy(binary, &target).with_context(|| format!("cannot read {}", binary.display()))?;
+    std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o755))?;
+    lambda_platform::code::zip_dir(staging.path()).context("cannot zip the layer")
+}
+
+/// Lambda's name for this machine's architecture.
+fn host_architecture() -> &'static str {
+    if cfg!(target_arch = "aarch64") {
+        "arm64"
+    } else {
+        "x86_64"
+    }
 }
 
 fn logs(a: LogsArgs) -> anyhow::Result<u8> {

@@ -127,6 +127,8 @@ async fn main() -> Result<(), BoxError> {
     let tmp = tempfile::tempdir()?;
     let mut config = PlatformConfig::new(tmp.path().join("data"));
     config.python = python.into();
+    // `LAMBDA_BENCH_FREEZE=0`: sandboxes not frozen between invokes (to measure what freezing costs).
+    config.freeze = std::env::var("LAMBDA_BENCH_FREEZE").map_or(true, |v| v != "0");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let endpoint = format!("http://{}", listener.local_addr()?);
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();

@@ -66,6 +66,8 @@ pub struct PlatformConfig {
     pub max_sandboxes: usize,
     /// Length of one "minute" for `rate()` schedules and async retry back-off; tests shrink it.
     pub minute: Duration,
+    /// Stop a sandbox's processes between invokes (SIGSTOP/SIGCONT), as Lambda freezes them.
+    pub freeze: bool,
 }
 
 impl PlatformConfig {
@@ -83,6 +85,7 @@ impl PlatformConfig {
             idle_timeout: Duration::from_secs(300),
             max_sandboxes: 64,
             minute: Duration::from_secs(60),
+            freeze: true,
         }
     }
 }

@@ -94,6 +94,7 @@ impl Pools {
         Self {
             env: SandboxEnv {
                 python: config.python.clone(),
+                freeze: config.freeze,
                 region: config.region.clone(),
                 credentials: config.credentials.clone(),
                 endpoint: endpoint.to_owned(),

@@ -8,11 +8,14 @@
 //! error, or with `Sandbox.Timedout` / `Runtime.ExitError` when the deadline passes or the process
 //! dies. A sandbox that timed out or died is never reused.
 
+mod freeze;
+mod log;
 mod runtime_api;
+
+use log::LogSink;
 
 use std::{
     collections::BTreeMap,
-    io::Write,
     path::PathBuf,
     process::Stdio,
     sync::{
@@ -62,6 +65,8 @@ pub(crate) struct FunctionSpec {
 #[derive(Clone, Debug)]
 pub(crate) struct SandboxEnv {
     pub python: PathBuf,
+    /// Stop the sandbox's processes between invokes ([`freeze`]).
+    pub freeze: bool,
     pub region: String,
     pub credentials: Credentials,
     pub endpoint: String,
@@ -110,6 +115,7 @@ pub(crate) enum InitFailure {
 
 #[derive(Default)]
 struct RtState {
+    /// The runtime is in `next`, waiting for an invocation.
     runtime_waiting: bool,
     init_done: bool,
     shutting_down: bool,
@@ -125,6 +131,8 @@ struct Ext {
     invoke: bool,
     shutdown: bool,
     ready: bool,
+    /// In `event/next`, waiting for an event.
+    waiting: bool,
     tx: mpsc::UnboundedSender<Value>,
     rx: Arc<tokio::sync::Mutex<mpsc::UnboundedReceiver<Value>>>,
 }
@@ -144,65 +152,6 @@ impl Shared {
     }
 }
 
-/// Per-sandbox log writer: appends to the function's log file and captures the current invoke's
-/// output for `LogType: Tail`.
-///
-/// The platform's own lines of an invoke (`START`, `END`, `REPORT`) are held in memory and
-/// written after the invoke has been answered, in one write: writing them in place put two file
-/// writes on every invoke's path. Held lines are written before any later output, so the file
-/// keeps its order.
-struct LogSink {
-    file: Mutex<Option<std::fs::File>>,
-    held: Mutex<Vec<u8>>,
-    capture: Mutex<Option<Vec<u8>>>,
-}
-
-impl LogSink {
-    fn new(file: Option<std::fs::File>) -> LogSink {
-        LogSink {
-            file: Mutex::new(file),
-            held: Mutex::new(Vec::new()),
-            capture: Mutex::new(None),
-        }
-    }
-
-    /// Appends `bytes` to the file now (after any held lines).
-    fn write(&self, bytes: &[u8]) {
-        self.write_held();
-        if let Some(f) = self.file.lock().as_mut() {
-            let _ = f.write_all(bytes);
-        }
-        self.capture(bytes);
-    }
-
-    /// Holds `bytes` for the file until [`LogSink::write_held`] or the next [`LogSink::write`];
-    /// the tail captures them at once.
-    fn hold(&self, bytes: &[u8]) {
-        self.held.lock().extend_from_slice(bytes);
-        self.capture(bytes);
-    }
-
-    fn write_held(&self) {
-        let held = std::mem::take(&mut *self.held.lock());
-        if held.is_empty() {
-            return;
-        }
-        if let Some(f) = self.file.lock().as_mut() {
-            let _ = f.write_all(&held);
-        }
-    }
-
-    fn capture(&self, bytes: &[u8]) {
-        if let Some(c) = self.capture.lock().as_mut() {
-            c.extend_from_slice(bytes);
-            // Only the tail is ever returned; bound memory for chatty functions.
-            if c.len() > 4 * LOG_TAIL {
-                c.drain(..c.len() - LOG_TAIL);
-            }
-        }
-    }
-}
-
 /// A started execution environment.
 pub(crate) struct Sandbox {
     pub id: u64,
@@ -214,6 +163,9 @@ pub(crate) struct Sandbox {
     server_stop: Mutex<Option<oneshot::Sender<()>>>,
     tmp_dir: PathBuf,
     pub last_used: Mutex<Instant>,
+    freezer: Arc<freeze::Freezer>,
+    /// Whether to freeze between invokes.
+    freeze: bool,
 }
 
 /// What `invoke` returns.
@@ -279,6 +231,8 @@ impl Sandbox {
             server_stop: Mutex::new(Some(stop_tx)),
             tmp_dir: tmp_dir.clone(),
             last_used: Mutex::new(Instant::now()),
+            freezer: Arc::default(),
+            freeze: env.freeze,
         });
         let vars = environment(&spec, env, port, &tmp_dir);
         let init_started = Instant::now();
@@ -454,6 +408,9 @@ impl Sandbox {
         let mut child = cmd
             .spawn()
             .map_err(|e| format!("cannot start process: {e}"))?;
+        if let Some(pid) = child.id() {
+            self.freezer.add(pid);
+        }
         for out in [
             child
                 .stdout
@@ -492,6 +449,8 @@ impl Sandbox {
     /// Runs one invoke. The caller must not reuse the sandbox unless [`Outcome::reusable`].
     pub(crate) async fn invoke(&self, inv: Invocation, want_tail: bool) -> Invoked {
         let started = Instant::now();
+        // A frozen sandbox is continued for the event; a freeze still pending is void.
+        let generation = self.freezer.thaw();
         let (tx, rx) = oneshot::channel();
         let request_id = inv.request_id.clone();
         *self.shared.log.capture.lock() = Some(Vec::new());
@@ -513,7 +472,9 @@ impl Sandbox {
                     "invokedFunctionArn": inv.invoked_arn,
                     "tracing": {"type": "X-Amzn-Trace-Id", "value": inv.trace_id},
                 });
-                for ext in st.extensions.iter().filter(|e| e.invoke) {
+                for ext in st.extensions.iter_mut().filter(|e| e.invoke) {
+                    // Busy with this event until it calls `next` again.
+                    ext.waiting = false;
                     let _ = ext.tx.send(event.clone());
                 }
             }
@@ -572,7 +533,13 @@ impl Sandbox {
         *self.last_used.lock() = Instant::now();
         // Runs once the caller's task yields: after the answer has been written.
         let shared = self.shared.clone();
-        tokio::spawn(async move { shared.log.write_held() });
+        let freezer = (self.freeze && outcome.reusable()).then(|| self.freezer.clone());
+        tokio::spawn(async move {
+            shared.log.write_held();
+            if let Some(freezer) = freezer {
+                freeze_when_idle(&shared, &freezer, generation).await;
+            }
+        });
         Invoked { outcome, log_tail }
     }
 
@@ -584,6 +551,8 @@ impl Sandbox {
     /// Stops the sandbox as AWS does: SHUTDOWN to subscribed extensions with a deadline, then
     /// every process is killed.
     pub(crate) async fn stop(&self, reason: &str) {
+        // Extensions must run to handle SHUTDOWN.
+        self.freezer.thaw_for_good();
         let waiting: Vec<usize> = {
             let mut st = self.shared.st.lock();
             st.shutting_down = true;
@@ -631,6 +600,29 @@ impl Outcome {
             self,
             Outcome::Response(_) | Outcome::Error(_) | Outcome::TooLarge
         )
+    }
+}
+
+/// Freezes the sandbox once the invoke phase is over, i.e. when the runtime and every extension
+/// are back waiting for their next event (as Lambda does), unless another event came first.
+async fn freeze_when_idle(shared: &Shared, freezer: &freeze::Freezer, generation: u64) {
+    let mut changed = shared.changed.subscribe();
+    loop {
+        {
+            let st = shared.st.lock();
+            if st.shutting_down || st.current.is_some() {
+                return;
+            }
+            if st.runtime_waiting && st.extensions.iter().all(|e| e.waiting) {
+                if freezer.freeze(generation) {
+                    debug!(function = %shared.spec.name, "sandbox frozen");
+                }
+                return;
+            }
+        }
+        if changed.changed().await.is_err() {
+            return;
+        }
     }
 }
 
@@ -779,37 +771,4 @@ pub(crate) fn epoch_ms() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn held_lines_reach_the_file_in_order_and_the_tail_at_once() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("f.log");
-        let file = std::fs::File::create(&path).unwrap();
-        let log = LogSink::new(Some(file));
-        *log.capture.lock() = Some(Vec::new());
-        log.hold(b"START\n");
-        assert_eq!(std::fs::read_to_string(&path).unwrap(), "");
-        log.write(b"output\n");
-        log.hold(b"END\n");
-        assert_eq!(
-            log.capture.lock().as_deref(),
-            Some(&b"START\noutput\nEND\n"[..])
-        );
-        assert_eq!(std::fs::read_to_string(&path).unwrap(), "START\noutput\n");
-        log.write_held();
-        assert_eq!(
-            std::fs::read_to_string(&path).unwrap(),
-            "START\noutput\nEND\n"
-        );
-        log.write_held();
-        assert_eq!(
-            std::fs::read_to_string(&path).unwrap(),
-            "START\noutput\nEND\n"
-        );
-    }
 }

@@ -174,6 +174,7 @@ async fn next_invocation(shared: &Shared) -> Response<Full<Bytes>> {
     let Some(inv) = rx.recv().await else {
         return error(500, "Runtime.Stopped", "sandbox is stopping");
     };
+    shared.st.lock().runtime_waiting = false;
     let mut resp = Response::new(Full::new(inv.payload));
     let h = resp.headers_mut();
     h.insert(
@@ -242,6 +243,7 @@ fn register(shared: &Shared, name: String, body: &[u8]) -> Response<Full<Bytes>>
         invoke: events.iter().any(|e| e == "INVOKE"),
         shutdown: events.iter().any(|e| e == "SHUTDOWN"),
         ready: false,
+        waiting: false,
         tx,
         rx: Arc::new(tokio::sync::Mutex::new(rx)),
     });
@@ -270,6 +272,7 @@ async fn next_event(shared: &Shared, id: &str) -> Response<Full<Bytes>> {
             );
         };
         ext.ready = true;
+        ext.waiting = true;
         ext.rx.clone()
     };
     shared.bump();
@@ -277,6 +280,9 @@ async fn next_event(shared: &Shared, id: &str) -> Response<Full<Bytes>> {
     let Some(event) = rx.recv().await else {
         return error(500, "Runtime.Stopped", "sandbox is stopping");
     };
+    if let Some(ext) = shared.st.lock().extensions.iter_mut().find(|e| e.id == id) {
+        ext.waiting = false;
+    }
     let mut resp = json_reply(200, &event);
     if let Ok(v) = HeaderValue::from_str(&crate::new_uuid().to_string()) {
         resp.headers_mut()

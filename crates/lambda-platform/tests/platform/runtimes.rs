@@ -499,3 +499,92 @@ print("{{}}")
     let alive = std::path::Path::new(&format!("/proc/{}", pid.trim())).exists();
     assert!(!alive, "sandbox process {pid} survived shutdown");
 }
+
+/// The state letter of process `pid` (`T` when stopped).
+fn process_state(pid: u64) -> char {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| s.rsplit_once(')')?.1.trim_start().chars().next())
+        .unwrap_or('?')
+}
+
+async fn wait_state(pid: u64, want: char) {
+    for _ in 0..200 {
+        if process_state(pid) == want {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!(
+        "process {pid} never reached state {want}: {}",
+        process_state(pid)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sandboxes_are_frozen_between_invokes_and_thawed_for_each_event() {
+    let p = TestPlatform::start_with(|c| c.idle_timeout = std::time::Duration::from_secs(3)).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let events = tmp.path().join("events.jsonl");
+    let app = "import os\ndef handler(event, context):\n    return {'pid': os.getpid()}\n";
+    let invoke = r#"
+r = lam.invoke(FunctionName="frozen", Payload=b'{}')
+print(json.dumps({"error": r.get("FunctionError"), "payload": json.loads(r["Payload"].read())}))
+"#;
+    let create = format!(
+        r#"
+layer = lam.publish_layer_version(LayerName="freezeext", Content={{"ZipFile": zip_files({{"extensions/test_extension": {ext}}})}})
+lam.create_function(FunctionName="frozen", Runtime="python3.11", Role=ROLE, Handler="app.handler",
+                    Code={{"ZipFile": zip_files({{"app.py": {app}}})}}, Layers=[layer["LayerVersionArn"]],
+                    Environment={{"Variables": {{"TEST_EXT_OUT": {out}}}}})
+"#,
+        ext = lit(&bootstrap_exec(&example_bin("test_extension"))),
+        app = lit(app),
+        out = lit(events.to_str().unwrap()),
+    );
+    let first = p.boto3(&format!("{create}{invoke}")).await;
+    assert_eq!(first["error"], serde_json::Value::Null, "{first}");
+    let runtime = first["payload"]["pid"].as_u64().unwrap();
+    let registered: serde_json::Value = serde_json::from_str(
+        std::fs::read_to_string(&events)
+            .unwrap()
+            .lines()
+            .next()
+            .unwrap(),
+    )
+    .unwrap();
+    let extension = registered["event"]["pid"].as_u64().unwrap();
+    // Between invokes the runtime and the extension are stopped ...
+    wait_state(runtime, 'T').await;
+    wait_state(extension, 'T').await;
+    // ... and continued for the next invoke, in the same (warm) sandbox.
+    let second = p.boto3(invoke).await;
+    assert_eq!(second["payload"]["pid"].as_u64(), Some(runtime), "{second}");
+    wait_state(extension, 'T').await;
+    // Idle past the timeout: continued for SHUTDOWN, which the extension receives.
+    for _ in 0..200 {
+        if std::fs::read_to_string(&events)
+            .unwrap_or_default()
+            .contains("SHUTDOWN")
+        {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let kinds: Vec<String> = std::fs::read_to_string(&events)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["event"]["eventType"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        ["REGISTERED", "READY", "INVOKE", "INVOKE", "SHUTDOWN"],
+        "the extension ran only for its events"
+    );
+    p.stop().await;
+}
