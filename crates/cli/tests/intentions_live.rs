@@ -376,6 +376,11 @@ fn tcp_deny_refuses_new_connections_and_closes_open_ones_within_the_drain_time()
     }
     // The open connection: closed when the old filter chain's drain ends.
     let drain = drain_time(&eb);
+    assert_eq!(
+        drain,
+        Duration::from_secs(5),
+        "`connect envoy` bounds Envoy's drain time by default"
+    );
     let bound = drain + Duration::from_secs(10);
     let mut served_after = 0;
     let closed = loop {
