@@ -250,10 +250,12 @@ fn terminating_gateway_intention_change_applies_to_every_request() {
         &http,
         json!({"Name": "a", "Port": 1, "Connect": {"SidecarService": {"Port": free_port(), "Proxy": {"Upstreams": [{"DestinationName": "ext", "LocalBindPort": up}]}}}}),
     );
+    // State-of-the-world xDS here (the sidecar test runs delta): ECDS is served on both.
     let gw = Envoy::start(
         &http,
         &server.grpc,
         &[
+            "-sotw",
             "-gateway",
             "terminating",
             "-register",
