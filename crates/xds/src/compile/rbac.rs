@@ -6,7 +6,7 @@
 //! Intentions whose action equals the default add no policy (only their NOT terms matter).
 //!
 //! Where the rules live decides how fast a change reaches traffic. On HTTP listeners the RBAC
-//! filter takes its rules over ECDS ([`http_rbac_filter`]): an intention change updates that
+//! filter takes its rules over ECDS (`http_rbac_filter`): an intention change updates that
 //! resource in place, the listener stays as it is, and every request that starts after Envoy
 //! accepts the update (on connections old and new) is decided by the new rules. On TCP
 //! listeners the network RBAC filter is inline in the filter chain on purpose: a change replaces
