@@ -115,15 +115,36 @@ pids+=($!)
 pids+=($!)
 
 url="http://localhost:$up_port/login?user=ann"
+
+# The gateway's count of accepted updates of `authentication`'s intentions (its ECDS resource).
+rbac_updates() {
+  curl -sf "http://127.0.0.1:$admin_gw/stats?filter=lambdamesh\.intentions\.authentication\..*config_reload" |
+    awk -F': ' '{n += $2} END {print n + 0}'
+}
+every_request_answers() { # status, intention create flags...
+  local expect=$1 before written codes n=20
+  shift
+  before=$(rbac_updates)
+  written=$(date +%s.%N)
+  "$bin" intention create "$@" >/dev/null
+  for _ in $(seq 1 300); do (($(rbac_updates) > before)) && break; sleep 0.1; done
+  (($(rbac_updates) > before)) || fail "the gateway never accepted 'intention create $*'"
+  # The spec's bound: applied to every request at the latest 1 s after the write.
+  sleep "$("$py" -c "import time; print(max(0.0, $written + 1 - time.time()))")"
+  local args=()
+  for _ in $(seq 1 $n); do args+=(-o /dev/null "$url"); done
+  codes=$(curl -s -w '%{http_code}\n' "${args[@]}" | sort | uniq -c | xargs)
+  [[ $codes == "$n $expect" ]] || fail "after 'intention create $*' expected $n × $expect, got: $codes"
+}
 wait_for "api → sidecar → gateway → authentication ($url)" curl -sf "$url"
 
 if [[ -n $check ]]; then
   body=$(curl -sf "$url")
   grep -q '"authenticated": true' <<<"$body" || fail "unexpected answer: $body"
-  "$bin" intention create -deny -replace api authentication >/dev/null
-  wait_for "the gateway to deny api" bash -c "[[ \$(curl -s -o /dev/null -w '%{http_code}' '$url') == 403 ]]"
-  "$bin" intention create -allow -replace api authentication >/dev/null
-  wait_for "the gateway to allow api again" curl -sf "$url"
+  # An intention change decides every request once the gateway has it, on the connections
+  # already open (api's sidecar keeps its connection to the gateway): not only the first one.
+  every_request_answers 403 -deny -replace api authentication
+  every_request_answers 200 -allow -replace api authentication
   # A new tagged function becomes a mesh service on its own; deleting it removes it.
   "$bin" lambda create hello --dir examples/demo/authentication --runtime python3.11 \
     --handler app.handler --tag "$tag" >/dev/null
@@ -132,7 +153,7 @@ if [[ -n $check ]]; then
   "$bin" lambda rm hello >/dev/null
   wait_for "the registrator to deregister hello" \
     bash -c "[[ \$(curl -sf 'http://$addr/v1/catalog/service/hello') == '[]' ]]"
-  echo "demo check: allow → 200 ($body), deny → 403, allow again → 200; a tagged function registered and deregistered by the registrator"
+  echo "demo check: allow → 200 ($body), deny → 403 on every request, allow again → 200 on every request; a tagged function registered and deregistered by the registrator"
   exit 0
 fi
 

@@ -19,6 +19,11 @@ pub enum ConnectCommand {
     Envoy(EnvoyArgs),
 }
 
+/// Envoy's drain time unless the user passes `--drain-time-s`: how long the connections of a
+/// replaced filter chain (or listener) may finish before Envoy closes them. It bounds how long
+/// a tcp connection that a new intention denies stays open (`docs/xds.md`, "Intentions").
+pub const DRAIN_TIME_S: u64 = 5;
+
 #[derive(Args, Debug)]
 pub struct EnvoyArgs {
     #[command(flatten)]
@@ -182,6 +187,16 @@ pub fn run(cmd: ConnectCommand) -> anyhow::Result<u8> {
         .arg(bootstrap.to_string())
         .arg("--disable-hot-restart")
         .args(&args.envoy_args);
+    // A tcp service's intentions are inline in its filter chain: a change replaces the chain and
+    // the connections of the old one are closed when the drain time ends. Envoy's default
+    // (600 s) would let a connection the new rules deny live for ten minutes; ours bounds it.
+    if !args
+        .envoy_args
+        .iter()
+        .any(|a| a == "--drain-time-s" || a.starts_with("--drain-time-s="))
+    {
+        command.arg("--drain-time-s").arg(DRAIN_TIME_S.to_string());
+    }
     if !args.allow_ec2_metadata {
         command.env("AWS_EC2_METADATA_DISABLED", "true");
     }

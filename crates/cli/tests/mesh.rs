@@ -150,11 +150,18 @@ fn sidecar_to_sidecar_mtls_and_intentions() {
         &json!({"Action": "allow"}),
     );
     wait_until(20, "exact allow beats wildcard deny", || get(&url).0 == 200);
-    // L7 permissions: only GET /hello* allowed.
+    // L7 permissions: only GET /hello* allowed. A request no permission matches falls to the
+    // default policy (allow here, ACLs being off), as in Consul, so the rest is denied by a
+    // second permission; the first match is terminal. (This step used to expect a 403 for
+    // /other from an allow-only list: it passed only because a→b connections opened while the
+    // earlier deny was in force kept that decision while they drained, the bug of issue 14.)
     put(
         &http,
         "/v1/connect/intentions/exact?source=a&destination=b",
-        &json!({"Permissions": [{"Action": "allow", "HTTP": {"PathPrefix": "/hello", "Methods": ["GET"]}}]}),
+        &json!({"Permissions": [
+            {"Action": "allow", "HTTP": {"PathPrefix": "/hello", "Methods": ["GET"]}},
+            {"Action": "deny", "HTTP": {"PathPrefix": "/"}}
+        ]}),
     );
     wait_until(20, "L7 permission allows /hello", || {
         get(&url).0 == 200 && get(&format!("http://127.0.0.1:{a_upstream}/other")).0 == 403

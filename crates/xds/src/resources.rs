@@ -8,10 +8,13 @@ pub const CLUSTER: &str = "type.googleapis.com/envoy.config.cluster.v3.Cluster";
 pub const ENDPOINT: &str = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment";
 pub const LISTENER: &str = "type.googleapis.com/envoy.config.listener.v3.Listener";
 pub const ROUTE: &str = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration";
+/// Extension configs (ECDS): filter configurations that update in place, without touching the
+/// listener that uses them (intentions as RBAC, `compile/rbac.rs`).
+pub const EXTENSION_CONFIG: &str = "type.googleapis.com/envoy.config.core.v3.TypedExtensionConfig";
 
 /// The order in which types are pushed on a change: clusters before their endpoints, listeners
-/// before their routes (Envoy's make-before-break rule for ADS).
-pub const PUSH_ORDER: [&str; 4] = [CLUSTER, ENDPOINT, LISTENER, ROUTE];
+/// before their routes and the extension configs they name (Envoy's make-before-break rule).
+pub const PUSH_ORDER: [&str; 5] = [CLUSTER, ENDPOINT, LISTENER, ROUTE, EXTENSION_CONFIG];
 
 /// Everything one proxy is served.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -20,6 +23,8 @@ pub struct Resources {
     pub endpoints: BTreeMap<String, Any>,
     pub listeners: BTreeMap<String, Any>,
     pub routes: BTreeMap<String, Any>,
+    /// ECDS resources by name (the name the filter that subscribes to it carries).
+    pub extension_configs: BTreeMap<String, Any>,
 }
 
 impl Resources {
@@ -30,6 +35,7 @@ impl Resources {
             ENDPOINT => Some(&self.endpoints),
             LISTENER => Some(&self.listeners),
             ROUTE => Some(&self.routes),
+            EXTENSION_CONFIG => Some(&self.extension_configs),
             _ => None,
         }
     }

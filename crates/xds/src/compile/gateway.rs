@@ -15,8 +15,8 @@ use mesh_model::connect;
 use mesh_model::names::{ServiceName, WILDCARD};
 
 use super::{
-    ProxyInputs, http_filter, insert, intentions_for, is_http, listener, load_assignment,
-    network_filter, route_config, target_endpoints, tcp_proxy, tls,
+    ProxyInputs, insert, intentions_for, is_http, listener, load_assignment, network_filter,
+    route_config, target_endpoints, tcp_proxy, tls,
 };
 use crate::pb::{self, cluster, core, listener as lpb, pack_any, route};
 use crate::resources::Resources;
@@ -137,12 +137,13 @@ pub(super) fn terminating(inputs: &ProxyInputs) -> Resources {
                     &inputs.trust_domain,
                     true,
                 );
-                let rbac = http_filter(
-                    "envoy.filters.http.rbac",
-                    pack_any(pb::http_rbac::Rbac {
-                        rules: Some(rules),
-                        ..Default::default()
-                    }),
+                // One rule set per service, shared by its subsets' chains.
+                let service_sni =
+                    connect::service_sni(&svc, None, &inputs.datacenter, &inputs.trust_domain);
+                let rbac = super::rbac::http_rbac_filter(
+                    &super::rbac::http_rbac_name(&service_sni),
+                    rules,
+                    &mut out,
                 );
                 let mut r = super::route_to(&sni);
                 if let Some(route::route::Action::Route(a)) = &mut r.action

@@ -4,12 +4,65 @@
 //! by a higher intention can never be decided by a lower one. With default deny the filter is an
 //! ALLOW list of the allowing intentions; with default allow, a DENY list of the denying ones.
 //! Intentions whose action equals the default add no policy (only their NOT terms matter).
+//!
+//! Where the rules live decides how fast a change reaches traffic. On HTTP listeners the RBAC
+//! filter takes its rules over ECDS (`http_rbac_filter`): an intention change updates that
+//! resource in place, the listener stays as it is, and every request that starts after Envoy
+//! accepts the update (on connections old and new) is decided by the new rules. On TCP
+//! listeners the network RBAC filter is inline in the filter chain on purpose: a change replaces
+//! the chain, new connections get the new rules at once, and the connections of the old chain
+//! are closed when Envoy's drain time ends (which the launcher bounds; `docs/xds.md`).
 
 use mesh_model::config_entry::HeaderMatch;
 use mesh_model::intentions::{Intention, IntentionAction, IntentionPermission};
 use mesh_model::names::{DEFAULT, WILDCARD};
 
-use crate::pb::{self, rbac};
+use crate::pb::{self, core, hcm, rbac};
+use crate::resources::Resources;
+
+/// The ECDS resource (and HTTP filter) name of the intentions of the service with SNI `sni`
+/// (its subsets share it: intentions are per service).
+pub fn http_rbac_name(sni: &str) -> String {
+    format!("lambdamesh.intentions.{sni}")
+}
+
+/// The HTTP RBAC filter deciding by the rules of the ECDS resource `name`, which it adds to
+/// `out`. Until Envoy has that resource the listener warms; if it never comes, the default
+/// denies everything (an ALLOW list without policies): a missing rule set fails closed.
+pub(crate) fn http_rbac_filter(
+    name: &str,
+    rules: rbac::Rbac,
+    out: &mut Resources,
+) -> hcm::HttpFilter {
+    let deny_all = pb::http_rbac::Rbac {
+        rules: Some(rbac::Rbac {
+            action: rbac::rbac::Action::Allow as i32,
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let config = core::TypedExtensionConfig {
+        name: name.to_owned(),
+        typed_config: Some(pb::pack_any(pb::http_rbac::Rbac {
+            rules: Some(rules),
+            ..Default::default()
+        })),
+    };
+    out.extension_configs
+        .insert(name.to_owned(), pb::pack_any(config));
+    hcm::HttpFilter {
+        name: name.to_owned(),
+        config_type: Some(hcm::http_filter::ConfigType::ConfigDiscovery(
+            core::ExtensionConfigSource {
+                config_source: Some(pb::ads_source()),
+                default_config: Some(pb::pack_any(deny_all)),
+                apply_default_config_without_warming: false,
+                type_urls: vec![<pb::http_rbac::Rbac as prost::Name>::type_url()],
+            },
+        )),
+        ..Default::default()
+    }
+}
 
 /// The URI-SAN regex of a source (datacenter never checked, as Consul does).
 pub fn source_regex(trust_domain: &str, i: &Intention) -> String {

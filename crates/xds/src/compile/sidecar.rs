@@ -8,8 +8,8 @@ use mesh_model::names::ServiceName;
 
 use super::chain::{Chain, Dest, compile_chain};
 use super::{
-    ProxyInputs, UpstreamChains, eds_cluster, hcm_filter, http_filter, insert, intentions_for,
-    is_http, listener, load_assignment, network_filter, route_config, route_to, static_cluster,
+    ProxyInputs, UpstreamChains, eds_cluster, hcm_filter, insert, intentions_for, is_http,
+    listener, load_assignment, network_filter, route_config, route_to, static_cluster,
     target_endpoints, tcp_proxy, tls,
 };
 use crate::pb::{self, listener as lpb, pack_any};
@@ -89,13 +89,14 @@ pub(super) fn compile(inputs: &ProxyInputs, chains: &UpstreamChains) -> Resource
         let filters = if is_http(&protocol) {
             let rules =
                 super::rbac::compile_rbac(&ints, inputs.default_allow, &inputs.trust_domain, true);
-            let rbac = http_filter(
-                "envoy.filters.http.rbac",
-                pack_any(pb::http_rbac::Rbac {
-                    rules: Some(rules),
-                    ..Default::default()
-                }),
+            let sni = mesh_model::connect::service_sni(
+                &dest,
+                None,
+                &inputs.datacenter,
+                &inputs.trust_domain,
             );
+            let rbac =
+                super::rbac::http_rbac_filter(&super::rbac::http_rbac_name(&sni), rules, &mut out);
             vec![hcm_filter(
                 "public_listener",
                 route_config(LOCAL_APP, vec![route_to(LOCAL_APP)]),

@@ -210,11 +210,55 @@ fn http_sidecar_uses_hcm_with_rbac_before_router() {
         panic!()
     };
     let h: hcm::HttpConnectionManager = decode(&any);
+    let web_rbac = format!("lambdamesh.intentions.web.default.dc1.internal.{TD}");
     let names: Vec<&str> = h.http_filters.iter().map(|f| f.name.as_str()).collect();
+    assert_eq!(names, [web_rbac.as_str(), "envoy.filters.http.router"]);
+    // The RBAC filter takes its rules over ECDS (ADS), failing closed until they arrive.
+    let Some(hcm::http_filter::ConfigType::ConfigDiscovery(src)) = &h.http_filters[0].config_type
+    else {
+        panic!("the RBAC filter must be discovered, not inline")
+    };
+    assert_eq!(src.config_source, Some(pb::ads_source()));
     assert_eq!(
-        names,
-        ["envoy.filters.http.rbac", "envoy.filters.http.router"]
+        src.type_urls,
+        ["type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC"]
     );
+    let default: pb::http_rbac::Rbac = decode(src.default_config.as_ref().unwrap());
+    let deny_all = default.rules.unwrap();
+    assert_eq!(deny_all.action, rbac::rbac::Action::Allow as i32);
+    assert!(deny_all.policies.is_empty());
+    // The resource it names carries the intentions' rules (default deny: an ALLOW list).
+    assert_eq!(out.extension_configs.len(), 1);
+    let ext: pb::core::TypedExtensionConfig = decode(&out.extension_configs[&web_rbac]);
+    assert_eq!(ext.name, web_rbac);
+    let r: pb::http_rbac::Rbac = decode(ext.typed_config.as_ref().unwrap());
+    assert_eq!(r.rules.unwrap().action, rbac::rbac::Action::Allow as i32);
+}
+
+/// An intention change must reach requests on open connections: on an HTTP service it changes
+/// only the ECDS resource (the listener, which would drain its connections, stays the same);
+/// on a TCP service it replaces the filter chain, so the old chain's connections are closed.
+#[test]
+fn intention_change_touches_only_the_rbac_resource_on_http() {
+    let http = json!({"Kind": "service-defaults", "Name": "web", "Protocol": "http"});
+    let deny = json!({"Kind": "service-intentions", "Name": "web",
+        "Sources": [{"Name": "api", "Action": "deny"}]});
+    let allow = json!({"Kind": "service-intentions", "Name": "web",
+        "Sources": [{"Name": "api", "Action": "allow"}]});
+
+    let a = compile(&inputs(
+        sidecar(vec![]),
+        entries(&[http.clone(), allow.clone()]),
+    ));
+    let b = compile(&inputs(sidecar(vec![]), entries(&[http, deny.clone()])));
+    assert_eq!(a.listeners, b.listeners, "the listener must not change");
+    assert_eq!(a.clusters, b.clusters);
+    assert_ne!(a.extension_configs, b.extension_configs);
+
+    let a = compile(&inputs(sidecar(vec![]), entries(&[allow])));
+    let b = compile(&inputs(sidecar(vec![]), entries(&[deny])));
+    assert!(a.extension_configs.is_empty() && b.extension_configs.is_empty());
+    assert_ne!(a.listeners, b.listeners, "tcp: the chain carries the rules");
 }
 
 fn rbac_for(set: &ConfigEntrySet, default_allow: bool, http: bool) -> rbac::Rbac {

@@ -250,6 +250,11 @@ fn assert_discovery_suffices(w: &World, proxy: &NodeService, kind: ProxyKind) ->
         ("endpoints", &got.endpoints, &expected.endpoints),
         ("listener", &got.listeners, &expected.listeners),
         ("route", &got.routes, &expected.routes),
+        (
+            "extension config",
+            &got.extension_configs,
+            &expected.extension_configs,
+        ),
     ] {
         let differ: Vec<&String> = a
             .keys()

@@ -286,7 +286,7 @@ fn a_function_linked_to_a_gateway_is_patched_only_there() {
         assert_eq!(
             filter_names(&h),
             [
-                "envoy.filters.http.rbac",
+                format!("lambdamesh.intentions.auth.default.dc1.internal.{TD}").as_str(),
                 "lambdamesh.lambda.function_error",
                 "envoy.filters.http.aws_lambda",
                 "envoy.filters.http.router"
