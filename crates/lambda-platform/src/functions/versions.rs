@@ -38,7 +38,8 @@ pub(super) fn publish_latest(
             && last.layers == rec.latest.layers
             && last.timeout == rec.latest.timeout
             && last.memory_size == rec.latest.memory_size
-            && last.role == rec.latest.role;
+            && last.role == rec.latest.role
+            && last.dead_letter_arn == rec.latest.dead_letter_arn;
         if same {
             return last.clone();
         }
