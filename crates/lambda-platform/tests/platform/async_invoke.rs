@@ -83,7 +83,10 @@ print(json.dumps({"put": shape(put), "got": shape(got), "upd": shape(upd), "alia
                "dest": {"OnSuccess": {}, "OnFailure": {"Destination": q}}, "modified": true})
     );
     assert_eq!(out["got"], out["put"]);
-    assert_eq!(out["upd"]["retries"], 1, "Update keeps what it does not send");
+    assert_eq!(
+        out["upd"]["retries"], 1,
+        "Update keeps what it does not send"
+    );
     assert_eq!(out["upd"]["age"], 120);
     assert_eq!(out["upd"]["dest"]["OnFailure"]["Destination"], q);
     assert_eq!(out["alias"]["arn"], format!("{arn}:live"));
@@ -225,12 +228,19 @@ print(json.dumps({{"failed_id": failed["ResponseMetadata"]["RequestId"], "ok_id"
     // The success went to the event bus, whose rule put it on the "bus" queue.
     let s = &out["success"];
     assert_eq!(s["source"], "lambda");
-    assert_eq!(s["detail-type"], "Lambda Function Invocation Result - Success");
+    assert_eq!(
+        s["detail-type"],
+        "Lambda Function Invocation Result - Success"
+    );
     assert_eq!(s["detail"]["requestContext"]["condition"], "Success");
     assert_eq!(s["detail"]["requestContext"]["requestId"], out["ok_id"]);
     assert_eq!(s["detail"]["requestPayload"], json!({"k": 2}));
     assert_eq!(s["detail"]["responsePayload"], json!({"ok": {"k": 2}}));
-    assert!(s["detail"]["responseContext"].get("functionError").is_none());
+    assert!(
+        s["detail"]["responseContext"]
+            .get("functionError")
+            .is_none()
+    );
 
     // And "fine"'s success was an asynchronous invoke of the recorder function.
     eventually("the recorder function ran", || !lines(&recorded).is_empty()).await;
@@ -272,7 +282,10 @@ print(json.dumps(body))
             attempts = lit(attempts.to_str().unwrap()),
         ))
         .await;
-    assert_eq!(out["requestContext"]["condition"], "EventAgeExceeded", "{out}");
+    assert_eq!(
+        out["requestContext"]["condition"], "EventAgeExceeded",
+        "{out}"
+    );
     assert_eq!(out["requestContext"]["approximateInvokeCount"], 1, "{out}");
     assert_eq!(lines(&attempts).len(), 1, "no retry of an expired event");
     p.stop().await;
@@ -304,10 +317,17 @@ print("null")
     eventually("the first attempt", || lines(&attempts).len() == 1).await;
     p.stop().await;
     let p = TestPlatform::start_in(config).await;
-    eventually("the retry after the restart", || lines(&attempts).len() == 2).await;
+    eventually("the retry after the restart", || {
+        lines(&attempts).len() == 2
+    })
+    .await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     let runs = lines(&attempts);
-    assert_eq!(runs.len(), 2, "the attempt used before the restart counts: {runs:?}");
+    assert_eq!(
+        runs.len(),
+        2,
+        "the attempt used before the restart counts: {runs:?}"
+    );
     assert_eq!(runs[0], runs[1], "both runs carry the event's request id");
     p.stop().await;
 }
