@@ -324,6 +324,8 @@ async fn run(p: Platform, event: Event, mut attempts: u32) {
             request_id: Some(event.id.clone()),
         };
         let executed = target.spec.version.clone();
+        // Registered before the attempt, so a slot freed while it is refused is not missed.
+        let freed = p.inner.pools.freed.notified();
         let outcome = p
             .inner
             .pools
@@ -370,9 +372,10 @@ async fn run(p: Platform, event: Event, mut attempts: u32) {
                 tokio::time::sleep(minute * attempts).await;
             }
             Err(e) => {
-                // Throttled (or a platform fault): back to the queue, attempts unchanged.
+                // Throttled (or a platform fault): back to the queue, attempts unchanged, until
+                // an invoke ends somewhere or the back-off (1 s doubling to 5 min, AWS's) passes.
                 debug!(function = %event.function, error = %e, "asynchronous invoke throttled");
-                tokio::time::sleep(backoff).await;
+                let _ = tokio::time::timeout(backoff, freed).await;
                 backoff = (backoff * 2).min(minute * 5);
             }
         }

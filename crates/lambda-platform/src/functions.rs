@@ -397,6 +397,7 @@ impl Functions<'_> {
                             users.join(", ")
                         )));
                     }
+                    rec.event_invoke.remove(q);
                     rec.versions
                         .remove(&n)
                         .map(|_| ())

@@ -63,6 +63,9 @@ pub(crate) struct Pools {
     inner: Mutex<PoolsInner>,
     // Every sandbox ever started (weakly), so shutdown also stops the busy ones.
     started: Mutex<Vec<std::sync::Weak<Sandbox>>>,
+    /// Woken whenever an invoke ends, so throttled asynchronous events retry as soon as a
+    /// slot frees instead of sleeping through their back-off.
+    pub(crate) freed: tokio::sync::Notify,
 }
 
 struct Slot<'a> {
@@ -80,6 +83,8 @@ impl Drop for Slot<'_> {
         if self.holds_live {
             inner.live = inner.live.saturating_sub(1);
         }
+        drop(inner);
+        self.pools.freed.notify_waiters();
     }
 }
 
@@ -100,6 +105,7 @@ impl Pools {
             idle_timeout: config.idle_timeout,
             inner: Mutex::new(PoolsInner::default()),
             started: Mutex::new(Vec::new()),
+            freed: tokio::sync::Notify::new(),
         }
     }
 

@@ -285,6 +285,8 @@ impl Functions<'_> {
         self.update(&r.name, |rec| {
             // AWS answers 204 whether or not the alias existed.
             rec.aliases.remove(name);
+            // Its asynchronous invocation settings go with it, as on AWS.
+            rec.event_invoke.remove(name);
             Ok(())
         })?;
         let params = serde_json::json!({"functionName": raw, "name": name});
