@@ -165,15 +165,16 @@ fn open_private(path: &Path, truncate: bool) -> io::Result<File> {
     o.open(path)
 }
 
-/// Frames one record.
-fn frame(out: &mut Vec<u8>, record: &[u8]) {
+/// Frames one record (`[len u32 LE][crc32 u32 LE][bytes]`), appending it to `out`.
+pub fn frame(out: &mut Vec<u8>, record: &[u8]) {
     out.extend_from_slice(&(record.len() as u32).to_le_bytes());
     out.extend_from_slice(&crc32fast::hash(record).to_le_bytes());
     out.extend_from_slice(record);
 }
 
-/// The whole records of `bytes` and the length they cover.
-fn parse(bytes: &[u8]) -> (Vec<Vec<u8>>, usize) {
+/// The whole records of a journal's `bytes`, in order, and the length they cover (what follows
+/// is a torn tail, cut at open). Never fails: a file is read as far as it is whole.
+pub fn parse(bytes: &[u8]) -> (Vec<Vec<u8>>, usize) {
     let mut out = Vec::new();
     let mut at = 0;
     while bytes.len() - at >= 8 {

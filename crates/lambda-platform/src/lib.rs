@@ -32,7 +32,7 @@ mod decode;
 pub mod events;
 pub mod functions;
 mod httpd;
-mod journal;
+pub mod journal;
 mod pool;
 mod sandbox;
 pub mod sigv4;
