@@ -13,8 +13,12 @@
 //!                      |                          |                          |
 //!                      v                          v                          v
 //!                  functions                 ssm | tagging | sqs        events: rules, PutEvents,
-//!   (lifecycle, versions, aliases, qualifier                             schedules, matching
+//!   (lifecycle, versions, aliases, qualifier          |                  schedules, matching
 //!    resolution with weights, invokes) <------------- deliveries to function targets -+
+//!          | Event invokes, deliveries            |  (sqs: journal, fsync before answering)
+//!          v                                      v
+//!     async_invoke: journal (fsync before the 202), attempts, maximum age,
+//!                   destinations and dead-letter queues --> sqs | functions | events
 //!                      |  \--> state --(fsync+rename)--> data dir                     |
 //!                      |   \-> CloudTrail-shaped events ------------------------------+
 //!                      v
