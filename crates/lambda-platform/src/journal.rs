@@ -8,7 +8,7 @@
 //!
 //! The journal knows nothing of what the records mean: its owner encodes them, replays them at
 //! open, and from time to time replaces the whole file with the records still live
-//! ([`Journal::rewrite`]). Must not depend on the platform's services.
+//! (`Journal::rewrite`). Must not depend on the platform's services.
 
 use std::{
     fs::{self, File, OpenOptions},
