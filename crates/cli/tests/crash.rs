@@ -1,6 +1,7 @@
 //! Crash test: 16 concurrent writers against a real server process, `kill -9` at a random
 //! moment, restart on the same data dir. Every acknowledged write must be there, every write
 //! must be whole (service and its check together), and the index must never go backwards.
+//! And a leaf certificate survives a `kill -9` of the server: none is reissued.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed step is a failed test
 
@@ -140,4 +141,48 @@ fn verify(http: &str, acked: &BTreeSet<(usize, u64)>) -> usize {
         total += present.len();
     }
     total
+}
+
+/// A leaf certificate handed out before a `kill -9` is the one handed out after the restart:
+/// same serial, certificate and key (nothing for proxies or functions to reload).
+#[test]
+fn kill_dash_nine_reissues_no_leaf() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap().to_owned();
+    let leaf = |http: &str, svc: &str| -> serde_json::Value {
+        let mut resp = agent()
+            .get(&format!("http://{http}/v1/agent/connect/ca/leaf/{svc}"))
+            .call()
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        serde_json::from_str(&resp.body_mut().read_to_string().unwrap()).unwrap()
+    };
+    let mut server = Proc::start(&["server", "-data-dir", &data]);
+    let before: Vec<_> = ["web", "api"]
+        .iter()
+        .map(|s| leaf(&server.http, s))
+        .collect();
+    server.kill9();
+    let server = Proc::start(&["server", "-data-dir", &data]);
+    let after: Vec<_> = ["web", "api"]
+        .iter()
+        .map(|s| leaf(&server.http, s))
+        .collect();
+    for (b, a) in before.iter().zip(&after) {
+        assert_eq!(a["SerialNumber"], b["SerialNumber"]);
+        assert_eq!(a["CertPEM"], b["CertPEM"]);
+        assert_eq!(a["PrivateKeyPEM"], b["PrivateKeyPEM"]);
+        assert_eq!(a["ModifyIndex"], b["ModifyIndex"]);
+    }
+    let leaves = std::path::Path::new(&data).join("leaves");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&leaves).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700, "only the server's user may list the leaves");
+        for f in std::fs::read_dir(&leaves).unwrap() {
+            let mode = f.unwrap().metadata().unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "only the server's user may read a leaf's key");
+        }
+    }
 }

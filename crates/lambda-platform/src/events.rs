@@ -24,7 +24,7 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
-use crate::{Platform, PlatformError, state::write_json_atomic, wire::ApiError};
+use crate::{Platform, PlatformError, journal::Durable, state::write_json_atomic, wire::ApiError};
 
 pub use pattern::{EventPattern, PatternError};
 pub use schedule::{Schedule, ScheduleError};
@@ -150,10 +150,9 @@ pub(crate) fn start(platform: Platform) {
         while let Some(event) = rx.recv().await {
             let Some(inner) = weak.upgrade() else { break };
             let p = Platform { inner };
-            for (rule, target) in p.inner.bus.matching_targets(&event) {
-                debug!(rule = %rule, target = %target.arn, "delivering event");
-                deliver(&p, &target, &event);
-            }
+            // Events published inside the platform (CloudTrail-shaped ones) travel this way;
+            // what a client puts is delivered before its answer (`deliver_value`).
+            drop(deliver_value(&p, &event));
         }
     });
     let weak = std::sync::Arc::downgrade(&platform.inner);
@@ -218,7 +217,7 @@ pub(crate) fn start(platform: Platform) {
                         continue;
                     };
                     for t in &r.targets {
-                        deliver(&p, t, &event);
+                        drop(deliver(&p, t, &event));
                     }
                 }
             }
@@ -226,20 +225,48 @@ pub(crate) fn start(platform: Platform) {
     });
 }
 
+/// Matches `event` against the rules and hands it to every matching target now; the answers
+/// resolve once each target holds it durably.
+pub(crate) fn deliver_value(p: &Platform, event: &Value) -> Vec<Durable> {
+    p.inner
+        .bus
+        .matching_targets(event)
+        .into_iter()
+        .filter_map(|(rule, target)| {
+            debug!(rule = %rule, target = %target.arn, "delivering event");
+            deliver(p, &target, event)
+        })
+        .collect()
+}
+
+/// [`deliver_value`] of an envelope (Lambda destinations on an event bus).
+pub(crate) fn deliver_now<R: Serialize, D: Serialize>(
+    p: &Platform,
+    event: &Envelope<'_, R, D>,
+) -> Vec<Durable> {
+    match serde_json::to_value(event) {
+        Ok(v) => deliver_value(p, &v),
+        Err(e) => {
+            warn!(error = %e, "cannot encode an event");
+            Vec::new()
+        }
+    }
+}
+
 /// Delivers `event` to one target: a queue gets it as a message, a function as an async invoke.
-fn deliver(p: &Platform, target: &Target, event: &Value) {
+/// `None` when the target refused it (logged).
+fn deliver(p: &Platform, target: &Target, event: &Value) -> Option<Durable> {
     let payload = match &target.input {
         Some(i) => i.clone().into_bytes(),
         None => serde_json::to_vec(event).unwrap_or_default(),
     };
-    if target.arn.starts_with("arn:aws:sqs:") {
+    let result = if target.arn.starts_with("arn:aws:sqs:") {
         let body = String::from_utf8_lossy(&payload).into_owned();
-        if let Err(e) = p.inner.sqs.send_to_arn(&target.arn, body) {
-            warn!(target = %target.arn, error = %e, "cannot deliver event");
-        }
-        return;
-    }
-    if let Err(e) = p.functions().deliver_event(&target.arn, payload.into()) {
-        warn!(target = %target.arn, error = %e, "cannot deliver event");
-    }
+        p.inner.sqs.send_to_arn(&target.arn, body, BTreeMap::new())
+    } else {
+        p.functions().deliver_event(&target.arn, payload.into())
+    };
+    result
+        .inspect_err(|e| warn!(target = %target.arn, error = %e, "cannot deliver event"))
+        .ok()
 }

@@ -8,6 +8,7 @@
 //! [`ApiError`]s carrying AWS's exception names and wording; rendering them is `wire.rs`'s job.
 //! Must not depend on `api` (no HTTP requests or responses here) nor parse JSON.
 
+mod event_config;
 mod invoke;
 mod layers;
 mod paging;
@@ -35,7 +36,7 @@ use self::{
         UpdateFunctionCodeRequest, UpdateFunctionConfigurationRequest,
     },
     responses::{
-        AccountLimit, AccountSettings, AccountUsage, CodeLocation, Concurrency,
+        AccountLimit, AccountSettings, AccountUsage, CodeLocation, Concurrency, DeadLetterConfig,
         EnvironmentResponse, EphemeralStorage, FunctionConfiguration, GetFunctionResponse,
         LayerResponse, ListFunctionsResponse, LoggingConfig, SnapStart, TracingConfig,
     },
@@ -73,6 +74,11 @@ pub(crate) fn iso_now() -> String {
     time::OffsetDateTime::now_utc()
         .format(fmt)
         .unwrap_or_default()
+}
+
+/// Now in seconds since the epoch, with milliseconds (timestamps of the 2019-09-25 API).
+pub(crate) fn iso_epoch_secs() -> f64 {
+    (crate::sandbox::epoch_ms() as f64) / 1000.0
 }
 
 fn revision() -> String {
@@ -158,6 +164,10 @@ impl Functions<'_> {
             architectures: v.architectures.clone(),
             code_sha256: v.code_sha256.clone(),
             code_size: v.code_size,
+            dead_letter_config: v
+                .dead_letter_arn
+                .clone()
+                .map(|target_arn| DeadLetterConfig { target_arn }),
             description: v.description.clone(),
             environment: (!v.environment.is_empty()).then(|| EnvironmentResponse {
                 variables: v.environment.clone(),
@@ -249,6 +259,7 @@ impl Functions<'_> {
             last_modified: iso_now(),
             revision_id: revision(),
             architectures,
+            dead_letter_arn: validate::dead_letter(&req.dead_letter_config)?.flatten(),
         };
         let mut rec = FunctionRecord {
             name: fref.name.clone(),
@@ -258,6 +269,7 @@ impl Functions<'_> {
             aliases: BTreeMap::new(),
             tags,
             reserved_concurrency: None,
+            event_invoke: BTreeMap::new(),
         };
         let publish = req.publish.get().copied().unwrap_or(false);
         let shown = publish.then(|| versions::publish_latest(&mut rec, None));
@@ -385,6 +397,7 @@ impl Functions<'_> {
                             users.join(", ")
                         )));
                     }
+                    rec.event_invoke.remove(q);
                     rec.versions
                         .remove(&n)
                         .map(|_| ())
@@ -431,6 +444,7 @@ impl Functions<'_> {
             None
         };
         let (timeout, memory) = limits(&req.timeout, &req.memory_size, 0, 0)?;
+        let dead_letter = validate::dead_letter(&req.dead_letter_config)?;
         let rec = self.update(&r.name, |rec| {
             check_revision(&req.revision_id, &rec.latest.revision_id)?;
             let l = &mut rec.latest;
@@ -458,6 +472,9 @@ impl Functions<'_> {
             }
             if let Some(d) = description {
                 l.description = d;
+            }
+            if let Some(dl) = dead_letter {
+                l.dead_letter_arn = dl;
             }
             l.last_modified = iso_now();
             l.revision_id = revision();

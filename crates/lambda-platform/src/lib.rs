@@ -13,8 +13,12 @@
 //!                      |                          |                          |
 //!                      v                          v                          v
 //!                  functions                 ssm | tagging | sqs        events: rules, PutEvents,
-//!   (lifecycle, versions, aliases, qualifier                             schedules, matching
+//!   (lifecycle, versions, aliases, qualifier          |                  schedules, matching
 //!    resolution with weights, invokes) <------------- deliveries to function targets -+
+//!          | Event invokes, deliveries            |  (sqs: journal, fsync before answering)
+//!          v                                      v
+//!     async_invoke: journal (fsync before the 202), attempts, maximum age,
+//!                   destinations and dead-letter queues --> sqs | functions | events
 //!                      |  \--> state --(fsync+rename)--> data dir                     |
 //!                      |   \-> CloudTrail-shaped events ------------------------------+
 //!                      v
@@ -25,12 +29,14 @@
 
 mod api;
 pub mod arn;
+mod async_invoke;
 pub mod client;
 pub mod code;
 mod decode;
 pub mod events;
 pub mod functions;
 mod httpd;
+pub mod journal;
 mod pool;
 mod sandbox;
 pub mod sigv4;
@@ -255,6 +261,7 @@ pub(crate) struct Inner {
     pub(crate) ssm: ssm::ParameterStore,
     pub(crate) bus: events::Bus,
     pub(crate) sqs: sqs::Queues,
+    pub(crate) async_queue: async_invoke::AsyncQueue,
 }
 
 impl Platform {
@@ -272,7 +279,8 @@ impl Platform {
         let state = state::Store::open(&config.data_dir)?;
         let ssm = ssm::ParameterStore::open(&config.data_dir, &config.region, &config.account)?;
         let bus = events::Bus::open(&config.data_dir)?;
-        let sqs = sqs::Queues::new(&config.region, &config.account);
+        let sqs = sqs::Queues::open(&config.data_dir, &config.region, &config.account).await?;
+        let (async_queue, replayed) = async_invoke::AsyncQueue::open(&config.data_dir).await?;
         let endpoint = format!("http://{addr}");
         let pools = Arc::new(pool::Pools::new(&config, &endpoint));
         let platform = Platform {
@@ -284,15 +292,19 @@ impl Platform {
                 ssm,
                 bus,
                 sqs,
+                async_queue,
             }),
         };
         events::start(platform.clone());
+        async_invoke::AsyncQueue::resume(&platform, replayed);
         pool::start_reaper(platform.clone());
         Ok(platform)
     }
 
     async fn stop(&self) {
         self.inner.bus.close();
+        // Queued events stay in the journal and run after the next start.
+        self.inner.async_queue.close().await;
         self.inner.pools.stop_all().await;
     }
 

@@ -4,10 +4,7 @@
 
 use std::{
     collections::HashMap,
-    sync::{
-        Arc,
-        atomic::{AtomicUsize, Ordering},
-    },
+    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -22,9 +19,6 @@ use crate::{
     wire::ApiError,
 };
 
-/// Most async invokes waiting for delivery before `Event` invokes are throttled.
-const MAX_ASYNC_PENDING: usize = 10_000;
-
 /// One invoke request, after API validation.
 #[derive(Clone, Debug)]
 pub struct InvokeRequest {
@@ -36,6 +30,9 @@ pub struct InvokeRequest {
     pub client_context: Option<String>,
     /// Whether the caller wants the log tail (`LogType: Tail`).
     pub log_tail: bool,
+    /// The request id to run it under (an asynchronous event keeps its id across attempts);
+    /// a fresh one when `None`.
+    pub request_id: Option<String>,
 }
 
 /// The result of a synchronous invoke, as Invoke's response carries it.
@@ -64,9 +61,11 @@ pub(crate) struct Pools {
     max_sandboxes: usize,
     idle_timeout: Duration,
     inner: Mutex<PoolsInner>,
-    async_pending: AtomicUsize,
     // Every sandbox ever started (weakly), so shutdown also stops the busy ones.
     started: Mutex<Vec<std::sync::Weak<Sandbox>>>,
+    /// Woken whenever an invoke ends, so throttled asynchronous events retry as soon as a
+    /// slot frees instead of sleeping through their back-off.
+    pub(crate) freed: tokio::sync::Notify,
 }
 
 struct Slot<'a> {
@@ -84,6 +83,8 @@ impl Drop for Slot<'_> {
         if self.holds_live {
             inner.live = inner.live.saturating_sub(1);
         }
+        drop(inner);
+        self.pools.freed.notify_waiters();
     }
 }
 
@@ -104,7 +105,7 @@ impl Pools {
             idle_timeout: config.idle_timeout,
             inner: Mutex::new(PoolsInner::default()),
             started: Mutex::new(Vec::new()),
-            async_pending: AtomicUsize::new(0),
+            freed: tokio::sync::Notify::new(),
         }
     }
 
@@ -118,7 +119,10 @@ impl Pools {
         reserved: Option<u32>,
         req: InvokeRequest,
     ) -> Result<InvokeResult, ApiError> {
-        let request_id = crate::new_uuid().to_string();
+        let request_id = req
+            .request_id
+            .clone()
+            .unwrap_or_else(|| crate::new_uuid().to_string());
         let (warm, stale, mut slot) = {
             let mut inner = self.inner.lock();
             let inflight = inner.inflight.get(&spec.name).copied().unwrap_or(0);
@@ -233,44 +237,6 @@ impl Pools {
             log_tail: invoked.log_tail,
             request_id,
         })
-    }
-
-    /// Queues an asynchronous invoke with AWS's retry policy (two retries after a function error
-    /// or throttle, one and two "minutes" later).
-    ///
-    /// # Errors
-    /// `TooManyRequestsException` when the async queue is full.
-    pub(crate) fn invoke_async(
-        self: &Arc<Self>,
-        platform: &Platform,
-        spec: Arc<FunctionSpec>,
-        reserved: Option<u32>,
-        req: InvokeRequest,
-    ) -> Result<(), ApiError> {
-        if self.async_pending.fetch_add(1, Ordering::SeqCst) >= MAX_ASYNC_PENDING {
-            self.async_pending.fetch_sub(1, Ordering::SeqCst);
-            return Err(ApiError::throttled("ConcurrentInvocationLimitExceeded"));
-        }
-        let minute = platform.config().minute;
-        let pools = self.clone();
-        tokio::spawn(async move {
-            for attempt in 0..3u32 {
-                if attempt > 0 {
-                    tokio::time::sleep(minute * attempt).await;
-                }
-                match pools.invoke(spec.clone(), reserved, req.clone()).await {
-                    Ok(r) if r.function_error.is_none() => break,
-                    Ok(r) => {
-                        warn!(function = %spec.name, attempt, request_id = %r.request_id, "async invoke failed")
-                    }
-                    Err(e) => {
-                        warn!(function = %spec.name, attempt, error = %e, "async invoke throttled")
-                    }
-                }
-            }
-            pools.async_pending.fetch_sub(1, Ordering::SeqCst);
-        });
-        Ok(())
     }
 
     /// Stops idle sandboxes of `function` (every version when `version` is `None`).

@@ -31,6 +31,21 @@ pub(crate) struct FunctionRecord {
     pub tags: BTreeMap<String, String>,
     #[serde(default)]
     pub reserved_concurrency: Option<u32>,
+    /// `PutFunctionEventInvokeConfig` per qualifier (`$LATEST`, a version or an alias).
+    #[serde(default)]
+    pub event_invoke: BTreeMap<String, EventInvokeConfig>,
+}
+
+/// How asynchronous invokes of one qualifier are handled (AWS's `FunctionEventInvokeConfig`);
+/// a member left out takes AWS's default (2 retries, 6 hours, no destinations).
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub(crate) struct EventInvokeConfig {
+    pub maximum_retry_attempts: Option<u32>,
+    pub maximum_event_age_secs: Option<u32>,
+    pub on_success: Option<String>,
+    pub on_failure: Option<String>,
+    /// Seconds since the epoch (the API's `LastModified` timestamp).
+    pub last_modified: f64,
 }
 
 /// The configuration of `$LATEST` or of a published version.
@@ -51,6 +66,9 @@ pub(crate) struct VersionConfig {
     pub last_modified: String,
     pub revision_id: String,
     pub architectures: Vec<String>,
+    /// `DeadLetterConfig.TargetArn`: where failed asynchronous events go (an SQS queue).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dead_letter_arn: Option<String>,
 }
 
 /// A layer version used by a function.

@@ -3,6 +3,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers panic on setup failure by design
 
+#[path = "platform/async_invoke.rs"]
+mod async_invoke;
 #[path = "platform/envoy.rs"]
 mod envoy;
 #[path = "platform/harness.rs"]

@@ -67,11 +67,12 @@ impl AppState {
     /// The store cannot be opened.
     pub async fn open(config: ServerConfig) -> Result<Self, ServerError> {
         let store = Store::open(&config.data_dir, store::StoreOptions::default())?;
+        let leaves = Arc::new(connect::LeafCache::open(&config.data_dir));
         let app = Self {
             store,
             config: Arc::new(config),
             ttl: Arc::new(ttl::TtlTimers::default()),
-            leaves: Arc::default(),
+            leaves,
             xds_nacks: Arc::default(),
             xds_acks: Arc::default(),
         };

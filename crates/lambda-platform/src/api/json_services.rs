@@ -86,7 +86,15 @@ pub(crate) async fn dispatch(
         JsonService::Events => {
             let call = EventsRequest::decode(op, &body)?;
             let p = p.clone();
-            let out = blocking("events", move || p.inner.bus.handle(p.config(), call)).await?;
+            let out = blocking("events", move || {
+                let deliver = |event: &serde_json::Value| {
+                    crate::events::deliver_value(&p, event)
+                        .into_iter()
+                        .try_for_each(crate::journal::Durable::wait_blocking)
+                };
+                p.inner.bus.handle(p.config(), call, &deliver)
+            })
+            .await?;
             ok(&out)
         }
     }

@@ -204,6 +204,30 @@ fn route(p: &Platform, req: &Req) -> Resp {
             s.delete_layer_version(l, layer_version(v)?)?;
             Ok(empty_response(204))
         }
+        (&Method::PUT, ["2019-09-25", "functions", f, "event-invoke-config"]) => {
+            let (_, typed) = c.body()?;
+            ok(
+                200,
+                &s.put_event_invoke_config(&c.function(f)?, &typed, false)?,
+            )
+        }
+        (&Method::POST, ["2019-09-25", "functions", f, "event-invoke-config"]) => {
+            let (_, typed) = c.body()?;
+            ok(
+                200,
+                &s.put_event_invoke_config(&c.function(f)?, &typed, true)?,
+            )
+        }
+        (&Method::GET, ["2019-09-25", "functions", f, "event-invoke-config"]) => {
+            ok(200, &s.get_event_invoke_config(&c.function(f)?)?)
+        }
+        (&Method::DELETE, ["2019-09-25", "functions", f, "event-invoke-config"]) => {
+            s.delete_event_invoke_config(&c.function(f)?)?;
+            Ok(empty_response(204))
+        }
+        (&Method::GET, ["2019-09-25", "functions", f, "event-invoke-config", "list"]) => {
+            ok(200, &s.list_event_invoke_configs(&c.function(f)?)?)
+        }
         (&Method::GET, ["2018-10-31", "layers"] | ["2018-10-31", "layers", ""]) => {
             ok(200, &s.list_layers(&c.page())?)
         }
@@ -359,6 +383,8 @@ async fn invoke(p: &Platform, req: &Req, raw: &str) -> Resp {
         invoked_arn,
         client_context: req.header("x-amz-client-context").map(str::to_owned),
         log_tail,
+        // An `Event` invoke runs under the id its 202 carries.
+        request_id: Some(req.request_id.clone()),
     };
     let (executed_version, result) = match svc
         .invoke(&r.name, r.qualifier.as_deref(), kind, ireq)

@@ -79,10 +79,13 @@ fn rule_response(cfg: &PlatformConfig, r: &Rule) -> RuleResponse {
 
 impl Bus {
     /// Runs one `AWSEvents.*` call.
+    /// Runs one `AWSEvents.*` call. `deliver` hands a published event to the targets of its
+    /// matching rules and returns once they have it durably (PutEvents answers after that).
     pub(crate) fn handle(
         &self,
         cfg: &PlatformConfig,
         req: EventsRequest,
+        deliver: &dyn Fn(&Value) -> std::io::Result<()>,
     ) -> Result<EventsResponse, ApiError> {
         Ok(match req {
             EventsRequest::PutRule(r) => EventsResponse::PutRule(self.put_rule(cfg, r)?),
@@ -99,7 +102,9 @@ impl Bus {
             EventsRequest::ListTargetsByRule(r) => {
                 EventsResponse::TargetsByRule(self.list_targets(&r)?)
             }
-            EventsRequest::PutEvents(r) => EventsResponse::PutEvents(self.put_events(cfg, r)?),
+            EventsRequest::PutEvents(r) => {
+                EventsResponse::PutEvents(self.put_events(cfg, r, deliver)?)
+            }
             EventsRequest::TestEventPattern(r) => {
                 EventsResponse::TestEventPattern(test_event_pattern(&r)?)
             }
@@ -257,6 +262,7 @@ impl Bus {
         &self,
         cfg: &PlatformConfig,
         req: PutEventsRequest,
+        deliver: &dyn Fn(&Value) -> std::io::Result<()>,
     ) -> Result<PutEventsResponse, ApiError> {
         let entries = req.entries.into_option().unwrap_or_default();
         if entries.is_empty() || entries.len() > 10 {
@@ -275,7 +281,7 @@ impl Bus {
                 (Some(source), Some(detail_type), Some(detail)) => {
                     let id = crate::new_uuid().to_string();
                     let time = rfc3339_now();
-                    self.publish(&Envelope {
+                    let envelope = serde_json::to_value(Envelope {
                         version: "0",
                         id: id.clone(),
                         detail_type,
@@ -289,7 +295,19 @@ impl Bus {
                             .cloned()
                             .unwrap_or_else(|| Value::Array(Vec::new())),
                         detail,
-                    });
+                    })
+                    .map_err(|e| ApiError::internal(format!("cannot encode the event: {e}")))?;
+                    // An accepted entry is with its targets, durably, before the answer.
+                    if let Err(e) = deliver(&envelope) {
+                        tracing::error!(error = %e, "cannot queue an event for its targets");
+                        failed += 1;
+                        out.push(EntryResult {
+                            error_code: Some("InternalFailure"),
+                            error_message: Some("The event could not be queued durably."),
+                            event_id: None,
+                        });
+                        continue;
+                    }
                     out.push(EntryResult {
                         error_code: None,
                         error_message: None,

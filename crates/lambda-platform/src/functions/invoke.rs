@@ -10,7 +10,12 @@ use bytes::Bytes;
 
 use super::{Functions, resolve::Routed};
 use crate::{
-    InvokeRequest, InvokeResult, arn, code, sandbox::FunctionSpec, state::VersionConfig,
+    InvokeRequest, InvokeResult, arn,
+    async_invoke::{self, Event, Policy, Target},
+    code,
+    journal::Durable,
+    sandbox::FunctionSpec,
+    state::VersionConfig,
     wire::ApiError,
 };
 
@@ -62,7 +67,7 @@ impl InvocationType {
 pub(crate) enum Invoked {
     /// `DryRun`: the function and qualifier exist.
     Checked,
-    /// `Event`: queued.
+    /// `Event`: queued durably.
     Queued,
     /// `RequestResponse`: the function's answer, and the version that gave it.
     Answered {
@@ -118,11 +123,11 @@ impl Functions<'_> {
         match kind {
             InvocationType::DryRun => Ok(Invoked::Checked),
             InvocationType::Event => {
-                let (spec, reserved) = self.spec(routed)?;
-                self.p
-                    .inner
-                    .pools
-                    .invoke_async(self.p, spec, reserved, req)?;
+                // Acknowledged (202) only once the event is on disk.
+                self.enqueue(routed, qualifier, req)?
+                    .wait()
+                    .await
+                    .map_err(|e| ApiError::internal(format!("cannot queue the event: {e}")))?;
                 Ok(Invoked::Queued)
             }
             InvocationType::RequestResponse => {
@@ -138,21 +143,84 @@ impl Functions<'_> {
     }
 
     /// Delivers an event to the function (version or alias) named by the target ARN `arn`, as
-    /// an asynchronous invoke; the function sees `arn` as its invoked ARN.
+    /// an asynchronous invoke; the function sees `arn` as its invoked ARN. The answer resolves
+    /// once the event is durable.
     ///
     /// # Errors
     /// AWS's errors for a malformed ARN, a missing function or qualifier, or a full async
     /// queue.
-    pub(crate) fn deliver_event(&self, arn: &str, payload: Bytes) -> Result<(), ApiError> {
+    pub(crate) fn deliver_event(&self, arn: &str, payload: Bytes) -> Result<Durable, ApiError> {
         let r = arn::parse_function_ref(arn).map_err(|_| arn::function_name_error(arn))?;
         let routed = self.route(&r.name, r.qualifier.as_deref())?;
-        let (spec, reserved) = self.spec(routed)?;
         let req = InvokeRequest {
             payload,
             invoked_arn: arn.to_owned(),
             client_context: None,
             log_tail: false,
+            request_id: None,
         };
-        self.p.inner.pools.invoke_async(self.p, spec, reserved, req)
+        self.enqueue(routed, r.qualifier.as_deref(), req)
+    }
+
+    /// Hands an asynchronous invoke of the routed version to the queue.
+    fn enqueue(
+        &self,
+        routed: Routed,
+        qualifier: Option<&str>,
+        req: InvokeRequest,
+    ) -> Result<Durable, ApiError> {
+        let id = req
+            .request_id
+            .clone()
+            .unwrap_or_else(|| crate::new_uuid().to_string());
+        let event = Event::new(id, routed.name, routed.version.version, qualifier, &req);
+        self.p.inner.async_queue.accept(self.p, event)
+    }
+
+    /// What one attempt of `event` runs, and the policy of its qualifier, read now: a changed
+    /// `FunctionEventInvokeConfig` applies to the next attempt.
+    ///
+    /// # Errors
+    /// The function or the event's version no longer exists.
+    pub(crate) fn async_target(&self, event: &Event) -> Result<Target, ApiError> {
+        let (routed, config, dead_letter) = self
+            .p
+            .inner
+            .state
+            .read(&event.function, |rec| {
+                let v = self.select(rec, Some(&event.version))?;
+                let routed = Routed {
+                    name: rec.name.clone(),
+                    version: v.clone(),
+                    reserved: rec.reserved_concurrency,
+                };
+                // The dead-letter queue is the configuration of the version that runs.
+                let dead_letter = v.dead_letter_arn.clone();
+                Ok((
+                    routed,
+                    rec.event_invoke.get(&event.qualifier).cloned(),
+                    dead_letter,
+                ))
+            })
+            .unwrap_or_else(|| Err(self.not_found(&event.function, None)))?;
+        let config = config.unwrap_or_default();
+        let policy = Policy {
+            max_retries: config
+                .maximum_retry_attempts
+                .unwrap_or(async_invoke::DEFAULT_RETRIES),
+            max_age_secs: config
+                .maximum_event_age_secs
+                .unwrap_or(async_invoke::DEFAULT_MAX_AGE_SECS),
+            on_success: config.on_success,
+            on_failure: config.on_failure,
+            dead_letter,
+            function_arn: format!("{}:{}", self.function_arn(&event.function), event.qualifier),
+        };
+        let (spec, reserved) = self.spec(routed)?;
+        Ok(Target {
+            spec,
+            reserved,
+            policy,
+        })
     }
 }

@@ -45,6 +45,15 @@ pub(crate) struct CreateFunctionRequest {
     pub description: Member<String>,
     pub architectures: Member<StrList>,
     pub publish: Member<bool>,
+    pub dead_letter_config: Member<Object<DeadLetterConfigInput>>,
+}
+
+/// `DeadLetterConfig` of CreateFunction / UpdateFunctionConfiguration.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, rename_all = "PascalCase")]
+pub(crate) struct DeadLetterConfigInput {
+    /// An SQS queue ARN; empty removes the dead-letter queue.
+    pub target_arn: Member<String>,
 }
 
 /// UpdateFunctionConfiguration: only the members sent change.
@@ -60,6 +69,31 @@ pub(crate) struct UpdateFunctionConfigurationRequest {
     pub layers: Member<Vec<Member<String>>>,
     pub description: Member<String>,
     pub revision_id: Member<String>,
+    pub dead_letter_config: Member<Object<DeadLetterConfigInput>>,
+}
+
+/// `DestinationConfig.OnSuccess` / `OnFailure`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, rename_all = "PascalCase")]
+pub(crate) struct DestinationInput {
+    pub destination: Member<String>,
+}
+
+/// `DestinationConfig` of an event invoke configuration.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, rename_all = "PascalCase")]
+pub(crate) struct DestinationConfigInput {
+    pub on_success: Member<Object<DestinationInput>>,
+    pub on_failure: Member<Object<DestinationInput>>,
+}
+
+/// Put/UpdateFunctionEventInvokeConfig.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, rename_all = "PascalCase")]
+pub(crate) struct EventInvokeConfigRequest {
+    pub maximum_retry_attempts: Member<i64>,
+    pub maximum_event_age_in_seconds: Member<i64>,
+    pub destination_config: Member<Object<DestinationConfigInput>>,
 }
 
 /// UpdateFunctionCode.

@@ -127,6 +127,7 @@ mod tests {
             last_modified: String::new(),
             revision_id: String::new(),
             architectures: Vec::new(),
+            dead_letter_arn: None,
         }
     }
 
@@ -152,6 +153,7 @@ mod tests {
             .into(),
             tags: BTreeMap::new(),
             reserved_concurrency: None,
+            event_invoke: BTreeMap::new(),
         }
     }
 

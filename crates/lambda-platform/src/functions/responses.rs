@@ -62,6 +62,8 @@ pub(crate) struct FunctionConfiguration {
     pub architectures: Vec<String>,
     pub code_sha256: String,
     pub code_size: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dead_letter_config: Option<DeadLetterConfig>,
     pub description: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub environment: Option<EnvironmentResponse>,
@@ -84,6 +86,50 @@ pub(crate) struct FunctionConfiguration {
     pub timeout: u32,
     pub tracing_config: TracingConfig,
     pub version: String,
+}
+
+/// `DeadLetterConfig` of a function configuration.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub(crate) struct DeadLetterConfig {
+    pub target_arn: String,
+}
+
+/// `DestinationConfig.OnSuccess` / `OnFailure` (`{}` when unset, as AWS answers).
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub(crate) struct Destination {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub destination: Option<String>,
+}
+
+/// `DestinationConfig` of a `FunctionEventInvokeConfig`.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub(crate) struct DestinationConfig {
+    pub on_failure: Destination,
+    pub on_success: Destination,
+}
+
+/// Put/Get/UpdateFunctionEventInvokeConfig.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub(crate) struct FunctionEventInvokeConfig {
+    pub destination_config: DestinationConfig,
+    pub function_arn: String,
+    /// A timestamp (seconds since the epoch), as this API's `LastModified` is on the wire.
+    pub last_modified: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub maximum_event_age_in_seconds: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub maximum_retry_attempts: Option<u32>,
+}
+
+/// ListFunctionEventInvokeConfigs.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub(crate) struct ListEventInvokeConfigsResponse {
+    pub function_event_invoke_configs: Vec<FunctionEventInvokeConfig>,
 }
 
 /// `Code` of GetFunction.
@@ -263,6 +309,9 @@ pub(crate) mod tests {
             architectures: vec!["x86_64".into()],
             code_sha256: "c".into(),
             code_size: 1,
+            dead_letter_config: Some(DeadLetterConfig {
+                target_arn: "arn:aws:sqs:us-east-1:123456789012:dlq".into(),
+            }),
             description: "d".into(),
             environment: Some(EnvironmentResponse {
                 variables: [("B".to_owned(), "2".to_owned()), ("A".into(), "1".into())].into(),
@@ -319,6 +368,20 @@ pub(crate) mod tests {
 
     #[test]
     fn members_are_declared_in_sorted_order() {
+        assert_sorted(&ListEventInvokeConfigsResponse {
+            function_event_invoke_configs: vec![FunctionEventInvokeConfig {
+                destination_config: DestinationConfig {
+                    on_failure: Destination {
+                        destination: Some("arn:aws:sqs:us-east-1:123456789012:q".into()),
+                    },
+                    on_success: Destination { destination: None },
+                },
+                function_arn: "arn".into(),
+                last_modified: 1.5,
+                maximum_event_age_in_seconds: Some(60),
+                maximum_retry_attempts: Some(0),
+            }],
+        });
         assert_sorted(&GetFunctionResponse {
             code: CodeLocation {
                 location: "l".into(),

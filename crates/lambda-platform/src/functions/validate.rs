@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use base64::Engine;
 
-use super::requests::{CodeInput, EnvironmentInput};
+use super::requests::{CodeInput, DeadLetterConfigInput, EnvironmentInput};
 use crate::{
     arn,
     decode::{Map, Member, Object, StrList},
@@ -295,4 +295,48 @@ pub fn validate_tag(k: &str, v: &str) -> Result<(), ApiError> {
         )));
     }
     Ok(())
+}
+
+/// `DeadLetterConfig`: `None` when not sent, `Some(None)` when it removes the queue (no or an
+/// empty `TargetArn`), `Some(Some(arn))` for an SQS queue. SNS topics, which AWS also takes, are
+/// refused: this platform has no SNS.
+///
+/// # Errors
+/// `InvalidParameterValueException` naming the ARN.
+pub(super) fn dead_letter(
+    member: &Member<Object<DeadLetterConfigInput>>,
+) -> Result<Option<Option<String>>, ApiError> {
+    if !member.is_present() {
+        return Ok(None);
+    }
+    match member.object().and_then(|d| d.target_arn.as_deref()) {
+        None | Some("") => Ok(Some(None)),
+        Some(a) if is_sqs_arn(a) => Ok(Some(Some(a.to_owned()))),
+        Some(a) => Err(ApiError::invalid_parameter(format!(
+            "The DeadLetterConfig.TargetArn {a} is not supported: it must be an SQS queue ARN (arn:aws:sqs:<region>:<account>:<name>); SNS topics are not supported by this platform"
+        ))),
+    }
+}
+
+/// An asynchronous invocation destination (`DestinationConfig.OnSuccess/OnFailure`): an SQS
+/// queue, a Lambda function (or version or alias), or an EventBridge bus.
+///
+/// # Errors
+/// `InvalidParameterValueException` naming the ARN.
+pub(super) fn destination(a: &str) -> Result<(), ApiError> {
+    let ok = is_sqs_arn(a)
+        || (a.starts_with("arn:aws:lambda:") && arn::parse_function_ref(a).is_ok())
+        || (a.starts_with("arn:aws:events:") && a.contains(":event-bus/"));
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::invalid_parameter(format!(
+            "The destination ARN {a} is not supported: use an SQS queue, a Lambda function or an EventBridge event bus ARN (SNS topics and S3 buckets are not supported by this platform)"
+        )))
+    }
+}
+
+fn is_sqs_arn(a: &str) -> bool {
+    let parts: Vec<&str> = a.split(':').collect();
+    parts.len() == 6 && parts[..3] == ["arn", "aws", "sqs"] && !parts[5].is_empty()
 }

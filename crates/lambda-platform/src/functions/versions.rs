@@ -38,7 +38,8 @@ pub(super) fn publish_latest(
             && last.layers == rec.latest.layers
             && last.timeout == rec.latest.timeout
             && last.memory_size == rec.latest.memory_size
-            && last.role == rec.latest.role;
+            && last.role == rec.latest.role
+            && last.dead_letter_arn == rec.latest.dead_letter_arn;
         if same {
             return last.clone();
         }
@@ -284,6 +285,8 @@ impl Functions<'_> {
         self.update(&r.name, |rec| {
             // AWS answers 204 whether or not the alias existed.
             rec.aliases.remove(name);
+            // Its asynchronous invocation settings go with it, as on AWS.
+            rec.event_invoke.remove(name);
             Ok(())
         })?;
         let params = serde_json::json!({"functionName": raw, "name": name});

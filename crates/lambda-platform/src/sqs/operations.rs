@@ -7,8 +7,10 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use std::collections::BTreeMap;
+
 use crate::{
-    decode::{self, Member, Object},
+    decode::{self, Member, Object, StrList},
     wire::ApiError,
 };
 
@@ -82,6 +84,37 @@ pub(crate) struct QueueUrlRequest {
 pub(crate) struct SendMessageRequest {
     pub queue_url: Member<String>,
     pub message_body: Member<String>,
+    pub message_attributes: Member<BTreeMap<String, MessageAttribute>>,
+}
+
+/// A message attribute, as sent, kept and received (`DataType` `String`, `Number` or
+/// `Binary`, with its value).
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub(crate) struct MessageAttribute {
+    pub data_type: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub string_value: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub binary_value: Option<String>,
+}
+
+impl MessageAttribute {
+    pub(crate) fn string(v: &str) -> Self {
+        Self {
+            data_type: "String".into(),
+            string_value: Some(v.to_owned()),
+            binary_value: None,
+        }
+    }
+
+    pub(crate) fn number(v: &str) -> Self {
+        Self {
+            data_type: "Number".into(),
+            string_value: Some(v.to_owned()),
+            binary_value: None,
+        }
+    }
 }
 
 /// ReceiveMessage.
@@ -92,6 +125,7 @@ pub(crate) struct ReceiveMessageRequest {
     pub max_number_of_messages: Member<u64>,
     pub wait_time_seconds: Member<u64>,
     pub visibility_timeout: Member<u64>,
+    pub message_attribute_names: Member<StrList>,
 }
 
 /// DeleteMessage.
@@ -161,6 +195,8 @@ pub(crate) struct MessageAttributes {
 pub(crate) struct Message {
     pub attributes: MessageAttributes,
     pub body: String,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub message_attributes: BTreeMap<String, MessageAttribute>,
     pub message_id: String,
     pub receipt_handle: String,
 }
@@ -194,6 +230,10 @@ mod tests {
                     approximate_receive_count: "1".into(),
                 },
                 body: "b".into(),
+                message_attributes: BTreeMap::from([(
+                    "RequestID".into(),
+                    MessageAttribute::string("r"),
+                )]),
                 message_id: "m".into(),
                 receipt_handle: "r".into(),
             }]),

@@ -1,7 +1,10 @@
 //! The leaf-certificate cache: one leaf per service, signed on first request and reused until it
 //! passes two thirds of its lifetime or the active root changes (after the rotation grace).
-//! Leaves are not persisted: after a restart each service simply gets a fresh one, exactly as a
-//! Consul agent's cache behaves.
+//! Leaves are persisted (`leaf/persist.rs`) before they are served, so a restart of the server
+//! reissues none: every proxy and every function keeps its certificate (a Consul agent's cache
+//! is in memory and signs anew after a restart).
+
+mod persist;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -53,6 +56,8 @@ pub struct LeafCache {
     /// Serialises configuration writes (a rotation decision reads the stored config).
     config: Mutex<()>,
     changed: watch::Sender<u64>,
+    /// Where leaves are kept (`None`: in memory only).
+    dir: Option<std::path::PathBuf>,
 }
 
 #[derive(Default)]
@@ -81,6 +86,7 @@ impl Default for LeafCache {
             serials: Mutex::default(),
             config: Mutex::default(),
             changed: watch::channel(0).0,
+            dir: None,
         }
     }
 }
@@ -105,6 +111,31 @@ impl Leaf {
 // === impl LeafCache ===
 
 impl LeafCache {
+    /// The cache of a server whose data dir is `data_dir`, with the leaves it kept. A leaf
+    /// that is no longer fresh (renewal due, or its root no longer active) is replaced on its
+    /// first use, as a cached one is.
+    pub fn open(data_dir: &std::path::Path) -> Self {
+        let dir = persist::dir(data_dir);
+        let loaded = persist::load(&dir);
+        if !loaded.is_empty() {
+            tracing::info!(
+                leaves = loaded.len(),
+                "leaf certificates kept from the last run"
+            );
+        }
+        let newest = loaded.iter().map(|l| l.modify_index).max().unwrap_or(0);
+        let leaves = loaded
+            .into_iter()
+            .map(|l| (l.service.clone(), Arc::new(l)))
+            .collect();
+        Self {
+            leaves: parking_lot::Mutex::new(leaves),
+            changed: watch::channel(newest).0,
+            dir: Some(dir),
+            ..Self::default()
+        }
+    }
+
     /// The service's current leaf, signed now if it has none or the cached one needs renewal.
     ///
     /// # Errors
@@ -150,6 +181,21 @@ impl LeafCache {
             not_before: issued.not_before,
             not_after: issued.not_after,
         });
+        if let Some(dir) = self.dir.clone() {
+            // On disk before anyone sees it, so no leaf that was served is lost in a restart.
+            // A failure only costs a reissue after the next restart.
+            let stored = leaf.clone();
+            let saved = tokio::task::spawn_blocking(move || persist::save(&dir, &stored)).await;
+            match saved {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    tracing::warn!(service = %service.name, error = %e, "cannot store a leaf")
+                }
+                Err(e) => {
+                    tracing::warn!(service = %service.name, error = %e, "cannot store a leaf")
+                }
+            }
+        }
         self.leaves.lock().insert(service.clone(), leaf.clone());
         tracing::debug!(service = %service.name, serial, root = %signer.root_id, "signed a leaf");
         self.changed.send_modify(|v| *v = (*v).max(serial));
