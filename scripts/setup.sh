@@ -23,6 +23,10 @@ if [ ! -x "$venv/bin/python" ] || [ ! -f "$venv/.complete" ]; then
   touch "$venv/.complete"
 fi
 ln -sfn "$venv" "$root/.venv"
+# `lambdamesh` on the venv's PATH: a link to the binary cargo builds (the same default target
+# dir as demo.sh and test.sh), so `source .venv/bin/activate` is all a shell needs. It dangles
+# until the first build (`./scripts/demo.sh`, `./scripts/test.sh` or `cargo build -p lambdamesh`).
+ln -sfn "${CARGO_TARGET_DIR:-$HOME/.cache/lambdamesh/target}/debug/lambdamesh" "$venv/bin/lambdamesh"
 
 # Debian packages: only what is missing (apt-get needs root; CI and developers run as root here).
 need=()

@@ -66,6 +66,16 @@ def test_config_entries(server):
     assert c.config.get("service-defaults", "authentication") is None
 
 
+def test_a_bad_value_names_its_field(server):
+    """A value of the wrong type is a 400 naming the field's path, as an independent client sends it."""
+    c = client(server)
+    with pytest.raises(consul.exceptions.BadRequest) as e:
+        c.catalog.register("n", "10.0.0.1", service={"Service": "web", "Port": "abc"})
+    assert "Service.Port: invalid type" in str(e.value), str(e.value)
+    _, services = c.catalog.services()
+    assert "web" not in services
+
+
 def test_blocking_query_wakes_on_change(server):
     c = client(server)
     index, _ = c.catalog.services()
@@ -143,6 +153,8 @@ def test_lambda_service_defaults_both_markings(server):
         ({"Protocol": "tcp", "EnvoyExtensions": [{"Name": "builtin/aws/lambda", "Arguments": {"ARN": arn}}]}, "Protocol"),
         ({"Protocol": "http", "EnvoyExtensions": [{"Name": "builtin/aws/lambda", "Arguments": {"ARN": "nope"}}]}, "ARN"),
         ({"Protocol": "http", "Meta": {p + "enabled": "true", p + "arn": arn, p + "region": "eu-west-1"}}, "region"),
+        # A misspelt argument (Consul dropped it, leaving passthrough off) is named.
+        ({"Protocol": "http", "EnvoyExtensions": [{"Name": "builtin/aws/lambda", "Arguments": {"ARN": arn, "PayloadPasthrough": True}}]}, "PayloadPasthrough"),
     ]:
         with pytest.raises(consul.exceptions.BadRequest) as e:
             c.config.set("service-defaults", "bad", body)

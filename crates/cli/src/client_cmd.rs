@@ -1,17 +1,25 @@
-//! Client subcommands shaped like Consul's CLI: `services`, `catalog`, `config`, `intention`,
-//! `acl`. Each parses its input locally first (so a bad file is reported without a round trip),
-//! then calls the HTTP API and prints the server's message on failure (exit code 1).
+//! Client subcommands shaped like Consul's CLI: `services`, `catalog`, `members`, `config`,
+//! `intention` (`client_cmd/intention.rs`), `acl` (`client_cmd/acl.rs`). Each parses its input
+//! locally first (so a bad file is reported without a round trip), then calls the HTTP API and
+//! prints the server's message on failure (exit code 1).
+
+mod acl;
+mod intention;
+
+pub use acl::{AclCommand, acl};
+pub use intention::{IntentionCommand, intention};
 
 use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
-use serde_json::{Value, json};
 
-use consul_client::{Client, ClientError, Tenancy};
+use consul_client::{Client, Tenancy};
 use mesh_model::catalog::ServiceFile;
 use mesh_model::config_entry;
+
+use crate::table::columns;
 
 /// Flags every client command takes, with Consul's names and environment variables.
 #[derive(Args, Debug, Clone)]
@@ -133,6 +141,12 @@ pub enum CatalogCommand {
     Nodes {
         #[command(flatten)]
         http: HttpArgs,
+        /// Show full node IDs, tagged addresses and metadata.
+        #[arg(long)]
+        detailed: bool,
+        /// Filter expression (go-bexpr) applied by the server.
+        #[arg(long)]
+        filter: Option<String>,
     },
 }
 
@@ -153,21 +167,151 @@ pub fn catalog(cmd: CatalogCommand) -> anyhow::Result<u8> {
             }
             Ok(0)
         }
-        CatalogCommand::Nodes { http } => {
+        CatalogCommand::Nodes {
+            http,
+            detailed,
+            filter,
+        } => {
             let nodes = http
                 .client()
-                .catalog_nodes()
+                .catalog_nodes_filtered(&http.tenancy(), filter.as_deref())
                 .context("Error listing nodes")?;
-            out(format!("{:<24} {:<38} {:<16} DC", "Node", "ID", "Address"))?;
-            for n in nodes {
-                out(format!(
-                    "{:<24} {:<38} {:<16} {}",
-                    n.node, n.id, n.address, n.datacenter
-                ))?;
+            if nodes.is_empty() {
+                eprintln!("No nodes match the given query - try expanding your search.");
+                return Ok(0);
             }
+            let mut rows = vec![if detailed {
+                ["Node", "ID", "Address", "DC", "TaggedAddresses", "Meta"]
+                    .map(str::to_owned)
+                    .to_vec()
+            } else {
+                ["Node", "ID", "Address", "DC"].map(str::to_owned).to_vec()
+            }];
+            for n in nodes {
+                rows.push(if detailed {
+                    vec![
+                        n.node,
+                        n.id,
+                        n.address,
+                        n.datacenter,
+                        key_values(&n.tagged_addresses),
+                        key_values(&n.meta),
+                    ]
+                } else {
+                    // Consul shortens the ID to its first group outside -detailed.
+                    let short = n.id.split('-').next().unwrap_or_default().to_owned();
+                    vec![n.node, short, n.address, n.datacenter]
+                });
+            }
+            out(columns(&rows))?;
             Ok(0)
         }
     }
+}
+
+/// `k1=v1, k2=v2`, sorted by key, as Consul's CLI prints maps.
+fn key_values(map: &std::collections::BTreeMap<String, String>) -> String {
+    map.iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `members`: the cluster's members as `consul members` lists them.
+#[derive(Args, Debug)]
+pub struct MembersArgs {
+    #[command(flatten)]
+    http: HttpArgs,
+    /// Show every member tag instead of the summary columns.
+    #[arg(long)]
+    detailed: bool,
+}
+
+pub fn members(args: MembersArgs) -> anyhow::Result<u8> {
+    let mut members = args
+        .http
+        .client()
+        .agent_members()
+        .context("Error retrieving members")?;
+    if members.is_empty() {
+        return Ok(2);
+    }
+    // Servers first, then by name (Consul's order within the default partition).
+    members.sort_by(|a, b| {
+        let not_server = |m: &consul_client::agent::Member| {
+            m.tags.get("role").map(String::as_str) != Some("consul")
+        };
+        (not_server(a), &a.name).cmp(&(not_server(b), &b.name))
+    });
+    let addr = |m: &consul_client::agent::Member| match m.addr.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V6(ip)) => format!("[{ip}]:{}", m.port),
+        _ => format!("{}:{}", m.addr, m.port),
+    };
+    let mut rows = Vec::with_capacity(members.len() + 1);
+    if args.detailed {
+        rows.push(
+            ["Node", "Address", "Status", "Tags"]
+                .map(str::to_owned)
+                .to_vec(),
+        );
+        for m in &members {
+            rows.push(vec![
+                m.name.clone(),
+                addr(m),
+                m.status_name().to_owned(),
+                m.tags
+                    .iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect::<Vec<_>>()
+                    .join(","),
+            ]);
+        }
+    } else {
+        rows.push(
+            [
+                "Node",
+                "Address",
+                "Status",
+                "Type",
+                "Build",
+                "Protocol",
+                "DC",
+                "Partition",
+                "Segment",
+            ]
+            .map(str::to_owned)
+            .to_vec(),
+        );
+        for m in &members {
+            let tag = |k: &str| m.tags.get(k).cloned().unwrap_or_default();
+            let kind = match tag("role").as_str() {
+                "consul" => "server",
+                "node" => "client",
+                _ => "unknown",
+            };
+            let build = tag("build");
+            let build = build.split(':').next().unwrap_or_default().to_owned();
+            let partition = Some(tag("ap")).filter(|p| !p.is_empty());
+            let segment = match (kind, tag("segment")) {
+                ("server", _) => "<all>".to_owned(),
+                (_, s) if s.is_empty() => "<default>".to_owned(),
+                (_, s) => s,
+            };
+            rows.push(vec![
+                m.name.clone(),
+                addr(m),
+                m.status_name().to_owned(),
+                kind.to_owned(),
+                build,
+                tag("vsn"),
+                tag("dc"),
+                partition.unwrap_or_else(|| "default".to_owned()),
+                segment,
+            ]);
+        }
+    }
+    out(columns(&rows))?;
+    Ok(0)
 }
 
 #[derive(Subcommand, Debug)]
@@ -265,152 +409,6 @@ pub fn config(cmd: ConfigCommand) -> anyhow::Result<u8> {
                 .delete_config_entry(&kind, &name, &http.tenancy())
                 .with_context(|| format!("Error deleting config entry {kind}/{name}"))?;
             out(format!("Config entry deleted: {kind}/{name}"))?;
-            Ok(0)
-        }
-    }
-}
-
-#[derive(Subcommand, Debug)]
-pub enum IntentionCommand {
-    /// Create an intention SRC => DST.
-    Create {
-        #[command(flatten)]
-        http: HttpArgs,
-        #[arg(long, conflicts_with = "deny")]
-        allow: bool,
-        #[arg(long)]
-        deny: bool,
-        /// Replace an existing intention between the same pair.
-        #[arg(long)]
-        replace: bool,
-        #[arg(long)]
-        description: Option<String>,
-        source: String,
-        destination: String,
-    },
-    /// Check whether SRC may connect to DST (exit 0 allowed, 2 denied).
-    Check {
-        #[command(flatten)]
-        http: HttpArgs,
-        source: String,
-        destination: String,
-    },
-    /// Delete the intention SRC => DST.
-    Delete {
-        #[command(flatten)]
-        http: HttpArgs,
-        source: String,
-        destination: String,
-    },
-    /// Show the intention SRC => DST.
-    Get {
-        #[command(flatten)]
-        http: HttpArgs,
-        source: String,
-        destination: String,
-    },
-}
-
-pub fn intention(cmd: IntentionCommand) -> anyhow::Result<u8> {
-    match cmd {
-        IntentionCommand::Create {
-            http,
-            allow: _,
-            deny,
-            replace,
-            description,
-            source,
-            destination,
-        } => {
-            let client = http.client();
-            if !replace {
-                match client.intention_exact(&source, &destination) {
-                    Ok(_) => bail!(
-                        "Error creating intention: an intention {source} => {destination} already exists; use -replace to overwrite it"
-                    ),
-                    Err(ClientError::Http { status: 404, .. }) => {}
-                    Err(e) => return Err(e).context("Error checking for an existing intention"),
-                }
-            }
-            let action = if deny { "deny" } else { "allow" };
-            let mut body = json!({ "SourceType": "consul", "Action": action });
-            if let Some(d) = description {
-                body["Description"] = Value::from(d);
-            }
-            client
-                .put_intention_exact(&source, &destination, &body)
-                .context("Error creating intention")?;
-            out(format!("Created: {source} => {destination} ({action})"))?;
-            Ok(0)
-        }
-        IntentionCommand::Check {
-            http,
-            source,
-            destination,
-        } => {
-            let allowed = http
-                .client()
-                .intention_check(&source, &destination)
-                .context("Error checking the connection")?;
-            if allowed {
-                out("Allowed")?;
-                Ok(0)
-            } else {
-                out("Denied")?;
-                Ok(2)
-            }
-        }
-        IntentionCommand::Delete {
-            http,
-            source,
-            destination,
-        } => {
-            http.client()
-                .delete_intention_exact(&source, &destination)
-                .context("Error deleting intention")?;
-            out("Intention deleted.")?;
-            Ok(0)
-        }
-        IntentionCommand::Get {
-            http,
-            source,
-            destination,
-        } => {
-            let intention = http
-                .client()
-                .intention_exact(&source, &destination)
-                .context("Error reading intention")?;
-            out(serde_json::to_string_pretty(&intention).context("cannot format the intention")?)?;
-            Ok(0)
-        }
-    }
-}
-
-#[derive(Subcommand, Debug)]
-pub enum AclCommand {
-    /// Bootstrap the ACL system and print the management token.
-    Bootstrap {
-        #[command(flatten)]
-        http: HttpArgs,
-    },
-}
-
-pub fn acl(cmd: AclCommand) -> anyhow::Result<u8> {
-    match cmd {
-        AclCommand::Bootstrap { http } => {
-            let t = http
-                .client()
-                .acl_bootstrap()
-                .context("Failed ACL bootstrapping")?;
-            out(format!("AccessorID:       {}", t.accessor_id))?;
-            out(format!("SecretID:         {}", t.secret_id))?;
-            out(format!("Description:      {}", t.description))?;
-            out(format!("Local:            {}", t.local))?;
-            out(format!("Create Time:      {}", t.create_time))?;
-            out("Policies:")?;
-            for p in t.policies {
-                out(format!("   {} - {}", p.id, p.name))?;
-            }
             Ok(0)
         }
     }

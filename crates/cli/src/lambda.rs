@@ -3,6 +3,8 @@
 //! `serve` runs the platform; the other subcommands are thin signed clients of its API (the same
 //! wire calls boto3 makes), except `logs`, which reads the function's log file in the data dir.
 
+mod python;
+
 use std::{collections::BTreeMap, path::PathBuf, time::Duration};
 
 use anyhow::{Context, bail};
@@ -58,9 +60,11 @@ pub struct ServeArgs {
     /// Account id in ARNs.
     #[arg(long, default_value = "123456789012")]
     account: String,
-    /// Python interpreter with awslambdaric installed.
-    #[arg(long, env = "LAMBDAMESH_PYTHON", default_value = "python3")]
-    python: PathBuf,
+    /// Python interpreter with awslambdaric installed [default: the project's venv when found
+    /// (active venv, beside this program, .venv in a parent directory, the setup's cache), else
+    /// python3].
+    #[arg(long, env = "LAMBDAMESH_PYTHON")]
+    python: Option<PathBuf>,
     /// Stop sandboxes idle this long (e.g. 5m, 30s).
     #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
     idle_timeout: Duration,
@@ -143,6 +147,9 @@ pub struct InvokeArgs {
     /// Also print the invoke's log tail to stderr.
     #[arg(long)]
     log: bool,
+    /// Print the response bytes exactly as returned (no newline added at the end).
+    #[arg(long)]
+    raw: bool,
     #[command(flatten)]
     conn: ConnArgs,
 }
@@ -224,18 +231,31 @@ async fn serve(a: ServeArgs) -> anyhow::Result<u8> {
     };
     config.region = a.region;
     config.account = a.account;
-    config.python = a.python;
+    let (python, usable) = match a.python {
+        Some(p) => (p, None),
+        None => {
+            let (p, ok) = python::find();
+            (p, Some(ok))
+        }
+    };
+    config.python = python;
     config.idle_timeout = a.idle_timeout;
     config.max_sandboxes = a.max_sandboxes;
     config.freeze = a.freeze;
-    // Python functions need awslambdaric in this interpreter; say so now rather than at the first
-    // invoke (which would report Runtime.ExitError).
-    let check = tokio::process::Command::new(&config.python)
-        .args(["-c", "import awslambdaric"])
-        .output()
-        .await;
-    if !check.is_ok_and(|o| o.status.success()) {
-        tracing::warn!(python = %config.python.display(), "python runtimes unavailable: interpreter missing or without awslambdaric (see -python)");
+    // Python functions need awslambdaric in this interpreter; say so now as well as in each
+    // invoke's `Runtime.Unavailable` error (the platform checks before a cold start).
+    let usable = match usable {
+        Some(ok) => ok,
+        None => tokio::process::Command::new(&config.python)
+            .args(["-c", "import awslambdaric"])
+            .output()
+            .await
+            .is_ok_and(|o| o.status.success()),
+    };
+    if usable {
+        tracing::info!(python = %config.python.display(), "python runtimes use this interpreter");
+    } else {
+        tracing::warn!(python = %config.python.display(), "python runtimes unavailable: interpreter missing or without awslambdaric; pass -python PATH (or set LAMBDAMESH_PYTHON)");
     }
     tracing::info!(addr = %listener.local_addr()?, data_dir = %config.data_dir.display(), "lambda platform listening");
     lambda_platform::serve(listener, config, crate::signals::shutdown_signal()).await?;
@@ -318,7 +338,7 @@ async fn invoke(a: InvokeArgs) -> anyhow::Result<u8> {
             .unwrap_or_default();
         eprint!("{}", String::from_utf8_lossy(&bytes));
     }
-    write_out(&resp.body)?;
+    write_out(&with_final_newline(&resp.body, a.raw))?;
     Ok(if resp.header("x-amz-function-error").is_some() {
         1
     } else {
@@ -466,6 +486,18 @@ fn print_json(v: &Value) -> anyhow::Result<()> {
     let mut s = serde_json::to_string_pretty(v)?;
     s.push('\n');
     write_out(s.as_bytes())
+}
+
+/// The response as printed: a line ends with a newline, so the shell prompt does not run into
+/// the output (`-raw` keeps the bytes exact, e.g. for a binary payload).
+fn with_final_newline(body: &[u8], raw: bool) -> std::borrow::Cow<'_, [u8]> {
+    if raw || body.is_empty() || body.ends_with(b"\n") {
+        std::borrow::Cow::Borrowed(body)
+    } else {
+        let mut v = body.to_vec();
+        v.push(b'\n');
+        std::borrow::Cow::Owned(v)
+    }
 }
 
 fn write_out(bytes: &[u8]) -> anyhow::Result<()> {

@@ -10,6 +10,7 @@ mod lambda;
 mod registrator_cmd;
 mod server_cmd;
 mod signals;
+mod table;
 
 use clap::{Parser, Subcommand};
 
@@ -36,10 +37,12 @@ enum Command {
     /// Read the catalog.
     #[command(subcommand)]
     Catalog(client_cmd::CatalogCommand),
+    /// List the members of the cluster.
+    Members(client_cmd::MembersArgs),
     /// Write, read, list and delete config entries.
     #[command(subcommand)]
     Config(client_cmd::ConfigCommand),
-    /// Create, check and delete intentions.
+    /// Create, check, get, list, match and delete intentions.
     #[command(subcommand)]
     Intention(client_cmd::IntentionCommand),
     /// Run Envoy for a sidecar proxy or a gateway.
@@ -70,6 +73,7 @@ fn main() -> std::process::ExitCode {
         // is lost when another thread execs).
         Command::Services(cmd) => exit_code(client_cmd::services(cmd)),
         Command::Catalog(cmd) => exit_code(client_cmd::catalog(cmd)),
+        Command::Members(args) => exit_code(client_cmd::members(args)),
         Command::Config(cmd) => exit_code(client_cmd::config(cmd)),
         Command::Intention(cmd) => exit_code(client_cmd::intention(cmd)),
         Command::Acl(cmd) => exit_code(client_cmd::acl(cmd)),
@@ -109,7 +113,7 @@ fn run_async(
     let runtime = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
+            eprintln!("Error: cannot start the async runtime: {e}");
             return std::process::ExitCode::from(1);
         }
     };
@@ -125,9 +129,21 @@ fn exit_code(result: anyhow::Result<u8>) -> std::process::ExitCode {
     match result {
         Ok(code) => std::process::ExitCode::from(code),
         Err(e) => {
-            eprintln!("Error: {e:#}");
+            eprintln!("{}", error_line(&e));
             std::process::ExitCode::from(1)
         }
+    }
+}
+
+/// The one line a failed command prints. Commands word their failures as Consul's CLI does
+/// (`Error parsing FILE: ...`, `Failed to decode ...`), and those are printed as they are; any
+/// other error gets an `Error: ` prefix, so no line reads `Error: Error parsing`.
+fn error_line(e: &anyhow::Error) -> String {
+    let text = format!("{e:#}");
+    if text.starts_with("Error") || text.starts_with("Failed") {
+        text
+    } else {
+        format!("Error: {text}")
     }
 }
 
@@ -141,4 +157,22 @@ fn init_tracing() {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::error_line;
+
+    #[test]
+    fn errors_carry_one_prefix() {
+        let parse = anyhow::anyhow!("invalid HCL").context("Error parsing api.hcl");
+        assert_eq!(error_line(&parse), "Error parsing api.hcl: invalid HCL");
+        let failed = anyhow::anyhow!("x").context("Failed ACL bootstrapping");
+        assert_eq!(error_line(&failed), "Failed ACL bootstrapping: x");
+        let bare = anyhow::anyhow!("exactly one of -id or a file must be given");
+        assert_eq!(
+            error_line(&bare),
+            "Error: exactly one of -id or a file must be given"
+        );
+    }
 }

@@ -43,7 +43,43 @@ pub struct AgentServiceProxy {
     pub destination_service_id: String,
 }
 
+/// One row of `GET /v1/agent/members`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default, rename_all = "PascalCase")]
+pub struct Member {
+    pub name: String,
+    pub addr: String,
+    pub port: u16,
+    #[serde(deserialize_with = "null_as_default")]
+    pub tags: BTreeMap<String, String>,
+    /// Serf's member status: 1 alive, 2 leaving, 3 left, 4 failed.
+    pub status: u8,
+}
+
+impl Member {
+    /// The status as Serf names it.
+    pub fn status_name(&self) -> &'static str {
+        match self.status {
+            0 => "none",
+            1 => "alive",
+            2 => "leaving",
+            3 => "left",
+            4 => "failed",
+            _ => "unknown",
+        }
+    }
+}
+
 impl Client {
+    /// `GET /v1/agent/members`.
+    ///
+    /// # Errors
+    /// [`ClientError`].
+    pub fn agent_members(&self) -> Result<Vec<Member>, ClientError> {
+        let members: Option<Vec<Member>> = self.get_as("/v1/agent/members")?;
+        Ok(members.unwrap_or_default())
+    }
+
     /// `GET /v1/agent/self`.
     ///
     /// # Errors

@@ -16,6 +16,10 @@ pub struct Node {
     pub id: String,
     pub address: String,
     pub datacenter: String,
+    #[serde(deserialize_with = "null_as_default")]
+    pub tagged_addresses: BTreeMap<String, String>,
+    #[serde(deserialize_with = "null_as_default")]
+    pub meta: BTreeMap<String, String>,
 }
 
 /// `GET /v1/catalog/node/<node>`: the services registered on it, by service ID.
@@ -68,7 +72,21 @@ impl Client {
     /// # Errors
     /// [`ClientError`].
     pub fn catalog_nodes(&self) -> Result<Vec<Node>, ClientError> {
-        let nodes: Option<Vec<Node>> = self.get_as("/v1/catalog/nodes")?;
+        self.catalog_nodes_filtered(&Tenancy::DEFAULT, None)
+    }
+
+    /// `GET /v1/catalog/nodes` in `tenancy`'s partition, with an optional `?filter`.
+    ///
+    /// # Errors
+    /// [`ClientError`].
+    pub fn catalog_nodes_filtered(
+        &self,
+        tenancy: &Tenancy<'_>,
+        filter: Option<&str>,
+    ) -> Result<Vec<Node>, ClientError> {
+        let extra: Vec<(&str, &str)> = filter.map(|f| ("filter", f)).into_iter().collect();
+        let path = format!("/v1/catalog/nodes{}", tenancy.query_with(&extra));
+        let nodes: Option<Vec<Node>> = self.get_as(&path)?;
         Ok(nodes.unwrap_or_default())
     }
 

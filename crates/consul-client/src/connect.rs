@@ -1,5 +1,6 @@
 //! Connect: the CA's roots and an agent-issued leaf (what the registrator hands to Lambda
-//! functions), namespaces of a partition, and intentions between two services.
+//! functions), namespaces of a partition, and intentions: listed, matched, and between two
+//! services.
 
 use serde::Deserialize;
 use serde_json::Value;
@@ -52,6 +53,89 @@ pub struct Namespace {
     pub name: String,
 }
 
+/// One intention as `GET /v1/connect/intentions` and `/match` list it.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(default, rename_all = "PascalCase")]
+pub struct Intention {
+    #[serde(rename = "ID")]
+    pub id: String,
+    pub description: String,
+    #[serde(rename = "SourceNS")]
+    pub source_ns: String,
+    pub source_name: String,
+    pub source_partition: String,
+    pub source_peer: String,
+    #[serde(rename = "DestinationNS")]
+    pub destination_ns: String,
+    pub destination_name: String,
+    pub destination_partition: String,
+    pub action: String,
+    #[serde(deserialize_with = "null_as_default")]
+    pub permissions: Vec<Value>,
+    pub precedence: i64,
+    #[serde(deserialize_with = "null_as_default")]
+    pub meta: std::collections::BTreeMap<String, String>,
+    pub created_at: String,
+}
+
+impl Intention {
+    /// The source as Consul's CLI prints it: `[peer:|partition/][namespace/]name`, with the
+    /// default partition and namespace left out.
+    pub fn source_string(&self) -> String {
+        let peer = (!self.source_peer.is_empty()).then(|| format!("peer:{}", self.source_peer));
+        qualified(
+            peer.as_deref().unwrap_or(&self.source_partition),
+            &self.source_ns,
+            &self.source_name,
+        )
+    }
+
+    /// The destination as Consul's CLI prints it.
+    pub fn destination_string(&self) -> String {
+        qualified(
+            &self.destination_partition,
+            &self.destination_ns,
+            &self.destination_name,
+        )
+    }
+
+    /// `SRC => DST (allow)`, or the number of L7 permissions instead of the action, as
+    /// Consul's `api.Intention.String`.
+    pub fn summary(&self) -> String {
+        let detail = match self.permissions.len() {
+            0 => self.action.clone(),
+            1 => "1 permission".to_owned(),
+            n => format!("{n} permissions"),
+        };
+        format!(
+            "{} => {} ({detail})",
+            self.source_string(),
+            self.destination_string()
+        )
+    }
+}
+
+fn qualified(partition: &str, namespace: &str, name: &str) -> String {
+    let mut out = String::new();
+    if !partition.is_empty() && partition != "default" {
+        out.push_str(partition);
+        out.push('/');
+    }
+    if !namespace.is_empty() && namespace != "default" {
+        out.push_str(namespace);
+        out.push('/');
+    }
+    out.push_str(name);
+    out
+}
+
+/// Which side `GET /v1/connect/intentions/match` matches a name on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MatchBy {
+    Source,
+    Destination,
+}
+
 /// `GET /v1/connect/intentions/check`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(default, rename_all = "PascalCase")]
@@ -90,13 +174,50 @@ impl Client {
         Ok(list.unwrap_or_default())
     }
 
-    /// `GET /v1/connect/intentions/exact`: the intention `source => destination` as the server
-    /// wrote it (printed whole); a missing one is [`ClientError::Http`] with status 404.
+    /// `GET /v1/connect/intentions`: every intention the token may read.
     ///
     /// # Errors
     /// [`ClientError`].
-    pub fn intention_exact(&self, source: &str, destination: &str) -> Result<Value, ClientError> {
-        self.get(&exact(source, destination)).map(|a| a.body)
+    pub fn intentions(&self, tenancy: &Tenancy<'_>) -> Result<Vec<Intention>, ClientError> {
+        let list: Option<Vec<Intention>> = self.get_as(&tenancy.on("/v1/connect/intentions"))?;
+        Ok(list.unwrap_or_default())
+    }
+
+    /// `GET /v1/connect/intentions/match?by=…&name=…`: the intentions that apply to `name`, in
+    /// the order they are evaluated.
+    ///
+    /// # Errors
+    /// [`ClientError`].
+    pub fn intention_match(
+        &self,
+        by: MatchBy,
+        name: &str,
+        tenancy: &Tenancy<'_>,
+    ) -> Result<Vec<Intention>, ClientError> {
+        let by = match by {
+            MatchBy::Source => "source",
+            MatchBy::Destination => "destination",
+        };
+        let path = format!(
+            "/v1/connect/intentions/match{}",
+            tenancy.query_with(&[("by", by), ("name", name)])
+        );
+        let mut found: std::collections::BTreeMap<String, Option<Vec<Intention>>> =
+            self.get_as(&path)?;
+        Ok(found.remove(name).flatten().unwrap_or_default())
+    }
+
+    /// `GET /v1/connect/intentions/exact`: the intention `source => destination`; a missing one
+    /// is [`ClientError::Http`] with status 404.
+    ///
+    /// # Errors
+    /// [`ClientError`].
+    pub fn intention_exact(
+        &self,
+        source: &str,
+        destination: &str,
+    ) -> Result<Intention, ClientError> {
+        self.get_as(&exact(source, destination))
     }
 
     /// `PUT /v1/connect/intentions/exact` with the intention's body.

@@ -36,9 +36,14 @@ pub enum ClientError {
         status: u16,
         message: String,
     },
-    /// No answer (connection, TLS, timeout) or an unreadable one.
+    /// No answer (connection, timeout) or an unreadable one.
     #[error("cannot reach {url}: {message}")]
     Transport { url: String, message: String },
+    /// The TLS handshake failed on a certificate: the server's is not trusted (wrong or missing
+    /// `CONSUL_CACERT`, wrong name, expired) or the server refused ours. A configuration error:
+    /// retrying cannot help. `message` names the CA setting to fix.
+    #[error("TLS with {url} failed: {message}")]
+    Tls { url: String, message: String },
     /// The answer is not the JSON the endpoint documents.
     #[error("cannot decode the answer of {url}: {message}")]
     Decode {
@@ -85,6 +90,8 @@ pub struct Client {
     agent: ureq::Agent,
     base: String,
     token: Option<String>,
+    /// The `CONSUL_CACERT` file trusted instead of the built-in roots, named in TLS errors.
+    ca_file: Option<String>,
 }
 
 impl Client {
@@ -94,6 +101,7 @@ impl Client {
             agent: agent(&Options::default(), None),
             base: base_url(addr),
             token: token.filter(|t| !t.is_empty()),
+            ca_file: None,
         }
     }
 
@@ -111,6 +119,7 @@ impl Client {
             agent: agent(options, tls),
             base: base_url(addr),
             token: token.filter(|t| !t.is_empty()),
+            ca_file: options.ca_file.clone(),
         })
     }
 
@@ -197,9 +206,16 @@ impl Client {
                 }
             }
         };
-        let transport = |e: ureq::Error| ClientError::Transport {
-            url: url.clone(),
-            message: e.to_string(),
+        let transport = |e: ureq::Error| match tls::certificate_problem(&e, self.ca_file.as_deref())
+        {
+            Some(message) => ClientError::Tls {
+                url: url.clone(),
+                message,
+            },
+            None => ClientError::Transport {
+                url: url.clone(),
+                message: e.to_string(),
+            },
         };
         let mut resp = resp.map_err(transport)?;
         let status = resp.status().as_u16();

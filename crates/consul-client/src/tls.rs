@@ -47,3 +47,42 @@ fn pem_certs(pem: &str) -> Vec<ureq::tls::Certificate<'static>> {
     }
     out
 }
+
+/// When a transport error is a certificate problem, what to tell the user: which certificate
+/// failed and the setting that decides trust (`CONSUL_CACERT`, naming the file in use). Other
+/// failures (refused, reset, timeout) are `None`: they may pass, a certificate problem will not.
+pub(crate) fn certificate_problem(e: &ureq::Error, ca_file: Option<&str>) -> Option<String> {
+    let tls = match e {
+        ureq::Error::Rustls(t) => t,
+        // The handshake runs inside I/O, so rustls's error usually arrives wrapped in one.
+        ureq::Error::Io(io) => io.get_ref()?.downcast_ref::<rustls::Error>()?,
+        _ => return None,
+    };
+    let trust = match ca_file {
+        Some(path) => format!("the CA certificates in CONSUL_CACERT ({path})"),
+        None => "the built-in roots (CONSUL_CACERT is not set)".to_owned(),
+    };
+    match tls {
+        rustls::Error::InvalidCertificate(why) => Some(format!(
+            "the server's certificate is not accepted ({why}) by {trust}: set CONSUL_CACERT (-ca-file) to the PEM file of the CA that signed the server's certificate, and address the server by a name its certificate holds"
+        )),
+        rustls::Error::AlertReceived(alert) if refuses_our_certificate(*alert) => Some(format!(
+            "the server refused the client's certificate ({alert:?}): it requires a client certificate its CA signed (Consul's verify_incoming)"
+        )),
+        _ => None,
+    }
+}
+
+fn refuses_our_certificate(alert: rustls::AlertDescription) -> bool {
+    use rustls::AlertDescription as A;
+    matches!(
+        alert,
+        A::BadCertificate
+            | A::UnsupportedCertificate
+            | A::CertificateRevoked
+            | A::CertificateExpired
+            | A::CertificateUnknown
+            | A::UnknownCA
+            | A::CertificateRequired
+    )
+}

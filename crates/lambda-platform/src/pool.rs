@@ -94,7 +94,9 @@ impl Pools {
     pub(crate) fn new(config: &PlatformConfig, endpoint: &str) -> Self {
         Self {
             env: SandboxEnv {
-                python: config.python.clone(),
+                python: Arc::new(crate::sandbox::PythonInterpreter::new(
+                    config.python.clone(),
+                )),
                 freeze: config.freeze,
                 region: config.region.clone(),
                 credentials: config.credentials.clone(),

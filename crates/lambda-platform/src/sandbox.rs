@@ -10,7 +10,10 @@
 
 mod freeze;
 mod log;
+mod python;
 mod runtime_api;
+
+pub(crate) use python::PythonInterpreter;
 
 use log::LogSink;
 
@@ -64,7 +67,8 @@ pub(crate) struct FunctionSpec {
 /// Platform-wide settings every sandbox needs.
 #[derive(Clone, Debug)]
 pub(crate) struct SandboxEnv {
-    pub python: PathBuf,
+    /// The interpreter of `python3.x` runtimes, checked before the first one starts.
+    pub python: Arc<PythonInterpreter>,
     /// Stop the sandbox's processes between invokes ([`freeze`]).
     pub freeze: bool,
     pub region: String,
@@ -277,6 +281,15 @@ impl Sandbox {
         vars: Vec<(String, String)>,
         exit_tx: watch::Sender<Option<String>>,
     ) -> Result<(), InitFailure> {
+        if self.spec.runtime.starts_with("python") {
+            env.python
+                .check()
+                .await
+                .map_err(|message| InitFailure::Exit {
+                    error_type: "Runtime.Unavailable",
+                    message,
+                })?;
+        }
         let deadline = tokio::time::Instant::now() + INIT_TIMEOUT;
         let mut changed = self.shared.changed.subscribe();
         // 1. External extensions start first and must all register before the runtime starts.
@@ -367,7 +380,7 @@ impl Sandbox {
     fn runtime_command(&self, env: &SandboxEnv) -> Result<Command, InitFailure> {
         let spec = &self.spec;
         if spec.runtime.starts_with("python") {
-            let mut cmd = Command::new(&env.python);
+            let mut cmd = Command::new(env.python.path());
             cmd.arg("-m").arg("awslambdaric").arg(&spec.handler);
             return Ok(cmd);
         }

@@ -434,15 +434,9 @@ pub fn decode_hcl_or_json(text: &str) -> Result<ConfigEntry, ConfigEntryError> {
             message: format!("invalid HCL: {m}"),
         })?;
     }
-    let v = match decode::json_or_hcl_to_value(text) {
-        Ok(v) => v,
-        // Consul parses HCL 1; retry its HCL 1-only forms rewritten (see `hcl1`), and report
-        // the original error if that fails too.
-        Err(e @ DecodeError::Hcl(_)) => {
-            decode::hcl_to_value(&hcl1::to_hcl2(text)).map_err(|_| decode_err(None)(e))?
-        }
-        Err(e) => return Err(decode_err(None)(e)),
-    };
+    // HCL is read as Consul's HCL 1 (the retry with its HCL 1-only forms rewritten lives in
+    // `decode::json_or_hcl_to_value`).
+    let v = decode::json_or_hcl_to_value(text).map_err(decode_err(None))?;
     decode_value(v)
 }
 

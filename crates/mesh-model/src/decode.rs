@@ -377,10 +377,36 @@ fn is_list_field(key: &str, parent: KeyMode) -> bool {
     matches!(parent, KeyMode::Fields) && LIST_FIELDS.contains(&key)
 }
 
-/// Decodes canonicalised JSON into `T`, turning serde's message into one that names the path.
+/// Decodes canonicalised JSON into `T`; an error names the field's path in Consul's spelling
+/// (`Service.Port: invalid type: string "abc", expected i64`).
 pub fn from_value<T: DeserializeOwned>(value: Value) -> Result<T, DecodeError> {
-    let value = canonicalize(value)?;
-    serde_json::from_value(value).map_err(|e| DecodeError::Invalid(e.to_string()))
+    deserialize(canonicalize(value)?)
+}
+
+/// Decodes already canonical JSON into `T`, naming the failing field's path (`Splits[1].Weight:
+/// ...`) in the message; the one place serde's errors get their path.
+pub fn deserialize<T: DeserializeOwned>(value: Value) -> Result<T, DecodeError> {
+    deserialize_at("", value)
+}
+
+/// As [`deserialize`], for a value found at `prefix` in a larger document (`Services[1]`): the
+/// error's path starts with it.
+pub fn deserialize_at<T: DeserializeOwned>(prefix: &str, value: Value) -> Result<T, DecodeError> {
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        let path = if path == "." { String::new() } else { path };
+        let full = match (prefix.is_empty(), path.is_empty()) {
+            (_, true) => prefix.to_owned(),
+            (true, false) => path,
+            (false, false) => format!("{prefix}.{path}"),
+        };
+        let inner = e.into_inner().to_string();
+        DecodeError::Invalid(if full.is_empty() {
+            inner
+        } else {
+            format!("{full}: {inner}")
+        })
+    })
 }
 
 /// Parses JSON text (size limits are the caller's job) and decodes it like [`from_value`].
@@ -398,13 +424,19 @@ pub fn hcl_to_value(text: &str) -> Result<Value, DecodeError> {
     hcl::from_str::<Value>(text).map_err(|e| DecodeError::Hcl(e.to_string()))
 }
 
-/// Parses a document that is either JSON or HCL: JSON when it starts with `{` or `[`.
+/// Parses a document that is either JSON or HCL: JSON when it starts with `{` or `[`. HCL is
+/// read as Consul's HCL 1 parser reads it: a document that is not valid HCL 2 is parsed again
+/// with its HCL 1-only forms rewritten (one-line nested blocks such as `connect {
+/// sidecar_service {} }`, blocks inside lists; see `config_entry::hcl1`), and if that fails
+/// too the first error is reported, naming the document as written.
 pub fn json_or_hcl_to_value(text: &str) -> Result<Value, DecodeError> {
     let trimmed = text.trim_start();
     if trimmed.starts_with('{') || trimmed.starts_with('[') {
         serde_json::from_str(trimmed).map_err(|e| DecodeError::Json(e.to_string()))
     } else {
-        hcl_to_value(text)
+        hcl_to_value(text).or_else(|first| {
+            hcl_to_value(&crate::config_entry::hcl1::to_hcl2(text)).map_err(|_| first)
+        })
     }
 }
 
@@ -432,6 +464,33 @@ mod tests {
                 "Meta": {"some_key": "v", "kind": "user"},
                 "Subsets": {"v1": {"OnlyPassing": true}}
             })
+        );
+    }
+
+    #[test]
+    fn errors_name_the_path() {
+        #[derive(Debug, serde::Deserialize)]
+        #[serde(rename_all = "PascalCase", deny_unknown_fields)]
+        struct Svc {
+            #[allow(dead_code)]
+            port: i64,
+        }
+        #[derive(Debug, serde::Deserialize)]
+        #[serde(rename_all = "PascalCase", deny_unknown_fields)]
+        struct Req {
+            #[allow(dead_code)]
+            service: Svc,
+        }
+        let err = from_value::<Req>(json!({"service": {"port": "abc"}})).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "Service.Port: invalid type: string \"abc\", expected i64"
+        );
+        let err = from_value::<Req>(json!({"Service": {"Port": 1, "Prot": 2}})).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("Service.Prot: unknown field `Prot`"),
+            "{err}"
         );
     }
 
@@ -478,6 +537,22 @@ service {
             out["Service"]["Connect"]["SidecarService"]["Proxy"]["Upstreams"],
             json!([{"LocalBindPort": 2345, "DestinationName": "authentication"}])
         );
+    }
+
+    #[test]
+    fn one_line_nested_blocks_read_as_consuls_hcl1() {
+        let v = json_or_hcl_to_value(
+            "service { name = \"web\" port = 8080 connect { sidecar_service {} } }\n",
+        )
+        .unwrap();
+        let out = canonicalize(v).unwrap();
+        assert_eq!(
+            out,
+            json!({"Service": {"Name": "web", "Port": 8080, "Connect": {"SidecarService": {}}}})
+        );
+        // A real syntax error still reports the document as written.
+        let err = json_or_hcl_to_value("service {\n  name = \n}\n").unwrap_err();
+        assert!(matches!(err, DecodeError::Hcl(_)), "{err}");
     }
 
     #[test]

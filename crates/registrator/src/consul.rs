@@ -2,7 +2,8 @@
 //! HTTP implementation over the workspace's one Consul client (`consul-client`: blocking ureq,
 //! HTTPS with `CONSUL_CACERT`, tokens). This module only moves those calls off the async
 //! runtime, turns the client's answers into what the engine needs, and classifies errors for
-//! retries (transient: no answer, 429 or 5xx; failed: anything else).
+//! retries (transient: no answer, 429 or 5xx; failed: anything else, including a certificate
+//! the client does not trust, which is configuration and names `CONSUL_CACERT`).
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -126,6 +127,8 @@ impl From<ClientError> for ConsulError {
             ClientError::Transport { url, message } => {
                 ConsulError::Transient(format!("{url}: {message}"))
             }
+            // A certificate problem is configuration: no retry, the message names CONSUL_CACERT.
+            ClientError::Tls { url, message } => ConsulError::Failed(format!("{url}: {message}")),
             ClientError::Http {
                 method,
                 path,
@@ -167,6 +170,24 @@ impl HttpConsul {
         Ok(Self {
             client: Client::with_options(base, token, &options)?,
         })
+    }
+
+    /// Over HTTPS, one request to see that the server's certificate is trusted, so a wrong or
+    /// missing `CONSUL_CACERT` stops the registrator at start-up with the setting named instead
+    /// of failing every call later. Any other outcome (even no answer: Consul may start later)
+    /// is left to the calls themselves.
+    ///
+    /// # Errors
+    /// [`ConsulError::Failed`] naming the certificate problem and the CA setting.
+    pub async fn check_trust(&self) -> Result<(), ConsulError> {
+        if !self.client.base_url().starts_with("https://") {
+            return Ok(());
+        }
+        let client = self.client.clone();
+        match tokio::task::spawn_blocking(move || client.get("/v1/status/leader")).await {
+            Ok(Err(e @ ClientError::Tls { .. })) => Err(e.into()),
+            _ => Ok(()),
+        }
     }
 
     /// Runs one blocking client call on the blocking pool.

@@ -21,6 +21,9 @@ pub enum SetupError {
     Aws(#[from] AwsSetupError),
     #[error(transparent)]
     Consul(#[from] ConsulSetupError),
+    /// The Consul server's certificate is not trusted (or ours refused): configuration.
+    #[error("cannot talk to Consul over TLS: {0}")]
+    ConsulTrust(String),
     #[error("cannot read {var} parameter {name}: {reason}")]
     Parameter {
         var: &'static str,
@@ -75,5 +78,9 @@ pub async fn engine(vars: &BTreeMap<String, String>) -> Result<HttpEngine, Setup
         cfg.consul_token.clone(),
         cfg.consul_cacert.as_deref(),
     )?;
+    consul
+        .check_trust()
+        .await
+        .map_err(|e| SetupError::ConsulTrust(e.to_string()))?;
     Ok(Engine::new(cfg, aws, consul))
 }

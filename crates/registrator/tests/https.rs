@@ -207,17 +207,69 @@ fn a_server_certificate_from_another_ca_is_refused() {
             let consul = HttpConsul::new(&s.https, None, cacert).unwrap();
             let err = consul.local_datacenter().await.unwrap_err();
             let text = err.to_string();
+            // Configuration, not a passing fault: never retried, and the CA setting is named.
             assert!(
-                matches!(err, ConsulError::Transient(_)) && text.contains(&s.https),
+                matches!(err, ConsulError::Failed(_))
+                    && !err.retryable()
+                    && text.contains(&s.https),
                 "CONSUL_CACERT {cacert:?}: {text}"
             );
             assert!(
-                text.to_lowercase().contains("certificate")
-                    || text.to_lowercase().contains("issuer"),
-                "the error should say the certificate is not trusted: {text}"
+                // UnknownIssuer, or BadSignature when the other CA has the same (empty) name.
+                text.contains("certificate is not accepted") && text.contains("CONSUL_CACERT"),
+                "the error should say the certificate is not trusted and name the setting: {text}"
+            );
+            if let Some(path) = cacert {
+                assert!(text.contains(path), "the CA file in use is named: {text}");
+            }
+            let at_start = consul.check_trust().await.unwrap_err();
+            assert!(
+                matches!(&at_start, ConsulError::Failed(m) if m.contains("not accepted") && m.contains("CONSUL_CACERT")),
+                "{at_start}"
             );
         }
+        let trusted = HttpConsul::new(&s.https, None, Some(s.ca_file.to_str().unwrap())).unwrap();
+        assert_eq!(trusted.check_trust().await, Ok(()));
     });
+}
+
+/// The registrator stops at start-up when Consul's certificate is not trusted, naming
+/// CONSUL_CACERT, instead of retrying every call as if the server were down.
+#[test]
+fn an_untrusted_consul_stops_the_registrator_at_setup() {
+    let s = setup();
+    let (other_ca, _, _) = tls_material();
+    let other = s.dir.path().join("other-ca.pem");
+    std::fs::write(&other, other_ca).unwrap();
+    let vars: std::collections::BTreeMap<String, String> = [
+        ("CONSUL_HTTP_ADDR", s.https.as_str()),
+        ("CONSUL_CACERT", other.to_str().unwrap()),
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_ACCESS_KEY_ID", "test"),
+        ("AWS_SECRET_ACCESS_KEY", "test"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect();
+    let err = runtime()
+        .block_on(registrator::setup::engine(&vars))
+        .err()
+        .expect("setup must fail");
+    let text = err.to_string();
+    assert!(
+        matches!(err, registrator::setup::SetupError::ConsulTrust(_))
+            && text.contains("CONSUL_CACERT")
+            && text.contains(other.to_str().unwrap()),
+        "{text}"
+    );
+    // With the right CA the same set-up starts.
+    let mut good = vars.clone();
+    good.insert("CONSUL_CACERT".into(), s.ca_file.to_str().unwrap().into());
+    assert!(
+        runtime()
+            .block_on(registrator::setup::engine(&good))
+            .is_ok()
+    );
 }
 
 #[test]

@@ -80,6 +80,19 @@ fn catalog_register_read_deregister() {
             .iter()
             .any(|n| n["Node"] == "lambdas")
     );
+    // ?filter on nodes too (what `catalog nodes -filter` sends).
+    let only = s
+        .get("/v1/catalog/nodes?filter=Node%20%3D%3D%20lambdas")
+        .json();
+    assert_eq!(
+        only.as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n["Node"].clone())
+            .collect::<Vec<_>>(),
+        [json!("lambdas")]
+    );
+    assert_eq!(s.get("/v1/catalog/nodes?filter=Node%20%3D%3D").status, 400);
     let node = s.get("/v1/catalog/node/lambdas").json();
     assert_eq!(node["Services"]["greeter"]["Service"], "greeter");
 
@@ -132,6 +145,33 @@ fn bad_input_is_a_400_naming_the_problem() {
             "/v1/agent/service/register",
             r#"{"Name":"x","Check":{"TTL":"soon"}}"#,
             "TTL",
+        ),
+        // A value of the wrong type names the field's path (in Consul's spelling, whatever
+        // spelling the body used), not only what serde expected.
+        (
+            "/v1/catalog/register",
+            r#"{"Node":"n","Service":{"Service":"web","Port":"abc"}}"#,
+            r#"Service.Port: invalid type: string "abc", expected i64"#,
+        ),
+        (
+            "/v1/catalog/register",
+            r#"{"node":"n","service":{"service":"web","port":"abc"}}"#,
+            "Service.Port: invalid type",
+        ),
+        (
+            "/v1/agent/service/register",
+            r#"{"Name":"web","Port":"abc"}"#,
+            r#"Port: invalid type: string "abc""#,
+        ),
+        (
+            "/v1/agent/service/register",
+            r#"{"Name":"web","Connect":{"SidecarService":{"Proxy":{"Upstreams":[{"DestinationName":"db","LocalBindPort":"x"}]}}}}"#,
+            "Connect.SidecarService.Proxy.Upstreams[0].LocalBindPort: invalid type",
+        ),
+        (
+            "/v1/agent/check/register",
+            r#"{"Name":"c","TTL":5}"#,
+            "TTL: invalid type",
         ),
     ];
     for (path, body, needle) in cases {

@@ -266,3 +266,41 @@ fn namespaces_are_part_of_the_name() {
         1
     );
 }
+
+/// A misspelt `builtin/aws/lambda` argument is a 400 naming it (Consul stored it and passthrough
+/// silently stayed off); every spelling Consul reads (any case) is still accepted.
+#[test]
+fn lambda_extension_arguments_are_checked_by_name() {
+    let s = TestServer::start();
+    let arn = "arn:aws:lambda:us-east-1:123456789012:function:greeter";
+    let entry = |args: serde_json::Value| {
+        json!({"Kind": "service-defaults", "Name": "greeter", "Protocol": "http",
+            "EnvoyExtensions": [{"Name": "builtin/aws/lambda", "Arguments": args}]})
+        .to_string()
+    };
+    let r = s.put(
+        "/v1/config",
+        &entry(json!({"ARN": arn, "PayloadPasthrough": true})),
+    );
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(
+        r.body.contains("EnvoyExtensions[0].Arguments")
+            && r.body.contains("\"PayloadPasthrough\"")
+            && r.body.contains("did you mean \"PayloadPassthrough\""),
+        "{}",
+        r.body
+    );
+    assert_eq!(
+        s.get("/v1/config/service-defaults/greeter").status,
+        404,
+        "nothing stored"
+    );
+    for args in [
+        json!({"ARN": arn, "PayloadPassthrough": true, "InvocationMode": "synchronous"}),
+        json!({"arn": arn, "payloadPassthrough": true, "invocationMode": "asynchronous"}),
+        json!({"Arn": arn}),
+    ] {
+        let r = s.put("/v1/config", &entry(args.clone()));
+        assert_eq!(r.status, 200, "{args}: {}", r.body);
+    }
+}

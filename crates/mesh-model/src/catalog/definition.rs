@@ -187,7 +187,8 @@ impl ServiceFile {
     pub fn parse_with_json(text: &str) -> Result<Vec<(ServiceDefinition, Value)>, CatalogError> {
         let value = decode::json_or_hcl_to_value(text)?;
         let canon = decode::canonicalize(value)?;
-        let values: Vec<Value> = match canon {
+        // Each definition with where it sits in the file, so an error names `Service.Port`.
+        let values: Vec<(String, Value)> = match canon {
             Value::Object(mut o) if o.contains_key("Service") || o.contains_key("Services") => {
                 let extra: Vec<String> = o
                     .keys()
@@ -199,15 +200,24 @@ impl ServiceFile {
                         "unknown top-level field(s) {extra:?}: expected `service` or `services`"
                     )));
                 }
-                let mut v: Vec<Value> = o.remove("Service").into_iter().collect();
+                let mut v: Vec<(String, Value)> = o
+                    .remove("Service")
+                    .map(|s| ("Service".to_owned(), s))
+                    .into_iter()
+                    .collect();
                 match o.remove("Services") {
-                    Some(Value::Array(items)) => v.extend(items),
-                    Some(other) => v.push(other),
+                    Some(Value::Array(items)) => v.extend(
+                        items
+                            .into_iter()
+                            .enumerate()
+                            .map(|(i, s)| (format!("Services[{i}]"), s)),
+                    ),
+                    Some(other) => v.push(("Services".to_owned(), other)),
                     None => {}
                 }
                 v
             }
-            other => vec![other],
+            other => vec![(String::new(), other)],
         };
         if values.is_empty() {
             return Err(invalid(
@@ -215,9 +225,12 @@ impl ServiceFile {
             ));
         }
         let mut out = Vec::with_capacity(values.len());
-        for v in values {
-            let d: ServiceDefinition = decode::from_value(v.clone())?;
-            d.validate_for_agent()?;
+        for (at, v) in values {
+            let d: ServiceDefinition = decode::deserialize_at(&at, v.clone())?;
+            d.validate_for_agent().map_err(|e| match e {
+                CatalogError::Invalid(m) if !at.is_empty() => invalid(format!("{at}: {m}")),
+                other => other,
+            })?;
             out.push((d, v));
         }
         Ok(out)

@@ -205,8 +205,17 @@ pub(crate) fn check_envoy_extensions(exts: &[EnvoyExtension]) -> Result<(), (Str
             return Err((format!("EnvoyExtensions[{i}].Name"), "is required".into()));
         }
         if ext.name == LAMBDA_EXTENSION {
-            check_lambda_arguments(&ext.arguments)
-                .map_err(|(f, m)| (format!("EnvoyExtensions[{i}].Arguments.{f}"), m))?;
+            check_lambda_arguments(&ext.arguments).map_err(|(f, m)| {
+                let path = format!("EnvoyExtensions[{i}].Arguments");
+                (
+                    if f.is_empty() {
+                        path
+                    } else {
+                        format!("{path}.{f}")
+                    },
+                    m,
+                )
+            })?;
         }
     }
     Ok(())
@@ -221,10 +230,38 @@ pub fn lambda_argument<'a>(args: &'a Map<String, Value>, name: &str) -> Option<&
         .map(|(_, v)| v)
 }
 
+/// The Lambda extension's arguments in Consul's spelling; any case is accepted (mapstructure).
+pub const LAMBDA_ARGUMENTS: [&str; 3] = ["ARN", "PayloadPassthrough", "InvocationMode"];
+
 /// What Consul's Lambda extension checks when it is configured: an ARN it can take the region
-/// from, a boolean passthrough flag and a string invocation mode. Unknown arguments are
-/// ignored, as mapstructure ignores them.
+/// from, a boolean passthrough flag and a string invocation mode. Unlike Consul, whose
+/// mapstructure decoding silently drops an unknown key (so a misspelt `PayloadPasthrough`
+/// leaves passthrough off), an argument that is none of [`LAMBDA_ARGUMENTS`] in any case is
+/// refused by name (docs/model.md).
 fn check_lambda_arguments(args: &Map<String, Value>) -> Result<(), (String, String)> {
+    let mut unknown: Vec<&str> = args
+        .keys()
+        .filter(|k| !LAMBDA_ARGUMENTS.iter().any(|a| a.eq_ignore_ascii_case(k)))
+        .map(String::as_str)
+        .collect();
+    unknown.sort_unstable();
+    if !unknown.is_empty() {
+        let hints: Vec<String> = unknown
+            .iter()
+            .map(|k| match closest_lambda_argument(k) {
+                Some(a) => format!("{k:?} (did you mean {a:?}?)"),
+                None => format!("{k:?}"),
+            })
+            .collect();
+        return Err((
+            String::new(),
+            format!(
+                "unknown argument{} {}: the builtin/aws/lambda arguments are ARN, PayloadPassthrough and InvocationMode (any case)",
+                if unknown.len() == 1 { "" } else { "s" },
+                hints.join(", ")
+            ),
+        ));
+    }
     match lambda_argument(args, "ARN") {
         None => return Err(("ARN".into(), "is required".into())),
         Some(Value::String(arn)) => {
@@ -254,6 +291,38 @@ fn check_lambda_arguments(args: &Map<String, Value>) -> Result<(), (String, Stri
         }
     }
     Ok(())
+}
+
+/// The Lambda argument a misspelt key most likely meant: the same letters ignoring case,
+/// `_` and `-` (`payload_passthrough`), or at most two edits away (`PayloadPasthrough`).
+fn closest_lambda_argument(key: &str) -> Option<&'static str> {
+    let fold = |s: &str| -> Vec<char> {
+        s.chars()
+            .filter(|c| *c != '_' && *c != '-')
+            .flat_map(char::to_lowercase)
+            .collect()
+    };
+    let k = fold(key);
+    LAMBDA_ARGUMENTS
+        .iter()
+        .map(|a| (edit_distance(&k, &fold(a)), *a))
+        .filter(|(d, _)| *d <= 2)
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, a)| a)
+}
+
+/// Levenshtein distance of two short strings.
+fn edit_distance(a: &[char], b: &[char]) -> usize {
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.iter().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let substitute = prev[j] + usize::from(ca != cb);
+            cur[j + 1] = substitute.min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
 }
 
 /// The parts of a Lambda function ARN:

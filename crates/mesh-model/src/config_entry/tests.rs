@@ -148,6 +148,25 @@ fn service_defaults_rules() {
             json!({"Kind": "service-defaults", "Name": "fn", "EnvoyExtensions": [{"Name": "builtin/aws/lambda", "Arguments": {"ARN": "arn:aws:lambda:us-east-1:1:function:f", "InvocationMode": "later"}}]}),
             "Arguments.InvocationMode: must be \"synchronous\" or \"asynchronous\"",
         ),
+        // A misspelt argument is refused by name with the key it most likely meant (Consul's
+        // mapstructure dropped it and passthrough silently stayed off).
+        (
+            json!({"Kind": "service-defaults", "Name": "fn", "EnvoyExtensions": [{"Name": "builtin/aws/lambda", "Arguments": {"ARN": "arn:aws:lambda:us-east-1:1:function:f", "PayloadPasthrough": true}}]}),
+            "EnvoyExtensions[0].Arguments: unknown argument \"PayloadPasthrough\" (did you mean \"PayloadPassthrough\"?)",
+        ),
+        (
+            json!({"Kind": "service-defaults", "Name": "fn", "EnvoyExtensions": [{"Name": "builtin/aws/lambda", "Arguments": {"arn": "arn:aws:lambda:us-east-1:1:function:f", "payload_passthrough": true, "Region": "us-east-1"}}]}),
+            "unknown arguments \"Region\", \"payload_passthrough\" (did you mean \"PayloadPassthrough\"?)",
+        ),
+        (
+            json!({"Kind": "service-defaults", "Name": "fn", "EnvoyExtensions": [{"Name": "builtin/aws/lambda", "Arguments": {"aRn": "arn:aws:lambda:us-east-1:1:function:f", "PAYLOADPASSTHROUGH": true, "invocationmode": "synchronous"}}]}),
+            "",
+        ),
+        // Other extensions' arguments are theirs to check.
+        (
+            json!({"Kind": "service-defaults", "Name": "fn", "EnvoyExtensions": [{"Name": "builtin/lua", "Arguments": {"Script": "x", "ProxyType": "connect-proxy"}}]}),
+            "",
+        ),
         (
             json!({"Kind": "service-defaults", "Name": "web", "Meta": (0..65).map(|i| (format!("k{i}"), json!("v"))).collect::<serde_json::Map<_, _>>()}),
             "Meta: exceeds maximum element count 64",
@@ -817,7 +836,7 @@ fn round_trips_through_json_and_snake_case() {
             "ExternalSNI": "web.example", "UpstreamConfig": {"Defaults": {"ConnectTimeoutMs": 5000}},
             "MaxInboundConnections": 10, "LocalConnectTimeoutMs": 100, "LocalRequestTimeoutMs": 200, "BalanceInboundConnections": "exact_balance",
             "RateLimits": {"InstanceLevel": {"RequestsPerSecond": 5}},
-            "EnvoyExtensions": [{"Name": "builtin/aws/lambda", "Required": true, "Arguments": {"ARN": "arn:aws:lambda:us-east-1:1:function:f", "payload_passthrough": true}, "ConsulVersion": ">=1.15", "EnvoyVersion": ">=1.25"}],
+            "EnvoyExtensions": [{"Name": "builtin/aws/lambda", "Required": true, "Arguments": {"ARN": "arn:aws:lambda:us-east-1:1:function:f", "PayloadPassthrough": true}, "ConsulVersion": ">=1.15", "EnvoyVersion": ">=1.25"}],
             "Meta": {"Owner_Team": "x"}}),
         json!({"Kind": "service-defaults", "Name": "ext", "Destination": {"Addresses": ["a.example"], "Port": 443}}),
         json!({"Kind": "proxy-defaults", "Name": "global", "Config": {"protocol": "http", "local_connect_timeout_ms": 5}, "Mode": "direct",

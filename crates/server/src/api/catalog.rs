@@ -223,6 +223,7 @@ pub async fn nodes(
     State(app): State<AppState>,
     Ctx { query: q, caller }: Ctx,
 ) -> ApiResult<Response> {
+    let filter = Filter::parse(&q)?;
     let (nodes, index) = blocking(&app, &q, &[WatchKey::Nodes], |s| {
         s.nodes(&q.meta.partition).cloned().collect::<Vec<_>>()
     })
@@ -236,6 +237,7 @@ pub async fn nodes(
             ok
         })
         .map(|n| rows::node(n, &app.config.datacenter))
+        .filter(|row| filter.matches(row))
         .collect();
     Ok(authz::mark_filtered(json_with_index(&out, index), filtered))
 }
