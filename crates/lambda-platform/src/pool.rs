@@ -58,6 +58,9 @@ struct PoolsInner {
     live: usize,
 }
 
+/// The right to use a one-sandbox function version's sandbox.
+type Turn = Arc<tokio::sync::Mutex<()>>;
+
 /// Every function's sandboxes.
 pub(crate) struct Pools {
     env: SandboxEnv,
@@ -67,6 +70,8 @@ pub(crate) struct Pools {
     async_pending: AtomicUsize,
     // Every sandbox ever started (weakly), so shutdown also stops the busy ones.
     started: Mutex<Vec<std::sync::Weak<Sandbox>>>,
+    /// Per function version with external extensions: the turn to use its one sandbox.
+    turns: Mutex<HashMap<(String, String), Turn>>,
 }
 
 struct Slot<'a> {
@@ -104,6 +109,7 @@ impl Pools {
             idle_timeout: config.idle_timeout,
             inner: Mutex::new(PoolsInner::default()),
             started: Mutex::new(Vec::new()),
+            turns: Mutex::new(HashMap::new()),
             async_pending: AtomicUsize::new(0),
         }
     }
@@ -119,6 +125,28 @@ impl Pools {
         req: InvokeRequest,
     ) -> Result<InvokeResult, ApiError> {
         let request_id = crate::new_uuid().to_string();
+        // A version whose extensions may listen on the shared loopback runs one sandbox at a
+        // time: a second sandbox's extension could not bind its ports (and its calls would
+        // reach the first, frozen sandbox's listeners). Concurrent invokes queue for the turn,
+        // in arrival order (tokio's mutex is fair), for at most the function's timeout.
+        let _turn = if spec.one_sandbox {
+            let turn = self
+                .turns
+                .lock()
+                .entry((spec.name.clone(), spec.version.clone()))
+                .or_default()
+                .clone();
+            match tokio::time::timeout(spec.timeout, turn.lock_owned()).await {
+                Ok(guard) => Some(guard),
+                Err(_) => {
+                    return Err(ApiError::throttled(
+                        "ReservedFunctionConcurrentInvocationLimitExceeded",
+                    ));
+                }
+            }
+        } else {
+            None
+        };
         let (warm, stale, mut slot) = {
             let mut inner = self.inner.lock();
             let inflight = inner.inflight.get(&spec.name).copied().unwrap_or(0);
