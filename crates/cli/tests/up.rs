@@ -183,7 +183,7 @@ fn endpoint_ports(record: &Value) -> Vec<u16> {
 }
 
 const NAMES: &[&str] = &[
-    "Jennifer", "Mary", "Ahmed", "Yuki", "Olga", "Kwame", "Lucía", "Wei",
+    "Jennifer", "Mary", "Ahmed", "Yuki", "Olga", "Kwame", "Lucia", "Wei",
 ];
 const GREETINGS: &[&str] = &[
     "Hi",

@@ -5,7 +5,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 PORT = int(os.environ["PORT"])
 HOST = f"{socket.gethostname()}:{PORT}"
-NAMES = ["Jennifer", "Mary", "Ahmed", "Yuki", "Olga", "Kwame", "Lucía", "Wei"]
+NAMES = ["Jennifer", "Mary", "Ahmed", "Yuki", "Olga", "Kwame", "Lucia", "Wei"]
 
 
 class Handler(BaseHTTPRequestHandler):

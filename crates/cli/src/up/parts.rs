@@ -383,7 +383,13 @@ impl Run {
                 "-address".into(),
                 format!("127.0.0.1:{}", g.port),
             ],
-            vec![g.port],
+            // A terminating gateway has no listener until a service is linked to it (the
+            // config entries come last): only Envoy's readiness counts for it.
+            if g.kind == GatewayKind::Mesh {
+                vec![g.port]
+            } else {
+                vec![]
+            },
         )?;
         if g.kind == GatewayKind::Mesh {
             self.set_endpoint("mesh_gateway", format!("127.0.0.1:{}", g.port));
