@@ -508,11 +508,11 @@ fn a_failing_part_is_reported_with_its_log_and_everything_stops() {
         r#"
 service "fine" {
   command = ["sh", "-c", "exec python3 -m http.server --bind 127.0.0.1 $PORT"]
-  port    = 9000
+  port    = 9100
 }
 service "broken" {
   command    = ["sh", "-c", "echo reading config; echo 'boom: cannot open /etc/broken.conf' >&2; exit 3"]
-  port       = 9001
+  port       = 9101
   depends_on = ["fine"]
 }
 "#,

@@ -123,14 +123,16 @@ impl Run {
             self.wait_active(name)?;
             self.aws
                 .lambda("PUT", &format!("{path}/configuration"), Some(&config))?;
-            self.aws.lambda(
-                "POST",
-                &format!(
-                    "/2017-03-31/tags/{}",
-                    function_arn(name).replace(':', "%3A")
-                ),
-                Some(&json!({"Tags": tags})),
-            )?;
+            if tags.as_object().is_some_and(|t| !t.is_empty()) {
+                self.aws.lambda(
+                    "POST",
+                    &format!(
+                        "/2017-03-31/tags/{}",
+                        function_arn(name).replace(':', "%3A")
+                    ),
+                    Some(&json!({"Tags": tags})),
+                )?;
+            }
         } else {
             let mut body = config;
             body["FunctionName"] = json!(name);
