@@ -180,8 +180,17 @@ pub fn run(cmd: ConnectCommand) -> anyhow::Result<u8> {
     command
         .arg("--config-yaml")
         .arg(bootstrap.to_string())
-        .arg("--disable-hot-restart")
-        .args(&args.envoy_args);
+        .arg("--disable-hot-restart");
+    // An intention or route change replaces a listener's filter chain; connections accepted
+    // under the old chain keep it while they drain, by default for 600 s and gradually, so a
+    // caller's pooled keep-alive connection would go on being allowed (or denied) by the old
+    // RBAC for minutes, between answers of the new one. Drain at once (HTTP/1 answers carry
+    // `Connection: close`, HTTP/2 gets GOAWAY) and within 2 s: a change holds for every request
+    // within seconds. Consul leaves Envoy's defaults; the user's own flags win.
+    if !args.envoy_args.iter().any(|a| a.starts_with("--drain-")) {
+        command.args(["--drain-time-s", "2", "--drain-strategy", "immediate"]);
+    }
+    command.args(&args.envoy_args);
     if !args.allow_ec2_metadata {
         command.env("AWS_EC2_METADATA_DISABLED", "true");
     }
