@@ -241,6 +241,24 @@ fn banner(run: &Run, took: Duration) -> String {
             }
         }
     }
+    // What to curl: the way in (a service called `ingress`), else the first upstream of a
+    // service that runs elsewhere.
+    let try_url = t
+        .services
+        .iter()
+        .find(|s| s.name == "ingress" && !s.command.is_empty())
+        .map(|s| format!("http://127.0.0.1:{}/", s.port))
+        .or_else(|| {
+            t.services
+                .iter()
+                .filter(|s| s.command.is_empty())
+                .flat_map(|s| s.sidecar.iter().flat_map(|sc| &sc.upstreams))
+                .map(|u| format!("http://127.0.0.1:{}/", u.port))
+                .next()
+        });
+    if let Some(url) = try_url {
+        b.push_str(&format!("\n  Try:       curl {url}\n\n"));
+    }
     b.push_str(&format!(
         "  Logs       {}   (lambdamesh logs [NAME] [-f])\n\nCtrl-C or `lambdamesh down` stops everything.\n",
         run.state.logs().display()
