@@ -42,5 +42,5 @@ step "compatibility tests with independent clients (pytest)"
 cargo build --quiet -p lambdamesh
 LAMBDAMESH_BIN="$CARGO_TARGET_DIR/debug/lambdamesh" "$root/.venv/bin/python" -m pytest -q tests/compat
 
-step "the README's main job, checked end to end (scripts/demo.sh with DEMO_CHECK=1)"
+step "examples/authentication run by lambdamesh up, checked end to end (scripts/demo.sh with DEMO_CHECK=1)"
 DEMO_CHECK=1 ./scripts/demo.sh

@@ -19,10 +19,10 @@ pub enum ConnectCommand {
     Envoy(EnvoyArgs),
 }
 
-/// Envoy's drain time unless the user passes `--drain-time-s`: how long the connections of a
+/// Envoy's drain time unless the user passes `--drain-*` flags: how long the connections of a
 /// replaced filter chain (or listener) may finish before Envoy closes them. It bounds how long
 /// a tcp connection that a new intention denies stays open (`docs/xds.md`, "Intentions").
-pub const DRAIN_TIME_S: u64 = 5;
+pub const DRAIN_TIME_S: u64 = 2;
 
 #[derive(Args, Debug)]
 pub struct EnvoyArgs {
@@ -185,18 +185,20 @@ pub fn run(cmd: ConnectCommand) -> anyhow::Result<u8> {
     command
         .arg("--config-yaml")
         .arg(bootstrap.to_string())
-        .arg("--disable-hot-restart")
-        .args(&args.envoy_args);
-    // A tcp service's intentions are inline in its filter chain: a change replaces the chain and
-    // the connections of the old one are closed when the drain time ends. Envoy's default
-    // (600 s) would let a connection the new rules deny live for ten minutes; ours bounds it.
-    if !args
-        .envoy_args
-        .iter()
-        .any(|a| a == "--drain-time-s" || a.starts_with("--drain-time-s="))
-    {
-        command.arg("--drain-time-s").arg(DRAIN_TIME_S.to_string());
+        .arg("--disable-hot-restart");
+    // A change replaces a listener's filter chain when it touches routing or a tcp service's
+    // intentions (http intentions update in place over ECDS); connections accepted under the old
+    // chain keep it while they drain, by default gradually over 600 s. So a tcp connection the
+    // new rules deny, or a pooled keep-alive connection on an old route, would live for minutes.
+    // Drain at once (HTTP/1 answers carry `Connection: close`, HTTP/2 gets GOAWAY) and close
+    // what is left after DRAIN_TIME_S. Consul leaves Envoy's defaults; the user's own flags win.
+    if !args.envoy_args.iter().any(|a| a.starts_with("--drain-")) {
+        command
+            .arg("--drain-time-s")
+            .arg(DRAIN_TIME_S.to_string())
+            .args(["--drain-strategy", "immediate"]);
     }
+    command.args(&args.envoy_args);
     if !args.allow_ec2_metadata {
         command.env("AWS_EC2_METADATA_DISABLED", "true");
     }

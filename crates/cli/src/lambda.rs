@@ -446,7 +446,7 @@ async fn layer_extension(a: LayerExtensionArgs) -> anyhow::Result<u8> {
 }
 
 /// A zip holding only `extensions/lambdamesh-extension`, executable.
-fn layer_zip(binary: &std::path::Path) -> anyhow::Result<Vec<u8>> {
+pub(crate) fn layer_zip(binary: &std::path::Path) -> anyhow::Result<Vec<u8>> {
     use std::os::unix::fs::PermissionsExt;
     let meta = std::fs::metadata(binary).with_context(|| {
         format!(

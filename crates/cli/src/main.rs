@@ -11,6 +11,7 @@ mod registrator_cmd;
 mod server_cmd;
 mod signals;
 mod table;
+mod up;
 
 use clap::{Parser, Subcommand};
 
@@ -57,6 +58,18 @@ enum Command {
     /// Keep the mesh in step with tagged Lambda functions (full sync, daemon, or Lambda function).
     #[command(subcommand)]
     Registrator(registrator_cmd::RegistratorCommand),
+    /// Start a whole topology from one file (server, platform, services, sidecars, gateways,
+    /// functions, registrator, config entries, intentions); Ctrl-C stops it.
+    Up(up::UpArgs),
+    /// Stop a topology started with `up` (also one whose `up` was killed).
+    Down(up::DownArgs),
+    /// Show a topology's parts and entry points (exit 0 up, 1 starting, 3 not running).
+    Status(up::StatusArgs),
+    /// Print the logs of a topology's parts.
+    Logs(up::LogsArgs),
+    /// Internal: run a command that dies with its parent (used by `up`).
+    #[command(hide = true, name = "up-exec")]
+    UpExec(up::UpExecArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -93,6 +106,13 @@ fn main() -> std::process::ExitCode {
             run_async(threads, lambda::run(cmd))
         }
         Command::Registrator(cmd) => run_async(Threads::All, registrator_cmd::run(cmd)),
+        // `up` starts every child from this, the main, thread: a parent-death signal fires
+        // when the thread that forked exits, so no worker thread may fork.
+        Command::Up(args) => exit_code(up::up(args)),
+        Command::Down(args) => exit_code(up::down(args)),
+        Command::Status(args) => exit_code(up::status(args)),
+        Command::Logs(args) => exit_code(up::logs(args)),
+        Command::UpExec(args) => exit_code(up::exec_supervised(args.ppid, &args.argv)),
     }
 }
 

@@ -380,7 +380,7 @@ fn tcp_deny_refuses_new_connections_and_closes_open_ones_within_the_drain_time()
     let drain = drain_time(&eb);
     assert_eq!(
         drain,
-        Duration::from_secs(5),
+        Duration::from_secs(2),
         "`connect envoy` bounds Envoy's drain time by default"
     );
     let bound = drain + Duration::from_secs(10);

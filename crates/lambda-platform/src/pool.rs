@@ -55,6 +55,9 @@ struct PoolsInner {
     live: usize,
 }
 
+/// The right to use a one-sandbox function version's sandbox.
+type Turn = Arc<tokio::sync::Mutex<()>>;
+
 /// Every function's sandboxes.
 pub(crate) struct Pools {
     env: SandboxEnv,
@@ -66,6 +69,8 @@ pub(crate) struct Pools {
     /// Woken whenever an invoke ends, so throttled asynchronous events retry as soon as a
     /// slot frees instead of sleeping through their back-off.
     pub(crate) freed: tokio::sync::Notify,
+    /// Per function version with external extensions: the turn to use its one sandbox.
+    turns: Mutex<HashMap<(String, String), Turn>>,
 }
 
 struct Slot<'a> {
@@ -108,6 +113,7 @@ impl Pools {
             inner: Mutex::new(PoolsInner::default()),
             started: Mutex::new(Vec::new()),
             freed: tokio::sync::Notify::new(),
+            turns: Mutex::new(HashMap::new()),
         }
     }
 
@@ -125,6 +131,28 @@ impl Pools {
             .request_id
             .clone()
             .unwrap_or_else(|| crate::new_uuid().to_string());
+        // A version whose extensions may listen on the shared loopback runs one sandbox at a
+        // time: a second sandbox's extension could not bind its ports (and its calls would
+        // reach the first, frozen sandbox's listeners). Concurrent invokes queue for the turn,
+        // in arrival order (tokio's mutex is fair), for at most the function's timeout.
+        let _turn = if spec.one_sandbox {
+            let turn = self
+                .turns
+                .lock()
+                .entry((spec.name.clone(), spec.version.clone()))
+                .or_default()
+                .clone();
+            match tokio::time::timeout(spec.timeout, turn.lock_owned()).await {
+                Ok(guard) => Some(guard),
+                Err(_) => {
+                    return Err(ApiError::throttled(
+                        "ReservedFunctionConcurrentInvocationLimitExceeded",
+                    ));
+                }
+            }
+        } else {
+            None
+        };
         let (warm, stale, mut slot) = {
             let mut inner = self.inner.lock();
             let inflight = inner.inflight.get(&spec.name).copied().unwrap_or(0);

@@ -53,6 +53,8 @@ static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 #[derive(Clone, Debug)]
 pub(crate) struct FunctionSpec {
     pub name: String,
+    /// The version has external extensions: its invokes share one sandbox, queued.
+    pub one_sandbox: bool,
     pub version: String,
     pub runtime: String,
     pub handler: String,

@@ -85,8 +85,14 @@ fn spec_of(
     let keys: Vec<String> = v.layers.into_iter().map(|l| l.code_key).collect();
     let opt_dir = code::assemble_opt(data_dir, &keys)
         .map_err(|e| ApiError::internal(format!("cannot assemble layers: {e}")))?;
+    // External extensions may listen on the loopback, which every sandbox shares: such a
+    // function gets one sandbox at a time (see `Pools::invoke`).
+    let one_sandbox = opt_dir.as_ref().is_some_and(|d| {
+        std::fs::read_dir(d.join("extensions")).is_ok_and(|mut entries| entries.next().is_some())
+    });
     Ok(Arc::new(FunctionSpec {
         name,
+        one_sandbox,
         version: v.version,
         runtime: v.runtime,
         handler: v.handler,

@@ -588,3 +588,57 @@ lam.create_function(FunctionName="frozen", Runtime="python3.11", Role=ROLE, Hand
     );
     p.stop().await;
 }
+
+/// Concurrent invokes of a function whose layers bring an external extension share one sandbox
+/// (an extension listening on the shared loopback could not bind in a second one); they queue
+/// and all succeed. Without the extension the same function scales out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_invokes_of_a_function_with_an_extension_queue_for_one_sandbox() {
+    let p = TestPlatform::start().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let app = "import os, time\ndef handler(event, context):\n    time.sleep(0.2)\n    return {'pid': os.getpid()}\n";
+    let script = format!(
+        r#"
+from concurrent.futures import ThreadPoolExecutor
+layer = lam.publish_layer_version(LayerName="queueext", Content={{"ZipFile": zip_files({{"extensions/test_extension": {ext}}})}})
+for name, layers in (("withext", [layer["LayerVersionArn"]]), ("plain", [])):
+    lam.create_function(FunctionName=name, Runtime="python3.11", Role=ROLE, Handler="app.handler", Timeout=30,
+                        Code={{"ZipFile": zip_files({{"app.py": {app}}})}}, Layers=layers,
+                        Environment={{"Variables": {{"TEST_EXT_OUT": {out}}}}})
+def call(name):
+    r = lam.invoke(FunctionName=name, Payload=b'{{}}')
+    return r["StatusCode"], r.get("FunctionError"), json.loads(r["Payload"].read()).get("pid")
+out = {{}}
+for name in ("withext", "plain"):
+    with ThreadPoolExecutor(6) as ex:
+        res = list(ex.map(call, [name] * 6))
+    out[name] = {{"statuses": [r[0] for r in res], "errors": [r[1] for r in res], "pids": sorted({{r[2] for r in res}})}}
+print(json.dumps(out))
+"#,
+        ext = lit(&bootstrap_exec(&example_bin("test_extension"))),
+        app = lit(app),
+        out = lit(tmp.path().join("ev.jsonl").to_str().unwrap()),
+    );
+    let out = p.boto3(&script).await;
+    let with = &out["withext"];
+    assert_eq!(
+        with["statuses"],
+        json!([200, 200, 200, 200, 200, 200]),
+        "{out}"
+    );
+    assert_eq!(
+        with["errors"],
+        json!([null, null, null, null, null, null]),
+        "{out}"
+    );
+    assert_eq!(
+        with["pids"].as_array().unwrap().len(),
+        1,
+        "one sandbox: {out}"
+    );
+    assert!(
+        out["plain"]["pids"].as_array().unwrap().len() > 1,
+        "without an extension the function scales out: {out}"
+    );
+    p.stop().await;
+}

@@ -1,0 +1,278 @@
+//! One run of a topology: start the parts in dependency order, each once what it needs is
+//! ready; report a failing part with its last log lines and stop everything started; stop in
+//! reverse order on Ctrl-C, SIGTERM or `down`; watch the parts while running.
+
+use std::{
+    ffi::OsString,
+    net::TcpStream,
+    path::PathBuf,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use anyhow::anyhow;
+use serde_json::{Value, json};
+use topology::{Part, PartKind, Topology};
+
+use super::{
+    calls::{Aws, Consul},
+    child::{self, Proc},
+    progress::{Progress, Status},
+    state::StateDir,
+};
+
+/// Why a part did not become ready.
+pub enum PartError {
+    /// Ctrl-C, SIGTERM or `down` while starting.
+    Interrupted,
+    /// The part failed; its log (if it has one) is shown.
+    Failed {
+        message: String,
+        log: Option<PathBuf>,
+    },
+}
+
+impl From<anyhow::Error> for PartError {
+    fn from(e: anyhow::Error) -> Self {
+        PartError::Failed {
+            message: format!("{e:#}"),
+            log: None,
+        }
+    }
+}
+
+/// A running topology.
+pub struct Run {
+    pub t: Topology,
+    pub state: StateDir,
+    pub stop: Arc<AtomicBool>,
+    pub progress: Progress,
+    pub consul: Consul,
+    pub aws: Aws,
+    /// The `lambdamesh` binary (this one).
+    pub bin: PathBuf,
+    pub python: PathBuf,
+    /// Processes in start order, with their part's name.
+    pub procs: Vec<(String, Proc)>,
+    pub record: Value,
+    /// Sidecar public ports, by service index (picked free when the file gives none).
+    pub sidecar_ports: Vec<Option<u16>>,
+}
+
+impl Run {
+    pub fn new(
+        t: Topology,
+        state: StateDir,
+        stop: Arc<AtomicBool>,
+        python: PathBuf,
+    ) -> anyhow::Result<Run> {
+        let parts = t.parts();
+        let progress = Progress::new(parts.iter().map(|p| p.name.clone()).collect());
+        let consul = Consul::new(&t.server.http.to_string());
+        let aws = Aws::new(&format!("http://{}", t.platform.addr))?;
+        let record = super::state::record(&t.file);
+        let sidecar_ports = t
+            .services
+            .iter()
+            .map(|s| s.sidecar.as_ref().and_then(|sc| sc.port))
+            .collect();
+        Ok(Run {
+            bin: std::env::current_exe()?,
+            t,
+            state,
+            stop,
+            progress,
+            consul,
+            aws,
+            python,
+            procs: Vec::new(),
+            record,
+            sidecar_ports,
+        })
+    }
+
+    /// Starts every part in order. On a failure: the part and its log lines are reported and
+    /// everything started is stopped.
+    pub fn start_all(&mut self) -> Result<(), PartError> {
+        self.state
+            .write_record(&self.record)
+            .map_err(PartError::from)?;
+        for part in self.t.parts() {
+            if self.stopping() {
+                return Err(PartError::Interrupted);
+            }
+            self.progress.set(&part.name, Status::Starting);
+            let started = Instant::now();
+            match self.start_part(&part) {
+                Ok(note) => {
+                    self.progress.set(
+                        &part.name,
+                        Status::Ready {
+                            ms: started.elapsed().as_millis(),
+                            note,
+                        },
+                    );
+                    self.save_record();
+                }
+                Err(e) => {
+                    self.progress.set(&part.name, Status::Failed);
+                    if let PartError::Failed { message, log } = &e {
+                        self.progress
+                            .line(&format!("up: {} failed: {message}", part.name));
+                        if let Some(log) = log {
+                            let lines = child::tail(log, 20);
+                            self.progress.line(&format!(
+                                "up: last {} lines of {}:",
+                                lines.len(),
+                                log.display()
+                            ));
+                            for l in lines {
+                                self.progress.line(&format!("    {l}"));
+                            }
+                        }
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        self.record["ready"] = json!(true);
+        self.save_record();
+        Ok(())
+    }
+
+    fn start_part(&mut self, part: &Part) -> Result<String, PartError> {
+        match part.kind {
+            PartKind::Server => self.start_server(),
+            PartKind::Platform => self.start_platform(),
+            PartKind::Registrator => self.start_registrator(),
+            PartKind::Service(i) => self.start_service(i),
+            PartKind::Sidecar(i) => self.start_sidecar(i),
+            PartKind::Gateway(i) => self.start_gateway(i),
+            PartKind::Function(i) => self.start_function(i),
+            PartKind::ConfigEntries => self.write_config_entries(),
+            PartKind::Intentions => self.write_intentions(),
+        }
+    }
+
+    pub fn stopping(&self) -> bool {
+        self.stop.load(Ordering::SeqCst)
+    }
+
+    /// Starts a process for `part` (its log: `logs/<part>.log`).
+    pub fn spawn(
+        &mut self,
+        part: &str,
+        argv: Vec<OsString>,
+        env: &[(String, String)],
+    ) -> Result<usize, PartError> {
+        let log = self.state.log(part);
+        let p = child::spawn(&self.state.root, &argv, &self.t.base, env, &log)?;
+        if let Some(a) = self.record["parts"].as_array_mut() {
+            a.push(json!({"name": part, "pid": p.pid(), "log": log.display().to_string()}));
+        }
+        self.procs.push((part.to_owned(), p));
+        self.save_record();
+        Ok(self.procs.len() - 1)
+    }
+
+    /// Waits until `ready()` holds, the process `proc` exited, `timeout` passed, or a stop
+    /// was asked for.
+    pub fn wait(
+        &mut self,
+        proc: Option<usize>,
+        timeout: Duration,
+        what: &str,
+        mut ready: impl FnMut(&Run) -> bool,
+    ) -> Result<(), PartError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if self.stopping() {
+                return Err(PartError::Interrupted);
+            }
+            if let Some(i) = proc
+                && let Some(how) = self.procs[i].1.exited()
+            {
+                return Err(PartError::Failed {
+                    message: format!("exited ({how}) before {what}"),
+                    log: Some(self.procs[i].1.log.clone()),
+                });
+            }
+            if ready(self) {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(PartError::Failed {
+                    message: format!("not ready after {} s: {what}", timeout.as_secs()),
+                    log: proc.map(|i| self.procs[i].1.log.clone()),
+                });
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Runs until a stop is asked for or a part's process exits (then reports it).
+    pub fn watch(&mut self) -> Option<String> {
+        loop {
+            if self.stopping() {
+                return None;
+            }
+            for (name, p) in &mut self.procs {
+                if let Some(how) = p.exited() {
+                    let lines = child::tail(&p.log, 20);
+                    let mut msg = format!(
+                        "up: {name} exited ({how}); last lines of {}:",
+                        p.log.display()
+                    );
+                    for l in lines {
+                        msg.push_str("\n    ");
+                        msg.push_str(&l);
+                    }
+                    return Some(msg);
+                }
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// Stops every process in reverse start order, then anything left with the run's marker.
+    pub fn stop_all(&mut self) {
+        while let Some((name, mut p)) = self.procs.pop() {
+            self.progress.set(&name, Status::Stopping);
+            // Envoy and Python stop at once; the server drains; the platform stops its
+            // sandboxes (up to AWS's 2 s SHUTDOWN deadline for extensions).
+            p.stop(Duration::from_secs(10));
+            self.progress.set(&name, Status::Stopped);
+        }
+        self.state.clean_leftovers();
+        self.state.clear_record();
+    }
+
+    pub fn save_record(&mut self) {
+        if let Err(e) = self.state.write_record(&self.record) {
+            tracing::warn!(error = %e, "cannot write the run record");
+        }
+    }
+
+    /// Entry points, for the banner, `status` and the record.
+    pub fn set_endpoint(&mut self, key: &str, value: String) {
+        self.record["endpoints"][key] = json!(value);
+    }
+}
+
+/// Whether something accepts connections on 127.0.0.1:`port`.
+pub fn listening(port: u16) -> bool {
+    TcpStream::connect_timeout(
+        &std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+        Duration::from_millis(200),
+    )
+    .is_ok()
+}
+
+/// A free loopback port (bound and released).
+pub fn free_port() -> Result<u16, PartError> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| anyhow!("no free port: {e}"))?;
+    Ok(l.local_addr().map_err(|e| anyhow!("{e}"))?.port())
+}
