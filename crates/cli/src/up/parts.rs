@@ -312,7 +312,10 @@ impl Run {
         env.push(("ENVOY_BIN".into(), super::envoy_bin(&self.t.base)));
         let idx = self.spawn(part, argv, &env)?;
         // Envoy's admin API: its config dump and stats are how a user sees what it was given.
-        self.set_endpoint(&format!("{part} admin"), format!("http://127.0.0.1:{admin}"));
+        self.set_endpoint(
+            &format!("{part} admin"),
+            format!("http://127.0.0.1:{admin}"),
+        );
         let ready = format!("http://127.0.0.1:{admin}/ready");
         let agent = ureq::Agent::new_with_config(
             ureq::Agent::config_builder()
