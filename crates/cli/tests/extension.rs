@@ -885,6 +885,10 @@ fn a_frozen_sandbox_refreshes_on_the_invoke_after_the_interval() {
     // Thawed for the invoke after the interval: the material is re-read before the call uses
     // it.
     assert_eq!(w.platform.get("sleeper", &url)["status"], 200);
+    // The platform writes an invoke's END line after it has answered: wait for the second one.
+    wait_until(30, "the second invoke's END line", || {
+        w.platform.log("sleeper").matches("END RequestId").count() >= 2
+    });
     let log = w.platform.log("sleeper");
     let refreshed = log
         .find("mTLS material refreshed; new connections use it")
