@@ -9,7 +9,7 @@ the state directory, so Lambda sandboxes count) at idle and under an open-loop 5
 Usage: up_bench.py LAMBDAMESH EXAMPLES_GREETER [seconds=20] [rate=50]
 """
 
-import json, os, re, shutil, subprocess, sys, tempfile, threading, time, urllib.request
+import json, os, re, shutil, subprocess, sys, tempfile, threading, time, urllib.error, urllib.request
 
 BIN, EXAMPLE = sys.argv[1], sys.argv[2]
 SECONDS = int(sys.argv[3]) if len(sys.argv) > 3 else 20
@@ -74,8 +74,10 @@ def load(url, seconds, rate, results):
             with urllib.request.urlopen(url, timeout=15) as r:
                 body = r.read().decode()
                 results.append((time.time() - t, r.status, "From lambda" in body))
-        except Exception:
-            results.append((time.time() - t, 0, False))
+        except urllib.error.HTTPError as e:
+            results.append((time.time() - t, e.code, f"HTTP {e.code}: {e.read().decode()[:160]}"))
+        except Exception as e:
+            results.append((time.time() - t, 0, f"{type(e).__name__}: {e}"[:160]))
     threads = []
     start = time.time()
     for i in range(seconds * rate):
@@ -121,7 +123,11 @@ def bench(name, topology, work):
     results = []
     load_rss, load_cpu = measure(state, SECONDS, lambda: load(ingress, SECONDS, RATE, results))
     ok = [r for r in results if r[1] == 200]
-    lam = [r for r in ok if r[2]]
+    lam = [r for r in ok if r[2] is True]
+    failures = {}
+    for r in results:
+        if r[1] != 200:
+            failures[r[2]] = failures.get(r[2], 0) + 1
     procs = len(run_pids(state))
     subprocess.run([BIN, "down", "--purge", "--state-dir", state], capture_output=True)
     up.wait()
@@ -129,6 +135,8 @@ def bench(name, topology, work):
           f"{load_rss:.0f} MB | {load_cpu:.0f} % | {len(ok)}/{len(results)} "
           f"({len(lam)} Lambda) | {pct([r[0] for r in ok], .5):.0f} / {pct([r[0] for r in ok], .99):.0f} ms |",
           flush=True)
+    for why, n in sorted(failures.items(), key=lambda kv: -kv[1])[:5]:
+        print(f"<!-- {name}: {n} failed: {why} -->", file=sys.stderr)
 
 
 def main():

@@ -569,3 +569,63 @@ fn a_bad_topology_is_refused_with_file_and_line() {
     );
     assert!(err.contains("nothing was started"), "{err}");
 }
+
+/// The function's tags as boto3 (an independent AWS client) reads them from the platform.
+fn function_tags(lambda_url: &str, name: &str) -> Value {
+    let script = format!(
+        "import boto3, json\n\
+         c = boto3.client('lambda', endpoint_url='{lambda_url}', region_name='us-east-1',\n\
+             aws_access_key_id='test', aws_secret_access_key='test')\n\
+         arn = c.get_function(FunctionName='{name}')['Configuration']['FunctionArn']\n\
+         print(json.dumps(c.list_tags(Resource=arn)['Tags']))\n"
+    );
+    let o = Command::new(python())
+        .arg("-c")
+        .arg(script)
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "boto3: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
+#[test]
+fn up_again_makes_a_kept_functions_tags_the_files() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("fn")).unwrap();
+    std::fs::write(
+        dir.path().join("fn/app.py"),
+        "def handler(event, context):\n    return 'ok'\n",
+    )
+    .unwrap();
+    let topology = |tags: &str| {
+        format!(
+            "platform {{}}\nfunction \"tagged\" {{\n  code = \"fn\"\n  runtime = \"python3.11\"\n  handler = \"app.handler\"\n  tags = {{ {tags} }}\n}}\n"
+        )
+    };
+    let file = dir.path().join("lambdamesh.hcl");
+    let state = dir.path().join("state");
+    std::fs::write(&file, topology("team = \"a\", stale = \"yes\"")).unwrap();
+    let mut up = Up::start(&file, &state);
+    let record = up.ready(120);
+    let lambda = record["endpoints"]["lambda"].as_str().unwrap().to_owned();
+    assert_eq!(
+        function_tags(&lambda, "tagged"),
+        serde_json::json!({"team": "a", "stale": "yes"})
+    );
+    up.down();
+
+    // The file drops `stale` and changes `team`: the kept function follows it exactly.
+    std::fs::write(&file, topology("team = \"b\"")).unwrap();
+    let mut up = Up::start(&file, &state);
+    let record = up.ready(120);
+    let lambda = record["endpoints"]["lambda"].as_str().unwrap().to_owned();
+    assert_eq!(
+        function_tags(&lambda, "tagged"),
+        serde_json::json!({"team": "b"})
+    );
+    up.down();
+}

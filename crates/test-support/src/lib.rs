@@ -1,8 +1,9 @@
 //! Scaffolding shared by the tests and benchmarks that run the real binaries: free loopback ports
 //! for children that must be told their address up front ([`free_port`]), the addresses a
 //! server started on port 0 announces ([`server_addresses`]), and where the real third-party
-//! parts are ([`venv_python`], [`envoy_path`]). Nothing in the product depends on this crate, and
-//! it depends on nothing.
+//! parts are ([`venv_python`], [`envoy_path`]). It depends on nothing; the product uses only
+//! [`free_port`], for `lambdamesh up --free-ports`, so a run and parallel tests draw ports from
+//! the same locked stretches and never from the kernel's ephemeral range.
 
 mod ports;
 mod real_parts;

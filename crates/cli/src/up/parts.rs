@@ -123,16 +123,7 @@ impl Run {
             self.wait_active(name)?;
             self.aws
                 .lambda("PUT", &format!("{path}/configuration"), Some(&config))?;
-            if tags.as_object().is_some_and(|t| !t.is_empty()) {
-                self.aws.lambda(
-                    "POST",
-                    &format!(
-                        "/2017-03-31/tags/{}",
-                        function_arn(name).replace(':', "%3A")
-                    ),
-                    Some(&json!({"Tags": tags})),
-                )?;
-            }
+            self.sync_tags(name, tags)?;
         } else {
             let mut body = config;
             body["FunctionName"] = json!(name);
@@ -142,6 +133,35 @@ impl Run {
                 .lambda("POST", "/2015-03-31/functions", Some(&body))?;
         }
         self.wait_active(name)
+    }
+
+    /// Makes an existing function's tags exactly the file's: the registrator reads them, so a
+    /// tag removed from the file (say, `lambda/enabled`) must go from the function too.
+    fn sync_tags(&mut self, name: &str, tags: &Value) -> anyhow::Result<()> {
+        let path = format!(
+            "/2017-03-31/tags/{}",
+            function_arn(name).replace(':', "%3A")
+        );
+        let wanted = tags.as_object().cloned().unwrap_or_default();
+        let current = self.aws.lambda("GET", &path, None)?;
+        let stale: Vec<String> = current["Tags"]
+            .as_object()
+            .map(|t| {
+                t.keys()
+                    .filter(|k| !wanted.contains_key(*k))
+                    .map(|k| format!("tagKeys={}", query_escape(k)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if !stale.is_empty() {
+            self.aws
+                .lambda("DELETE", &format!("{path}?{}", stale.join("&")), None)?;
+        }
+        if !wanted.is_empty() {
+            self.aws
+                .lambda("POST", &path, Some(&json!({"Tags": wanted})))?;
+        }
+        Ok(())
     }
 
     fn wait_active(&self, name: &str) -> anyhow::Result<()> {
@@ -560,4 +580,17 @@ impl Run {
         }
         Ok(format!("{} written", intentions.len()))
     }
+}
+
+/// Percent-encodes a query value (RFC 3986 unreserved characters stay as they are).
+fn query_escape(v: &str) -> String {
+    let mut out = String::with_capacity(v.len());
+    for b in v.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
