@@ -14,6 +14,7 @@ mod extract;
 mod health;
 mod intentions;
 mod status;
+mod ui;
 mod xds_status;
 
 use axum::Router;
@@ -117,6 +118,17 @@ pub(crate) fn router(app: AppState) -> Router {
         .route("/v1/acl/policies", get(acl::policy_list))
         // xDS status (lambdamesh-specific): NACKs and ACKs per proxy
         .route("/v1/internal/xds/status", get(xds_status::status))
+        // the web UI: its assets and the reads it needs beyond the public API
+        .route("/", get(crate::ui::redirect))
+        .route("/ui", get(crate::ui::redirect))
+        .route("/ui/", get(crate::ui::index))
+        .route("/ui/{*path}", get(crate::ui::asset))
+        .route("/v1/internal/ui/services", get(ui::services))
+        .route("/v1/internal/ui/service/{name}", get(ui::service))
+        .route(
+            "/v1/internal/acl/authorize",
+            axum::routing::post(ui::authorize),
+        )
         // status
         .route("/v1/status/leader", get(status::leader))
         .route("/v1/status/peers", get(status::peers))

@@ -1,0 +1,115 @@
+// Config entries: every kind's entries, and an editor that shows an entry as JSON and saves it
+// through `PUT /v1/config`, the validation error shown in place (the API's own message).
+
+import { h, replace, field, alertBox, showError, link } from '../dom.js';
+import { put, del, authorize } from '../api.js';
+
+export const KINDS = ['service-defaults', 'proxy-defaults', 'service-router', 'service-splitter',
+  'service-resolver', 'service-intentions', 'terminating-gateway', 'mesh'];
+
+const enc = encodeURIComponent;
+
+function writeCheck(kind, name) {
+  if (kind === 'service-intentions') return { Resource: 'intention', Segment: name, Access: 'write' };
+  if (['proxy-defaults', 'mesh', 'terminating-gateway'].includes(kind)) return { Resource: 'operator', Segment: '', Access: 'write' };
+  return { Resource: 'service', Segment: name, Access: 'write' };
+}
+
+function listPage(main, scope) {
+  const sections = KINDS.map((kind) => {
+    const body = h('div', null, h('p.muted', null, 'Loading…'));
+    scope.watch(`/v1/config/${kind}`, (list) => {
+      list = list || [];
+      replace(body, list.length
+        ? h('ul.entries', null, list.map((e) => h('li', null, link(`#/config/${enc(kind)}/${enc(e.Name)}`, e.Name),
+          h('small.muted', null, ` index ${e.ModifyIndex}`))))
+        : h('p.muted', null, 'none'));
+    }, (e) => replace(body, h('p.error', { role: 'alert' }, `${e.status}: ${e.message}`)));
+    return h('section.card', { 'aria-labelledby': `k-${kind}` }, h('h2', { id: `k-${kind}` }, kind), body);
+  });
+  replace(main, h('h1', null, 'Config entries'),
+    h('p', null, link('#/config/new', 'New config entry')), h('div.grid', null, sections));
+  main.dataset.loaded = 'config';
+}
+
+function editor(main, scope, kind, name) {
+  const isNew = !kind;
+  const text = h('textarea', { name: 'entry', rows: 22, spellcheck: 'false', 'aria-describedby': 'entry-err' });
+  const err = alertBox();
+  err.id = 'entry-err';
+  const status = h('p.muted', { role: 'status' });
+  const save = h('button', { type: 'submit' }, 'Save');
+  const remove = h('button.danger', { type: 'button', hidden: isNew }, 'Delete');
+  let dirty = false;
+  text.addEventListener('input', () => { dirty = true; });
+  const check = async () => {
+    let k = kind; let n = name;
+    if (isNew) {
+      try { const v = JSON.parse(text.value); k = v.Kind || v.kind; n = v.Name || v.name; } catch { return; }
+    }
+    if (!k) return;
+    const [ok] = await authorize([writeCheck(k, n || '')]);
+    save.disabled = !ok;
+    remove.disabled = !ok;
+    save.title = ok ? '' : 'Your token may not write this entry';
+  };
+  const submit = async (ev) => {
+    ev.preventDefault();
+    showError(err, null);
+    status.textContent = '';
+    try {
+      await put('/v1/config', text.value);
+      dirty = false;
+      status.textContent = 'Saved.';
+      if (isNew) {
+        const v = JSON.parse(text.value);
+        location.hash = `#/config/${enc(v.Kind || v.kind)}/${enc(v.Name || v.name)}`;
+      }
+    } catch (e) { showError(err, e); text.setAttribute('aria-invalid', 'true'); }
+  };
+  remove.addEventListener('click', async () => {
+    showError(err, null);
+    try {
+      await del(`/v1/config/${enc(kind)}/${enc(name)}`);
+      location.hash = '#/config';
+    } catch (e) { showError(err, e); }
+  });
+  text.addEventListener('input', () => { text.removeAttribute('aria-invalid'); if (isNew) check(); });
+  const title = isNew ? 'New config entry' : `${kind} / ${name}`;
+  const form = h('form.stack', { onsubmit: submit },
+    field('Entry (JSON)', text, 'Consul\'s JSON shape; the server validates it and answers with what is wrong.'),
+    err, h('div.row', null, save, remove), status);
+  replace(main, h('p', null, link('#/config', '← All config entries')), h('h1', null, title), form);
+  if (isNew) {
+    text.value = JSON.stringify({ Kind: 'service-defaults', Name: 'example', Protocol: 'http' }, null, 2);
+    check();
+    main.dataset.loaded = 'config-edit';
+    return;
+  }
+  check();
+  scope.watch(`/v1/config/${enc(kind)}/${enc(name)}`, (v) => {
+    const shown = { ...v };
+    delete shown.CreateIndex;
+    delete shown.ModifyIndex;
+    if (!dirty) {
+      text.value = JSON.stringify(shown, null, 2);
+      status.textContent = `Index ${v.ModifyIndex}.`;
+    } else {
+      status.textContent = `Changed on the server (index ${v.ModifyIndex}) while you edit: saving overwrites it.`;
+    }
+    form.hidden = false;
+    main.dataset.loaded = 'config-edit';
+  }, (e) => {
+    if (e.status === 404) {
+      replace(main, h('p', null, link('#/config', '← All config entries')), h('h1', null, title),
+        h('p.error', { role: 'alert', 'data-not-found': '' }, `Not found: ${e.message}`));
+      main.dataset.loaded = 'config-edit';
+    } else showError(err, e);
+  });
+}
+
+export function render(main, scope, args) {
+  if (args[0] === 'new') return editor(main, scope, null, null);
+  if (args.length >= 2) return editor(main, scope, args[0], args.slice(1).join('/'));
+  return listPage(main, scope);
+}
