@@ -85,6 +85,9 @@ mod tests {
     #[test]
     fn hashes_differ_per_content() {
         assert_ne!(fnv1a(b"a"), fnv1a(b"b"));
-        assert_eq!(asset("app.js").map(|a| a.hash), asset("app.js").map(|a| a.hash));
+        assert_eq!(
+            asset("app.js").map(|a| a.hash),
+            asset("app.js").map(|a| a.hash)
+        );
     }
 }

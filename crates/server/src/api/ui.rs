@@ -245,11 +245,7 @@ fn service_view(s: &StoreState, svc: &ServiceName, dc: &str) -> (Value, Vec<Watc
             })
         })
         .collect();
-    let gateways: Vec<String> = s
-        .gateways_for(svc)
-        .into_iter()
-        .map(|g| g.name)
-        .collect();
+    let gateways: Vec<String> = s.gateways_for(svc).into_iter().map(|g| g.name).collect();
     let view = json!({
         "Name": svc.name,
         "Namespace": svc.meta.namespace,
@@ -287,11 +283,7 @@ pub async fn service(
     Path(name): Path<String>,
     Ctx { query: q, caller }: Ctx,
 ) -> ApiResult<Response> {
-    caller.require(
-        caller.authorizer.service_read(&name),
-        "service:read",
-        &name,
-    )?;
+    caller.require(caller.authorizer.service_read(&name), "service:read", &name)?;
     let svc = ServiceName::new(&name, q.meta.clone());
     let dc = &app.config.datacenter;
     // The keys depend on what the chain reads, which a write can change: read them first, wait
