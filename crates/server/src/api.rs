@@ -13,6 +13,7 @@ pub mod connect_ca;
 mod extract;
 mod health;
 mod intentions;
+mod kv;
 mod status;
 mod ui;
 mod xds_status;
@@ -116,6 +117,15 @@ pub(crate) fn router(app: AppState) -> Router {
                 .delete(acl::policy_delete),
         )
         .route("/v1/acl/policies", get(acl::policy_list))
+        // key/value store
+        .route(
+            "/v1/kv/",
+            get(kv::get_root).put(kv::put_root).delete(kv::delete_root),
+        )
+        .route(
+            "/v1/kv/{*key}",
+            get(kv::get).put(kv::put).delete(kv::delete),
+        )
         // xDS status (lambdamesh-specific): NACKs and ACKs per proxy
         .route("/v1/internal/xds/status", get(xds_status::status))
         // the web UI: its assets and the reads it needs beyond the public API

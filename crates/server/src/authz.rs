@@ -70,6 +70,15 @@ impl Authz {
     pub fn acl_write(&self) -> bool {
         self.check(Authorizer::acl_write)
     }
+    pub fn key_read(&self, key: &str) -> bool {
+        self.check(|a| a.key_read(key))
+    }
+    pub fn key_write(&self, key: &str) -> bool {
+        self.check(|a| a.key_write(key))
+    }
+    pub fn key_write_prefix(&self, prefix: &str) -> bool {
+        self.check(|a| a.key_write_prefix(prefix))
+    }
 }
 
 /// The secret a request carries, if any.
