@@ -587,3 +587,72 @@ fn the_page_makes_no_outside_request_and_serves_a_strict_policy() {
         .collect();
     assert!(bad.is_empty(), "console errors: {bad:?}");
 }
+
+/// A migration record as `lambdamesh migrate` writes it (docs/migrate.md).
+fn record(state: &str, step: usize, weight: u32, reason: &str, history: Value) -> Value {
+    json!({
+        "Service": "greeter", "Target": "greeter-lambda", "Steps": [10, 50, 100],
+        "Interval": "5s",
+        "Thresholds": {"MaxErrorRate": 0.01, "MaxP99Ms": 500, "MinRequests": 20},
+        "State": state, "StepIndex": step, "Weight": weight, "LastHealthyWeight": 10,
+        "Reason": reason,
+        "Owner": {"Host": "laptop", "Pid": 1234, "HeartbeatAt": "2026-12-02T16:00:00Z"},
+        "SplitterModifyIndex": 12,
+        "StartedAt": "2026-12-02T16:00:00Z", "UpdatedAt": "2026-12-02T16:00:05Z",
+        "History": history,
+    })
+}
+
+#[test]
+fn a_migration_is_shown_step_by_step_and_a_rollback_shows_its_reason() {
+    let server = Proc::start(&["agent", "-dev"]);
+    let key = "/v1/kv/lambdamesh/migrations/greeter";
+    let step1 = json!({"Weight": 10, "StartedAt": "2026-12-02T16:00:00Z", "EndedAt": "2026-12-02T16:00:05Z",
+        "Requests": 120, "Errors": 0, "ErrorRate": 0.0, "P99Ms": 12.5, "TargetRequests": 12,
+        "TargetErrors": 0, "TargetErrorRate": 0.0, "TargetP99Ms": 20.1, "Outcome": "promoted"});
+    ok(
+        &server.http,
+        key,
+        record("running", 1, 50, "", json!([step1])),
+    );
+    let b = Browser::start();
+    b.goto(&ui(&server, "migrations"));
+    loaded(&b, "migrations");
+    let m = b.wait(
+        "the running migration",
+        "const e = document.querySelector('[data-migration=\"greeter\"]'); return e && e.innerText;",
+    );
+    let m = m.as_str().unwrap_or_default();
+    assert!(m.contains("running"), "{m}");
+    assert_eq!(b.text("[data-migration=\"greeter\"] [data-weight]"), "50%");
+    assert_eq!(b.text("ol.steps [aria-current=step]"), "50%");
+    let row = b.text("tr[data-step=\"10\"]");
+    assert!(
+        row.contains("120") && row.contains("12.5 ms") && row.contains("promoted"),
+        "{row}"
+    );
+    b.js("window.__noReload = 7;", vec![]);
+
+    // The next step fails: the record says so and the open page shows the reason.
+    let step2 = json!({"Weight": 50, "StartedAt": "2026-12-02T16:00:05Z", "EndedAt": "2026-12-02T16:00:10Z",
+        "Requests": 200, "Errors": 60, "ErrorRate": 0.3, "P99Ms": 40.0, "TargetRequests": 100,
+        "TargetErrors": 60, "TargetErrorRate": 0.6, "TargetP99Ms": 80.0, "Outcome": "rolled_back"});
+    let reason = "error rate 30.0% > 1.0% (60 of 200 requests)";
+    ok(
+        &server.http,
+        key,
+        record("rolled_back", 0, 0, reason, json!([step1, step2])),
+    );
+    let shown = b.wait(
+        "the rollback's reason",
+        "const e = document.querySelector('[data-migration=\"greeter\"] [data-reason]'); return e && e.innerText;",
+    );
+    assert_eq!(shown, json!(format!("Rolled back: {reason}")));
+    assert_eq!(b.text("[data-migration=\"greeter\"] [data-weight]"), "0%");
+    let row = b.text("tr[data-step=\"50\"]");
+    assert!(
+        row.contains("30.0%") && row.contains("rolled_back"),
+        "{row}"
+    );
+    assert_eq!(b.js("return window.__noReload;", vec![]), json!(7));
+}

@@ -339,11 +339,13 @@ pub async fn authorize(
             ("agent", false) => a.agent_read(seg),
             ("operator" | "mesh", false) => a.operator_read(),
             ("operator" | "mesh", true) => a.operator_write(),
+            ("key", false) => a.key_read(seg),
+            ("key", true) => a.key_write(seg),
             ("acl", false) => a.acl_read(),
             ("acl", true) => a.acl_write(),
             (other, _) => {
                 return Err(ApiError::bad_request(format!(
-                    "Invalid resource {other:?}: must be one of service, intention, node, agent (read), operator, mesh, acl"
+                    "Invalid resource {other:?}: must be one of service, intention, node, agent (read), key, operator, mesh, acl"
                 )));
             }
         };
