@@ -406,6 +406,79 @@ fn config_entries_show_validation_errors_in_place_and_a_deleted_entry_is_not_fou
         "service not found",
         "const e = document.querySelector('[data-not-found]'); return e && e.textContent.includes('not found');",
     );
+
+    // A new entry written as HCL is saved (and then shown as the server's JSON); bad HCL gets
+    // the decoder's message in place.
+    b.goto(&ui(&server, "config/new"));
+    loaded(&b, "config-edit");
+    b.type_into(
+        "textarea",
+        "Kind = \"service-defaults\"\nName = \"web\"\nProtocol = \"http2\"\n",
+    );
+    b.click("form button[type=submit]");
+    b.wait(
+        "the saved entry's editor",
+        "return location.hash === '#/config/service-defaults/web' && document.querySelector('textarea').value.includes('http2');",
+    );
+    b.goto(&ui(&server, "config/new"));
+    loaded(&b, "config-edit");
+    b.type_into("textarea", "Kind = \"service-defaults\"\nName = \n");
+    b.click("form button[type=submit]");
+    let msg = b.wait(
+        "the HCL error",
+        "const e = document.getElementById('entry-err'); return !e.hidden && e.textContent;",
+    );
+    assert!(msg.as_str().unwrap_or("").starts_with("400: "), "{msg}");
+}
+
+#[test]
+fn a_lost_connection_is_shown_and_the_page_recovers_when_the_server_returns() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let port = test_support::free_port().to_string();
+    let http = format!("127.0.0.1:{port}");
+    let args = [
+        "agent",
+        "-dev",
+        "-http-addr",
+        http.as_str(),
+        "-grpc-addr",
+        "127.0.0.1:0",
+        "-data-dir",
+        data.to_str().unwrap(),
+    ];
+    let mut server = Proc::start_exact(&args);
+    seed_greeter(&server.http);
+    let b = Browser::start();
+    b.goto(&ui(&server, "services/greeter"));
+    loaded(&b, "service");
+    b.js("window.__noReload = 1;", vec![]);
+    server.kill9();
+    let banner = b.wait(
+        "the connection-lost banner",
+        "const e = document.getElementById('banner'); return !e.hidden && e.textContent;",
+    );
+    assert!(
+        banner.as_str().unwrap_or("").contains("retrying"),
+        "{banner}"
+    );
+    let server = Proc::start_exact(&args);
+    b.wait(
+        "the banner to clear",
+        "return document.getElementById('banner').hidden;",
+    );
+    // Live again: a write after the restart shows without a reload.
+    ok(
+        &server.http,
+        "/v1/config",
+        json!({"Kind": "service-splitter", "Name": "greeter", "Splits": [
+            {"Weight": 30, "Service": "greeter"}, {"Weight": 70, "Service": "greeter-lambda"}]}),
+    );
+    b.wait(
+        "the weights written after the restart",
+        "const e = document.querySelector('tr[data-split=\"greeter-lambda\"] .weight'); return e && e.textContent === '70%';",
+    );
+    assert_eq!(b.js("return window.__noReload;", vec![]), json!(1));
 }
 
 #[test]

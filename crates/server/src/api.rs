@@ -136,6 +136,10 @@ pub(crate) fn router(app: AppState) -> Router {
         .route("/v1/internal/ui/services", get(ui::services))
         .route("/v1/internal/ui/service/{name}", get(ui::service))
         .route(
+            "/v1/internal/ui/config/decode",
+            axum::routing::post(ui::decode_entry),
+        )
+        .route(
             "/v1/internal/acl/authorize",
             axum::routing::post(ui::authorize),
         )

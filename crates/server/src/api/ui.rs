@@ -9,6 +9,9 @@
 //!   compiler's own chain, so the page shows what Envoy is sent), upstreams and downstreams from
 //!   the proxies' registrations, the terminating gateways that front it, and whether the Lambda
 //!   registrator manages it. It blocks on exactly the entries the chain read.
+//! - `POST /v1/internal/ui/config/decode`: a config entry written as HCL (or JSON), decoded as
+//!   `lambdamesh config write` decodes a file, answered as Consul's JSON, so the editor can take
+//!   HCL and still save through `PUT /v1/config` (whose validation messages it then shows).
 //! - `POST /v1/internal/acl/authorize`: Consul's shape; which of a list of accesses the caller
 //!   holds (the UI disables what the token may not do; the API still refuses it).
 
@@ -354,4 +357,18 @@ pub async fn authorize(
         }));
     }
     Ok(json(&out))
+}
+
+/// `POST /v1/internal/ui/config/decode`: HCL or JSON text → the entry's JSON (not validated:
+/// `PUT /v1/config` does that and says what is wrong).
+pub async fn decode_entry(
+    Ctx { .. }: Ctx,
+    b: Result<Bytes, BytesRejection>,
+) -> ApiResult<Response> {
+    let bytes = body(b)?;
+    let text = std::str::from_utf8(&bytes)
+        .map_err(|_| ApiError::bad_request("config entry text is not UTF-8"))?;
+    let entry = mesh_model::config_entry::decode_hcl_or_json(text)
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    Ok(json(&entry.to_json()))
 }

@@ -2,7 +2,15 @@
 // through `PUT /v1/config`, the validation error shown in place (the API's own message).
 
 import { h, replace, field, alertBox, showError, link } from '../dom.js';
-import { put, del, authorize } from '../api.js';
+import { put, del, post, authorize } from '../api.js';
+
+/** The editor's text as a JSON entry: JSON as is, HCL decoded by the server (as
+ *  `lambdamesh config write` decodes a file); a decode error is the server's message. */
+async function toJson(text) {
+  if (text.trim().startsWith('{')) return text;
+  const { data } = await post('/v1/internal/ui/config/decode', text);
+  return JSON.stringify(data);
+}
 
 export const KINDS = ['service-defaults', 'proxy-defaults', 'service-router', 'service-splitter',
   'service-resolver', 'service-intentions', 'terminating-gateway', 'mesh'];
@@ -45,7 +53,10 @@ function editor(main, scope, kind, name) {
   const check = async () => {
     let k = kind; let n = name;
     if (isNew) {
-      try { const v = JSON.parse(text.value); k = v.Kind || v.kind; n = v.Name || v.name; } catch { return; }
+      try {
+        const v = JSON.parse(await toJson(text.value));
+        k = v.Kind || v.kind; n = v.Name || v.name;
+      } catch { return; }
     }
     if (!k) return;
     const [ok] = await authorize([writeCheck(k, n || '')]);
@@ -58,11 +69,12 @@ function editor(main, scope, kind, name) {
     showError(err, null);
     status.textContent = '';
     try {
-      await put('/v1/config', text.value);
+      const body = await toJson(text.value);
+      await put('/v1/config', body);
       dirty = false;
       status.textContent = 'Saved.';
       if (isNew) {
-        const v = JSON.parse(text.value);
+        const v = JSON.parse(body);
         location.hash = `#/config/${enc(v.Kind || v.kind)}/${enc(v.Name || v.name)}`;
       }
     } catch (e) { showError(err, e); text.setAttribute('aria-invalid', 'true'); }
@@ -74,10 +86,14 @@ function editor(main, scope, kind, name) {
       location.hash = '#/config';
     } catch (e) { showError(err, e); }
   });
-  text.addEventListener('input', () => { text.removeAttribute('aria-invalid'); if (isNew) check(); });
+  let timer;
+  text.addEventListener('input', () => {
+    text.removeAttribute('aria-invalid');
+    if (isNew) { clearTimeout(timer); timer = setTimeout(check, 300); }
+  });
   const title = isNew ? 'New config entry' : `${kind} / ${name}`;
   const form = h('form.stack', { onsubmit: submit },
-    field('Entry (JSON)', text, 'Consul\'s JSON shape; the server validates it and answers with what is wrong.'),
+    field('Entry (JSON or HCL)', text, 'Consul\'s JSON or HCL, as `config write` takes; the server validates it and answers with what is wrong.'),
     err, h('div.row', null, save, remove), status);
   replace(main, h('p', null, link('#/config', '← All config entries')), h('h1', null, title), form);
   if (isNew) {
