@@ -129,7 +129,12 @@ impl Browser {
 
     /// Polls `script` until it returns something truthy; fails naming `what` and the page.
     pub fn wait(&self, what: &str, script: &str) -> Value {
-        let deadline = Instant::now() + WAIT;
+        self.wait_up_to(WAIT, what, script)
+    }
+
+    /// [`Browser::wait`] with a deadline of its own (for what a whole topology must start).
+    pub fn wait_up_to(&self, limit: Duration, what: &str, script: &str) -> Value {
+        let deadline = Instant::now() + limit;
         loop {
             let v = self.js(script, vec![]);
             let truthy = match &v {
