@@ -155,6 +155,8 @@ fn service_view_has_live_weights_neighbours_and_blocks_on_its_chain() {
 
     let lambda = s.get("/v1/internal/ui/service/greeter-lambda").json();
     assert_eq!(lambda["Lambda"]["ARN"], ARN);
+    // ingress calls greeter, whose splitter sends to greeter-lambda.
+    assert_eq!(lambda["Downstreams"], json!(["ingress"]));
     assert_eq!(lambda["Registrator"][0]["Node"], "lambdas");
     let missing = s.get("/v1/internal/ui/service/nothing").json();
     assert_eq!(missing["Exists"], false);

@@ -159,11 +159,18 @@ pub async fn services(
     Ok(authz::mark_filtered(json_with_index(&out, index), filtered))
 }
 
-/// Upstreams of `svc` (from its proxies' registrations) and its downstreams (proxies that list
-/// it), by name.
-fn neighbours(s: &StoreState, svc: &ServiceName) -> (BTreeSet<String>, BTreeSet<String>) {
+/// Upstreams of `svc` (from its proxies' registrations) and its downstreams: the services whose
+/// proxies list it, or list an upstream whose discovery chain can send to it (a splitter's
+/// target is called by whoever calls the split service), by name.
+fn neighbours(
+    s: &StoreState,
+    svc: &ServiceName,
+    dc: &str,
+    td: &str,
+) -> (BTreeSet<String>, BTreeSet<String>) {
     let mut up = BTreeSet::new();
     let mut down = BTreeSet::new();
+    let mut reaches: std::collections::BTreeMap<String, bool> = std::collections::BTreeMap::new();
     for name in s.service_tags(&svc.meta).keys() {
         for i in s.instances(&ServiceName::new(name, svc.meta.clone())) {
             let p = &i.service.proxy;
@@ -173,7 +180,21 @@ fn neighbours(s: &StoreState, svc: &ServiceName) -> (BTreeSet<String>, BTreeSet<
             if p.destination_service_name == svc.name {
                 up.extend(p.upstreams.iter().map(|u| u.destination_name.clone()));
             }
-            if p.upstreams.iter().any(|u| u.destination_name == svc.name) {
+            let calls = p.upstreams.iter().any(|u| {
+                u.destination_name == svc.name
+                    || *reaches
+                        .entry(u.destination_name.clone())
+                        .or_insert_with(|| {
+                            let chain = xds::compile::chain::compile_chain(
+                                s.config_entries(),
+                                &ServiceName::new(&u.destination_name, svc.meta.clone()),
+                                dc,
+                                td,
+                            );
+                            chain.targets.values().any(|t| t.service == *svc)
+                        })
+            });
+            if calls && p.destination_service_name != svc.name {
                 down.insert(p.destination_service_name.clone());
             }
         }
@@ -232,7 +253,7 @@ fn service_view(s: &StoreState, svc: &ServiceName, dc: &str) -> (Value, Vec<Watc
             })
         })
         .collect();
-    let (up, down) = neighbours(s, svc);
+    let (up, down) = neighbours(s, svc, dc, &td);
     let instances = s.instances(svc);
     let kind = instances
         .first()
@@ -277,7 +298,15 @@ fn service_view(s: &StoreState, svc: &ServiceName, dc: &str) -> (Value, Vec<Watc
         keys.push(WatchKey::ConfigEntry(entry_key(kind, svc)));
     }
     keys.push(WatchKey::Services(svc.meta.clone()));
-    keys.push(WatchKey::ConfigKind(Kind::TerminatingGateway));
+    // Downstreams depend on other services' chains too.
+    for kind in [
+        Kind::TerminatingGateway,
+        Kind::ServiceRouter,
+        Kind::ServiceSplitter,
+        Kind::ServiceResolver,
+    ] {
+        keys.push(WatchKey::ConfigKind(kind));
+    }
     (view, keys)
 }
 
