@@ -352,6 +352,20 @@ fn config_entries_show_validation_errors_in_place_and_a_deleted_entry_is_not_fou
     let server = Proc::start(&["agent", "-dev"]);
     seed_greeter(&server.http);
     let b = Browser::start();
+    // Every kind's entries on one page (one blocking query for all kinds).
+    b.goto(&ui(&server, "config"));
+    loaded(&b, "config");
+    for entry in [
+        "proxy-defaults/global",
+        "service-defaults/greeter-lambda",
+        "service-splitter/greeter",
+        "terminating-gateway/terminating-gateway",
+    ] {
+        assert!(
+            !b.text(&format!("[data-entry=\"{entry}\"]")).is_empty(),
+            "{entry} not listed"
+        );
+    }
     b.goto(&ui(&server, "config/service-splitter/greeter"));
     loaded(&b, "config-edit");
     let text = b.js("return document.querySelector('textarea').value;", vec![]);

@@ -135,6 +135,7 @@ pub(crate) fn router(app: AppState) -> Router {
         .route("/ui/{*path}", get(crate::ui::asset))
         .route("/v1/internal/ui/services", get(ui::services))
         .route("/v1/internal/ui/service/{name}", get(ui::service))
+        .route("/v1/internal/ui/config", get(ui::config_entries))
         .route(
             "/v1/internal/ui/config/decode",
             axum::routing::post(ui::decode_entry),

@@ -158,6 +158,26 @@ fn service_view_has_live_weights_neighbours_and_blocks_on_its_chain() {
     // ingress calls greeter, whose splitter sends to greeter-lambda.
     assert_eq!(lambda["Downstreams"], json!(["ingress"]));
     assert_eq!(lambda["Registrator"][0]["Node"], "lambdas");
+    let entries = s.get("/v1/internal/ui/config").json();
+    let kinds: Vec<(String, String)> = entries
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["Kind"].as_str().unwrap().to_owned(),
+                e["Name"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert!(
+        kinds.contains(&("service-splitter".into(), "greeter".into())),
+        "{kinds:?}"
+    );
+    assert!(
+        kinds.contains(&("proxy-defaults".into(), "global".into())),
+        "{kinds:?}"
+    );
     let missing = s.get("/v1/internal/ui/service/nothing").json();
     assert_eq!(missing["Exists"], false);
 }

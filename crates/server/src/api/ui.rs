@@ -9,6 +9,9 @@
 //!   compiler's own chain, so the page shows what Envoy is sent), upstreams and downstreams from
 //!   the proxies' registrations, the terminating gateways that front it, and whether the Lambda
 //!   registrator manages it. It blocks on exactly the entries the chain read.
+//! - `GET /v1/internal/ui/config`: every config entry the caller may read, all kinds in one
+//!   blocking query (a browser holds at most six connections to a host over HTTP/1.1: one
+//!   blocking query per kind would starve the rest of the page).
 //! - `POST /v1/internal/ui/config/decode`: a config entry written as HCL (or JSON), decoded as
 //!   `lambdamesh config write` decodes a file, answered as Consul's JSON, so the editor can take
 //!   HCL and still save through `PUT /v1/config` (whose validation messages it then shows).
@@ -67,72 +70,88 @@ fn lambda_of(s: &StoreState, svc: &ServiceName) -> Option<LambdaTarget> {
     }
 }
 
+/// What the summary gathers per service name.
+#[derive(Default)]
+struct Summary {
+    kind: Option<ServiceKind>,
+    tags: BTreeSet<String>,
+    nodes: BTreeSet<String>,
+    instances: usize,
+    /// passing, warning, critical
+    counts: [u64; 3],
+    external: BTreeSet<String>,
+}
+
+fn status_slot(status: CheckStatus) -> usize {
+    match status {
+        CheckStatus::Passing => 0,
+        CheckStatus::Warning => 1,
+        CheckStatus::Critical => 2,
+    }
+}
+
 /// The summary rows of every service in a tenancy (sidecar proxies are folded into the
-/// service they serve, as in Consul's UI).
+/// service they serve, as in Consul's UI). One pass per node over its services and checks, so
+/// 1,000 services cost one walk, not one per service.
 fn summaries(s: &StoreState, meta: &EntMeta, dc: &str) -> Vec<(String, Value)> {
-    let names = s.service_tags(meta);
+    let mut by_name: std::collections::BTreeMap<String, Summary> = Default::default();
     let mut proxied: BTreeSet<String> = BTreeSet::new();
-    let mut rows = Vec::new();
-    for (name, tags) in &names {
-        let svc = ServiceName::new(name, meta.clone());
-        let instances = s.instances(&svc);
-        let kind = instances
-            .first()
-            .map_or(ServiceKind::Typical, |i| i.service.kind);
-        if kind == ServiceKind::ConnectProxy {
-            for i in &instances {
-                proxied.insert(i.service.proxy.destination_service_name.clone());
+    for node in s.nodes(&meta.partition) {
+        let checks: Vec<_> = s.node_checks(&meta.partition, &node.node).collect();
+        for svc in s.node_services(&meta.partition, &node.node) {
+            if svc.namespace != meta.namespace {
+                continue;
             }
-            continue;
-        }
-        let mut counts = [0u64; 3];
-        let mut nodes = BTreeSet::new();
-        let mut external = BTreeSet::new();
-        for i in &instances {
-            nodes.insert(i.node.node.clone());
-            if let Some(src) = i.service.meta.get("external-source") {
-                external.insert(src.clone());
+            if svc.kind == ServiceKind::ConnectProxy {
+                proxied.insert(svc.proxy.destination_service_name.clone());
+                continue;
             }
-            if i.service.meta.contains_key(REGISTRATOR_META) {
-                external.insert("lambda-registrator".to_owned());
+            let sum = by_name.entry(svc.service.clone()).or_default();
+            sum.kind.get_or_insert(svc.kind);
+            sum.tags.extend(svc.tags.iter().cloned());
+            sum.nodes.insert(node.node.clone());
+            sum.instances += 1;
+            if let Some(src) = svc.meta.get("external-source") {
+                sum.external.insert(src.clone());
             }
-            for c in &i.checks {
-                counts[match c.status {
-                    CheckStatus::Passing => 0,
-                    CheckStatus::Warning => 1,
-                    CheckStatus::Critical => 2,
-                }] += 1;
+            if svc.meta.contains_key(REGISTRATOR_META) {
+                sum.external.insert("lambda-registrator".to_owned());
             }
-        }
-        let mut row = json!({
-            "Name": name,
-            "Namespace": meta.namespace,
-            "Partition": meta.partition,
-            "Datacenter": dc,
-            "Kind": kind.as_str(),
-            "Tags": tags,
-            "Nodes": nodes,
-            "InstanceCount": instances.len(),
-            "ChecksPassing": counts[0],
-            "ChecksWarning": counts[1],
-            "ChecksCritical": counts[2],
-            "ExternalSources": external,
-            "ConnectedWithGateway": !s.gateways_for(&svc).is_empty(),
-        });
-        if let (Some(o), Some(l)) = (row.as_object_mut(), lambda_of(s, &svc)) {
-            o.insert("Lambda".into(), lambda_json(&l));
-        }
-        rows.push((name.clone(), row));
-    }
-    for (name, row) in &mut rows {
-        if let Some(o) = row.as_object_mut() {
-            o.insert(
-                "ConnectedWithProxy".into(),
-                Value::Bool(proxied.contains(name.as_str())),
-            );
+            for c in &checks {
+                if c.service_id.is_empty()
+                    || (c.service_id == svc.id && c.namespace == svc.namespace)
+                {
+                    sum.counts[status_slot(c.status)] += 1;
+                }
+            }
         }
     }
-    rows
+    by_name
+        .into_iter()
+        .map(|(name, sum)| {
+            let svc = ServiceName::new(&name, meta.clone());
+            let mut row = json!({
+                "Name": name,
+                "Namespace": meta.namespace,
+                "Partition": meta.partition,
+                "Datacenter": dc,
+                "Kind": sum.kind.unwrap_or(ServiceKind::Typical).as_str(),
+                "Tags": sum.tags,
+                "Nodes": sum.nodes,
+                "InstanceCount": sum.instances,
+                "ChecksPassing": sum.counts[0],
+                "ChecksWarning": sum.counts[1],
+                "ChecksCritical": sum.counts[2],
+                "ExternalSources": sum.external,
+                "ConnectedWithProxy": proxied.contains(&name),
+                "ConnectedWithGateway": !s.gateways_for(&svc).is_empty(),
+            });
+            if let (Some(o), Some(l)) = (row.as_object_mut(), lambda_of(s, &svc)) {
+                o.insert("Lambda".into(), lambda_json(&l));
+            }
+            (name, row)
+        })
+        .collect()
 }
 
 pub async fn services(
@@ -400,4 +419,33 @@ pub async fn decode_entry(
     let entry = mesh_model::config_entry::decode_hcl_or_json(text)
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
     Ok(json(&entry.to_json()))
+}
+
+/// `GET /v1/internal/ui/config`: `[{Kind, Name, Namespace, Partition, ModifyIndex}]` of every
+/// entry in the tenancy the caller may read, by kind then name.
+pub async fn config_entries(
+    State(app): State<AppState>,
+    Ctx { query: q, caller }: Ctx,
+) -> ApiResult<Response> {
+    let keys: Vec<WatchKey> = Kind::ALL.into_iter().map(WatchKey::ConfigKind).collect();
+    let (rows, index) = blocking(&app, &q, &keys, |s| {
+        let set = s.config_entries();
+        Kind::ALL
+            .into_iter()
+            .flat_map(|kind| set.list(kind))
+            .filter(|e| e.ent_meta() == q.meta)
+            .filter(|e| super::config::can_read(&caller, e.kind(), e.name()))
+            .map(|e| {
+                json!({
+                    "Kind": e.kind().as_str(),
+                    "Name": e.name(),
+                    "Namespace": q.meta.namespace,
+                    "Partition": q.meta.partition,
+                    "ModifyIndex": s.entry_indexes(&e.key()).map_or(0, |(_, m)| m),
+                })
+            })
+            .collect::<Vec<_>>()
+    })
+    .await;
+    Ok(json_with_index(&rows, index))
 }

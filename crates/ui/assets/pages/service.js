@@ -22,7 +22,7 @@ function topology(name, downs, ups) {
   const colX = [10, 235, 460];
   const boxW = 170;
   const midY = height / 2;
-  const g = svg('svg', { viewBox: `0 0 ${width} ${height}`, role: 'img', class: 'topology',
+  const g = svg('svg', { viewBox: `0 0 ${width} ${height}`, role: 'group', class: 'topology',
     'aria-label': `${downs.length} downstream and ${ups.length} upstream services of ${name}` },
   svg('defs', null, svg('marker', { id: 'arrow', viewBox: '0 0 10 10', refX: 10, refY: 5,
     markerWidth: 6, markerHeight: 6, orient: 'auto-start-reverse' }, svg('path', { d: 'M 0 0 L 10 5 L 0 10 z', class: 'arrowhead' }))));
