@@ -195,21 +195,37 @@ impl ClusterStats {
         }
     }
 
-    /// The window between `earlier` and `self`. A counter that went down (Envoy restarted)
-    /// counts from zero.
-    pub fn since(&self, earlier: &Self) -> Window {
+    /// What happened between `earlier` and `self` (a scrape of the same Envoy). A counter
+    /// that went down (Envoy restarted) counts from zero.
+    pub fn since(&self, earlier: &Self) -> Self {
         let d = |now: u64, then: u64| if now >= then { now - then } else { now };
-        let requests = d(self.completed, earlier.completed);
-        let errors = d(self.errors, earlier.errors);
-        let deltas: Vec<(f64, u64)> = self
-            .buckets
-            .iter()
-            .map(|(b, n)| (b.0, d(*n, earlier.buckets.get(b).copied().unwrap_or(0))))
-            .collect();
+        Self {
+            completed: d(self.completed, earlier.completed),
+            errors: d(self.errors, earlier.errors),
+            buckets: self
+                .buckets
+                .iter()
+                .map(|(b, n)| (*b, d(*n, earlier.buckets.get(b).copied().unwrap_or(0))))
+                .collect(),
+        }
+    }
+
+    /// Adds another Envoy's window (histogram buckets add bound by bound).
+    pub fn merge(&mut self, other: &Self) {
+        self.completed += other.completed;
+        self.errors += other.errors;
+        for (b, n) in &other.buckets {
+            *self.buckets.entry(*b).or_default() += n;
+        }
+    }
+
+    /// The figures of a window (`since`, possibly merged).
+    pub fn window(&self) -> Window {
+        let buckets: Vec<(f64, u64)> = self.buckets.iter().map(|(b, n)| (b.0, *n)).collect();
         Window {
-            requests,
-            errors,
-            p99_ms: quantile(0.99, &deltas),
+            requests: self.completed,
+            errors: self.errors,
+            p99_ms: quantile(0.99, &buckets),
         }
     }
 }
