@@ -11,7 +11,8 @@
 //! its invocations rolled back to 0 % naming the error rate; one sleeping past `--max-p99`
 //! rolled back naming the latency; a hand edit of the splitter stopping a migration with
 //! nothing overwritten; a second `migrate` refused while one runs; Ctrl-C leaving the last
-//! healthy weight, `--status` reporting it, and a new `migrate` resuming from the record.
+//! healthy weight, `--status` reporting it, and a new `migrate` resuming from the record;
+//! `--abort` from another terminal stopping a running one.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed step is a failed test
 
@@ -505,4 +506,20 @@ fn migrate_promotes_rolls_back_stops_and_resumes_on_the_greeter() {
     );
     assert!(!out.contains("step 1/3"), "{out}");
     assert_eq!(c.lambda_weight(), 100.0);
+
+    // --abort from another terminal: the running migrate stops, the splitter goes to 0.
+    let mut aborted = Running::spawn(c.migrate(&common_args));
+    aborted.wait_for_line(60, "step 1/3");
+    let o = c.run(&["greeter", "--abort"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("aborted: greeter sends 0% to greeter-lambda"),
+        "{}",
+        text(&o)
+    );
+    let (code, out) = aborted.finish(30);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("stopped: aborted by "), "{out}");
+    assert_eq!(c.lambda_weight(), 0.0);
+    assert_eq!(c.record()["State"], "aborted");
 }

@@ -243,46 +243,75 @@ fn dry(
     Ok(0)
 }
 
-/// Aborts SERVICE's migration: the splitter back to 0 (check-and-set on what was just read),
-/// the record `aborted`. A running owner sees the record change and stops.
+/// Aborts SERVICE's migration: the record `aborted` first (a running owner sees it and stops
+/// before writing again), then the splitter back to 0 (check-and-set on what was just read).
 pub fn abort(client: &Client, service: &str) -> anyhow::Result<u8> {
-    for _ in 0..5 {
-        let Some((mut rec, index)) = control::record(client, service)? else {
-            bail!("no migration of {service:?} recorded: nothing to abort");
-        };
+    let (mut rec, index) = loop_record(client, service, |rec| {
         if rec.state.is_finished() && rec.state != MigrationState::Interrupted {
-            say(format!(
-                "the migration of {service} is already {}; nothing to abort",
-                rec.state.as_str()
-            ))?;
-            return Ok(0);
+            return None;
         }
-        let current = control::splitter(client, service)?;
-        let modify = match &current {
-            Some(s) => {
-                let entry = model::splitter(service, &rec.target, 0, Some(&s.json));
-                match control::put_splitter(client, service, &rec.target, &entry, s.modify_index)? {
-                    Some(i) => i,
-                    None => continue,
-                }
-            }
-            None => 0,
-        };
         let me = me();
+        let mut rec = rec.clone();
         rec.state = MigrationState::Aborted;
         rec.reason = format!("aborted by {} pid {} at {}%", me.host, me.pid, rec.weight);
-        rec.weight = 0;
-        rec.splitter_modify_index = modify;
         rec.updated_at = now_text();
-        if control::put_record(client, &rec, index)?.is_some() {
-            say(format!(
-                "aborted: {service} sends 0% to {} (service-splitter ModifyIndex {modify})",
-                rec.target
-            ))?;
-            return Ok(0);
+        Some(rec)
+    })?;
+    if rec.state != MigrationState::Aborted {
+        say(format!(
+            "the migration of {service} is already {}; nothing to abort",
+            rec.state.as_str()
+        ))?;
+        return Ok(0);
+    }
+    let mut modify = 0;
+    for attempt in 0.. {
+        let Some(s) = control::splitter(client, service)? else {
+            break;
+        };
+        let entry = model::splitter(service, &rec.target, 0, Some(&s.json));
+        if let Some(i) =
+            control::put_splitter(client, service, &rec.target, &entry, s.modify_index)?
+        {
+            modify = i;
+            break;
+        }
+        if attempt == 4 {
+            bail!(
+                "the service-splitter {service:?} kept changing; the record says aborted, the splitter was not written"
+            );
         }
     }
-    bail!("the record of {service:?} kept changing while aborting; try again")
+    rec.weight = 0;
+    rec.splitter_modify_index = modify;
+    // The record said `aborted` already; this only adds the splitter's new index.
+    let _ = control::put_record(client, &rec, index)?;
+    say(format!(
+        "aborted: {service} sends 0% to {} (service-splitter ModifyIndex {modify})",
+        rec.target
+    ))?;
+    Ok(0)
+}
+
+/// Reads the record and writes `change(record)` with check-and-set, retrying on a race. The
+/// record as written (or as found, when `change` declines) and its index.
+fn loop_record(
+    client: &Client,
+    service: &str,
+    change: impl Fn(&MigrationRecord) -> Option<MigrationRecord>,
+) -> anyhow::Result<(MigrationRecord, u64)> {
+    for _ in 0..5 {
+        let Some((rec, index)) = control::record(client, service)? else {
+            bail!("no migration of {service:?} recorded: nothing to abort");
+        };
+        let Some(new) = change(&rec) else {
+            return Ok((rec, index));
+        };
+        if let Some(i) = control::put_record(client, &new, index)? {
+            return Ok((new, i));
+        }
+    }
+    bail!("the record of {service:?} kept changing; try again")
 }
 
 struct Migration<'a> {
@@ -299,7 +328,7 @@ struct Migration<'a> {
 enum Interrupt {
     Signal,
     SplitterChanged(u64),
-    RecordChanged(Option<MigrationRecord>),
+    RecordChanged(Option<Box<MigrationRecord>>),
 }
 
 impl Migration<'_> {
@@ -535,7 +564,11 @@ impl Migration<'_> {
                 next_check = Instant::now() + Duration::from_millis(250);
                 match control::record(self.client, &self.plan.service)? {
                     Some((_, i)) if i == self.rec_index => {}
-                    other => return Ok(Some(Interrupt::RecordChanged(other.map(|(r, _)| r)))),
+                    other => {
+                        return Ok(Some(Interrupt::RecordChanged(
+                            other.map(|(r, _)| Box::new(r)),
+                        )));
+                    }
                 }
                 let now = control::splitter(self.client, &self.plan.service)?
                     .map_or(0, |s| s.modify_index);
@@ -589,7 +622,7 @@ impl Migration<'_> {
                     self.rec.splitter_modify_index
                 ))
             }
-            Interrupt::RecordChanged(rec) => self.record_changed(rec),
+            Interrupt::RecordChanged(rec) => self.record_changed(rec.map(|r| *r)),
         }
     }
 
