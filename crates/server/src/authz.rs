@@ -23,6 +23,8 @@ pub struct Identity {
 }
 
 /// Authorization decisions for one request.
+// One per request, moved rarely: boxing the rules would only add an allocation per request.
+#[allow(clippy::large_enum_variant)]
 pub enum Authz {
     /// ACLs disabled, or a management token.
     Management,

@@ -125,10 +125,22 @@ pub struct ClusterStats {
 }
 
 /// A histogram bound that orders (`+Inf` last).
-#[derive(Debug, Clone, Copy, PartialEq, PartialOrd)]
+#[derive(Debug, Clone, Copy)]
 pub struct Bound(pub f64);
 
+impl PartialEq for Bound {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == std::cmp::Ordering::Equal
+    }
+}
+
 impl Eq for Bound {}
+
+impl PartialOrd for Bound {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
 
 impl Ord for Bound {
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
@@ -172,44 +184,64 @@ impl ClusterStats {
                 continue;
             };
             match stat {
-                "upstream_rq_completed" => self.completed += count(x.value),
+                "upstream_rq_completed" => {
+                    self.completed = self.completed.saturating_add(count(x.value))
+                }
                 "upstream_rq_xx" if x.label("envoy_response_code_class") == Some("5") => {
-                    self.errors += count(x.value);
+                    self.errors = self.errors.saturating_add(count(x.value));
                 }
                 "upstream_rq" if x.label("envoy_response_code") == Some("429") => {
-                    self.errors += count(x.value);
+                    self.errors = self.errors.saturating_add(count(x.value));
                 }
                 "upstream_rq_time_bucket" => {
                     let le = match x.label("le") {
                         Some("+Inf") => f64::INFINITY,
                         Some(v) => match v.parse::<f64>() {
-                            Ok(v) => v,
-                            Err(_) => continue,
+                            Ok(v) if v >= 0.0 => v,
+                            _ => continue,
                         },
                         None => continue,
                     };
-                    *self.buckets.entry(Bound(le)).or_default() += count(x.value);
+                    let n = self.buckets.entry(Bound(le)).or_default();
+                    *n = n.saturating_add(count(x.value));
                 }
                 _ => {}
             }
         }
     }
 
-    /// The window between `earlier` and `self`. A counter that went down (Envoy restarted)
-    /// counts from zero.
-    pub fn since(&self, earlier: &Self) -> Window {
+    /// What happened between `earlier` and `self` (a scrape of the same Envoy). A counter
+    /// that went down (Envoy restarted) counts from zero.
+    pub fn since(&self, earlier: &Self) -> Self {
         let d = |now: u64, then: u64| if now >= then { now - then } else { now };
-        let requests = d(self.completed, earlier.completed);
-        let errors = d(self.errors, earlier.errors);
-        let deltas: Vec<(f64, u64)> = self
-            .buckets
-            .iter()
-            .map(|(b, n)| (b.0, d(*n, earlier.buckets.get(b).copied().unwrap_or(0))))
-            .collect();
+        Self {
+            completed: d(self.completed, earlier.completed),
+            errors: d(self.errors, earlier.errors),
+            buckets: self
+                .buckets
+                .iter()
+                .map(|(b, n)| (*b, d(*n, earlier.buckets.get(b).copied().unwrap_or(0))))
+                .collect(),
+        }
+    }
+
+    /// Adds another Envoy's window (histogram buckets add bound by bound).
+    pub fn merge(&mut self, other: &Self) {
+        self.completed = self.completed.saturating_add(other.completed);
+        self.errors = self.errors.saturating_add(other.errors);
+        for (b, n) in &other.buckets {
+            let mine = self.buckets.entry(*b).or_default();
+            *mine = mine.saturating_add(*n);
+        }
+    }
+
+    /// The figures of a window (`since`, possibly merged).
+    pub fn window(&self) -> Window {
+        let buckets: Vec<(f64, u64)> = self.buckets.iter().map(|(b, n)| (b.0, *n)).collect();
         Window {
-            requests,
-            errors,
-            p99_ms: quantile(0.99, &deltas),
+            requests: self.completed,
+            errors: self.errors,
+            p99_ms: quantile(0.99, &buckets),
         }
     }
 }
@@ -229,13 +261,15 @@ pub fn quantile(q: f64, buckets: &[(f64, u64)]) -> Option<f64> {
             if le.is_infinite() {
                 return Some(lower.0);
             }
-            let in_bucket = (n - lower.1) as f64;
+            // Buckets of a well-formed histogram never go down; a malformed one is not trusted
+            // to (a bucket below the previous one counts as empty).
+            let in_bucket = n.saturating_sub(lower.1) as f64;
             let frac = if in_bucket > 0.0 {
                 (rank - lower.1 as f64) / in_bucket
             } else {
                 1.0
             };
-            return Some(lower.0 + (le - lower.0) * frac);
+            return Some(lower.0 + (le - lower.0) * frac.clamp(0.0, 1.0));
         }
         lower = (le, n);
     }

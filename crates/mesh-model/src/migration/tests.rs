@@ -146,7 +146,7 @@ fn envoy_text_gives_per_service_counters_and_a_p99() {
     let samples = parse(ENVOY).unwrap();
     let s = ClusterStats::of(&samples, "greeter-lambda");
     assert_eq!((s.completed, s.errors), (200, 70));
-    let w = s.since(&ClusterStats::default());
+    let w = s.since(&ClusterStats::default()).window();
     assert_eq!((w.requests, w.errors), (200, 70));
     // rank 198 of 200 lies in (100, 1000]: 8 of its 10 → 820.
     assert!((w.p99_ms.unwrap() - 820.0).abs() < 1e-9);
@@ -157,11 +157,16 @@ fn envoy_text_gives_per_service_counters_and_a_p99() {
     later.completed += 10;
     later.errors += 1;
     later.buckets.values_mut().for_each(|n| *n += 10);
-    let w = later.since(&s);
+    let w = later.since(&s).window();
     assert_eq!((w.requests, w.errors), (10, 1));
     assert!(w.p99_ms.unwrap() <= 10.0);
     let restarted = ClusterStats::of(&parse("").unwrap(), "x");
-    assert_eq!(restarted.since(&s).requests, 0);
+    assert_eq!(restarted.since(&s).window().requests, 0);
+    // Two Envoys' windows merge bucket by bucket.
+    let mut both = later.since(&s);
+    both.merge(&later.since(&s));
+    assert_eq!(both.window().requests, 20);
+    assert_eq!(both.buckets.values().last(), Some(&20));
 }
 
 #[test]
