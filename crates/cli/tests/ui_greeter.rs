@@ -2,7 +2,9 @@
 //! real: server, platform, registrator, Envoy sidecars and gateways): the services page lists
 //! greeter-lambda as a Lambda function with its ARN (as the registrator registered it), the
 //! greeter page shows the splitter's weights, and a `lambdamesh config write` of new weights
-//! appears on the open page without a reload.
+//! appears on the open page without a reload; then `lambdamesh migrate` run from the CLI is
+//! shown step by step on the migrations page, and when the function starts failing, the
+//! rollback and its reason.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed step is a failed test
 
@@ -15,10 +17,11 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use common::BIN;
-use common::mesh::{envoy_path, python};
+use common::mesh::{envoy_path, get, python, wait_until};
 use parking_lot::Mutex;
 use serde_json::Value;
 use webdriver::Browser;
@@ -106,6 +109,75 @@ impl Drop for Up {
     }
 }
 
+/// Four callers of the ingress, each every 200 ms, until dropped (the traffic `migrate` judges).
+struct Load {
+    stop: Arc<AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Load {
+    fn start(url: &str) -> Load {
+        let stop = Arc::new(AtomicBool::new(false));
+        let threads = (0..4)
+            .map(|_| {
+                let (stop, url) = (stop.clone(), url.to_owned());
+                std::thread::spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        let started = Instant::now();
+                        let _ = get(&url);
+                        if let Some(rest) =
+                            Duration::from_millis(200).checked_sub(started.elapsed())
+                        {
+                            std::thread::sleep(rest);
+                        }
+                    }
+                })
+            })
+            .collect();
+        Load { stop, threads }
+    }
+}
+
+impl Drop for Load {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Sets greeter-lambda's failure rate through the platform's Lambda API (new sandboxes take it).
+fn function_fail_rate(lambda: &str, rate: &str) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let client = lambda_platform::client::Client::new(
+        lambda,
+        lambda_platform::Credentials {
+            access_key: "test".into(),
+            secret_key: "test".into(),
+        },
+        "us-east-1",
+    )
+    .unwrap();
+    let path = "/2015-03-31/functions/greeter-lambda/configuration";
+    let now = rt.block_on(client.lambda("GET", path, None)).unwrap();
+    let mut vars = now["Environment"]["Variables"].clone();
+    vars["GREETER_FAIL_RATE"] = serde_json::json!(rate);
+    rt.block_on(client.lambda(
+        "PUT",
+        path,
+        Some(&serde_json::json!({"Environment": {"Variables": vars}})),
+    ))
+    .unwrap();
+    wait_until(60, "the configuration update", || {
+        let c = rt.block_on(client.lambda("GET", path, None)).unwrap();
+        c["LastUpdateStatus"] == "Successful"
+    });
+}
+
 #[test]
 fn the_greeter_in_the_browser_lambda_listed_and_weights_live() {
     let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
@@ -162,5 +234,69 @@ fn the_greeter_in_the_browser_lambda_listed_and_weights_live() {
     assert_eq!(
         b.js("return window.__noReload;", vec![]),
         serde_json::json!("still here")
+    );
+
+    // A migration started from the CLI, watched on the migrations page.
+    let ingress = format!("{}/", record["endpoints"]["ingress"].as_str().unwrap());
+    let lambda = record["endpoints"]["lambda"].as_str().unwrap().to_owned();
+    let _load = Load::start(&ingress);
+    b.goto(&format!("http://{http}/ui/#/migrations"));
+    b.wait(
+        "the migrations page",
+        "return document.getElementById('main').dataset.loaded === 'migrations';",
+    );
+    b.js("window.__noReload = 'migrations';", vec![]);
+    let mut migrate = lambdamesh(&[
+        "migrate",
+        "greeter",
+        "--to",
+        "greeter-lambda",
+        "--steps",
+        "10,50,100",
+        "--interval",
+        "5s",
+        "--min-requests",
+        "5",
+        "--max-p99",
+        "3s",
+    ])
+    .env("CONSUL_HTTP_ADDR", &http)
+    .stdout(Stdio::null())
+    .stderr(Stdio::null())
+    .spawn()
+    .unwrap();
+    let first = b.wait_up_to(
+        Duration::from_secs(120),
+        "the first step promoted on the page",
+        "const m = document.querySelector('[data-migration=\"greeter\"]');
+         const r = m && m.querySelector('tr[data-step=\"10\"]');
+         return r && r.innerText.includes('promoted') && m.innerText;",
+    );
+    let first = first.as_str().unwrap_or_default();
+    assert!(first.contains("running"), "{first}");
+    assert_eq!(
+        b.text("[data-migration=\"greeter\"] ol.steps [aria-current=step]"),
+        "50%"
+    );
+    // The function starts failing: the next judgement rolls back, and the page says why.
+    function_fail_rate(&lambda, "0.3");
+    let reason = b.wait_up_to(
+        Duration::from_secs(120),
+        "the rollback's reason",
+        "const e = document.querySelector('[data-migration=\"greeter\"] [data-reason]'); return e && e.innerText;",
+    );
+    let reason = reason.as_str().unwrap_or_default();
+    assert!(reason.starts_with("Rolled back: error rate "), "{reason}");
+    assert!(
+        b.text("[data-migration=\"greeter\"]")
+            .contains("rolled back"),
+        "the state badge"
+    );
+    assert_eq!(b.text("[data-migration=\"greeter\"] [data-weight]"), "0%");
+    let status = migrate.wait().unwrap();
+    assert_eq!(status.code(), Some(1), "migrate exits 1 after a rollback");
+    assert_eq!(
+        b.js("return window.__noReload;", vec![]),
+        serde_json::json!("migrations")
     );
 }
