@@ -653,10 +653,42 @@ fn the_page_makes_no_outside_request_and_serves_a_strict_policy() {
         .unwrap();
     assert_eq!(r.status(), 304);
 
+    seed_greeter(&server.http);
+    ok(
+        &server.http,
+        "/v1/connect/intentions/exact?source=ingress&destination=greeter",
+        json!({"Action": "allow"}),
+    );
     let b = Browser::start();
-    for page in ["services", "intentions", "config", "gateways", "migrations"] {
-        b.goto(&ui(&server, page));
-        loaded(&b, page);
+    for (route, page) in [
+        ("services", "services"),
+        ("services/greeter", "service"),
+        ("intentions", "intentions"),
+        ("config", "config"),
+        ("config/service-splitter/greeter", "config-edit"),
+        ("gateways", "gateways"),
+        ("migrations", "migrations"),
+        ("login", ""),
+    ] {
+        b.goto(&ui(&server, route));
+        if !page.is_empty() {
+            loaded(&b, page);
+        }
+        // Every control has a label or a name, and none is taken out of the tab order.
+        let unlabelled = b.js(
+            "return [...document.querySelectorAll('input, select, textarea, button, a[href]')]
+               .filter(e => e.tabIndex < 0
+                 || (['INPUT', 'SELECT', 'TEXTAREA'].includes(e.tagName) && !(e.labels && e.labels.length))
+                 || (!['INPUT', 'SELECT', 'TEXTAREA'].includes(e.tagName)
+                     && !(e.getAttribute('aria-label') || e.textContent.trim())))
+               .map(e => e.outerHTML.slice(0, 80));",
+            vec![],
+        );
+        assert_eq!(
+            unlabelled,
+            json!([]),
+            "{route}: unlabelled or unreachable controls"
+        );
     }
     let origins = b.js(
         "return [...new Set(performance.getEntriesByType('resource').map(e => new URL(e.name).origin))];",
