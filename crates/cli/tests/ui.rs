@@ -398,6 +398,36 @@ fn config_entries_show_validation_errors_in_place_and_a_deleted_entry_is_not_fou
         json!("true")
     );
 
+    // Changed elsewhere while being edited: the save is a check-and-set and is refused.
+    ok(
+        &server.http,
+        "/v1/config",
+        json!({"Kind": "service-splitter", "Name": "greeter", "Splits": [
+            {"Weight": 20, "Service": "greeter"}, {"Weight": 80, "Service": "greeter-lambda"}]}),
+    );
+    b.wait(
+        "the notice of a change elsewhere",
+        "return document.querySelector('form p[role=status]').textContent.includes('Changed on the server');",
+    );
+    let good = r#"{"Kind": "service-splitter", "Name": "greeter", "Splits": [{"Weight": 60, "Service": "greeter"}, {"Weight": 40, "Service": "greeter-lambda"}]}"#;
+    b.type_into("textarea", good);
+    b.click("form button[type=submit]");
+    b.wait(
+        "the refused save",
+        "const e = document.getElementById('entry-err'); return !e.hidden && e.textContent.includes('changed by someone else');",
+    );
+    let now = agent()
+        .get(format!(
+            "http://{}/v1/config/service-splitter/greeter",
+            server.http
+        ))
+        .call()
+        .unwrap()
+        .body_mut()
+        .read_json::<Value>()
+        .unwrap();
+    assert_eq!(now["Splits"][1]["Weight"], 80.0, "the other write stands");
+
     // Deleted while open, or never there: "not found", not a blank page.
     let o = lm(
         &server.http,

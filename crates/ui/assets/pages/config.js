@@ -53,6 +53,9 @@ function editor(main, scope, kind, name) {
   const save = h('button', { type: 'submit' }, 'Save');
   const remove = h('button.danger', { type: 'button', hidden: isNew }, 'Delete');
   let dirty = false;
+  // The ModifyIndex the editor's text came from: a save is a check-and-set on it, so a change
+  // made elsewhere meanwhile is never silently overwritten.
+  let loadedIndex = 0;
   text.addEventListener('input', () => { dirty = true; });
   const check = async () => {
     let k = kind; let n = name;
@@ -74,7 +77,15 @@ function editor(main, scope, kind, name) {
     status.textContent = '';
     try {
       const body = await toJson(text.value);
-      await put('/v1/config', body);
+      const sameEntry = (() => {
+        try { const v = JSON.parse(body); return (v.Kind || v.kind) === kind && (v.Name || v.name) === name; } catch { return false; }
+      })();
+      const cas = !isNew && sameEntry && loadedIndex ? `?cas=${loadedIndex}` : '';
+      const { data } = await put(`/v1/config${cas}`, body);
+      if (data === false) {
+        showError(err, { message: 'Not saved: the entry was changed by someone else since you loaded it. Copy your text, reload the page and apply your change again.' });
+        return;
+      }
       dirty = false;
       status.textContent = 'Saved.';
       if (isNew) {
@@ -112,10 +123,11 @@ function editor(main, scope, kind, name) {
     delete shown.CreateIndex;
     delete shown.ModifyIndex;
     if (!dirty) {
+      loadedIndex = v.ModifyIndex;
       text.value = JSON.stringify(shown, null, 2);
       status.textContent = `Index ${v.ModifyIndex}.`;
     } else {
-      status.textContent = `Changed on the server (index ${v.ModifyIndex}) while you edit: saving overwrites it.`;
+      status.textContent = `Changed on the server (index ${v.ModifyIndex}) while you edit: saving is refused; reload to see the change.`;
     }
     form.hidden = false;
     main.dataset.loaded = 'config-edit';

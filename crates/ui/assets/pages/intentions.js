@@ -89,6 +89,9 @@ export function render(main, scope) {
     tbody.replaceChildren(...list.map((i) => {
       const w = canWrite.get(i.DestinationName);
       const action = i.Action || 'L7 rules';
+      // An L7 intention (Permissions) is edited as its service-intentions entry: the form's
+      // single action would replace its rules.
+      const l7 = !i.Action;
       return h('tr', { 'data-intention': `${i.SourceName}>${i.DestinationName}` },
         h('td', { 'data-label': 'Source' }, i.SourceName),
         h('td', { 'data-label': 'Destination' }, i.DestinationName),
@@ -96,7 +99,9 @@ export function render(main, scope) {
         h('td', { 'data-label': 'Description' }, i.Description || ''),
         h('td', { 'data-label': 'Precedence' }, String(i.Precedence ?? '')),
         h('td', { 'data-label': 'Actions' }, h('div.row', null,
-          h('button.secondary', { type: 'button', onclick: () => edit(i), disabled: !w, 'aria-label': `Edit ${i.SourceName} to ${i.DestinationName}` }, 'Edit'),
+          l7
+            ? h('a', { href: `#/config/service-intentions/${encodeURIComponent(i.DestinationName)}`, 'aria-label': `Edit the rules of ${i.SourceName} to ${i.DestinationName}` }, 'Edit rules')
+            : h('button.secondary', { type: 'button', onclick: () => edit(i), disabled: !w, 'aria-label': `Edit ${i.SourceName} to ${i.DestinationName}` }, 'Edit'),
           h('button.danger', { type: 'button', onclick: () => remove(i), disabled: !w, 'aria-label': `Delete ${i.SourceName} to ${i.DestinationName}` }, 'Delete'))));
     }));
     if (!list.length) tbody.append(h('tr', null, h('td', { colspan: 6 }, 'No intentions.')));
