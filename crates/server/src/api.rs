@@ -28,6 +28,8 @@ use crate::error::ApiError;
 
 use extract::MAX_BODY;
 pub(crate) use extract::{Ctx, body};
+/// The UI's authorization-request body decoder (fuzzed in `fuzz/fuzz_targets/server_inputs.rs`).
+pub use ui::decode_access_requests;
 
 /// Every route of the HTTP API, with the body limit and the `?dc` check.
 pub(crate) fn router(app: AppState) -> Router {

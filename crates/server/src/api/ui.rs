@@ -345,13 +345,27 @@ pub async fn service(
     Ok(json_with_index(&view, index))
 }
 
-#[derive(Deserialize)]
+/// One access asked about in `POST /v1/internal/acl/authorize`.
+#[derive(Debug, Deserialize)]
 #[serde(rename_all = "PascalCase", deny_unknown_fields)]
-struct AccessRequest {
+pub struct AccessRequest {
     resource: String,
     #[serde(default)]
     segment: String,
     access: String,
+}
+
+/// The body of `POST /v1/internal/acl/authorize`: at most 64 accesses.
+///
+/// # Errors
+/// The message of a 400: not the shape, or too many.
+pub fn decode_access_requests(bytes: &[u8]) -> Result<Vec<AccessRequest>, String> {
+    let reqs: Vec<AccessRequest> =
+        serde_json::from_slice(bytes).map_err(|e| format!("invalid authorization request: {e}"))?;
+    if reqs.len() > 64 {
+        return Err("Refusing to authorize more than 64 access requests".to_owned());
+    }
+    Ok(reqs)
 }
 
 /// `POST /v1/internal/acl/authorize` (Consul's shape): each requested access with `Allow`.
@@ -360,13 +374,7 @@ pub async fn authorize(
     Ctx { query: _, caller }: Ctx,
     b: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Response> {
-    let reqs: Vec<AccessRequest> = serde_json::from_slice(&body(b)?)
-        .map_err(|e| ApiError::bad_request(format!("invalid authorization request: {e}")))?;
-    if reqs.len() > 64 {
-        return Err(ApiError::bad_request(
-            "Refusing to authorize more than 64 access requests",
-        ));
-    }
+    let reqs = decode_access_requests(&body(b)?).map_err(ApiError::bad_request)?;
     let a = &caller.authorizer;
     let mut out = Vec::with_capacity(reqs.len());
     for r in reqs {
