@@ -373,6 +373,26 @@ fn config_entries_show_validation_errors_in_place_and_a_deleted_entry_is_not_fou
         text.as_str().unwrap_or("").contains("greeter-lambda"),
         "{text}"
     );
+    // Shown as HCL, and back: the same entry.
+    b.select("select[name=format]", "hcl");
+    let hcl = b.wait(
+        "the entry as HCL",
+        "const t = document.querySelector('textarea').value; return t.startsWith('Kind = \"service-splitter\"') && t;",
+    );
+    assert!(
+        hcl.as_str()
+            .unwrap_or("")
+            .contains("Service = \"greeter-lambda\""),
+        "{hcl}"
+    );
+    b.select("select[name=format]", "json");
+    let back = b.wait(
+        "the entry as JSON again",
+        "const t = document.querySelector('textarea').value; return t.startsWith('{') && t;",
+    );
+    let back: Value = serde_json::from_str(back.as_str().unwrap_or("")).unwrap();
+    assert_eq!(back["Splits"][1]["Service"], "greeter-lambda");
+    assert_eq!(back["Splits"][1]["Weight"], 50.0);
 
     // Weights that do not add up to 100: the server's message, next to the editor.
     let bad = r#"{"Kind": "service-splitter", "Name": "greeter", "Splits": [{"Weight": 60, "Service": "greeter"}, {"Weight": 10, "Service": "greeter-lambda"}]}"#;

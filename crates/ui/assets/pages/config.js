@@ -44,6 +44,34 @@ function listPage(main, scope) {
   }, (e) => showError(err, e));
 }
 
+const IDENT = /^[A-Za-z_][A-Za-z0-9_-]*$/;
+
+function hclString(v) {
+  // HCL 2 templates: `${` and `%{` start interpolation, so they are doubled.
+  return JSON.stringify(v).replaceAll('${', '$${').replaceAll('%{', '%%{');
+}
+
+/** A JSON value as HCL (what `config write` reads back to the same entry). */
+export function toHcl(v, pad = '') {
+  if (v === null || v === undefined) return 'null';
+  if (typeof v === 'string') return hclString(v);
+  if (typeof v !== 'object') return String(v);
+  const inner = `${pad}  `;
+  if (Array.isArray(v)) {
+    if (!v.length) return '[]';
+    return `[\n${v.map((x) => `${inner}${toHcl(x, inner)},`).join('\n')}\n${pad}]`;
+  }
+  const keys = Object.keys(v).filter((k) => v[k] !== null && v[k] !== undefined);
+  if (!keys.length) return '{}';
+  return `{\n${keys.map((k) => `${inner}${IDENT.test(k) ? k : JSON.stringify(k)} = ${toHcl(v[k], inner)}`).join('\n')}\n${pad}}`;
+}
+
+/** A whole entry as HCL: its top-level fields as attributes. */
+function entryHcl(v) {
+  return Object.keys(v).filter((k) => v[k] !== null && v[k] !== undefined)
+    .map((k) => `${IDENT.test(k) ? k : JSON.stringify(k)} = ${toHcl(v[k])}`).join('\n') + '\n';
+}
+
 function editor(main, scope, kind, name) {
   const isNew = !kind;
   const text = h('textarea', { name: 'entry', rows: 22, spellcheck: 'false', 'aria-describedby': 'entry-err' });
@@ -51,6 +79,7 @@ function editor(main, scope, kind, name) {
   err.id = 'entry-err';
   const status = h('p.muted', { role: 'status' });
   const save = h('button', { type: 'submit' }, 'Save');
+  const format = h('select', { name: 'format' }, h('option', { value: 'json' }, 'JSON'), h('option', { value: 'hcl' }, 'HCL'));
   const remove = h('button.danger', { type: 'button', hidden: isNew }, 'Delete');
   let dirty = false;
   // The ModifyIndex the editor's text came from: a save is a check-and-set on it, so a change
@@ -107,7 +136,18 @@ function editor(main, scope, kind, name) {
     if (isNew) { clearTimeout(timer); timer = setTimeout(check, 300); }
   });
   const title = isNew ? 'New config entry' : `${kind} / ${name}`;
-  const form = h('form.stack', { onsubmit: submit },
+  // Switching the format rewrites the text: JSON → HCL here, HCL → JSON by the server's decoder.
+  format.addEventListener('change', async () => {
+    showError(err, null);
+    try {
+      const v = JSON.parse(await toJson(text.value));
+      text.value = format.value === 'hcl' ? entryHcl(v) : JSON.stringify(v, null, 2);
+    } catch (e) {
+      showError(err, e);
+      format.value = format.value === 'hcl' ? 'json' : 'hcl';
+    }
+  });
+  const form = h('form.stack', { onsubmit: submit }, field('Format', format),
     field('Entry (JSON or HCL)', text, 'Consul\'s JSON or HCL, as `config write` takes; the server validates it and answers with what is wrong.'),
     err, h('div.row', null, save, remove), status);
   replace(main, h('p', null, link('#/config', '← All config entries')), h('h1', null, title), form);
@@ -124,7 +164,7 @@ function editor(main, scope, kind, name) {
     delete shown.ModifyIndex;
     if (!dirty) {
       loadedIndex = v.ModifyIndex;
-      text.value = JSON.stringify(shown, null, 2);
+      text.value = format.value === 'hcl' ? entryHcl(shown) : JSON.stringify(shown, null, 2);
       status.textContent = `Index ${v.ModifyIndex}.`;
     } else {
       status.textContent = `Changed on the server (index ${v.ModifyIndex}) while you edit: saving is refused; reload to see the change.`;
