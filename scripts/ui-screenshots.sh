@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Screenshots of the web UI's main pages into docs/ui/ (1280×800, and the services page at a
 # phone's 390×844), from a `lambdamesh agent -dev` seeded with the greeter example's shape, two
-# migration records and a few intentions. Needs Debian's chromium (scripts/setup.sh) and a built
+# migration records and a few intentions, each taken through chromedriver once the page has its
+# data (scripts/ui_shot.py). Needs Debian's chromium and chromedriver (scripts/setup.sh) and a built
 # binary (`cargo build -p lambdamesh`). Usage: scripts/ui-screenshots.sh [out-dir]
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -40,19 +41,13 @@ put /v1/kv/lambdamesh/migrations/greeter "{\"Service\":\"greeter\",\"Target\":\"
 put /v1/kv/lambdamesh/migrations/ingress "{\"Service\":\"ingress\",\"Target\":\"ingress-lambda\",\"Steps\":[10,50,100],\"Interval\":\"5s\",\"Thresholds\":{\"MaxErrorRate\":0.01,\"MaxP99Ms\":500,\"MinRequests\":20},\"State\":\"rolled_back\",\"StepIndex\":0,\"Weight\":0,\"LastHealthyWeight\":10,\"Reason\":\"error rate 30.0% > 1.0% (60 of 200 requests)\",\"StartedAt\":\"2026-12-02T15:40:00Z\",\"UpdatedAt\":\"2026-12-02T15:40:10Z\",\"History\":[$(step 10 130 0 0.0 11.0 13 0.0 19.0 promoted),$(step 50 200 60 0.3 40.0 100 0.6 80.0 rolled_back)]}"
 
 mkdir -p "$out"
-shot() { # name route width height
-  timeout 60 chromium --headless=new --no-sandbox --disable-gpu --hide-scrollbars --no-first-run \
-    --user-data-dir="$work/profile" --window-size="$3,$4" --timeout=2500 \
-    --screenshot="$out/$1.png" "$A/ui/#/$2" >"$work/chromium.log" 2>&1 \
-    || { echo "screenshot $1 failed:" >&2; tail -5 "$work/chromium.log" >&2; exit 1; }
-  echo "$out/$1.png $(stat -c %s "$out/$1.png") bytes"
-}
-shot services services 1280 800
-shot service-greeter services/greeter 1280 800
-shot service-greeter-lambda services/greeter-lambda 1280 800
-shot intentions intentions 1280 800
-shot config-entries config 1280 800
-shot config-editor config/service-splitter/greeter 1280 800
-shot gateways gateways 1280 800
-shot migrations migrations 1280 800
-shot services-phone services 390 844
+python3 "$root/scripts/ui_shot.py" "$A" "$out" \
+  services=services@1280x800 \
+  service-greeter=services/greeter@1280x800 \
+  service-greeter-lambda=services/greeter-lambda@1280x800 \
+  intentions=intentions@1280x800 \
+  config-entries=config@1280x800 \
+  config-editor=config/service-splitter/greeter@1280x800 \
+  gateways=gateways@1280x800 \
+  migrations=migrations@1280x800 \
+  services-phone=services@390x844
