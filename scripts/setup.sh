@@ -29,8 +29,9 @@ ln -sfn "$venv" "$root/.venv"
 ln -sfn "${CARGO_TARGET_DIR:-$HOME/.cache/lambdamesh/target}/debug/lambdamesh" "$venv/bin/lambdamesh"
 
 # Debian packages: only what is missing (apt-get needs root; CI and developers run as root here).
+# chromium + chromium-driver: the web UI's browser tests (crates/cli/tests/ui.rs) and screenshots.
 need=()
-for pkg in ${LAMBDAMESH_APT_PACKAGES:-}; do
+for pkg in chromium chromium-driver ${LAMBDAMESH_APT_PACKAGES:-}; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if [ "${#need[@]}" -gt 0 ]; then

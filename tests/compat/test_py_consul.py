@@ -160,3 +160,50 @@ def test_lambda_service_defaults_both_markings(server):
             c.config.set("service-defaults", "bad", body)
         assert field in str(e.value), str(e.value)
     assert c.config.get("service-defaults", "bad") is None
+
+
+def test_kv_put_get_cas_recurse_delete_and_blocking(server):
+    c = client(server)
+    assert c.kv.put("lambdamesh/migrations/greeter", '{"State": "running"}')
+    index, row = c.kv.get("lambdamesh/migrations/greeter")
+    assert row["Key"] == "lambdamesh/migrations/greeter"
+    assert row["Value"] == b'{"State": "running"}'
+    assert row["LockIndex"] == 0 and row["Flags"] == 0
+    assert row["CreateIndex"] == row["ModifyIndex"] and int(index) >= row["ModifyIndex"]
+    # check-and-set: a stale index and cas=0 on an existing key are refused, the current one wins
+    assert c.kv.put("lambdamesh/migrations/greeter", "x", cas=row["ModifyIndex"] + 7) is False
+    assert c.kv.put("lambdamesh/migrations/greeter", "x", cas=0) is False
+    assert c.kv.put("lambdamesh/migrations/greeter", "second", cas=row["ModifyIndex"], flags=42)
+    _, row2 = c.kv.get("lambdamesh/migrations/greeter")
+    assert row2["Value"] == b"second" and row2["Flags"] == 42
+    assert row2["CreateIndex"] == row["CreateIndex"] and row2["ModifyIndex"] > row["ModifyIndex"]
+    assert c.kv.put("lambdamesh/migrations/web", "")
+    _, empty = c.kv.get("lambdamesh/migrations/web")
+    assert empty["Value"] is None
+    # recurse, keys with a separator, missing keys
+    _, rows = c.kv.get("lambdamesh/migrations/", recurse=True)
+    assert [r["Key"] for r in rows] == ["lambdamesh/migrations/greeter", "lambdamesh/migrations/web"]
+    _, keys = c.kv.get("lambdamesh/", keys=True, separator="/")
+    assert keys == ["lambdamesh/migrations/"]
+    _, missing = c.kv.get("nothing/here")
+    assert missing is None
+    # a blocking read returns when the key changes
+    index, _ = c.kv.get("lambdamesh/migrations/greeter")
+
+    def later():
+        time.sleep(0.3)
+        c.kv.put("lambdamesh/migrations/greeter", "third")
+
+    t = threading.Thread(target=later)
+    t.start()
+    started = time.monotonic()
+    new_index, row3 = c.kv.get("lambdamesh/migrations/greeter", index=index, wait="10s")
+    t.join()
+    assert row3["Value"] == b"third" and int(new_index) > int(index)
+    assert time.monotonic() - started < 9
+    # deletes: cas refused on a stale index, then recursive
+    assert c.kv.delete("lambdamesh/migrations/web", cas=1) is False
+    assert c.kv.delete("lambdamesh/migrations/web", cas=empty["ModifyIndex"]) is True
+    assert c.kv.delete("lambdamesh/", recurse=True)
+    _, gone = c.kv.get("lambdamesh/", recurse=True)
+    assert gone is None

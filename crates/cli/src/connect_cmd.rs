@@ -100,6 +100,34 @@ fn find_sidecar(
         .with_context(|| format!("No sidecar proxy registered for {id:?}: register the service with a `sidecar_service` first"))
 }
 
+/// `envoy_prometheus_bind_addr` from the proxy's own `Config`, else from proxy-defaults' (as
+/// Consul merges them).
+fn prometheus_bind(
+    client: &consul_client::Client,
+    http: &HttpArgs,
+    proxy_id: &str,
+) -> anyhow::Result<Option<(String, u16)>> {
+    let own = client
+        .agent_services(&http.tenancy())
+        .context("Error reading the agent's services")?
+        .remove(proxy_id)
+        .and_then(|s| s.proxy)
+        .and_then(|p| p.config);
+    let global = match client.config_entry("proxy-defaults", "global", &http.tenancy()) {
+        Ok(e) => e.json.get("Config").cloned(),
+        Err(consul_client::ClientError::Http { status: 404, .. }) => None,
+        Err(e) => return Err(e).context("Error reading proxy-defaults"),
+    };
+    for config in [own, global].into_iter().flatten() {
+        if let Some(addr) = xds::bootstrap::prometheus_bind_addr(&config)
+            .map_err(|e| anyhow::anyhow!("proxy {proxy_id:?}: {e}"))?
+        {
+            return Ok(Some(addr));
+        }
+    }
+    Ok(None)
+}
+
 pub fn run(cmd: ConnectCommand) -> anyhow::Result<u8> {
     let ConnectCommand::Envoy(args) = cmd;
     let client = args.http.client();
@@ -144,6 +172,7 @@ pub fn run(cmd: ConnectCommand) -> anyhow::Result<u8> {
         }
         _ => bail!("exactly one of -sidecar-for ID or -gateway terminating|mesh must be given"),
     };
+    let prometheus = prometheus_bind(&client, &args.http, &node_id)?;
     let datacenter = client
         .agent_self()
         .ok()
@@ -172,6 +201,7 @@ pub fn run(cmd: ConnectCommand) -> anyhow::Result<u8> {
         admin_port,
         token: args.http.token.clone(),
         delta: !args.sotw,
+        prometheus,
     };
     let bootstrap = xds::bootstrap::bootstrap_json(&params);
     if args.bootstrap {

@@ -7,6 +7,7 @@ mod args;
 mod client_cmd;
 mod connect_cmd;
 mod lambda;
+mod migrate;
 mod registrator_cmd;
 mod server_cmd;
 mod signals;
@@ -67,6 +68,9 @@ enum Command {
     Status(up::StatusArgs),
     /// Print the logs of a topology's parts.
     Logs(up::LogsArgs),
+    /// Move a service's traffic to another step by step, judged by the Envoys' figures, rolling
+    /// back at once when a threshold is crossed.
+    Migrate(migrate::MigrateArgs),
     /// Internal: run a command that dies with its parent (used by `up`).
     #[command(hide = true, name = "up-exec")]
     UpExec(up::UpExecArgs),
@@ -109,6 +113,7 @@ fn main() -> std::process::ExitCode {
         // `up` starts every child from this, the main, thread: a parent-death signal fires
         // when the thread that forked exits, so no worker thread may fork.
         Command::Up(args) => exit_code(up::up(args)),
+        Command::Migrate(args) => exit_code(migrate::migrate(args)),
         Command::Down(args) => exit_code(up::down(args)),
         Command::Status(args) => exit_code(up::status(args)),
         Command::Logs(args) => exit_code(up::logs(args)),

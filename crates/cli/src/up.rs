@@ -267,7 +267,7 @@ fn banner(run: &Run, took: Duration) -> String {
 }
 
 /// SIGINT/SIGTERM set `stop`; the main thread notices within 50 ms.
-fn watch_signals(stop: Arc<AtomicBool>) {
+pub(crate) fn watch_signals(stop: Arc<AtomicBool>) {
     std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()

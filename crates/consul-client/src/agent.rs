@@ -41,6 +41,8 @@ pub struct AgentService {
 pub struct AgentServiceProxy {
     #[serde(rename = "DestinationServiceID")]
     pub destination_service_id: String,
+    /// The proxy's opaque `Config` (`envoy_prometheus_bind_addr`, `protocol`, ...).
+    pub config: Option<serde_json::Value>,
 }
 
 /// One row of `GET /v1/agent/members`.

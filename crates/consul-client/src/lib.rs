@@ -2,7 +2,7 @@
 //! the same way (`CONSUL_HTTP_ADDR`, `CONSUL_HTTP_TOKEN` and the `X-Consul-Token` header, HTTPS
 //! with a `CONSUL_CACERT` file). It is the one Consul client of the workspace: the CLI and the
 //! registrator both call it. Each endpoint they use has a typed call ([`catalog`], [`agent`],
-//! [`config_entries`], [`connect`], [`acl`]) with the query options of [`Tenancy`]; an error
+//! [`config_entries`], [`connect`], [`acl`], [`kv`]) with the query options of [`Tenancy`]; an error
 //! answer becomes [`ClientError::Http`] carrying the server's own message, so a caller can show
 //! exactly what the server said or classify it by status.
 //!
@@ -13,6 +13,7 @@ pub mod agent;
 pub mod catalog;
 pub mod config_entries;
 pub mod connect;
+pub mod kv;
 mod tenancy;
 mod tls;
 
@@ -187,7 +188,7 @@ impl Client {
         })
     }
 
-    fn call(
+    pub(crate) fn call(
         &self,
         method: &'static str,
         path: &str,

@@ -11,6 +11,7 @@ pub mod config_entry;
 pub mod connect;
 pub mod decode;
 pub mod intentions;
+pub mod migration;
 pub mod names;
 
 pub use config_entry::bexpr;

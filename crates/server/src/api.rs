@@ -13,7 +13,9 @@ pub mod connect_ca;
 mod extract;
 mod health;
 mod intentions;
+mod kv;
 mod status;
+mod ui;
 mod xds_status;
 
 use axum::Router;
@@ -26,6 +28,8 @@ use crate::error::ApiError;
 
 use extract::MAX_BODY;
 pub(crate) use extract::{Ctx, body};
+/// The UI's authorization-request body decoder (fuzzed in `fuzz/fuzz_targets/server_inputs.rs`).
+pub use ui::decode_access_requests;
 
 /// Every route of the HTTP API, with the body limit and the `?dc` check.
 pub(crate) fn router(app: AppState) -> Router {
@@ -115,8 +119,33 @@ pub(crate) fn router(app: AppState) -> Router {
                 .delete(acl::policy_delete),
         )
         .route("/v1/acl/policies", get(acl::policy_list))
+        // key/value store
+        .route(
+            "/v1/kv/",
+            get(kv::get_root).put(kv::put_root).delete(kv::delete_root),
+        )
+        .route(
+            "/v1/kv/{*key}",
+            get(kv::get).put(kv::put).delete(kv::delete),
+        )
         // xDS status (lambdamesh-specific): NACKs and ACKs per proxy
         .route("/v1/internal/xds/status", get(xds_status::status))
+        // the web UI: its assets and the reads it needs beyond the public API
+        .route("/", get(crate::ui::redirect))
+        .route("/ui", get(crate::ui::redirect))
+        .route("/ui/", get(crate::ui::index))
+        .route("/ui/{*path}", get(crate::ui::asset))
+        .route("/v1/internal/ui/services", get(ui::services))
+        .route("/v1/internal/ui/service/{name}", get(ui::service))
+        .route("/v1/internal/ui/config", get(ui::config_entries))
+        .route(
+            "/v1/internal/ui/config/decode",
+            axum::routing::post(ui::decode_entry),
+        )
+        .route(
+            "/v1/internal/acl/authorize",
+            axum::routing::post(ui::authorize),
+        )
         // status
         .route("/v1/status/leader", get(status::leader))
         .route("/v1/status/peers", get(status::peers))

@@ -23,6 +23,8 @@ pub struct Identity {
 }
 
 /// Authorization decisions for one request.
+// One per request, moved rarely: boxing the rules would only add an allocation per request.
+#[allow(clippy::large_enum_variant)]
 pub enum Authz {
     /// ACLs disabled, or a management token.
     Management,
@@ -69,6 +71,15 @@ impl Authz {
     }
     pub fn acl_write(&self) -> bool {
         self.check(Authorizer::acl_write)
+    }
+    pub fn key_read(&self, key: &str) -> bool {
+        self.check(|a| a.key_read(key))
+    }
+    pub fn key_write(&self, key: &str) -> bool {
+        self.check(|a| a.key_write(key))
+    }
+    pub fn key_write_prefix(&self, prefix: &str) -> bool {
+        self.check(|a| a.key_write_prefix(prefix))
     }
 }
 

@@ -23,6 +23,7 @@ mod intentions;
 pub mod query;
 mod rows;
 mod ttl;
+mod ui;
 pub mod xds_source;
 
 use std::future::Future;

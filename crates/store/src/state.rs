@@ -16,6 +16,7 @@ pub mod acl;
 pub mod ca;
 pub mod catalog;
 mod config;
+pub mod kv;
 
 pub use catalog::{CheckKey, NodeKey, Registration, ServiceKey};
 
@@ -42,6 +43,10 @@ pub enum WatchKey {
     CaRoots,
     /// Cluster metadata (cluster ID, CA).
     Meta,
+    /// One key of the key/value store.
+    KvKey(String),
+    /// Any key of the key/value store (recursive and key-list queries wait on this).
+    KvTree,
 }
 
 /// Why an op was refused. The HTTP layer maps each variant to one status code.
@@ -99,6 +104,8 @@ pub enum Op {
     Acl(acl::AclOp),
     /// Connect CA: initialise, rotate, prune roots.
     Ca(ca::CaOp),
+    /// The key/value store (`/v1/kv`).
+    Kv(kv::KvOp),
 }
 
 /// The whole control-plane state.
@@ -116,6 +123,7 @@ pub struct State {
     pub(crate) config_index: config::EntryIndexes,
     pub(crate) acl: acl::AclState,
     pub(crate) ca: ca::CaState,
+    pub(crate) kv: kv::KvTable,
     key_index: HashMap<WatchKey, u64>,
 }
 
@@ -134,6 +142,8 @@ pub(crate) struct StateSnapshot {
     pub acl: acl::AclState,
     #[serde(default)]
     pub ca: ca::CaState,
+    #[serde(default)]
+    pub kv: Vec<kv::KvEntry>,
 }
 
 impl State {
@@ -190,6 +200,10 @@ impl State {
             } => self.apply_update_check(node, check_id, *status, output, index)?,
             Op::Acl(op) => self.apply_acl(op, index)?,
             Op::Ca(op) => self.apply_ca(op, index)?,
+            Op::Kv(op) => match self.apply_kv(op, index)? {
+                None => return Ok(None),
+                Some(keys) => keys,
+            },
             Op::SetClusterMeta(meta) => {
                 self.meta = meta.clone();
                 vec![WatchKey::Meta]
@@ -223,6 +237,7 @@ impl State {
                 .collect(),
             acl: self.acl.clone(),
             ca: self.ca.clone(),
+            kv: self.kv.values().cloned().collect(),
         }
     }
 
@@ -239,6 +254,9 @@ impl State {
         }
         for (node, s) in snap.services {
             state.services.insert(ServiceKey::of(&node, &s), s);
+        }
+        for e in snap.kv {
+            state.kv.insert(e.key.clone(), e);
         }
         for c in snap.checks {
             state.checks.insert(catalog::CheckKey::of(&c), c);

@@ -1,6 +1,7 @@
 //! Envoy bootstrap for `lambdamesh connect envoy`: the node identity (node.id = the proxy's
 //! service ID, as Consul sets it), the admin listener, and ADS towards the control plane's gRPC
-//! port with the ACL token as `x-consul-token` metadata.
+//! port with the ACL token as `x-consul-token` metadata; with `envoy_prometheus_bind_addr` in the
+//! proxy's `Config`, Consul's metrics listener (`/metrics` → the admin API's `/stats/prometheus`).
 
 use serde_json::{Value, json};
 
@@ -19,6 +20,73 @@ pub struct BootstrapParams {
     pub token: Option<String>,
     /// Use incremental (delta) xDS, as Consul 1.14+ does; false for state of the world.
     pub delta: bool,
+    /// `envoy_prometheus_bind_addr` (host, port): a listener serving Envoy's Prometheus stats
+    /// at `/metrics`, as Consul's bootstrap adds it.
+    pub prometheus: Option<(String, u16)>,
+}
+
+/// Names Consul gives the metrics listener and the cluster of Envoy's own admin API.
+pub const PROMETHEUS_LISTENER: &str = "envoy_prometheus_metrics_listener";
+pub const SELF_ADMIN_CLUSTER: &str = "self_admin";
+/// The path the metrics listener serves (Consul's default `-prometheus-scrape-path`).
+pub const PROMETHEUS_PATH: &str = "/metrics";
+
+/// Reads `envoy_prometheus_bind_addr` from a proxy's (or proxy-defaults') `Config`.
+///
+/// # Errors
+/// The value is not `HOST:PORT` (named in the message).
+pub fn prometheus_bind_addr(config: &Value) -> Result<Option<(String, u16)>, String> {
+    let Some(v) = config.get("envoy_prometheus_bind_addr") else {
+        return Ok(None);
+    };
+    let text = v.as_str().ok_or_else(|| {
+        format!("envoy_prometheus_bind_addr: expected a string HOST:PORT, got {v}")
+    })?;
+    let (host, port) = text
+        .rsplit_once(':')
+        .ok_or_else(|| format!("envoy_prometheus_bind_addr: expected HOST:PORT, got {text:?}"))?;
+    let port: u16 = port
+        .parse()
+        .map_err(|_| format!("envoy_prometheus_bind_addr: invalid port in {text:?}"))?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() {
+        return Err(format!("envoy_prometheus_bind_addr: no host in {text:?}"));
+    }
+    Ok(Some((host.to_owned(), port)))
+}
+
+/// Consul's metrics listener and the admin cluster it routes to.
+fn prometheus_resources(p: &BootstrapParams, host: &str, port: u16) -> (Value, Value) {
+    let listener = json!({
+        "name": PROMETHEUS_LISTENER,
+        "address": {"socket_address": {"address": host, "port_value": port}},
+        "filter_chains": [{"filters": [{
+            "name": "envoy.filters.network.http_connection_manager",
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+                "stat_prefix": "envoy_prometheus_metrics",
+                "codec_type": "HTTP1",
+                "route_config": {"name": "self_admin_route", "virtual_hosts": [{
+                    "name": SELF_ADMIN_CLUSTER, "domains": ["*"],
+                    "routes": [
+                        {"match": {"path": PROMETHEUS_PATH}, "route": {"cluster": SELF_ADMIN_CLUSTER, "prefix_rewrite": "/stats/prometheus"}},
+                        {"match": {"prefix": "/"}, "direct_response": {"status": 404}}
+                    ]
+                }]},
+                "http_filters": [{"name": "envoy.filters.http.router", "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}]
+            }
+        }]}]
+    });
+    let cluster = json!({
+        "name": SELF_ADMIN_CLUSTER,
+        "type": "STATIC",
+        "connect_timeout": "5s",
+        "load_assignment": {
+            "cluster_name": SELF_ADMIN_CLUSTER,
+            "endpoints": [{"lb_endpoints": [{"endpoint": {"address": {"socket_address": {"address": p.admin_host, "port_value": p.admin_port}}}}]}]
+        }
+    });
+    (listener, cluster)
 }
 
 /// Cluster name of the control plane in the bootstrap (Consul's name).
@@ -31,7 +99,7 @@ pub fn bootstrap_json(p: &BootstrapParams) -> Value {
         .iter()
         .map(|t| json!({"key": "x-consul-token", "value": t}))
         .collect();
-    json!({
+    let mut v = json!({
         "admin": {
             "address": {"socket_address": {"address": p.admin_host, "port_value": p.admin_port}}
         },
@@ -67,5 +135,66 @@ pub fn bootstrap_json(p: &BootstrapParams) -> Value {
             }
         },
         "layered_runtime": {"layers": [{"name": "static", "static_layer": {"re2.max_program_size.error_level": 1048576}}]}
-    })
+    });
+    if let Some((host, port)) = &p.prometheus {
+        let (listener, cluster) = prometheus_resources(p, host, *port);
+        if let Some(clusters) = v["static_resources"]["clusters"].as_array_mut() {
+            clusters.push(cluster);
+        }
+        v["static_resources"]["listeners"] = json!([listener]);
+    }
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params(prometheus: Option<(String, u16)>) -> BootstrapParams {
+        BootstrapParams {
+            node_id: "web-sidecar-proxy".into(),
+            service: "web-sidecar-proxy".into(),
+            namespace: "default".into(),
+            partition: "default".into(),
+            datacenter: "dc1".into(),
+            xds_host: "127.0.0.1".into(),
+            xds_port: 8502,
+            admin_host: "127.0.0.1".into(),
+            admin_port: 19000,
+            token: None,
+            delta: true,
+            prometheus,
+        }
+    }
+
+    #[test]
+    fn the_prometheus_bind_addr_adds_consuls_metrics_listener() {
+        assert!(bootstrap_json(&params(None))["static_resources"]["listeners"].is_null());
+        let v = bootstrap_json(&params(Some(("127.0.0.1".into(), 9102))));
+        let l = &v["static_resources"]["listeners"][0];
+        assert_eq!(l["name"], PROMETHEUS_LISTENER);
+        assert_eq!(l["address"]["socket_address"]["port_value"], 9102);
+        let route = &l["filter_chains"][0]["filters"][0]["typed_config"]["route_config"]["virtual_hosts"]
+            [0]["routes"][0];
+        assert_eq!(route["match"]["path"], "/metrics");
+        assert_eq!(route["route"]["prefix_rewrite"], "/stats/prometheus");
+        let admin = &v["static_resources"]["clusters"][1];
+        assert_eq!(admin["name"], SELF_ADMIN_CLUSTER);
+        assert_eq!(
+            admin["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]["socket_address"]
+                ["port_value"],
+            19000
+        );
+    }
+
+    #[test]
+    fn the_bind_addr_is_read_or_named() {
+        let c = |v: Value| prometheus_bind_addr(&json!({"envoy_prometheus_bind_addr": v}));
+        assert_eq!(c(json!("0.0.0.0:9102")), Ok(Some(("0.0.0.0".into(), 9102))));
+        assert_eq!(c(json!("[::1]:9102")), Ok(Some(("::1".into(), 9102))));
+        assert_eq!(prometheus_bind_addr(&json!({})), Ok(None));
+        assert!(c(json!("9102")).unwrap_err().contains("HOST:PORT"));
+        assert!(c(json!("h:x")).unwrap_err().contains("invalid port"));
+        assert!(c(json!(9102)).unwrap_err().contains("expected a string"));
+    }
 }

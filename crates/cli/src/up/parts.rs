@@ -313,8 +313,10 @@ impl Run {
         &mut self,
         part: &str,
         args: Vec<String>,
-        ports: Vec<u16>,
+        metrics: u16,
+        mut ports: Vec<u16>,
     ) -> Result<(), PartError> {
+        ports.push(metrics);
         let admin = free_port()?;
         let mut argv = vec![self.bin.clone().into_os_string()];
         argv.extend(os(&["connect", "envoy"]));
@@ -335,6 +337,14 @@ impl Run {
         self.set_endpoint(
             &format!("{part} admin"),
             format!("http://127.0.0.1:{admin}"),
+        );
+        // Consul's metrics listener (`envoy_prometheus_bind_addr`): what `migrate` scrapes.
+        self.set_endpoint(
+            &format!("{part} metrics"),
+            format!(
+                "http://127.0.0.1:{metrics}{}",
+                xds::bootstrap::PROMETHEUS_PATH
+            ),
         );
         let ready = format!("http://127.0.0.1:{admin}/ready");
         let agent = ureq::Agent::new_with_config(
@@ -372,9 +382,13 @@ impl Run {
             .iter()
             .map(|u| json!({"DestinationName": u.name, "LocalBindPort": u.port}))
             .collect();
+        let metrics = free_port()?;
         let reg = json!({
             "Name": s.name, "ID": s.name, "Port": s.port, "Address": "127.0.0.1",
-            "Connect": {"SidecarService": {"Port": port, "Proxy": {"Upstreams": upstreams}}},
+            "Connect": {"SidecarService": {"Port": port, "Proxy": {
+                "Upstreams": upstreams,
+                "Config": {"envoy_prometheus_bind_addr": format!("127.0.0.1:{metrics}")},
+            }}},
         });
         self.consul.must(
             "PUT",
@@ -392,6 +406,7 @@ impl Run {
         self.start_envoy(
             &format!("sidecar {}", s.name),
             vec!["-sidecar-for".into(), s.name.clone()],
+            metrics,
             ports,
         )?;
         Ok(format!("mTLS on 127.0.0.1:{port}"))
@@ -399,17 +414,31 @@ impl Run {
 
     pub(super) fn start_gateway(&mut self, i: usize) -> Result<String, PartError> {
         let g = self.t.gateways[i].clone();
+        // Registered here rather than with `connect envoy -register`, which has no way to set
+        // the proxy's `Config`: the metrics listener's address goes there.
+        let metrics = free_port()?;
+        let kind = match g.kind {
+            GatewayKind::Mesh => "mesh-gateway",
+            GatewayKind::Terminating => "terminating-gateway",
+        };
+        self.consul.must(
+            "PUT",
+            "/v1/agent/service/register",
+            Some(&json!({
+                "Kind": kind, "ID": g.name, "Name": g.name,
+                "Address": "127.0.0.1", "Port": g.port,
+                "Proxy": {"Config": {"envoy_prometheus_bind_addr": format!("127.0.0.1:{metrics}")}},
+            })),
+        )?;
         self.start_envoy(
             &format!("gateway {}", g.name),
             vec![
                 "-gateway".into(),
                 g.kind.as_str().into(),
-                "-register".into(),
                 "-service".into(),
                 g.name.clone(),
-                "-address".into(),
-                format!("127.0.0.1:{}", g.port),
             ],
+            metrics,
             // A terminating gateway has no listener until a service is linked to it (the
             // config entries come last): only Envoy's readiness counts for it.
             if g.kind == GatewayKind::Mesh {

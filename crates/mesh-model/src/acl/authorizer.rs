@@ -17,6 +17,7 @@ pub struct Authorizer {
     intentions: Table,
     nodes: Table,
     agents: Table,
+    keys: Table,
 }
 
 /// Exact and prefix rules of one resource type, already merged.
@@ -157,6 +158,7 @@ impl Authorizer {
             intentions: Table::default(),
             nodes: Table::default(),
             agents: Table::default(),
+            keys: Table::default(),
         };
         // Service policies and their intention overrides merge separately, then the derived
         // intention default is applied (Consul merges raw rules, then loads them).
@@ -193,6 +195,12 @@ impl Authorizer {
             }
             for n in &r.agent_prefixes {
                 a.agents.add(n, true);
+            }
+            for n in &r.keys {
+                a.keys.add(n, false);
+            }
+            for n in &r.key_prefixes {
+                a.keys.add(n, true);
             }
         }
         for (prefix, services, explicit) in [
@@ -272,6 +280,38 @@ impl Authorizer {
 
     pub fn agent_write(&self, node: &str) -> bool {
         self.finish(self.agents.decide(node, Access::Write))
+    }
+
+    /// `key:read` on one key of the key/value store.
+    pub fn key_read(&self, key: &str) -> bool {
+        self.finish(self.keys.decide(key, Access::Read))
+    }
+
+    /// `key:write` on one key.
+    pub fn key_write(&self, key: &str) -> bool {
+        self.finish(self.keys.decide(key, Access::Write))
+    }
+
+    /// `key:write` on every key under `prefix` (a recursive delete; Consul's
+    /// `KeyWritePrefix`): the prefix's own rule allows it and no longer rule under it denies.
+    pub fn key_write_prefix(&self, prefix: &str) -> bool {
+        if self.management {
+            return true;
+        }
+        let under_denied = self
+            .keys
+            .leaves()
+            .into_iter()
+            .filter(|leaf| leaf.starts_with(prefix) && leaf.len() > prefix.len())
+            .any(|leaf| {
+                self.keys
+                    .exact
+                    .get(leaf)
+                    .into_iter()
+                    .chain(self.keys.prefix.get(leaf))
+                    .any(|a| !a.grants(Access::Write))
+            });
+        !under_denied && self.key_write(prefix)
     }
 
     pub fn operator_read(&self) -> bool {

@@ -454,3 +454,24 @@ fn policy_and_token_records() {
     assert!(a.service_read("db") && !a.service_write("db") && a.node_read("n"));
     assert!(is_uuid("00000000-0000-0000-0000-000000000002") && !is_uuid("0000-0000"));
 }
+
+#[test]
+fn key_rules_decide_reads_writes_and_prefix_deletes() {
+    let a = authz(
+        &[r#"
+key_prefix "lambdamesh/" { policy = "write" }
+key_prefix "lambdamesh/locked/" { policy = "read" }
+key "app/config" { policy = "read" }
+"#],
+        false,
+    );
+    assert!(a.key_write("lambdamesh/migrations/greeter"));
+    assert!(a.key_read("app/config"));
+    assert!(!a.key_write("app/config"));
+    assert!(!a.key_read("other"));
+    assert!(!a.key_write("lambdamesh/locked/x"));
+    // A recursive delete needs write on everything under the prefix.
+    assert!(a.key_write_prefix("lambdamesh/migrations/"));
+    assert!(!a.key_write_prefix("lambdamesh/"));
+    assert!(Authorizer::management().key_write_prefix(""));
+}

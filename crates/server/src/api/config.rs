@@ -54,7 +54,7 @@ fn require_write(caller: &Identity, kind: Kind, name: &str) -> ApiResult<()> {
     }
 }
 
-fn can_read(caller: &Identity, kind: Kind, name: &str) -> bool {
+pub(super) fn can_read(caller: &Identity, kind: Kind, name: &str) -> bool {
     match kind {
         Kind::ServiceDefaults
         | Kind::ServiceRouter

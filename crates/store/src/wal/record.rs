@@ -21,6 +21,7 @@ use mesh_model::config_entry::{self, EntryKey, Kind};
 
 use crate::state::acl::AclOp;
 use crate::state::ca::CaOp;
+use crate::state::kv::KvOp;
 use crate::state::{CheckKey, ClusterMeta, NodeKey, Op, Registration, ServiceKey};
 
 /// An op as written, borrowing from the typed op.
@@ -64,6 +65,7 @@ enum Written<'a> {
     },
     Acl(&'a AclOp),
     Ca(&'a CaOp),
+    Kv(&'a KvOp),
 }
 
 /// An op as read, before it is checked and typed.
@@ -109,6 +111,7 @@ enum Read {
     },
     Acl(AclOp),
     Ca(CaOp),
+    Kv(KvOp),
 }
 
 impl<'a> From<&'a Op> for Written<'a> {
@@ -157,6 +160,7 @@ impl<'a> From<&'a Op> for Written<'a> {
             },
             Op::Acl(op) => Written::Acl(op),
             Op::Ca(op) => Written::Ca(op),
+            Op::Kv(op) => Written::Kv(op),
         }
     }
 }
@@ -215,6 +219,7 @@ impl TryFrom<Read> for Op {
             },
             Read::Acl(op) => Op::Acl(op),
             Read::Ca(op) => Op::Ca(op),
+            Read::Kv(op) => Op::Kv(op),
         })
     }
 }

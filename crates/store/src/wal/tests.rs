@@ -426,3 +426,53 @@ fn a_whole_record_whose_op_no_longer_reads_is_skipped_not_cut() {
     let len = std::fs::metadata(dir.path().join(LOG_FILE)).unwrap().len();
     assert_eq!(len, log.len() as u64, "nothing was cut");
 }
+
+#[test]
+fn key_value_writes_replay_from_the_log_and_from_a_snapshot() {
+    use crate::state::kv::KvOp;
+    let dir = tempfile::tempdir().unwrap();
+    let (mut state, mut wal) = Wal::open(dir.path(), &no_fsync()).unwrap();
+    let set = |key: &str, value: &[u8], cas| {
+        Op::Kv(KvOp::Set {
+            key: key.into(),
+            value: value.to_vec(),
+            flags: 7,
+            cas,
+        })
+    };
+    apply_and_log(
+        &mut state,
+        &mut wal,
+        &[
+            set(
+                "lambdamesh/migrations/greeter",
+                b"{\"State\":\"running\"}",
+                Some(0),
+            ),
+            set("lambdamesh/migrations/web", &[0, 255], None),
+            set(
+                "lambdamesh/migrations/greeter",
+                b"{\"State\":\"succeeded\"}",
+                Some(1),
+            ),
+            Op::Kv(KvOp::Delete {
+                key: "lambdamesh/migrations/web".into(),
+                cas: None,
+            }),
+        ],
+    );
+    let want = state_json(&state);
+    drop(wal);
+    let (replayed, mut wal) = Wal::open(dir.path(), &no_fsync()).unwrap();
+    assert_eq!(state_json(&replayed), want);
+    let e = replayed.kv_get("lambdamesh/migrations/greeter").unwrap();
+    assert_eq!(
+        (e.create_index, e.modify_index, e.flags, &e.value[..]),
+        (1, 3, 7, &b"{\"State\":\"succeeded\"}"[..])
+    );
+    assert!(replayed.kv_get("lambdamesh/migrations/web").is_none());
+    wal.snapshot(&replayed).unwrap();
+    drop(wal);
+    let (from_snapshot, _wal) = Wal::open(dir.path(), &no_fsync()).unwrap();
+    assert_eq!(state_json(&from_snapshot), want);
+}
