@@ -43,9 +43,9 @@ def lambda_weight_in_envoy(admin):
                 walk(x)
 
     # Only the listeners in use: a replaced one keeps its old routes while it drains.
-    for config in dump.get("configs", []):
-        for listener in config.get("dynamic_listeners", []):
-            walk(listener.get("active_state", {}))
+    # (`?resource=dynamic_listeners` lists DynamicListener objects directly.)
+    for listener in dump.get("configs", []):
+        walk(listener.get("active_state", {}))
     return max(found) if found else 0.0
 
 
