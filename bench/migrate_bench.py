@@ -8,7 +8,7 @@ UpdateFunctionConfiguration). For each rollback it reports
     ("splitter written in N ms");
   - splitter at 0 % → the ingress sidecar's Envoy routing 0 % to greeter-lambda: two pollers
     (every 10 ms) of the splitter (`GET /v1/config/service-splitter/greeter`) and of Envoy's
-    route configuration (admin `/config_dump?resource=dynamic_route_configs`);
+    route configuration (admin `/config_dump?resource=dynamic_listeners`: the routes are inline in its upstream listener);
 and the machine's load average. Usage: migrate_bench.py BIN TOPOLOGY RUNS
 """
 
@@ -25,7 +25,7 @@ def get(url, timeout=5):
 
 
 def lambda_weight_in_envoy(admin):
-    dump = json.loads(get(admin + "/config_dump?resource=dynamic_route_configs"))
+    dump = json.loads(get(admin + "/config_dump?resource=dynamic_listeners"))
     found = []
 
     def walk(v):
@@ -42,7 +42,10 @@ def lambda_weight_in_envoy(admin):
             for x in v:
                 walk(x)
 
-    walk(dump)
+    # Only the listeners in use: a replaced one keeps its old routes while it drains.
+    # (`?resource=dynamic_listeners` lists DynamicListener objects directly.)
+    for listener in dump.get("configs", []):
+        walk(listener.get("active_state", {}))
     return max(found) if found else 0.0
 
 

@@ -396,6 +396,8 @@ fn migrate_promotes_rolls_back_stops_and_resumes_on_the_greeter() {
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     assert!(text(&o).contains("is running (owner"), "{}", text(&o));
     let (code, out) = healthy.finish(120);
+    // Shown with --nocapture: the figures of each step, as a user sees them.
+    eprintln!("--- the healthy migration ---\n{out}");
     assert_eq!(code, 0, "{out}");
     for step in ["step 1/3  10%", "step 2/3  50%", "step 3/3 100%"] {
         assert!(out.contains(step), "{step}: {out}");
@@ -426,6 +428,7 @@ fn migrate_promotes_rolls_back_stops_and_resumes_on_the_greeter() {
     failing.wait_for_line(90, "step 2/3: 50%");
     c.function_env("0.3", "0");
     let (code, out) = failing.finish(90);
+    eprintln!("--- the failing function ---\n{out}");
     assert_eq!(code, 1, "{out}");
     assert!(
         out.contains("rolled back to 0%: error rate crossed: error rate "),

@@ -335,3 +335,72 @@ fn the_first_problem_of_a_request_is_the_one_answered() {
     let r = off.get("/v1/acl/tokens");
     assert_eq!((r.status, r.body.as_str()), (401, "ACL support disabled"));
 }
+
+#[test]
+fn key_rules_guard_the_key_value_store() {
+    let s = acl_server(false);
+    let mgmt = bootstrap(&s);
+    let (_, writer) = make_token(
+        &s,
+        &mgmt,
+        "migrations",
+        r#"key_prefix "lambdamesh/migrations/" { policy = "write" }"#,
+    );
+    let put =
+        |key: &str, token: &str| s.req("PUT", &format!("/v1/kv/{key}"), Some("v"), Some(token));
+    assert_eq!(put("lambdamesh/migrations/greeter", &writer).status, 200);
+    assert_eq!(put("other/x", &mgmt).status, 200);
+    let denied = put("other/y", &writer);
+    assert_eq!(denied.status, 403);
+    assert!(
+        denied
+            .body
+            .contains("lacks permission 'key:write' on \"other/y\""),
+        "{}",
+        denied.body
+    );
+    // A recursive read shows only what the token may read, and says it filtered.
+    let all = s.req("GET", "/v1/kv/?recurse", None, Some(&writer));
+    assert_eq!(all.status, 200, "{}", all.body);
+    let keys: Vec<String> = all
+        .json()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["Key"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(keys, ["lambdamesh/migrations/greeter"]);
+    assert_eq!(
+        all.header("X-Consul-Results-Filtered-By-ACLs"),
+        Some("true")
+    );
+    assert_eq!(
+        s.req("GET", "/v1/kv/other/x", None, Some(&writer)).status,
+        403
+    );
+    // A recursive delete needs write on the whole prefix.
+    assert_eq!(
+        s.req("DELETE", "/v1/kv/?recurse", None, Some(&writer))
+            .status,
+        403
+    );
+    assert_eq!(
+        s.req(
+            "DELETE",
+            "/v1/kv/lambdamesh/migrations/?recurse",
+            None,
+            Some(&writer)
+        )
+        .status,
+        200
+    );
+    // Sessions are refused by name.
+    let r = s.req(
+        "PUT",
+        "/v1/kv/lambdamesh/migrations/x?acquire=abc",
+        Some("v"),
+        Some(&mgmt),
+    );
+    assert_eq!(r.status, 400);
+    assert!(r.body.contains("sessions"), "{}", r.body);
+}
