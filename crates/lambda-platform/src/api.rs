@@ -1,6 +1,7 @@
 //! The platform's public endpoint: SigV4 verification, then dispatch to the Lambda REST API or
 //! to a JSON-protocol service chosen by `X-Amz-Target` (SSM, Resource Groups Tagging,
-//! EventBridge, SQS). Every response carries `x-amzn-RequestId`; errors are rendered by
+//! EventBridge, SQS). `GET /metrics` (Prometheus' text format, `metrics.rs`) needs no signature,
+//! as a scrape target. Every response carries `x-amzn-RequestId`; errors are rendered by
 //! `wire.rs` in the protocol of the service called.
 //!
 //! This module and its children only route, decode requests into the services' typed requests
@@ -97,6 +98,9 @@ async fn handle(
     peer: SocketAddr,
 ) -> Response<Full<Bytes>> {
     let request_id = crate::new_uuid().to_string();
+    if req.method() == Method::GET && req.uri().path() == "/metrics" {
+        return metrics_response(&platform);
+    }
     if let Some(path) = code_download(&platform, &req) {
         return tokio::task::spawn_blocking(move || zip_response(&path))
             .await
@@ -211,6 +215,18 @@ fn code_download(platform: &Platform, req: &Request<Incoming>) -> Option<std::pa
         return None;
     }
     Some(crate::code::zip_file(&platform.config().data_dir, key))
+}
+
+/// The function metrics, for a Prometheus scraper.
+fn metrics_response(platform: &Platform) -> Response<Full<Bytes>> {
+    let mut resp = Response::new(Full::new(Bytes::from(
+        platform.inner.pools.metrics.render(),
+    )));
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static(telemetry::text::CONTENT_TYPE),
+    );
+    resp
 }
 
 /// The zip at `path`, or 404.

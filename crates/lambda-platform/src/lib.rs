@@ -37,6 +37,7 @@ pub mod events;
 pub mod functions;
 mod httpd;
 pub mod journal;
+mod metrics;
 mod pool;
 mod sandbox;
 pub mod sigv4;

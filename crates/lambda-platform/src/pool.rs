@@ -15,6 +15,7 @@ use tracing::{info, warn};
 
 use crate::{
     Platform, PlatformConfig,
+    metrics::{FunctionMetrics, LambdaMetrics},
     sandbox::{FunctionSpec, InitFailure, Invocation, Outcome, Sandbox, SandboxEnv, epoch_ms},
     wire::ApiError,
 };
@@ -71,6 +72,8 @@ pub(crate) struct Pools {
     pub(crate) freed: tokio::sync::Notify,
     /// Per function version with external extensions: the turn to use its one sandbox.
     turns: Mutex<HashMap<(String, String), Turn>>,
+    /// Invocations, errors, throttles, durations, cold starts (served at `/metrics`).
+    pub(crate) metrics: LambdaMetrics,
 }
 
 struct Slot<'a> {
@@ -114,10 +117,11 @@ impl Pools {
             started: Mutex::new(Vec::new()),
             freed: tokio::sync::Notify::new(),
             turns: Mutex::new(HashMap::new()),
+            metrics: LambdaMetrics::default(),
         }
     }
 
-    /// Invokes `spec` synchronously.
+    /// Invokes `spec` synchronously, counting it in the function's metrics.
     ///
     /// # Errors
     /// `TooManyRequestsException` when reserved concurrency or the sandbox limit is reached.
@@ -126,6 +130,28 @@ impl Pools {
         spec: Arc<FunctionSpec>,
         reserved: Option<u32>,
         req: InvokeRequest,
+    ) -> Result<InvokeResult, ApiError> {
+        let m = self.metrics.function(&spec.name, &req.invoked_arn);
+        let result = self.run(spec, reserved, req, &m).await;
+        match &result {
+            Ok(r) => {
+                m.invocations.inc();
+                if r.function_error.is_some() {
+                    m.errors.inc();
+                }
+            }
+            Err(e) if e.status == 429 => m.throttles.inc(),
+            Err(_) => {}
+        }
+        result
+    }
+
+    async fn run(
+        &self,
+        spec: Arc<FunctionSpec>,
+        reserved: Option<u32>,
+        req: InvokeRequest,
+        m: &FunctionMetrics,
     ) -> Result<InvokeResult, ApiError> {
         let request_id = req
             .request_id
@@ -215,20 +241,27 @@ impl Pools {
         for s in stale {
             tokio::spawn(async move { s.stop("spindown").await });
         }
+        let _running = m.concurrent.track();
         let sandbox = match warm {
             Some(s) => s,
-            None => match Sandbox::start(spec.clone(), &self.env).await {
-                Ok(s) => {
-                    let mut started = self.started.lock();
-                    started.retain(|w| w.strong_count() > 0);
-                    started.push(Arc::downgrade(&s));
-                    s
+            None => {
+                m.cold_starts.inc();
+                let init = Instant::now();
+                let started = Sandbox::start(spec.clone(), &self.env).await;
+                m.init_duration.observe_ms(init.elapsed());
+                match started {
+                    Ok(s) => {
+                        let mut started = self.started.lock();
+                        started.retain(|w| w.strong_count() > 0);
+                        started.push(Arc::downgrade(&s));
+                        s
+                    }
+                    Err(failure) => {
+                        warn!(function = %spec.name, ?failure, "sandbox init failed");
+                        return Ok(init_failure_result(failure, request_id));
+                    }
                 }
-                Err(failure) => {
-                    warn!(function = %spec.name, ?failure, "sandbox init failed");
-                    return Ok(init_failure_result(failure, request_id));
-                }
-            },
+            }
         };
         let req_log_tail = req.log_tail;
         // The deadline starts with the invoke, after any cold start, as on AWS.
@@ -242,6 +275,7 @@ impl Pools {
             client_context: req.client_context,
         };
         let invoked = sandbox.invoke(inv, req_log_tail).await;
+        m.duration.observe_ms(invoked.duration);
         let reusable = invoked.outcome.reusable() && !sandbox.exited();
         if reusable {
             slot.holds_live = false;

@@ -178,6 +178,8 @@ pub(crate) struct Sandbox {
 pub(crate) struct Invoked {
     pub outcome: Outcome,
     pub log_tail: Vec<u8>,
+    /// How long the invoke ran (the `REPORT` line's `Duration`).
+    pub duration: Duration,
 }
 
 // === impl Sandbox ===
@@ -555,7 +557,11 @@ impl Sandbox {
                 freeze_when_idle(&shared, &freezer, generation).await;
             }
         });
-        Invoked { outcome, log_tail }
+        Invoked {
+            outcome,
+            log_tail,
+            duration,
+        }
     }
 
     /// Whether the runtime process has exited.

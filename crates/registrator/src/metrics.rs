@@ -1,5 +1,6 @@
-//! Prometheus-style counters of the registrator (text exposition format), and [`serve`], the
-//! small HTTP server that exposes them (`-metrics-addr`).
+//! The registrator's counters in Prometheus' text format 0.0.4 (written by
+//! `telemetry::text`, one `# HELP`/`# TYPE` pair per counter, `_total` names), and [`serve`],
+//! the small HTTP server that exposes them (`-metrics-addr`).
 
 mod http;
 
@@ -99,14 +100,13 @@ impl Metrics {
                 &self.retries,
             ),
         ];
-        let mut out = String::new();
+        let mut w = telemetry::text::Writer::new();
         for (name, help, c) in rows {
-            out.push_str(&format!(
-                "# HELP lambda_registrator_{name} {help}\n# TYPE lambda_registrator_{name} counter\nlambda_registrator_{name} {}\n",
-                get(c)
-            ));
+            let name = format!("lambda_registrator_{name}");
+            w.family(&name, help, telemetry::text::Kind::Counter);
+            w.sample(&name, &[], get(c) as f64);
         }
-        out
+        w.finish()
     }
 }
 
@@ -121,5 +121,10 @@ mod tests {
         let text = m.render();
         assert!(text.contains("lambda_registrator_upserts_total 3\n"));
         assert!(text.contains("# TYPE lambda_registrator_deletes_total counter"));
+        assert!(text.starts_with(
+            "# HELP lambda_registrator_full_syncs_total Full syncs run.\n\
+             # TYPE lambda_registrator_full_syncs_total counter\n\
+             lambda_registrator_full_syncs_total 0\n"
+        ));
     }
 }

@@ -14,6 +14,7 @@ mod extract;
 mod health;
 mod intentions;
 mod kv;
+mod metrics;
 mod status;
 mod ui;
 mod xds_status;
@@ -50,6 +51,7 @@ pub(crate) fn router(app: AppState) -> Router {
         // agent
         .route("/v1/agent/self", get(agent::self_info))
         .route("/v1/agent/members", get(agent::members))
+        .route("/v1/agent/metrics", get(metrics::metrics))
         .route("/v1/agent/services", get(agent::services))
         .route("/v1/agent/service/{id}", get(agent::service))
         .route("/v1/agent/service/register", put(agent::register))
@@ -151,6 +153,11 @@ pub(crate) fn router(app: AppState) -> Router {
         .route("/v1/status/peers", get(status::peers))
         .route("/v1/config/{kind}/{name}/", delete(config::delete))
         .fallback(not_found)
+        // Innermost, so it sees the matched route (Consul's path label) and every answer.
+        .layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            crate::metrics::track_http,
+        ))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(axum::middleware::from_fn_with_state(
             app.clone(),

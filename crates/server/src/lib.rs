@@ -20,6 +20,7 @@ pub mod config;
 pub mod connect;
 pub mod error;
 mod intentions;
+pub mod metrics;
 pub mod query;
 mod rows;
 mod ttl;
@@ -45,6 +46,8 @@ pub struct AppState {
     /// What proxies rejected and acknowledged (served at `/v1/internal/xds/status`).
     pub(crate) xds_nacks: Arc<xds::ads::NackLog>,
     pub(crate) xds_acks: Arc<xds::ads::AckLog>,
+    /// What `/v1/agent/metrics` reports (`metrics.rs`).
+    pub(crate) metrics: Arc<metrics::ServerMetrics>,
 }
 
 /// Errors starting the server.
@@ -76,6 +79,7 @@ impl AppState {
             leaves,
             xds_nacks: Arc::default(),
             xds_acks: Arc::default(),
+            metrics: Arc::default(),
         };
         // The start-up failures keep the text the HTTP API would give them.
         let failed = |e: error::ApiError| ServerError::SelfRegistration(e.message);
@@ -106,7 +110,8 @@ pub async fn serve_all(
     let ca_task = tokio::spawn(connect::run(app.clone()));
     let grpc_task = grpc.map(|l| {
         let source = Arc::new(xds_source::StoreSource::new(app.clone()));
-        let ads = xds::ads::Ads::new(source, app.xds_nacks.clone(), app.xds_acks.clone());
+        let ads = xds::ads::Ads::new(source, app.xds_nacks.clone(), app.xds_acks.clone())
+            .with_metrics(app.metrics.ads.clone());
         tokio::spawn(xds::ads::serve(l, ads, stopped(stop_rx.clone())))
     });
     let router = api::router(app);

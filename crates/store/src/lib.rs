@@ -32,6 +32,7 @@ use std::time::Duration;
 use parking_lot::RwLock;
 use tokio::sync::{mpsc, oneshot};
 
+pub use committer::CommitMetrics;
 pub use state::{ApplyError, Op, State, WatchKey};
 pub use watch::WatchOutcome;
 
@@ -72,6 +73,7 @@ pub struct Store {
     shared: Arc<Shared>,
     tx: mpsc::Sender<committer::Request>,
     _committer: Arc<committer::Handle>,
+    metrics: Arc<CommitMetrics>,
 }
 
 /// Tunables of the store.
@@ -108,11 +110,13 @@ impl Store {
             watches: watch::Registry::default(),
         });
         let (tx, rx) = mpsc::channel(WRITE_QUEUE);
-        let handle = committer::spawn(shared.clone(), wal, rx, opts)?;
+        let metrics = Arc::new(CommitMetrics::default());
+        let handle = committer::spawn(shared.clone(), wal, rx, opts, metrics.clone())?;
         Ok(Self {
             shared,
             tx,
             _committer: Arc::new(handle),
+            metrics,
         })
     }
 
@@ -148,6 +152,11 @@ impl Store {
         timeout: Duration,
     ) -> WatchOutcome {
         watch::wait(&self.shared, keys, min_index, timeout).await
+    }
+
+    /// The committer's measurements (commit time, ops written).
+    pub fn commit_metrics(&self) -> &CommitMetrics {
+        &self.metrics
     }
 
     /// Number of registered blocking-query waiters (for metrics and tests).

@@ -179,11 +179,33 @@ async fn rejected_ops_are_not_logged() {
         Err(store::StoreError::Rejected(_))
     ));
     assert_eq!(store.index(), 0);
+    // Nothing was written: no op counted, no commit timed.
+    let m = store.commit_metrics();
+    assert_eq!(m.applied.get(), 0);
+    assert_eq!(m.commit_seconds.snapshot().count, 0);
     drop(store);
     assert_eq!(
         std::fs::metadata(dir.path().join("wal.log")).unwrap().len(),
         0
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commits_are_counted_and_timed() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), opts()).unwrap();
+    for i in 0..3 {
+        store
+            .write(reg("n1", &format!("web-{i}"), "web"))
+            .await
+            .unwrap();
+    }
+    let m = store.commit_metrics();
+    assert_eq!(m.applied.get(), 3);
+    // Each write waited for its own batch here (they were sequential): three timed commits.
+    let commits = m.commit_seconds.snapshot();
+    assert_eq!(commits.count, 3);
+    assert!(commits.sum > 0.0 && commits.min > 0.0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

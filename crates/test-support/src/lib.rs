@@ -9,7 +9,7 @@ mod ports;
 mod real_parts;
 
 pub use ports::free_port;
-pub use real_parts::{envoy_path, venv_python};
+pub use real_parts::{envoy_path, parse_prometheus, venv_python};
 
 /// The HTTP API and xDS (gRPC) addresses (`127.0.0.1:PORT` each) from the line a `lambdamesh`
 /// server logs once it serves (`lambdamesh server ready: HTTP API at http://ADDR/v1/ , xDS (gRPC) at ADDR ...`): the

@@ -1,11 +1,15 @@
 //! The Aggregated Discovery Service: state-of-the-world and delta streams over one snapshot
 //! channel per proxy. Each type keeps its own version and nonce; a stale nonce is ignored; a NACK
 //! is logged with Envoy's message and recorded in the [`NackLog`], and nothing is re-sent until
-//! the content changes, so Envoy keeps serving the last configuration it accepted.
+//! the content changes, so Envoy keeps serving the last configuration it accepted. Sessions,
+//! pushes, NACKs and ACK latency are counted in [`AdsMetrics`].
+
+mod metrics;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
 
 use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_server::{
     AggregatedDiscoveryService, AggregatedDiscoveryServiceServer,
@@ -17,6 +21,8 @@ use tonic::{Request, Response, Status, Streaming};
 
 use crate::pb::{Any, discovery};
 use crate::resources::{self, CLUSTER, LISTENER, PUSH_ORDER, Resources};
+
+pub use metrics::{AdsMetrics, type_label};
 
 /// Where snapshots come from (implemented by the control-plane server).
 pub trait SnapshotSource: Send + Sync + 'static {
@@ -104,6 +110,7 @@ pub struct Ads<S> {
     source: Arc<S>,
     pub nacks: Arc<NackLog>,
     pub acks: Arc<AckLog>,
+    metrics: Arc<AdsMetrics>,
     nonce: Arc<AtomicU64>,
     /// Flips to true on shutdown: every stream ends so the server can drain (Envoy never
     /// closes its ADS stream by itself, and reconnects when it ends).
@@ -118,10 +125,17 @@ impl<S: SnapshotSource> Ads<S> {
             source,
             nacks,
             acks,
+            metrics: Arc::default(),
             nonce: Arc::default(),
             stopping,
             stop: Arc::new(stop),
         }
+    }
+
+    /// Counts into `metrics` (each server has its own otherwise).
+    pub fn with_metrics(mut self, metrics: Arc<AdsMetrics>) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// The tonic service to mount.
@@ -159,6 +173,8 @@ struct SotwType {
     sent: Option<BTreeMap<String, Any>>,
     version: u64,
     nonce: String,
+    /// When the response with `nonce` was sent, until the proxy answers it.
+    sent_at: Option<Instant>,
 }
 
 fn select(
@@ -237,6 +253,7 @@ struct Session<S> {
     source: Arc<S>,
     nacks: Arc<NackLog>,
     acks: Arc<AckLog>,
+    metrics: Arc<AdsMetrics>,
     nonce: Arc<AtomicU64>,
     token: Option<String>,
     stopping: watch::Receiver<bool>,
@@ -245,6 +262,20 @@ struct Session<S> {
 impl<S: SnapshotSource> Session<S> {
     fn next_nonce(&self) -> String {
         self.nonce.fetch_add(1, Ordering::Relaxed).to_string()
+    }
+
+    /// The proxy answered (ACK or NACK) the response of `type_url` sent at `sent_at`.
+    fn answered(&self, type_url: &str, sent_at: Option<Instant>, nack: bool) {
+        let label = [type_label(type_url)];
+        if let Some(t) = sent_at {
+            self.metrics
+                .push_latency
+                .get(&label)
+                .observe_secs(t.elapsed());
+        }
+        if nack {
+            self.metrics.nacks.get(&label).inc();
+        }
     }
 
     /// Reads the first request (which names the proxy), subscribes the proxy and waits for its
@@ -258,6 +289,7 @@ impl<S: SnapshotSource> Session<S> {
         let Some(first) = inbound.message().await? else {
             return Ok(None);
         };
+        let started = Instant::now();
         let node = first
             .node()
             .map(|n| n.id.clone())
@@ -273,6 +305,7 @@ impl<S: SnapshotSource> Session<S> {
             return Err(Status::unavailable("the proxy's registration is gone"));
         }
         let current = rx.borrow_and_update().clone();
+        self.metrics.stream_start.observe_secs(started.elapsed());
         let feed = Feed {
             inbound,
             rx,
@@ -291,6 +324,8 @@ impl<S: SnapshotSource> Session<S> {
         else {
             return Ok(());
         };
+        let open = self.metrics.streams.get(&["sotw"]);
+        let _open = open.track();
         let mut types: HashMap<String, SotwType> = HashMap::new();
         let result = loop {
             match feed.next(&node).await {
@@ -300,6 +335,10 @@ impl<S: SnapshotSource> Session<S> {
                     let st = types.entry(req.type_url.clone()).or_default();
                     if !req.response_nonce.is_empty() && req.response_nonce != st.nonce {
                         continue; // a reply to an older response: superseded
+                    }
+                    if !req.response_nonce.is_empty() {
+                        let nack = req.error_detail.is_some();
+                        self.answered(&req.type_url, st.sent_at.take(), nack);
                     }
                     if let Some(err) = &req.error_detail {
                         self.nacks.record(Nack {
@@ -368,6 +407,8 @@ impl<S: SnapshotSource> Session<S> {
     ) -> Result<(), Status> {
         st.version += 1;
         st.nonce = self.next_nonce();
+        st.sent_at = Some(Instant::now());
+        self.metrics.pushes.get(&[type_label(type_url)]).inc();
         let resp = discovery::DiscoveryResponse {
             version_info: st.version.to_string(),
             resources: res.values().cloned().collect(),
@@ -389,6 +430,8 @@ impl<S: SnapshotSource> Session<S> {
         let Some((node, mut current, mut feed)) = self.open(inbound, "delta").await? else {
             return Ok(());
         };
+        let open = self.metrics.streams.get(&["delta"]);
+        let _open = open.track();
         let mut types: HashMap<String, DeltaType> = HashMap::new();
         let result = loop {
             match feed.next(&node).await {
@@ -422,6 +465,8 @@ impl<S: SnapshotSource> Session<S> {
                         if req.response_nonce != st.nonce {
                             continue;
                         }
+                        let nack = req.error_detail.is_some();
+                        self.answered(&req.type_url, st.sent_at.take(), nack);
                         if let Some(err) = &req.error_detail {
                             self.nacks.record(Nack {
                                 node: node.clone(),
@@ -518,6 +563,8 @@ impl<S: SnapshotSource> Session<S> {
             st.client.insert(r.name.clone(), r.version.clone());
         }
         st.nonce = self.next_nonce();
+        st.sent_at = Some(Instant::now());
+        self.metrics.pushes.get(&[type_label(type_url)]).inc();
         st.responded = true;
         st.awaiting_ack = true;
         let resp = discovery::DeltaDiscoveryResponse {
@@ -547,6 +594,8 @@ struct DeltaType {
     client: BTreeMap<String, String>,
     before_last: BTreeMap<String, String>,
     nonce: String,
+    /// When the response with `nonce` was sent, until the proxy answers it.
+    sent_at: Option<Instant>,
 }
 
 /// Envoy keeps a cluster it was sent warming until it gets that cluster's endpoints again, even
@@ -616,6 +665,7 @@ impl<S: SnapshotSource> Ads<S> {
             source: self.source.clone(),
             nacks: self.nacks.clone(),
             acks: self.acks.clone(),
+            metrics: self.metrics.clone(),
             nonce: self.nonce.clone(),
             token: token_of(&req),
             stopping: self.stopping.clone(),

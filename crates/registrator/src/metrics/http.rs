@@ -76,7 +76,8 @@ async fn answer(mut stream: TcpStream, metrics: &Metrics) {
     let _ = stream.read(&mut buf).await;
     let body = metrics.render();
     let resp = format!(
-        "HTTP/1.1 200 OK\r\ncontent-type: text/plain; version=0.0.4\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        "HTTP/1.1 200 OK\r\ncontent-type: {}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        telemetry::text::CONTENT_TYPE,
         body.len()
     );
     if let Err(e) = stream.write_all(resp.as_bytes()).await {
@@ -107,6 +108,10 @@ mod tests {
         let mut text = String::new();
         conn.read_to_string(&mut text).await.unwrap();
         assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
+        assert!(
+            text.contains("content-type: text/plain; version=0.0.4; charset=utf-8\r\n"),
+            "{text}"
+        );
         assert!(
             text.contains("lambda_registrator_upserts_total 2\n"),
             "{text}"

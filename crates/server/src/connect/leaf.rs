@@ -197,6 +197,7 @@ impl LeafCache {
             }
         }
         self.leaves.lock().insert(service.clone(), leaf.clone());
+        app.metrics.leaves_issued.inc();
         tracing::debug!(service = %service.name, serial, root = %signer.root_id, "signed a leaf");
         self.changed.send_modify(|v| *v = (*v).max(serial));
         Ok(leaf)

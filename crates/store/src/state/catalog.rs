@@ -130,6 +130,18 @@ pub struct Registration {
     pub replace_checks_of: Vec<String>,
 }
 
+/// Catalog counts ([`State::usage`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CatalogUsage {
+    pub nodes: u64,
+    /// Distinct service names (per partition and namespace).
+    pub services: u64,
+    pub service_instances: u64,
+    /// Instances by Consul's connect kind (`connect-proxy`, `mesh-gateway`, ...,
+    /// `connect-native`), kinds without instances left out.
+    pub connect_instances: BTreeMap<&'static str, u64>,
+}
+
 /// One row of `catalog/service/:name` / `health/service/:name`: an instance with its node and checks.
 #[derive(Debug, Clone)]
 pub struct Instance<'a> {
@@ -421,6 +433,34 @@ impl State {
     }
 
     // === queries ===
+
+    /// What the catalog holds, counted as Consul's usage metrics count it (`consul.state.*`):
+    /// one pass over the instances, for a metrics scrape.
+    pub fn usage(&self) -> CatalogUsage {
+        let mut names = BTreeSet::new();
+        let mut connect: BTreeMap<&'static str, u64> = BTreeMap::new();
+        for (k, s) in &self.services {
+            names.insert((
+                k.partition.as_str(),
+                k.namespace.as_str(),
+                s.service.as_str(),
+            ));
+            let kind = match s.kind {
+                ServiceKind::Typical if s.connect.native => Some("connect-native"),
+                ServiceKind::Typical => None,
+                other => Some(other.as_str()),
+            };
+            if let Some(kind) = kind {
+                *connect.entry(kind).or_default() += 1;
+            }
+        }
+        CatalogUsage {
+            nodes: self.nodes.len() as u64,
+            services: names.len() as u64,
+            service_instances: self.services.len() as u64,
+            connect_instances: connect,
+        }
+    }
 
     pub fn node(&self, partition: &str, node: &str) -> Option<&Node> {
         self.nodes.get(&NodeKey::new(partition, node))
