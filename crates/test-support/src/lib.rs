@@ -4,9 +4,11 @@
 //! parts are ([`venv_python`], [`envoy_path`]). Nothing in the product depends on this crate, and
 //! it depends on nothing.
 
+mod etcd;
 mod ports;
 mod real_parts;
 
+pub use etcd::EtcdCluster;
 pub use ports::free_port;
 pub use real_parts::{envoy_path, venv_python};
 
