@@ -29,8 +29,10 @@ ln -sfn "$venv" "$root/.venv"
 ln -sfn "${CARGO_TARGET_DIR:-$HOME/.cache/lambdamesh/target}/debug/lambdamesh" "$venv/bin/lambdamesh"
 
 # Debian packages: only what is missing (apt-get needs root; CI and developers run as root here).
+# etcd-server/etcd-client: the HA store's tests, examples/ha and bench/ha.sh (docs/ha.md);
+# protobuf-compiler: `protoc`, which the etcd client's build compiles etcd's protos with.
 need=()
-for pkg in ${LAMBDAMESH_APT_PACKAGES:-}; do
+for pkg in etcd-server etcd-client protobuf-compiler ${LAMBDAMESH_APT_PACKAGES:-}; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if [ "${#need[@]}" -gt 0 ]; then

@@ -409,3 +409,98 @@ fn kill_dash_nine_of_a_replica_and_the_etcd_leader_loses_no_acknowledged_write()
         retried.len()
     );
 }
+
+/// The ADS connection of an Envoy: which of `grpc` addresses it is connected to now.
+fn ads_replica(admin: u16, grpc: &[String]) -> Option<usize> {
+    let mut r = agent()
+        .get(&format!("http://127.0.0.1:{admin}/clusters"))
+        .call()
+        .ok()?;
+    let body = r.body_mut().read_to_string().ok()?;
+    grpc.iter().position(|g| {
+        body.lines().any(|l| {
+            l.starts_with(&format!("local_agent::{g}::cx_active::")) && !l.ends_with("::0")
+        })
+    })
+}
+
+/// An Envoy whose xDS replica is SIGKILLed under steady traffic loses no request, reconnects to
+/// another replica of its bootstrap's list, and takes a change made through a third.
+#[test]
+fn envoy_fails_over_to_another_replica_under_traffic() {
+    use common::mesh::{Backend, Envoy, free_port, get as get_url};
+    let ha = Ha::new();
+    let mut r: Vec<Proc> = ["r0", "r1", "r2"].iter().map(|n| ha.replica(n)).collect();
+    let http = r[1].http.clone();
+    let b = Backend::start("hello from b");
+    let up = free_port();
+    put(
+        &http,
+        "/v1/agent/service/register",
+        &serde_json::json!({"Name": "b", "Port": b.port, "Connect": {"SidecarService": {"Port": free_port()}}}),
+    );
+    put(
+        &http,
+        "/v1/agent/service/register",
+        &serde_json::json!({"Name": "a", "Port": 1, "Connect": {"SidecarService": {"Port": free_port(), "Proxy": {"Upstreams": [{"DestinationName": "b", "LocalBindPort": up}]}}}}),
+    );
+    put(
+        &http,
+        "/v1/config",
+        &serde_json::json!({"Kind": "service-defaults", "Name": "b", "Protocol": "http"}),
+    );
+    // The Envoys know replicas r0 and r2; r1 is where their services are registered.
+    let grpc = vec![r[0].grpc.clone(), r[2].grpc.clone()];
+    let list = grpc.join(",");
+    let _eb = Envoy::start(&http, &list, &["-sidecar-for", "b"]);
+    let ea = Envoy::start(&http, &list, &["-sidecar-for", "a"]);
+    let url = format!("http://127.0.0.1:{up}/");
+    wait_until(60, "traffic flows", || get_url(&url).0 == 200);
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let (ok, failed) = (Arc::new(Mutex::new(0u64)), Arc::new(Mutex::new(0u64)));
+    let traffic = {
+        let (stop, ok, failed, url) = (stop.clone(), ok.clone(), failed.clone(), url.clone());
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                let (status, body) = get_url(&url);
+                if status == 200 && body.starts_with("hello from b") {
+                    *ok.lock() += 1;
+                } else {
+                    eprintln!("request failed: {status} {body}");
+                    *failed.lock() += 1;
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        })
+    };
+    std::thread::sleep(Duration::from_millis(500));
+    let mut victim = None;
+    wait_until(10, "a's Envoy to show its ADS connection", || {
+        victim = ads_replica(ea.admin, &grpc);
+        victim.is_some()
+    });
+    let victim = victim.unwrap();
+    let index = if victim == 0 { 0 } else { 2 };
+    eprintln!("killing replica r{index}, a's xDS server");
+    r[index].kill9();
+    let other = &grpc[1 - victim];
+    wait_until(60, "a's Envoy reconnected to the other replica", || {
+        ads_replica(ea.admin, &grpc) == Some(1 - victim)
+            && ea.stat("control_plane.connected_state") == 1
+    });
+    eprintln!("reconnected to {other}");
+    std::thread::sleep(Duration::from_secs(2));
+    stop.store(true, Ordering::Relaxed);
+    traffic.join().unwrap();
+    let (ok, failed) = (*ok.lock(), *failed.lock());
+    assert!(ok > 200, "too little traffic to prove anything: {ok}");
+    assert_eq!(failed, 0, "{failed} of {} requests failed", ok + failed);
+    // A change through r1 (neither Envoy's xDS replica) reaches them through the survivor.
+    put(
+        &r[1].http,
+        "/v1/connect/intentions/exact?source=a&destination=b",
+        &serde_json::json!({"Action": "deny"}),
+    );
+    wait_until(30, "the deny intention applied", || get_url(&url).0 == 403);
+}

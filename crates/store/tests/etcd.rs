@@ -364,3 +364,36 @@ async fn a_replica_behind_a_compaction_resyncs_from_the_snapshot() {
         22
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_replica_at_a_time_leads_and_another_takes_over() {
+    let cluster = EtcdCluster::start(3).unwrap();
+    let key = EncryptionKey::generate().unwrap();
+    let mut stores = replicas(&cluster, &key, 3).await;
+    let leaders = |stores: &[Store]| -> Vec<usize> {
+        (0..stores.len())
+            .filter(|i| *stores[*i].leadership().borrow())
+            .collect()
+    };
+    let mut led = Vec::new();
+    for _ in 0..100 {
+        led = leaders(&stores);
+        if led.len() == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(led.len(), 1, "leaders: {led:?}");
+    // The leader goes away (its lease is no longer renewed): another one takes over.
+    let gone = stores.remove(led[0]);
+    drop(gone);
+    let mut next = Vec::new();
+    for _ in 0..150 {
+        next = leaders(&stores);
+        if next.len() == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(next.len(), 1, "leaders after the first went: {next:?}");
+}
