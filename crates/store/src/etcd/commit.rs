@@ -33,20 +33,23 @@ pub(crate) async fn run(ctx: Arc<Ctx>, mut rx: mpsc::Receiver<Request>) {
                 None => break,
             }
         }
+        round(&ctx, &mut queue, &mut rx).await;
+    }
+    tracing::debug!("etcd committer stopped");
+}
+
+/// Commits a prefix of `queue` (answering those writers); the rest waits for the next round.
+async fn round(ctx: &Ctx, queue: &mut VecDeque<Request>, rx: &mut mpsc::Receiver<Request>) {
+    loop {
+        // Everything queued meanwhile joins this attempt: under contention between replicas a
+        // retry carries what arrived while the last one waited, so batches grow instead of the
+        // queue.
         while queue.len() < MAX_BATCH {
             match rx.try_recv() {
                 Ok(r) => queue.push_back(r),
                 Err(_) => break,
             }
         }
-        round(&ctx, &mut queue).await;
-    }
-    tracing::debug!("etcd committer stopped");
-}
-
-/// Commits a prefix of `queue` (answering those writers); the rest waits for the next round.
-async fn round(ctx: &Ctx, queue: &mut VecDeque<Request>) {
-    loop {
         let (head, mut scratch) = {
             let state = ctx.shared.state.read();
             (state.index(), state.clone())
