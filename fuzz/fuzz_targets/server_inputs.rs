@@ -1,5 +1,6 @@
 //! The server's own parsers of outside input: the HTTP query string (`?index`, `?wait`, `?ns`,
-//! percent-encoding) and agent config files (HCL/JSON).
+//! percent-encoding), agent config files (HCL/JSON, the `store { etcd { } }` block included) and
+//! the etcd encryption key file's text.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -9,5 +10,6 @@ fuzz_target!(|data: &[u8]| {
         let _ = server::query::Query::parse(Some(text));
         let _ = server::config::ConfigFile::parse_str(text, false);
         let _ = server::config::ConfigFile::parse_str(text, true);
+        let _ = server::config::store::EncryptionKey::from_hex(text);
     }
 });

@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use store::EtcdOptions;
-use store::etcd::{EncryptionKey, EtcdTls};
+pub use store::etcd::EncryptionKey;
+use store::etcd::EtcdTls;
 
 /// The environment variable that may hold the encryption key (64 hex digits) instead of a file.
 pub const KEY_ENV: &str = "LAMBDAMESH_ETCD_ENCRYPTION_KEY";
