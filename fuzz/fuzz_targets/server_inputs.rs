@@ -1,5 +1,6 @@
 //! The server's own parsers of outside input: the HTTP query string (`?index`, `?wait`, `?ns`,
-//! percent-encoding), agent config files (HCL/JSON) and the web UI's authorization requests.
+//! percent-encoding), agent config files (HCL/JSON, the `store { etcd { } }` block included), the
+//! etcd encryption key file's text and the web UI's authorization requests.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -10,5 +11,6 @@ fuzz_target!(|data: &[u8]| {
         let _ = server::query::Query::parse(Some(text));
         let _ = server::config::ConfigFile::parse_str(text, false);
         let _ = server::config::ConfigFile::parse_str(text, true);
+        let _ = server::config::store::EncryptionKey::from_hex(text);
     }
 });

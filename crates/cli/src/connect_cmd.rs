@@ -49,7 +49,8 @@ pub struct EnvoyArgs {
     /// Envoy's admin listener (HOST:PORT); always on loopback.
     #[arg(long = "admin-bind", default_value = "127.0.0.1:19000")]
     pub admin_bind: String,
-    /// The control plane's xDS (gRPC) address.
+    /// The control plane's xDS (gRPC) address, or several replicas' comma-separated
+    /// (HOST:PORT,HOST:PORT): Envoy's ADS cluster gets them all and fails over (docs/ha.md).
     #[arg(
         long = "grpc-addr",
         env = "CONSUL_GRPC_ADDR",
@@ -184,7 +185,16 @@ pub fn run(cmd: ConnectCommand) -> anyhow::Result<u8> {
             "-admin-bind: the admin listener must be on loopback (Envoy's admin API is unauthenticated), got {admin_host:?}"
         );
     }
-    let (xds_host, xds_port) = split_host_port(&args.grpc_addr, "-grpc-addr")?;
+    let xds = args
+        .grpc_addr
+        .split(',')
+        .map(str::trim)
+        .filter(|a| !a.is_empty())
+        .map(|a| split_host_port(a.trim_start_matches("http://"), "-grpc-addr"))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    if xds.is_empty() {
+        bail!("-grpc-addr: expected HOST:PORT (or several, comma-separated)");
+    }
     let params = xds::bootstrap::BootstrapParams {
         node_id,
         service,
@@ -195,8 +205,7 @@ pub fn run(cmd: ConnectCommand) -> anyhow::Result<u8> {
             .clone()
             .unwrap_or_else(|| "default".into()),
         datacenter,
-        xds_host,
-        xds_port,
+        xds,
         admin_host,
         admin_port,
         token: args.http.token.clone(),

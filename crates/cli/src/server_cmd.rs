@@ -49,6 +49,53 @@ pub struct ServerArgs {
     /// Accepted for compatibility with `consul agent -bootstrap-expect=1`.
     #[arg(long = "bootstrap-expect")]
     pub bootstrap_expect: Option<u32>,
+    #[command(flatten)]
+    pub store: StoreArgs,
+}
+
+/// Where the state lives (`docs/ha.md`): the embedded log, or etcd shared by several replicas.
+#[derive(Args, Debug, Clone, Default)]
+pub struct StoreArgs {
+    /// `embedded` (default: the log in -data-dir) or `etcd` (several replicas, docs/ha.md).
+    #[arg(long = "store")]
+    pub store: Option<String>,
+    /// etcd client URLs, comma-separated (implies -store etcd).
+    #[arg(long = "etcd-endpoints")]
+    pub etcd_endpoints: Option<String>,
+    /// Key prefix in etcd (default /lambdamesh).
+    #[arg(long = "etcd-prefix")]
+    pub etcd_prefix: Option<String>,
+    /// etcd credentials as user:password (as `etcdctl --user`).
+    #[arg(long = "etcd-user")]
+    pub etcd_user: Option<String>,
+    /// CA bundle that verifies etcd's TLS certificate.
+    #[arg(long = "etcd-cacert")]
+    pub etcd_cacert: Option<PathBuf>,
+    /// Client certificate (PEM) for etcd.
+    #[arg(long = "etcd-cert")]
+    pub etcd_cert: Option<PathBuf>,
+    /// Client key (PEM) for etcd.
+    #[arg(long = "etcd-key")]
+    pub etcd_key: Option<PathBuf>,
+    /// File with the 64-hex-digit key that seals everything put in etcd (or set
+    /// LAMBDAMESH_ETCD_ENCRYPTION_KEY).
+    #[arg(long = "etcd-encryption-key-file")]
+    pub etcd_encryption_key_file: Option<PathBuf>,
+}
+
+impl StoreArgs {
+    fn flags(&self) -> server::config::StoreFlags {
+        server::config::StoreFlags {
+            store: self.store.clone(),
+            endpoints: self.etcd_endpoints.clone(),
+            prefix: self.etcd_prefix.clone(),
+            user: self.etcd_user.clone(),
+            cacert: self.etcd_cacert.clone(),
+            cert: self.etcd_cert.clone(),
+            key: self.etcd_key.clone(),
+            encryption_key_file: self.etcd_encryption_key_file.clone(),
+        }
+    }
 }
 
 fn load_files(args: &ServerArgs) -> anyhow::Result<Vec<ConfigFile>> {
@@ -104,6 +151,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<u8> {
         grpc_addr,
         lambda_endpoint: args.lambda_endpoint.clone(),
         dev: args.dev,
+        store: args.store.flags(),
     };
     let mut config = ServerConfig::build(&files, &overrides)?;
     // -dev without a data dir: a throw-away directory removed at exit.

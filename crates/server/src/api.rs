@@ -163,6 +163,10 @@ pub(crate) fn router(app: AppState) -> Router {
             app.clone(),
             check_datacenter,
         ))
+        .layer(axum::middleware::map_response_with_state(
+            app.clone(),
+            crate::query::contact_headers,
+        ))
         .with_state(app)
 }
 

@@ -9,6 +9,9 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use xds::compile::lambda::LambdaEndpoint;
 
+pub mod store;
+pub use store::{StoreChoice, StoreFlags};
+
 /// Typed configuration of a server.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
@@ -22,6 +25,8 @@ pub struct ServerConfig {
     pub dev: bool,
     /// Where Lambda services are invoked (`None` = real AWS regional endpoints).
     pub lambda_endpoint: Option<xds::compile::lambda::LambdaEndpoint>,
+    /// The embedded log (default) or a shared etcd cluster.
+    pub store: StoreChoice,
 }
 
 /// `acl { enabled, default_policy, tokens { initial_management } }`.
@@ -53,6 +58,7 @@ pub struct ConfigFile {
     pub connect: Option<ConnectFile>,
     pub ui_config: Option<serde_json::Value>,
     pub lambda_endpoint: Option<String>,
+    pub store: Option<store::StoreFile>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -144,6 +150,7 @@ pub struct Overrides {
     pub grpc_addr: Option<String>,
     pub lambda_endpoint: Option<String>,
     pub dev: bool,
+    pub store: StoreFlags,
 }
 
 fn port_of(problems: &mut Vec<String>, field: &str, v: Option<i64>, default: u16) -> u16 {
@@ -284,10 +291,12 @@ impl ServerConfig {
                 None
             }
         };
+        let node_name = node_name.unwrap_or_else(default_node_name);
+        let store_files: Vec<_> = files.iter().map(|f| f.store.as_ref()).collect();
+        let store = store::build(&store_files, &flags.store, &node_name, &mut p);
         if !p.is_empty() {
             return Err(ConfigError { problems: p });
         }
-        let node_name = node_name.unwrap_or_else(default_node_name);
         Ok(ServerConfig {
             datacenter,
             node_id: node_id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
@@ -300,6 +309,7 @@ impl ServerConfig {
             acl,
             dev: flags.dev,
             lambda_endpoint,
+            store,
         })
     }
 
@@ -319,6 +329,7 @@ impl ServerConfig {
             },
             dev: true,
             lambda_endpoint: None,
+            store: StoreChoice::Embedded,
         }
     }
 }

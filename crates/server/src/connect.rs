@@ -165,7 +165,10 @@ pub(crate) async fn run(app: AppState) {
         loop {
             tick.tick().await;
             app.leaves.renew_due(&app).await;
-            if let Err(e) = prune(&app).await {
+            // Pruning is the cluster's, not each replica's: the elected one does it (always
+            // this process with the embedded store).
+            let leading = *app.store.leadership().borrow();
+            if leading && let Err(e) = prune(&app).await {
                 tracing::warn!(error = %e, "cannot prune retired CA roots");
             }
         }
@@ -210,12 +213,24 @@ pub(crate) async fn init(app: &AppState) -> Result<(), CaError> {
     let td = mesh_model::connect::trust_domain(&cluster_id);
     let root = generate_root(app, &td, &config).await?;
     tracing::info!(trust_domain = %td, root = %root.id, "initialised the Connect CA");
-    app.store
+    match app
+        .store
         .write(Op::Ca(CaOp::Initialize {
             cluster_id,
             config,
             root,
         }))
-        .await?;
-    Ok(())
+        .await
+    {
+        // Replicas sharing an etcd store start together: one initialises, the others find it
+        // done and use its root.
+        Err(store::StoreError::Rejected(store::ApplyError::Conflict(_)))
+            if app.store.read(|s| !s.ca().cluster_id.is_empty()) =>
+        {
+            tracing::info!("another replica initialised the Connect CA first");
+            Ok(())
+        }
+        Err(e) => Err(e.into()),
+        Ok(_) => Ok(()),
+    }
 }

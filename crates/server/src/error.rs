@@ -81,6 +81,12 @@ impl From<StoreError> for ApiError {
             StoreError::Rejected(ApplyError::Forbidden(m)) => {
                 Self::forbidden(format!("Permission denied: {m}"))
             }
+            // etcd did not commit in time: the client may retry (Consul answers a lost leader
+            // with a 5xx too); the message names the endpoints and what failed.
+            e @ (StoreError::Unavailable { .. } | StoreError::Etcd { .. }) => Self {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                message: e.to_string(),
+            },
             other => Self::internal(other.to_string()),
         }
     }

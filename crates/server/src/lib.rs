@@ -70,7 +70,12 @@ impl AppState {
     /// # Errors
     /// The store cannot be opened.
     pub async fn open(config: ServerConfig) -> Result<Self, ServerError> {
-        let store = Store::open(&config.data_dir, store::StoreOptions::default())?;
+        let store = match &config.store {
+            config::StoreChoice::Embedded => {
+                Store::open(&config.data_dir, store::StoreOptions::default())?
+            }
+            config::StoreChoice::Etcd(opts) => Store::open_etcd((**opts).clone()).await?,
+        };
         let leaves = Arc::new(connect::LeafCache::open(&config.data_dir));
         let app = Self {
             store,

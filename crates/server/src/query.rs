@@ -168,6 +168,30 @@ pub async fn blocking<T>(
     })
 }
 
+/// Reads answer from this replica's copy of the state; while its store (etcd) does not answer,
+/// they say so as Consul's stale reads do: `X-Consul-KnownLeader: false` and
+/// `X-Consul-LastContact` in milliseconds since the store last answered.
+pub(crate) async fn contact_headers(
+    axum::extract::State(app): axum::extract::State<crate::AppState>,
+    mut resp: Response,
+) -> Response {
+    if !resp.headers().contains_key("X-Consul-KnownLeader") {
+        return resp;
+    }
+    let contact = app.store.contact();
+    if !contact.known_leader {
+        let h = resp.headers_mut();
+        h.insert("X-Consul-KnownLeader", HeaderValue::from_static("false"));
+        let ms = u64::try_from(contact.last_contact.as_millis()).unwrap_or(u64::MAX);
+        h.insert("X-Consul-LastContact", HeaderValue::from(ms));
+        h.insert(
+            "X-Consul-Effective-Consistency",
+            HeaderValue::from_static("stale"),
+        );
+    }
+    resp
+}
+
 /// A JSON response with Consul's query headers.
 pub fn json_with_index<T: Serialize + ?Sized>(value: &T, index: u64) -> Response {
     match serde_json::to_vec(value) {

@@ -21,6 +21,8 @@
 //! This crate must not depend on HTTP, xDS or anything async beyond tokio's channels.
 
 mod committer;
+pub mod etcd;
+mod health;
 pub mod state;
 mod wal;
 mod watch;
@@ -33,6 +35,8 @@ use parking_lot::RwLock;
 use tokio::sync::{mpsc, oneshot};
 
 pub use committer::CommitMetrics;
+pub use etcd::EtcdOptions;
+pub use health::Contact;
 pub use state::{ApplyError, Op, State, WatchKey};
 pub use watch::WatchOutcome;
 
@@ -52,6 +56,13 @@ pub enum StoreError {
     Corrupt { path: PathBuf, reason: String },
     #[error("the store is shut down or failed; no more writes are accepted")]
     Closed,
+    /// The shared store (etcd) did not commit the write in time: the write was not acknowledged
+    /// (it may still commit; a retry of a check-and-set write tells).
+    #[error("{reason}")]
+    Unavailable { reason: String },
+    /// The etcd cluster cannot be used at start (unreachable, refused credentials, bad key).
+    #[error("etcd at {endpoints}: {reason}")]
+    Etcd { endpoints: String, reason: String },
 }
 
 /// What a successful write returns: the index it was committed at, and whether it changed
@@ -65,6 +76,10 @@ pub struct Committed {
 pub(crate) struct Shared {
     pub state: RwLock<State>,
     pub watches: watch::Registry,
+    /// Whether the backing store answers (always for the embedded log).
+    pub contact: health::Health,
+    /// Times an etcd replica reloaded its state after losing its place in the log.
+    pub resyncs: std::sync::atomic::AtomicU64,
 }
 
 /// Handle to the store; cheap to clone.
@@ -72,8 +87,11 @@ pub(crate) struct Shared {
 pub struct Store {
     shared: Arc<Shared>,
     tx: mpsc::Sender<committer::Request>,
-    _committer: Arc<committer::Handle>,
+    _committer: Arc<dyn Send + Sync>,
     metrics: Arc<CommitMetrics>,
+    /// `true` while this process should run the singleton work (TTL expiry, CA rotation): always
+    /// for the embedded store, while it holds the etcd election for the etcd store.
+    leader: tokio::sync::watch::Receiver<bool>,
 }
 
 /// Tunables of the store.
@@ -108,16 +126,56 @@ impl Store {
         let shared = Arc::new(Shared {
             state: RwLock::new(state),
             watches: watch::Registry::default(),
+            contact: health::Health::default(),
+            resyncs: Default::default(),
         });
         let (tx, rx) = mpsc::channel(WRITE_QUEUE);
         let metrics = Arc::new(CommitMetrics::default());
         let handle = committer::spawn(shared.clone(), wal, rx, opts, metrics.clone())?;
+        let (_, leader) = tokio::sync::watch::channel(true);
         Ok(Self {
             shared,
             tx,
             _committer: Arc::new(handle),
             metrics,
+            leader,
         })
+    }
+
+    /// Opens the store on an etcd cluster shared by several replicas (`docs/ha.md`): loads the
+    /// latest snapshot and the log after it, then follows the log. Must run inside a tokio
+    /// runtime; the tasks it starts stop when the last handle is dropped.
+    ///
+    /// # Errors
+    /// [`StoreError::Etcd`] naming the endpoints when etcd cannot be reached or read.
+    pub async fn open_etcd(opts: EtcdOptions) -> Result<Self, StoreError> {
+        let opened = etcd::open(opts).await?;
+        Ok(Self {
+            shared: opened.shared,
+            tx: opened.tx,
+            _committer: opened.handle,
+            metrics: opened.metrics,
+            leader: opened.leader,
+        })
+    }
+
+    /// Whether the backing store answers now, and when it last did (for Consul's
+    /// `X-Consul-KnownLeader` and `X-Consul-LastContact`).
+    pub fn contact(&self) -> Contact {
+        self.shared.contact.get()
+    }
+
+    /// How often this replica resynced from etcd after its watch lost its place (compaction,
+    /// cancellation); each is also logged.
+    pub fn resyncs(&self) -> u64 {
+        self.shared
+            .resyncs
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Follows whether this replica should run the singleton work (see [`Store::open_etcd`]).
+    pub fn leadership(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.leader.clone()
     }
 
     /// Commits one op durably. Returns after the record is fsynced and applied.

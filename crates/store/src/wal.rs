@@ -28,16 +28,16 @@ const MAX_RECORD: u32 = 64 * 1024 * 1024;
 
 /// A record's payload, as read.
 #[derive(Deserialize)]
-struct Record {
-    index: u64,
-    op: Op,
+pub(crate) struct Record {
+    pub index: u64,
+    pub op: Op,
 }
 
 /// A record's payload, as written (the op borrowed: appending copies nothing).
 #[derive(Serialize)]
-struct RecordRef<'a> {
-    index: u64,
-    op: &'a Op,
+pub(crate) struct RecordRef<'a> {
+    pub index: u64,
+    pub op: &'a Op,
 }
 
 /// The index of a record whose op no longer reads (see [`replay`]).

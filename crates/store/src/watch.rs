@@ -84,6 +84,17 @@ impl Registry {
         }
     }
 
+    /// Wakes every waiter (after a resync replaced the state wholesale).
+    pub(crate) fn fire_all(&self) {
+        let woken: Vec<_> = std::mem::take(&mut *self.waiters.lock())
+            .into_values()
+            .flat_map(HashMap::into_values)
+            .collect();
+        for n in woken {
+            n.notify_one();
+        }
+    }
+
     pub(crate) fn len(&self) -> usize {
         self.waiters.lock().values().map(HashMap::len).sum()
     }

@@ -5,9 +5,11 @@
 //! [`free_port`], for `lambdamesh up --free-ports`, so a run and parallel tests draw ports from
 //! the same locked stretches and never from the kernel's ephemeral range.
 
+mod etcd;
 mod ports;
 mod real_parts;
 
+pub use etcd::EtcdCluster;
 pub use ports::free_port;
 pub use real_parts::{envoy_path, parse_prometheus, venv_python};
 

@@ -1,6 +1,8 @@
 //! Envoy bootstrap for `lambdamesh connect envoy`: the node identity (node.id = the proxy's
 //! service ID, as Consul sets it), the admin listener, and ADS towards the control plane's gRPC
-//! port with the ACL token as `x-consul-token` metadata; with `envoy_prometheus_bind_addr` in the
+//! port with the ACL token as `x-consul-token` metadata. With several control-plane replicas
+//! (`docs/ha.md`) the ADS cluster holds them all, round robin with a TCP health check, so a
+//! reconnect after a replica dies goes to a live one. With `envoy_prometheus_bind_addr` in the
 //! proxy's `Config`, Consul's metrics listener (`/metrics` → the admin API's `/stats/prometheus`).
 
 use serde_json::{Value, json};
@@ -13,8 +15,8 @@ pub struct BootstrapParams {
     pub namespace: String,
     pub partition: String,
     pub datacenter: String,
-    pub xds_host: String,
-    pub xds_port: u16,
+    /// The control plane's xDS (gRPC) addresses, host and port: one, or every replica.
+    pub xds: Vec<(String, u16)>,
     pub admin_host: String,
     pub admin_port: u16,
     pub token: Option<String>,
@@ -99,6 +101,39 @@ pub fn bootstrap_json(p: &BootstrapParams) -> Value {
         .iter()
         .map(|t| json!({"key": "x-consul-token", "value": t}))
         .collect();
+    let lb_endpoints: Vec<Value> = p
+        .xds
+        .iter()
+        .map(|(host, port)| {
+            json!({"endpoint": {"address": {"socket_address": {"address": host, "port_value": port}}}})
+        })
+        .collect();
+    let mut cluster = json!({
+        "name": XDS_CLUSTER,
+        "type": "STATIC",
+        "connect_timeout": "1s",
+        "typed_extension_protocol_options": {
+            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+                "explicit_http_config": {"http2_protocol_options": {}}
+            }
+        },
+        "load_assignment": {
+            "cluster_name": XDS_CLUSTER,
+            "endpoints": [{"lb_endpoints": lb_endpoints}]
+        }
+    });
+    if p.xds.len() > 1 {
+        // A dead replica leaves the rotation within a second, so the ADS stream's reconnect
+        // (Envoy retries it with backoff) lands on a live one.
+        cluster["health_checks"] = json!([{
+            "timeout": "1s",
+            "interval": "1s",
+            "unhealthy_threshold": 1,
+            "healthy_threshold": 1,
+            "tcp_health_check": {}
+        }]);
+    }
     let mut v = json!({
         "admin": {
             "address": {"socket_address": {"address": p.admin_host, "port_value": p.admin_port}}
@@ -109,21 +144,7 @@ pub fn bootstrap_json(p: &BootstrapParams) -> Value {
             "metadata": {"namespace": p.namespace, "partition": p.partition, "datacenter": p.datacenter}
         },
         "static_resources": {
-            "clusters": [{
-                "name": XDS_CLUSTER,
-                "type": "STATIC",
-                "connect_timeout": "1s",
-                "typed_extension_protocol_options": {
-                    "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
-                        "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
-                        "explicit_http_config": {"http2_protocol_options": {}}
-                    }
-                },
-                "load_assignment": {
-                    "cluster_name": XDS_CLUSTER,
-                    "endpoints": [{"lb_endpoints": [{"endpoint": {"address": {"socket_address": {"address": p.xds_host, "port_value": p.xds_port}}}}]}]
-                }
-            }]
+            "clusters": [cluster]
         },
         "dynamic_resources": {
             "lds_config": {"ads": {}, "resource_api_version": "V3"},
@@ -147,7 +168,7 @@ pub fn bootstrap_json(p: &BootstrapParams) -> Value {
 }
 
 #[cfg(test)]
-mod tests {
+mod prometheus_tests {
     use super::*;
 
     fn params(prometheus: Option<(String, u16)>) -> BootstrapParams {
@@ -157,8 +178,7 @@ mod tests {
             namespace: "default".into(),
             partition: "default".into(),
             datacenter: "dc1".into(),
-            xds_host: "127.0.0.1".into(),
-            xds_port: 8502,
+            xds: vec![("127.0.0.1".into(), 8502)],
             admin_host: "127.0.0.1".into(),
             admin_port: 19000,
             token: None,
@@ -196,5 +216,58 @@ mod tests {
         assert!(c(json!("9102")).unwrap_err().contains("HOST:PORT"));
         assert!(c(json!("h:x")).unwrap_err().contains("invalid port"));
         assert!(c(json!(9102)).unwrap_err().contains("expected a string"));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params(xds: Vec<(String, u16)>) -> BootstrapParams {
+        BootstrapParams {
+            node_id: "web-sidecar-proxy".into(),
+            service: "web".into(),
+            namespace: "default".into(),
+            partition: "default".into(),
+            datacenter: "dc1".into(),
+            xds,
+            admin_host: "127.0.0.1".into(),
+            admin_port: 19000,
+            token: None,
+            delta: true,
+            prometheus: None,
+        }
+    }
+
+    #[test]
+    fn every_replica_is_in_the_ads_cluster() {
+        let one = bootstrap_json(&params(vec![("127.0.0.1".into(), 8502)]));
+        let c = &one["static_resources"]["clusters"][0];
+        assert_eq!(
+            c["load_assignment"]["endpoints"][0]["lb_endpoints"]
+                .as_array()
+                .unwrap()
+                .len(),
+            1
+        );
+        assert!(c.get("health_checks").is_none());
+        let three = bootstrap_json(&params(vec![
+            ("127.0.0.1".into(), 8502),
+            ("127.0.0.1".into(), 8512),
+            ("127.0.0.1".into(), 8522),
+        ]));
+        let c = &three["static_resources"]["clusters"][0];
+        let ports: Vec<u64> = c["load_assignment"]["endpoints"][0]["lb_endpoints"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| {
+                e["endpoint"]["address"]["socket_address"]["port_value"]
+                    .as_u64()
+                    .unwrap()
+            })
+            .collect();
+        assert_eq!(ports, [8502, 8512, 8522]);
+        assert_eq!(c["health_checks"][0]["interval"], "1s");
     }
 }
