@@ -170,7 +170,9 @@ fn every_prometheus_endpoint_parses_and_counts_known_traffic() {
     assert_eq!(m.get("aws_lambda_invocations_total", &limited), 0.0);
     assert_eq!(m.get("aws_lambda_cold_starts_total", &limited), 0.0);
 
-    // The server with three services and a sidecar, and a real Envoy for it.
+    // The server with three services and a sidecar, and a real Envoy for it, which serves its
+    // Prometheus stats on `envoy_prometheus_bind_addr` as Consul's bootstrap makes it.
+    let envoy_metrics = free_port();
     let server = Proc::start(&["agent", "-dev", "-lambda-endpoint", &endpoint]);
     let http = server.http.clone();
     for name in ["a", "b", "c"] {
@@ -183,7 +185,10 @@ fn every_prometheus_endpoint_parses_and_counts_known_traffic() {
     put(
         &http,
         "/v1/agent/service/register",
-        &json!({"Name": "web", "Port": free_port(), "Connect": {"SidecarService": {"Port": free_port()}}}),
+        &json!({"Name": "web", "Port": free_port(), "Connect": {"SidecarService": {
+            "Port": free_port(),
+            "Proxy": {"Config": {"envoy_prometheus_bind_addr": format!("127.0.0.1:{envoy_metrics}")}}
+        }}}),
     );
     let _envoy = Envoy::start(&http, &server.grpc, &["-sidecar-for", "web"]);
 
@@ -263,4 +268,32 @@ fn every_prometheus_endpoint_parses_and_counts_known_traffic() {
     assert!(m.get("lambdamesh_store_commit_duration_seconds_count", &[]) >= 1.0);
     let (status, _) = get(&format!("http://{http}/v1/agent/metrics"));
     assert_eq!(status, 200);
+
+    // Envoy's own endpoint (`envoy_prometheus_bind_addr`): Envoy writes TYPE lines without HELP,
+    // so only the parse and the values are checked here.
+    let (status, text) = get(&format!("http://127.0.0.1:{envoy_metrics}/metrics"));
+    assert_eq!(status, 200, "{text}");
+    let parsed = test_support::parse_prometheus(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    let families: Vec<Value> = serde_json::from_str(&parsed).unwrap();
+    let sample = |family: &str| {
+        families
+            .iter()
+            .find(|f| f["name"] == family)
+            .and_then(|f| f["samples"][0]["value"].as_f64())
+            .unwrap_or_else(|| panic!("no {family} in Envoy's scrape"))
+    };
+    assert_eq!(sample("envoy_server_live"), 1.0);
+    // Its ADS stream to the server: the control plane's cluster made at least one connection.
+    let ads = families
+        .iter()
+        .find(|f| f["name"] == "envoy_cluster_upstream_cx")
+        .and_then(|f| {
+            f["samples"].as_array()?.iter().find(|s| {
+                s["labels"]["envoy_cluster_name"] == "local_agent"
+                    && s["name"] == "envoy_cluster_upstream_cx_total"
+            })
+        })
+        .and_then(|s| s["value"].as_f64())
+        .unwrap_or_else(|| panic!("no local_agent connection count in Envoy's scrape"));
+    assert!(ads >= 1.0, "{ads}");
 }
