@@ -19,196 +19,15 @@
 mod common;
 
 use std::{
-    io::{BufRead, BufReader},
-    path::{Path, PathBuf},
-    process::{Child, Command, Output, Stdio},
-    sync::{
-        Arc,
-        atomic::{AtomicBool, AtomicU64, Ordering},
-    },
-    time::{Duration, Instant},
+    path::Path,
+    process::{Command, Output},
+    sync::atomic::Ordering,
+    time::Duration,
 };
 
-use common::BIN;
-use common::mesh::{envoy_path, get, get_json, python, wait_until};
-use parking_lot::Mutex;
+use common::mesh::{get, get_json, wait_until};
+use common::up::{Load, Running, Up, lambdamesh};
 use serde_json::{Value, json};
-
-fn lambdamesh(args: &[&str]) -> Command {
-    let mut c = Command::new(BIN);
-    c.args(args)
-        .env("LAMBDAMESH_PYTHON", python())
-        .env("ENVOY_BIN", envoy_path())
-        .env("LAMBDAMESH_LOG", "warn");
-    c
-}
-
-/// A child whose output lines are collected as they come.
-struct Running {
-    child: Child,
-    output: Arc<Mutex<Vec<String>>>,
-}
-
-impl Running {
-    fn spawn(mut cmd: Command) -> Running {
-        let mut child = cmd
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let output = Arc::new(Mutex::new(Vec::new()));
-        for stream in [
-            Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
-            Box::new(child.stderr.take().unwrap()),
-        ] {
-            let out = output.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                    out.lock().push(line);
-                }
-            });
-        }
-        Running { child, output }
-    }
-
-    fn output(&self) -> String {
-        self.output.lock().join("\n")
-    }
-
-    fn wait_for_line(&mut self, secs: u64, needle: &str) {
-        let deadline = Instant::now() + Duration::from_secs(secs);
-        while !self.output().contains(needle) {
-            if let Ok(Some(st)) = self.child.try_wait() {
-                std::thread::sleep(Duration::from_millis(200));
-                panic!("exited ({st}) before {needle:?}:\n{}", self.output());
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no {needle:?} in {secs} s:\n{}",
-                self.output()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    /// Waits for the exit; (code, output).
-    fn finish(&mut self, secs: u64) -> (i32, String) {
-        let deadline = Instant::now() + Duration::from_secs(secs);
-        loop {
-            if let Some(st) = self.child.try_wait().unwrap() {
-                // Let the reader threads drain the pipes.
-                std::thread::sleep(Duration::from_millis(200));
-                return (st.code().unwrap_or(-1), self.output());
-            }
-            assert!(
-                Instant::now() < deadline,
-                "still running after {secs} s:\n{}",
-                self.output()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// `lambdamesh up` of the greeter on free ports; `down` on drop.
-struct Up {
-    run: Running,
-    state: PathBuf,
-}
-
-impl Up {
-    fn start(state: &Path) -> (Up, Value) {
-        let topology = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/greeter");
-        let mut cmd = lambdamesh(&["up", "--free-ports", "--state-dir"]);
-        cmd.arg(state).arg(topology);
-        let mut up = Up {
-            run: Running::spawn(cmd),
-            state: state.to_owned(),
-        };
-        let deadline = Instant::now() + Duration::from_secs(300);
-        loop {
-            if let Ok(Some(st)) = up.run.child.try_wait() {
-                panic!("up exited ({st}) before ready:\n{}", up.run.output());
-            }
-            let o = lambdamesh(&["status", "--json", "--state-dir"])
-                .arg(state)
-                .output()
-                .unwrap();
-            if o.status.success() {
-                let v: Value = serde_json::from_slice(&o.stdout).unwrap();
-                if v["ready"] == Value::Bool(true) {
-                    return (up, v);
-                }
-            }
-            assert!(Instant::now() < deadline, "not ready:\n{}", up.run.output());
-            std::thread::sleep(Duration::from_millis(300));
-        }
-    }
-}
-
-impl Drop for Up {
-    fn drop(&mut self) {
-        let _ = lambdamesh(&["down", "--state-dir"])
-            .arg(&self.state)
-            .output();
-    }
-}
-
-/// Calls `ingress` about 20 times a second from 4 threads until dropped.
-struct Load {
-    stop: Arc<AtomicBool>,
-    ok: Arc<AtomicU64>,
-    failed: Arc<AtomicU64>,
-    threads: Vec<std::thread::JoinHandle<()>>,
-}
-
-impl Load {
-    fn start(url: &str) -> Load {
-        let stop = Arc::new(AtomicBool::new(false));
-        let ok = Arc::new(AtomicU64::new(0));
-        let failed = Arc::new(AtomicU64::new(0));
-        let threads = (0..4)
-            .map(|_| {
-                let (stop, ok, failed, url) =
-                    (stop.clone(), ok.clone(), failed.clone(), url.to_owned());
-                std::thread::spawn(move || {
-                    while !stop.load(Ordering::Relaxed) {
-                        let started = Instant::now();
-                        let (status, _) = get(&url);
-                        if status == 200 { &ok } else { &failed }.fetch_add(1, Ordering::Relaxed);
-                        if let Some(rest) =
-                            Duration::from_millis(200).checked_sub(started.elapsed())
-                        {
-                            std::thread::sleep(rest);
-                        }
-                    }
-                })
-            })
-            .collect();
-        Load {
-            stop,
-            ok,
-            failed,
-            threads,
-        }
-    }
-}
-
-impl Drop for Load {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        for t in self.threads.drain(..) {
-            let _ = t.join();
-        }
-    }
-}
 
 struct Cluster {
     http: String,
@@ -218,7 +37,10 @@ struct Cluster {
 impl Cluster {
     fn migrate(&self, args: &[&str]) -> Command {
         let mut c = lambdamesh(&["migrate"]);
-        c.args(args).env("CONSUL_HTTP_ADDR", &self.http);
+        // Its own lines only: the tests read its progress output.
+        c.args(args)
+            .env("CONSUL_HTTP_ADDR", &self.http)
+            .env("LAMBDAMESH_LOG", "warn");
         c
     }
 
@@ -288,7 +110,9 @@ fn text(o: &Output) -> String {
 #[test]
 fn migrate_promotes_rolls_back_stops_and_resumes_on_the_greeter() {
     let dir = tempfile::tempdir().unwrap();
-    let (_up, record) = Up::start(&dir.path().join("state"));
+    let greeter = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/greeter");
+    let mut up = Up::start(&greeter, &dir.path().join("state"));
+    let record = up.ready(300);
     let eps = &record["endpoints"];
     let c = Cluster {
         http: eps["http"]

@@ -19,122 +19,19 @@ mod common;
 
 use std::{
     collections::BTreeMap,
-    io::{BufRead, BufReader},
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
-    sync::Arc,
+    process::Command,
     time::{Duration, Instant},
 };
 
-use common::BIN;
-use common::mesh::{envoy_path, get, python, wait_until};
-use parking_lot::Mutex;
+use common::mesh::{get, python, wait_until};
+use common::up::{Up, lambdamesh};
 use serde_json::Value;
 
 fn examples() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples")
 }
 
-/// `lambdamesh up` as a child process, its output collected; stopped with `down` on drop.
-struct Up {
-    child: Child,
-    state: PathBuf,
-    output: Arc<Mutex<Vec<String>>>,
-}
-
-fn lambdamesh(args: &[&str]) -> Command {
-    let mut c = Command::new(BIN);
-    c.args(args)
-        .env("LAMBDAMESH_PYTHON", python())
-        .env("ENVOY_BIN", envoy_path())
-        .env("LAMBDAMESH_LOG", "info");
-    c
-}
-
-impl Up {
-    fn start(topology: &Path, state: &Path) -> Up {
-        let mut child = lambdamesh(&["up", "--free-ports", "--state-dir"])
-            .arg(state)
-            .arg(topology)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let output = Arc::new(Mutex::new(Vec::new()));
-        for stream in [
-            Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
-            Box::new(child.stderr.take().unwrap()),
-        ] {
-            let out = output.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                    out.lock().push(line);
-                }
-            });
-        }
-        Up {
-            child,
-            state: state.to_owned(),
-            output,
-        }
-    }
-
-    fn output(&self) -> String {
-        self.output.lock().join("\n")
-    }
-
-    /// Waits until `status` says ready; the run record.
-    fn ready(&mut self, secs: u64) -> Value {
-        let deadline = Instant::now() + Duration::from_secs(secs);
-        loop {
-            if let Ok(Some(st)) = self.child.try_wait() {
-                panic!("up exited ({st}) before ready:\n{}", self.output());
-            }
-            let o = lambdamesh(&["status", "--json", "--state-dir"])
-                .arg(&self.state)
-                .output()
-                .unwrap();
-            if o.status.success() {
-                let v: Value = serde_json::from_slice(&o.stdout).unwrap();
-                if v["ready"] == Value::Bool(true) {
-                    return v;
-                }
-            }
-            assert!(
-                Instant::now() < deadline,
-                "not ready after {secs} s:\n{}",
-                self.output()
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    }
-
-    fn down(&mut self) {
-        let o = lambdamesh(&["down", "--state-dir"])
-            .arg(&self.state)
-            .output()
-            .unwrap();
-        assert!(
-            o.status.success(),
-            "down: {}",
-            String::from_utf8_lossy(&o.stderr)
-        );
-        let st = self.child.wait().unwrap();
-        assert!(st.success(), "up exited with {st}:\n{}", self.output());
-    }
-}
-
-impl Drop for Up {
-    fn drop(&mut self) {
-        let _ = lambdamesh(&["down", "--state-dir"])
-            .arg(&self.state)
-            .output();
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// PIDs of processes carrying the run's marker, or working in its state directory.
 fn run_processes(state: &Path) -> Vec<u32> {
     let state = state.canonicalize().unwrap_or(state.to_owned());
     let marker = format!("LAMBDAMESH_UP_STATE={}", state.display());
@@ -447,8 +344,8 @@ fn kill9_of_up_takes_its_parts_and_the_next_up_reuses_the_state() {
     );
     assert!(!run_processes(&state).is_empty());
 
-    up.child.kill().unwrap(); // SIGKILL
-    up.child.wait().unwrap();
+    up.run.child.kill().unwrap(); // SIGKILL
+    up.run.child.wait().unwrap();
     // The parts got SIGTERM from the kernel when `up` died.
     wait_until(30, "the parts die with up", || {
         run_processes(&state).is_empty()
@@ -525,7 +422,7 @@ service "broken" {
     .unwrap();
     let state = dir.path().join("state");
     let mut up = Up::start(&file, &state);
-    let st = up.child.wait().unwrap();
+    let st = up.run.child.wait().unwrap();
     std::thread::sleep(Duration::from_millis(200));
     let out = up.output();
     assert_eq!(st.code(), Some(1), "{out}");

@@ -11,6 +11,7 @@ use std::time::Duration;
 pub const BIN: &str = env!("CARGO_BIN_EXE_lambdamesh");
 
 pub mod mesh;
+pub mod up;
 
 /// A running `lambdamesh` server process.
 pub struct Proc {
