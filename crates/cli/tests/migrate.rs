@@ -198,8 +198,10 @@ fn migrate_promotes_rolls_back_stops_and_resumes_on_the_greeter() {
     );
     assert_eq!(c.splitter()["ModifyIndex"], before["ModifyIndex"]);
 
-    // A healthy function reaches 100 %, every step's figures printed. (The p99 bound allows the
-    // cold starts a new weight brings on this loaded machine.)
+    // A healthy function reaches 100 %, every step's figures printed. The p99 bound is loose on
+    // purpose: a step's first invocation may be a cold start, which took several seconds on a
+    // loaded 2-core CI machine, and this scenario is about promotion; the latency gate is shown
+    // below by a function sleeping past a tight bound.
     let common_args = [
         "greeter",
         "--to",
@@ -211,7 +213,7 @@ fn migrate_promotes_rolls_back_stops_and_resumes_on_the_greeter() {
         "--min-requests",
         "5",
         "--max-p99",
-        "3s",
+        "10s",
     ];
     let mut healthy = Running::spawn(c.migrate(&common_args));
     // A second migrate while one runs is refused, and changes nothing.
@@ -243,7 +245,8 @@ fn migrate_promotes_rolls_back_stops_and_resumes_on_the_greeter() {
     assert_eq!(
         load.failed.load(Ordering::Relaxed),
         0,
-        "a healthy migration loses no request"
+        "a healthy migration loses no request: {:?}",
+        load.failures.lock()
     );
 
     // The function starts failing 30 % of its invocations in the middle of a migration: back

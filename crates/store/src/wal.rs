@@ -11,6 +11,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -23,6 +24,8 @@ mod record;
 const LOG_FILE: &str = "wal.log";
 const SNAPSHOT_FILE: &str = "snapshot.json";
 const HEADER: usize = 8;
+/// The mode of the log and the snapshot: they hold the CA's private keys.
+const PRIVATE: u32 = 0o600;
 /// A record larger than this is corruption, not data (bodies are capped far below at the API).
 const MAX_RECORD: u32 = 64 * 1024 * 1024;
 
@@ -97,12 +100,25 @@ impl Wal {
         };
 
         let log_path = dir.join(LOG_FILE);
+        // The log and the snapshot hold the CA's private keys: readable by the owner only.
         let mut file = OpenOptions::new()
             .create(true)
             .read(true)
             .append(true)
+            .mode(PRIVATE)
             .open(&log_path)
             .map_err(io_err(&log_path))?;
+        // Data dirs written before files were created private keep their mode otherwise.
+        file.set_permissions(fs::Permissions::from_mode(PRIVATE))
+            .map_err(io_err(&log_path))?;
+        if let Err(e) = fs::set_permissions(&snap_path, fs::Permissions::from_mode(PRIVATE))
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            return Err(StoreError::Io {
+                path: snap_path,
+                source: e,
+            });
+        }
         let mut bytes = Vec::new();
         file.read_to_end(&mut bytes).map_err(io_err(&log_path))?;
         let (valid_len, replayed, skipped) = replay(&bytes, &mut state);
@@ -183,7 +199,13 @@ impl Wal {
             reason: e.to_string(),
         })?;
         {
-            let mut f = File::create(&tmp).map_err(io_err(&tmp))?;
+            let mut f = OpenOptions::new()
+                .create(true)
+                .write(true)
+                .truncate(true)
+                .mode(PRIVATE)
+                .open(&tmp)
+                .map_err(io_err(&tmp))?;
             f.write_all(&bytes).map_err(io_err(&tmp))?;
             f.sync_all().map_err(io_err(&tmp))?;
         }

@@ -13,7 +13,7 @@ use parking_lot::Mutex;
 use serde_json::Value;
 
 use super::BIN;
-use super::mesh::{envoy_path, get, python};
+use super::mesh::{envoy_path, python};
 
 /// The binary with the venv's Python and the pinned Envoy.
 pub fn lambdamesh(args: &[&str]) -> Command {
@@ -177,6 +177,8 @@ pub struct Load {
     stop: Arc<AtomicBool>,
     pub ok: Arc<AtomicU64>,
     pub failed: Arc<AtomicU64>,
+    /// The first few failures, as "status after elapsed: body", for the assertion's message.
+    pub failures: Arc<Mutex<Vec<String>>>,
     threads: Vec<std::thread::JoinHandle<()>>,
 }
 
@@ -185,15 +187,49 @@ impl Load {
         let stop = Arc::new(AtomicBool::new(false));
         let ok = Arc::new(AtomicU64::new(0));
         let failed = Arc::new(AtomicU64::new(0));
+        let failures = Arc::new(Mutex::new(Vec::new()));
+        // A request counts as lost when it fails, not when it is slow: a cold start on a loaded
+        // CI machine can take several seconds, so the client waits as long as Envoy's route does.
+        let agent = ureq::Agent::new_with_config(
+            ureq::Agent::config_builder()
+                .http_status_as_error(false)
+                .timeout_global(Some(Duration::from_secs(30)))
+                .build(),
+        );
         let threads = (0..4)
             .map(|_| {
-                let (stop, ok, failed, url) =
-                    (stop.clone(), ok.clone(), failed.clone(), url.to_owned());
+                let (stop, ok, failed, failures, url, agent) = (
+                    stop.clone(),
+                    ok.clone(),
+                    failed.clone(),
+                    failures.clone(),
+                    url.to_owned(),
+                    agent.clone(),
+                );
                 std::thread::spawn(move || {
                     while !stop.load(Ordering::Relaxed) {
                         let started = Instant::now();
-                        let (status, _) = get(&url);
-                        if status == 200 { &ok } else { &failed }.fetch_add(1, Ordering::Relaxed);
+                        let outcome = match agent.get(&url).call() {
+                            Ok(r) if r.status() == 200 => Ok(()),
+                            Ok(mut r) => Err(format!(
+                                "HTTP {}: {}",
+                                r.status().as_u16(),
+                                r.body_mut().read_to_string().unwrap_or_default()
+                            )),
+                            Err(e) => Err(e.to_string()),
+                        };
+                        match outcome {
+                            Ok(()) => {
+                                ok.fetch_add(1, Ordering::Relaxed);
+                            }
+                            Err(why) => {
+                                failed.fetch_add(1, Ordering::Relaxed);
+                                let mut first = failures.lock();
+                                if first.len() < 5 {
+                                    first.push(format!("{why} after {:?}", started.elapsed()));
+                                }
+                            }
+                        }
                         if let Some(rest) =
                             Duration::from_millis(200).checked_sub(started.elapsed())
                         {
@@ -207,6 +243,7 @@ impl Load {
             stop,
             ok,
             failed,
+            failures,
             threads,
         }
     }

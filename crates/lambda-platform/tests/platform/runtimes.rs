@@ -523,7 +523,9 @@ async fn wait_state(pid: u64, want: char) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sandboxes_are_frozen_between_invokes_and_thawed_for_each_event() {
-    let p = TestPlatform::start_with(|c| c.idle_timeout = std::time::Duration::from_secs(3)).await;
+    // The idle timeout must outlast the gap between the two invokes (each is a fresh Python
+    // with boto3, seconds on a loaded machine), or the second one meets a new sandbox.
+    let p = TestPlatform::start_with(|c| c.idle_timeout = std::time::Duration::from_secs(15)).await;
     let tmp = tempfile::tempdir().unwrap();
     let events = tmp.path().join("events.jsonl");
     let app = "import os\ndef handler(event, context):\n    return {'pid': os.getpid()}\n";
@@ -562,7 +564,7 @@ lam.create_function(FunctionName="frozen", Runtime="python3.11", Role=ROLE, Hand
     assert_eq!(second["payload"]["pid"].as_u64(), Some(runtime), "{second}");
     wait_state(extension, 'T').await;
     // Idle past the timeout: continued for SHUTDOWN, which the extension receives.
-    for _ in 0..200 {
+    for _ in 0..800 {
         if std::fs::read_to_string(&events)
             .unwrap_or_default()
             .contains("SHUTDOWN")

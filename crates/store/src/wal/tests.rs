@@ -476,3 +476,29 @@ fn key_value_writes_replay_from_the_log_and_from_a_snapshot() {
     let (from_snapshot, _wal) = Wal::open(dir.path(), &no_fsync()).unwrap();
     assert_eq!(state_json(&from_snapshot), want);
 }
+
+#[test]
+fn the_log_and_the_snapshot_are_readable_by_the_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let mode = |name: &str| {
+        std::fs::metadata(dir.path().join(name))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    // A data dir from before: a world-readable log is made private on open.
+    std::fs::write(dir.path().join(LOG_FILE), b"").unwrap();
+    std::fs::set_permissions(
+        dir.path().join(LOG_FILE),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .unwrap();
+    let (mut state, mut wal) = Wal::open(dir.path(), &no_fsync()).unwrap();
+    assert_eq!(mode(LOG_FILE), 0o600);
+    apply_and_log(&mut state, &mut wal, &fixture_ops()[..3]);
+    wal.snapshot(&state).unwrap();
+    assert_eq!(mode(SNAPSHOT_FILE), 0o600);
+    assert_eq!(mode(LOG_FILE), 0o600);
+}
