@@ -43,6 +43,10 @@ pub enum CaError {
     Generate(#[source] ca::CaError),
     #[error("the Connect CA has no active root")]
     NoActiveRoot,
+    /// The replica reloaded its state between reserving serials and reading its block (a resync
+    /// from etcd): the block is unused, the next request reserves another.
+    #[error("the reserved certificate serials were lost in a resync; retry")]
+    SerialsLost,
     #[error("cannot sign a leaf for {service}: {source}")]
     Sign {
         service: String,

@@ -97,6 +97,10 @@ impl From<CaError> for ApiError {
         match e {
             CaError::Store(e) => e.into(),
             e @ CaError::BadKey(_) => Self::bad_request(e.to_string()),
+            e @ CaError::SerialsLost => Self {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                message: e.to_string(),
+            },
             e => Self::internal(e.to_string()),
         }
     }

@@ -2,31 +2,33 @@
 //! **replicated op log** (`docs/ha.md`).
 //!
 //! ```text
-//!  writer ─▶ committer task: batch queued ops, validate them on a copy of the state at index H,
-//!            txn { if head == H: put head = H+n, put log/<H+1> = sealed [{index, op}..] }
-//!            ├─ committed: the copy becomes the state, watchers wake, writers get H+1..H+n
-//!            └─ conflict (another replica appended): wait until the follower applied the new
-//!               head, validate again (so check-and-set and graph checks stay linearizable)
-//!  follower task: etcd watch on log/ from the last revision seen ─▶ State::apply in log order,
-//!            wake watchers; a watch cancelled by compaction ─▶ resync from snapshot + log
+//!  writer ─▶ committer task: batch queued ops, put log/<replica>-<seq> = sealed [op, ..]
+//!            (no compare: appends from every replica never conflict; several in flight)
+//!  follower task: etcd watch on log/ from the last revision seen ─▶ State::apply in etcd's
+//!            revision order (the same order on every replica), wake watchers, and answer this
+//!            replica's writers with the outcome their ops had at their place in the log
+//!            ─ a watch cancelled by compaction ─▶ resync from snapshot + log
 //!  health task: a linearizable read each second (stale-read headers, known leader)
 //!  election task: etcd election on a lease ─▶ `leadership()` (singleton work), snapshots
 //! ```
 //!
-//! Indexes are log positions, one per op, exactly as the embedded log numbers them, so they are
-//! monotonic across replicas and restarts; each log entry is one etcd revision. Values are
-//! sealed with the operator's key (`crypt`).
+//! Indexes are assigned as ops apply, one per op that changes the state, exactly as the
+//! embedded log numbers them; every replica applies the same ops in the same (revision) order, so
+//! indexes agree across replicas and never go backwards. Check-and-set, graph checks and every
+//! other validation are decided at the op's place in the log, so they are linearizable. Values
+//! are sealed with the operator's key (`crypt`).
 
+use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicU64};
 use std::time::Duration;
 
 use etcd_client::{Client, ConnectOptions, GetOptions, KeyValue};
-use parking_lot::RwLock;
-use tokio::sync::{mpsc, watch};
+use parking_lot::{Mutex, RwLock};
+use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::state::{State, StateSnapshot};
-use crate::wal::Record;
-use crate::{Shared, StoreError, health, watch as waiters};
+use crate::state::{Op, State, StateSnapshot, WatchKey};
+use crate::{Committed, Shared, StoreError, health, watch as waiters};
 
 mod commit;
 mod crypt;
@@ -87,25 +89,18 @@ pub(crate) struct Keys {
 }
 
 impl Keys {
-    /// The last index in the log (decimal); every append compares and moves it.
-    pub(crate) fn head(&self) -> String {
-        format!("{}/head", self.prefix)
-    }
     pub(crate) fn log_prefix(&self) -> String {
         format!("{}/log/", self.prefix)
     }
-    /// One appended batch, named by its first index (zero-padded so keys sort as indexes).
-    pub(crate) fn log(&self, first: u64) -> String {
-        format!("{}/log/{first:020}", self.prefix)
+    /// One appended batch: named by the replica that wrote it (a nonce drawn at start) and its
+    /// sequence there, so names never collide; the log's order is etcd's revision order.
+    pub(crate) fn log(&self, writer: &str, seq: u64) -> String {
+        format!("{}/log/{writer}-{seq:020}", self.prefix)
     }
-    pub(crate) fn log_first(&self, key: &[u8]) -> Option<u64> {
-        std::str::from_utf8(key)
-            .ok()?
-            .strip_prefix(&self.log_prefix())?
-            .parse()
-            .ok()
+    pub(crate) fn is_log(&self, key: &[u8]) -> bool {
+        key.starts_with(self.log_prefix().as_bytes())
     }
-    /// Which snapshot is current: `{"index", "parts"}` (plain: no secrets).
+    /// Which snapshot is current: `{"index", "revision", "parts"}` (plain: no secrets).
     pub(crate) fn snapshot(&self) -> String {
         format!("{}/snapshot", self.prefix)
     }
@@ -132,7 +127,34 @@ pub(crate) fn prefix_end(prefix: &str) -> Vec<u8> {
 #[derive(serde::Serialize, serde::Deserialize)]
 pub(crate) struct SnapshotMeta {
     pub index: u64,
+    /// The etcd revision of the last log entry the snapshot holds: entries created at or before
+    /// it are in the snapshot (and are deleted after it is written).
+    pub revision: i64,
     pub parts: usize,
+}
+
+/// Each op's outcome in one entry, in the entry's order.
+pub(crate) type Outcomes = Vec<Result<Committed, StoreError>>;
+
+/// The writers of one entry waiting for their ops' outcomes, in the order of the entry's ops.
+pub(crate) type Replies = Vec<oneshot::Sender<Result<Committed, StoreError>>>;
+
+/// An entry this replica put and has not applied yet.
+pub(crate) struct Pending {
+    pub replies: Replies,
+    /// Tells the committer that the follower answered (so it stops waiting).
+    pub done: oneshot::Sender<()>,
+}
+
+impl Pending {
+    /// Answers each writer with its op's outcome.
+    pub(crate) fn answer(self, results: Outcomes) {
+        for (reply, result) in self.replies.into_iter().zip(results) {
+            // The requester may have gone away; the write stands.
+            let _ = reply.send(result);
+        }
+        let _ = self.done.send(());
+    }
 }
 
 /// What every task of one replica shares.
@@ -142,9 +164,16 @@ pub(crate) struct Ctx {
     pub sealer: crypt::Sealer,
     pub shared: Arc<Shared>,
     pub opts: EtcdOptions,
-    /// The index the state has reached (the committer waits on it after a conflict).
-    pub applied: watch::Sender<u64>,
-    /// The etcd revision the loaded state was read at (where the follower starts).
+    /// The etcd revision up to which the state has applied the log; changed only under the
+    /// state's write lock, so a reader holding the lock sees the pair (state, revision) agree.
+    pub revision: AtomicI64,
+    /// This replica's writes put in etcd and not yet applied, by log key: the follower answers
+    /// them with the outcome each op had at its place in the log.
+    pub pending: Mutex<HashMap<Vec<u8>, Pending>>,
+    /// Names this replica's log entries (drawn at start, so a restarted replica never reuses a
+    /// name), and their sequence.
+    pub writer: String,
+    pub seq: AtomicU64,
     pub endpoints: String,
     /// Commit time (the append transaction) and ops committed, as the embedded committer
     /// reports them (`/v1/agent/metrics`).
@@ -205,10 +234,13 @@ pub(crate) async fn open(opts: EtcdOptions) -> Result<Opened, StoreError> {
         ))
     })?
     .map_err(fail)?;
-    let (mut state, revision) = loaded;
+    let Loaded {
+        mut state,
+        revision,
+        ..
+    } = loaded;
     state.set_floor();
     tracing::info!(index = state.index(), revision, endpoints = %endpoints, prefix = %keys.prefix, "store opened on etcd");
-    let (applied, _) = watch::channel(state.index());
     let shared = Arc::new(Shared {
         state: RwLock::new(state),
         watches: waiters::Registry::default(),
@@ -222,7 +254,10 @@ pub(crate) async fn open(opts: EtcdOptions) -> Result<Opened, StoreError> {
         sealer,
         shared: shared.clone(),
         opts,
-        applied,
+        revision: AtomicI64::new(revision),
+        pending: Mutex::default(),
+        writer: crypt::nonce_hex().map_err(fail)?,
+        seq: AtomicU64::new(0),
         endpoints,
         metrics: metrics.clone(),
     });
@@ -315,19 +350,28 @@ pub(crate) async fn range(
     }
 }
 
-/// The state as etcd holds it now: the snapshot, then every log entry after it, all read at one
-/// revision (returned: the follower watches from the next one).
+/// What [`load`] read: the state, the revision it was read at, and the outcome of each log
+/// entry applied after the snapshot (a resync answers this replica's writers from them).
+pub(crate) struct Loaded {
+    pub state: State,
+    pub revision: i64,
+    pub outcomes: Vec<(Vec<u8>, Outcomes)>,
+}
+
+/// The state as etcd holds it now: the snapshot, then every log entry created after it in
+/// revision order, all read at one revision (the follower watches from the next one).
 pub(crate) async fn load(
     client: &mut Client,
     keys: &Keys,
     sealer: &crypt::Sealer,
-) -> Result<(State, i64), String> {
+) -> Result<Loaded, String> {
     let resp = client
         .get(keys.snapshot(), None)
         .await
         .map_err(|e| format!("cannot read: {e}"))?;
     let revision = resp.header().map_or(0, |h| h.revision());
     let mut state = State::default();
+    let mut covered = 0;
     if let Some(kv) = resp.kvs().first() {
         let meta: SnapshotMeta = serde_json::from_slice(kv.value())
             .map_err(|e| format!("{} does not read: {e}", keys.snapshot()))?;
@@ -356,16 +400,32 @@ pub(crate) async fn load(
         let snap: StateSnapshot = serde_json::from_slice(&plain)
             .map_err(|e| format!("the snapshot at index {} does not read: {e}", meta.index))?;
         state = State::from_snapshot(snap);
+        covered = meta.revision;
     }
-    let from = keys.log(state.index() + 1).into_bytes();
-    let (entries, _) = range(client, from, prefix_end(&keys.log_prefix()), revision, 256)
-        .await
-        .map_err(|e| format!("cannot read the log: {e}"))?;
+    let prefix = keys.log_prefix();
+    let (mut entries, _) = range(
+        client,
+        prefix.clone().into_bytes(),
+        prefix_end(&prefix),
+        revision,
+        256,
+    )
+    .await
+    .map_err(|e| format!("cannot read the log: {e}"))?;
+    // Entries the snapshot holds may still be there (they are deleted after it is written).
+    entries.retain(|kv| kv.create_revision() > covered);
+    entries.sort_by_key(KeyValue::create_revision);
+    let mut outcomes = Vec::with_capacity(entries.len());
     for kv in &entries {
-        let records = decode_entry(sealer, kv)?;
-        follow::apply_records(&mut state, &records);
+        let ops = decode_entry(sealer, kv)?;
+        let (_, results) = apply_entry(&mut state, &ops, kv.key());
+        outcomes.push((kv.key().to_vec(), results));
     }
-    Ok((state, revision))
+    Ok(Loaded {
+        state,
+        revision,
+        outcomes,
+    })
 }
 
 fn wrong_key(name: &str) -> String {
@@ -374,21 +434,15 @@ fn wrong_key(name: &str) -> String {
     )
 }
 
-/// One record of a log entry: an op, or the index of one this version cannot read (skipped at
-/// apply like the embedded log skips it, so one unreadable op does not stop a replica).
-// Read once per record as it is applied; boxing the op would only add allocations.
+/// One op of a log entry, or why this version cannot read it (an op of a newer version).
+// Read once per op as it is applied; boxing the op would only add allocations.
 #[allow(clippy::large_enum_variant)]
 pub(crate) enum Decoded {
-    Op(Record),
-    Unreadable { index: u64, error: String },
+    Op(Op),
+    Unreadable(String),
 }
 
-#[derive(serde::Deserialize)]
-struct IndexOnly {
-    index: u64,
-}
-
-/// One log entry's records, opened and read.
+/// One log entry's ops, opened and read.
 pub(crate) fn decode_entry(sealer: &crypt::Sealer, kv: &KeyValue) -> Result<Vec<Decoded>, String> {
     let name = String::from_utf8_lossy(kv.key());
     let plain = sealer
@@ -396,16 +450,110 @@ pub(crate) fn decode_entry(sealer: &crypt::Sealer, kv: &KeyValue) -> Result<Vec<
         .map_err(|_| wrong_key(&name))?;
     let values: Vec<serde_json::Value> = serde_json::from_slice(&plain)
         .map_err(|e| format!("log entry {name} does not read: {e}"))?;
-    values
+    Ok(values
         .into_iter()
-        .map(|v| match serde_json::from_value::<Record>(v.clone()) {
-            Ok(r) => Ok(Decoded::Op(r)),
-            Err(e) => serde_json::from_value::<IndexOnly>(v)
-                .map(|i| Decoded::Unreadable {
-                    index: i.index,
-                    error: e.to_string(),
-                })
-                .map_err(|_| format!("log entry {name} holds a record without an index")),
+        .map(|v| match serde_json::from_value::<Op>(v) {
+            Ok(op) => Decoded::Op(op),
+            Err(e) => Decoded::Unreadable(e.to_string()),
         })
-        .collect()
+        .collect())
+}
+
+/// Applies one entry's ops at the end of the state, each at the next index, exactly as the
+/// embedded committer applies a batch: an op that changes the state takes the next index, a
+/// no-op (a lost check-and-set) or a refused op takes none. Every replica runs this on the same
+/// entries in the same order, so they reach the same state and the same indexes. Returns the
+/// keys the entry touched and each op's outcome.
+pub(crate) fn apply_entry(
+    state: &mut State,
+    ops: &[Decoded],
+    key: &[u8],
+) -> (Vec<WatchKey>, Outcomes) {
+    let mut touched = Vec::new();
+    let mut results = Vec::with_capacity(ops.len());
+    for op in ops {
+        let result = match op {
+            Decoded::Op(op) => {
+                let index = state.index() + 1;
+                match state.apply(op, index) {
+                    Ok(Some(keys)) => {
+                        touched.extend(keys);
+                        Ok(Committed {
+                            index,
+                            applied: true,
+                        })
+                    }
+                    Ok(None) => Ok(Committed {
+                        index: state.index(),
+                        applied: false,
+                    }),
+                    Err(e) => Err(StoreError::Rejected(e)),
+                }
+            }
+            Decoded::Unreadable(error) => {
+                tracing::error!(entry = %String::from_utf8_lossy(key), error = %error, "a log op does not read (written by a newer version?); skipped");
+                Err(StoreError::Unavailable {
+                    reason: format!("the op does not read on this replica: {error}"),
+                })
+            }
+        };
+        results.push(result);
+    }
+    (touched, results)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // tests: a failed step is a failed test
+
+    use super::*;
+    use crate::state::kv::KvOp;
+
+    fn set(key: &str, cas: Option<u64>) -> Decoded {
+        Decoded::Op(Op::Kv(KvOp::Set {
+            key: key.into(),
+            value: b"v".to_vec(),
+            flags: 0,
+            cas,
+        }))
+    }
+
+    fn outcome(r: &Result<Committed, StoreError>) -> String {
+        match r {
+            Ok(c) => format!("{}:{}", c.index, c.applied),
+            Err(e) => format!("err:{e}"),
+        }
+    }
+
+    #[test]
+    fn every_replica_applying_the_same_entries_reaches_the_same_state_and_indexes() {
+        let entries = vec![
+            vec![set("a", None), set("b", Some(0))],
+            // A lost check-and-set takes no index; the op after it takes the next one.
+            vec![set("b", Some(0)), set("c", None)],
+            // An op this version cannot read is answered as such and takes no index.
+            vec![
+                Decoded::Unreadable("unknown variant `Future`".into()),
+                set("d", None),
+            ],
+        ];
+        let run = || {
+            let mut state = State::default();
+            let mut all = Vec::new();
+            for ops in &entries {
+                let (_, results) = apply_entry(&mut state, ops, b"log/x");
+                all.extend(results.iter().map(outcome));
+            }
+            (state.index(), all)
+        };
+        let (index, outcomes) = run();
+        assert_eq!(index, 4);
+        assert_eq!(outcomes[..4], ["1:true", "2:true", "2:false", "3:true"]);
+        assert!(
+            outcomes[4].starts_with("err:the op does not read"),
+            "{outcomes:?}"
+        );
+        assert_eq!(outcomes[5], "4:true");
+        assert_eq!(run(), (index, outcomes), "deterministic");
+    }
 }

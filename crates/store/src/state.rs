@@ -125,6 +125,10 @@ pub struct State {
     pub(crate) ca: ca::CaState,
     pub(crate) kv: kv::KvTable,
     key_index: HashMap<WatchKey, u64>,
+    /// The last serial blocks reserved, as (index of the reservation, end of its block): the
+    /// writer of a reservation reads its own block here, whatever other replicas reserved after
+    /// it. Not durable (only the writer, right after its write, needs it).
+    pub(crate) serial_blocks: std::collections::VecDeque<(u64, std::ops::Range<u64>)>,
 }
 
 /// The durable form of a [`State`] (what a snapshot holds).

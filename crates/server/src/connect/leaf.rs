@@ -272,16 +272,20 @@ impl LeafCache {
     pub(crate) async fn next_serial(&self, app: &AppState) -> Result<u64, CaError> {
         let mut s = self.serials.lock().await;
         if s.next >= s.end {
-            app.store
+            let committed = app
+                .store
                 .write(Op::Ca(CaOp::ReserveSerials {
                     count: SERIAL_BLOCK,
                 }))
                 .await?;
-            // Only this task reserves (under the lock), so the block ends at the new mark.
-            let end = app.store.read(|st| st.ca().next_serial);
+            // The block this write reserved, whatever other replicas reserved after it.
+            let block = app
+                .store
+                .read(|st| st.serial_block(committed.index))
+                .ok_or(CaError::SerialsLost)?;
             *s = Serials {
-                next: end - SERIAL_BLOCK,
-                end,
+                next: block.start,
+                end: block.end,
             };
         }
         let n = s.next;

@@ -54,6 +54,16 @@ impl EncryptionKey {
     }
 }
 
+/// 64 random bits as hex: names this replica's log entries, so two replicas (or one restarted)
+/// never write the same key.
+pub(crate) fn nonce_hex() -> Result<String, String> {
+    let mut bytes = [0u8; 8];
+    SystemRandom::new()
+        .fill(&mut bytes)
+        .map_err(|_| "the system random source failed".to_owned())?;
+    Ok(hex::encode(bytes))
+}
+
 pub(crate) struct Sealer {
     key: LessSafeKey,
     rng: SystemRandom,

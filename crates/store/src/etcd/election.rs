@@ -111,13 +111,15 @@ async fn snapshots(ctx: &Ctx) {
     }
 }
 
-/// Writes the state as a snapshot, then (in one transaction) makes it current and deletes the
-/// log entries it covers and the previous snapshot. Returns its index.
+/// Writes the state as a snapshot and makes it current (in one transaction that also drops the
+/// previous snapshot), then deletes the log entries it holds. Returns its index.
 pub(crate) async fn write_snapshot(ctx: &Ctx) -> Result<u64, String> {
-    let (index, json) = {
+    let (index, revision, json) = {
         let state = ctx.shared.state.read();
         let json = serde_json::to_vec(&state.to_snapshot()).map_err(|e| e.to_string())?;
-        (state.index(), json)
+        // Read under the state's lock: the follower moves both together.
+        let revision = ctx.revision.load(std::sync::atomic::Ordering::Acquire);
+        (state.index(), revision, json)
     };
     let prefix = ctx.keys.snapshot_parts(index);
     let sealed = ctx.sealer.seal(prefix.as_bytes(), &json)?;
@@ -141,16 +143,11 @@ pub(crate) async fn write_snapshot(ctx: &Ctx) -> Result<u64, String> {
     }
     let meta = serde_json::to_vec(&SnapshotMeta {
         index,
+        revision,
         parts: parts.len(),
     })
     .map_err(|e| e.to_string())?;
-    let mut ops = vec![
-        TxnOp::put(ctx.keys.snapshot(), meta, None),
-        TxnOp::delete(
-            ctx.keys.log_prefix(),
-            Some(etcd_client::DeleteOptions::new().with_range(ctx.keys.log(index + 1))),
-        ),
-    ];
+    let mut ops = vec![TxnOp::put(ctx.keys.snapshot(), meta, None)];
     if let Some(p) = previous {
         let old = ctx.keys.snapshot_parts(p.index);
         ops.push(TxnOp::delete(
@@ -158,7 +155,7 @@ pub(crate) async fn write_snapshot(ctx: &Ctx) -> Result<u64, String> {
             Some(etcd_client::DeleteOptions::new().with_range(prefix_end(&old))),
         ));
     }
-    client
+    let made = client
         // Only over the snapshot read above: a replica that led a moment ago cannot put an
         // older one back.
         .txn(
@@ -172,11 +169,55 @@ pub(crate) async fn write_snapshot(ctx: &Ctx) -> Result<u64, String> {
         )
         .await
         .map_err(|e| e.to_string())?;
+    if !made.succeeded() {
+        return Err("another replica wrote a snapshot meanwhile".into());
+    }
+    let dropped = drop_log_before(ctx, &mut client, revision).await?;
     tracing::info!(
         index,
+        revision,
         bytes = sealed.len(),
         parts = parts.len(),
-        "wrote a snapshot into etcd and dropped the log before it"
+        dropped,
+        "wrote a snapshot into etcd and dropped the log it holds"
     );
     Ok(index)
+}
+
+/// Deletes the log entries created at or before `revision` (a snapshot holds them; loaders skip
+/// them already, so this is only garbage collection and may stop half way: the next snapshot
+/// finishes it). Entry names do not sort by revision, so the log's keys are listed and the old
+/// ones deleted a transaction of them at a time.
+async fn drop_log_before(
+    ctx: &Ctx,
+    client: &mut etcd_client::Client,
+    revision: i64,
+) -> Result<usize, String> {
+    /// etcd allows 128 operations per transaction by default.
+    const PER_TXN: usize = 100;
+    let prefix = ctx.keys.log_prefix();
+    let listed = client
+        .get(
+            prefix.clone(),
+            Some(
+                etcd_client::GetOptions::new()
+                    .with_prefix()
+                    .with_keys_only()
+                    .with_max_create_revision(revision),
+            ),
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    let old: Vec<Vec<u8>> = listed.kvs().iter().map(|kv| kv.key().to_vec()).collect();
+    for chunk in old.chunks(PER_TXN) {
+        let deletes: Vec<TxnOp> = chunk
+            .iter()
+            .map(|k| TxnOp::delete(k.clone(), None))
+            .collect();
+        client
+            .txn(etcd_client::Txn::new().and_then(deletes))
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(old.len())
 }

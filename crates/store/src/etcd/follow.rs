@@ -1,43 +1,16 @@
 //! Following the log: an etcd watch on `log/` from the last revision this replica has seen
-//! applies every entry in index order to the replica's state and wakes the blocking queries whose
-//! keys it touched, whichever replica wrote it. A watch that fell behind a compaction (or was
-//! cancelled, or saw a gap) is replaced by a resync from the snapshot and the log, logged as such:
-//! never a missed change.
+//! applies every entry in revision order to the replica's state, wakes the blocking queries
+//! whose keys it touched (whichever replica wrote it) and answers this replica's writers with
+//! their ops' outcomes. A watch that fell behind a compaction (or was cancelled) is replaced by
+//! a resync from the snapshot and the log, logged as such: never a missed change.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use etcd_client::{EventType, WatchOptions};
 
-use super::{Ctx, Decoded, decode_entry, load};
-use crate::state::{State, WatchKey};
-
-/// Applies one entry's records above the state's index; returns the keys they touched.
-pub(crate) fn apply_records(state: &mut State, records: &[Decoded]) -> Vec<WatchKey> {
-    let mut touched = Vec::new();
-    for r in records {
-        match r {
-            Decoded::Op(rec) if rec.index > state.index() => {
-                match state.apply(&rec.op, rec.index) {
-                    Ok(Some(keys)) => touched.extend(keys),
-                    Ok(None) => {}
-                    // Ops are validated before they are appended and apply deterministically;
-                    // keep going so one bad record does not hide the rest.
-                    Err(e) => {
-                        tracing::error!(index = rec.index, error = %e, "log record no longer applies; skipped")
-                    }
-                }
-                state.force_index(rec.index);
-            }
-            Decoded::Unreadable { index, error } if *index > state.index() => {
-                tracing::error!(index, error = %error, "log record does not read; skipped");
-                state.force_index(*index);
-            }
-            _ => {}
-        }
-    }
-    touched
-}
+use super::{Ctx, Loaded, apply_entry, decode_entry, load};
 
 enum Step {
     /// Keep watching from this revision.
@@ -114,55 +87,52 @@ async fn watch_once(ctx: &Ctx, mut next: i64) -> Step {
         for ev in resp.events() {
             let Some(kv) = ev.kv() else { continue };
             next = next.max(kv.mod_revision() + 1);
-            if ev.event_type() != EventType::Put {
-                // Log entries below a snapshot are deleted by the elected replica.
+            // Log entries below a snapshot are deleted by the elected replica.
+            if ev.event_type() != EventType::Put || !ctx.keys.is_log(kv.key()) {
                 continue;
             }
-            let Some(first) = ctx.keys.log_first(kv.key()) else {
-                continue;
-            };
-            let records = match decode_entry(&ctx.sealer, kv) {
-                Ok(r) => r,
+            let ops = match decode_entry(&ctx.sealer, kv) {
+                Ok(ops) => ops,
                 Err(e) => return Step::Resync(e),
             };
-            let touched = {
+            let (touched, answered) = {
                 let mut state = ctx.shared.state.write();
-                let index = state.index();
-                let last = records.last().map_or(first, |r| match r {
-                    Decoded::Op(rec) => rec.index,
-                    Decoded::Unreadable { index, .. } => *index,
-                });
-                if last <= index {
-                    // This replica's own committer already installed it.
+                if kv.mod_revision() <= ctx.revision.load(Ordering::Acquire) {
+                    // Already applied (a resync read it, or a watch restarted before it).
                     continue;
                 }
-                if first != index + 1 {
-                    return Step::Resync(format!(
-                        "log entry {first} follows index {index}: entries are missing"
-                    ));
-                }
-                let touched = apply_records(&mut state, &records);
-                ctx.applied.send_replace(state.index());
-                touched
+                let (touched, results) = apply_entry(&mut state, &ops, kv.key());
+                ctx.revision.store(kv.mod_revision(), Ordering::Release);
+                let pending = ctx.pending.lock().remove(kv.key());
+                (touched, pending.map(|p| (p, results)))
             };
             ctx.shared.watches.fire(&touched);
+            if let Some((pending, results)) = answered {
+                pending.answer(results);
+            }
         }
     }
 }
 
 /// Loads the state again and installs it when it is ahead: the snapshot replaces the state
-/// (every waiter wakes; indexes stay monotonic), log entries after the state's index apply.
+/// (every waiter wakes; indexes stay monotonic), log entries after it apply, and this replica's
+/// writers whose entries were among them are answered.
 async fn resync(ctx: &Ctx) -> Result<i64, String> {
     let mut client = ctx.client.clone();
-    let (fresh, revision) = tokio::time::timeout(
+    let Loaded {
+        state: fresh,
+        revision,
+        outcomes,
+    } = tokio::time::timeout(
         ctx.opts.request_timeout,
         load(&mut client, &ctx.keys, &ctx.sealer),
     )
     .await
     .map_err(|_| "no answer".to_owned())??;
+    let mut answered = Vec::new();
     {
         let mut state = ctx.shared.state.write();
-        if fresh.index() > state.index() {
+        if revision > ctx.revision.load(Ordering::Acquire) {
             let mut fresh = fresh;
             fresh.set_floor();
             tracing::info!(
@@ -171,21 +141,33 @@ async fn resync(ctx: &Ctx) -> Result<i64, String> {
                 revision,
                 "resynced from etcd"
             );
-            *state = fresh;
-            ctx.applied.send_replace(state.index());
+            // Never backwards: a replica that had applied more than a lagging member shows
+            // keeps its state (the watch brings the member's view up to it).
+            if fresh.index() >= state.index() {
+                *state = fresh;
+                ctx.revision.store(revision, Ordering::Release);
+                let mut pending = ctx.pending.lock();
+                for (key, results) in outcomes {
+                    if let Some(p) = pending.remove(&key) {
+                        answered.push((p, results));
+                    }
+                }
+            }
         } else {
             tracing::info!(index = state.index(), revision, "resync found nothing new");
         }
     }
+    for (p, results) in answered {
+        p.answer(results);
+    }
     ctx.shared.contact.ok();
-    ctx.shared
-        .resyncs
-        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    ctx.shared.resyncs.fetch_add(1, Ordering::Relaxed);
     ctx.shared.watches.fire_all();
-    Ok(revision)
+    // The watch goes on after what the state holds (the fresh load's revision if installed).
+    Ok(ctx.revision.load(Ordering::Acquire))
 }
 
-/// A linearizable read of the head each second: it keeps `contact` true while etcd has a quorum
+/// A linearizable read each second: it keeps `contact` true while etcd has a quorum
 /// and notices when it has not, for the stale-read headers.
 pub(crate) async fn health(ctx: Arc<Ctx>) {
     let mut client = ctx.client.clone();
@@ -193,7 +175,11 @@ pub(crate) async fn health(ctx: Arc<Ctx>) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        match tokio::time::timeout(Duration::from_secs(1), client.get(ctx.keys.head(), None)).await
+        match tokio::time::timeout(
+            Duration::from_secs(1),
+            client.get(ctx.keys.snapshot(), None),
+        )
+        .await
         {
             Ok(Ok(_)) => ctx.shared.contact.ok(),
             Ok(Err(e)) => {

@@ -7,6 +7,10 @@ use serde::{Deserialize, Serialize};
 
 use super::{ApplyError, State, WatchKey};
 
+/// How many reservations [`State::serial_block`] remembers: far more than can be committed
+/// between a write and its writer reading the result.
+const RECENT_SERIAL_BLOCKS: usize = 256;
+
 /// The CA's durable state.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct CaState {
@@ -127,6 +131,15 @@ impl State {
         &self.ca
     }
 
+    /// The serials `[start, end)` reserved by the `ReserveSerials` op committed at `index`, while
+    /// it is among the last reservations this state applied.
+    pub fn serial_block(&self, index: u64) -> Option<std::ops::Range<u64>> {
+        self.serial_blocks
+            .iter()
+            .find(|(at, _)| *at == index)
+            .map(|(_, range)| range.clone())
+    }
+
     pub(super) fn apply_ca(&mut self, op: &CaOp, index: u64) -> Result<Vec<WatchKey>, ApplyError> {
         match op {
             CaOp::Initialize {
@@ -161,12 +174,15 @@ impl State {
                 Ok(keys)
             }
             CaOp::ReserveSerials { count } => {
-                self.ca.next_serial = self
-                    .ca
-                    .next_serial
-                    .max(1)
+                let start = self.ca.next_serial.max(1);
+                self.ca.next_serial = start
                     .checked_add(*count)
                     .ok_or_else(|| ApplyError::Invalid("serial numbers exhausted".into()))?;
+                if self.serial_blocks.len() == RECENT_SERIAL_BLOCKS {
+                    self.serial_blocks.pop_front();
+                }
+                self.serial_blocks
+                    .push_back((index, start..self.ca.next_serial));
                 Ok(vec![WatchKey::CaRoots])
             }
             CaOp::SetConfig {
@@ -282,6 +298,11 @@ mod tests {
         s.apply(&Op::Ca(CaOp::ReserveSerials { count: 10 }), 6)
             .unwrap();
         assert_eq!(s.ca().next_serial, 11);
+        assert_eq!(s.serial_block(6), Some(1..11));
+        s.apply(&Op::Ca(CaOp::ReserveSerials { count: 10 }), 7)
+            .unwrap();
+        assert_eq!(s.serial_block(7), Some(11..21), "the next block follows");
+        assert_eq!(s.serial_block(6), Some(1..11), "each writer finds its own");
     }
 
     #[test]
