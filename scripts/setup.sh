@@ -32,8 +32,9 @@ ln -sfn "${CARGO_TARGET_DIR:-$HOME/.cache/lambdamesh/target}/debug/lambdamesh" "
 # chromium + chromium-driver: the web UI's browser tests (crates/cli/tests/ui.rs) and screenshots.
 # etcd-server/etcd-client: the HA store's tests, examples/ha and bench/ha.sh (docs/ha.md);
 # protobuf-compiler: `protoc`, which the etcd client's build compiles etcd's protos with.
+# haproxy: the load balancer in front of the replicas in crates/cli/tests/ha.rs and examples/ha.
 need=()
-for pkg in chromium chromium-driver etcd-server etcd-client protobuf-compiler ${LAMBDAMESH_APT_PACKAGES:-}; do
+for pkg in chromium chromium-driver etcd-server etcd-client protobuf-compiler haproxy ${LAMBDAMESH_APT_PACKAGES:-}; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if [ "${#need[@]}" -gt 0 ]; then

@@ -8,7 +8,10 @@
 #
 # Replicas: HTTP 127.0.0.1:8500/8510/8520, xDS 127.0.0.1:8502/8512/8522. An Envoy for all three:
 #   lambdamesh connect envoy -sidecar-for web -grpc-addr 127.0.0.1:8502,127.0.0.1:8512,127.0.0.1:8522
-# Needs Debian's etcd-server (scripts/setup.sh installs it).
+# HAProxy balances the HTTP API of all three at 127.0.0.1:8600 (health check /v1/status/leader),
+# the one address for the CLI, the registrator and other Consul clients:
+#   CONSUL_HTTP_ADDR=127.0.0.1:8600 lambdamesh catalog services
+# Needs Debian's etcd-server and haproxy (scripts/setup.sh installs them).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 bin=${LAMBDAMESH_BIN:-${CARGO_TARGET_DIR:-$HOME/.cache/lambdamesh/target}/debug/lambdamesh}
@@ -16,6 +19,7 @@ if [ ! -x "$bin" ]; then
   (cd "$root" && cargo build -q -p lambdamesh)
 fi
 command -v etcd >/dev/null || { echo "etcd not found: run scripts/setup.sh" >&2; exit 1; }
+command -v haproxy >/dev/null || { echo "haproxy not found: run scripts/setup.sh" >&2; exit 1; }
 work=$(mktemp -d -t lambdamesh-ha-XXXXXX)
 pids=()
 stop() {
@@ -57,14 +61,37 @@ for i in 0 1 2; do
     sleep 0.2
   done
 done
-echo "ha: etcd at $endpoints; replicas at http://127.0.0.1:8500 :8510 :8520 (logs in $work)" >&2
+cat >"$work/haproxy.cfg" <<CFG
+defaults
+  mode http
+  timeout connect 1s
+  timeout client 60s
+  timeout server 60s
+  retries 3
+  option redispatch 1
+  retry-on conn-failure empty-response
+frontend api
+  bind 127.0.0.1:8600
+  default_backend replicas
+backend replicas
+  balance roundrobin
+  option httpchk GET /v1/status/leader
+  default-server inter 500ms fall 2 rise 2
+  server r0 127.0.0.1:8500 check
+  server r1 127.0.0.1:8510 check
+  server r2 127.0.0.1:8520 check
+CFG
+haproxy -f "$work/haproxy.cfg" -db >"$work/haproxy.log" 2>&1 &
+pids+=($!)
+echo "ha: etcd at $endpoints; replicas at http://127.0.0.1:8500 :8510 :8520, balanced at http://127.0.0.1:8600 (logs in $work)" >&2
 
 if [ "${HA_CHECK:-}" = 1 ]; then
   curl -fsS -X PUT -d '{"Node":"n1","Address":"127.0.0.1","Service":{"Service":"web","Port":80}}' \
     http://127.0.0.1:8500/v1/catalog/register >/dev/null
   for _ in $(seq 50); do
-    if curl -fsS http://127.0.0.1:8520/v1/catalog/service/web | grep -q '"ServiceName":"web"'; then
-      echo "ha: check passed (written through r0, read through r2)" >&2
+    if curl -fsS http://127.0.0.1:8520/v1/catalog/service/web | grep -q '"ServiceName":"web"' &&
+      curl -fsS http://127.0.0.1:8600/v1/catalog/service/web | grep -q '"ServiceName":"web"'; then
+      echo "ha: check passed (written through r0, read through r2 and through the balancer)" >&2
       exit 0
     fi
     sleep 0.1

@@ -9,8 +9,9 @@
 //! conflict, so several are in flight at once and replicas never wait for each other.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
+use etcd_client::{Compare, CompareOp, Txn, TxnOp};
 use tokio::sync::{Semaphore, mpsc};
 
 use super::{Ctx, Pending, Replies};
@@ -116,15 +117,10 @@ async fn append(
         .lock()
         .insert(key.clone(), Pending { replies, done });
     let started = Instant::now();
-    let mut client = ctx.client.clone();
-    let put = tokio::time::timeout(
-        ctx.opts.request_timeout,
-        client.put(key.clone(), sealed, None),
-    )
-    .await;
+    let put = put_once(ctx, &key, sealed).await;
     drop(slot);
     let error = match put {
-        Ok(Ok(_)) => {
+        Ok(()) => {
             ctx.shared.contact.ok();
             ctx.metrics.commit_seconds.observe_secs(started.elapsed());
             ctx.metrics.applied.add(ops as u64);
@@ -141,22 +137,43 @@ async fn append(
                 "its outcome is unknown here; read it back to see",
             )
         }
-        Ok(Err(e)) => {
+        Err(e) => {
             ctx.shared.contact.failed();
-            ctx.unavailable("the write was not committed", e)
-        }
-        Err(_) => {
-            ctx.shared.contact.failed();
-            ctx.unavailable(
-                "the write was not committed",
-                format!("no answer within {:?}", ctx.opts.request_timeout),
-            )
+            e
         }
     };
     // Still pending: the follower did not answer (and never will once this is removed).
     let left = ctx.pending.lock().remove(&key);
     if let Some(p) = left {
         fail(p.replies, &error);
+    }
+}
+
+/// Puts the entry if its key is absent, trying again until the request timeout when etcd does
+/// not answer: the client spreads requests over every endpoint, and one whose member is down
+/// refuses connections until the client stops choosing it, while the others commit at once.
+/// Only-if-absent makes a retry safe: an earlier attempt that committed without its answer
+/// arriving makes the retry a no-op instead of a second copy of the entry.
+async fn put_once(ctx: &Ctx, key: &[u8], sealed: Vec<u8>) -> Result<(), StoreError> {
+    let deadline = tokio::time::Instant::now() + ctx.opts.request_timeout;
+    let mut client = ctx.client.clone();
+    let mut pause = Duration::from_millis(20);
+    loop {
+        let txn = Txn::new()
+            .when([Compare::version(key.to_vec(), CompareOp::Equal, 0)])
+            .and_then([TxnOp::put(key.to_vec(), sealed.clone(), None)]);
+        let last_error = match tokio::time::timeout_at(deadline, client.txn(txn)).await {
+            // Not succeeded: the key exists, so an earlier attempt committed it.
+            Ok(Ok(_)) => return Ok(()),
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => format!("no answer within {:?}", ctx.opts.request_timeout),
+        };
+        if tokio::time::Instant::now() + pause >= deadline {
+            return Err(ctx.unavailable("the write was not committed", last_error));
+        }
+        tracing::debug!(error = %last_error, "log append failed; trying again");
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_millis(500));
     }
 }
 
