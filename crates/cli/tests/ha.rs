@@ -152,6 +152,25 @@ fn replicas_serve_one_mesh() {
     assert!(header(&headers, "X-Consul-Index").parse::<u64>().unwrap() > index);
     assert_eq!(header(&headers, "X-Consul-KnownLeader"), "true");
 
+    // `?consistent` on r1 right after a write through r2 is acknowledged: always there.
+    for i in 0..20 {
+        let id = format!("web-c{i}");
+        assert_eq!(register(&r[2].http, "n2", &id, "web").0, 200);
+        let (status, body, headers) = get(&r[1].http, "/v1/catalog/service/web?consistent");
+        assert_eq!(status, 200);
+        assert!(
+            body.as_array()
+                .unwrap()
+                .iter()
+                .any(|s| s["ServiceID"] == id.as_str()),
+            "{id} missing from a consistent read"
+        );
+        assert_eq!(
+            header(&headers, "X-Consul-Effective-Consistency"),
+            "consistent"
+        );
+    }
+
     // One CA for the cluster: every replica shows the same active root and signs leaves with it.
     let roots: BTreeSet<String> = r
         .iter()
@@ -268,6 +287,13 @@ fn etcd_down_answers_writes_503_and_marks_reads_stale_then_resumes() {
             .parse::<u64>()
             .unwrap()
             > 0
+    );
+    // A consistent read cannot be confirmed: 503 naming etcd, not a stale answer.
+    let (status, body, _) = get(&r1.http, "/v1/catalog/service/web?consistent");
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        body.as_str().unwrap_or("").contains("consistent read"),
+        "{body}"
     );
 
     ha.etcd.restart_all().unwrap();

@@ -161,6 +161,10 @@ pub(crate) fn router(app: AppState) -> Router {
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(axum::middleware::from_fn_with_state(
             app.clone(),
+            consistent_reads,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            app.clone(),
             check_datacenter,
         ))
         .layer(axum::middleware::map_response_with_state(
@@ -168,6 +172,42 @@ pub(crate) fn router(app: AppState) -> Router {
             crate::query::contact_headers,
         ))
         .with_state(app)
+}
+
+/// `?consistent` (Consul's strongest read mode): before the handler reads this replica's state,
+/// the store confirms it holds every write committed anywhere (`Store::sync`); when that cannot
+/// be confirmed the read answers 503 rather than a possibly stale answer, as Consul answers a
+/// consistent read without a leader with an error.
+async fn consistent_reads(
+    axum::extract::State(app): axum::extract::State<AppState>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let consistent = req.method() == axum::http::Method::GET
+        && req
+            .uri()
+            .query()
+            .unwrap_or("")
+            .split('&')
+            .any(|p| p == "consistent" || p.starts_with("consistent="));
+    if !consistent {
+        return next.run(req).await;
+    }
+    if let Err(e) = app.store.sync().await {
+        return crate::error::ApiError::from(e).into_response();
+    }
+    let mut resp = next.run(req).await;
+    if resp
+        .headers()
+        .contains_key("X-Consul-Effective-Consistency")
+    {
+        resp.headers_mut().insert(
+            "X-Consul-Effective-Consistency",
+            axum::http::HeaderValue::from_static("consistent"),
+        );
+    }
+    resp
 }
 
 /// `?dc=` naming another datacenter: Consul answers "No path to datacenter" (with a 500); a

@@ -167,6 +167,8 @@ pub(crate) struct Ctx {
     /// The etcd revision up to which the state has applied the log; changed only under the
     /// state's write lock, so a reader holding the lock sees the pair (state, revision) agree.
     pub revision: AtomicI64,
+    /// The same revision for waiters ([`Barrier`]); sent after `revision` is stored.
+    pub revision_seen: watch::Sender<i64>,
     /// This replica's writes put in etcd and not yet applied, by log key: the follower answers
     /// them with the outcome each op had at its place in the log.
     pub pending: Mutex<HashMap<Vec<u8>, Pending>>,
@@ -188,6 +190,68 @@ impl Ctx {
     }
 }
 
+/// Consul's `?consistent`: a read that reflects every write etcd had committed when it began.
+pub(crate) struct Barrier {
+    ctx: Arc<Ctx>,
+}
+
+impl Barrier {
+    /// Reads, linearizably, the revision of the newest log entry (or of the snapshot, when the
+    /// log it held is gone), then waits until this replica has applied up to it.
+    pub(crate) async fn sync(&self) -> Result<(), StoreError> {
+        let ctx = &self.ctx;
+        let newest = etcd_client::Txn::new().and_then([
+            etcd_client::TxnOp::get(ctx.keys.snapshot(), None),
+            etcd_client::TxnOp::get(
+                ctx.keys.log_prefix(),
+                Some(
+                    GetOptions::new()
+                        .with_prefix()
+                        .with_keys_only()
+                        .with_limit(1)
+                        .with_sort(
+                            etcd_client::SortTarget::Mod,
+                            etcd_client::SortOrder::Descend,
+                        ),
+                ),
+            ),
+        ]);
+        let mut client = ctx.client.clone();
+        let resp = tokio::time::timeout(ctx.opts.request_timeout, client.txn(newest))
+            .await
+            .map_err(|_| {
+                ctx.unavailable(
+                    "a consistent read could not be confirmed",
+                    format!("no answer within {:?}", ctx.opts.request_timeout),
+                )
+            })?
+            .map_err(|e| ctx.unavailable("a consistent read could not be confirmed", e))?;
+        let mut target = 0;
+        for r in resp.op_responses() {
+            if let etcd_client::TxnOpResponse::Get(g) = r {
+                for kv in g.kvs() {
+                    target = target.max(if kv.key() == ctx.keys.snapshot().as_bytes() {
+                        serde_json::from_slice::<SnapshotMeta>(kv.value()).map_or(0, |m| m.revision)
+                    } else {
+                        kv.mod_revision()
+                    });
+                }
+            }
+        }
+        let mut seen = ctx.revision_seen.subscribe();
+        tokio::time::timeout(ctx.opts.request_timeout, seen.wait_for(|r| *r >= target))
+            .await
+            .map_err(|_| {
+                ctx.unavailable(
+                    "this replica has not caught up with the log for a consistent read",
+                    format!("revision {target}"),
+                )
+            })?
+            .map_err(|_| StoreError::Closed)?;
+        Ok(())
+    }
+}
+
 /// The tasks of one replica: stopped when the last store handle goes.
 pub(crate) struct Tasks(Vec<tokio::task::JoinHandle<()>>);
 
@@ -200,6 +264,7 @@ impl Drop for Tasks {
 }
 
 pub(crate) struct Opened {
+    pub barrier: Barrier,
     pub shared: Arc<Shared>,
     pub tx: mpsc::Sender<crate::committer::Request>,
     pub handle: Arc<dyn Send + Sync>,
@@ -255,6 +320,7 @@ pub(crate) async fn open(opts: EtcdOptions) -> Result<Opened, StoreError> {
         shared: shared.clone(),
         opts,
         revision: AtomicI64::new(revision),
+        revision_seen: watch::channel(revision).0,
         pending: Mutex::default(),
         writer: crypt::nonce_hex().map_err(fail)?,
         seq: AtomicU64::new(0),
@@ -267,9 +333,10 @@ pub(crate) async fn open(opts: EtcdOptions) -> Result<Opened, StoreError> {
         tokio::spawn(commit::run(ctx.clone(), rx)),
         tokio::spawn(follow::run(ctx.clone(), revision)),
         tokio::spawn(follow::health(ctx.clone())),
-        tokio::spawn(election::run(ctx, leader_tx)),
+        tokio::spawn(election::run(ctx.clone(), leader_tx)),
     ]);
     Ok(Opened {
+        barrier: Barrier { ctx },
         shared,
         tx,
         handle: Arc::new(tasks),

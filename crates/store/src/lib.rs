@@ -88,6 +88,8 @@ pub struct Store {
     shared: Arc<Shared>,
     tx: mpsc::Sender<committer::Request>,
     _committer: Arc<dyn Send + Sync>,
+    /// `Some` on etcd: the read barrier behind [`Store::sync`].
+    barrier: Option<Arc<etcd::Barrier>>,
     metrics: Arc<CommitMetrics>,
     /// `true` while this process should run the singleton work (TTL expiry, CA rotation): always
     /// for the embedded store, while it holds the etcd election for the etcd store.
@@ -137,6 +139,7 @@ impl Store {
             shared,
             tx,
             _committer: Arc::new(handle),
+            barrier: None,
             metrics,
             leader,
         })
@@ -154,9 +157,24 @@ impl Store {
             shared: opened.shared,
             tx: opened.tx,
             _committer: opened.handle,
+            barrier: Some(Arc::new(opened.barrier)),
             metrics: opened.metrics,
             leader: opened.leader,
         })
+    }
+
+    /// Returns once this replica's state holds every write committed anywhere before the call
+    /// (Consul's `?consistent`): immediate for the embedded store, which is the only writer; on
+    /// etcd, a linearizable read of the log's newest entry and a wait until it is applied here.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] when etcd does not confirm it, or the replica does not catch
+    /// up, within the request timeout.
+    pub async fn sync(&self) -> Result<(), StoreError> {
+        match &self.barrier {
+            Some(b) => b.sync().await,
+            None => Ok(()),
+        }
     }
 
     /// Whether the backing store answers now, and when it last did (for Consul's

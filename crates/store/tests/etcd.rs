@@ -231,6 +231,13 @@ async fn etcd_down_refuses_writes_serves_reads_and_resumes() {
         Err(StoreError::Unavailable { reason }) => assert!(reason.contains("etcd"), "{reason}"),
         other => panic!("expected Unavailable, got {other:?}"),
     }
+    // A consistent read cannot be confirmed: an error, not a stale answer.
+    match stores[1].sync().await {
+        Err(StoreError::Unavailable { reason }) => {
+            assert!(reason.contains("consistent read"), "{reason}")
+        }
+        other => panic!("expected Unavailable, got {other:?}"),
+    }
     // Reads keep serving the last state, marked stale.
     assert_eq!(
         stores[1].read(|st| st.instances(&ServiceName::default_tuple("web")).len()),
@@ -271,6 +278,33 @@ async fn etcd_down_refuses_writes_serves_reads_and_resumes() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(stores[1].contact().known_leader);
+}
+
+/// `sync` (behind `?consistent`): right after a write through A is acknowledged, B's state holds
+/// it once `sync` returns, every time, with no wait of the test's own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_synced_replica_holds_every_write_acknowledged_anywhere_before() {
+    let cluster = EtcdCluster::start(3).unwrap();
+    let key = EncryptionKey::generate().unwrap();
+    let stores = replicas(&cluster, &key, 2).await;
+    for i in 0..50 {
+        let id = format!("web-{i}");
+        let c = stores[0].write(reg("n1", &id, "web")).await.unwrap();
+        stores[1].sync().await.unwrap();
+        let (index, has) = stores[1].read(|st| {
+            (
+                st.index(),
+                st.instances(&ServiceName::default_tuple("web"))
+                    .iter()
+                    .any(|s| s.service.id == id),
+            )
+        });
+        assert!(has && index >= c.index, "write {i} not on B after sync");
+    }
+    // The embedded store is its own only writer: always in sync.
+    let dir = tempfile::tempdir().unwrap();
+    let embedded = Store::open(dir.path(), store::StoreOptions::default()).unwrap();
+    embedded.sync().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -22,9 +22,15 @@ use crate::{ApplyError, StoreError};
 const MAX_BATCH: usize = 512;
 /// Bytes of ops per append: etcd refuses requests over 1.5 MiB by default.
 const MAX_ENTRY_BYTES: usize = 1024 * 1024;
-/// Appends in flight per replica: enough to keep etcd's own batching busy (it commits every
-/// proposal that arrived during one fsync together), few enough to bound what a slow etcd holds.
-const IN_FLIGHT: usize = 16;
+/// Appends in flight per replica. etcd commits every proposal that arrived during one fsync
+/// together, so a few in flight keep it busy; more only turn what would have been one entry of
+/// several ops into several entries, each costing etcd a proposal, a revision and a watch event
+/// on every replica (measured: `docs/benchmarks.md`, HA).
+const IN_FLIGHT: usize = 4;
+/// One attempt of an append waits this long at most: a proposal held by a member whose leader
+/// just died is answered only after etcd's own request timeout (seconds), while a new leader is
+/// usually elected within about one second; trying again (safe: put-if-absent) reaches it.
+const ATTEMPT: Duration = Duration::from_secs(1);
 
 pub(crate) async fn run(ctx: Arc<Ctx>, mut rx: mpsc::Receiver<Request>) {
     let slots = Arc::new(Semaphore::new(IN_FLIGHT));
@@ -162,11 +168,12 @@ async fn put_once(ctx: &Ctx, key: &[u8], sealed: Vec<u8>) -> Result<(), StoreErr
         let txn = Txn::new()
             .when([Compare::version(key.to_vec(), CompareOp::Equal, 0)])
             .and_then([TxnOp::put(key.to_vec(), sealed.clone(), None)]);
-        let last_error = match tokio::time::timeout_at(deadline, client.txn(txn)).await {
+        let attempt_ends = deadline.min(tokio::time::Instant::now() + ATTEMPT);
+        let last_error = match tokio::time::timeout_at(attempt_ends, client.txn(txn)).await {
             // Not succeeded: the key exists, so an earlier attempt committed it.
             Ok(Ok(_)) => return Ok(()),
             Ok(Err(e)) => e.to_string(),
-            Err(_) => format!("no answer within {:?}", ctx.opts.request_timeout),
+            Err(_) => format!("no answer within {ATTEMPT:?}"),
         };
         if tokio::time::Instant::now() + pause >= deadline {
             return Err(ctx.unavailable("the write was not committed", last_error));

@@ -103,6 +103,7 @@ async fn watch_once(ctx: &Ctx, mut next: i64) -> Step {
                 }
                 let (touched, results) = apply_entry(&mut state, &ops, kv.key());
                 ctx.revision.store(kv.mod_revision(), Ordering::Release);
+                ctx.revision_seen.send_replace(kv.mod_revision());
                 let pending = ctx.pending.lock().remove(kv.key());
                 (touched, pending.map(|p| (p, results)))
             };
@@ -146,6 +147,7 @@ async fn resync(ctx: &Ctx) -> Result<i64, String> {
             if fresh.index() >= state.index() {
                 *state = fresh;
                 ctx.revision.store(revision, Ordering::Release);
+                ctx.revision_seen.send_replace(revision);
                 let mut pending = ctx.pending.lock();
                 for (key, results) in outcomes {
                     if let Some(p) = pending.remove(&key) {
