@@ -68,9 +68,11 @@ fn main() -> anyhow::Result<()> {
         .iter()
         .map(|u| u.trim_start_matches("http://").to_owned())
         .collect();
+    let cpu = Cpu::start(&etcd.pids(), &[]);
     let (ok, errors, secs) = load(&members, &cfg, &stop_after(cfg.secs), etcd_put)?;
     out.insert("etcd_raw_puts_per_s".into(), json!(rate(ok, secs)));
     out.insert("etcd_raw_put_errors".into(), json!(errors));
+    cpu.report("etcd_raw", ok, &mut out);
 
     let key = scratch.path().join("etcd.key");
     std::fs::write(&key, store_key())?;
@@ -93,7 +95,10 @@ fn main() -> anyhow::Result<()> {
         )?));
     }
     let https: Vec<String> = replicas.iter().flatten().map(|s| s.http.clone()).collect();
+    let replica_pids: Vec<u32> = replicas.iter().flatten().map(|s| s.child.id()).collect();
+    let cpu = Cpu::start(&etcd.pids(), &replica_pids);
     let (ok, errors, secs) = load(&https, &cfg, &stop_after(cfg.secs), register_call)?;
+    cpu.report("ha", ok, &mut out);
     let ha_rate = rate(ok, secs);
     out.insert("ha_writes_per_s".into(), json!(ha_rate));
     out.insert("ha_write_errors".into(), json!(errors));
@@ -148,6 +153,78 @@ fn main() -> anyhow::Result<()> {
     out.insert("embedded_writes_per_s".into(), json!(rate(ok, secs)));
     println!("{}", serde_json::to_string_pretty(&out)?);
     Ok(())
+}
+
+/// CPU time of process groups over a phase, from `/proc/<pid>/stat` (threads that exited
+/// included), and how busy the whole machine was (`/proc/stat`), to tell a CPU-bound phase.
+struct Cpu {
+    etcd: Vec<u32>,
+    replicas: Vec<u32>,
+    etcd_start: f64,
+    replicas_start: f64,
+    machine_start: (f64, f64),
+}
+
+fn proc_cpu_secs(pids: &[u32]) -> f64 {
+    pids.iter()
+        .filter_map(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            // After the ")" that ends the command name: state is field 3, utime and stime 14, 15.
+            let rest: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+            let ticks: f64 =
+                rest.get(11)?.parse::<f64>().ok()? + rest.get(12)?.parse::<f64>().ok()?;
+            Some(ticks / 100.0) // USER_HZ is 100 on Linux
+        })
+        .sum()
+}
+
+/// (busy, total) seconds of every CPU since boot.
+fn machine_cpu() -> (f64, f64) {
+    let Ok(stat) = std::fs::read_to_string("/proc/stat") else {
+        return (0.0, 0.0);
+    };
+    let Some(line) = stat.lines().next() else {
+        return (0.0, 0.0);
+    };
+    let v: Vec<f64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    let total: f64 = v.iter().sum();
+    let idle = v.get(3).copied().unwrap_or(0.0) + v.get(4).copied().unwrap_or(0.0);
+    ((total - idle) / 100.0, total / 100.0)
+}
+
+impl Cpu {
+    fn start(etcd: &[u32], replicas: &[u32]) -> Cpu {
+        Cpu {
+            etcd: etcd.to_vec(),
+            replicas: replicas.to_vec(),
+            etcd_start: proc_cpu_secs(etcd),
+            replicas_start: proc_cpu_secs(replicas),
+            machine_start: machine_cpu(),
+        }
+    }
+
+    fn report(self, phase: &str, ops: u64, out: &mut serde_json::Map<String, serde_json::Value>) {
+        let per_op_ms = |secs: f64| round2(secs * 1e3 / (ops.max(1) as f64));
+        let etcd = proc_cpu_secs(&self.etcd) - self.etcd_start;
+        out.insert(
+            format!("{phase}_etcd_cpu_ms_per_write"),
+            json!(per_op_ms(etcd)),
+        );
+        if !self.replicas.is_empty() {
+            let replicas = proc_cpu_secs(&self.replicas) - self.replicas_start;
+            out.insert(
+                format!("{phase}_replicas_cpu_ms_per_write"),
+                json!(per_op_ms(replicas)),
+            );
+        }
+        let (busy, total) = machine_cpu();
+        let busy_share = (busy - self.machine_start.0) / (total - self.machine_start.1).max(0.01);
+        out.insert(format!("{phase}_machine_busy"), json!(round2(busy_share)));
+    }
 }
 
 fn store_key() -> String {

@@ -148,6 +148,14 @@ impl EtcdCluster {
         self.endpoints().join(",")
     }
 
+    /// Process ids of the running members (for CPU accounting in benchmarks).
+    pub fn pids(&self) -> Vec<u32> {
+        self.members
+            .iter()
+            .filter_map(|m| m.child.as_ref().map(Child::id))
+            .collect()
+    }
+
     /// SIGKILLs member `i` (its data stays for [`EtcdCluster::restart`]).
     pub fn kill(&mut self, i: usize) {
         if let Some(mut c) = self.members[i].child.take() {
