@@ -304,7 +304,7 @@ fn etcd_revision(cluster: &EtcdCluster) -> i64 {
 struct Relay {
     url: String,
     open: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    links: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::AbortHandle>>>,
+    links: std::sync::Arc<parking_lot::Mutex<Vec<tokio::task::AbortHandle>>>,
     accept: tokio::task::JoinHandle<()>,
 }
 
@@ -315,7 +315,7 @@ impl Relay {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let open = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
-        let links = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let links = std::sync::Arc::new(parking_lot::Mutex::new(Vec::new()));
         let (open2, links2) = (open.clone(), links.clone());
         let accept = tokio::spawn(async move {
             while let Ok((mut inbound, _)) = listener.accept().await {
@@ -328,7 +328,7 @@ impl Relay {
                         let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
                     }
                 });
-                links2.lock().unwrap().push(link.abort_handle());
+                links2.lock().push(link.abort_handle());
             }
         });
         Relay {
@@ -342,7 +342,7 @@ impl Relay {
     /// Closes every relayed connection and refuses new ones.
     fn cut(&self) {
         self.open.store(false, std::sync::atomic::Ordering::SeqCst);
-        for link in self.links.lock().unwrap().drain(..) {
+        for link in self.links.lock().drain(..) {
             link.abort();
         }
     }
