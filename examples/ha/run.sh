@@ -90,7 +90,7 @@ if [ "${HA_CHECK:-}" = 1 ]; then
     http://127.0.0.1:8500/v1/catalog/register >/dev/null
   for _ in $(seq 50); do
     if curl -fsS http://127.0.0.1:8520/v1/catalog/service/web | grep -q '"ServiceName":"web"' &&
-      curl -fsS http://127.0.0.1:8600/v1/catalog/service/web | grep -q '"ServiceName":"web"'; then
+      curl -fsS http://127.0.0.1:8600/v1/catalog/service/web 2>/dev/null | grep -q '"ServiceName":"web"'; then
       echo "ha: check passed (written through r0, read through r2 and through the balancer)" >&2
       exit 0
     fi
