@@ -147,8 +147,12 @@ pub fn sign_intermediate(
     params.key_identifier_method = KeyIdMethod::PreSpecified(key_id(public_key));
     params.use_authority_key_identifier_extension = true;
     params.serial_number = Some(SerialNumber::from_slice(&serial_bytes(serial)));
-    params.not_before = not_before.replace_nanosecond(0).map_err(|_| CaError::Validity)?;
-    params.not_after = not_after.replace_nanosecond(0).map_err(|_| CaError::Validity)?;
+    params.not_before = not_before
+        .replace_nanosecond(0)
+        .map_err(|_| CaError::Validity)?;
+    params.not_after = not_after
+        .replace_nanosecond(0)
+        .map_err(|_| CaError::Validity)?;
     let uri = connect::signing_spiffe_id(trust_domain);
     params.subject_alt_names = vec![SanType::URI(uri.try_into().map_err(CaError::Params)?)];
     let cert = params
@@ -160,6 +164,41 @@ pub fn sign_intermediate(
         not_before: params.not_before,
         not_after: params.not_after,
     })
+}
+
+/// Cross-signs the primary's active root with a previous root's key: a certificate with the
+/// active root's subject and key, issued by the previous root. Presented after a server
+/// certificate, it lets a peer that still trusts only the previous root (a secondary that was cut
+/// off during a rotation) verify the new chain, and so learn the new root over a verified
+/// connection. Valid from `not_before` until `not_after`, which the caller bounds by both roots.
+///
+/// # Errors
+/// A key cannot be read, or signing fails.
+pub fn cross_sign_root(
+    previous: SigningRoot<'_>,
+    active_key_pem: &str,
+    active_common_name: &str,
+    serial: u64,
+    not_before: OffsetDateTime,
+    not_after: OffsetDateTime,
+) -> Result<String, CaError> {
+    let prev_key = load_key(previous.key_pem)?;
+    let issuer = Issuer::new(root_params(previous.common_name, &prev_key), prev_key);
+    let active_key = load_key(active_key_pem)?;
+    let mut params = root_params(active_common_name, &active_key);
+    params.is_ca = IsCa::Ca(BasicConstraints::Constrained(1));
+    params.use_authority_key_identifier_extension = true;
+    params.serial_number = Some(SerialNumber::from_slice(&serial_bytes(serial)));
+    params.not_before = not_before
+        .replace_nanosecond(0)
+        .map_err(|_| CaError::Validity)?;
+    params.not_after = not_after
+        .replace_nanosecond(0)
+        .map_err(|_| CaError::Validity)?;
+    let cert = params
+        .signed_by(&active_key, &issuer)
+        .map_err(CaError::Sign)?;
+    Ok(cert.pem())
 }
 
 /// A server's certificate and key.

@@ -81,7 +81,12 @@ pub fn parse_server_sni(sni: &str, domain: &str) -> Option<ServerSni> {
         None
     } else {
         let node = rest.strip_suffix(".server")?;
-        if node.is_empty() || node.contains('.') {
+        // A node name is one DNS label (a `*` wildcard is a gateway's match, not a name).
+        if node.is_empty()
+            || !node
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
             return None;
         }
         Some(node.to_owned())
@@ -165,7 +170,9 @@ pub fn parse_gateway_addr(text: &str) -> Result<GatewayAddr, String> {
                 && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
         });
     if !valid_host && host.parse::<std::net::Ipv6Addr>().is_err() {
-        return Err(format!("{text:?}: {host:?} is not an IP address or host name"));
+        return Err(format!(
+            "{text:?}: {host:?} is not an IP address or host name"
+        ));
     }
     let port = match port.parse::<u16>() {
         Ok(p) if p > 0 => p,
@@ -251,8 +258,8 @@ pub fn intermediate_need(
 /// primary to certify (a CSR's proof of possession, without a CSR parser on the primary). Binding
 /// the datacenter and trust domain stops a signature from being replayed for another one.
 pub fn possession_message(trust_domain: &str, datacenter: &str, public_key: &[u8]) -> Vec<u8> {
-    let mut m = format!("lambdamesh-federation-v1 intermediate {trust_domain} {datacenter} ")
-        .into_bytes();
+    let mut m =
+        format!("lambdamesh-federation-v1 intermediate {trust_domain} {datacenter} ").into_bytes();
     m.extend_from_slice(public_key);
     m
 }
@@ -308,6 +315,7 @@ mod tests {
             "web.default.dc1.internal.abc.consul",
             "dc1.internal.abc.consul",
             "a.b.server.dc1.consul",
+            "*.server.dc1.consul",
             ".server.dc1.consul",
             "server.consul",
         ] {
@@ -345,7 +353,9 @@ mod tests {
             }
         );
         assert_eq!(
-            parse_gateway_addr(" mesh-dc1.example:8443 ").unwrap().to_string(),
+            parse_gateway_addr(" mesh-dc1.example:8443 ")
+                .unwrap()
+                .to_string(),
             "mesh-dc1.example:8443"
         );
         assert_eq!(
@@ -370,7 +380,10 @@ mod tests {
         );
         assert_eq!(intermediate_validity(1000, 500, 10_000), Ok((1000, 1500)));
         // Capped at the root's end.
-        assert_eq!(intermediate_validity(1000, 50_000, 10_000), Ok((1000, 10_000)));
+        assert_eq!(
+            intermediate_validity(1000, 50_000, 10_000),
+            Ok((1000, 10_000))
+        );
         assert!(intermediate_validity(1000, 50_000, 1030).is_err());
         let held = HeldIntermediate {
             root_id: "r1".into(),
@@ -378,8 +391,14 @@ mod tests {
             not_after: 300,
         };
         assert_eq!(intermediate_need(None, "r1", 0), IntermediateNeed::First);
-        assert_eq!(intermediate_need(Some(&held), "r1", 199), IntermediateNeed::Keep);
-        assert_eq!(intermediate_need(Some(&held), "r1", 200), IntermediateNeed::Renew);
+        assert_eq!(
+            intermediate_need(Some(&held), "r1", 199),
+            IntermediateNeed::Keep
+        );
+        assert_eq!(
+            intermediate_need(Some(&held), "r1", 200),
+            IntermediateNeed::Renew
+        );
         assert_eq!(
             intermediate_need(Some(&held), "r2", 10),
             IntermediateNeed::RootRotated

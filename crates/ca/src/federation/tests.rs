@@ -20,10 +20,7 @@ fn openssl(args: &[&str]) -> (bool, String) {
 
 fn pem_der(pem: &str) -> Vec<u8> {
     use base64::Engine as _;
-    let body: String = pem
-        .lines()
-        .filter(|l| !l.starts_with("-----"))
-        .collect();
+    let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
     base64::engine::general_purpose::STANDARD
         .decode(body)
         .unwrap()
@@ -146,4 +143,65 @@ fn secondary_chain_verifies_against_the_primary_root() {
     // A leaf signed by the intermediate cannot sign further (path length 0 and no CA bit).
     let (ok, text) = openssl(&["x509", "-in", &path("leaf.pem"), "-noout", "-text"]);
     assert!(ok && text.contains("CA:FALSE"), "{text}");
+}
+
+#[test]
+fn a_cross_signed_root_links_the_new_chain_to_the_previous_root() {
+    let now = OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap();
+    let year = Duration::from_secs(365 * 24 * 3600);
+    let old = generate_root(TD, 1, now, year, None).unwrap();
+    let new = generate_root(TD, 2, now, year, None).unwrap();
+    let server = sign_server_cert(
+        SigningRoot {
+            key_pem: &new.key_pem,
+            common_name: &new.common_name,
+        },
+        TD,
+        "dc1",
+        "",
+        "consul",
+        3,
+        now,
+        Duration::from_secs(3600),
+    )
+    .unwrap();
+    let cross = cross_sign_root(
+        SigningRoot {
+            key_pem: &old.key_pem,
+            common_name: &old.common_name,
+        },
+        &new.key_pem,
+        &new.common_name,
+        4,
+        now,
+        now + time::Duration::days(30),
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = |n: &str| dir.path().join(n).to_string_lossy().into_owned();
+    std::fs::write(path("old.pem"), &old.cert_pem).unwrap();
+    std::fs::write(path("cross.pem"), &cross).unwrap();
+    std::fs::write(path("server.pem"), &server.cert_pem).unwrap();
+    let verify = |extra: &[&str]| {
+        let mut args = vec!["verify", "-attime", "1800000100"];
+        args.extend_from_slice(extra);
+        let p = path("server.pem");
+        args.push(&p);
+        openssl(&args)
+    };
+    let (ok, text) = verify(&[
+        "-CAfile",
+        &path("old.pem"),
+        "-untrusted",
+        &path("cross.pem"),
+    ]);
+    assert!(
+        ok,
+        "server cert of the new root, via the cross-signed root: {text}"
+    );
+    let (ok, _) = verify(&["-CAfile", &path("old.pem")]);
+    assert!(
+        !ok,
+        "without the cross-signed root the previous root does not vouch"
+    );
 }

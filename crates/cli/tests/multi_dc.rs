@@ -1,0 +1,335 @@
+//! Two datacenters on loopback with the real binary (`docs/multi-dc.md`): dc1 the primary, dc2 a
+//! secondary joined through the inter-server protocol. dc2 takes dc1's trust domain and roots,
+//! its leaves chain to dc1's root through an intermediate dc1 signed, a root rotation in dc1
+//! reaches dc2, and dc2 keeps serving while dc1 is gone. The secondary dials `primary_gateways`
+//! with the SNI `server.dc1.consul`; here that address is dc1's server port itself (the direct
+//! path: no mesh gateway in between yet).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed step is a failed test
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use common::Proc;
+use common::mesh::{free_port, get, get_json, put, wait_until};
+use serde_json::{Value, json};
+
+fn primary(dir: &Path, server_port: u16) -> Proc {
+    let cfg = dir.join("dc1.hcl");
+    std::fs::write(
+        &cfg,
+        "datacenter = \"dc1\"\nconnect {\n  enabled = true\n  enable_mesh_gateway_wan_federation = true\n}\n",
+    )
+    .unwrap();
+    Proc::start(&[
+        "server",
+        "-data-dir",
+        dir.join("dc1").to_str().unwrap(),
+        "-config-file",
+        cfg.to_str().unwrap(),
+        "-server-port",
+        &server_port.to_string(),
+    ])
+}
+
+fn secondary(dir: &Path, dc: &str, ca_file: &Path, gateways: &[String]) -> Proc {
+    let cfg = dir.join(format!("{dc}.hcl"));
+    let list: Vec<String> = gateways.iter().map(|g| format!("{g:?}")).collect();
+    std::fs::write(
+        &cfg,
+        format!(
+            r#"datacenter = "{dc}"
+primary_datacenter = "dc1"
+primary_gateways = [{}]
+primary_gateways_interval = "1s"
+connect {{
+  enabled = true
+  enable_mesh_gateway_wan_federation = true
+}}
+tls {{ defaults {{ ca_file = {:?} }} }}
+"#,
+            list.join(", "),
+            ca_file.to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    Proc::start(&[
+        "server",
+        "-data-dir",
+        dir.join(dc).to_str().unwrap(),
+        "-config-file",
+        cfg.to_str().unwrap(),
+        "-server-port",
+        &free_port().to_string(),
+    ])
+}
+
+/// The PEM blocks of a text, in order.
+fn pem_blocks(text: &str) -> Vec<String> {
+    text.split_inclusive("-----END CERTIFICATE-----")
+        .filter(|b| b.contains("-----BEGIN CERTIFICATE-----"))
+        .map(|b| format!("{}\n", b.trim()))
+        .collect()
+}
+
+fn active_root(roots: &Value) -> Value {
+    roots["Roots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["Active"] == true)
+        .cloned()
+        .unwrap()
+}
+
+/// `openssl verify` of a leaf PEM (leaf, then its intermediates) against `root_pem` only.
+fn verify_chain(dir: &Path, root_pem: &str, cert_pem: &str) -> (bool, String) {
+    let blocks = pem_blocks(cert_pem);
+    std::fs::write(dir.join("v-root.pem"), root_pem).unwrap();
+    std::fs::write(dir.join("v-leaf.pem"), &blocks[0]).unwrap();
+    std::fs::write(dir.join("v-chain.pem"), blocks[1..].concat()).unwrap();
+    let mut cmd = Command::new("openssl");
+    cmd.arg("verify").arg("-CAfile").arg(dir.join("v-root.pem"));
+    if blocks.len() > 1 {
+        cmd.arg("-untrusted").arg(dir.join("v-chain.pem"));
+    }
+    let out = cmd.arg(dir.join("v-leaf.pem")).output().unwrap();
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+fn roots_file(dir: &Path, http: &str) -> std::path::PathBuf {
+    let roots = get_json(http, "/v1/agent/connect/ca/roots");
+    let pems: String = roots["Roots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["RootCert"].as_str().unwrap().to_owned())
+        .collect();
+    let path = dir.join("dc1-roots.pem");
+    std::fs::write(&path, pems).unwrap();
+    path
+}
+
+#[test]
+fn a_secondary_joins_the_primary_trust_domain_and_follows_its_rotation() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let dc1_port = free_port();
+    let dc1 = primary(d, dc1_port);
+    let ca_file = roots_file(d, &dc1.http);
+    let dc2 = secondary(d, "dc2", &ca_file, &[format!("127.0.0.1:{dc1_port}")]);
+
+    let roots1 = get_json(&dc1.http, "/v1/agent/connect/ca/roots");
+    wait_until(30, "dc2 to hold dc1's roots and an intermediate", || {
+        let r = get_json(&dc2.http, "/v1/agent/connect/ca/roots");
+        r["ActiveRootID"] == roots1["ActiveRootID"]
+            && active_root(&r)["IntermediateCerts"].is_array()
+    });
+    let roots2 = get_json(&dc2.http, "/v1/agent/connect/ca/roots");
+    assert_eq!(
+        roots2["TrustDomain"], roots1["TrustDomain"],
+        "one trust domain"
+    );
+    assert_eq!(
+        active_root(&roots2)["RootCert"],
+        active_root(&roots1)["RootCert"],
+        "dc2 shows dc1's root"
+    );
+    assert!(active_root(&roots1)["IntermediateCerts"].is_null());
+
+    // A dc2 leaf: dc2's SPIFFE ID, verified by dc1's root through the intermediate it carries,
+    // and not without it.
+    let leaf = get_json(&dc2.http, "/v1/agent/connect/ca/leaf/web");
+    let td = roots1["TrustDomain"].as_str().unwrap();
+    assert_eq!(
+        leaf["ServiceURI"],
+        format!("spiffe://{td}/ns/default/dc/dc2/svc/web")
+    );
+    let cert = leaf["CertPEM"].as_str().unwrap();
+    assert_eq!(pem_blocks(cert).len(), 2, "leaf + dc2's intermediate");
+    let root1_pem = active_root(&roots1)["RootCert"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (ok, text) = verify_chain(d, &root1_pem, cert);
+    assert!(ok, "dc2 leaf against dc1's root: {text}");
+    let (ok, _) = verify_chain(d, &root1_pem, &pem_blocks(cert)[0]);
+    assert!(!ok, "the intermediate is what links the leaf to the root");
+    // A dc1 leaf verifies against the same root with no intermediate.
+    let leaf1 = get_json(&dc1.http, "/v1/agent/connect/ca/leaf/web");
+    let (ok, text) = verify_chain(d, &root1_pem, leaf1["CertPEM"].as_str().unwrap());
+    assert!(ok, "dc1 leaf: {text}");
+
+    // A secondary's CA keys are the primary's to change.
+    let agent = ureq::Agent::new_with_config(
+        ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build(),
+    );
+    let key = Command::new("openssl")
+        .args([
+            "genpkey",
+            "-algorithm",
+            "EC",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+        ])
+        .output()
+        .unwrap();
+    assert!(key.status.success());
+    let key = String::from_utf8(key.stdout).unwrap();
+    let body = json!({"Provider": "consul", "Config": {"LeafCertTTL": "72h", "PrivateKey": key}});
+    let mut resp = agent
+        .put(&format!("http://{}/v1/connect/ca/configuration", dc2.http))
+        .send(body.to_string())
+        .unwrap();
+    let status = resp.status().as_u16();
+    let text = resp.body_mut().read_to_string().unwrap();
+    assert_eq!(status, 400, "{text}");
+    assert!(
+        text.contains("this datacenter (dc2) is a secondary") && text.contains("primary (dc1)"),
+        "{text}"
+    );
+
+    // Root rotation in dc1 reaches dc2: both roots trusted there, the new one active, and a
+    // new intermediate signed by it, so dc2's new leaves verify against the new root alone.
+    let old_root = roots1["ActiveRootID"].as_str().unwrap().to_owned();
+    put(&dc1.http, "/v1/connect/ca/configuration", &body);
+    let new_roots = get_json(&dc1.http, "/v1/agent/connect/ca/roots");
+    let new_root = new_roots["ActiveRootID"].as_str().unwrap().to_owned();
+    assert_ne!(new_root, old_root);
+    wait_until(30, "dc2 to follow the rotation", || {
+        let r = get_json(&dc2.http, "/v1/agent/connect/ca/roots");
+        r["ActiveRootID"] == new_root.as_str()
+            && r["Roots"].as_array().unwrap().len() == 2
+            && active_root(&r)["IntermediateCerts"].is_array()
+    });
+    let new_root_pem = active_root(&new_roots)["RootCert"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    wait_until(30, "dc2 leaves reissued under the new root", || {
+        let leaf = get_json(&dc2.http, "/v1/agent/connect/ca/leaf/web");
+        verify_chain(d, &new_root_pem, leaf["CertPEM"].as_str().unwrap()).0
+    });
+
+    // dc1 gone: dc2 keeps serving its own datacenter (catalog, leaves) and names the gateway
+    // it cannot reach; when dc1 returns on the same port, dc2 is back in contact.
+    drop(dc1);
+    put(
+        &dc2.http,
+        "/v1/agent/service/register",
+        &json!({"Name": "api", "Port": 9000}),
+    );
+    let (status, body) = get(&format!("http://{}/v1/catalog/service/api", dc2.http));
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"api\""), "{body}");
+    let (status, body) = get(&format!("http://{}/v1/agent/connect/ca/leaf/api", dc2.http));
+    assert_eq!(status, 200, "a new leaf without the primary: {body}");
+    let gw = format!("127.0.0.1:{dc1_port}");
+    wait_until(30, "dc2 to log the unreachable gateway", || {
+        dc2.log
+            .lock()
+            .iter()
+            .any(|l| l.contains("cannot reach the primary through this gateway") && l.contains(&gw))
+    });
+    let dc1 = primary(d, dc1_port);
+    let seen = dc2.log.lock().len();
+    // A rotation right after dc1 returns reaches dc2 once its retry finds dc1 again.
+    let key2 = Command::new("openssl")
+        .args([
+            "genpkey",
+            "-algorithm",
+            "EC",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+        ])
+        .output()
+        .unwrap();
+    let key2 = String::from_utf8(key2.stdout).unwrap();
+    put(
+        &dc1.http,
+        "/v1/connect/ca/configuration",
+        &json!({"Provider": "consul", "Config": {"LeafCertTTL": "72h", "PrivateKey": key2}}),
+    );
+    let third = get_json(&dc1.http, "/v1/agent/connect/ca/roots")["ActiveRootID"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    wait_until(60, "dc2 to catch up with dc1 after the outage", || {
+        get_json(&dc2.http, "/v1/agent/connect/ca/roots")["ActiveRootID"] == third.as_str()
+    });
+    assert!(
+        dc2.log.lock()[seen..]
+            .iter()
+            .any(|l| l.contains("holding an intermediate CA signed by the primary")),
+        "log:\n{}",
+        dc2.log.lock().join("\n")
+    );
+}
+
+#[test]
+fn a_secondary_refuses_a_primary_its_ca_file_does_not_vouch_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let dc1_port = free_port();
+    let _dc1 = primary(d, dc1_port);
+    // The roots of another, unrelated cluster.
+    let other = Proc::start(&["server", "-dev"]);
+    let wrong = roots_file(d, &other.http);
+    let dc2 = secondary(d, "dc2", &wrong, &[format!("127.0.0.1:{dc1_port}")]);
+    wait_until(30, "the TLS refusal, with the gateway named", || {
+        dc2.log.lock().iter().any(|l| {
+            l.contains("cannot reach the primary through this gateway")
+                && l.contains(&format!("127.0.0.1:{dc1_port}"))
+                && l.contains("TLS with server.dc1.consul")
+        })
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    let roots = get_json(&dc2.http, "/v1/agent/connect/ca/roots");
+    assert!(
+        roots["Roots"].as_array().unwrap().is_empty(),
+        "no roots taken from an unverified peer: {roots}"
+    );
+}
+
+#[test]
+fn bad_federation_config_is_refused_with_every_problem_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("bad.hcl");
+    std::fs::write(
+        &cfg,
+        "datacenter = \"dc2\"\nprimary_datacenter = \"DC_1-\"\nprimary_gateways = [\"127.0.0.1\"]\n",
+    )
+    .unwrap();
+    let out = Command::new(common::BIN)
+        .args([
+            "server",
+            "-data-dir",
+            dir.path().to_str().unwrap(),
+            "-config-file",
+            cfg.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    for want in [
+        "primary_datacenter: invalid datacenter name \"dc_1-\"",
+        "primary_gateways[0]: \"127.0.0.1\": expected HOST:PORT",
+        "primary_gateways: requires connect { enable_mesh_gateway_wan_federation = true }",
+        "ca_file: a secondary datacenter needs the primary's CA roots",
+    ] {
+        assert!(err.contains(want), "missing {want:?} in:\n{err}");
+    }
+}
