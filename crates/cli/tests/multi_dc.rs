@@ -2,8 +2,8 @@
 //! secondary joined through the inter-server protocol. dc2 takes dc1's trust domain and roots,
 //! its leaves chain to dc1's root through an intermediate dc1 signed, a root rotation in dc1
 //! reaches dc2, and dc2 keeps serving while dc1 is gone. The secondary dials `primary_gateways`
-//! with the SNI `server.dc1.consul`; here that address is dc1's server port itself (the direct
-//! path: no mesh gateway in between yet).
+//! with the SNI `server.dc1.consul`: dc1's server port itself (the direct path), or a real Envoy
+//! mesh gateway of dc1 registered with `-expose-servers`, which routes that SNI to dc1's server.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed step is a failed test
 
@@ -14,7 +14,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::Proc;
-use common::mesh::{free_port, get, get_json, put, wait_until};
+use common::mesh::{Envoy, free_port, get, get_json, put, wait_until};
 use serde_json::{Value, json};
 
 fn primary(dir: &Path, server_port: u16) -> Proc {
@@ -275,6 +275,98 @@ fn a_secondary_joins_the_primary_trust_domain_and_follows_its_rotation() {
             .any(|l| l.contains("holding an intermediate CA signed by the primary")),
         "log:\n{}",
         dc2.log.lock().join("\n")
+    );
+}
+
+fn mesh_gateway(dc: &Proc, port: u16) -> Envoy {
+    Envoy::start(
+        &dc.http,
+        &dc.grpc,
+        &[
+            "-gateway",
+            "mesh",
+            "-register",
+            "-expose-servers",
+            "-service",
+            "mgw",
+            "-address",
+            &format!("127.0.0.1:{port}"),
+        ],
+    )
+}
+
+fn new_key() -> String {
+    let key = Command::new("openssl")
+        .args([
+            "genpkey",
+            "-algorithm",
+            "EC",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+        ])
+        .output()
+        .unwrap();
+    assert!(key.status.success());
+    String::from_utf8(key.stdout).unwrap()
+}
+
+#[test]
+fn a_secondary_reaches_the_primary_only_through_its_mesh_gateway() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let dc1 = primary(d, free_port());
+    let gw_port = free_port();
+    let gw = mesh_gateway(&dc1, gw_port);
+    let ca_file = roots_file(d, &dc1.http);
+    // dc2 knows only the gateway's address, never dc1's server port.
+    let gw_addr = format!("127.0.0.1:{gw_port}");
+    let dc2 = secondary(d, "dc2", &ca_file, std::slice::from_ref(&gw_addr));
+    let roots1 = get_json(&dc1.http, "/v1/agent/connect/ca/roots");
+    wait_until(60, "dc2 to join dc1 through the mesh gateway", || {
+        let r = get_json(&dc2.http, "/v1/agent/connect/ca/roots");
+        r["ActiveRootID"] == roots1["ActiveRootID"]
+            && active_root(&r)["IntermediateCerts"].is_array()
+    });
+    assert!(
+        gw.stat("cluster.server.dc1.consul.upstream_cx_total") > 0,
+        "the join went through the gateway's server.dc1.consul cluster"
+    );
+    let leaf = get_json(&dc2.http, "/v1/agent/connect/ca/leaf/web");
+    let root1_pem = active_root(&roots1)["RootCert"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (ok, text) = verify_chain(d, &root1_pem, leaf["CertPEM"].as_str().unwrap());
+    assert!(ok, "{text}");
+
+    // The gateway gone: dc2 names it and keeps retrying; a rotation in dc1 meanwhile reaches
+    // dc2 once the gateway is back.
+    drop(gw);
+    let seen = dc2.log.lock().len();
+    put(
+        &dc1.http,
+        "/v1/connect/ca/configuration",
+        &json!({"Provider": "consul", "Config": {"LeafCertTTL": "72h", "PrivateKey": new_key()}}),
+    );
+    let rotated = get_json(&dc1.http, "/v1/agent/connect/ca/roots")["ActiveRootID"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    wait_until(60, "dc2 to name the gateway it cannot reach", || {
+        dc2.log.lock()[seen..].iter().any(|l| {
+            l.contains("cannot reach the primary through this gateway") && l.contains(&gw_addr)
+        })
+    });
+    assert_ne!(
+        get_json(&dc2.http, "/v1/agent/connect/ca/roots")["ActiveRootID"],
+        rotated.as_str(),
+        "no path to dc1 without its gateway"
+    );
+    let _gw = mesh_gateway(&dc1, gw_port);
+    wait_until(
+        60,
+        "dc2 to follow the rotation once the gateway is back",
+        || get_json(&dc2.http, "/v1/agent/connect/ca/roots")["ActiveRootID"] == rotated.as_str(),
     );
 }
 

@@ -12,6 +12,10 @@ use std::fmt;
 /// Consul's default DNS domain: the last label of a server's TLS name.
 pub const DEFAULT_DOMAIN: &str = "consul";
 
+/// The service `Meta` key that makes a mesh gateway carry servers' traffic between datacenters
+/// (`structs.MetaWANFederationKey`; set by `connect envoy -gateway mesh -register -expose-servers`).
+pub const WAN_FEDERATION_META: &str = "consul-wan-federation";
+
 /// Longest datacenter name accepted (a DNS label).
 const MAX_DC_LEN: usize = 63;
 

@@ -81,9 +81,29 @@ pub struct Federation {
     /// Secondaries that joined, with the Unix time they last asked for an intermediate.
     pub(crate) joined: parking_lot::Mutex<BTreeMap<String, i64>>,
     pub(crate) link: parking_lot::Mutex<LinkStatus>,
+    /// Where this server's protocol listener is bound (set when it starts).
+    bound: parking_lot::Mutex<Option<std::net::SocketAddr>>,
 }
 
 impl Federation {
+    /// This datacenter's server ports as a mesh gateway reaches them: this server's listener
+    /// (an unspecified bind address is reached on loopback, where the gateway runs beside it in
+    /// every setup this builds; several servers per datacenter are not built yet).
+    pub fn local_servers(&self) -> Vec<(String, u16)> {
+        self.bound
+            .lock()
+            .iter()
+            .map(|a| {
+                let ip = if a.ip().is_unspecified() {
+                    std::net::IpAddr::from([127, 0, 0, 1])
+                } else {
+                    a.ip()
+                };
+                (ip.to_string(), a.port())
+            })
+            .collect()
+    }
+
     /// The secondary's link to its primary.
     pub fn link(&self) -> LinkStatus {
         self.link.lock().clone()
@@ -213,6 +233,7 @@ pub(crate) async fn serve(
     listener: TcpListener,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
+    *app.federation.bound.lock() = listener.local_addr().ok();
     let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     loop {
         let permit = tokio::select! {
