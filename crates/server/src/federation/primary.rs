@@ -46,6 +46,9 @@ pub(crate) fn roots_answer(s: &store::State) -> Roots {
     }
 }
 
+/// Why a request is refused (made into an `Answer::Error` by the caller).
+type Refusal = (ErrorCode, String);
+
 pub(crate) async fn answer(app: &AppState, req: Request, peer: &Peer) -> Answer {
     let version = match &req {
         Request::SignIntermediate { version, .. } | Request::Roots { version, .. } => *version,
@@ -92,7 +95,7 @@ pub(crate) async fn answer(app: &AppState, req: Request, peer: &Peer) -> Answer 
             peer,
         )
         .await
-        .unwrap_or_else(|e| e),
+        .unwrap_or_else(|(code, message)| Answer::error(code, message)),
     }
 }
 
@@ -103,10 +106,10 @@ async fn sign_intermediate(
     proof: &str,
     token: Option<&str>,
     peer: &Peer,
-) -> Result<Answer, Answer> {
+) -> Result<Answer, Refusal> {
     let cfg = &app.config;
     if cfg.federation.is_secondary(&cfg.datacenter) {
-        return Err(Answer::error(
+        return Err((
             ErrorCode::Unavailable,
             format!(
                 "this server is in {}, a secondary; intermediates are signed by the primary ({})",
@@ -115,10 +118,10 @@ async fn sign_intermediate(
         ));
     }
     if let Err(e) = mesh_model::federation::validate_datacenter(dc) {
-        return Err(Answer::error(ErrorCode::BadRequest, e.to_string()));
+        return Err((ErrorCode::BadRequest, e.to_string()));
     }
     if dc == cfg.datacenter {
-        return Err(Answer::error(
+        return Err((
             ErrorCode::PermissionDenied,
             format!("{dc} is the primary datacenter: its CA is the root"),
         ));
@@ -128,20 +131,18 @@ async fn sign_intermediate(
     if !by_cert {
         let allowed = crate::authz::resolve_secret(app, token)
             .map(|id| id.authorizer.operator_write())
-            .map_err(|e| Answer::error(ErrorCode::PermissionDenied, e.message))?;
+            .map_err(|e| (ErrorCode::PermissionDenied, e.message))?;
         if !allowed {
-            return Err(Answer::error(
-                ErrorCode::PermissionDenied,
-                "Permission denied: the token lacks permission 'operator:write' (acl { tokens { replication } } in the secondary)",
+            return Err((ErrorCode::PermissionDenied, "Permission denied: the token lacks permission 'operator:write' (acl { tokens { replication } } in the secondary)".to_owned(),
             ));
         }
     }
     let b64 = base64::engine::general_purpose::STANDARD;
-    let bad = |what: &str| Answer::error(ErrorCode::BadRequest, format!("{what} is not base64"));
+    let bad = |what: &str| (ErrorCode::BadRequest, format!("{what} is not base64"));
     let key_bytes = b64.decode(public_key).map_err(|_| bad("PublicKey"))?;
     let proof = b64.decode(proof).map_err(|_| bad("Proof"))?;
     let key = ca::federation::P256PublicKey::from_bytes(&key_bytes)
-        .map_err(|e| Answer::error(ErrorCode::BadRequest, format!("PublicKey: {e}")))?;
+        .map_err(|e| (ErrorCode::BadRequest, format!("PublicKey: {e}")))?;
     let (td, root, roots) = app.store.read(|s| {
         (
             crate::connect::trust_domain(s),
@@ -150,8 +151,8 @@ async fn sign_intermediate(
         )
     });
     ca::federation::verify_possession(&td, dc, &key, &proof)
-        .map_err(|e| Answer::error(ErrorCode::PermissionDenied, e.to_string()))?;
-    let unavailable = |m: String| Answer::error(ErrorCode::Unavailable, m);
+        .map_err(|e| (ErrorCode::PermissionDenied, e.to_string()))?;
+    let unavailable = |m: String| (ErrorCode::Unavailable, m);
     let root = root.ok_or_else(|| unavailable("the primary's CA has no active root".into()))?;
     let now = OffsetDateTime::now_utc().unix_timestamp();
     let (nb, na) = mesh_model::federation::intermediate_validity(
@@ -160,7 +161,7 @@ async fn sign_intermediate(
         root.not_after_unix,
     )
     .map_err(unavailable)?;
-    let internal = |m: String| Answer::error(ErrorCode::Internal, m);
+    let internal = |m: String| (ErrorCode::Internal, m);
     let serial = app
         .leaves
         .next_serial(app)
