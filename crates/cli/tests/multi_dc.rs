@@ -18,10 +18,14 @@ use common::mesh::{Envoy, free_port, get, get_json, put, wait_until};
 use serde_json::{Value, json};
 
 fn primary(dir: &Path, server_port: u16) -> Proc {
+    primary_with(dir, server_port, "")
+}
+
+fn primary_with(dir: &Path, server_port: u16, extra: &str) -> Proc {
     let cfg = dir.join("dc1.hcl");
     std::fs::write(
         &cfg,
-        "datacenter = \"dc1\"\nconnect {\n  enabled = true\n  enable_mesh_gateway_wan_federation = true\n}\n",
+        format!("datacenter = \"dc1\"\nconnect {{\n  enabled = true\n  enable_mesh_gateway_wan_federation = true\n}}\n{extra}"),
     )
     .unwrap();
     Proc::start(&[
@@ -36,6 +40,10 @@ fn primary(dir: &Path, server_port: u16) -> Proc {
 }
 
 fn secondary(dir: &Path, dc: &str, ca_file: &Path, gateways: &[String]) -> Proc {
+    secondary_with(dir, dc, ca_file, gateways, "")
+}
+
+fn secondary_with(dir: &Path, dc: &str, ca_file: &Path, gateways: &[String], extra: &str) -> Proc {
     let cfg = dir.join(format!("{dc}.hcl"));
     let list: Vec<String> = gateways.iter().map(|g| format!("{g:?}")).collect();
     std::fs::write(
@@ -50,6 +58,7 @@ connect {{
   enable_mesh_gateway_wan_federation = true
 }}
 tls {{ defaults {{ ca_file = {:?} }} }}
+{extra}
 "#,
             list.join(", "),
             ca_file.to_str().unwrap()
@@ -276,6 +285,22 @@ fn a_secondary_joins_the_primary_trust_domain_and_follows_its_rotation() {
         "log:\n{}",
         dc2.log.lock().join("\n")
     );
+
+    // dc2 restarted while dc1 is down: its data dir keeps the trust domain, the roots and the
+    // intermediate with its key, so it signs leaves that dc1's root verifies, with no contact.
+    let third_pem = active_root(&get_json(&dc1.http, "/v1/agent/connect/ca/roots"))["RootCert"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    drop(dc1);
+    drop(dc2);
+    let dc2 = secondary(d, "dc2", &ca_file, &[format!("127.0.0.1:{dc1_port}")]);
+    let roots = get_json(&dc2.http, "/v1/agent/connect/ca/roots");
+    assert_eq!(roots["ActiveRootID"], third.as_str(), "{roots}");
+    assert_eq!(roots["TrustDomain"], td);
+    let leaf = get_json(&dc2.http, "/v1/agent/connect/ca/leaf/after-restart");
+    let (ok, text) = verify_chain(d, &third_pem, leaf["CertPEM"].as_str().unwrap());
+    assert!(ok, "a leaf signed after the restart: {text}");
 }
 
 fn mesh_gateway(dc: &Proc, port: u16) -> Envoy {
@@ -393,6 +418,53 @@ fn a_secondary_refuses_a_primary_its_ca_file_does_not_vouch_for() {
         roots["Roots"].as_array().unwrap().is_empty(),
         "no roots taken from an unverified peer: {roots}"
     );
+}
+
+#[test]
+fn with_acls_on_a_first_join_needs_a_token_with_operator_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let dc1_port = free_port();
+    let dc1 = primary_with(
+        d,
+        dc1_port,
+        "acl {\n  enabled = true\n  default_policy = \"deny\"\n  tokens { initial_management = \"root-secret\" }\n}\n",
+    );
+    let ca_file = roots_file(d, &dc1.http);
+    let gw = [format!("127.0.0.1:{dc1_port}")];
+    let no_token = secondary(d, "dc2", &ca_file, &gw);
+    let wrong = secondary_with(
+        d,
+        "dc3",
+        &ca_file,
+        &gw,
+        "acl { tokens { replication = \"not-a-token\" } }",
+    );
+    let with_token = secondary_with(
+        d,
+        "dc4",
+        &ca_file,
+        &gw,
+        "acl { tokens { replication = \"root-secret\" } }",
+    );
+    let active = get_json(&dc1.http, "/v1/agent/connect/ca/roots")["ActiveRootID"].clone();
+    wait_until(30, "dc4 (with the management token) to join", || {
+        get_json(&with_token.http, "/v1/agent/connect/ca/roots")["ActiveRootID"] == active
+    });
+    let refused = |p: &Proc, why: &str| {
+        let p_log = p.log.clone();
+        let why = why.to_owned();
+        wait_until(30, &format!("the refusal {why:?}"), move || {
+            p_log
+                .lock()
+                .iter()
+                .any(|l| l.contains("the primary refused: PermissionDenied") && l.contains(&why))
+        });
+        let roots = get_json(&p.http, "/v1/agent/connect/ca/roots");
+        assert!(roots["Roots"].as_array().unwrap().is_empty(), "{roots}");
+    };
+    refused(&no_token, "operator:write");
+    refused(&wrong, "ACL not found");
 }
 
 #[test]
