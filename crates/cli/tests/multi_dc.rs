@@ -149,6 +149,14 @@ fn a_secondary_joins_the_primary_trust_domain_and_follows_its_rotation() {
         roots2["TrustDomain"], roots1["TrustDomain"],
         "one trust domain"
     );
+    // Each lists both, its own first (Consul's order with no round trips measured).
+    wait_until(30, "dc1 to list dc2", || {
+        get_json(&dc1.http, "/v1/catalog/datacenters") == json!(["dc1", "dc2"])
+    });
+    assert_eq!(
+        get_json(&dc2.http, "/v1/catalog/datacenters"),
+        json!(["dc2", "dc1"])
+    );
     assert_eq!(
         active_root(&roots2)["RootCert"],
         active_root(&roots1)["RootCert"],
@@ -465,6 +473,10 @@ fn with_acls_on_a_first_join_needs_a_token_with_operator_write() {
     };
     refused(&no_token, "operator:write");
     refused(&wrong, "ACL not found");
+    // Only a datacenter whose servers proved who they are is listed.
+    wait_until(30, "dc1 to list dc4", || {
+        get_json(&dc1.http, "/v1/catalog/datacenters") == json!(["dc1", "dc4"])
+    });
 }
 
 #[test]

@@ -119,6 +119,19 @@ pub fn parse_server_spiffe_id(uri: &str, trust_domain: &str) -> Option<String> {
     Some(dc.to_owned())
 }
 
+/// The order of `/v1/catalog/datacenters`: Consul sorts by estimated round-trip time from the
+/// local datacenter, then by name. Without measured round trips every other datacenter is at the
+/// same distance: the local one first, then the rest by name, each once.
+pub fn order_datacenters(local: &str, known: impl IntoIterator<Item = String>) -> Vec<String> {
+    let mut others: Vec<String> = known.into_iter().filter(|d| d != local).collect();
+    others.sort();
+    others.dedup();
+    let mut out = Vec::with_capacity(others.len() + 1);
+    out.push(local.to_owned());
+    out.extend(others);
+    out
+}
+
 /// One entry of `primary_gateways`: a host (IP or DNS name) and a port.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct GatewayAddr {
@@ -345,6 +358,16 @@ mod tests {
             parse_server_spiffe_id(&format!("spiffe://{td}/agent/server/dc/DC2/x"), td),
             None
         );
+    }
+
+    #[test]
+    fn datacenters_local_first_then_by_name() {
+        let known = ["dc3", "dc1", "dc2", "dc3", "dc0"].map(String::from);
+        assert_eq!(
+            order_datacenters("dc2", known),
+            ["dc2", "dc0", "dc1", "dc3"].map(String::from)
+        );
+        assert_eq!(order_datacenters("dc1", []), ["dc1".to_owned()]);
     }
 
     #[test]

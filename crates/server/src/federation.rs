@@ -78,14 +78,42 @@ pub struct LinkStatus {
 #[derive(Default)]
 pub struct Federation {
     identity: parking_lot::Mutex<Option<Arc<Identity>>>,
-    /// Secondaries that joined, with the Unix time they last asked for an intermediate.
-    pub(crate) joined: parking_lot::Mutex<BTreeMap<String, i64>>,
+    /// Datacenters whose servers proved who they are (a server certificate on a `Roots`
+    /// request, or a signed intermediate), with the Unix time last seen. In memory: after a
+    /// restart of the primary each secondary is seen again on its next request.
+    pub(crate) seen: parking_lot::Mutex<BTreeMap<String, i64>>,
+    /// In a secondary: the datacenters the primary knows (its last answer).
+    pub(crate) from_primary: parking_lot::Mutex<Vec<String>>,
     pub(crate) link: parking_lot::Mutex<LinkStatus>,
     /// Where this server's protocol listener is bound (set when it starts).
     bound: parking_lot::Mutex<Option<std::net::SocketAddr>>,
 }
 
+/// How long a datacenter stays listed after its servers were last seen: Consul's
+/// `reconnect_timeout_wan` (72 h), after which a WAN member that left is reaped.
+const SEEN_FOR_SECS: i64 = 72 * 3600;
+
 impl Federation {
+    /// Records a datacenter whose server just proved who it is.
+    pub(crate) fn saw(&self, datacenter: &str, now: i64) {
+        self.seen.lock().insert(datacenter.to_owned(), now);
+    }
+
+    /// Every datacenter this server knows of besides its own: those seen recently, and those its
+    /// primary reported.
+    pub fn known(&self, now: i64) -> Vec<String> {
+        let mut seen = self.seen.lock();
+        seen.retain(|_, t| now - *t <= SEEN_FOR_SECS);
+        let mut all: Vec<String> = seen.keys().cloned().collect();
+        all.extend(self.from_primary.lock().iter().cloned());
+        all
+    }
+
+    /// `/v1/catalog/datacenters`, in Consul's order (`mesh_model::federation::order_datacenters`).
+    pub fn datacenters(&self, local: &str, now: i64) -> Vec<String> {
+        mesh_model::federation::order_datacenters(local, self.known(now))
+    }
+
     /// This datacenter's server ports as a mesh gateway reaches them: this server's listener
     /// (an unspecified bind address is reached on loopback, where the gateway runs beside it in
     /// every setup this builds; several servers per datacenter are not built yet).

@@ -43,6 +43,7 @@ pub(crate) fn roots_answer(s: &store::State) -> Roots {
             })
             .collect(),
         intermediate_cert_ttl_secs: ca.config.intermediate_cert_ttl_secs,
+        datacenters: Vec::new(),
     }
 }
 
@@ -77,8 +78,16 @@ pub(crate) async fn answer(app: &AppState, req: Request, peer: &Peer) -> Answer 
                     .wait_for_change(&[WatchKey::CaRoots], min_index, wait)
                     .await;
             }
+            let now = OffsetDateTime::now_utc().unix_timestamp();
+            if let Peer::Server { datacenter } = peer
+                && *datacenter != app.config.datacenter
+            {
+                app.federation.saw(datacenter, now);
+            }
             tracing::debug!(peer = ?peer, "served the roots");
-            Answer::Roots(app.store.read(roots_answer))
+            let mut roots = app.store.read(roots_answer);
+            roots.datacenters = app.federation.datacenters(&app.config.datacenter, now);
+            Answer::Roots(roots)
         }
         Request::SignIntermediate {
             datacenter,
@@ -183,7 +192,7 @@ async fn sign_intermediate(
         at(na)?,
     )
     .map_err(|e| internal(format!("cannot sign the intermediate: {e}")))?;
-    app.federation.joined.lock().insert(dc.to_owned(), now);
+    app.federation.saw(dc, now);
     tracing::info!(
         secondary = %dc,
         root = %root.id,

@@ -122,6 +122,7 @@ async fn step(app: &AppState, gw: &GatewayAddr, follow: &mut Follow) -> Result<(
     }
     follow.min_index = roots.index;
     follow.learned = roots.roots.iter().map(|r| r.root_cert.clone()).collect();
+    *app.federation.from_primary.lock() = roots.datacenters.clone();
     let held_root = held.map(|h| h.root_id).unwrap_or_default();
     if roots.active_root_id != held_root {
         tracing::info!(old = %held_root, new = %roots.active_root_id, "the primary's active root changed");
@@ -197,6 +198,7 @@ async fn join(
         ));
     }
     follow.learned = roots.roots.iter().map(|r| r.root_cert.clone()).collect();
+    *app.federation.from_primary.lock() = roots.datacenters.clone();
     let td = mesh_model::connect::trust_domain(&roots.cluster_id);
     let key = ca::federation::new_intermediate_key(&td, &dc).map_err(|e| e.to_string())?;
     let b64 = base64::engine::general_purpose::STANDARD;

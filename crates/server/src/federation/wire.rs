@@ -92,6 +92,9 @@ pub struct Roots {
     /// The primary's `IntermediateCertTTL` (a secondary's intermediates live this long).
     #[serde(rename = "IntermediateCertTTLSecs")]
     pub intermediate_cert_ttl_secs: u64,
+    /// The datacenters the answering server knows, its own first (`/v1/catalog/datacenters`).
+    #[serde(rename = "Datacenters", default)]
+    pub datacenters: Vec<String>,
 }
 
 /// A signed intermediate and the roots it chains to.
