@@ -403,6 +403,147 @@ fn a_secondary_reaches_the_primary_only_through_its_mesh_gateway() {
     );
 }
 
+/// `GET http://{http}{path}`: status, `X-Consul-Index`, body.
+fn get_indexed(http: &str, path: &str, timeout: Duration) -> (u16, u64, String) {
+    let agent = ureq::Agent::new_with_config(
+        ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(timeout))
+            .build(),
+    );
+    let mut r = agent.get(&format!("http://{http}{path}")).call().unwrap();
+    let index = r
+        .headers()
+        .get("X-Consul-Index")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    (
+        r.status().as_u16(),
+        index,
+        r.body_mut().read_to_string().unwrap_or_default(),
+    )
+}
+
+#[test]
+fn reads_with_dc_are_answered_by_the_other_datacenter_through_the_gateways() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let dc1 = primary(d, free_port());
+    let gw1_port = free_port();
+    let _gw1 = mesh_gateway(&dc1, gw1_port);
+    let ca_file = roots_file(d, &dc1.http);
+    let dc2 = secondary(d, "dc2", &ca_file, &[format!("127.0.0.1:{gw1_port}")]);
+    // dc2's own gateway, which dc2 reports to dc1 so dc1 can reach dc2's servers.
+    let _gw2 = mesh_gateway(&dc2, free_port());
+    put(
+        &dc1.http,
+        "/v1/agent/service/register",
+        &json!({"Name": "web", "Port": 8080}),
+    );
+    put(
+        &dc2.http,
+        "/v1/agent/service/register",
+        &json!({"Name": "api", "Port": 9000, "Tags": ["v2"]}),
+    );
+    put(
+        &dc2.http,
+        "/v1/config",
+        &json!({"Kind": "service-defaults", "Name": "api", "Protocol": "http"}),
+    );
+    wait_until(60, "dc1 to read dc2's catalog with ?dc=dc2", || {
+        let (status, _, body) = get_indexed(
+            &dc1.http,
+            "/v1/catalog/services?dc=dc2",
+            Duration::from_secs(20),
+        );
+        status == 200 && body.contains("\"api\"")
+    });
+    let (status, _, body) = get_indexed(
+        &dc2.http,
+        "/v1/catalog/services?dc=dc1",
+        Duration::from_secs(20),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body.contains("\"web\"") && !body.contains("\"api\""),
+        "{body}"
+    );
+    let (status, _, body) = get_indexed(
+        &dc1.http,
+        "/v1/health/service/api?dc=dc2",
+        Duration::from_secs(20),
+    );
+    assert_eq!(status, 200, "{body}");
+    let rows: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(rows[0]["Node"]["Datacenter"], "dc2", "{body}");
+    let (status, _, body) = get_indexed(
+        &dc1.http,
+        "/v1/config/service-defaults/api?dc=dc2",
+        Duration::from_secs(20),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"http\""), "{body}");
+    // The other datacenter's own errors come back as it gave them.
+    let (status, _, _) = get_indexed(
+        &dc1.http,
+        "/v1/config/service-defaults/nope?dc=dc2",
+        Duration::from_secs(20),
+    );
+    assert_eq!(status, 404);
+
+    // A blocking read across datacenters: woken by a write in dc2, with dc2's index.
+    let (_, index, _) = get_indexed(
+        &dc1.http,
+        "/v1/catalog/service/api?dc=dc2",
+        Duration::from_secs(20),
+    );
+    assert!(index > 0);
+    let http1 = dc1.http.clone();
+    let waiter = std::thread::spawn(move || {
+        let t = std::time::Instant::now();
+        let r = get_indexed(
+            &http1,
+            &format!("/v1/catalog/service/api?dc=dc2&index={index}&wait=20s"),
+            Duration::from_secs(40),
+        );
+        (r, t.elapsed())
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    put(
+        &dc2.http,
+        "/v1/agent/service/register",
+        &json!({"Name": "api", "ID": "api-2", "Port": 9001}),
+    );
+    let ((status, new_index, body), took) = waiter.join().unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert!(new_index > index, "{new_index} > {index}");
+    assert!(body.contains("api-2"), "{body}");
+    assert!(
+        took < Duration::from_secs(15),
+        "woken by the write, not the wait: {took:?}"
+    );
+
+    // No path: Consul's status and text.
+    let (status, _, body) = get_indexed(
+        &dc1.http,
+        "/v1/catalog/services?dc=dc9",
+        Duration::from_secs(20),
+    );
+    assert_eq!((status, body.trim()), (500, "No path to datacenter"));
+    // Writes are not forwarded (yet), and say so.
+    let agent = ureq::Agent::new_with_config(
+        ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build(),
+    );
+    let r = agent
+        .put(&format!("http://{}/v1/config?dc=dc2", dc1.http))
+        .send(json!({"Kind": "service-defaults", "Name": "x"}).to_string())
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 400);
+}
+
 #[test]
 fn a_secondary_refuses_a_primary_its_ca_file_does_not_vouch_for() {
     let dir = tempfile::tempdir().unwrap();

@@ -170,8 +170,9 @@ pub(crate) fn router(app: AppState) -> Router {
         .with_state(app)
 }
 
-/// `?dc=` naming another datacenter: Consul answers "No path to datacenter" (with a 500); a
-/// single-datacenter server answers the same text as a 400, since it is the caller's mistake.
+/// `?dc=` naming another datacenter: a read is forwarded to it over the inter-server protocol
+/// (`federation::forward`), blocking included; a datacenter with no known path answers as Consul
+/// does, 500 "No path to datacenter". Writes are not forwarded yet (`docs/multi-dc.md`).
 async fn check_datacenter(
     axum::extract::State(app): axum::extract::State<AppState>,
     req: axum::extract::Request,
@@ -179,15 +180,47 @@ async fn check_datacenter(
 ) -> axum::response::Response {
     use axum::response::IntoResponse;
     let query = req.uri().query().unwrap_or("");
-    for pair in query.split('&') {
-        if let Some(dc) = pair.strip_prefix("dc=")
-            && !dc.is_empty()
-            && dc != app.config.datacenter
-        {
-            return ApiError::bad_request(format!("No path to datacenter {dc:?}")).into_response();
-        }
+    let other = query.split('&').find_map(|pair| {
+        pair.strip_prefix("dc=")
+            .filter(|dc| !dc.is_empty() && *dc != app.config.datacenter)
+            .map(str::to_owned)
+    });
+    let Some(dc) = other else {
+        return next.run(req).await;
+    };
+    if req.method() != Method::GET {
+        return ApiError::bad_request(format!(
+            "writes to another datacenter ({dc}) are not forwarded yet: send them to a server of {dc}"
+        ))
+        .into_response();
     }
-    next.run(req).await
+    let rest: Vec<&str> = query
+        .split('&')
+        .filter(|p| !p.starts_with("dc=") && !p.is_empty())
+        .collect();
+    let path_and_query = if rest.is_empty() {
+        req.uri().path().to_owned()
+    } else {
+        format!("{}?{}", req.uri().path(), rest.join("&"))
+    };
+    let token = crate::authz::token_of(req.headers(), &crate::query::Query::default());
+    match crate::federation::forward(&app, &dc, &path_and_query, token).await {
+        Ok(a) => {
+            let mut resp = axum::response::Response::new(axum::body::Body::from(a.body));
+            *resp.status_mut() = axum::http::StatusCode::from_u16(a.status)
+                .unwrap_or(axum::http::StatusCode::INTERNAL_SERVER_ERROR);
+            for (k, v) in a.headers {
+                if let (Ok(k), Ok(v)) = (
+                    axum::http::HeaderName::try_from(k),
+                    axum::http::HeaderValue::try_from(v),
+                ) {
+                    resp.headers_mut().insert(k, v);
+                }
+            }
+            resp
+        }
+        Err(e) => ApiError::internal(e.to_string()).into_response(),
+    }
 }
 
 async fn not_found(method: Method, uri: Uri) -> ApiError {

@@ -8,6 +8,7 @@
 //! which a gateway routes to the primary's server port; a gateway-less setup lists the server
 //! port itself. The names and rules are `mesh_model::federation`'s, the certificates `ca`'s.
 
+mod forward;
 mod primary;
 mod secondary;
 pub mod tls;
@@ -21,7 +22,12 @@ use time::OffsetDateTime;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
-use mesh_model::federation::{DEFAULT_DOMAIN, server_sni};
+use mesh_model::federation::{DEFAULT_DOMAIN, GatewayAddr, server_sni};
+use rustls::pki_types::ServerName;
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+
+pub use forward::{ForwardError, forward};
 
 use crate::AppState;
 use crate::connect::CaError;
@@ -84,6 +90,9 @@ pub struct Federation {
     pub(crate) seen: parking_lot::Mutex<BTreeMap<String, i64>>,
     /// In a secondary: the datacenters the primary knows (its last answer).
     pub(crate) from_primary: parking_lot::Mutex<Vec<String>>,
+    /// Other datacenters' mesh gateways that carry servers' traffic: reported by secondaries
+    /// (in the primary), or the primary's map (in a secondary).
+    pub(crate) gateways: parking_lot::Mutex<BTreeMap<String, Vec<GatewayAddr>>>,
     pub(crate) link: parking_lot::Mutex<LinkStatus>,
     /// Where this server's protocol listener is bound (set when it starts).
     bound: parking_lot::Mutex<Option<std::net::SocketAddr>>,
@@ -317,6 +326,107 @@ async fn connection(app: &AppState, stream: tokio::net::TcpStream) -> Result<(),
     let _ = tokio::io::AsyncWriteExt::shutdown(&mut tls).await;
     Ok(())
 }
+
+/// This datacenter's mesh gateways that carry servers' traffic (registered with
+/// `Meta { consul-wan-federation = "1" }`), as other datacenters dial them.
+pub(crate) fn local_gateways(s: &store::State) -> Vec<GatewayAddr> {
+    use mesh_model::catalog::ServiceKind;
+    let mut out = Vec::new();
+    for node in s.nodes("default") {
+        for svc in s.node_services("default", &node.node) {
+            let exposed = svc.kind == ServiceKind::MeshGateway
+                && svc
+                    .meta
+                    .get(mesh_model::federation::WAN_FEDERATION_META)
+                    .is_some_and(|v| v == "1");
+            if exposed && svc.port > 0 {
+                let host = if svc.address.is_empty() {
+                    node.address.clone()
+                } else {
+                    svc.address.clone()
+                };
+                out.push(GatewayAddr {
+                    host,
+                    port: svc.port,
+                });
+            }
+        }
+    }
+    out
+}
+
+/// The mesh gateways through which `dc`'s servers are reached: the configured
+/// `primary_gateways` for a secondary's primary, then what was learned.
+pub(crate) fn route(app: &AppState, dc: &str) -> Vec<GatewayAddr> {
+    let fed = &app.config.federation;
+    let mut out = Vec::new();
+    if dc == fed.primary_datacenter && fed.is_secondary(&app.config.datacenter) {
+        out.extend(fed.primary_gateways.iter().cloned());
+    }
+    if let Some(learned) = app.federation.gateways.lock().get(dc) {
+        for g in learned {
+            if !out.contains(g) {
+                out.push(g.clone());
+            }
+        }
+    }
+    out
+}
+
+/// One request to a server of `dc` through the gateway `gw`: TLS with the SNI
+/// `server.<dc>.consul`, the server's certificate verified by that name against the roots held
+/// (or `ca_file`, plus `extra_roots` just learned), this server's certificate presented when it
+/// has one.
+pub(crate) async fn dial(
+    app: &AppState,
+    dc: &str,
+    gw: &GatewayAddr,
+    extra_roots: &[String],
+    req: &wire::Request,
+    timeout: Duration,
+) -> Result<wire::Answer, String> {
+    let mut roots = peer_roots(app).map_err(|e| e.to_string())?;
+    roots.extend(extra_roots.iter().cloned());
+    if roots.is_empty() {
+        return Err("no roots to verify the other server with (ca_file)".into());
+    }
+    let me = identity(app).ok();
+    let config = tls::client_config(
+        &roots,
+        me.as_ref()
+            .map(|i| (i.chain_pem.as_str(), i.key_pem.as_str())),
+    )
+    .map_err(|e| e.to_string())?;
+    let sni = server_sni(dc, None, DEFAULT_DOMAIN);
+    let name = ServerName::try_from(sni.clone()).map_err(|e| format!("server name {sni}: {e}"))?;
+    let exchange = async {
+        let tcp = tokio::time::timeout(
+            CONNECT_TIMEOUT,
+            TcpStream::connect((gw.host.as_str(), gw.port)),
+        )
+        .await
+        .map_err(|_| "connect timed out".to_owned())?
+        .map_err(|e| format!("connect: {e}"))?;
+        let _ = tcp.set_nodelay(true);
+        let mut conn = TlsConnector::from(config)
+            .connect(name, tcp)
+            .await
+            .map_err(|e| format!("TLS with {sni}: {e}"))?;
+        wire::write_frame(&mut conn, req)
+            .await
+            .map_err(|e| e.to_string())?;
+        let frame = wire::read_frame_up_to(&mut conn, wire::MAX_ANSWER)
+            .await
+            .map_err(|e| e.to_string())?;
+        wire::decode_answer(&frame).map_err(|e| e.to_string())
+    };
+    tokio::time::timeout(timeout, exchange)
+        .await
+        .map_err(|_| format!("no answer within {timeout:?}"))?
+}
+
+/// A connection attempt to a gateway.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Starts the secondary's join-and-follow task when this datacenter is a secondary.
 pub(crate) fn start_secondary(app: &AppState) -> Option<tokio::task::JoinHandle<()>> {

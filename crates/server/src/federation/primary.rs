@@ -44,6 +44,7 @@ pub(crate) fn roots_answer(s: &store::State) -> Roots {
             .collect(),
         intermediate_cert_ttl_secs: ca.config.intermediate_cert_ttl_secs,
         datacenters: Vec::new(),
+        mesh_gateways: std::collections::BTreeMap::new(),
     }
 }
 
@@ -52,7 +53,9 @@ type Refusal = (ErrorCode, String);
 
 pub(crate) async fn answer(app: &AppState, req: Request, peer: &Peer) -> Answer {
     let version = match &req {
-        Request::SignIntermediate { version, .. } | Request::Roots { version, .. } => *version,
+        Request::SignIntermediate { version, .. }
+        | Request::Roots { version, .. }
+        | Request::Forward { version, .. } => *version,
     };
     if version != VERSION {
         return Answer::error(
@@ -61,8 +64,17 @@ pub(crate) async fn answer(app: &AppState, req: Request, peer: &Peer) -> Answer 
         );
     }
     match req {
+        Request::Forward {
+            datacenter,
+            path_and_query,
+            token,
+            ..
+        } => super::forward::answer(app, peer, &datacenter, &path_and_query, token).await,
         Request::Roots {
-            min_index, wait_ms, ..
+            min_index,
+            wait_ms,
+            mesh_gateways,
+            ..
         } => {
             // Roots are public (as `/v1/connect/ca/roots`): a secondary reads them before it
             // joins. Holding a connection open is for servers only.
@@ -83,10 +95,33 @@ pub(crate) async fn answer(app: &AppState, req: Request, peer: &Peer) -> Answer 
                 && *datacenter != app.config.datacenter
             {
                 app.federation.saw(datacenter, now);
+                // The caller's gateways, so that other datacenters (and `?dc=`) reach it.
+                let addrs: Vec<_> = mesh_gateways
+                    .iter()
+                    .filter_map(|g| mesh_model::federation::parse_gateway_addr(g).ok())
+                    .collect();
+                app.federation
+                    .gateways
+                    .lock()
+                    .insert(datacenter.clone(), addrs);
             }
             tracing::debug!(peer = ?peer, "served the roots");
-            let mut roots = app.store.read(roots_answer);
+            let (mut roots, own) = app
+                .store
+                .read(|s| (roots_answer(s), super::local_gateways(s)));
             roots.datacenters = app.federation.datacenters(&app.config.datacenter, now);
+            let mut map: std::collections::BTreeMap<String, Vec<String>> = app
+                .federation
+                .gateways
+                .lock()
+                .iter()
+                .map(|(dc, l)| (dc.clone(), l.iter().map(ToString::to_string).collect()))
+                .collect();
+            map.insert(
+                app.config.datacenter.clone(),
+                own.iter().map(ToString::to_string).collect(),
+            );
+            roots.mesh_gateways = map;
             Answer::Roots(roots)
         }
         Request::SignIntermediate {

@@ -12,25 +12,18 @@
 use std::time::Duration;
 
 use base64::Engine as _;
-use rustls::pki_types::ServerName;
 use time::OffsetDateTime;
-use tokio::net::TcpStream;
-use tokio_rustls::TlsConnector;
 
-use mesh_model::federation::{
-    DEFAULT_DOMAIN, GatewayAddr, HeldIntermediate, IntermediateNeed, intermediate_need, server_sni,
-};
+use mesh_model::federation::{GatewayAddr, HeldIntermediate, IntermediateNeed, intermediate_need};
 use store::Op;
 use store::state::ca::{CaOp, CaRoot};
 
-use super::wire::{self, Answer, Request, Roots, VERSION};
-use super::{identity, peer_roots, tls};
+use super::wire::{Answer, Request, Roots, VERSION};
 use crate::AppState;
 
-/// How long the primary holds a `Roots` request when nothing changes.
-const ROOTS_WAIT: Duration = Duration::from_secs(60);
-/// A connection attempt to a gateway.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long the primary holds a `Roots` request when nothing changes: also how soon a change of
+/// this datacenter's mesh gateways reaches the primary (each request reports them).
+const ROOTS_WAIT: Duration = Duration::from_secs(10);
 /// First retry delay after a failure (doubled up to `primary_gateways_interval`).
 const FIRST_BACKOFF: Duration = Duration::from_millis(250);
 
@@ -106,6 +99,12 @@ async fn step(app: &AppState, gw: &GatewayAddr, follow: &mut Follow) -> Result<(
             version: VERSION,
             min_index: follow.min_index,
             wait_ms: u64::try_from(ROOTS_WAIT.as_millis()).unwrap_or(u64::MAX),
+            mesh_gateways: app
+                .store
+                .read(super::local_gateways)
+                .iter()
+                .map(ToString::to_string)
+                .collect(),
         },
         ROOTS_WAIT + Duration::from_secs(15),
     )
@@ -123,6 +122,7 @@ async fn step(app: &AppState, gw: &GatewayAddr, follow: &mut Follow) -> Result<(
     follow.min_index = roots.index;
     follow.learned = roots.roots.iter().map(|r| r.root_cert.clone()).collect();
     *app.federation.from_primary.lock() = roots.datacenters.clone();
+    learn_gateways(app, &roots);
     let held_root = held.map(|h| h.root_id).unwrap_or_default();
     if roots.active_root_id != held_root {
         tracing::info!(old = %held_root, new = %roots.active_root_id, "the primary's active root changed");
@@ -151,6 +151,22 @@ async fn step(app: &AppState, gw: &GatewayAddr, follow: &mut Follow) -> Result<(
         write_roots(app, &roots, &active).await?;
     }
     Ok(())
+}
+
+/// Keeps the primary's map of mesh gateways (other datacenters'), for `?dc=` forwarding.
+fn learn_gateways(app: &AppState, roots: &Roots) {
+    let mut map = std::collections::BTreeMap::new();
+    for (dc, list) in &roots.mesh_gateways {
+        if *dc == app.config.datacenter {
+            continue;
+        }
+        let addrs: Vec<GatewayAddr> = list
+            .iter()
+            .filter_map(|g| mesh_model::federation::parse_gateway_addr(g).ok())
+            .collect();
+        map.insert(dc.clone(), addrs);
+    }
+    *app.federation.gateways.lock() = map;
 }
 
 /// The intermediate this datacenter holds, if any.
@@ -182,6 +198,7 @@ async fn join(
             version: VERSION,
             min_index: 0,
             wait_ms: 0,
+            mesh_gateways: Vec::new(),
         },
         Duration::from_secs(15),
     )
@@ -286,9 +303,7 @@ fn refused(answer: Answer) -> String {
     }
 }
 
-/// One request to the primary through `gw`: TLS with the SNI `server.<primary>.consul`, the
-/// primary's certificate verified by that name against the roots held (or `ca_file`, or roots
-/// just learned), this server's certificate presented when it has one.
+/// One request to the primary through `gw` (`super::dial`), trusting the roots just learned too.
 async fn call(
     app: &AppState,
     gw: &GatewayAddr,
@@ -297,42 +312,5 @@ async fn call(
     timeout: Duration,
 ) -> Result<Answer, String> {
     let primary = &app.config.federation.primary_datacenter;
-    let mut roots = peer_roots(app).map_err(|e| e.to_string())?;
-    roots.extend(follow.learned.iter().cloned());
-    if roots.is_empty() {
-        return Err("no roots to verify the primary with (ca_file)".into());
-    }
-    let me = identity(app).ok();
-    let config = tls::client_config(
-        &roots,
-        me.as_ref()
-            .map(|i| (i.chain_pem.as_str(), i.key_pem.as_str())),
-    )
-    .map_err(|e| e.to_string())?;
-    let sni = server_sni(primary, None, DEFAULT_DOMAIN);
-    let name = ServerName::try_from(sni.clone()).map_err(|e| format!("server name {sni}: {e}"))?;
-    let exchange = async {
-        let tcp = tokio::time::timeout(
-            CONNECT_TIMEOUT,
-            TcpStream::connect((gw.host.as_str(), gw.port)),
-        )
-        .await
-        .map_err(|_| "connect timed out".to_owned())?
-        .map_err(|e| format!("connect: {e}"))?;
-        let _ = tcp.set_nodelay(true);
-        let mut conn = TlsConnector::from(config)
-            .connect(name, tcp)
-            .await
-            .map_err(|e| format!("TLS with {sni}: {e}"))?;
-        wire::write_frame(&mut conn, req)
-            .await
-            .map_err(|e| e.to_string())?;
-        let frame = wire::read_frame(&mut conn)
-            .await
-            .map_err(|e| e.to_string())?;
-        wire::decode_answer(&frame).map_err(|e| e.to_string())
-    };
-    tokio::time::timeout(timeout, exchange)
-        .await
-        .map_err(|_| format!("no answer within {timeout:?}"))?
+    super::dial(app, primary, gw, &follow.learned, req, timeout).await
 }

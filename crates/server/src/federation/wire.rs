@@ -6,9 +6,12 @@
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
 
-/// Largest frame either side accepts: roots and an intermediate are a few KiB; a bigger frame is
-/// a peer that is not speaking this protocol.
+/// Largest request frame a server accepts: roots and an intermediate are a few KiB; a bigger
+/// frame is a peer that is not speaking this protocol.
 pub const MAX_FRAME: usize = 1 << 20;
+
+/// Largest answer a caller accepts: a forwarded read of a big catalog.
+pub const MAX_ANSWER: usize = 16 << 20;
 
 /// The protocol version both sides speak; a request names it so a later version can refuse an
 /// old peer by name instead of misreading it.
@@ -44,6 +47,28 @@ pub enum Request {
         min_index: u64,
         #[serde(rename = "WaitMs")]
         wait_ms: u64,
+        /// The caller's own datacenter's mesh gateways that carry servers' traffic
+        /// (`HOST:PORT`), so the primary and the other datacenters can reach it.
+        #[serde(
+            rename = "MeshGateways",
+            default,
+            skip_serializing_if = "Vec::is_empty"
+        )]
+        mesh_gateways: Vec<String>,
+    },
+    /// An HTTP API read (`GET`) of the answering datacenter, on behalf of a client of the
+    /// caller's (`?dc=`); blocking when the query has `index`. Needs a server certificate.
+    Forward {
+        #[serde(rename = "Version")]
+        version: u32,
+        /// The datacenter the caller means: the answering server checks it is its own.
+        #[serde(rename = "Datacenter")]
+        datacenter: String,
+        /// Path and query string, without `dc`.
+        #[serde(rename = "PathAndQuery")]
+        path_and_query: String,
+        #[serde(rename = "Token", default, skip_serializing_if = "Option::is_none")]
+        token: Option<String>,
     },
 }
 
@@ -95,6 +120,22 @@ pub struct Roots {
     /// The datacenters the answering server knows, its own first (`/v1/catalog/datacenters`).
     #[serde(rename = "Datacenters", default)]
     pub datacenters: Vec<String>,
+    /// Each known datacenter's mesh gateways that carry servers' traffic (`HOST:PORT`).
+    #[serde(rename = "MeshGateways", default)]
+    pub mesh_gateways: std::collections::BTreeMap<String, Vec<String>>,
+}
+
+/// An HTTP answer of another datacenter, as its API gave it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpAnswer {
+    #[serde(rename = "Status")]
+    pub status: u16,
+    /// The `X-Consul-*` and `Content-Type` headers.
+    #[serde(rename = "Headers")]
+    pub headers: Vec<(String, String)>,
+    #[serde(rename = "Body")]
+    pub body: String,
 }
 
 /// A signed intermediate and the roots it chains to.
@@ -118,6 +159,7 @@ pub struct Intermediate {
 pub enum Answer {
     Roots(Roots),
     Intermediate(Intermediate),
+    Http(HttpAnswer),
     Error(ErrorAnswer),
 }
 
@@ -155,7 +197,7 @@ impl Answer {
 /// Why a frame could not be read or written.
 #[derive(Debug, thiserror::Error)]
 pub enum WireError {
-    #[error("frame of {0} bytes is over the limit of {MAX_FRAME}")]
+    #[error("frame of {0} bytes is over the limit")]
     TooLarge(usize),
     #[error("connection: {0}")]
     Io(#[from] std::io::Error),
@@ -184,8 +226,19 @@ pub fn decode_answer(bytes: &[u8]) -> Result<Answer, WireError> {
 /// # Errors
 /// The connection fails or the frame is over [`MAX_FRAME`].
 pub async fn read_frame(r: &mut (impl AsyncRead + Unpin)) -> Result<Vec<u8>, WireError> {
+    read_frame_up_to(r, MAX_FRAME).await
+}
+
+/// Reads one frame's payload of at most `max` bytes.
+///
+/// # Errors
+/// The connection fails or the frame is over `max`.
+pub async fn read_frame_up_to(
+    r: &mut (impl AsyncRead + Unpin),
+    max: usize,
+) -> Result<Vec<u8>, WireError> {
     let len = r.read_u32().await? as usize;
-    if len > MAX_FRAME {
+    if len > max {
         return Err(WireError::TooLarge(len));
     }
     let mut buf = vec![0; len];
@@ -202,7 +255,7 @@ pub async fn write_frame(
     value: &impl Serialize,
 ) -> Result<(), WireError> {
     let bytes = serde_json::to_vec(value)?;
-    if bytes.len() > MAX_FRAME {
+    if bytes.len() > MAX_ANSWER {
         return Err(WireError::TooLarge(bytes.len()));
     }
     let len = u32::try_from(bytes.len()).map_err(|_| WireError::TooLarge(bytes.len()))?;
@@ -223,6 +276,7 @@ mod tests {
             version: VERSION,
             min_index: 7,
             wait_ms: 1000,
+            mesh_gateways: vec![],
         };
         let text = serde_json::to_string(&r).unwrap();
         assert_eq!(
@@ -252,6 +306,7 @@ mod tests {
             version: 1,
             min_index: 0,
             wait_ms: 0,
+            mesh_gateways: vec![],
         };
         write_frame(&mut a, &r).await.unwrap();
         let got = decode_request(&read_frame(&mut b).await.unwrap()).unwrap();
