@@ -114,6 +114,14 @@ pub(crate) async fn answer(
     if !path_and_query.starts_with("/v1/") {
         return Answer::error(ErrorCode::BadRequest, "Forward carries /v1/ API paths only");
     }
+    // A forwarded read is answered here, never forwarded on (no loops between datacenters).
+    let query = path_and_query.split_once('?').map_or("", |(_, q)| q);
+    if query.split('&').any(|p| p.starts_with("dc=")) {
+        return Answer::error(
+            ErrorCode::BadRequest,
+            "a forwarded read carries no dc parameter",
+        );
+    }
     let mut builder = HttpRequest::builder()
         .method(Method::GET)
         .uri(path_and_query);
