@@ -113,9 +113,10 @@ def test_reads_with_dc_reach_the_other_datacenter(two_dcs):
     assert sorted(n["ServiceID"] for n in nodes) == ["api-1", "api-2"]
     assert got["took"] < 15
     # Config entries and intentions of dc2, read from dc1.
+    # (written in dc2, it goes to the primary and is replicated back to dc2)
     assert c2.config.set("service-defaults", "api", {"Protocol": "http"})
-    entry = c1.config.get("service-defaults", "api", dc="dc2")
-    assert entry["Protocol"] == "http"
+    _wait("dc2's replicated entry, read from dc1",
+          lambda: c1.config.get("service-defaults", "api", dc="dc2")["Protocol"] == "http")
     # A datacenter with no path: Consul's 500 and text.
     with pytest.raises(consul.exceptions.ConsulException) as e:
         c1.catalog.services(dc="dc9")

@@ -446,6 +446,14 @@ fn reads_with_dc_are_answered_by_the_other_datacenter_through_the_gateways() {
         "/v1/agent/service/register",
         &json!({"Name": "api", "Port": 9000, "Tags": ["v2"]}),
     );
+    // Config entries are the primary's, replicated: written in dc2 once it has joined (the
+    // write goes to dc1), read in dc2 from dc1 with ?dc=dc2 once replicated back.
+    wait_until(60, "dc2 to join", || {
+        !get_json(&dc2.http, "/v1/agent/connect/ca/roots")["Roots"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    });
     put(
         &dc2.http,
         "/v1/config",
@@ -477,13 +485,14 @@ fn reads_with_dc_are_answered_by_the_other_datacenter_through_the_gateways() {
     assert_eq!(status, 200, "{body}");
     let rows: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(rows[0]["Node"]["Datacenter"], "dc2", "{body}");
-    let (status, _, body) = get_indexed(
-        &dc1.http,
-        "/v1/config/service-defaults/api?dc=dc2",
-        Duration::from_secs(20),
-    );
-    assert_eq!(status, 200, "{body}");
-    assert!(body.contains("\"http\""), "{body}");
+    wait_until(30, "dc2's replicated entry, read from dc1", || {
+        let (status, _, body) = get_indexed(
+            &dc1.http,
+            "/v1/config/service-defaults/api?dc=dc2",
+            Duration::from_secs(20),
+        );
+        status == 200 && body.contains("\"http\"")
+    });
     // The other datacenter's own errors come back as it gave them.
     let (status, _, _) = get_indexed(
         &dc1.http,
@@ -542,6 +551,130 @@ fn reads_with_dc_are_answered_by_the_other_datacenter_through_the_gateways() {
         .send(json!({"Kind": "service-defaults", "Name": "x"}).to_string())
         .unwrap();
     assert_eq!(r.status().as_u16(), 400);
+}
+
+#[test]
+fn config_entries_and_intentions_replicate_from_the_primary_and_writes_go_there() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let dc1_port = free_port();
+    let dc1 = primary(d, dc1_port);
+    let ca_file = roots_file(d, &dc1.http);
+    let dc2 = secondary(d, "dc2", &ca_file, &[format!("127.0.0.1:{dc1_port}")]);
+    put(
+        &dc1.http,
+        "/v1/config",
+        &json!({"Kind": "service-defaults", "Name": "web", "Protocol": "http"}),
+    );
+    put(
+        &dc1.http,
+        "/v1/config",
+        &json!({"Kind": "service-defaults", "Name": "admin", "Protocol": "http"}),
+    );
+    put(
+        &dc1.http,
+        "/v1/config",
+        &json!({"Kind": "service-router", "Name": "web", "Routes": [
+            {"Match": {"HTTP": {"PathPrefix": "/admin"}}, "Destination": {"Service": "admin"}}]}),
+    );
+    put(
+        &dc1.http,
+        "/v1/connect/intentions/exact?source=a&destination=web",
+        &json!({"Action": "deny"}),
+    );
+    wait_until(30, "dc2 to hold dc1's entries and intention", || {
+        get(&format!("http://{}/v1/config/service-router/web", dc2.http)).0 == 200
+            && get(&format!(
+                "http://{}/v1/connect/intentions/exact?source=a&destination=web",
+                dc2.http
+            ))
+            .1
+            .contains("deny")
+    });
+    // A write in dc2 goes to dc1, then comes back by replication.
+    put(
+        &dc2.http,
+        "/v1/config",
+        &json!({"Kind": "service-defaults", "Name": "api", "Protocol": "grpc"}),
+    );
+    assert_eq!(
+        get_json(&dc1.http, "/v1/config/service-defaults/api")["Protocol"],
+        "grpc",
+        "written in the primary"
+    );
+    wait_until(30, "the dc2 write to replicate back", || {
+        get(&format!(
+            "http://{}/v1/config/service-defaults/api",
+            dc2.http
+        ))
+        .0 == 200
+    });
+    put(
+        &dc2.http,
+        "/v1/connect/intentions/exact?source=b&destination=web",
+        &json!({"Action": "allow"}),
+    );
+    assert!(
+        get(&format!(
+            "http://{}/v1/connect/intentions/exact?source=b&destination=web",
+            dc1.http
+        ))
+        .1
+        .contains("allow")
+    );
+    // A delete in dc1 reaches dc2.
+    common::mesh::delete(&dc1.http, "/v1/config/service-router/web");
+    wait_until(30, "the delete to replicate", || {
+        get(&format!("http://{}/v1/config/service-router/web", dc2.http)).0 == 404
+    });
+    let status = get_json(&dc2.http, "/v1/internal/federation/status");
+    assert_eq!(status["Secondary"], true, "{status}");
+    assert!(
+        status["ConfigEntryReplication"]["ReplicatedIndex"]
+            .as_u64()
+            .unwrap()
+            > 0
+    );
+    assert!(
+        status["ConfigEntryReplication"]["LastError"].is_null(),
+        "{status}"
+    );
+    assert!(
+        status["ConfigEntryReplication"]["LagSeconds"]
+            .as_i64()
+            .unwrap()
+            <= 31
+    );
+
+    // dc1 gone: dc2 keeps serving what it replicated, says what fails and how old its copy is;
+    // a write there cannot reach the primary and says so.
+    drop(dc1);
+    wait_until(30, "the replication error", || {
+        !get_json(&dc2.http, "/v1/internal/federation/status")["ConfigEntryReplication"]
+            ["LastError"]
+            .is_null()
+    });
+    assert_eq!(
+        get_json(&dc2.http, "/v1/config/service-defaults/web")["Protocol"],
+        "http"
+    );
+    let (status, body) = {
+        let agent = ureq::Agent::new_with_config(
+            ureq::Agent::config_builder()
+                .http_status_as_error(false)
+                .build(),
+        );
+        let mut r = agent
+            .put(&format!("http://{}/v1/config", dc2.http))
+            .send(json!({"Kind": "service-defaults", "Name": "x"}).to_string())
+            .unwrap();
+        (
+            r.status().as_u16(),
+            r.body_mut().read_to_string().unwrap_or_default(),
+        )
+    };
+    assert_eq!(status, 500, "{body}");
+    assert!(body.contains("cannot reach datacenter dc1"), "{body}");
 }
 
 #[test]

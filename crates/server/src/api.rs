@@ -148,6 +148,14 @@ pub(crate) fn router(app: AppState) -> Router {
             "/v1/internal/acl/authorize",
             axum::routing::post(ui::authorize),
         )
+        .route(
+            "/v1/internal/federation/status",
+            get(
+                |axum::extract::State(app): axum::extract::State<AppState>| async move {
+                    axum::Json(crate::federation::status_json(&app))
+                },
+            ),
+        )
         // status
         .route("/v1/status/leader", get(status::leader))
         .route("/v1/status/peers", get(status::peers))
@@ -186,6 +194,16 @@ async fn check_datacenter(
             .map(str::to_owned)
     });
     let Some(dc) = other else {
+        // A secondary's config-entry and intention writes go to the primary, which replicates
+        // them back (Consul forwards `ConfigEntry.Apply` and `Intention.Apply` the same way).
+        let fed = &app.config.federation;
+        if fed.wan_federation
+            && fed.is_secondary(&app.config.datacenter)
+            && req.method() != Method::GET
+            && crate::federation::is_replicated_write_path(req.uri().path())
+        {
+            return to_primary(&app, req).await;
+        }
         return next.run(req).await;
     };
     if req.method() != Method::GET {
@@ -205,22 +223,56 @@ async fn check_datacenter(
     };
     let token = crate::authz::token_of(req.headers(), &crate::query::Query::default());
     match crate::federation::forward(&app, &dc, &path_and_query, token).await {
-        Ok(a) => {
-            let mut resp = axum::response::Response::new(axum::body::Body::from(a.body));
-            *resp.status_mut() = axum::http::StatusCode::from_u16(a.status)
-                .unwrap_or(axum::http::StatusCode::INTERNAL_SERVER_ERROR);
-            for (k, v) in a.headers {
-                if let (Ok(k), Ok(v)) = (
-                    axum::http::HeaderName::try_from(k),
-                    axum::http::HeaderValue::try_from(v),
-                ) {
-                    resp.headers_mut().insert(k, v);
-                }
-            }
-            resp
-        }
+        Ok(a) => http_answer(a),
         Err(e) => ApiError::internal(e.to_string()).into_response(),
     }
+}
+
+/// Sends a secondary's write to its primary and answers what the primary answered.
+async fn to_primary(app: &AppState, req: axum::extract::Request) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let method = req.method().as_str().to_owned();
+    let path_and_query = req
+        .uri()
+        .path_and_query()
+        .map_or_else(|| req.uri().path().to_owned(), |p| p.as_str().to_owned());
+    let token = crate::authz::token_of(req.headers(), &crate::query::Query::default());
+    let body = match axum::body::to_bytes(req.into_body(), MAX_BODY).await {
+        Ok(b) => String::from_utf8_lossy(&b).into_owned(),
+        Err(e) => {
+            return ApiError::bad_request(format!("cannot read the body: {e}")).into_response();
+        }
+    };
+    let primary = app.config.federation.primary_datacenter.clone();
+    match crate::federation::forward_request(
+        app,
+        &primary,
+        &method,
+        &path_and_query,
+        Some(body),
+        token,
+    )
+    .await
+    {
+        Ok(a) => http_answer(a),
+        Err(e) => ApiError::internal(e.to_string()).into_response(),
+    }
+}
+
+/// An answer of another datacenter as this server's answer.
+fn http_answer(a: crate::federation::wire::HttpAnswer) -> axum::response::Response {
+    let mut resp = axum::response::Response::new(axum::body::Body::from(a.body));
+    *resp.status_mut() = axum::http::StatusCode::from_u16(a.status)
+        .unwrap_or(axum::http::StatusCode::INTERNAL_SERVER_ERROR);
+    for (k, v) in a.headers {
+        if let (Ok(k), Ok(v)) = (
+            axum::http::HeaderName::try_from(k),
+            axum::http::HeaderValue::try_from(v),
+        ) {
+            resp.headers_mut().insert(k, v);
+        }
+    }
+    resp
 }
 
 async fn not_found(method: Method, uri: Uri) -> ApiError {

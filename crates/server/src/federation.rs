@@ -10,6 +10,7 @@
 
 mod forward;
 mod primary;
+mod replicate;
 mod secondary;
 pub mod tls;
 pub mod wire;
@@ -27,7 +28,7 @@ use rustls::pki_types::ServerName;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
-pub use forward::{ForwardError, forward};
+pub use forward::{ForwardError, forward, forward_request, is_replicated_write_path};
 
 use crate::AppState;
 use crate::connect::CaError;
@@ -93,6 +94,8 @@ pub struct Federation {
     /// Other datacenters' mesh gateways that carry servers' traffic: reported by secondaries
     /// (in the primary), or the primary's map (in a secondary).
     pub(crate) gateways: parking_lot::Mutex<BTreeMap<String, Vec<GatewayAddr>>>,
+    /// In a secondary: config-entry replication from the primary.
+    pub(crate) replication: parking_lot::Mutex<replicate::ReplicationStatus>,
     pub(crate) link: parking_lot::Mutex<LinkStatus>,
     /// Where this server's protocol listener is bound (set when it starts).
     bound: parking_lot::Mutex<Option<std::net::SocketAddr>>,
@@ -428,9 +431,42 @@ pub(crate) async fn dial(
 /// A connection attempt to a gateway.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Starts the secondary's join-and-follow task when this datacenter is a secondary.
-pub(crate) fn start_secondary(app: &AppState) -> Option<tokio::task::JoinHandle<()>> {
+/// Starts a secondary's tasks: join and follow the primary's roots, replicate its config
+/// entries. None in a primary.
+pub(crate) fn start_secondary(app: &AppState) -> Vec<tokio::task::JoinHandle<()>> {
     let f = &app.config.federation;
-    (f.wan_federation && f.is_secondary(&app.config.datacenter))
-        .then(|| tokio::spawn(secondary::run(app.clone())))
+    if !(f.wan_federation && f.is_secondary(&app.config.datacenter)) {
+        return Vec::new();
+    }
+    vec![
+        tokio::spawn(secondary::run(app.clone())),
+        tokio::spawn(replicate::run(app.clone())),
+    ]
+}
+
+/// `GET /v1/internal/federation/status` (ours; Consul has no such endpoint for config entries):
+/// this datacenter's place, its link to the primary, and the replication lag in seconds since
+/// the last successful exchange.
+pub fn status_json(app: &AppState) -> serde_json::Value {
+    let now = OffsetDateTime::now_utc().unix_timestamp();
+    let f = &app.config.federation;
+    let link = app.federation.link();
+    let repl = app.federation.replication.lock().clone();
+    let secondary = f.is_secondary(&app.config.datacenter);
+    serde_json::json!({
+        "Datacenter": app.config.datacenter,
+        "PrimaryDatacenter": f.primary_datacenter,
+        "Secondary": secondary,
+        "Datacenters": app.federation.datacenters(&app.config.datacenter, now),
+        "Primary": if secondary { serde_json::json!({
+            "LastContactUnix": link.last_contact_unix,
+            "LastError": link.last_error,
+        }) } else { serde_json::Value::Null },
+        "ConfigEntryReplication": if secondary { serde_json::json!({
+            "ReplicatedIndex": repl.replicated_index,
+            "LastSuccessUnix": repl.last_success_unix,
+            "LagSeconds": repl.last_success_unix.map(|t| now - t),
+            "LastError": repl.last_error,
+        }) } else { serde_json::Value::Null },
+    })
 }

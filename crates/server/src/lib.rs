@@ -145,7 +145,7 @@ pub async fn serve_federated(
     });
     let server_task =
         server.map(|l| tokio::spawn(federation::serve(app.clone(), l, stop_rx.clone())));
-    let secondary_task = federation::start_secondary(&app);
+    let secondary_tasks = federation::start_secondary(&app);
     let router = api::router(app);
     let http_rx = stop_rx.clone();
     let signal = tokio::spawn(async move {
@@ -167,7 +167,7 @@ pub async fn serve_federated(
     if let Some(t) = server_task {
         t.abort();
     }
-    if let Some(t) = secondary_task {
+    for t in secondary_tasks {
         t.abort();
     }
     ttl_task.abort();

@@ -48,6 +48,16 @@ fn wait_of(query: &str) -> Duration {
     if blocking { wait } else { Duration::ZERO }
 }
 
+/// The writes a secondary sends to its primary, as Consul forwards `ConfigEntry.Apply` and
+/// `Intention.Apply`: config entries and intentions, which the primary replicates back.
+pub fn is_replicated_write_path(path_and_query: &str) -> bool {
+    let path = path_and_query.split('?').next().unwrap_or("");
+    path == "/v1/config"
+        || path.starts_with("/v1/config/")
+        || path == "/v1/connect/intentions"
+        || path.starts_with("/v1/connect/intentions/")
+}
+
 /// Sends a read of `path_and_query` (no `dc`) to `dc` and returns its answer.
 ///
 /// # Errors
@@ -58,6 +68,21 @@ pub async fn forward(
     path_and_query: &str,
     token: Option<String>,
 ) -> Result<HttpAnswer, ForwardError> {
+    forward_request(app, dc, "GET", path_and_query, None, token).await
+}
+
+/// Sends a request (a read, or a config-entry or intention write to the primary) to `dc`.
+///
+/// # Errors
+/// As [`forward`].
+pub async fn forward_request(
+    app: &AppState,
+    dc: &str,
+    method: &str,
+    path_and_query: &str,
+    body: Option<String>,
+    token: Option<String>,
+) -> Result<HttpAnswer, ForwardError> {
     let gateways = super::route(app, dc);
     if gateways.is_empty() {
         return Err(ForwardError::NoPath);
@@ -66,6 +91,8 @@ pub async fn forward(
     let timeout = wait_of(query) + SLACK;
     let req = Request::Forward {
         version: VERSION,
+        method: method.to_owned(),
+        body,
         datacenter: dc.to_owned(),
         path_and_query: path_and_query.to_owned(),
         token,
@@ -93,7 +120,9 @@ pub(crate) async fn answer(
     app: &AppState,
     peer: &Peer,
     dc: &str,
+    method: &str,
     path_and_query: &str,
+    body: Option<String>,
     token: Option<String>,
 ) -> Answer {
     if !matches!(peer, Peer::Server { .. }) {
@@ -122,13 +151,35 @@ pub(crate) async fn answer(
             "a forwarded read carries no dc parameter",
         );
     }
-    let mut builder = HttpRequest::builder()
-        .method(Method::GET)
-        .uri(path_and_query);
+    let method = match method {
+        "GET" => Method::GET,
+        "PUT" | "POST" | "DELETE" if is_replicated_write_path(path_and_query) => {
+            let fed = &app.config.federation;
+            if fed.is_secondary(&app.config.datacenter) {
+                return Answer::error(
+                    ErrorCode::Unavailable,
+                    format!(
+                        "config entries and intentions are written in the primary ({}), not here",
+                        fed.primary_datacenter
+                    ),
+                );
+            }
+            Method::from_bytes(method.as_bytes()).unwrap_or(Method::PUT)
+        }
+        other => {
+            return Answer::error(
+                ErrorCode::BadRequest,
+                format!(
+                    "Forward carries reads, and writes of config entries and intentions only, not {other} {path_and_query}"
+                ),
+            );
+        }
+    };
+    let mut builder = HttpRequest::builder().method(method).uri(path_and_query);
     if let Some(t) = &token {
         builder = builder.header("X-Consul-Token", t);
     }
-    let req = match builder.body(Body::empty()) {
+    let req = match builder.body(body.map_or_else(Body::empty, Body::from)) {
         Ok(r) => r,
         Err(e) => return Answer::error(ErrorCode::BadRequest, format!("bad request line: {e}")),
     };
@@ -159,6 +210,27 @@ pub(crate) async fn answer(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_writes_a_secondary_sends_to_its_primary() {
+        for yes in [
+            "/v1/config",
+            "/v1/config?cas=3",
+            "/v1/config/service-defaults/web",
+            "/v1/connect/intentions/exact?source=a&destination=b",
+            "/v1/connect/intentions",
+        ] {
+            assert!(is_replicated_write_path(yes), "{yes}");
+        }
+        for no in [
+            "/v1/kv/x",
+            "/v1/catalog/register",
+            "/v1/configs",
+            "/v1/connect/ca/configuration",
+        ] {
+            assert!(!is_replicated_write_path(no), "{no}");
+        }
+    }
 
     #[test]
     fn a_blocking_query_waits_as_long_as_it_asks() {

@@ -55,6 +55,7 @@ pub(crate) async fn answer(app: &AppState, req: Request, peer: &Peer) -> Answer 
     let version = match &req {
         Request::SignIntermediate { version, .. }
         | Request::Roots { version, .. }
+        | Request::ConfigEntries { version, .. }
         | Request::Forward { version, .. } => *version,
     };
     if version != VERSION {
@@ -66,10 +67,45 @@ pub(crate) async fn answer(app: &AppState, req: Request, peer: &Peer) -> Answer 
     match req {
         Request::Forward {
             datacenter,
+            method,
             path_and_query,
+            body,
             token,
             ..
-        } => super::forward::answer(app, peer, &datacenter, &path_and_query, token).await,
+        } => {
+            super::forward::answer(
+                app,
+                peer,
+                &datacenter,
+                &method,
+                &path_and_query,
+                body,
+                token,
+            )
+            .await
+        }
+        Request::ConfigEntries {
+            min_index, wait_ms, ..
+        } => {
+            if !matches!(peer, Peer::Server { .. }) {
+                return Answer::error(
+                    ErrorCode::PermissionDenied,
+                    "ConfigEntries needs a server certificate of this trust domain",
+                );
+            }
+            let keys: Vec<WatchKey> = mesh_model::config_entry::Kind::ALL
+                .iter()
+                .map(|k| WatchKey::ConfigKind(*k))
+                .collect();
+            if min_index > 0 {
+                let wait = Duration::from_millis(wait_ms).min(MAX_WAIT);
+                app.store.wait_for_change(&keys, min_index, wait).await;
+            }
+            Answer::ConfigEntries(app.store.read(|s| super::wire::ConfigEntries {
+                index: s.index_of(&keys),
+                entries: s.config_entries().iter().map(|e| e.to_json()).collect(),
+            }))
+        }
         Request::Roots {
             min_index,
             wait_ms,

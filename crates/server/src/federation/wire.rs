@@ -56,11 +56,28 @@ pub enum Request {
         )]
         mesh_gateways: Vec<String>,
     },
-    /// An HTTP API read (`GET`) of the answering datacenter, on behalf of a client of the
-    /// caller's (`?dc=`); blocking when the query has `index`. Needs a server certificate.
+    /// Every config entry of the primary (intentions included), answered when their index
+    /// passes `MinIndex` or after `WaitMs`: what a secondary replicates. Needs a server
+    /// certificate.
+    ConfigEntries {
+        #[serde(rename = "Version")]
+        version: u32,
+        #[serde(rename = "MinIndex")]
+        min_index: u64,
+        #[serde(rename = "WaitMs")]
+        wait_ms: u64,
+    },
+    /// An HTTP API request of the answering datacenter, on behalf of a client of the caller's:
+    /// a read with `?dc=` (blocking when the query has `index`), or a secondary's config-entry
+    /// or intention write sent to the primary. Needs a server certificate.
     Forward {
         #[serde(rename = "Version")]
         version: u32,
+        /// `GET` (default), or `PUT`/`DELETE`/`POST` for a write to the primary.
+        #[serde(rename = "Method", default = "get_method")]
+        method: String,
+        #[serde(rename = "Body", default, skip_serializing_if = "Option::is_none")]
+        body: Option<String>,
         /// The datacenter the caller means: the answering server checks it is its own.
         #[serde(rename = "Datacenter")]
         datacenter: String,
@@ -70,6 +87,10 @@ pub enum Request {
         #[serde(rename = "Token", default, skip_serializing_if = "Option::is_none")]
         token: Option<String>,
     },
+}
+
+fn get_method() -> String {
+    "GET".to_owned()
 }
 
 /// One of the primary's roots, as a secondary stores it (never with a key).
@@ -125,6 +146,16 @@ pub struct Roots {
     pub mesh_gateways: std::collections::BTreeMap<String, Vec<String>>,
 }
 
+/// The primary's config entries at an index, in Consul's JSON (`ConfigEntry::to_json`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigEntries {
+    #[serde(rename = "Index")]
+    pub index: u64,
+    #[serde(rename = "Entries")]
+    pub entries: Vec<serde_json::Value>,
+}
+
 /// An HTTP answer of another datacenter, as its API gave it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -160,6 +191,7 @@ pub enum Answer {
     Roots(Roots),
     Intermediate(Intermediate),
     Http(HttpAnswer),
+    ConfigEntries(ConfigEntries),
     Error(ErrorAnswer),
 }
 
