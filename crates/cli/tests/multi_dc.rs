@@ -594,7 +594,7 @@ fn config_entries_and_intentions_replicate_from_the_primary_and_writes_go_there(
     // A write in dc2 goes to dc1, then comes back by replication.
     put(
         &dc2.http,
-        "/v1/config",
+        "/v1/config?dc=dc2",
         &json!({"Kind": "service-defaults", "Name": "api", "Protocol": "grpc"}),
     );
     assert_eq!(

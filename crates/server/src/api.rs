@@ -232,10 +232,19 @@ async fn check_datacenter(
 async fn to_primary(app: &AppState, req: axum::extract::Request) -> axum::response::Response {
     use axum::response::IntoResponse;
     let method = req.method().as_str().to_owned();
-    let path_and_query = req
+    // `dc` names this (secondary) datacenter here; the primary must not read it as another.
+    let rest: Vec<&str> = req
         .uri()
-        .path_and_query()
-        .map_or_else(|| req.uri().path().to_owned(), |p| p.as_str().to_owned());
+        .query()
+        .unwrap_or("")
+        .split('&')
+        .filter(|p| !p.starts_with("dc=") && !p.is_empty())
+        .collect();
+    let path_and_query = if rest.is_empty() {
+        req.uri().path().to_owned()
+    } else {
+        format!("{}?{}", req.uri().path(), rest.join("&"))
+    };
     let token = crate::authz::token_of(req.headers(), &crate::query::Query::default());
     let body = match axum::body::to_bytes(req.into_body(), MAX_BODY).await {
         Ok(b) => String::from_utf8_lossy(&b).into_owned(),
