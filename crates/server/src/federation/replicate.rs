@@ -101,8 +101,9 @@ pub(crate) async fn run(app: AppState) {
 }
 
 async fn step(app: &AppState, min_index: &mut u64) -> Result<(), String> {
-    // Only a joined secondary has the certificate the primary asks for.
-    if app.store.read(|s| s.ca().cluster_id.is_empty()) {
+    // Only a joined secondary has the certificate the primary asks for; with several replicas
+    // on one etcd store, only the elected one replicates.
+    if app.store.read(|s| s.ca().cluster_id.is_empty()) || !*app.store.leadership().borrow() {
         tokio::time::sleep(Duration::from_millis(200)).await;
         return Ok(());
     }

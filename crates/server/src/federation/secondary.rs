@@ -41,6 +41,12 @@ pub(crate) async fn run(app: AppState) {
         let mut backoff = FIRST_BACKOFF;
         let mut follow = Follow::default();
         loop {
+            // With several replicas on one etcd store, the elected one joins and follows
+            // (always this process with the embedded store).
+            if !*app.store.leadership().borrow() {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
             let Some(gw) = gateways.get(next % gateways.len().max(1)) else {
                 tracing::error!("no primary_gateways to reach the primary through");
                 return;
