@@ -115,6 +115,68 @@ pub fn cert_validity(pem: &str) -> Result<(OffsetDateTime, OffsetDateTime), DerE
     Ok((der_time(t1, c1)?, der_time(t2, c2)?))
 }
 
+const OID: u8 = 0x06;
+const OCTET_STRING: u8 = 0x04;
+const BOOLEAN: u8 = 0x01;
+/// `[3] EXPLICIT Extensions`.
+const EXTENSIONS: u8 = 0xa3;
+/// `uniformResourceIdentifier [6] IA5String` of a GeneralName.
+const URI_NAME: u8 = 0x86;
+/// id-ce-subjectAltName, 2.5.29.17.
+const SUBJECT_ALT_NAME: &[u8] = &[0x55, 0x1d, 0x11];
+
+/// The URI SANs of a DER certificate, in order: a peer's SPIFFE identity (webpki checks chains
+/// and DNS names but does not expose URIs). A peer's certificate is outside input: anything this
+/// walker does not follow is an error, never a panic.
+///
+/// # Errors
+/// Any structure it cannot follow.
+pub fn uri_sans(der: &[u8]) -> Result<Vec<String>, DerError> {
+    let bad = DerError::Malformed;
+    let (cert, _) = expect(der, SEQUENCE)?;
+    let (tbs, _) = expect(cert, SEQUENCE)?;
+    let mut rest = tbs;
+    if rest.first() == Some(&EXPLICIT_0) {
+        rest = tlv(rest)?.2;
+    }
+    // serialNumber, signature, issuer, validity, subject, subjectPublicKeyInfo
+    for _ in 0..6 {
+        rest = tlv(rest)?.2;
+    }
+    while !rest.is_empty() {
+        let (tag, content, tail) = tlv(rest)?;
+        rest = tail;
+        if tag != EXTENSIONS {
+            continue;
+        }
+        let (mut list, _) = expect(content, SEQUENCE)?;
+        while !list.is_empty() {
+            let (ext, tail) = expect(list, SEQUENCE)?;
+            list = tail;
+            let (oid, mut body) = expect(ext, OID)?;
+            if oid != SUBJECT_ALT_NAME {
+                continue;
+            }
+            if body.first() == Some(&BOOLEAN) {
+                body = tlv(body)?.2;
+            }
+            let (value, _) = expect(body, OCTET_STRING)?;
+            let (mut names, _) = expect(value, SEQUENCE)?;
+            let mut uris = Vec::new();
+            while !names.is_empty() {
+                let (tag, content, tail) = tlv(names)?;
+                names = tail;
+                if tag == URI_NAME {
+                    let uri = std::str::from_utf8(content).map_err(|_| bad("URI SAN"))?;
+                    uris.push(uri.to_owned());
+                }
+            }
+            return Ok(uris);
+        }
+    }
+    Ok(Vec::new())
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -126,6 +188,8 @@ mod tests {
         let junk = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----";
         assert!(cert_validity(junk).is_err());
         assert!(der_time(UTC_TIME, b"991332000000Z").is_err());
+        assert!(uri_sans(&[0x30, 0x84, 0xff, 0xff, 0xff, 0xff]).is_err());
+        assert!(uri_sans(&[]).is_err());
         assert_eq!(der_time(UTC_TIME, b"491231235959Z").unwrap().year(), 2049);
         assert_eq!(
             der_time(GENERALIZED_TIME, b"20500101000000Z")

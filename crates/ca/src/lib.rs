@@ -13,10 +13,11 @@
 
 pub mod config;
 mod der;
+pub mod federation;
 mod sign;
 
 pub use config::{CaConfig, ConfigError, ConfigRequest, format_duration, parse_config_request};
-pub use der::{DerError, cert_validity};
+pub use der::{DerError, cert_validity, uri_sans};
 pub use sign::{
     CaError, GeneratedRoot, IssuedLeaf, LEAF_BACKDATE, ROOT_NAME, SigningRoot, colon_hex,
     generate_root, serial_hex, sign_leaf,

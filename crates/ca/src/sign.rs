@@ -35,6 +35,12 @@ pub enum CaError {
     Sign(#[source] rcgen::Error),
     #[error("validity out of range")]
     Validity,
+    /// A public key that is not an uncompressed P-256 point (65 bytes, `04 || X || Y`).
+    #[error("the public key must be an uncompressed P-256 point (65 bytes starting with 04)")]
+    BadPublicKey,
+    /// A secondary's proof that it holds the key it asks to certify did not verify.
+    #[error("the proof of possession of the intermediate key does not verify")]
+    BadProof,
 }
 
 /// A freshly made root: what the store keeps and the roots endpoint shows.
@@ -87,7 +93,7 @@ pub fn colon_hex(bytes: &[u8]) -> String {
 }
 
 /// Minimal big-endian bytes of a serial (Go's `big.Int.Bytes`), never empty.
-fn serial_bytes(serial: u64) -> Vec<u8> {
+pub(crate) fn serial_bytes(serial: u64) -> Vec<u8> {
     let bytes = serial.to_be_bytes();
     let first = bytes.iter().position(|b| *b != 0).unwrap_or(7);
     bytes[first..].to_vec()
@@ -99,7 +105,7 @@ pub fn serial_hex(serial: u64) -> String {
 }
 
 /// Consul's key ID: SHA-256 over the DER SubjectPublicKeyInfo (`connect.KeyId`).
-fn key_id(key: &impl PublicKeyData) -> Vec<u8> {
+pub(crate) fn key_id(key: &impl PublicKeyData) -> Vec<u8> {
     sha2::Sha256::digest(key.subject_public_key_info()).to_vec()
 }
 
@@ -108,7 +114,7 @@ fn root_common_name(trust_domain: &str, serial: u64) -> String {
     format!("pri-{serial:x}.consul.ca.{short}.consul")
 }
 
-fn root_params(common_name: &str, key: &KeyPair) -> CertificateParams {
+pub(crate) fn root_params(common_name: &str, key: &KeyPair) -> CertificateParams {
     let mut params = CertificateParams::default();
     let mut dn = DistinguishedName::new();
     dn.push(DnType::CommonName, common_name);
@@ -123,7 +129,7 @@ fn root_params(common_name: &str, key: &KeyPair) -> CertificateParams {
     params
 }
 
-fn load_key(pem: &str) -> Result<KeyPair, CaError> {
+pub(crate) fn load_key(pem: &str) -> Result<KeyPair, CaError> {
     let key = KeyPair::from_pem(pem).map_err(CaError::BadKey)?;
     if !key.is_compatible(&PKCS_ECDSA_P256_SHA256) {
         return Err(CaError::WrongKeyType);
@@ -131,7 +137,7 @@ fn load_key(pem: &str) -> Result<KeyPair, CaError> {
     Ok(key)
 }
 
-fn add(t: OffsetDateTime, d: Duration) -> Result<OffsetDateTime, CaError> {
+pub(crate) fn add(t: OffsetDateTime, d: Duration) -> Result<OffsetDateTime, CaError> {
     let d = time::Duration::try_from(d).map_err(|_| CaError::Validity)?;
     t.checked_add(d).ok_or(CaError::Validity)
 }

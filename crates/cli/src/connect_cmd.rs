@@ -43,6 +43,10 @@ pub struct EnvoyArgs {
     /// The gateway's listen address (HOST:PORT).
     #[arg(long)]
     pub address: Option<String>,
+    /// With `-gateway mesh -register`: this gateway also carries the servers' traffic between
+    /// datacenters (Meta `consul-wan-federation = "1"`, as Consul's `-expose-servers`).
+    #[arg(long = "expose-servers")]
+    pub expose_servers: bool,
     /// The proxy's own ID when registering (default: the service name).
     #[arg(long = "proxy-id")]
     pub proxy_id: Option<String>,
@@ -151,13 +155,22 @@ pub fn run(cmd: ConnectCommand) -> anyhow::Result<u8> {
             };
             let service = args.service.clone().unwrap_or_else(|| kind_name.to_owned());
             let id = args.proxy_id.clone().unwrap_or_else(|| service.clone());
+            if args.expose_servers && !args.register {
+                bail!("-expose-servers needs -register (it sets the gateway's Meta)");
+            }
             if args.register {
                 let addr = args
                     .address
                     .as_deref()
                     .context("-register needs -address HOST:PORT for the gateway's listener")?;
                 let (host, port) = split_host_port(addr, "-address")?;
-                let body = json!({"Kind": kind_name, "ID": id, "Name": service, "Address": host, "Port": port});
+                let mut body = json!({"Kind": kind_name, "ID": id, "Name": service, "Address": host, "Port": port});
+                if args.expose_servers {
+                    if kind_name != "mesh-gateway" {
+                        bail!("-expose-servers is only for -gateway mesh");
+                    }
+                    body["Meta"] = json!({mesh_model::federation::WAN_FEDERATION_META: "1"});
+                }
                 client
                     .agent_service_register(&body, &args.http.tenancy())
                     .with_context(|| format!("Error registering the {kind_name} {service:?}"))?;

@@ -21,6 +21,16 @@ pub struct ServerArgs {
     pub config_dir: Option<PathBuf>,
     #[arg(long)]
     pub datacenter: Option<String>,
+    /// The primary datacenter, whose CA is the root of trust (docs/multi-dc.md).
+    #[arg(long = "primary-datacenter")]
+    pub primary_datacenter: Option<String>,
+    /// A mesh gateway of the primary datacenter, HOST:PORT (repeatable; replaces
+    /// `primary_gateways`).
+    #[arg(long = "primary-gateway")]
+    pub primary_gateway: Vec<String>,
+    /// Port of the inter-server protocol (Consul's server RPC port, 8300).
+    #[arg(long = "server-port")]
+    pub server_port: Option<u16>,
     /// Node name of this agent.
     #[arg(long = "node")]
     pub node: Option<String>,
@@ -152,6 +162,9 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<u8> {
         lambda_endpoint: args.lambda_endpoint.clone(),
         dev: args.dev,
         store: args.store.flags(),
+        primary_datacenter: args.primary_datacenter.clone(),
+        primary_gateways: args.primary_gateway.clone(),
+        server_port: args.server_port,
     };
     let mut config = ServerConfig::build(&files, &overrides)?;
     // -dev without a data dir: a throw-away directory removed at exit.
@@ -175,6 +188,22 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<u8> {
     let grpc = grpc_listener
         .local_addr()
         .context("listener has no address")?;
+    // The inter-server protocol listens only where datacenters are joined.
+    let server_listener = if config.federation.wan_federation {
+        let addr = config.federation.server_addr;
+        let l = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot bind the server port to {addr}"))?;
+        tracing::info!(
+            server = %l.local_addr().context("listener has no address")?,
+            datacenter = %config.datacenter,
+            primary = %config.federation.primary_datacenter,
+            "inter-server protocol listening (docs/multi-dc.md)"
+        );
+        Some(l)
+    } else {
+        None
+    };
     let app = server::AppState::open(config.clone())
         .await
         .context("cannot start the server")?;
@@ -187,10 +216,11 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<u8> {
         dev = config.dev,
         "lambdamesh server ready: HTTP API at http://{http}/v1/ , xDS (gRPC) at {grpc} (try: curl http://{http}/v1/catalog/services)"
     );
-    server::serve_all(
+    server::serve_federated(
         app,
         listener,
         Some(grpc_listener),
+        server_listener,
         crate::signals::shutdown_signal(),
     )
     .await?;

@@ -10,6 +10,7 @@ pub mod catalog;
 pub mod config_entry;
 pub mod connect;
 pub mod decode;
+pub mod federation;
 pub mod intentions;
 pub mod migration;
 pub mod names;

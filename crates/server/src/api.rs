@@ -148,6 +148,14 @@ pub(crate) fn router(app: AppState) -> Router {
             "/v1/internal/acl/authorize",
             axum::routing::post(ui::authorize),
         )
+        .route(
+            "/v1/internal/federation/status",
+            get(
+                |axum::extract::State(app): axum::extract::State<AppState>| async move {
+                    axum::Json(crate::federation::status_json(&app))
+                },
+            ),
+        )
         // status
         .route("/v1/status/leader", get(status::leader))
         .route("/v1/status/peers", get(status::peers))
@@ -210,8 +218,9 @@ async fn consistent_reads(
     resp
 }
 
-/// `?dc=` naming another datacenter: Consul answers "No path to datacenter" (with a 500); a
-/// single-datacenter server answers the same text as a 400, since it is the caller's mistake.
+/// `?dc=` naming another datacenter: a read is forwarded to it over the inter-server protocol
+/// (`federation::forward`), blocking included; a datacenter with no known path answers as Consul
+/// does, 500 "No path to datacenter". Writes are not forwarded yet (`docs/multi-dc.md`).
 async fn check_datacenter(
     axum::extract::State(app): axum::extract::State<AppState>,
     req: axum::extract::Request,
@@ -219,15 +228,100 @@ async fn check_datacenter(
 ) -> axum::response::Response {
     use axum::response::IntoResponse;
     let query = req.uri().query().unwrap_or("");
-    for pair in query.split('&') {
-        if let Some(dc) = pair.strip_prefix("dc=")
-            && !dc.is_empty()
-            && dc != app.config.datacenter
+    let other = query.split('&').find_map(|pair| {
+        pair.strip_prefix("dc=")
+            .filter(|dc| !dc.is_empty() && *dc != app.config.datacenter)
+            .map(str::to_owned)
+    });
+    let Some(dc) = other else {
+        // A secondary's config-entry and intention writes go to the primary, which replicates
+        // them back (Consul forwards `ConfigEntry.Apply` and `Intention.Apply` the same way).
+        let fed = &app.config.federation;
+        if fed.wan_federation
+            && fed.is_secondary(&app.config.datacenter)
+            && req.method() != Method::GET
+            && crate::federation::is_replicated_write_path(req.uri().path())
         {
-            return ApiError::bad_request(format!("No path to datacenter {dc:?}")).into_response();
+            return to_primary(&app, req).await;
+        }
+        return next.run(req).await;
+    };
+    if req.method() != Method::GET {
+        return ApiError::bad_request(format!(
+            "writes to another datacenter ({dc}) are not forwarded yet: send them to a server of {dc}"
+        ))
+        .into_response();
+    }
+    let rest: Vec<&str> = query
+        .split('&')
+        .filter(|p| !p.starts_with("dc=") && !p.is_empty())
+        .collect();
+    let path_and_query = if rest.is_empty() {
+        req.uri().path().to_owned()
+    } else {
+        format!("{}?{}", req.uri().path(), rest.join("&"))
+    };
+    let token = crate::authz::token_of(req.headers(), &crate::query::Query::default());
+    match crate::federation::forward(&app, &dc, &path_and_query, token).await {
+        Ok(a) => http_answer(a),
+        Err(e) => ApiError::internal(e.to_string()).into_response(),
+    }
+}
+
+/// Sends a secondary's write to its primary and answers what the primary answered.
+async fn to_primary(app: &AppState, req: axum::extract::Request) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let method = req.method().as_str().to_owned();
+    // `dc` names this (secondary) datacenter here; the primary must not read it as another.
+    let rest: Vec<&str> = req
+        .uri()
+        .query()
+        .unwrap_or("")
+        .split('&')
+        .filter(|p| !p.starts_with("dc=") && !p.is_empty())
+        .collect();
+    let path_and_query = if rest.is_empty() {
+        req.uri().path().to_owned()
+    } else {
+        format!("{}?{}", req.uri().path(), rest.join("&"))
+    };
+    let token = crate::authz::token_of(req.headers(), &crate::query::Query::default());
+    let body = match axum::body::to_bytes(req.into_body(), MAX_BODY).await {
+        Ok(b) => String::from_utf8_lossy(&b).into_owned(),
+        Err(e) => {
+            return ApiError::bad_request(format!("cannot read the body: {e}")).into_response();
+        }
+    };
+    let primary = app.config.federation.primary_datacenter.clone();
+    match crate::federation::forward_request(
+        app,
+        &primary,
+        &method,
+        &path_and_query,
+        Some(body),
+        token,
+    )
+    .await
+    {
+        Ok(a) => http_answer(a),
+        Err(e) => ApiError::internal(e.to_string()).into_response(),
+    }
+}
+
+/// An answer of another datacenter as this server's answer.
+fn http_answer(a: crate::federation::wire::HttpAnswer) -> axum::response::Response {
+    let mut resp = axum::response::Response::new(axum::body::Body::from(a.body));
+    *resp.status_mut() = axum::http::StatusCode::from_u16(a.status)
+        .unwrap_or(axum::http::StatusCode::INTERNAL_SERVER_ERROR);
+    for (k, v) in a.headers {
+        if let (Ok(k), Ok(v)) = (
+            axum::http::HeaderName::try_from(k),
+            axum::http::HeaderValue::try_from(v),
+        ) {
+            resp.headers_mut().insert(k, v);
         }
     }
-    next.run(req).await
+    resp
 }
 
 async fn not_found(method: Method, uri: Uri) -> ApiError {

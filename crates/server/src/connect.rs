@@ -47,6 +47,11 @@ pub enum CaError {
     /// from etcd): the block is unused, the next request reserves another.
     #[error("the reserved certificate serials were lost in a resync; retry")]
     SerialsLost,
+    /// A secondary datacenter's root is the primary's (`docs/multi-dc.md`).
+    #[error(
+        "this datacenter ({datacenter}) is a secondary: its CA root comes from the primary ({primary}); change the CA's keys there"
+    )]
+    Secondary { datacenter: String, primary: String },
     #[error("cannot sign a leaf for {service}: {source}")]
     Sign {
         service: String,
@@ -98,6 +103,8 @@ fn root_record(g: ca::GeneratedRoot, leaf_ttl: u64) -> CaRoot {
         retired_at_unix: None,
         create_index: 0,
         modify_index: 0,
+        intermediate_certs: Vec::new(),
+        signing_common_name: String::new(),
     }
 }
 
@@ -140,6 +147,13 @@ pub async fn configure(app: &AppState, config: CaConfigRecord) -> Result<(), CaE
     // One configuration change at a time: the rotation decision reads the stored config.
     let _guard = app.leaves.config_lock().await;
     let (current, td) = app.store.read(|s| (s.ca().config.clone(), trust_domain(s)));
+    let fed = &app.config.federation;
+    if fed.is_secondary(&app.config.datacenter) && key_settings(&current) != key_settings(&config) {
+        return Err(CaError::Secondary {
+            datacenter: app.config.datacenter.clone(),
+            primary: fed.primary_datacenter.clone(),
+        });
+    }
     let rotate = if key_settings(&current) != key_settings(&config) {
         Some(generate_root(app, &td, &config).await?)
     } else {

@@ -96,7 +96,9 @@ impl From<CaError> for ApiError {
     fn from(e: CaError) -> Self {
         match e {
             CaError::Store(e) => e.into(),
-            e @ CaError::BadKey(_) => Self::bad_request(e.to_string()),
+            e @ (CaError::BadKey(_) | CaError::Secondary { .. }) => {
+                Self::bad_request(e.to_string())
+            }
             e @ CaError::SerialsLost => Self {
                 status: StatusCode::SERVICE_UNAVAILABLE,
                 message: e.to_string(),

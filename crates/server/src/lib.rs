@@ -19,6 +19,7 @@ mod background;
 pub mod config;
 pub mod connect;
 pub mod error;
+pub mod federation;
 mod intentions;
 pub mod metrics;
 pub mod query;
@@ -48,6 +49,8 @@ pub struct AppState {
     pub(crate) xds_acks: Arc<xds::ads::AckLog>,
     /// What `/v1/agent/metrics` reports (`metrics.rs`).
     pub(crate) metrics: Arc<metrics::ServerMetrics>,
+    /// The inter-server protocol's state (`federation.rs`).
+    pub(crate) federation: Arc<federation::Federation>,
 }
 
 /// Errors starting the server.
@@ -85,10 +88,16 @@ impl AppState {
             xds_nacks: Arc::default(),
             xds_acks: Arc::default(),
             metrics: Arc::default(),
+            federation: Arc::default(),
         };
         // The start-up failures keep the text the HTTP API would give them.
         let failed = |e: error::ApiError| ServerError::SelfRegistration(e.message);
-        connect::init(&app).await.map_err(|e| failed(e.into()))?;
+        // A secondary's CA is an intermediate of the primary's root: it has no root of its own
+        // and gets its trust domain when it joins (`federation/secondary.rs`).
+        let cfg = &app.config;
+        if !cfg.federation.is_secondary(&cfg.datacenter) {
+            connect::init(&app).await.map_err(|e| failed(e.into()))?;
+        }
         acl::init(&app).await.map_err(|e| failed(e.into()))?;
         agent::register_self(&app)
             .await
@@ -107,6 +116,21 @@ pub async fn serve_all(
     grpc: Option<TcpListener>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
+    serve_federated(app, http, grpc, None, shutdown).await
+}
+
+/// [`serve_all`], and the inter-server protocol on `server` when given (`federation.rs`),
+/// with a secondary's task that joins and follows the primary.
+///
+/// # Errors
+/// A listener fails.
+pub async fn serve_federated(
+    app: AppState,
+    http: TcpListener,
+    grpc: Option<TcpListener>,
+    server: Option<TcpListener>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
@@ -119,6 +143,9 @@ pub async fn serve_all(
             .with_metrics(app.metrics.ads.clone());
         tokio::spawn(xds::ads::serve(l, ads, stopped(stop_rx.clone())))
     });
+    let server_task =
+        server.map(|l| tokio::spawn(federation::serve(app.clone(), l, stop_rx.clone())));
+    let secondary_tasks = federation::start_secondary(&app);
     let router = api::router(app);
     let http_rx = stop_rx.clone();
     let signal = tokio::spawn(async move {
@@ -137,6 +164,12 @@ pub async fn serve_all(
         }
     }
     signal.abort();
+    if let Some(t) = server_task {
+        t.abort();
+    }
+    for t in secondary_tasks {
+        t.abort();
+    }
     ttl_task.abort();
     ca_task.abort();
     result

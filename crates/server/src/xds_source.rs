@@ -295,6 +295,7 @@ fn read_state(
             service_endpoints,
             default_allow: !config.acl.enabled || config.acl.default_allow,
             lambda_endpoint: config.lambda_endpoint.clone(),
+            local_servers: Vec::new(),
         },
         chains,
         keys,
@@ -355,7 +356,9 @@ async fn gather(app: &AppState, node_id: &str) -> Option<Gathered> {
                         inputs.leaf = leaves.remove(&xds::deps::identity(&inputs.proxy));
                     }
                     ProxyKind::TerminatingGateway => inputs.service_leaves = leaves,
-                    ProxyKind::MeshGateway => {}
+                    ProxyKind::MeshGateway => {
+                        inputs.local_servers = app.federation.local_servers();
+                    }
                 }
                 g.leaf_ids = leaf_ids;
                 return Some(g);

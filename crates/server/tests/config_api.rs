@@ -99,10 +99,10 @@ fn check_and_set() {
         json!(false)
     );
     assert_eq!(s.put("/v1/config?cas=x", e).status, 400);
-    // Another datacenter is refused by name.
+    // A datacenter with no path to it: Consul's 500 and text.
     let r = s.get("/v1/config/service-defaults/web?dc=dc9");
-    assert_eq!(r.status, 400);
-    assert!(r.body.contains("No path to datacenter"), "{}", r.body);
+    assert_eq!(r.status, 500);
+    assert_eq!(r.body.trim(), "No path to datacenter");
     assert_eq!(s.get("/v1/config/service-defaults/web?dc=dc1").status, 200);
 }
 

@@ -70,6 +70,10 @@ pub struct ProxyInputs {
     pub default_allow: bool,
     /// Where Lambda functions are invoked (`None`: AWS's regional endpoints).
     pub lambda_endpoint: Option<lambda::LambdaEndpoint>,
+    /// The server ports (HOST, PORT) of this datacenter's servers: a mesh gateway registered
+    /// with `Meta { consul-wan-federation = "1" }` routes the SNI `server.<dc>.consul` to them
+    /// (`docs/multi-dc.md`). Empty when this datacenter is not federated.
+    pub local_servers: Vec<(String, u16)>,
 }
 
 impl ProxyInputs {

@@ -290,6 +290,8 @@ pub async fn node_services(
     Ok(json_with_index(&v.unwrap_or(Value::Null), index))
 }
 
+/// Every datacenter this server knows, its own first (`federation::Federation::datacenters`).
 pub async fn datacenters(State(app): State<AppState>) -> Response {
-    json(std::slice::from_ref(&app.config.datacenter))
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    json(&app.federation.datacenters(&app.config.datacenter, now))
 }

@@ -44,7 +44,8 @@ fn root_json(state: &store::State, r: &CaRoot) -> Value {
         "NotBefore": r.not_before,
         "NotAfter": r.not_after,
         "RootCert": r.root_cert,
-        "IntermediateCerts": null,
+        // A secondary's intermediate, as Consul shows it on the active root there.
+        "IntermediateCerts": if r.intermediate_certs.is_empty() { Value::Null } else { json!(r.intermediate_certs) },
         "Active": r.active,
         "RotatedOutAt": rotated_out,
         "PrivateKeyType": r.private_key_type,

@@ -72,6 +72,9 @@ struct Signer {
     root_id: String,
     root_key: String,
     root_cn: String,
+    /// In a secondary datacenter, the intermediate(s) between the leaf and the primary's root:
+    /// appended to every leaf's PEM, as Consul's `CertPEM` carries them.
+    chain: Vec<String>,
     /// When the active root was made (the rotation time).
     root_since: OffsetDateTime,
     trusted: Vec<String>,
@@ -168,9 +171,13 @@ impl LeafCache {
             service: service.name.clone(),
             source,
         })?;
+        let mut cert_pem = issued.cert_pem;
+        for c in &signer.chain {
+            cert_pem.push_str(c);
+        }
         let leaf = Arc::new(Leaf {
             service: service.clone(),
-            cert_pem: issued.cert_pem,
+            cert_pem,
             key_pem: issued.key_pem,
             serial: issued.serial_hex,
             valid_after: issued.not_before.format(&Rfc3339).unwrap_or_default(),
@@ -304,7 +311,8 @@ fn signer(app: &AppState) -> Result<Signer, CaError> {
             trust_domain: super::trust_domain(s),
             root_id: root.id.clone(),
             root_key: root.private_key.clone(),
-            root_cn: root.common_name.clone(),
+            root_cn: root.signing_cn().to_owned(),
+            chain: root.intermediate_certs.clone(),
             root_since,
             trusted: ca.roots.iter().map(|r| r.id.clone()).collect(),
             leaf_ttl: Duration::from_secs(ca.config.leaf_cert_ttl_secs),

@@ -46,6 +46,15 @@ pub struct CaRoot {
     pub retired_at_unix: Option<i64>,
     pub create_index: u64,
     pub modify_index: u64,
+    /// In a secondary datacenter: the intermediate CA (signed by this root of the primary's) that
+    /// signs this datacenter's leaves, PEM, as Consul's `CARoot.IntermediateCerts`. Empty in the
+    /// primary. `private_key` is then the intermediate's key, never the root's.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub intermediate_certs: Vec<String>,
+    /// Common name of the certificate `private_key` signs as: the intermediate's in a secondary,
+    /// empty when it is the root itself (`common_name`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub signing_common_name: String,
 }
 
 /// The stored CA configuration (durations in seconds).
@@ -105,12 +114,30 @@ pub enum CaOp {
     },
     /// Drops retired roots whose leaves have all expired (or whose own certificate has).
     Prune { now_unix: i64 },
+    /// A secondary datacenter takes the primary's trust domain and roots (`docs/multi-dc.md`):
+    /// `roots` are the primary's, without their keys, the active one carrying this
+    /// datacenter's intermediate and its key. Replaces the roots; on first use it also sets the
+    /// cluster ID, and it refuses a cluster ID other than the one already held (one trust domain
+    /// for the life of a data dir).
+    SetPrimaryRoots {
+        cluster_id: String,
+        roots: Vec<CaRoot>,
+    },
 }
 
 /// Leaves are back-dated by this much, so they can outlive `retired_at + ttl` by it.
 const LEAF_BACKDATE_SECS: i64 = 60;
 
 impl CaRoot {
+    /// The common name of the certificate that signs leaves with `private_key`.
+    pub fn signing_cn(&self) -> &str {
+        if self.signing_common_name.is_empty() {
+            &self.common_name
+        } else {
+            &self.signing_common_name
+        }
+    }
+
     /// When every leaf this retired root signed has expired (`None` while active).
     pub fn leaves_expire_at(&self) -> Option<i64> {
         self.retired_at_unix.map(|t| {
@@ -229,6 +256,43 @@ impl State {
                 };
                 Ok(vec![WatchKey::CaRoots])
             }
+            CaOp::SetPrimaryRoots { cluster_id, roots } => {
+                if cluster_id.is_empty() {
+                    return Err(ApplyError::Invalid("empty cluster ID".into()));
+                }
+                if !self.ca.cluster_id.is_empty() && self.ca.cluster_id != *cluster_id {
+                    return Err(ApplyError::Conflict(format!(
+                        "this datacenter's trust domain is {}.consul, the primary's {cluster_id}.consul",
+                        self.ca.cluster_id
+                    )));
+                }
+                if roots.iter().filter(|r| r.active).count() != 1 {
+                    return Err(ApplyError::Invalid(
+                        "the primary's roots must have exactly one active root".into(),
+                    ));
+                }
+                let mut keys = vec![WatchKey::CaRoots];
+                if self.ca.cluster_id.is_empty() {
+                    self.ca.cluster_id = cluster_id.clone();
+                    if self.meta.cluster_id.is_empty() {
+                        self.meta.cluster_id = cluster_id.clone();
+                        keys.push(WatchKey::Meta);
+                    }
+                }
+                let old = std::mem::take(&mut self.ca.roots);
+                self.ca.roots = roots
+                    .iter()
+                    .map(|r| {
+                        let kept = old.iter().find(|o| o.id == r.id);
+                        CaRoot {
+                            create_index: kept.map_or(index, |o| o.create_index),
+                            modify_index: index,
+                            ..r.clone()
+                        }
+                    })
+                    .collect();
+                Ok(keys)
+            }
             CaOp::Prune { now_unix } => {
                 let before = self.ca.roots.len();
                 self.ca.roots.retain(|r| {
@@ -303,6 +367,46 @@ mod tests {
             .unwrap();
         assert_eq!(s.serial_block(7), Some(11..21), "the next block follows");
         assert_eq!(s.serial_block(6), Some(1..11), "each writer finds its own");
+    }
+
+    #[test]
+    fn a_secondary_takes_the_primary_roots_and_keeps_its_trust_domain() {
+        let mut s = State::default();
+        let with_int = |id: &str, active: bool| CaRoot {
+            active,
+            intermediate_certs: if active { vec!["INT".into()] } else { vec![] },
+            signing_common_name: if active {
+                "sec-1".into()
+            } else {
+                String::new()
+            },
+            ..root(id, 10_000)
+        };
+        let set = |roots| {
+            Op::Ca(CaOp::SetPrimaryRoots {
+                cluster_id: "primary".into(),
+                roots,
+            })
+        };
+        s.apply(&set(vec![with_int("r1", true)]), 1).unwrap();
+        assert_eq!(s.ca().cluster_id, "primary");
+        assert_eq!(s.meta.cluster_id, "primary");
+        assert_eq!(s.ca().active_root().unwrap().signing_cn(), "sec-1");
+        // A rotation in the primary: the old root stays, retired; its create index is kept.
+        s.apply(&set(vec![with_int("r1", false), with_int("r2", true)]), 2)
+            .unwrap();
+        let ca = s.ca();
+        assert_eq!(ca.active_root().unwrap().id, "r2");
+        assert_eq!(ca.roots[0].create_index, 1);
+        assert_eq!(ca.roots[0].signing_cn(), ca.roots[0].common_name);
+        assert!(s.apply(&set(vec![]), 3).is_err(), "no active root");
+        let other = Op::Ca(CaOp::SetPrimaryRoots {
+            cluster_id: "another".into(),
+            roots: vec![with_int("r9", true)],
+        });
+        assert!(matches!(s.apply(&other, 4), Err(ApplyError::Conflict(_))));
+        let back = State::from_snapshot(s.to_snapshot());
+        assert_eq!(back.ca(), s.ca());
     }
 
     #[test]

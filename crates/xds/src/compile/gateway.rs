@@ -6,7 +6,10 @@
 //!   service's real address (optionally over TLS with the entry's `CAFile`/`CertFile`/`KeyFile`/
 //!   `SNI`). Clusters are named by SNI, so the Lambda patch can find and replace them.
 //! - Mesh gateway: TLS passthrough: `sni_cluster` + `tcp_proxy`, one cluster per local service
-//!   (and subset) named by SNI whose endpoints are the services' sidecars.
+//!   (and subset) named by SNI whose endpoints are the services' sidecars. With
+//!   `Meta { consul-wan-federation = "1" }` (Consul's `-expose-servers`) also a chain for the
+//!   SNI `server.<dc>.consul` and `*.server.<dc>.consul` to this datacenter's server ports, as
+//!   Consul's WAN federation through mesh gateways has it (`docs/multi-dc.md`).
 
 use std::collections::BTreeMap;
 
@@ -289,6 +292,38 @@ pub(super) fn mesh(inputs: &ProxyInputs) -> Resources {
     }
     let bind = inputs.bind_address();
     let name = format!("default:{bind}:{}", p.port);
+    let mut chains = Vec::new();
+    let federated = p
+        .meta
+        .get(mesh_model::federation::WAN_FEDERATION_META)
+        .is_some_and(|v| v == "1");
+    if federated && !inputs.local_servers.is_empty() {
+        let sni = mesh_model::federation::server_sni(
+            &inputs.datacenter,
+            None,
+            mesh_model::federation::DEFAULT_DOMAIN,
+        );
+        let eps: Vec<(String, u16, bool)> = inputs
+            .local_servers
+            .iter()
+            .map(|(h, port)| (h.clone(), *port, true))
+            .collect();
+        insert(
+            &mut out.clusters,
+            &sni,
+            super::eds_cluster(&sni, super::chain::DEFAULT_CONNECT_TIMEOUT_MS, false, None),
+        );
+        insert(&mut out.endpoints, &sni, load_assignment(&sni, &eps));
+        chains.push(lpb::FilterChain {
+            filter_chain_match: Some(lpb::FilterChainMatch {
+                server_names: vec![sni.clone(), format!("*.{sni}")],
+                ..Default::default()
+            }),
+            // The servers' own TLS passes through: they authenticate each other.
+            filters: vec![tcp_proxy(&format!("mesh_gateway_local_server.{sni}"), &sni)],
+            ..Default::default()
+        });
+    }
     let chain = lpb::FilterChain {
         filters: vec![
             network_filter(
@@ -302,7 +337,16 @@ pub(super) fn mesh(inputs: &ProxyInputs) -> Resources {
     insert(
         &mut out.listeners,
         &name,
-        listener(&name, bind, p.port, vec![chain], vec![tls_inspector()]),
+        listener(
+            &name,
+            bind,
+            p.port,
+            {
+                chains.push(chain);
+                chains
+            },
+            vec![tls_inspector()],
+        ),
     );
     out
 }

@@ -73,6 +73,7 @@ fn inputs(proxy: NodeService, set: ConfigEntrySet) -> ProxyInputs {
         service_endpoints: BTreeMap::new(),
         default_allow: false,
         lambda_endpoint: None,
+        local_servers: Vec::new(),
     }
 }
 
@@ -505,6 +506,65 @@ fn terminating_gateway_uses_the_entrys_tls_files_towards_the_service() {
             .specifier,
         Some(core::data_source::Specifier::Filename("/etc/c.pem".into()))
     );
+}
+
+#[test]
+fn a_mesh_gateway_exposing_servers_routes_the_server_sni_to_them() {
+    let gw = |meta: &[(&str, &str)]| NodeService {
+        kind: ServiceKind::MeshGateway,
+        id: "mgw".into(),
+        service: "mgw".into(),
+        port: 4431,
+        namespace: "default".into(),
+        partition: "default".into(),
+        meta: meta
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect(),
+        ..NodeService::default()
+    };
+    let mut inp = inputs(
+        gw(&[("consul-wan-federation", "1")]),
+        ConfigEntrySet::default(),
+    );
+    inp.kind = ProxyKind::MeshGateway;
+    inp.leaf = None;
+    inp.local_servers = vec![("127.0.0.1".into(), 8300)];
+    let out = compile(&inp);
+    let l: listener::Listener = decode(&out.listeners["default:127.0.0.1:4431"]);
+    assert_eq!(l.filter_chains.len(), 2);
+    assert_eq!(
+        l.filter_chains[0]
+            .filter_chain_match
+            .as_ref()
+            .unwrap()
+            .server_names,
+        vec![
+            "server.dc1.consul".to_owned(),
+            "*.server.dc1.consul".to_owned()
+        ]
+    );
+    assert!(
+        l.filter_chains[1].filter_chain_match.is_none(),
+        "services' SNI: the default chain"
+    );
+    let eps: endpoint::ClusterLoadAssignment = decode(&out.endpoints["server.dc1.consul"]);
+    let lb = &eps.endpoints[0].lb_endpoints;
+    assert_eq!(lb.len(), 1);
+    assert!(out.clusters.contains_key("server.dc1.consul"));
+    // Without the Meta (or without servers to route to) no server chain.
+    for (meta, servers) in [
+        (&[][..], vec![("127.0.0.1".to_owned(), 8300)]),
+        (&[("consul-wan-federation", "1")][..], vec![]),
+    ] {
+        let mut inp = inputs(gw(meta), ConfigEntrySet::default());
+        inp.kind = ProxyKind::MeshGateway;
+        inp.local_servers = servers;
+        let out = compile(&inp);
+        let l: listener::Listener = decode(&out.listeners["default:127.0.0.1:4431"]);
+        assert_eq!(l.filter_chains.len(), 1);
+        assert!(!out.clusters.contains_key("server.dc1.consul"));
+    }
 }
 
 mod lambda;

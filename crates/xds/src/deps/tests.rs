@@ -207,6 +207,7 @@ fn inputs(
         service_endpoints,
         default_allow: false,
         lambda_endpoint: None,
+        local_servers: Vec::new(),
     }
 }
 
