@@ -108,16 +108,6 @@ fn registrations(http: &str, clients: usize, secs: f64) -> anyhow::Result<(f64, 
     Ok((rate, p50, p99))
 }
 
-fn index_of(a: &ureq::Agent, url: &str) -> anyhow::Result<u64> {
-    let resp = a.get(url).call()?;
-    Ok(resp
-        .headers()
-        .get("X-Consul-Index")
-        .context("no index")?
-        .to_str()?
-        .parse()?)
-}
-
 fn wakeups(http: &str, watchers: usize, changes: usize) -> anyhow::Result<(f64, f64)> {
     let a = agent();
     for w in 0..watchers {
@@ -148,12 +138,13 @@ fn wakeups(http: &str, watchers: usize, changes: usize) -> anyhow::Result<(f64, 
             .spawn(move || {
                 let a = agent();
                 let url = format!("http://{http}/v1/health/service/watched-{w}");
-                let Ok(mut idx) = index_of(&a, &url) else {
+                let Ok(mut idx) = bench::index_of(&a, &url) else {
                     return;
                 };
                 ready.fetch_add(1, Ordering::Relaxed);
                 while !stop.load(Ordering::Relaxed) {
-                    let Ok(new) = index_of(&a, &format!("{url}?index={idx}&wait=30s")) else {
+                    let Ok(new) = bench::index_of(&a, &format!("{url}?index={idx}&wait=30s"))
+                    else {
                         return;
                     };
                     if new > idx {

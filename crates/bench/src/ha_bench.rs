@@ -318,16 +318,6 @@ fn load(
     ))
 }
 
-fn index_of(a: &ureq::Agent, url: &str) -> anyhow::Result<u64> {
-    let resp = a.get(url).call()?;
-    Ok(resp
-        .headers()
-        .get("X-Consul-Index")
-        .context("no index")?
-        .to_str()?
-        .parse()?)
-}
-
 fn register(a: &ureq::Agent, http: &str, node: &str, id: &str, name: &str) -> anyhow::Result<()> {
     let body = json!({"Node": node, "Address": "127.0.0.1", "Service": {"ID": id, "Service": name, "Port": 8080}});
     bench::put(a, http, "/v1/catalog/register", &body)
@@ -393,7 +383,8 @@ fn cross_replica_wakeups(
                 }
                 ready.fetch_add(1, Ordering::Relaxed);
                 while !stop.load(Ordering::Relaxed) {
-                    let Ok(new) = index_of(&a, &format!("{url}?index={idx}&wait=30s")) else {
+                    let Ok(new) = bench::index_of(&a, &format!("{url}?index={idx}&wait=30s"))
+                    else {
                         return;
                     };
                     if new > idx {
@@ -468,7 +459,7 @@ fn fan_out(https: &[String], watchers: usize) -> anyhow::Result<(usize, f64, f64
                     }
                 }
                 ready.fetch_add(1, Ordering::Relaxed);
-                if let Ok(new) = index_of(&a, &format!("{url}?index={idx}&wait=60s"))
+                if let Ok(new) = bench::index_of(&a, &format!("{url}?index={idx}&wait=60s"))
                     && new > idx
                 {
                     let now = epoch.elapsed().as_nanos() as u64;
@@ -640,22 +631,6 @@ fn backend() -> anyhow::Result<u16> {
     Ok(port)
 }
 
-fn stat(admin: u16, name: &str) -> u64 {
-    let Ok(mut r) = http_agent(Duration::from_secs(2))
-        .get(&format!("http://127.0.0.1:{admin}/stats?filter={name}"))
-        .call()
-    else {
-        return 0;
-    };
-    let body = r.body_mut().read_to_string().unwrap_or_default();
-    body.lines()
-        .find_map(|l| {
-            l.strip_prefix(&format!("{name}: "))
-                .and_then(|v| v.trim().parse().ok())
-        })
-        .unwrap_or(0)
-}
-
 /// Which of `grpc` the Envoy's ADS connection goes to now.
 fn ads_replica(admin: u16, grpc: &[String]) -> Option<usize> {
     let mut r = http_agent(Duration::from_secs(2))
@@ -668,16 +643,6 @@ fn ads_replica(admin: u16, grpc: &[String]) -> Option<usize> {
             l.starts_with(&format!("local_agent::{g}::cx_active::")) && !l.ends_with("::0")
         })
     })
-}
-
-fn get_status(agent: &ureq::Agent, url: &str) -> u16 {
-    match agent.get(url).call() {
-        Ok(mut r) => {
-            let _ = r.body_mut().read_to_string();
-            r.status().as_u16()
-        }
-        Err(_) => 0,
-    }
 }
 
 /// An Envoy (sidecar of `a`, upstream `b`) whose bootstrap lists every replica; its ADS replica
@@ -736,7 +701,7 @@ fn envoy_failover(
     let url = format!("http://127.0.0.1:{up}/");
     let client = http_agent(Duration::from_secs(5));
     bench::wait_for("traffic through the mesh", 60, || {
-        get_status(&client, &url) == 200
+        bench::status_of(&client, &url) == 200
     })?;
     let victim = {
         let mut v = None;
@@ -753,7 +718,7 @@ fn envoy_failover(
         std::thread::spawn(move || {
             let c = http_agent(Duration::from_secs(5));
             while !stop.load(Ordering::Relaxed) {
-                let counter = if get_status(&c, &url) == 200 {
+                let counter = if bench::status_of(&c, &url) == 200 {
                     &ok
                 } else {
                     &failed
@@ -771,7 +736,7 @@ fn envoy_failover(
     while killed_at.elapsed() < Duration::from_secs(60) {
         if let Some(now) = ads_replica(admin_a, &grpc)
             && now != victim
-            && stat(admin_a, "control_plane.connected_state") == 1
+            && bench::envoy_stat(admin_a, "control_plane.connected_state") == 1
         {
             reconnected = Some(killed_at.elapsed());
             break;
@@ -800,7 +765,7 @@ fn envoy_failover(
         .map_err(|_| anyhow::anyhow!("the traffic thread panicked"))?;
     let mut applied = None;
     while written.elapsed() < Duration::from_secs(30) {
-        if get_status(&client, &url) == 403 {
+        if bench::status_of(&client, &url) == 403 {
             applied = Some(written.elapsed());
             break;
         }

@@ -94,16 +94,6 @@ fn envoy(bin: &str, envoy: &str, http: &str, grpc: &str, args: &[&str]) -> anyho
     )
 }
 
-fn status_of(agent: &ureq::Agent, url: &str) -> u16 {
-    match agent.get(url).call() {
-        Ok(mut r) => {
-            let _ = r.body_mut().read_to_string();
-            r.status().as_u16()
-        }
-        Err(_) => 0,
-    }
-}
-
 /// Alternating deny/allow of `source → destination` under back-to-back keep-alive traffic to
 /// `url`; the write → applied-to-every-request latency of each change, sorted.
 fn http_changes(
@@ -114,7 +104,9 @@ fn http_changes(
 ) -> anyhow::Result<Vec<Duration>> {
     let path = format!("/v1/connect/intentions/exact?source={source}&destination={destination}");
     put(http, &path, &json!({"Action": "allow"}))?;
-    wait_for("traffic to flow", 60, || status_of(&agent(), url) == 200)?;
+    wait_for("traffic to flow", 60, || {
+        bench::status_of(&agent(), url) == 200
+    })?;
     let stop = Arc::new(AtomicBool::new(false));
     let (stop2, url2) = (stop.clone(), url.to_owned());
     let traffic = std::thread::spawn(move || {
@@ -122,7 +114,7 @@ fn http_changes(
         let mut log = Vec::new();
         while !stop2.load(Ordering::Relaxed) {
             let t = Instant::now();
-            log.push((t, status_of(&agent, &url2)));
+            log.push((t, bench::status_of(&agent, &url2)));
         }
         log
     });

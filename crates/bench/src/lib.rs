@@ -220,6 +220,45 @@ pub fn put(
     Ok(())
 }
 
+/// The `X-Consul-Index` of a GET (a blocking query when `url` carries `?index=`).
+pub fn index_of(agent: &ureq::Agent, url: &str) -> anyhow::Result<u64> {
+    let resp = agent.get(url).call()?;
+    Ok(resp
+        .headers()
+        .get("X-Consul-Index")
+        .context("no X-Consul-Index header")?
+        .to_str()?
+        .parse()?)
+}
+
+/// The status of a GET with its body read (0 when the request failed).
+pub fn status_of(agent: &ureq::Agent, url: &str) -> u16 {
+    match agent.get(url).call() {
+        Ok(mut r) => {
+            let _ = r.body_mut().read_to_string();
+            r.status().as_u16()
+        }
+        Err(_) => 0,
+    }
+}
+
+/// One counter or gauge from an Envoy's admin `/stats` (0 when absent or unreachable).
+pub fn envoy_stat(admin: u16, name: &str) -> u64 {
+    let Ok(mut r) = http_agent(Duration::from_secs(5))
+        .get(&format!("http://127.0.0.1:{admin}/stats?filter={name}"))
+        .call()
+    else {
+        return 0;
+    };
+    let body = r.body_mut().read_to_string().unwrap_or_default();
+    body.lines()
+        .find_map(|l| {
+            l.strip_prefix(&format!("{name}: "))
+                .and_then(|v| v.trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
 /// Polls `f` every 100 ms until it is true; an error naming `what` after `secs` seconds.
 pub fn wait_for(what: &str, secs: u64, mut f: impl FnMut() -> bool) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(secs);

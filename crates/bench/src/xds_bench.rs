@@ -28,22 +28,6 @@ fn put(http: &str, path: &str, body: &serde_json::Value) -> anyhow::Result<()> {
     bench::put(&agent(), http, path, body)
 }
 
-fn stat(admin: u16, name: &str) -> u64 {
-    let Ok(mut r) = agent()
-        .get(&format!("http://127.0.0.1:{admin}/stats?filter={name}"))
-        .call()
-    else {
-        return 0;
-    };
-    let body = r.body_mut().read_to_string().unwrap_or_default();
-    body.lines()
-        .find_map(|l| {
-            l.strip_prefix(&format!("{name}: "))
-                .and_then(|v| v.trim().parse().ok())
-        })
-        .unwrap_or(0)
-}
-
 fn envoy_change_latency(bin: &str, envoy: &str) -> anyhow::Result<(f64, f64)> {
     let server = start_server(bin, &["agent", "-dev"])?;
     let (http, grpc) = (&server.http, &server.grpc);
@@ -75,18 +59,18 @@ fn envoy_change_latency(bin: &str, envoy: &str) -> anyhow::Result<(f64, f64)> {
             .stderr(Stdio::null()),
     )?;
     wait_for("Envoy to get its clusters", 30, || {
-        stat(admin, "cluster_manager.cds.update_success") > 0
+        bench::envoy_stat(admin, "cluster_manager.cds.update_success") > 0
     })?;
     let mut lat = Vec::new();
     for i in 0..100 {
-        let before = stat(admin, "cluster_manager.cds.update_success");
+        let before = bench::envoy_stat(admin, "cluster_manager.cds.update_success");
         let t = Instant::now();
         put(
             http,
             "/v1/config",
             &serde_json::json!({"Kind": "service-resolver", "Name": "db", "ConnectTimeout": format!("{}ms", 1000 + i)}),
         )?;
-        while stat(admin, "cluster_manager.cds.update_success") <= before {
+        while bench::envoy_stat(admin, "cluster_manager.cds.update_success") <= before {
             if t.elapsed() > Duration::from_secs(10) {
                 bail!("change {i} never reached Envoy");
             }

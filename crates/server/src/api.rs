@@ -252,19 +252,27 @@ async fn check_datacenter(
         ))
         .into_response();
     }
-    let rest: Vec<&str> = query
-        .split('&')
-        .filter(|p| !p.starts_with("dc=") && !p.is_empty())
-        .collect();
-    let path_and_query = if rest.is_empty() {
-        req.uri().path().to_owned()
-    } else {
-        format!("{}?{}", req.uri().path(), rest.join("&"))
-    };
+    let path_and_query = without_dc(req.uri());
     let token = crate::authz::token_of(req.headers(), &crate::query::Query::default());
     match crate::federation::forward(&app, &dc, &path_and_query, token).await {
         Ok(a) => http_answer(a),
         Err(e) => ApiError::internal(e.to_string()).into_response(),
+    }
+}
+
+/// The request's path and query without `dc=`: the datacenter a request is sent to must read
+/// it as its own.
+fn without_dc(uri: &axum::http::Uri) -> String {
+    let rest: Vec<&str> = uri
+        .query()
+        .unwrap_or("")
+        .split('&')
+        .filter(|p| !p.starts_with("dc=") && !p.is_empty())
+        .collect();
+    if rest.is_empty() {
+        uri.path().to_owned()
+    } else {
+        format!("{}?{}", uri.path(), rest.join("&"))
     }
 }
 
@@ -273,18 +281,7 @@ async fn to_primary(app: &AppState, req: axum::extract::Request) -> axum::respon
     use axum::response::IntoResponse;
     let method = req.method().as_str().to_owned();
     // `dc` names this (secondary) datacenter here; the primary must not read it as another.
-    let rest: Vec<&str> = req
-        .uri()
-        .query()
-        .unwrap_or("")
-        .split('&')
-        .filter(|p| !p.starts_with("dc=") && !p.is_empty())
-        .collect();
-    let path_and_query = if rest.is_empty() {
-        req.uri().path().to_owned()
-    } else {
-        format!("{}?{}", req.uri().path(), rest.join("&"))
-    };
+    let path_and_query = without_dc(req.uri());
     let token = crate::authz::token_of(req.headers(), &crate::query::Query::default());
     let body = match axum::body::to_bytes(req.into_body(), MAX_BODY).await {
         Ok(b) => String::from_utf8_lossy(&b).into_owned(),
