@@ -33,8 +33,9 @@ ln -sfn "${CARGO_TARGET_DIR:-$HOME/.cache/lambdamesh/target}/debug/lambdamesh" "
 # etcd-server/etcd-client: the HA store's tests, examples/ha and bench/ha.sh (docs/ha.md);
 # protobuf-compiler: `protoc`, which the etcd client's build compiles etcd's protos with.
 # haproxy: the load balancer in front of the replicas in crates/cli/tests/ha.rs and examples/ha.
+# openssl: tests verify certificate chains with `openssl verify` (the CA, multi-dc, mesh tests).
 need=()
-for pkg in chromium chromium-driver etcd-server etcd-client protobuf-compiler haproxy ${LAMBDAMESH_APT_PACKAGES:-}; do
+for pkg in chromium chromium-driver etcd-server etcd-client protobuf-compiler haproxy openssl ${LAMBDAMESH_APT_PACKAGES:-}; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if [ "${#need[@]}" -gt 0 ]; then
