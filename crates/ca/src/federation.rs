@@ -9,16 +9,16 @@
 use std::time::Duration;
 
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
-    Issuer, KeyIdMethod, KeyPair, KeyUsagePurpose, PKCS_ECDSA_P256_SHA256, PublicKeyData, SanType,
-    SerialNumber, SignatureAlgorithm, SigningKey as _,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, Issuer, KeyIdMethod,
+    KeyPair, KeyUsagePurpose, PKCS_ECDSA_P256_SHA256, PublicKeyData, SanType, SerialNumber,
+    SignatureAlgorithm, SigningKey as _,
 };
 use time::OffsetDateTime;
 
 use mesh_model::{connect, federation};
 
 use crate::sign::{
-    CaError, LEAF_BACKDATE, SigningRoot, add, key_id, load_key, root_params, serial_bytes,
+    CaError, SigningRoot, end_entity_params, key_id, load_key, root_params, serial_bytes,
     serial_hex,
 };
 
@@ -147,12 +147,8 @@ pub fn sign_intermediate(
     params.key_identifier_method = KeyIdMethod::PreSpecified(key_id(public_key));
     params.use_authority_key_identifier_extension = true;
     params.serial_number = Some(SerialNumber::from_slice(&serial_bytes(serial)));
-    params.not_before = not_before
-        .replace_nanosecond(0)
-        .map_err(|_| CaError::Validity)?;
-    params.not_after = not_after
-        .replace_nanosecond(0)
-        .map_err(|_| CaError::Validity)?;
+    params.not_before = whole_seconds(not_before)?;
+    params.not_after = whole_seconds(not_after)?;
     let uri = connect::signing_spiffe_id(trust_domain);
     params.subject_alt_names = vec![SanType::URI(uri.try_into().map_err(CaError::Params)?)];
     let cert = params
@@ -189,16 +185,17 @@ pub fn cross_sign_root(
     params.is_ca = IsCa::Ca(BasicConstraints::Constrained(1));
     params.use_authority_key_identifier_extension = true;
     params.serial_number = Some(SerialNumber::from_slice(&serial_bytes(serial)));
-    params.not_before = not_before
-        .replace_nanosecond(0)
-        .map_err(|_| CaError::Validity)?;
-    params.not_after = not_after
-        .replace_nanosecond(0)
-        .map_err(|_| CaError::Validity)?;
+    params.not_before = whole_seconds(not_before)?;
+    params.not_after = whole_seconds(not_after)?;
     let cert = params
         .signed_by(&active_key, &issuer)
         .map_err(CaError::Sign)?;
     Ok(cert.pem())
+}
+
+/// `t` without its sub-second part (certificate times are whole seconds).
+fn whole_seconds(t: OffsetDateTime) -> Result<OffsetDateTime, CaError> {
+    t.replace_nanosecond(0).map_err(|_| CaError::Validity)
 }
 
 /// A server's certificate and key.
@@ -233,14 +230,10 @@ pub fn sign_server_cert(
     let issuer = Issuer::new(root_params(signer.common_name, &signer_key), signer_key);
     let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).map_err(CaError::KeyGen)?;
     let server_name = federation::server_sni(datacenter, None, domain);
-    let mut params = CertificateParams::default();
-    let mut dn = DistinguishedName::new();
-    dn.push(DnType::CommonName, server_name.as_str());
-    params.distinguished_name = dn;
     let uri = federation::server_spiffe_id(trust_domain, datacenter);
     let mut sans = vec![
         SanType::URI(uri.try_into().map_err(CaError::Params)?),
-        SanType::DnsName(server_name.try_into().map_err(CaError::Params)?),
+        SanType::DnsName(server_name.clone().try_into().map_err(CaError::Params)?),
     ];
     if !node.is_empty() {
         let node_name = federation::server_sni(datacenter, Some(node), domain);
@@ -248,23 +241,18 @@ pub fn sign_server_cert(
             sans.push(SanType::DnsName(n));
         }
     }
-    params.subject_alt_names = sans;
-    params.serial_number = Some(SerialNumber::from_slice(&serial_bytes(serial)));
-    params.not_before = now
-        .checked_sub(time::Duration::try_from(LEAF_BACKDATE).map_err(|_| CaError::Validity)?)
-        .ok_or(CaError::Validity)?;
-    params.not_after = add(params.not_before, ttl)?;
-    params.is_ca = IsCa::ExplicitNoCa;
-    params.key_usages = vec![
-        KeyUsagePurpose::DigitalSignature,
-        KeyUsagePurpose::KeyEncipherment,
-    ];
-    params.extended_key_usages = vec![
-        ExtendedKeyUsagePurpose::ClientAuth,
-        ExtendedKeyUsagePurpose::ServerAuth,
-    ];
-    params.use_authority_key_identifier_extension = true;
-    params.key_identifier_method = KeyIdMethod::PreSpecified(key_id(&key));
+    let params = end_entity_params(
+        &server_name,
+        sans,
+        serial,
+        now,
+        ttl,
+        vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::KeyEncipherment,
+        ],
+        &key,
+    )?;
     let cert = params.signed_by(&key, &issuer).map_err(CaError::Sign)?;
     Ok(IssuedServerCert {
         cert_pem: cert.pem(),

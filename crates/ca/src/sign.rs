@@ -200,34 +200,22 @@ pub fn sign_leaf(
     let issuer = Issuer::new(root_params(root.common_name, &root_key), root_key);
     let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).map_err(CaError::KeyGen)?;
     let spiffe_id = connect::service_spiffe_id(trust_domain, service, datacenter);
-    let mut params = CertificateParams::default();
-    let mut dn = DistinguishedName::new();
-    dn.push(
-        DnType::CommonName,
-        connect::service_cn(service, trust_domain),
-    );
-    params.distinguished_name = dn;
-    params.subject_alt_names = vec![SanType::URI(
-        spiffe_id.clone().try_into().map_err(CaError::Params)?,
-    )];
-    params.serial_number = Some(SerialNumber::from_slice(&serial_bytes(serial)));
-    params.not_before = now
-        .checked_sub(time::Duration::try_from(LEAF_BACKDATE).map_err(|_| CaError::Validity)?)
-        .ok_or(CaError::Validity)?;
-    params.not_after = add(params.not_before, ttl)?;
-    params.is_ca = IsCa::ExplicitNoCa;
-    params.key_usages = vec![
-        KeyUsagePurpose::DigitalSignature,
-        KeyUsagePurpose::KeyEncipherment,
-        KeyUsagePurpose::KeyAgreement,
-        KeyUsagePurpose::DataEncipherment,
-    ];
-    params.extended_key_usages = vec![
-        ExtendedKeyUsagePurpose::ClientAuth,
-        ExtendedKeyUsagePurpose::ServerAuth,
-    ];
-    params.use_authority_key_identifier_extension = true;
-    params.key_identifier_method = KeyIdMethod::PreSpecified(key_id(&key));
+    let params = end_entity_params(
+        &connect::service_cn(service, trust_domain),
+        vec![SanType::URI(
+            spiffe_id.clone().try_into().map_err(CaError::Params)?,
+        )],
+        serial,
+        now,
+        ttl,
+        vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::KeyEncipherment,
+            KeyUsagePurpose::KeyAgreement,
+            KeyUsagePurpose::DataEncipherment,
+        ],
+        &key,
+    )?;
     let cert = params.signed_by(&key, &issuer).map_err(CaError::Sign)?;
     Ok(IssuedLeaf {
         cert_pem: cert.pem(),
@@ -237,6 +225,39 @@ pub fn sign_leaf(
         not_before: params.not_before,
         not_after: params.not_after,
     })
+}
+
+/// What every certificate the CA issues to an end entity (a service's leaf, a server) has: the
+/// common name and SANs given, the serial, validity from `now` back-dated by [`LEAF_BACKDATE`]
+/// for `ttl`, not a CA, client and server auth, and the key identifiers that chain it.
+pub(crate) fn end_entity_params(
+    common_name: &str,
+    sans: Vec<SanType>,
+    serial: u64,
+    now: OffsetDateTime,
+    ttl: Duration,
+    key_usages: Vec<KeyUsagePurpose>,
+    key: &KeyPair,
+) -> Result<CertificateParams, CaError> {
+    let mut params = CertificateParams::default();
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, common_name);
+    params.distinguished_name = dn;
+    params.subject_alt_names = sans;
+    params.serial_number = Some(SerialNumber::from_slice(&serial_bytes(serial)));
+    params.not_before = now
+        .checked_sub(time::Duration::try_from(LEAF_BACKDATE).map_err(|_| CaError::Validity)?)
+        .ok_or(CaError::Validity)?;
+    params.not_after = add(params.not_before, ttl)?;
+    params.is_ca = IsCa::ExplicitNoCa;
+    params.key_usages = key_usages;
+    params.extended_key_usages = vec![
+        ExtendedKeyUsagePurpose::ClientAuth,
+        ExtendedKeyUsagePurpose::ServerAuth,
+    ];
+    params.use_authority_key_identifier_extension = true;
+    params.key_identifier_method = KeyIdMethod::PreSpecified(key_id(key));
+    Ok(params)
 }
 
 #[cfg(test)]
