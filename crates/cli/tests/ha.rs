@@ -558,7 +558,10 @@ fn envoy_fails_over_to_another_replica_under_traffic() {
     stop.store(true, Ordering::Relaxed);
     traffic.join().unwrap();
     let (ok, failed) = (*ok.lock(), *failed.lock());
-    assert!(ok >= ok_before_kill + 200, "too little traffic to prove anything: {ok}");
+    assert!(
+        ok >= ok_before_kill + 200,
+        "too little traffic to prove anything: {ok}"
+    );
     assert_eq!(failed, 0, "{failed} of {} requests failed", ok + failed);
     // A change through r1 (neither Envoy's xDS replica) reaches them through the survivor.
     put(
