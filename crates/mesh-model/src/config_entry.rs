@@ -41,7 +41,7 @@ pub use chain::{
 };
 pub use common::{
     EnvoyExtension, ExposeConfig, ExposePath, HTTP_METHODS, HeaderMatch, HttpHeaderModifiers,
-    LambdaArn, MeshGatewayConfig, PROTOCOLS, QueryParamMatch, TransparentProxyConfig, is_http_like,
+    LambdaArn, MeshGatewayConfig, MeshGatewayMode, PROTOCOLS, QueryParamMatch, TransparentProxyConfig, is_http_like,
     lambda_argument, parse_lambda_arn,
 };
 pub use defaults::{

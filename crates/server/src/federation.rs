@@ -94,6 +94,9 @@ pub struct Federation {
     /// Other datacenters' mesh gateways that carry servers' traffic: reported by secondaries
     /// (in the primary), or the primary's map (in a secondary).
     pub(crate) gateways: parking_lot::Mutex<BTreeMap<String, Vec<GatewayAddr>>>,
+    /// Bumped whenever `gateways` changes: mesh gateways and sidecars with targets in other
+    /// datacenters recompute on it (the map is not in the store).
+    gateway_changes: tokio::sync::watch::Sender<u64>,
     /// In a secondary: config-entry replication from the primary.
     pub(crate) replication: parking_lot::Mutex<replicate::ReplicationStatus>,
     pub(crate) link: parking_lot::Mutex<LinkStatus>,
@@ -106,6 +109,29 @@ pub struct Federation {
 const SEEN_FOR_SECS: i64 = 72 * 3600;
 
 impl Federation {
+    /// Sets one datacenter's gateways, signalling a change.
+    pub(crate) fn learn_gateways_of(&self, datacenter: &str, addrs: Vec<GatewayAddr>) {
+        let mut map = self.gateways.lock();
+        if map.get(datacenter) != Some(&addrs) {
+            map.insert(datacenter.to_owned(), addrs);
+            self.gateway_changes.send_modify(|v| *v += 1);
+        }
+    }
+
+    /// Replaces the whole map (a secondary learning the primary's), signalling a change.
+    pub(crate) fn learn_gateway_map(&self, new: BTreeMap<String, Vec<GatewayAddr>>) {
+        let mut map = self.gateways.lock();
+        if *map != new {
+            *map = new;
+            self.gateway_changes.send_modify(|v| *v += 1);
+        }
+    }
+
+    /// A receiver that sees every later change of the gateway map.
+    pub fn gateway_changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.gateway_changes.subscribe()
+    }
+
     /// Records a datacenter whose server just proved who it is.
     pub(crate) fn saw(&self, datacenter: &str, now: i64) {
         self.seen.lock().insert(datacenter.to_owned(), now);
@@ -356,6 +382,27 @@ pub(crate) fn local_gateways(s: &store::State) -> Vec<GatewayAddr> {
         }
     }
     out
+}
+
+/// Every other datacenter's mesh gateways as (HOST, PORT), by datacenter: what this
+/// datacenter's mesh gateways forward that datacenter's SNI to, and sidecars in mode `remote`
+/// send to.
+pub fn gateway_map(app: &AppState) -> BTreeMap<String, Vec<(String, u16)>> {
+    let fed = &app.config.federation;
+    let mut dcs: Vec<String> = app.federation.gateways.lock().keys().cloned().collect();
+    if fed.is_secondary(&app.config.datacenter) {
+        dcs.push(fed.primary_datacenter.clone());
+    }
+    dcs.into_iter()
+        .filter(|dc| *dc != app.config.datacenter)
+        .map(|dc| {
+            let list = route(app, &dc)
+                .into_iter()
+                .map(|g| (g.host, g.port))
+                .collect();
+            (dc, list)
+        })
+        .collect()
 }
 
 /// The mesh gateways through which `dc`'s servers are reached: the configured

@@ -133,6 +133,7 @@ async fn run(
     recomputes: &AtomicU64,
 ) {
     let mut leaf_rx = app.leaves.subscribe();
+    let mut gateways_rx = app.federation.gateway_changes();
     let mut first = true;
     loop {
         let Some(g) = gather(app, node_id).await else {
@@ -148,6 +149,7 @@ async fn run(
             keys,
             index,
             leaf_ids,
+            reads_remote_gateways,
         } = g;
         let resources = Arc::new(xds::compile_with_chains(&inputs, &chains));
         drop((inputs, chains));
@@ -171,6 +173,12 @@ async fn run(
                         break;
                     }
                 }
+                changed = gateways_rx.changed(), if reads_remote_gateways => {
+                    if changed.is_err() {
+                        return;
+                    }
+                    break;
+                }
                 _ = tx.closed() => return,
             }
         }
@@ -181,6 +189,8 @@ async fn run(
 struct StoreView<'a> {
     st: &'a State,
     datacenter: &'a str,
+    /// Other datacenters' mesh gateways (`federation::gateway_map`), read before the lock.
+    remote_gateways: &'a BTreeMap<String, Vec<(String, u16)>>,
 }
 
 impl MeshState for StoreView<'_> {
@@ -198,6 +208,31 @@ impl MeshState for StoreView<'_> {
 
     fn service_endpoints(&self, svc: &ServiceName) -> Vec<Endpoint> {
         endpoints_from(self.st.instances(svc), self.datacenter)
+    }
+
+    fn mesh_gateways(&self, meta: &EntMeta) -> (Vec<Endpoint>, BTreeSet<ServiceName>) {
+        // Gateways are registered in a partition's default namespace, as Consul has them.
+        let gateway_meta = EntMeta::new(Some(&meta.partition), None);
+        let mut eps = Vec::new();
+        let mut names = BTreeSet::new();
+        for name in self.st.service_tags(&gateway_meta).into_keys() {
+            let svc = ServiceName::new(name, gateway_meta.clone());
+            let instances: Vec<_> = self
+                .st
+                .instances(&svc)
+                .into_iter()
+                .filter(|i| i.service.kind == mesh_model::catalog::ServiceKind::MeshGateway)
+                .collect();
+            if !instances.is_empty() {
+                eps.extend(endpoints_from(instances, self.datacenter));
+                names.insert(svc);
+            }
+        }
+        (eps, names)
+    }
+
+    fn remote_gateways(&self) -> BTreeMap<String, Vec<(String, u16)>> {
+        self.remote_gateways.clone()
     }
 }
 
@@ -253,6 +288,8 @@ struct Gathered {
     keys: Vec<WatchKey>,
     index: u64,
     leaf_ids: Vec<(ServiceName, u64)>,
+    /// Whether it read other datacenters' gateways (then a change of that map recomputes it).
+    reads_remote_gateways: bool,
 }
 
 /// Reads what the proxy `node_id` depends on, under the read lock; the leaves are left for the
@@ -263,21 +300,29 @@ fn read_state(
     config: &ServerConfig,
     node_id: &str,
     signed: &BTreeSet<ServiceName>,
+    remote_gateways: &BTreeMap<String, Vec<(String, u16)>>,
 ) -> Option<Result<Gathered, BTreeSet<ServiceName>>> {
     let datacenter = config.datacenter.as_str();
     let (proxy, kind, node) = find_proxy(st, node_id)?;
     let trust_domain = trust_domain(st);
-    let view = StoreView { st, datacenter };
+    let view = StoreView {
+        st,
+        datacenter,
+        remote_gateways,
+    };
     let Discovery {
         deps,
         entries,
         connect_endpoints,
         service_endpoints,
         chains,
+        mesh_gateways,
+        remote_gateways,
     } = xds::deps::discover(&view, proxy, kind, datacenter, &trust_domain);
     if deps.leaves != *signed {
         return Some(Err(deps.leaves));
     }
+    let reads_remote_gateways = deps.remote_gateways;
     let keys = watch_keys(st, deps);
     Some(Ok(Gathered {
         index: st.index_of(&keys),
@@ -296,10 +341,13 @@ fn read_state(
             default_allow: !config.acl.enabled || config.acl.default_allow,
             lambda_endpoint: config.lambda_endpoint.clone(),
             local_servers: Vec::new(),
+            mesh_gateways,
+            remote_gateways,
         },
         chains,
         keys,
         leaf_ids: Vec::new(),
+        reads_remote_gateways,
     }))
 }
 
@@ -335,11 +383,13 @@ async fn gather(app: &AppState, node_id: &str) -> Option<Gathered> {
     // Leaves are signed before the state is read (signing is async); if the state read then
     // needs other leaves (the proxy or a gateway's links changed in between), sign those and
     // read again.
+    let remote_gateways = crate::federation::gateway_map(app);
     let mut wanted = app.store.read(|st| {
         let (proxy, kind, _) = find_proxy(st, node_id)?;
         let view = StoreView {
             st,
             datacenter: &app.config.datacenter,
+            remote_gateways: &remote_gateways,
         };
         Some(xds::deps::leaves(&view, proxy, kind))
     })?;
@@ -347,7 +397,7 @@ async fn gather(app: &AppState, node_id: &str) -> Option<Gathered> {
         let (mut leaves, leaf_ids) = sign_leaves(app, &wanted).await;
         match app
             .store
-            .read(|st| read_state(st, &app.config, node_id, &wanted))?
+            .read(|st| read_state(st, &app.config, node_id, &wanted, &remote_gateways))?
         {
             Ok(mut g) => {
                 let inputs = &mut g.inputs;

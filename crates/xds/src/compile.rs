@@ -74,6 +74,13 @@ pub struct ProxyInputs {
     /// with `Meta { consul-wan-federation = "1" }` routes the SNI `server.<dc>.consul` to them
     /// (`docs/multi-dc.md`). Empty when this datacenter is not federated.
     pub local_servers: Vec<(String, u16)>,
+    /// This datacenter's mesh gateways (health/service rows of every mesh gateway in the
+    /// proxy's partition): where a sidecar sends targets in another datacenter in mode `local`.
+    pub mesh_gateways: Vec<Endpoint>,
+    /// Other datacenters' mesh gateways (HOST, PORT) by datacenter (the federation's map): where
+    /// a mesh gateway sends another datacenter's SNI, and a sidecar in mode `remote` or `none`
+    /// its targets there.
+    pub remote_gateways: BTreeMap<String, Vec<(String, u16)>>,
 }
 
 impl ProxyInputs {
@@ -100,7 +107,7 @@ impl ProxyKind {
 }
 
 /// A sidecar's discovery chains, one per upstream destination.
-pub type UpstreamChains = BTreeMap<ServiceName, chain::Chain>;
+pub type UpstreamChains = BTreeMap<sidecar::UpstreamKey, chain::Chain>;
 
 /// Compiles a proxy's resources. Never fails: config was validated when written; anything
 /// missing at runtime (a leaf not yet issued) leaves out only what depends on it.

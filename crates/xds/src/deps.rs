@@ -19,11 +19,10 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use mesh_model::EntMeta;
 use mesh_model::catalog::NodeService;
-use mesh_model::config_entry::{ConfigEntry, ConfigEntrySet, EntryKey, Kind};
+use mesh_model::config_entry::{ConfigEntry, ConfigEntrySet, EntryKey, Kind, MeshGatewayMode};
 use mesh_model::intentions;
 use mesh_model::names::{ServiceName, WILDCARD};
 
-use crate::compile::chain::compile_chain_reading;
 use crate::compile::{Endpoint, ProxyKind, UpstreamChains, sidecar};
 
 /// The model state a proxy's configuration is read from, borrowed.
@@ -37,6 +36,11 @@ pub trait MeshState {
     fn connect_endpoints(&self, svc: &ServiceName) -> Vec<Endpoint>;
     /// Instances of a service, as `/v1/health/service` lists them.
     fn service_endpoints(&self, svc: &ServiceName) -> Vec<Endpoint>;
+    /// Every mesh gateway instance of one tenancy's partition, as `/v1/health/service` lists
+    /// them, with the names of the services they are instances of.
+    fn mesh_gateways(&self, meta: &EntMeta) -> (Vec<Endpoint>, BTreeSet<ServiceName>);
+    /// Other datacenters' mesh gateways (HOST, PORT), by datacenter.
+    fn remote_gateways(&self) -> BTreeMap<String, Vec<(String, u16)>>;
 }
 
 /// Everything a proxy's resources are computed from. Besides these, every proxy depends on the
@@ -56,6 +60,9 @@ pub struct Dependencies {
     pub service_lists: BTreeSet<EntMeta>,
     /// Services whose leaf certificate the proxy presents.
     pub leaves: BTreeSet<ServiceName>,
+    /// Whether other datacenters' mesh gateways are read (the federation's map, which lives
+    /// outside the store).
+    pub remote_gateways: bool,
 }
 
 /// What [`discover`] found: the dependencies, and the values the compiler reads.
@@ -70,6 +77,11 @@ pub struct Discovery {
     pub service_endpoints: BTreeMap<ServiceName, Vec<Endpoint>>,
     /// A sidecar's chain per upstream destination (empty for gateways).
     pub chains: UpstreamChains,
+    /// For `ProxyInputs::mesh_gateways` (read by sidecars with a target in another datacenter
+    /// in mode `local`).
+    pub mesh_gateways: Vec<Endpoint>,
+    /// For `ProxyInputs::remote_gateways`.
+    pub remote_gateways: BTreeMap<String, Vec<(String, u16)>>,
 }
 
 /// The service a proxy acts for: a sidecar's destination; a gateway itself.
@@ -112,11 +124,14 @@ pub fn discover(
             instances: BTreeSet::new(),
             service_lists: BTreeSet::new(),
             leaves: BTreeSet::new(),
+            remote_gateways: false,
         },
         entries: ConfigEntrySet::new(),
         connect_endpoints: BTreeMap::new(),
         service_endpoints: BTreeMap::new(),
         chains: UpstreamChains::new(),
+        mesh_gateways: Vec::new(),
+        remote_gateways: BTreeMap::new(),
     };
     match kind {
         ProxyKind::Sidecar => sidecar_deps(&mut found, state, proxy, datacenter, trust_domain),
@@ -156,33 +171,62 @@ fn sidecar_deps(
     deps.entries
         .extend(intentions::destination_entry_keys(&dest));
     deps.leaves.insert(dest);
+    let mut local_gateways = false;
     for u in &proxy.proxy.upstreams {
-        let Some(svc) = sidecar::upstream_service(proxy, u) else {
+        let Some(key) = sidecar::upstream_key(proxy, u) else {
             continue;
         };
-        if found.chains.contains_key(&svc) {
+        if found.chains.contains_key(&key) {
             continue;
         }
         let (chain, read) =
-            compile_chain_reading(state.config_entries(), &svc, datacenter, trust_domain);
+            sidecar::compile_upstream(state.config_entries(), &key, datacenter, trust_domain);
         deps.entries.extend(read);
         for t in chain
             .targets
             .values()
             .flat_map(|t| std::iter::once(t).chain(t.failover.iter()))
         {
+            if t.datacenter != datacenter {
+                // Reached through mesh gateways: this datacenter's or the other's.
+                match t.mesh_gateway {
+                    MeshGatewayMode::Local => local_gateways = true,
+                    _ => deps.remote_gateways = true,
+                }
+                continue;
+            }
             // Its service-defaults carry the Lambda marking (among `protocol_keys`).
             if deps.connect.insert(t.service.clone()) {
                 deps.entries
                     .extend(ConfigEntrySet::protocol_keys(&t.service));
             }
+            // A function this sidecar invokes (one not behind a terminating gateway): its
+            // instances' health decides failover that involves it.
+            if crate::compile::lambda::lambda_of(state.config_entries(), &t.service).is_some()
+                && !sidecar::terminating_gateway_endpoints(&state.connect_endpoints(&t.service))
+                && deps.instances.insert(t.service.clone())
+            {
+                found
+                    .service_endpoints
+                    .insert(t.service.clone(), state.service_endpoints(&t.service));
+            }
         }
-        found.chains.insert(svc, chain);
+        found.chains.insert(key, chain);
     }
     for svc in &deps.connect {
         found
             .connect_endpoints
             .insert(svc.clone(), state.connect_endpoints(svc));
+    }
+    if local_gateways {
+        let meta = proxy.ent_meta();
+        let (eps, services) = state.mesh_gateways(&meta);
+        found.mesh_gateways = eps;
+        deps.instances.extend(services);
+        deps.service_lists.insert(meta);
+    }
+    if deps.remote_gateways {
+        found.remote_gateways = state.remote_gateways();
     }
 }
 
@@ -223,6 +267,9 @@ fn mesh_deps(found: &mut Discovery, state: &impl MeshState, proxy: &NodeService)
         deps.connect.insert(svc);
     }
     deps.service_lists.insert(meta);
+    // Other datacenters' SNI goes on to their gateways.
+    deps.remote_gateways = true;
+    found.remote_gateways = state.remote_gateways();
 }
 
 /// Services linked to a terminating gateway by its config entry, `*` expanded to every service

@@ -66,6 +66,43 @@ impl MeshGatewayConfig {
     pub fn is_empty(&self) -> bool {
         self.mode.is_empty()
     }
+
+    /// The mode as a value (an unknown one, which validation refuses, reads as the default).
+    pub fn mode(&self) -> MeshGatewayMode {
+        MeshGatewayMode::parse(&self.mode)
+    }
+}
+
+/// How traffic to another datacenter leaves a proxy (Consul's `MeshGateway.Mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub enum MeshGatewayMode {
+    /// Not set here: the next level decides (upstream, then service-defaults, then
+    /// proxy-defaults); unset everywhere, it means `none`.
+    #[default]
+    Default,
+    /// Straight to the other datacenter (see `docs/multi-dc.md`: through its mesh gateways, as
+    /// no direct reachability between datacenters is assumed).
+    None,
+    /// Through this datacenter's mesh gateways.
+    Local,
+    /// Through the other datacenter's mesh gateways.
+    Remote,
+}
+
+impl MeshGatewayMode {
+    pub fn parse(s: &str) -> Self {
+        match s {
+            "none" => Self::None,
+            "local" => Self::Local,
+            "remote" => Self::Remote,
+            _ => Self::Default,
+        }
+    }
+
+    /// `self` unless it is unset, then `fallback`.
+    pub fn or(self, fallback: MeshGatewayMode) -> MeshGatewayMode {
+        if self == Self::Default { fallback } else { self }
+    }
 }
 
 /// `TransparentProxy { OutboundListenerPort, DialedDirectly }` (service/proxy defaults).

@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::{
     ConfigEntry, ConfigEntryError, DEFAULT_PROTOCOL, EntryKey, Kind, PROXY_DEFAULTS_GLOBAL,
-    ServiceResolver, is_http_like,
+    MeshGatewayMode, ServiceResolver, is_http_like,
 };
 use crate::names::{DEFAULT, EntMeta, ServiceName};
 
@@ -83,6 +83,24 @@ impl ConfigEntrySet {
     /// proxy-defaults `global` `Config["protocol"]`, else `tcp`.
     pub fn protocol_of(&self, svc: &ServiceName) -> String {
         self.view().protocol_of(svc)
+    }
+
+    /// The service's mesh gateway mode: its service-defaults `MeshGateway.Mode`, else the
+    /// partition's proxy-defaults `global` one. Reads the keys of [`Self::protocol_keys`].
+    pub fn mesh_gateway_mode_of(&self, svc: &ServiceName) -> MeshGatewayMode {
+        let service = match self.get(&EntryKey {
+            kind: Kind::ServiceDefaults,
+            meta: svc.meta.clone(),
+            name: svc.name.clone(),
+        }) {
+            Some(ConfigEntry::ServiceDefaults(sd)) => sd.mesh_gateway.mode(),
+            _ => MeshGatewayMode::Default,
+        };
+        let proxy = match self.get(&proxy_defaults_global(&svc.meta)) {
+            Some(ConfigEntry::ProxyDefaults(pd)) => pd.mesh_gateway.mode(),
+            _ => MeshGatewayMode::Default,
+        };
+        service.or(proxy)
     }
 
     /// The keys [`Self::protocol_of`] looks up, present or not: writing or deleting any other

@@ -136,10 +136,7 @@ pub(crate) async fn answer(app: &AppState, req: Request, peer: &Peer) -> Answer 
                     .iter()
                     .filter_map(|g| mesh_model::federation::parse_gateway_addr(g).ok())
                     .collect();
-                app.federation
-                    .gateways
-                    .lock()
-                    .insert(datacenter.clone(), addrs);
+                app.federation.learn_gateways_of(datacenter, addrs);
             }
             tracing::debug!(peer = ?peer, "served the roots");
             let (mut roots, own) = app

@@ -172,7 +172,7 @@ fn learn_gateways(app: &AppState, roots: &Roots) {
             .collect();
         map.insert(dc.clone(), addrs);
     }
-    *app.federation.gateways.lock() = map;
+    app.federation.learn_gateway_map(map);
 }
 
 /// The intermediate this datacenter holds, if any.

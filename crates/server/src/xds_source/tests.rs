@@ -3,7 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed step is a failed test
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use mesh_model::catalog::{Node, NodeService, ProxyConfig, ServiceKind, Upstream};
@@ -133,7 +133,7 @@ async fn a_write_recomputes_only_the_proxies_that_depend_on_it() {
 
     let web_keys = app.store.read(|st| {
         let leaves = BTreeSet::from([ServiceName::default_tuple("web")]);
-        read_state(st, &app.config, "web-sidecar-proxy", &leaves)
+        read_state(st, &app.config, "web-sidecar-proxy", &leaves, &BTreeMap::new())
             .unwrap()
             .ok()
             .unwrap()

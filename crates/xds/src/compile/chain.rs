@@ -6,7 +6,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use mesh_model::EntMeta;
 use mesh_model::config_entry::{
-    ConfigEntry, ConfigEntrySet, EntryKey, HttpHeaderModifiers, Kind, ServiceRouteHttpMatch,
+    ConfigEntry, ConfigEntrySet, EntryKey, HttpHeaderModifiers, Kind, MeshGatewayMode,
+    ServiceRouteHttpMatch,
 };
 use mesh_model::connect;
 use mesh_model::names::ServiceName;
@@ -16,11 +17,16 @@ pub const DEFAULT_CONNECT_TIMEOUT_MS: u64 = 5_000;
 /// Redirect and nested-splitter depth limit (a loop in config must not hang the compiler).
 const MAX_DEPTH: usize = 8;
 
-/// One resolved destination: a service (and subset) in this datacenter.
+/// One resolved destination: a service (and subset) in a datacenter.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Target {
     pub service: ServiceName,
     pub subset: String,
+    /// Where the service runs: the caller's datacenter or another.
+    pub datacenter: String,
+    /// How traffic to another datacenter leaves (upstream, then the target's service-defaults,
+    /// then proxy-defaults); [`MeshGatewayMode::Default`] for a target in the caller's own.
+    pub mesh_gateway: MeshGatewayMode,
     pub sni: String,
     pub spiffe_id: String,
     /// go-bexpr filter of the subset, evaluated against each health/connect row.
@@ -78,9 +84,34 @@ fn meta_of(ns: &str, partition: &str, fallback: &EntMeta) -> EntMeta {
     )
 }
 
+/// Where a chain is compiled from: the caller's datacenter, the datacenter its upstream names
+/// (Consul's upstream `Datacenter`; empty: the caller's) and the mesh gateway mode the upstream
+/// or the proxy's registration set (overrides config entries).
+#[derive(Debug, Clone, Copy)]
+pub struct Origin<'a> {
+    pub datacenter: &'a str,
+    pub upstream_datacenter: &'a str,
+    pub mesh_gateway: MeshGatewayMode,
+}
+
+impl<'a> Origin<'a> {
+    /// A caller in `datacenter` naming no other.
+    pub fn local(datacenter: &'a str) -> Self {
+        Origin {
+            datacenter,
+            upstream_datacenter: "",
+            mesh_gateway: MeshGatewayMode::Default,
+        }
+    }
+}
+
 struct Compiler<'a> {
     entries: &'a ConfigEntrySet,
+    /// The caller's datacenter.
     datacenter: &'a str,
+    mesh_gateway_override: MeshGatewayMode,
+    /// The datacenter the upstream names (routers and splitters resolve there).
+    start_dc: String,
     trust_domain: &'a str,
     targets: BTreeMap<String, Target>,
     /// Every entry looked up so far, found or not.
@@ -115,17 +146,26 @@ impl<'a> Compiler<'a> {
         self.entries.protocol_of(svc)
     }
 
-    /// Follows redirects, picks the subset, records the target; returns its SNI and the
-    /// resolver's request timeout.
-    fn resolve(&mut self, svc: &ServiceName, subset: &str, depth: usize) -> (String, i64) {
+    /// Follows redirects (into other datacenters too), picks the subset, records the target;
+    /// returns its SNI and the resolver's request timeout.
+    fn resolve(
+        &mut self,
+        svc: &ServiceName,
+        subset: &str,
+        dc: &str,
+        depth: usize,
+    ) -> (String, i64) {
         let mut svc = svc.clone();
         let mut subset = subset.to_owned();
+        let mut dc = dc.to_owned();
         for _ in 0..MAX_DEPTH {
             let Some(r) = self.resolver(&svc) else { break };
             let Some(red) = &r.redirect else { break };
-            if !red.datacenter.is_empty() && red.datacenter != self.datacenter {
-                break; // other datacenters are not reachable from a single-DC control plane
-            }
+            let next_dc = if red.datacenter.is_empty() {
+                dc.clone()
+            } else {
+                red.datacenter.clone()
+            };
             let next = ServiceName::new(
                 if red.service.is_empty() {
                     svc.name.clone()
@@ -134,11 +174,12 @@ impl<'a> Compiler<'a> {
                 },
                 meta_of(&red.namespace, &red.partition, &svc.meta),
             );
-            subset = red.service_subset.clone();
-            if next == svc && subset.is_empty() {
+            if next == svc && red.service_subset.is_empty() && next_dc == dc {
                 break;
             }
+            subset = red.service_subset.clone();
             svc = next;
+            dc = next_dc;
         }
         let resolver = self.resolver(&svc);
         if subset.is_empty() {
@@ -157,16 +198,18 @@ impl<'a> Compiler<'a> {
                 (ns / 1_000_000).max(1) as u64
             });
         let request_timeout = resolver.map_or(0, |r| r.request_timeout.0);
-        let sni = connect::service_sni(&svc, Some(&subset), self.datacenter, self.trust_domain);
+        let sni = connect::service_sni(&svc, Some(&subset), &dc, self.trust_domain);
         let mut failover = Vec::new();
         if depth < 2
             && let Some(f) =
                 resolver.and_then(|r| r.failover.get(&subset).or_else(|| r.failover.get("*")))
         {
-            let mut fo_targets: Vec<(ServiceName, String)> = f
+            // Consul's order: `Targets`; else `Service`/`ServiceSubset` in each of
+            // `Datacenters` (or in the target's own datacenter when none is listed).
+            let mut fo_targets: Vec<(ServiceName, String, String)> = f
                 .targets
                 .iter()
-                .filter(|t| t.datacenter.is_empty() || t.datacenter == self.datacenter)
+                .filter(|t| t.peer.is_empty())
                 .map(|t| {
                     (
                         ServiceName::new(
@@ -177,25 +220,45 @@ impl<'a> Compiler<'a> {
                             },
                             meta_of(&t.namespace, &t.partition, &svc.meta),
                         ),
-                        t.service_subset.clone(),
+                        if t.service.is_empty() && t.service_subset.is_empty() {
+                            subset.clone()
+                        } else {
+                            t.service_subset.clone()
+                        },
+                        if t.datacenter.is_empty() {
+                            dc.clone()
+                        } else {
+                            t.datacenter.clone()
+                        },
                     )
                 })
                 .collect();
-            if !f.service.is_empty() || !f.service_subset.is_empty() {
-                fo_targets.push((
-                    ServiceName::new(
-                        if f.service.is_empty() {
-                            svc.name.clone()
-                        } else {
-                            f.service.clone()
-                        },
-                        meta_of(&f.namespace, "", &svc.meta),
-                    ),
-                    f.service_subset.clone(),
-                ));
+            if f.targets.is_empty() {
+                let fsvc = ServiceName::new(
+                    if f.service.is_empty() {
+                        svc.name.clone()
+                    } else {
+                        f.service.clone()
+                    },
+                    meta_of(&f.namespace, "", &svc.meta),
+                );
+                let fsub = if f.service.is_empty() && f.service_subset.is_empty() {
+                    subset.clone()
+                } else {
+                    f.service_subset.clone()
+                };
+                if f.datacenters.is_empty() {
+                    if !f.service.is_empty() || !f.service_subset.is_empty() {
+                        fo_targets.push((fsvc, fsub, dc.clone()));
+                    }
+                } else {
+                    for fdc in &f.datacenters {
+                        fo_targets.push((fsvc.clone(), fsub.clone(), fdc.clone()));
+                    }
+                }
             }
-            for (s, sub) in fo_targets {
-                let (fsni, _) = self.resolve(&s, &sub, depth + 1);
+            for (s, sub, fdc) in fo_targets {
+                let (fsni, _) = self.resolve(&s, &sub, &fdc, depth + 1);
                 if let Some(t) = self.targets.get(&fsni).cloned()
                     && fsni != sni
                 {
@@ -203,10 +266,19 @@ impl<'a> Compiler<'a> {
                 }
             }
         }
-        let spiffe_id = connect::service_spiffe_id(self.trust_domain, &svc, self.datacenter);
+        let spiffe_id = connect::service_spiffe_id(self.trust_domain, &svc, &dc);
+        let mesh_gateway = if dc == self.datacenter {
+            MeshGatewayMode::Default
+        } else {
+            self.read.extend(ConfigEntrySet::protocol_keys(&svc));
+            self.mesh_gateway_override
+                .or(self.entries.mesh_gateway_mode_of(&svc))
+        };
         let target = Target {
             service: svc,
             subset,
+            datacenter: dc,
+            mesh_gateway,
             sni: sni.clone(),
             spiffe_id,
             filter,
@@ -225,7 +297,7 @@ impl<'a> Compiler<'a> {
             _ => None,
         };
         let Some(splitter) = splitter else {
-            let (sni, t) = self.resolve(svc, "", 0);
+            let (sni, t) = self.resolve(svc, "", &self.start_dc.clone(), 0);
             return (Dest::Cluster(sni), t);
         };
         let mut weights: BTreeMap<String, f64> = BTreeMap::new();
@@ -243,7 +315,7 @@ impl<'a> Compiler<'a> {
                 meta_of(&split.namespace, &split.partition, &svc.meta),
             );
             let part = if !split.service_subset.is_empty() || target_svc == *svc {
-                let (sni, t) = self.resolve(&target_svc, &split.service_subset, 0);
+                let (sni, t) = self.resolve(&target_svc, &split.service_subset, &self.start_dc.clone(), 0);
                 timeout = timeout.max(t);
                 vec![(sni, 100.0)]
             } else {
@@ -294,9 +366,27 @@ pub fn compile_chain_reading(
     datacenter: &str,
     trust_domain: &str,
 ) -> (Chain, BTreeSet<EntryKey>) {
+    compile_chain_from(entries, svc, Origin::local(datacenter), trust_domain)
+}
+
+/// The chain of `svc` for a caller described by `origin` (an upstream that may name another
+/// datacenter and a mesh gateway mode), with the keys of every entry it looked up.
+pub fn compile_chain_from(
+    entries: &ConfigEntrySet,
+    svc: &ServiceName,
+    origin: Origin<'_>,
+    trust_domain: &str,
+) -> (Chain, BTreeSet<EntryKey>) {
+    let datacenter = origin.datacenter;
     let mut c = Compiler {
         entries,
         datacenter,
+        mesh_gateway_override: origin.mesh_gateway,
+        start_dc: if origin.upstream_datacenter.is_empty() {
+            datacenter.to_owned()
+        } else {
+            origin.upstream_datacenter.to_owned()
+        },
         trust_domain,
         targets: BTreeMap::new(),
         read: BTreeSet::new(),
@@ -318,7 +408,7 @@ pub fn compile_chain_reading(
             let (dest, resolver_timeout) = if d.service_subset.is_empty() {
                 c.split_or_resolve(&dest_svc, 0)
             } else {
-                let (sni, t) = c.resolve(&dest_svc, &d.service_subset, 0);
+                let (sni, t) = { let dc = c.start_dc.clone(); c.resolve(&dest_svc, &d.service_subset, &dc, 0) };
                 (Dest::Cluster(sni), t)
             };
             routes.push(ChainRoute {
@@ -342,7 +432,8 @@ pub fn compile_chain_reading(
     let (dest, timeout) = if l7 {
         c.split_or_resolve(svc, 0)
     } else {
-        let (s, t) = c.resolve(svc, "", 0);
+        let dc = c.start_dc.clone();
+        let (s, t) = c.resolve(svc, "", &dc, 0);
         (Dest::Cluster(s), t)
     };
     routes.push(ChainRoute {

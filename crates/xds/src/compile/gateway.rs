@@ -324,6 +324,46 @@ pub(super) fn mesh(inputs: &ProxyInputs) -> Resources {
             ..Default::default()
         });
     }
+    // Another datacenter's SNI (`<svc>.<ns>.<dc>.internal.<td>`, and its servers' when this
+    // gateway carries servers' traffic) goes on to that datacenter's gateways, still encrypted
+    // end to end: Consul's wildcard chain per remote datacenter.
+    for (dc, gateways) in &inputs.remote_gateways {
+        if *dc == inputs.datacenter || gateways.is_empty() {
+            continue;
+        }
+        let cluster = connect::gateway_sni(dc, &p.partition, &inputs.trust_domain);
+        let eps: Vec<(String, u16, bool)> = gateways
+            .iter()
+            .map(|(h, port)| (h.clone(), *port, true))
+            .collect();
+        insert(
+            &mut out.clusters,
+            &cluster,
+            super::eds_cluster(&cluster, super::chain::DEFAULT_CONNECT_TIMEOUT_MS, false, None),
+        );
+        insert(&mut out.endpoints, &cluster, load_assignment(&cluster, &eps));
+        let mut names = vec![format!("*.{cluster}")];
+        if federated {
+            let server = mesh_model::federation::server_sni(
+                dc,
+                None,
+                mesh_model::federation::DEFAULT_DOMAIN,
+            );
+            names.push(format!("*.{server}"));
+            names.push(server);
+        }
+        chains.push(lpb::FilterChain {
+            filter_chain_match: Some(lpb::FilterChainMatch {
+                server_names: names,
+                ..Default::default()
+            }),
+            filters: vec![tcp_proxy(
+                &format!("mesh_gateway_remote.{cluster}"),
+                &cluster,
+            )],
+            ..Default::default()
+        });
+    }
     let chain = lpb::FilterChain {
         filters: vec![
             network_filter(

@@ -294,23 +294,80 @@ pub fn identity_only_client_cert(h: &mut pb::hcm::HttpConnectionManager) {
     }
 }
 
-/// Failover cannot include a function that this proxy invokes itself. Envoy picks an aggregate
-/// cluster's member after the HTTP filters have run, so `aws_lambda` would see the aggregate
-/// (which has no egress metadata) and pass the request through: unsigned and untransformed,
-/// to either the function's endpoint or the ordinary failover service. So a patched function
-/// is routed to directly, without its failover, and is never a failover target of another
-/// target. Linked to a terminating gateway, a function is an ordinary mesh target for the
-/// caller, and failover applies to it as to any service.
-pub(super) fn drop_lambda_failover(
+/// Failover that involves a function this proxy invokes itself is decided by the control
+/// plane, from the catalog's health. Envoy picks an aggregate cluster's member after the HTTP
+/// filters have run, so `aws_lambda` would see the aggregate (which has no egress metadata) and
+/// pass the request through: unsigned and untransformed, to either the function's endpoint or
+/// the ordinary failover service (Consul's known gap). So for a target whose failover list
+/// holds such a function (as the target or a member), the first member `available` vouches for
+/// takes the target's routes; when that member is an ordinary mesh target (a service, or a
+/// function reached through a gateway, here or in another datacenter), the ordinary members
+/// after it stay its failover in Envoy. When none is available the target keeps its routes, as
+/// Envoy sends to the primary when no member is healthy.
+pub(super) fn resolve_lambda_failover(
     chain: &mut super::chain::Chain,
     lambdas: &BTreeMap<String, LambdaTarget>,
+    available: impl Fn(&super::chain::Target) -> bool,
 ) {
-    for t in chain.targets.values_mut() {
-        if lambdas.contains_key(&t.sni) {
-            t.failover.clear();
+    use super::chain::Dest;
+    let mut renames: BTreeMap<String, String> = BTreeMap::new();
+    let involved: Vec<super::chain::Target> = chain
+        .targets
+        .values()
+        .filter(|t| {
+            !t.failover.is_empty()
+                && (lambdas.contains_key(&t.sni)
+                    || t.failover.iter().any(|f| lambdas.contains_key(&f.sni)))
+        })
+        .cloned()
+        .collect();
+    for t in involved {
+        let members: Vec<&super::chain::Target> =
+            std::iter::once(&t).chain(t.failover.iter()).collect();
+        let pick = members.iter().position(|m| available(m)).unwrap_or(0);
+        let chosen = members[pick];
+        let failover = if lambdas.contains_key(&chosen.sni) {
+            Vec::new()
         } else {
-            t.failover.retain(|f| !lambdas.contains_key(&f.sni));
+            members[pick + 1..]
+                .iter()
+                .filter(|m| !lambdas.contains_key(&m.sni))
+                .map(|m| (*m).clone())
+                .collect()
+        };
+        let mut target = chosen.clone();
+        target.failover = failover;
+        if chosen.sni != t.sni {
+            renames.insert(t.sni.clone(), chosen.sni.clone());
+            if let Some(original) = chain.targets.get_mut(&t.sni) {
+                original.failover.clear();
+            }
         }
+        chain.targets.insert(target.sni.clone(), target);
+    }
+    if renames.is_empty() {
+        return;
+    }
+    let rename = |c: &String| renames.get(c).cloned().unwrap_or_else(|| c.clone());
+    for r in &mut chain.routes {
+        r.dest = match &r.dest {
+            Dest::Cluster(c) => Dest::Cluster(rename(c)),
+            Dest::Weighted(ws) => {
+                // Two splits may now lead to one member: their weights add up.
+                let mut merged: Vec<(String, u32)> = Vec::new();
+                for (c, w) in ws {
+                    let c = rename(c);
+                    match merged.iter_mut().find(|(m, _)| *m == c) {
+                        Some(m) => m.1 += w,
+                        None => merged.push((c, *w)),
+                    }
+                }
+                match merged.as_slice() {
+                    [(one, _)] => Dest::Cluster(one.clone()),
+                    _ => Dest::Weighted(merged),
+                }
+            }
+        };
     }
 }
 

@@ -6,7 +6,11 @@ use mesh_model::EntMeta;
 use mesh_model::catalog::{NodeService, ServiceKind, Upstream};
 use mesh_model::names::ServiceName;
 
-use super::chain::{Chain, Dest, compile_chain};
+use std::collections::BTreeSet;
+
+use mesh_model::config_entry::{ConfigEntrySet, EntryKey, MeshGatewayMode};
+
+use super::chain::{Chain, Dest, Origin, Target, compile_chain_from};
 use super::{
     ProxyInputs, UpstreamChains, eds_cluster, hcm_filter, insert, intentions_for, is_http,
     listener, load_assignment, network_filter, route_config, route_to, static_cluster,
@@ -38,6 +42,37 @@ pub(crate) fn upstream_service(p: &NodeService, u: &Upstream) -> Option<ServiceN
     Some(ServiceName::new(&u.destination_name, meta))
 }
 
+/// What an upstream's chain depends on besides config entries: its service, the datacenter it
+/// names (empty: the caller's) and the mesh gateway mode its upstream or proxy sets.
+pub type UpstreamKey = (ServiceName, String, MeshGatewayMode);
+
+/// The key of an upstream that gets a listener.
+pub(crate) fn upstream_key(p: &NodeService, u: &Upstream) -> Option<UpstreamKey> {
+    let svc = upstream_service(p, u)?;
+    let datacenter = u.datacenter.clone();
+    Some((
+        svc,
+        datacenter,
+        MeshGatewayMode::parse(&u.mesh_gateway.mode)
+            .or(MeshGatewayMode::parse(&p.proxy.mesh_gateway.mode)),
+    ))
+}
+
+/// The chain of one upstream, with the config entries it read.
+pub(crate) fn compile_upstream(
+    entries: &ConfigEntrySet,
+    key: &UpstreamKey,
+    datacenter: &str,
+    trust_domain: &str,
+) -> (Chain, BTreeSet<EntryKey>) {
+    let origin = Origin {
+        datacenter,
+        upstream_datacenter: &key.1,
+        mesh_gateway: key.2,
+    };
+    compile_chain_from(entries, &key.0, origin, trust_domain)
+}
+
 /// The chain of every upstream of a sidecar, compiled from its inputs.
 pub(super) fn chains_of(inputs: &ProxyInputs) -> UpstreamChains {
     inputs
@@ -45,15 +80,15 @@ pub(super) fn chains_of(inputs: &ProxyInputs) -> UpstreamChains {
         .proxy
         .upstreams
         .iter()
-        .filter_map(|u| upstream_service(&inputs.proxy, u))
-        .map(|svc| {
-            let chain = compile_chain(
+        .filter_map(|u| upstream_key(&inputs.proxy, u))
+        .map(|key| {
+            let (chain, _) = compile_upstream(
                 &inputs.entries,
-                &svc,
+                &key,
                 &inputs.datacenter,
                 &inputs.trust_domain,
             );
-            (svc, chain)
+            (key, chain)
         })
         .collect()
 }
@@ -131,18 +166,22 @@ pub(super) fn compile(inputs: &ProxyInputs, chains: &UpstreamChains) -> Resource
     }
 
     for u in &p.proxy.upstreams {
-        let Some(svc) = upstream_service(p, u) else {
+        let Some(key) = upstream_key(p, u) else {
             continue;
         };
-        let mut chain = match chains.get(&svc) {
+        let svc = &key.0;
+        let mut chain = match chains.get(&key) {
             Some(c) => c.clone(),
             // Callers pass every upstream's chain; compiling here keeps a missing one harmless.
-            None => compile_chain(
-                &inputs.entries,
-                &svc,
-                &inputs.datacenter,
-                &inputs.trust_domain,
-            ),
+            None => {
+                compile_upstream(
+                    &inputs.entries,
+                    &key,
+                    &inputs.datacenter,
+                    &inputs.trust_domain,
+                )
+                .0
+            }
         };
         let envoy_id = &u.destination_name;
         let bind = if u.local_bind_address.is_empty() {
@@ -153,22 +192,27 @@ pub(super) fn compile(inputs: &ProxyInputs, chains: &UpstreamChains) -> Resource
         let name = format!("{envoy_id}:{bind}:{}", u.local_bind_port);
         // The Lambda patch (reference §2.1–§2.3): the caller's sidecar invokes a function itself
         // only when it is not linked to a terminating gateway (then the gateway does).
+        // A function in another datacenter is that datacenter's to invoke (its terminating
+        // gateway, reached through the mesh gateways).
         let lambdas = if is_http(&chain.protocol) {
             super::lambda::chain_lambdas(
                 &inputs.entries,
                 chain
                     .targets
                     .values()
+                    .filter(|t| t.datacenter == inputs.datacenter)
                     .map(|t| (t.sni.clone(), t.service.clone())),
                 |s| gateway_linked(inputs, s),
             )
         } else {
             Default::default()
         };
-        super::lambda::drop_lambda_failover(&mut chain, &lambdas);
+        super::lambda::resolve_lambda_failover(&mut chain, &lambdas, |t| {
+            available(inputs, t, lambdas.contains_key(&t.sni))
+        });
         let chain = with_failover(&chain);
         let own_sni =
-            mesh_model::connect::service_sni(&svc, None, &inputs.datacenter, &inputs.trust_domain);
+            mesh_model::connect::service_sni(svc, None, &inputs.datacenter, &inputs.trust_domain);
         let filter_target = lambdas.get(&own_sni).or_else(|| lambdas.values().next());
         let filter = if is_http(&chain.protocol) {
             let mut routes = super::routes::envoy_routes(&chain.routes);
@@ -267,15 +311,10 @@ pub(super) fn add_targets(inputs: &ProxyInputs, chain: &Chain, out: &mut Resourc
             &t.sni,
             eds_cluster(&t.sni, t.connect_timeout_ms, http2, tls),
         );
-        let eps = inputs
-            .connect_endpoints
-            .get(&t.service)
-            .map(Vec::as_slice)
-            .unwrap_or(&[]);
         insert(
             &mut out.endpoints,
             &t.sni,
-            load_assignment(&t.sni, &target_endpoints(eps, &t.filter, t.only_passing)),
+            load_assignment(&t.sni, &endpoints_of(inputs, t)),
         );
         if !t.failover.is_empty() {
             let name = failover_cluster_name(&t.sni);
@@ -301,10 +340,56 @@ pub(super) fn add_targets(inputs: &ProxyInputs, chain: &Chain, out: &mut Resourc
     }
 }
 
+/// Where a target's traffic goes: its mesh endpoints in this datacenter; for a target in
+/// another datacenter, this datacenter's mesh gateways (mode `local`) or that datacenter's
+/// (`remote`, and `none`: no direct reachability between datacenters is assumed, see
+/// `docs/multi-dc.md`). The gateways forward the caller's TLS by its SNI.
+pub(super) fn endpoints_of(inputs: &ProxyInputs, t: &Target) -> Vec<(String, u16, bool)> {
+    if t.datacenter == inputs.datacenter {
+        let eps = inputs
+            .connect_endpoints
+            .get(&t.service)
+            .map(Vec::as_slice)
+            .unwrap_or(&[]);
+        return target_endpoints(eps, &t.filter, t.only_passing);
+    }
+    match t.mesh_gateway {
+        MeshGatewayMode::Local => target_endpoints(&inputs.mesh_gateways, "", false),
+        MeshGatewayMode::Remote | MeshGatewayMode::None | MeshGatewayMode::Default => inputs
+            .remote_gateways
+            .get(&t.datacenter)
+            .map(|gws| gws.iter().map(|(h, p)| (h.clone(), *p, true)).collect())
+            .unwrap_or_default(),
+    }
+}
+
+/// Whether a target can take traffic, as the catalog says: a function this proxy invokes has
+/// an instance that is not critical (passing, with the subset's `OnlyPassing`) and matches
+/// the subset; any other target has a healthy endpoint.
+fn available(inputs: &ProxyInputs, t: &Target, invoked_here: bool) -> bool {
+    if invoked_here {
+        let eps = inputs
+            .service_endpoints
+            .get(&t.service)
+            .map(Vec::as_slice)
+            .unwrap_or(&[]);
+        return target_endpoints(eps, &t.filter, t.only_passing)
+            .iter()
+            .any(|e| e.2);
+    }
+    endpoints_of(inputs, t).iter().any(|e| e.2)
+}
+
 /// Whether `svc`'s mesh endpoints are a terminating gateway's (the service is linked to one).
 fn gateway_linked(inputs: &ProxyInputs, svc: &ServiceName) -> bool {
-    inputs.connect_endpoints.get(svc).is_some_and(|eps| {
-        eps.iter()
-            .any(|e| e.row["Service"]["Kind"] == ServiceKind::TerminatingGateway.as_str())
-    })
+    inputs
+        .connect_endpoints
+        .get(svc)
+        .is_some_and(|eps| terminating_gateway_endpoints(eps))
+}
+
+/// Whether mesh endpoints are a terminating gateway's.
+pub(crate) fn terminating_gateway_endpoints(eps: &[super::Endpoint]) -> bool {
+    eps.iter()
+        .any(|e| e.row["Service"]["Kind"] == ServiceKind::TerminatingGateway.as_str())
 }

@@ -74,6 +74,8 @@ fn inputs(proxy: NodeService, set: ConfigEntrySet) -> ProxyInputs {
         default_allow: false,
         lambda_endpoint: None,
         local_servers: Vec::new(),
+        mesh_gateways: Vec::new(),
+        remote_gateways: BTreeMap::new(),
     }
 }
 
@@ -568,3 +570,4 @@ fn a_mesh_gateway_exposing_servers_routes_the_server_sni_to_them() {
 }
 
 mod lambda;
+mod multi_dc;

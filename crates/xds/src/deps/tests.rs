@@ -22,6 +22,7 @@ struct World {
     entries: ConfigEntrySet,
     instances: BTreeMap<ServiceName, Vec<Endpoint>>,
     connect: BTreeMap<ServiceName, Vec<Endpoint>>,
+    remote: BTreeMap<String, Vec<(String, u16)>>,
 }
 
 impl MeshState for World {
@@ -40,6 +41,20 @@ impl MeshState for World {
     }
     fn service_endpoints(&self, svc: &ServiceName) -> Vec<Endpoint> {
         self.instances.get(svc).cloned().unwrap_or_default()
+    }
+    fn mesh_gateways(&self, meta: &EntMeta) -> (Vec<Endpoint>, BTreeSet<ServiceName>) {
+        let mut eps = Vec::new();
+        let mut names = BTreeSet::new();
+        for (svc, list) in self.instances.iter().filter(|(s, _)| s.meta == *meta) {
+            for e in list.iter().filter(|e| e.row["Service"]["Kind"] == "mesh-gateway") {
+                eps.push(e.clone());
+                names.insert(svc.clone());
+            }
+        }
+        (eps, names)
+    }
+    fn remote_gateways(&self) -> BTreeMap<String, Vec<(String, u16)>> {
+        self.remote.clone()
     }
 }
 
@@ -184,6 +199,7 @@ fn inputs(
     entries: ConfigEntrySet,
     connect_endpoints: BTreeMap<ServiceName, Vec<Endpoint>>,
     service_endpoints: BTreeMap<ServiceName, Vec<Endpoint>>,
+    gateways: (Vec<Endpoint>, BTreeMap<String, Vec<(String, u16)>>),
     leaves: &BTreeSet<ServiceName>,
 ) -> ProxyInputs {
     let certs = || leaves.iter().map(|s| (s.clone(), cert(&s.name)));
@@ -208,6 +224,8 @@ fn inputs(
         default_allow: false,
         lambda_endpoint: None,
         local_servers: Vec::new(),
+        mesh_gateways: gateways.0,
+        remote_gateways: gateways.1,
     }
 }
 
@@ -233,6 +251,7 @@ fn assert_discovery_suffices(w: &World, proxy: &NodeService, kind: ProxyKind) ->
         w.entries.clone(),
         all_connect,
         w.instances.clone(),
+        (w.mesh_gateways(&proxy.ent_meta()).0, w.remote.clone()),
         &leaves,
     );
     let expected = compile(&everything);
@@ -243,6 +262,7 @@ fn assert_discovery_suffices(w: &World, proxy: &NodeService, kind: ProxyKind) ->
         found.entries.clone(),
         found.connect_endpoints.clone(),
         found.service_endpoints.clone(),
+        (found.mesh_gateways.clone(), found.remote_gateways.clone()),
         &leaves,
     );
     let got = compile_with_chains(&discovered, &found.chains);
@@ -294,7 +314,7 @@ fn a_sidecar_compiles_the_same_from_its_dependencies_alone() {
     assert_eq!(deps.proxy, svc("web-sidecar-proxy"));
     // Each upstream's chain is compiled once, whatever the number of its listeners.
     assert_eq!(
-        found.chains.keys().collect::<Vec<_>>(),
+        found.chains.keys().map(|k| &k.0).collect::<Vec<_>>(),
         [&svc("api"), &svc("auth"), &svc("db"), &svc("pay")]
     );
     assert_eq!(
@@ -304,7 +324,9 @@ fn a_sidecar_compiles_the_same_from_its_dependencies_alone() {
             .map(svc)
             .collect()
     );
-    assert!(deps.instances.is_empty() && deps.service_lists.is_empty());
+    // The function's instances: their health decides failover involving it.
+    assert_eq!(deps.instances, BTreeSet::from([svc("auth")]));
+    assert!(deps.service_lists.is_empty() && !deps.remote_gateways);
     // The redirect's source and target, the nested split's service, the failover target.
     assert_eq!(
         names(&deps.entries, Kind::ServiceResolver),

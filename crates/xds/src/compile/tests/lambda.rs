@@ -5,16 +5,16 @@ use envoy_types::pb::envoy::extensions::filters::http::aws_lambda::v3 as aws_lam
 
 use super::*;
 
-const ARN: &str = "arn:aws:lambda:eu-west-1:123456789012:function:auth";
+pub(super) const ARN: &str = "arn:aws:lambda:eu-west-1:123456789012:function:auth";
 
 /// The HTTP filters of a caller's upstream that invokes a function itself.
-const CALLER_FILTERS: [&str; 3] = [
+pub(super) const CALLER_FILTERS: [&str; 3] = [
     "lambdamesh.lambda.function_error",
     "envoy.filters.http.aws_lambda",
     "envoy.filters.http.router",
 ];
 
-fn hcm_of(l: &listener::Listener, chain: usize) -> pb::hcm::HttpConnectionManager {
+pub(super) fn hcm_of(l: &listener::Listener, chain: usize) -> pb::hcm::HttpConnectionManager {
     let f = &l.filter_chains[chain].filters[0];
     assert_eq!(f.name, "envoy.filters.network.http_connection_manager");
     match &f.config_type {
@@ -23,11 +23,11 @@ fn hcm_of(l: &listener::Listener, chain: usize) -> pb::hcm::HttpConnectionManage
     }
 }
 
-fn filter_names(h: &pb::hcm::HttpConnectionManager) -> Vec<String> {
+pub(super) fn filter_names(h: &pb::hcm::HttpConnectionManager) -> Vec<String> {
     h.http_filters.iter().map(|f| f.name.clone()).collect()
 }
 
-fn lambda_config(h: &pb::hcm::HttpConnectionManager) -> aws_lambda::Config {
+pub(super) fn lambda_config(h: &pb::hcm::HttpConnectionManager) -> aws_lambda::Config {
     let f = h
         .http_filters
         .iter()
@@ -39,7 +39,7 @@ fn lambda_config(h: &pb::hcm::HttpConnectionManager) -> aws_lambda::Config {
     }
 }
 
-fn routes(h: &pb::hcm::HttpConnectionManager) -> Vec<pb::route::Route> {
+pub(super) fn routes(h: &pb::hcm::HttpConnectionManager) -> Vec<pb::route::Route> {
     match &h.route_specifier {
         Some(pb::hcm::http_connection_manager::RouteSpecifier::RouteConfig(rc)) => {
             rc.virtual_hosts[0].routes.clone()
@@ -351,7 +351,7 @@ fn lambda_endpoints_parse_or_say_what_is_wrong() {
 }
 
 /// The cluster a single-route upstream listener sends to.
-fn route_cluster(h: &pb::hcm::HttpConnectionManager) -> String {
+pub(super) fn route_cluster(h: &pb::hcm::HttpConnectionManager) -> String {
     let rs = routes(h);
     let Some(pb::route::route::Action::Route(a)) = &rs[0].action else {
         panic!("no route action");
@@ -362,8 +362,29 @@ fn route_cluster(h: &pb::hcm::HttpConnectionManager) -> String {
     }
 }
 
+pub(super) fn aggregate_members(out: &Resources, name: &str) -> Vec<String> {
+    let a: cluster::Cluster = decode(&out.clusters[name]);
+    let Some(cluster::cluster::ClusterDiscoveryType::ClusterType(ct)) = &a.cluster_discovery_type
+    else {
+        panic!("not an aggregate cluster");
+    };
+    let members: pb::aggregate::ClusterConfig = decode(ct.typed_config.as_ref().unwrap());
+    members.clusters
+}
+
+pub(super) fn lambda_instance(healthy: bool) -> Endpoint {
+    Endpoint {
+        address: "lambda".into(),
+        port: 0,
+        healthy,
+        row: json!({"Service": {"Meta": {}}}),
+    }
+}
+
+/// Failover involving a function the sidecar invokes is decided by the control plane from the
+/// catalog's health, never through an aggregate cluster (whose member `aws_lambda` cannot see).
 #[test]
-fn failover_never_hides_a_function_behind_an_aggregate_cluster() {
+fn failover_with_a_function_is_decided_from_the_catalogs_health() {
     let set = entries(&[
         json!({"Kind": "service-defaults", "Name": "auth", "Protocol": "http",
             "EnvoyExtensions": [{"Name": "builtin/aws/lambda", "Arguments": {"ARN": ARN}}]}),
@@ -380,9 +401,24 @@ fn failover_never_hides_a_function_behind_an_aggregate_cluster() {
     auth_svc.local_bind_port = 2346;
     let mut db = upstream("db");
     db.local_bind_port = 2347;
-    let out = compile(&inputs(sidecar(vec![upstream("auth"), auth_svc, db]), set));
+    let compile_with = |auth_healthy: bool, auth_svc_healthy: bool| {
+        let mut inp = inputs(
+            sidecar(vec![upstream("auth"), auth_svc.clone(), db.clone()]),
+            set.clone(),
+        );
+        inp.service_endpoints.insert(
+            ServiceName::default_tuple("auth"),
+            vec![lambda_instance(auth_healthy)],
+        );
+        inp.connect_endpoints.insert(
+            ServiceName::default_tuple("auth-svc"),
+            vec![endpoint(21001, "v1", auth_svc_healthy)],
+        );
+        compile(&inp)
+    };
 
-    // The function is routed to directly, with its Lambda cluster, and no aggregate exists.
+    // The function is healthy: it is invoked directly, and no aggregate hides it.
+    let out = compile_with(true, true);
     let l: listener::Listener = decode(&out.listeners["auth:127.0.0.1:2345"]);
     let h = hcm_of(&l, 0);
     assert_eq!(filter_names(&h), CALLER_FILTERS);
@@ -393,15 +429,33 @@ fn failover_never_hides_a_function_behind_an_aggregate_cluster() {
         !out.clusters
             .contains_key(&format!("failover-target~{}", sni("auth")))
     );
-
-    // The service does not fail over to the function: the filter would never see its cluster.
+    // The healthy service is routed to directly: the function is no member of an aggregate.
     let l: listener::Listener = decode(&out.listeners["auth-svc:127.0.0.1:2346"]);
-    let h = hcm_of(&l, 0);
-    assert_eq!(route_cluster(&h), sni("auth-svc"));
+    assert_eq!(route_cluster(&hcm_of(&l, 0)), sni("auth-svc"));
     assert!(
         !out.clusters
             .contains_key(&format!("failover-target~{}", sni("auth-svc")))
     );
+
+    // The function's only instance is critical: its routes go to the service.
+    let out = compile_with(false, true);
+    let l: listener::Listener = decode(&out.listeners["auth:127.0.0.1:2345"]);
+    assert_eq!(route_cluster(&hcm_of(&l, 0)), sni("auth-svc"));
+    let c: cluster::Cluster = decode(&out.clusters[&sni("auth-svc")]);
+    assert!(c.eds_cluster_config.is_some(), "an ordinary mesh cluster");
+
+    // The service has no healthy endpoint: the service's routes go to the function, which
+    // the filter invokes (the route names its cluster, which carries the egress metadata).
+    let out = compile_with(true, false);
+    let l: listener::Listener = decode(&out.listeners["auth-svc:127.0.0.1:2346"]);
+    let h = hcm_of(&l, 0);
+    assert_eq!(route_cluster(&h), sni("auth"));
+    assert_eq!(lambda_config(&h).arn, ARN);
+
+    // Nothing is available: each target keeps its own routes.
+    let out = compile_with(false, false);
+    let l: listener::Listener = decode(&out.listeners["auth:127.0.0.1:2345"]);
+    assert_eq!(route_cluster(&hcm_of(&l, 0)), sni("auth"));
 
     // An ordinary service still fails over through Consul's aggregate cluster.
     let l: listener::Listener = decode(&out.listeners["db:127.0.0.1:2347"]);
@@ -409,13 +463,7 @@ fn failover_never_hides_a_function_behind_an_aggregate_cluster() {
     assert_eq!(filter_names(&h), ["envoy.filters.http.router"]);
     let agg = format!("failover-target~{}", sni("db"));
     assert_eq!(route_cluster(&h), agg);
-    let a: cluster::Cluster = decode(&out.clusters[&agg]);
-    let Some(cluster::cluster::ClusterDiscoveryType::ClusterType(ct)) = &a.cluster_discovery_type
-    else {
-        panic!("not an aggregate cluster");
-    };
-    let members: pb::aggregate::ClusterConfig = decode(ct.typed_config.as_ref().unwrap());
-    assert_eq!(members.clusters, [sni("db"), sni("db-backup")]);
+    assert_eq!(aggregate_members(&out, &agg), [sni("db"), sni("db-backup")]);
 }
 
 #[test]
