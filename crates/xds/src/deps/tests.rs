@@ -436,3 +436,35 @@ fn a_mesh_gateway_compiles_the_same_from_its_dependencies_alone() {
     assert!(deps.entries.contains(&key(Kind::ServiceResolver, "api")));
     assert!(deps.leaves.is_empty());
 }
+
+/// A sidecar with targets in other datacenters: one through the local mesh gateways (whose
+/// instances and service list it then depends on), one through dc2's (the federation's map).
+#[test]
+fn targets_in_other_datacenters_read_the_gateways_their_mode_names() {
+    let mut w = World::new(&[
+        json!({"Kind": "proxy-defaults", "Name": "global", "Config": {"protocol": "http"}}),
+        json!({"Kind": "service-defaults", "Name": "api", "MeshGateway": {"Mode": "local"}}),
+        json!({"Kind": "service-resolver", "Name": "db", "Failover": {"*": {"Datacenters": ["dc2"]}}}),
+        json!({"Kind": "service-resolver", "Name": "zzz", "ConnectTimeout": "9s"}),
+    ])
+    .service("web", &[("v1", "")])
+    .service("db", &[("v1", "")])
+    .service("mgw", &[]);
+    w.instances
+        .insert(svc("mgw"), vec![endpoint(8443, "v1", "mesh-gateway")]);
+    w.remote
+        .insert("dc2".into(), vec![("10.0.2.1".into(), 9443)]);
+    let mut proxy = web_sidecar();
+    let mut api = upstream("api", 9001);
+    api.datacenter = "dc2".into();
+    proxy.proxy.upstreams = vec![api, upstream("db", 9002)];
+    let found = assert_discovery_suffices(&w, &proxy, ProxyKind::Sidecar);
+    let deps = &found.deps;
+    // dc2's api is reached through the local gateways; db's failover through dc2's.
+    assert_eq!(deps.instances, BTreeSet::from([svc("mgw")]));
+    assert_eq!(deps.service_lists, BTreeSet::from([EntMeta::default()]));
+    assert!(deps.remote_gateways);
+    assert_eq!(found.mesh_gateways.len(), 1);
+    // Only this datacenter's db has mesh endpoints to read.
+    assert_eq!(deps.connect, BTreeSet::from([svc("db")]));
+}
