@@ -14,67 +14,9 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::Proc;
-use common::mesh::{Envoy, free_port, get, get_json, put, wait_until};
+use common::dcs::{mesh_gateway, primary, primary_with, roots_file, secondary, secondary_with};
+use common::mesh::{free_port, get, get_json, put, wait_until};
 use serde_json::{Value, json};
-
-fn primary(dir: &Path, server_port: u16) -> Proc {
-    primary_with(dir, server_port, "")
-}
-
-fn primary_with(dir: &Path, server_port: u16, extra: &str) -> Proc {
-    let cfg = dir.join("dc1.hcl");
-    std::fs::write(
-        &cfg,
-        format!("datacenter = \"dc1\"\nconnect {{\n  enabled = true\n  enable_mesh_gateway_wan_federation = true\n}}\n{extra}"),
-    )
-    .unwrap();
-    Proc::start(&[
-        "server",
-        "-data-dir",
-        dir.join("dc1").to_str().unwrap(),
-        "-config-file",
-        cfg.to_str().unwrap(),
-        "-server-port",
-        &server_port.to_string(),
-    ])
-}
-
-fn secondary(dir: &Path, dc: &str, ca_file: &Path, gateways: &[String]) -> Proc {
-    secondary_with(dir, dc, ca_file, gateways, "")
-}
-
-fn secondary_with(dir: &Path, dc: &str, ca_file: &Path, gateways: &[String], extra: &str) -> Proc {
-    let cfg = dir.join(format!("{dc}.hcl"));
-    let list: Vec<String> = gateways.iter().map(|g| format!("{g:?}")).collect();
-    std::fs::write(
-        &cfg,
-        format!(
-            r#"datacenter = "{dc}"
-primary_datacenter = "dc1"
-primary_gateways = [{}]
-primary_gateways_interval = "1s"
-connect {{
-  enabled = true
-  enable_mesh_gateway_wan_federation = true
-}}
-tls {{ defaults {{ ca_file = {:?} }} }}
-{extra}
-"#,
-            list.join(", "),
-            ca_file.to_str().unwrap()
-        ),
-    )
-    .unwrap();
-    Proc::start(&[
-        "server",
-        "-data-dir",
-        dir.join(dc).to_str().unwrap(),
-        "-config-file",
-        cfg.to_str().unwrap(),
-        "-server-port",
-        &free_port().to_string(),
-    ])
-}
 
 /// The PEM blocks of a text, in order.
 fn pem_blocks(text: &str) -> Vec<String> {
@@ -114,19 +56,6 @@ fn verify_chain(dir: &Path, root_pem: &str, cert_pem: &str) -> (bool, String) {
             String::from_utf8_lossy(&out.stderr)
         ),
     )
-}
-
-fn roots_file(dir: &Path, http: &str) -> std::path::PathBuf {
-    let roots = get_json(http, "/v1/agent/connect/ca/roots");
-    let pems: String = roots["Roots"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["RootCert"].as_str().unwrap().to_owned())
-        .collect();
-    let path = dir.join("dc1-roots.pem");
-    std::fs::write(&path, pems).unwrap();
-    path
 }
 
 #[test]
@@ -309,23 +238,6 @@ fn a_secondary_joins_the_primary_trust_domain_and_follows_its_rotation() {
     let leaf = get_json(&dc2.http, "/v1/agent/connect/ca/leaf/after-restart");
     let (ok, text) = verify_chain(d, &third_pem, leaf["CertPEM"].as_str().unwrap());
     assert!(ok, "a leaf signed after the restart: {text}");
-}
-
-fn mesh_gateway(dc: &Proc, port: u16) -> Envoy {
-    Envoy::start(
-        &dc.http,
-        &dc.grpc,
-        &[
-            "-gateway",
-            "mesh",
-            "-register",
-            "-expose-servers",
-            "-service",
-            "mgw",
-            "-address",
-            &format!("127.0.0.1:{port}"),
-        ],
-    )
 }
 
 fn new_key() -> String {

@@ -515,5 +515,13 @@ pub fn status_json(app: &AppState) -> serde_json::Value {
             "LagSeconds": repl.last_success_unix.map(|t| now - t),
             "LastError": repl.last_error,
         }) } else { serde_json::Value::Null },
+        // Where this datacenter's mesh gateways send each other datacenter's traffic.
+        "MeshGateways": gateway_map(app)
+            .into_iter()
+            .map(|(dc, list)| {
+                let addrs: Vec<String> = list.iter().map(|(h, p)| format!("{h}:{p}")).collect();
+                (dc, serde_json::json!(addrs))
+            })
+            .collect::<serde_json::Map<_, _>>(),
     })
 }

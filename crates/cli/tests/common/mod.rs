@@ -10,6 +10,7 @@ use std::time::Duration;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_lambdamesh");
 
+pub mod dcs;
 pub mod mesh;
 pub mod up;
 
