@@ -30,7 +30,7 @@ use std::{
 };
 
 use common::mesh::{Envoy, free_port, get_json, put, python, wait_until};
-use common::{BIN, Proc, stderr, stdout};
+use common::{BIN, Proc, extension_binary, stderr, stdout};
 use lambda_platform::{Credentials, PlatformConfig, client::Client};
 use parking_lot::Mutex;
 use serde_json::{Value, json};
@@ -316,28 +316,6 @@ impl Platform {
         std::fs::read_to_string(self.data.join("logs").join(format!("{function}.log")))
             .unwrap_or_default()
     }
-}
-
-/// The extension binary as built for these tests, stripped of debug info (a debug build is too
-/// large for a layer upload). `cargo nextest run --workspace` builds it; when only this package
-/// was built, it is built here.
-fn extension_binary(dir: &Path) -> PathBuf {
-    let built = Path::new(BIN).with_file_name("lambdamesh-extension");
-    if !built.exists() {
-        let status = Command::new(env!("CARGO"))
-            .args(["build", "-q", "-p", "lambdamesh-extension"])
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .status()
-            .unwrap();
-        assert!(status.success(), "cannot build lambdamesh-extension");
-    }
-    let copy = dir.join("lambdamesh-extension");
-    std::fs::copy(&built, &copy).unwrap();
-    let _ = Command::new("strip")
-        .arg("--strip-debug")
-        .arg(&copy)
-        .status();
-    copy
 }
 
 /// An example binary of this package (tests/fixtures).

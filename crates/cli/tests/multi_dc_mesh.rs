@@ -232,9 +232,11 @@ fn a_dc1_service_invokes_a_dc2_function_through_both_mesh_gateways() {
     intention(w.dc1.http(), "web", "authentication", "allow");
     let (_web, ports) = w.dc1.caller("web", &[("authentication", "dc2")]);
     let url = format!("http://127.0.0.1:{}/login", ports[0]);
-    wait_until(60, "web → dc1 gw → dc2 gw → dc2 tgw → function", || {
-        get(&url) == (200, "dc2 token for /login".to_owned())
-    });
+    wait_until(
+        60,
+        "web → dc1 gw → dc2 gw → dc2 tgw → function",
+        || get(&url) == (200, "dc2 token for /login".to_owned()),
+    );
     // Both mesh gateways carried it: dc1's to dc2's cluster, dc2's to the service's.
     let td = get_json(w.dc1.http(), "/v1/agent/connect/ca/roots")["TrustDomain"]
         .as_str()
@@ -251,7 +253,11 @@ fn a_dc1_service_invokes_a_dc2_function_through_both_mesh_gateways() {
     // A deny written in dc1 reaches dc2's terminating gateway, which refuses; then allowed.
     intention(w.dc1.http(), "web", "authentication", "deny");
     wait_until(60, "the deny enforced in dc2", || get(&url).0 == 403);
-    assert!(w._dc2_tgw.stat("http.terminating_gateway.authentication.rbac.denied") >= 1);
+    assert!(
+        w._dc2_tgw
+            .stat("http.terminating_gateway.authentication.rbac.denied")
+            >= 1
+    );
     intention(w.dc1.http(), "web", "authentication", "allow");
     wait_until(60, "allowed again", || get(&url).0 == 200);
 }
@@ -400,4 +406,157 @@ fn killing_the_dc2_mesh_gateway_cuts_only_cross_datacenter_traffic() {
     });
     assert_eq!(local1_traffic.finish(), 0, "dc1-local traffic failed");
     assert_eq!(local2_traffic.finish(), 0, "dc2-local traffic failed");
+}
+
+const PY_CALLER: &str = r#"
+import json, urllib.request, urllib.error
+def handler(event, context):
+    try:
+        with urllib.request.urlopen(event['url'], timeout=10) as r:
+            return {'status': r.status, 'body': r.read().decode()}
+    except urllib.error.HTTPError as e:
+        return {'status': e.code, 'body': e.read().decode()}
+    except Exception as e:
+        return {'status': 0, 'error': repr(e)}
+"#;
+
+/// boto3 against a platform: `script` runs with `lam` (Lambda) and `ssm` clients; its stdout.
+fn boto(endpoint: &str, script: &str, args: &[&str]) -> String {
+    let prelude = format!(
+        "import boto3, json, sys\nkw = dict(endpoint_url='{endpoint}', region_name='us-east-1', \
+         aws_access_key_id='test', aws_secret_access_key='test')\n\
+         lam = boto3.client('lambda', **kw)\nssm = boto3.client('ssm', **kw)\n"
+    );
+    let o = Command::new(common::mesh::python())
+        .args(["-c", &format!("{prelude}{script}")])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "boto3: {}", stderr(&o));
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// A function of dc2 with the extension layer calls `name`, a dc1 service, as `name:port:dc1`:
+/// the extension dials dc2's mesh gateway with the SNI of dc1's `name`, dc2's gateway forwards
+/// to dc1's, dc1's to `name`'s sidecar, which checks the function's dc2 leaf (chained to the
+/// one root through dc2's intermediate) and the intentions.
+#[test]
+fn a_dc2_function_with_the_extension_calls_a_dc1_service() {
+    let w = TwoDcs::start();
+    let d = w.dir.path();
+    let name = common::mesh::Backend::start("dc1 name");
+    put(
+        w.dc1.http(),
+        "/v1/agent/service/register",
+        &json!({"Name": "name", "Port": name.port, "Connect": {"SidecarService": {"Port": free_port()}}}),
+    );
+    let _sidecar = Envoy::start(w.dc1.http(), &w.dc1.server.grpc, &["-sidecar-for", "name"]);
+    intention(w.dc1.http(), "greeter", "name", "allow");
+    // The layer, published on dc2's platform.
+    let o = Command::new(BIN)
+        .args([
+            "lambda",
+            "layer-extension",
+            "--publish",
+            "lambdamesh-extension",
+        ])
+        .arg("--binary")
+        .arg(common::extension_binary(d))
+        .arg("--out")
+        .arg(d.join("layer.zip"))
+        .env("AWS_ENDPOINT_URL", &w.dc2.platform)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "layer-extension: {}", stderr(&o));
+    let layer =
+        serde_json::from_str::<serde_json::Value>(&common::stdout(&o)).unwrap()["LayerVersionArn"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+    // The function's material, as the Go registrator writes it, from dc2.
+    let leaf = get_json(w.dc2.http(), "/v1/agent/connect/ca/leaf/greeter");
+    let roots = get_json(w.dc2.http(), "/v1/agent/connect/ca/roots");
+    let active = roots["ActiveRootID"].as_str().unwrap();
+    let root = roots["Roots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["ID"] == active)
+        .unwrap()["RootCert"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let material = lambdamesh_extension::testing::go_json(
+        &lambdamesh_extension::testing::pkcs8_to_sec1_pem(leaf["PrivateKeyPEM"].as_str().unwrap()),
+        leaf["CertPEM"].as_str().unwrap(),
+        &root,
+        roots["TrustDomain"].as_str().unwrap(),
+    );
+    boto(
+        &w.dc2.platform,
+        "ssm.put_parameter(Name=sys.argv[1], Value=sys.argv[2], Type='SecureString', Overwrite=True)",
+        &["/lambdamesh/default/default/greeter", &material],
+    );
+    let port = free_port();
+    let code = d.join("greeter");
+    std::fs::create_dir_all(&code).unwrap();
+    std::fs::write(code.join("app.py"), PY_CALLER).unwrap();
+    let o = Command::new(BIN)
+        .args([
+            "lambda",
+            "create",
+            "greeter",
+            "--dir",
+            code.to_str().unwrap(),
+        ])
+        .args([
+            "--runtime",
+            "python3.11",
+            "--handler",
+            "app.handler",
+            "--timeout",
+            "30",
+        ])
+        .args(["--layer", &layer])
+        .args([
+            "--env",
+            &format!("CONSUL_MESH_GATEWAY_URI=127.0.0.1:{}", w.dc2.gateway_port),
+            "--env",
+            "CONSUL_EXTENSION_DATA_PREFIX=/lambdamesh",
+            "--env",
+            &format!("CONSUL_SERVICE_UPSTREAMS=name:{port}:dc1"),
+            "--env",
+            "CONSUL_DATACENTER=dc2",
+        ])
+        .env("AWS_ENDPOINT_URL", &w.dc2.platform)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "create greeter: {}", stderr(&o));
+    let invoke = || -> serde_json::Value {
+        let out = boto(
+            &w.dc2.platform,
+            "r = lam.invoke(FunctionName='greeter', Payload=sys.argv[1].encode())\n\
+             print(r['Payload'].read().decode())",
+            &[&json!({"url": format!("http://127.0.0.1:{port}/hello")}).to_string()],
+        );
+        serde_json::from_str(out.trim()).unwrap_or(serde_json::Value::Null)
+    };
+    let mut answer = serde_json::Value::Null;
+    wait_until(
+        90,
+        "greeter (dc2) → dc2 gw → dc1 gw → name's sidecar → name",
+        || {
+            answer = invoke();
+            answer["status"] == 200
+        },
+    );
+    assert!(
+        answer["body"].as_str().unwrap().starts_with("dc1 name"),
+        "{answer}"
+    );
+    // The deny written in dc1 is enforced by name's sidecar in dc1; then allowed again.
+    intention(w.dc1.http(), "greeter", "name", "deny");
+    wait_until(60, "the deny enforced in dc1", || invoke()["status"] == 403);
+    intention(w.dc1.http(), "greeter", "name", "allow");
+    wait_until(60, "allowed again", || invoke()["status"] == 200);
 }

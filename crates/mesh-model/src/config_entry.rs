@@ -41,8 +41,8 @@ pub use chain::{
 };
 pub use common::{
     EnvoyExtension, ExposeConfig, ExposePath, HTTP_METHODS, HeaderMatch, HttpHeaderModifiers,
-    LambdaArn, MeshGatewayConfig, MeshGatewayMode, PROTOCOLS, QueryParamMatch, TransparentProxyConfig, is_http_like,
-    lambda_argument, parse_lambda_arn,
+    LambdaArn, MeshGatewayConfig, MeshGatewayMode, PROTOCOLS, QueryParamMatch,
+    TransparentProxyConfig, is_http_like, lambda_argument, parse_lambda_arn,
 };
 pub use defaults::{
     DestinationConfig, MeshConfig, MeshHttpConfig, MeshTransparentProxy, PeeringMeshConfig,

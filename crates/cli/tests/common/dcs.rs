@@ -32,7 +32,13 @@ pub fn secondary(dir: &Path, dc: &str, ca_file: &Path, gateways: &[String]) -> P
     secondary_with(dir, dc, ca_file, gateways, "")
 }
 
-pub fn secondary_with(dir: &Path, dc: &str, ca_file: &Path, gateways: &[String], extra: &str) -> Proc {
+pub fn secondary_with(
+    dir: &Path,
+    dc: &str,
+    ca_file: &Path,
+    gateways: &[String],
+    extra: &str,
+) -> Proc {
     let cfg = dir.join(format!("{dc}.hcl"));
     let list: Vec<String> = gateways.iter().map(|g| format!("{g:?}")).collect();
     std::fs::write(

@@ -129,3 +129,25 @@ pub fn stdout(o: &Output) -> String {
 pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
+
+/// The extension binary as built for these tests, stripped of debug info (a debug build is too
+/// large for a layer upload). `cargo nextest run --workspace` builds it; when only this package
+/// was built, it is built here.
+pub fn extension_binary(dir: &std::path::Path) -> std::path::PathBuf {
+    let built = std::path::Path::new(BIN).with_file_name("lambdamesh-extension");
+    if !built.exists() {
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "-q", "-p", "lambdamesh-extension"])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .status()
+            .unwrap();
+        assert!(status.success(), "cannot build lambdamesh-extension");
+    }
+    let copy = dir.join("lambdamesh-extension");
+    std::fs::copy(&built, &copy).unwrap();
+    let _ = Command::new("strip")
+        .arg("--strip-debug")
+        .arg(&copy)
+        .status();
+    copy
+}

@@ -101,7 +101,11 @@ impl MeshGatewayMode {
 
     /// `self` unless it is unset, then `fallback`.
     pub fn or(self, fallback: MeshGatewayMode) -> MeshGatewayMode {
-        if self == Self::Default { fallback } else { self }
+        if self == Self::Default {
+            fallback
+        } else {
+            self
+        }
     }
 }
 

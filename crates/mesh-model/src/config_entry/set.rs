@@ -8,8 +8,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::{
-    ConfigEntry, ConfigEntryError, DEFAULT_PROTOCOL, EntryKey, Kind, PROXY_DEFAULTS_GLOBAL,
-    MeshGatewayMode, ServiceResolver, is_http_like,
+    ConfigEntry, ConfigEntryError, DEFAULT_PROTOCOL, EntryKey, Kind, MeshGatewayMode,
+    PROXY_DEFAULTS_GLOBAL, ServiceResolver, is_http_like,
 };
 use crate::names::{DEFAULT, EntMeta, ServiceName};
 

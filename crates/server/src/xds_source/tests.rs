@@ -133,11 +133,17 @@ async fn a_write_recomputes_only_the_proxies_that_depend_on_it() {
 
     let web_keys = app.store.read(|st| {
         let leaves = BTreeSet::from([ServiceName::default_tuple("web")]);
-        read_state(st, &app.config, "web-sidecar-proxy", &leaves, &BTreeMap::new())
-            .unwrap()
-            .ok()
-            .unwrap()
-            .keys
+        read_state(
+            st,
+            &app.config,
+            "web-sidecar-proxy",
+            &leaves,
+            &BTreeMap::new(),
+        )
+        .unwrap()
+        .ok()
+        .unwrap()
+        .keys
     });
     let web_index = app.store.read(|st| st.index_of(&web_keys));
 

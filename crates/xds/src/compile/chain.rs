@@ -315,7 +315,12 @@ impl<'a> Compiler<'a> {
                 meta_of(&split.namespace, &split.partition, &svc.meta),
             );
             let part = if !split.service_subset.is_empty() || target_svc == *svc {
-                let (sni, t) = self.resolve(&target_svc, &split.service_subset, &self.start_dc.clone(), 0);
+                let (sni, t) = self.resolve(
+                    &target_svc,
+                    &split.service_subset,
+                    &self.start_dc.clone(),
+                    0,
+                );
                 timeout = timeout.max(t);
                 vec![(sni, 100.0)]
             } else {
@@ -408,7 +413,10 @@ pub fn compile_chain_from(
             let (dest, resolver_timeout) = if d.service_subset.is_empty() {
                 c.split_or_resolve(&dest_svc, 0)
             } else {
-                let (sni, t) = { let dc = c.start_dc.clone(); c.resolve(&dest_svc, &d.service_subset, &dc, 0) };
+                let (sni, t) = {
+                    let dc = c.start_dc.clone();
+                    c.resolve(&dest_svc, &d.service_subset, &dc, 0)
+                };
                 (Dest::Cluster(sni), t)
             };
             routes.push(ChainRoute {

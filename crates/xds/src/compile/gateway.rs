@@ -339,9 +339,18 @@ pub(super) fn mesh(inputs: &ProxyInputs) -> Resources {
         insert(
             &mut out.clusters,
             &cluster,
-            super::eds_cluster(&cluster, super::chain::DEFAULT_CONNECT_TIMEOUT_MS, false, None),
+            super::eds_cluster(
+                &cluster,
+                super::chain::DEFAULT_CONNECT_TIMEOUT_MS,
+                false,
+                None,
+            ),
         );
-        insert(&mut out.endpoints, &cluster, load_assignment(&cluster, &eps));
+        insert(
+            &mut out.endpoints,
+            &cluster,
+            load_assignment(&cluster, &eps),
+        );
         let mut names = vec![format!("*.{cluster}")];
         if federated {
             let server = mesh_model::federation::server_sni(

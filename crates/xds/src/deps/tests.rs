@@ -46,7 +46,10 @@ impl MeshState for World {
         let mut eps = Vec::new();
         let mut names = BTreeSet::new();
         for (svc, list) in self.instances.iter().filter(|(s, _)| s.meta == *meta) {
-            for e in list.iter().filter(|e| e.row["Service"]["Kind"] == "mesh-gateway") {
+            for e in list
+                .iter()
+                .filter(|e| e.row["Service"]["Kind"] == "mesh-gateway")
+            {
                 eps.push(e.clone());
                 names.insert(svc.clone());
             }

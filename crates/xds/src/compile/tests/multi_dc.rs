@@ -76,11 +76,8 @@ fn upstream_tls(out: &Resources, cluster: &str) -> pb::tls::UpstreamTlsContext {
 fn an_upstream_in_another_datacenter_goes_through_the_gateways_its_mode_names() {
     let local_gw = vec![("10.0.1.1".to_owned(), 8443)];
     let dc2_gw = vec![("10.0.2.1".to_owned(), 9443)];
-    let proxy_defaults = |mode: &str| {
-        json!({"Kind": "proxy-defaults", "Name": "global", "MeshGateway": {"Mode": mode}})
-    };
-    let auth_defaults =
-        |mode: &str| json!({"Kind": "service-defaults", "Name": "auth", "MeshGateway": {"Mode": mode}});
+    let proxy_defaults = |mode: &str| json!({"Kind": "proxy-defaults", "Name": "global", "MeshGateway": {"Mode": mode}});
+    let auth_defaults = |mode: &str| json!({"Kind": "service-defaults", "Name": "auth", "MeshGateway": {"Mode": mode}});
     let with_mode = |mode: &str| {
         let mut u = upstream_in("auth", "dc2", 2345);
         u.mesh_gateway.mode = mode.into();
@@ -88,8 +85,18 @@ fn an_upstream_in_another_datacenter_goes_through_the_gateways_its_mode_names() 
     };
     let auth = sni_in("auth", "dc2");
     for (what, upstream, set, expected) in [
-        ("proxy-defaults local", with_mode(""), vec![proxy_defaults("local")], &local_gw),
-        ("proxy-defaults remote", with_mode(""), vec![proxy_defaults("remote")], &dc2_gw),
+        (
+            "proxy-defaults local",
+            with_mode(""),
+            vec![proxy_defaults("local")],
+            &local_gw,
+        ),
+        (
+            "proxy-defaults remote",
+            with_mode(""),
+            vec![proxy_defaults("remote")],
+            &dc2_gw,
+        ),
         ("no mode anywhere (none)", with_mode(""), vec![], &dc2_gw),
         (
             "service-defaults over proxy-defaults",
@@ -127,7 +134,10 @@ fn an_upstream_in_another_datacenter_goes_through_the_gateways_its_mode_names() 
 #[test]
 fn a_local_and_a_remote_upstream_of_one_service_are_two_chains() {
     let out = compile(&federated(
-        vec![upstream_in("auth", "", 2345), upstream_in("auth", "dc2", 2346)],
+        vec![
+            upstream_in("auth", "", 2345),
+            upstream_in("auth", "dc2", 2346),
+        ],
         ConfigEntrySet::default(),
     ));
     assert!(out.listeners.contains_key("auth:127.0.0.1:2345"));
@@ -170,7 +180,11 @@ fn resolver_redirect_and_failover_reach_other_datacenters() {
     assert_eq!(route_cluster(&hcm_of(&l, 0)), agg);
     assert_eq!(
         aggregate_members(&out, &agg),
-        [sni_in("db", "dc1"), sni_in("db", "dc2"), sni_in("db", "dc3")]
+        [
+            sni_in("db", "dc1"),
+            sni_in("db", "dc2"),
+            sni_in("db", "dc3")
+        ]
     );
     assert_eq!(
         endpoint_addrs(&out, &sni_in("db", "dc3")),
@@ -199,7 +213,10 @@ fn a_function_in_another_datacenter_is_that_datacenters_to_invoke() {
     let h = hcm_of(&l, 0);
     assert_eq!(filter_names(&h), ["envoy.filters.http.router"]);
     let c: cluster::Cluster = decode(&out.clusters[&sni_in("auth", "dc2")]);
-    assert!(c.eds_cluster_config.is_some(), "a mesh cluster, not the Lambda one");
+    assert!(
+        c.eds_cluster_config.is_some(),
+        "a mesh cluster, not the Lambda one"
+    );
     assert_eq!(
         endpoint_addrs(&out, &sni_in("auth", "dc2")),
         [("10.0.2.1".to_owned(), 9443)]
@@ -237,7 +254,10 @@ fn a_function_fails_over_to_another_datacenter_when_the_catalog_says_it_is_down(
             endpoint_addrs(&out, &sni_in("auth", "dc2")),
             [("10.0.1.1".to_owned(), 8443)]
         );
-        assert_eq!(upstream_tls(&out, &sni_in("auth", "dc2")).sni, sni_in("auth", "dc2"));
+        assert_eq!(
+            upstream_tls(&out, &sni_in("auth", "dc2")).sni,
+            sni_in("auth", "dc2")
+        );
     }
 }
 
