@@ -91,12 +91,6 @@ pub struct Federation {
     pub(crate) seen: parking_lot::Mutex<BTreeMap<String, i64>>,
     /// In a secondary: the datacenters the primary knows (its last answer).
     pub(crate) from_primary: parking_lot::Mutex<Vec<String>>,
-    /// Other datacenters' mesh gateways that carry servers' traffic: reported by secondaries
-    /// (in the primary), or the primary's map (in a secondary).
-    pub(crate) gateways: parking_lot::Mutex<BTreeMap<String, Vec<GatewayAddr>>>,
-    /// Bumped whenever `gateways` changes: mesh gateways and sidecars with targets in other
-    /// datacenters recompute on it (the map is not in the store).
-    gateway_changes: tokio::sync::watch::Sender<u64>,
     /// In a secondary: config-entry replication from the primary.
     pub(crate) replication: parking_lot::Mutex<replicate::ReplicationStatus>,
     pub(crate) link: parking_lot::Mutex<LinkStatus>,
@@ -109,29 +103,6 @@ pub struct Federation {
 const SEEN_FOR_SECS: i64 = 72 * 3600;
 
 impl Federation {
-    /// Sets one datacenter's gateways, signalling a change.
-    pub(crate) fn learn_gateways_of(&self, datacenter: &str, addrs: Vec<GatewayAddr>) {
-        let mut map = self.gateways.lock();
-        if map.get(datacenter) != Some(&addrs) {
-            map.insert(datacenter.to_owned(), addrs);
-            self.gateway_changes.send_modify(|v| *v += 1);
-        }
-    }
-
-    /// Replaces the whole map (a secondary learning the primary's), signalling a change.
-    pub(crate) fn learn_gateway_map(&self, new: BTreeMap<String, Vec<GatewayAddr>>) {
-        let mut map = self.gateways.lock();
-        if *map != new {
-            *map = new;
-            self.gateway_changes.send_modify(|v| *v += 1);
-        }
-    }
-
-    /// A receiver that sees every later change of the gateway map.
-    pub fn gateway_changes(&self) -> tokio::sync::watch::Receiver<u64> {
-        self.gateway_changes.subscribe()
-    }
-
     /// Records a datacenter whose server just proved who it is.
     pub(crate) fn saw(&self, datacenter: &str, now: i64) {
         self.seen.lock().insert(datacenter.to_owned(), now);
@@ -384,19 +355,48 @@ pub(crate) fn local_gateways(s: &store::State) -> Vec<GatewayAddr> {
     out
 }
 
+/// Stores `datacenter`'s mesh gateways when they differ from the stored ones (the federation's
+/// map is a store record, so every replica of this datacenter and every proxy watching
+/// `WatchKey::FederationStates` sees it). A failed write is logged: the next exchange with the
+/// peer tries again.
+pub(crate) async fn learn_gateways_of(app: &AppState, datacenter: &str, addrs: &[GatewayAddr]) {
+    let list: Vec<String> = addrs.iter().map(ToString::to_string).collect();
+    if app
+        .store
+        .read(|s| s.federation_states().get(datacenter) == Some(&list))
+    {
+        return;
+    }
+    let op = store::Op::SetFederationState {
+        datacenter: datacenter.to_owned(),
+        mesh_gateways: list,
+    };
+    if let Err(e) = app.store.write(op).await {
+        tracing::warn!(datacenter, error = %e, "cannot store the datacenter's mesh gateways");
+    }
+}
+
 /// Every other datacenter's mesh gateways as (HOST, PORT), by datacenter: what this
 /// datacenter's mesh gateways forward that datacenter's SNI to, and sidecars in mode `remote`
 /// send to.
 pub fn gateway_map(app: &AppState) -> BTreeMap<String, Vec<(String, u16)>> {
-    let fed = &app.config.federation;
-    let mut dcs: Vec<String> = app.federation.gateways.lock().keys().cloned().collect();
-    if fed.is_secondary(&app.config.datacenter) {
+    app.store.read(|s| gateway_map_of(s, &app.config))
+}
+
+/// [`gateway_map`] over a state already read.
+pub fn gateway_map_of(
+    s: &store::State,
+    config: &crate::config::ServerConfig,
+) -> BTreeMap<String, Vec<(String, u16)>> {
+    let fed = &config.federation;
+    let mut dcs: Vec<String> = s.federation_states().keys().cloned().collect();
+    if fed.is_secondary(&config.datacenter) {
         dcs.push(fed.primary_datacenter.clone());
     }
     dcs.into_iter()
-        .filter(|dc| *dc != app.config.datacenter)
+        .filter(|dc| *dc != config.datacenter)
         .map(|dc| {
-            let list = route(app, &dc)
+            let list = route_of(s, config, &dc)
                 .into_iter()
                 .map(|g| (g.host, g.port))
                 .collect();
@@ -408,15 +408,22 @@ pub fn gateway_map(app: &AppState) -> BTreeMap<String, Vec<(String, u16)>> {
 /// The mesh gateways through which `dc`'s servers are reached: the configured
 /// `primary_gateways` for a secondary's primary, then what was learned.
 pub(crate) fn route(app: &AppState, dc: &str) -> Vec<GatewayAddr> {
-    let fed = &app.config.federation;
+    app.store.read(|s| route_of(s, &app.config, dc))
+}
+
+fn route_of(s: &store::State, config: &crate::config::ServerConfig, dc: &str) -> Vec<GatewayAddr> {
+    let fed = &config.federation;
     let mut out = Vec::new();
-    if dc == fed.primary_datacenter && fed.is_secondary(&app.config.datacenter) {
+    if dc == fed.primary_datacenter && fed.is_secondary(&config.datacenter) {
         out.extend(fed.primary_gateways.iter().cloned());
     }
-    if let Some(learned) = app.federation.gateways.lock().get(dc) {
-        for g in learned {
-            if !out.contains(g) {
-                out.push(g.clone());
+    if let Some(learned) = s.federation_states().get(dc) {
+        for g in learned
+            .iter()
+            .filter_map(|g| mesh_model::federation::parse_gateway_addr(g).ok())
+        {
+            if !out.contains(&g) {
+                out.push(g);
             }
         }
     }

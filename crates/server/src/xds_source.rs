@@ -133,7 +133,6 @@ async fn run(
     recomputes: &AtomicU64,
 ) {
     let mut leaf_rx = app.leaves.subscribe();
-    let mut gateways_rx = app.federation.gateway_changes();
     let mut first = true;
     loop {
         let Some(g) = gather(app, node_id).await else {
@@ -149,7 +148,6 @@ async fn run(
             keys,
             index,
             leaf_ids,
-            reads_remote_gateways,
         } = g;
         let resources = Arc::new(xds::compile_with_chains(&inputs, &chains));
         drop((inputs, chains));
@@ -173,12 +171,6 @@ async fn run(
                         break;
                     }
                 }
-                changed = gateways_rx.changed(), if reads_remote_gateways => {
-                    if changed.is_err() {
-                        return;
-                    }
-                    break;
-                }
                 _ = tx.closed() => return,
             }
         }
@@ -189,8 +181,7 @@ async fn run(
 struct StoreView<'a> {
     st: &'a State,
     datacenter: &'a str,
-    /// Other datacenters' mesh gateways (`federation::gateway_map`), read before the lock.
-    remote_gateways: &'a BTreeMap<String, Vec<(String, u16)>>,
+    config: &'a ServerConfig,
 }
 
 impl MeshState for StoreView<'_> {
@@ -232,7 +223,7 @@ impl MeshState for StoreView<'_> {
     }
 
     fn remote_gateways(&self) -> BTreeMap<String, Vec<(String, u16)>> {
-        self.remote_gateways.clone()
+        crate::federation::gateway_map_of(self.st, self.config)
     }
 }
 
@@ -265,6 +256,9 @@ fn watch_keys(st: &State, deps: Dependencies) -> Vec<WatchKey> {
     keys.extend(deps.entries.into_iter().map(WatchKey::ConfigEntry));
     keys.extend(deps.instances.into_iter().map(WatchKey::Service));
     keys.extend(deps.service_lists.into_iter().map(WatchKey::Services));
+    if deps.remote_gateways {
+        keys.push(WatchKey::FederationStates);
+    }
     if !deps.connect.is_empty() {
         // A service's mesh endpoints include the instances of the terminating gateways linked
         // to it, and any gateway's entry may link it.
@@ -288,8 +282,6 @@ struct Gathered {
     keys: Vec<WatchKey>,
     index: u64,
     leaf_ids: Vec<(ServiceName, u64)>,
-    /// Whether it read other datacenters' gateways (then a change of that map recomputes it).
-    reads_remote_gateways: bool,
 }
 
 /// Reads what the proxy `node_id` depends on, under the read lock; the leaves are left for the
@@ -300,7 +292,6 @@ fn read_state(
     config: &ServerConfig,
     node_id: &str,
     signed: &BTreeSet<ServiceName>,
-    remote_gateways: &BTreeMap<String, Vec<(String, u16)>>,
 ) -> Option<Result<Gathered, BTreeSet<ServiceName>>> {
     let datacenter = config.datacenter.as_str();
     let (proxy, kind, node) = find_proxy(st, node_id)?;
@@ -308,7 +299,7 @@ fn read_state(
     let view = StoreView {
         st,
         datacenter,
-        remote_gateways,
+        config,
     };
     let Discovery {
         deps,
@@ -322,7 +313,6 @@ fn read_state(
     if deps.leaves != *signed {
         return Some(Err(deps.leaves));
     }
-    let reads_remote_gateways = deps.remote_gateways;
     let keys = watch_keys(st, deps);
     Some(Ok(Gathered {
         index: st.index_of(&keys),
@@ -347,7 +337,6 @@ fn read_state(
         chains,
         keys,
         leaf_ids: Vec::new(),
-        reads_remote_gateways,
     }))
 }
 
@@ -383,13 +372,12 @@ async fn gather(app: &AppState, node_id: &str) -> Option<Gathered> {
     // Leaves are signed before the state is read (signing is async); if the state read then
     // needs other leaves (the proxy or a gateway's links changed in between), sign those and
     // read again.
-    let remote_gateways = crate::federation::gateway_map(app);
     let mut wanted = app.store.read(|st| {
         let (proxy, kind, _) = find_proxy(st, node_id)?;
         let view = StoreView {
             st,
             datacenter: &app.config.datacenter,
-            remote_gateways: &remote_gateways,
+            config: &app.config,
         };
         Some(xds::deps::leaves(&view, proxy, kind))
     })?;
@@ -397,7 +385,7 @@ async fn gather(app: &AppState, node_id: &str) -> Option<Gathered> {
         let (mut leaves, leaf_ids) = sign_leaves(app, &wanted).await;
         match app
             .store
-            .read(|st| read_state(st, &app.config, node_id, &wanted, &remote_gateways))?
+            .read(|st| read_state(st, &app.config, node_id, &wanted))?
         {
             Ok(mut g) => {
                 let inputs = &mut g.inputs;

@@ -47,6 +47,8 @@ pub enum WatchKey {
     KvKey(String),
     /// Any key of the key/value store (recursive and key-list queries wait on this).
     KvTree,
+    /// Other datacenters' mesh gateways (the federation's map).
+    FederationStates,
 }
 
 /// Why an op was refused. The HTTP layer maps each variant to one status code.
@@ -106,6 +108,13 @@ pub enum Op {
     Ca(ca::CaOp),
     /// The key/value store (`/v1/kv`).
     Kv(kv::KvOp),
+    /// One datacenter's mesh gateways as `HOST:PORT`, as the federation learned them (Consul's
+    /// federation states, reduced to what routing needs): the primary stores what each
+    /// secondary reports, a secondary the primary's map.
+    SetFederationState {
+        datacenter: String,
+        mesh_gateways: Vec<String>,
+    },
 }
 
 /// The whole control-plane state.
@@ -124,6 +133,8 @@ pub struct State {
     pub(crate) acl: acl::AclState,
     pub(crate) ca: ca::CaState,
     pub(crate) kv: kv::KvTable,
+    /// Mesh gateways (`HOST:PORT`) by datacenter ([`Op::SetFederationState`]).
+    pub(crate) federation_states: BTreeMap<String, Vec<String>>,
     key_index: HashMap<WatchKey, u64>,
     /// The last serial blocks reserved, as (index of the reservation, end of its block): the
     /// writer of a reservation reads its own block here, whatever other replicas reserved after
@@ -150,12 +161,20 @@ pub(crate) struct StateSnapshot {
     /// key/value store existed (the format-v1 fixtures stay byte-for-byte what they were).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub kv: Vec<kv::KvEntry>,
+    /// Left out when empty, as `kv`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub federation_states: BTreeMap<String, Vec<String>>,
 }
 
 impl State {
     /// The highest applied index.
     pub fn index(&self) -> u64 {
         self.index
+    }
+
+    /// Mesh gateways (`HOST:PORT`) by datacenter, as the federation learned them.
+    pub fn federation_states(&self) -> &BTreeMap<String, Vec<String>> {
+        &self.federation_states
     }
 
     /// The index a query over `keys` reports: the newest write that touched any of them, never
@@ -214,6 +233,22 @@ impl State {
                 self.meta = meta.clone();
                 vec![WatchKey::Meta]
             }
+            Op::SetFederationState {
+                datacenter,
+                mesh_gateways,
+            } => {
+                if datacenter.is_empty() {
+                    return Err(ApplyError::Invalid(
+                        "a federation state needs a datacenter".into(),
+                    ));
+                }
+                if self.federation_states.get(datacenter) == Some(mesh_gateways) {
+                    return Ok(None);
+                }
+                self.federation_states
+                    .insert(datacenter.clone(), mesh_gateways.clone());
+                vec![WatchKey::FederationStates]
+            }
         };
         self.index = index;
         for k in &touched {
@@ -244,6 +279,7 @@ impl State {
             acl: self.acl.clone(),
             ca: self.ca.clone(),
             kv: self.kv.values().cloned().collect(),
+            federation_states: self.federation_states.clone(),
         }
     }
 
@@ -253,6 +289,7 @@ impl State {
             meta: snap.meta,
             acl: snap.acl,
             ca: snap.ca,
+            federation_states: snap.federation_states,
             ..State::default()
         };
         for n in snap.nodes {

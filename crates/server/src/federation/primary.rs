@@ -136,20 +136,17 @@ pub(crate) async fn answer(app: &AppState, req: Request, peer: &Peer) -> Answer 
                     .iter()
                     .filter_map(|g| mesh_model::federation::parse_gateway_addr(g).ok())
                     .collect();
-                app.federation.learn_gateways_of(datacenter, addrs);
+                super::learn_gateways_of(app, datacenter, &addrs).await;
             }
             tracing::debug!(peer = ?peer, "served the roots");
-            let (mut roots, own) = app
-                .store
-                .read(|s| (roots_answer(s), super::local_gateways(s)));
+            let (mut roots, own, mut map) = app.store.read(|s| {
+                (
+                    roots_answer(s),
+                    super::local_gateways(s),
+                    s.federation_states().clone(),
+                )
+            });
             roots.datacenters = app.federation.datacenters(&app.config.datacenter, now);
-            let mut map: std::collections::BTreeMap<String, Vec<String>> = app
-                .federation
-                .gateways
-                .lock()
-                .iter()
-                .map(|(dc, l)| (dc.clone(), l.iter().map(ToString::to_string).collect()))
-                .collect();
             map.insert(
                 app.config.datacenter.clone(),
                 own.iter().map(ToString::to_string).collect(),

@@ -128,7 +128,7 @@ async fn step(app: &AppState, gw: &GatewayAddr, follow: &mut Follow) -> Result<(
     follow.min_index = roots.index;
     follow.learned = roots.roots.iter().map(|r| r.root_cert.clone()).collect();
     *app.federation.from_primary.lock() = roots.datacenters.clone();
-    learn_gateways(app, &roots);
+    learn_gateways(app, &roots).await;
     let held_root = held.map(|h| h.root_id).unwrap_or_default();
     if roots.active_root_id != held_root {
         tracing::info!(old = %held_root, new = %roots.active_root_id, "the primary's active root changed");
@@ -159,9 +159,9 @@ async fn step(app: &AppState, gw: &GatewayAddr, follow: &mut Follow) -> Result<(
     Ok(())
 }
 
-/// Keeps the primary's map of mesh gateways (other datacenters'), for `?dc=` forwarding.
-fn learn_gateways(app: &AppState, roots: &Roots) {
-    let mut map = std::collections::BTreeMap::new();
+/// Stores the primary's map of mesh gateways (other datacenters'), for `?dc=` forwarding and
+/// for service traffic to other datacenters.
+async fn learn_gateways(app: &AppState, roots: &Roots) {
     for (dc, list) in &roots.mesh_gateways {
         if *dc == app.config.datacenter {
             continue;
@@ -170,9 +170,8 @@ fn learn_gateways(app: &AppState, roots: &Roots) {
             .iter()
             .filter_map(|g| mesh_model::federation::parse_gateway_addr(g).ok())
             .collect();
-        map.insert(dc.clone(), addrs);
+        super::learn_gateways_of(app, dc, &addrs).await;
     }
-    app.federation.learn_gateway_map(map);
 }
 
 /// The intermediate this datacenter holds, if any.

@@ -3,7 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed step is a failed test
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use mesh_model::catalog::{Node, NodeService, ProxyConfig, ServiceKind, Upstream};
@@ -133,17 +133,11 @@ async fn a_write_recomputes_only_the_proxies_that_depend_on_it() {
 
     let web_keys = app.store.read(|st| {
         let leaves = BTreeSet::from([ServiceName::default_tuple("web")]);
-        read_state(
-            st,
-            &app.config,
-            "web-sidecar-proxy",
-            &leaves,
-            &BTreeMap::new(),
-        )
-        .unwrap()
-        .ok()
-        .unwrap()
-        .keys
+        read_state(st, &app.config, "web-sidecar-proxy", &leaves)
+            .unwrap()
+            .ok()
+            .unwrap()
+            .keys
     });
     let web_index = app.store.read(|st| st.index_of(&web_keys));
 

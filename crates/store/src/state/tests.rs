@@ -234,3 +234,38 @@ fn services_with_an_id_are_found_on_every_node_in_node_order() {
     assert_eq!(st.services_with_id("other", "p").count(), 0);
     assert_eq!(st.services_with_id("default", "nope").count(), 0);
 }
+
+/// The federation's gateway map: set per datacenter, unchanged sets are no-ops (no log record,
+/// no wake-up), kept by snapshots, written in the log as plain fields.
+#[test]
+fn federation_states_are_set_per_datacenter_and_survive_a_snapshot() {
+    let mut st = State::default();
+    let set = |dc: &str, gws: &[&str]| Op::SetFederationState {
+        datacenter: dc.into(),
+        mesh_gateways: gws.iter().map(|g| (*g).to_owned()).collect(),
+    };
+    assert_eq!(
+        st.apply(&set("dc2", &["127.0.0.1:9443"]), 1).unwrap(),
+        Some(vec![WatchKey::FederationStates])
+    );
+    assert_eq!(st.apply(&set("dc2", &["127.0.0.1:9443"]), 2).unwrap(), None);
+    st.apply(&set("dc3", &["10.0.3.1:443", "10.0.3.2:443"]), 2)
+        .unwrap();
+    assert_eq!(st.index_of(&[WatchKey::FederationStates]), 2);
+    assert!(matches!(
+        st.apply(&set("", &[]), 3),
+        Err(ApplyError::Invalid(_))
+    ));
+    let restored = State::from_snapshot(
+        serde_json::from_str(&serde_json::to_string(&st.to_snapshot()).unwrap()).unwrap(),
+    );
+    assert_eq!(restored.federation_states(), st.federation_states());
+    assert_eq!(restored.federation_states()["dc3"].len(), 2);
+    let op = set("dc2", &["127.0.0.1:9443"]);
+    let written = serde_json::to_value(&op).unwrap();
+    assert_eq!(
+        written,
+        serde_json::json!({"SetFederationState": {"datacenter": "dc2", "mesh_gateways": ["127.0.0.1:9443"]}})
+    );
+    assert_eq!(serde_json::from_value::<Op>(written).unwrap(), op);
+}

@@ -66,6 +66,10 @@ enum Written<'a> {
     Acl(&'a AclOp),
     Ca(&'a CaOp),
     Kv(&'a KvOp),
+    SetFederationState {
+        datacenter: &'a str,
+        mesh_gateways: &'a [String],
+    },
 }
 
 /// An op as read, before it is checked and typed.
@@ -112,6 +116,10 @@ enum Read {
     Acl(AclOp),
     Ca(CaOp),
     Kv(KvOp),
+    SetFederationState {
+        datacenter: String,
+        mesh_gateways: Vec<String>,
+    },
 }
 
 impl<'a> From<&'a Op> for Written<'a> {
@@ -161,6 +169,13 @@ impl<'a> From<&'a Op> for Written<'a> {
             Op::Acl(op) => Written::Acl(op),
             Op::Ca(op) => Written::Ca(op),
             Op::Kv(op) => Written::Kv(op),
+            Op::SetFederationState {
+                datacenter,
+                mesh_gateways,
+            } => Written::SetFederationState {
+                datacenter,
+                mesh_gateways,
+            },
         }
     }
 }
@@ -220,6 +235,13 @@ impl TryFrom<Read> for Op {
             Read::Acl(op) => Op::Acl(op),
             Read::Ca(op) => Op::Ca(op),
             Read::Kv(op) => Op::Kv(op),
+            Read::SetFederationState {
+                datacenter,
+                mesh_gateways,
+            } => Op::SetFederationState {
+                datacenter,
+                mesh_gateways,
+            },
         })
     }
 }

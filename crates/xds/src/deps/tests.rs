@@ -195,6 +195,9 @@ fn cert(name: &str) -> CertPair {
     }
 }
 
+/// This datacenter's mesh gateways, and other datacenters' by datacenter.
+type Gateways = (Vec<Endpoint>, BTreeMap<String, Vec<(String, u16)>>);
+
 /// Inputs as the server builds them, with the given entries and endpoints.
 fn inputs(
     kind: ProxyKind,
@@ -202,7 +205,7 @@ fn inputs(
     entries: ConfigEntrySet,
     connect_endpoints: BTreeMap<ServiceName, Vec<Endpoint>>,
     service_endpoints: BTreeMap<ServiceName, Vec<Endpoint>>,
-    gateways: (Vec<Endpoint>, BTreeMap<String, Vec<(String, u16)>>),
+    gateways: Gateways,
     leaves: &BTreeSet<ServiceName>,
 ) -> ProxyInputs {
     let certs = || leaves.iter().map(|s| (s.clone(), cert(&s.name)));
