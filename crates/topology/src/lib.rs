@@ -15,7 +15,7 @@ mod types;
 
 use std::path::{Path, PathBuf};
 
-pub use graph::{Part, PartKind};
+pub use graph::{Part, PartId, PartKind};
 pub use types::*;
 
 /// One problem in a topology file.

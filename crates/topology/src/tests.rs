@@ -18,26 +18,26 @@ fn problems(text: &str) -> Vec<String> {
 #[test]
 fn the_greeter_example_parses_and_orders_its_parts() {
     let t = crate::load(&examples().join("greeter")).unwrap();
-    assert_eq!(t.server.http.to_string(), "127.0.0.1:8500");
-    assert_eq!(t.services.len(), 4);
-    assert_eq!(t.functions[0].name, "greeter-lambda");
-    assert!(t.functions[0].mesh_enabled());
+    assert_eq!(t.primary().server.http.to_string(), "127.0.0.1:8500");
+    assert_eq!(t.primary().services.len(), 4);
+    assert_eq!(t.primary().functions[0].name, "greeter-lambda");
+    assert!(t.primary().functions[0].mesh_enabled());
     assert_eq!(
-        t.functions[0].extension.as_ref().unwrap().upstreams.len(),
+        t.primary().functions[0].extension.as_ref().unwrap().upstreams.len(),
         2
     );
-    assert_eq!(t.gateways[1].kind, GatewayKind::Mesh);
-    assert_eq!(t.config_entries.len(), 2);
-    assert_eq!(t.config_entries[1].label, "service-splitter/greeter");
-    assert_eq!(t.intentions.len(), 7);
-    assert!(!t.intentions[6].allow);
-    assert_eq!(t.services[0].health, Health::Http("/health".into()));
+    assert_eq!(t.primary().gateways[1].kind, GatewayKind::Mesh);
+    assert_eq!(t.primary().config_entries.len(), 2);
+    assert_eq!(t.primary().config_entries[1].label, "service-splitter/greeter");
+    assert_eq!(t.primary().intentions.len(), 7);
+    assert!(!t.primary().intentions[6].allow);
+    assert_eq!(t.primary().services[0].health, Health::Http("/health".into()));
     let parts = t.parts();
     let pos = |k: PartKind| parts.iter().position(|p| p.kind == k).unwrap();
     // Each part after what it needs.
     for (i, p) in parts.iter().enumerate() {
         for n in &p.needs {
-            assert!(pos(*n) < i, "{} before what it needs", p.name);
+            assert!(pos(n.kind) < i, "{} before what it needs", p.name);
         }
     }
     assert_eq!(parts.last().unwrap().kind, PartKind::ConfigEntries);
@@ -48,8 +48,8 @@ fn the_greeter_example_parses_and_orders_its_parts() {
 #[test]
 fn the_authentication_example_parses() {
     let t = crate::load(&examples().join("authentication")).unwrap();
-    assert_eq!(t.functions[0].name, "authentication");
-    assert!(t.services[0].command.is_empty(), "api is registered only");
+    assert_eq!(t.primary().functions[0].name, "authentication");
+    assert!(t.primary().services[0].command.is_empty(), "api is registered only");
 }
 
 #[test]
@@ -64,13 +64,13 @@ fn json_is_accepted_in_hcls_json_form() {
   "config_entry": [{"Kind": "service-defaults", "Name": "api", "Protocol": "http"}]
 }"#;
     let t = parse(Path::new("/x/t.json"), text).unwrap();
-    assert_eq!(t.server.http.port(), 18500);
+    assert_eq!(t.primary().server.http.port(), 18500);
     assert_eq!(
-        t.services[0].sidecar.as_ref().unwrap().upstreams[0].port,
+        t.primary().services[0].sidecar.as_ref().unwrap().upstreams[0].port,
         7001
     );
-    assert_eq!(t.intentions[0].destination, "api");
-    assert_eq!(t.config_entries[0].label, "service-defaults/api");
+    assert_eq!(t.primary().intentions[0].destination, "api");
+    assert_eq!(t.primary().config_entries[0].label, "service-defaults/api");
 
     let bad = "{\n  \"service\": {\n    \"web\": {\"port\": \"x\", \"colour\": 1}\n  }\n}";
     let p = problems_at("/x/t.json", bad);
