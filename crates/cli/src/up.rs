@@ -361,11 +361,19 @@ pub fn status(args: StatusArgs) -> anyhow::Result<u8> {
             record["pid"],
             if ready { "up" } else { "starting" }
         );
-        for p in record["parts"].as_array().into_iter().flatten() {
+        let parts = record["parts"].as_array().cloned().unwrap_or_default();
+        let width = parts
+            .iter()
+            .filter_map(|p| p["name"].as_str())
+            .map(|n| n.chars().count())
+            .max()
+            .unwrap_or(0)
+            .max(28);
+        for p in &parts {
             let pid = p["pid"].as_u64().unwrap_or(0);
             let alive = Path::new(&format!("/proc/{pid}")).exists();
             s.push_str(&format!(
-                "  {:<28} pid {:<8} {}\n",
+                "  {:<width$} pid {:<8} {}\n",
                 p["name"].as_str().unwrap_or_default(),
                 pid,
                 if alive { "running" } else { "exited" }

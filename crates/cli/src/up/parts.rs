@@ -557,6 +557,23 @@ impl Run {
         if g.kind == GatewayKind::Mesh {
             self.set_endpoint(dc, "mesh_gateway", format!("127.0.0.1:{}", g.port));
         }
+        if exposes_servers && dc != self.t.primary {
+            // The way back: the primary reaches this datacenter through the gateways it reports
+            // (every 10 s at most; on a restart the map may still hold last run's address).
+            // Ready when a `?dc=` read from the primary is answered here.
+            let primary = self.t.primary;
+            let path = format!("/v1/status/leader?dc={}", self.dc(dc).name);
+            self.wait(
+                None,
+                Duration::from_secs(60),
+                &format!("{} reaches it (?dc={})", self.t.primary().name, self.dc(dc).name),
+                |r| {
+                    r.consul(primary)
+                        .call("GET", &path, None)
+                        .is_ok_and(|(s, _)| s == 200)
+                },
+            )?;
+        }
         Ok(format!(
             "{} on 127.0.0.1:{}{}",
             g.kind.as_str(),
