@@ -213,7 +213,11 @@ pub fn up(args: UpArgs) -> anyhow::Result<u8> {
 
 fn banner(run: &Run, took: Duration) -> String {
     let t = &run.t;
-    let mut b = format!("\nUp in {:.1} s: {}\n", took.as_secs_f64(), t.file.display());
+    let mut b = format!(
+        "\nUp in {:.1} s: {}\n",
+        took.as_secs_f64(),
+        t.file.display()
+    );
     for (i, d) in t.datacenters.iter().enumerate() {
         if t.federated {
             b.push_str(&format!(
@@ -224,7 +228,7 @@ fn banner(run: &Run, took: Duration) -> String {
         } else {
             b.push('\n');
         }
-        datacenter_banner(&mut b, d, i == t.primary);
+        datacenter_banner(&mut b, d);
     }
     b.push_str(&format!(
         "  Logs       {}   (lambdamesh logs [NAME] [-f])\n\nCtrl-C or `lambdamesh down` stops everything.\n",
@@ -233,7 +237,7 @@ fn banner(run: &Run, took: Duration) -> String {
     b
 }
 
-fn datacenter_banner(b: &mut String, d: &topology::Datacenter, primary: bool) {
+fn datacenter_banner(b: &mut String, d: &topology::Datacenter) {
     b.push_str(&format!(
         "  HTTP API   http://{}   (the CLI and Consul's clients use it with no setting{})\n",
         d.server.http,
@@ -252,7 +256,6 @@ fn datacenter_banner(b: &mut String, d: &topology::Datacenter, primary: bool) {
             format!("; AWS_REGION={}", d.platform.region)
         }
     ));
-    let _ = primary;
     for s in &d.services {
         if !s.command.is_empty() {
             b.push_str(&format!("  {:<10} http://127.0.0.1:{}/\n", s.name, s.port));
@@ -424,7 +427,9 @@ pub fn logs(args: LogsArgs) -> anyhow::Result<u8> {
         let name = name.replace(' ', "-");
         let (scope, bare) = name
             .rsplit_once('/')
-            .map_or((String::new(), name.as_str()), |(dc, n)| (format!("{dc}/"), n));
+            .map_or((String::new(), name.as_str()), |(dc, n)| {
+                (format!("{dc}/"), n)
+            });
         let want = [
             format!("{scope}{bare}"),
             format!("{scope}service-{bare}"),

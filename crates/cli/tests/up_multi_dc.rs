@@ -67,12 +67,21 @@ fn check_federation(record: &Value) {
     assert_eq!(status["PrimaryDatacenter"], "dc1", "{status:#}");
     assert_eq!(status["Secondary"], true, "{status:#}");
     assert!(status["Primary"]["LastError"].is_null(), "{status:#}");
-    assert!(status["Primary"]["LastContactUnix"].as_u64().unwrap() > 0, "{status:#}");
+    assert!(
+        status["Primary"]["LastContactUnix"].as_u64().unwrap() > 0,
+        "{status:#}"
+    );
     let replication = &status["ConfigEntryReplication"];
     assert!(replication["LastError"].is_null(), "{status:#}");
-    assert!(replication["ReplicatedIndex"].as_u64().unwrap() > 0, "{status:#}");
+    assert!(
+        replication["ReplicatedIndex"].as_u64().unwrap() > 0,
+        "{status:#}"
+    );
     // A blocking exchange returns at least every 30 s: a healthy link stays under about 30 s.
-    assert!(replication["LagSeconds"].as_u64().unwrap() <= 45, "{status:#}");
+    assert!(
+        replication["LagSeconds"].as_u64().unwrap() <= 45,
+        "{status:#}"
+    );
 
     // One trust domain: dc2 holds dc1's active root, with the intermediate dc1 signed.
     let roots1 = get_json(&dc1, "/v1/agent/connect/ca/roots");
@@ -175,7 +184,11 @@ fn two_datacenters_come_up_from_one_file_joined_through_their_mesh_gateways() {
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", text(&o));
-    assert!(!text(&o).contains("authentication"), "dc1's platform: {}", text(&o));
+    assert!(
+        !text(&o).contains("authentication"),
+        "dc1's platform: {}",
+        text(&o)
+    );
     // The registrator of dc2 registered the function with its ARN in dc2's region.
     let defaults = get(&format!(
         "http://{}/v1/config/service-defaults/authentication",
@@ -335,6 +348,20 @@ datacenter "dc2" {
     assert_eq!(run_processes(&state), Vec::<u32>::new());
 }
 
+/// Polls `f` until it succeeds; on a timeout, panics with its last answer.
+fn wait_for(secs: u64, what: &str, mut f: impl FnMut() -> Result<(), String>) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    loop {
+        match f() {
+            Ok(()) => return,
+            Err(last) if std::time::Instant::now() >= deadline => {
+                panic!("timed out after {secs} s waiting for {what}; last answer: {last}")
+            }
+            Err(_) => std::thread::sleep(std::time::Duration::from_millis(200)),
+        }
+    }
+}
+
 /// Calls across the datacenters, through the mesh gateways (proxy-defaults `MeshGateway { Mode
 /// = "local" }`): needs the sidecars' clusters for targets in another datacenter and the mesh
 /// gateways' routes to the other datacenter's gateways.
@@ -349,23 +376,30 @@ fn calls_cross_the_datacenters_through_the_mesh_gateways() {
 
     // dc1's web → authentication:dc2, a Lambda function behind dc2's terminating gateway.
     let web = endpoint(&record, "dc1/web");
-    wait_until(60, "web (dc1) → authentication (dc2)", || {
+    wait_for(60, "web (dc1) → authentication (dc2)", || {
         let (status, body) = get(&format!("http://{web}/login?user=ann"));
-        status == 200
+        let ok = status == 200
             && body.contains("\"authenticated\": true")
-            && body.contains("\"function\": \"authentication\"")
+            && body.contains("\"function\": \"authentication\"");
+        if ok {
+            Ok(())
+        } else {
+            Err(format!("{status} {body}"))
+        }
     });
     let dc1_gw = endpoint(&record, "dc1/gateway mesh-gateway admin");
     let dc2_gw = endpoint(&record, "dc2/gateway mesh-gateway admin");
     let (_, stats1) = get(&format!("http://{dc1_gw}/stats?filter=dc2"));
     assert!(
-        stats1.lines().any(|l| l.contains("upstream_cx_total") && !l.ends_with(" 0")),
+        stats1
+            .lines()
+            .any(|l| l.contains("upstream_cx_total") && !l.ends_with(" 0")),
         "dc1's gateway carried the call to dc2: {stats1}"
     );
 
     // dc2's profile → users:dc1 through its extension: dc2's gateway → dc1's gateway → users.
     let lambda2 = record["endpoints"]["dc2/lambda"].as_str().unwrap();
-    wait_until(60, "profile (dc2) → users (dc1)", || {
+    wait_for(60, "profile (dc2) → users (dc1)", || {
         let o = lambdamesh(&[
             "lambda",
             "invoke",
@@ -379,13 +413,16 @@ fn calls_cross_the_datacenters_through_the_mesh_gateways() {
         .output()
         .unwrap();
         let answer = text(&o);
-        o.status.success()
+        let ok = o.status.success()
             && answer.contains("\"datacenter\": \"dc1\"")
-            && answer.contains("\"Bob\"")
+            && answer.contains("\"Bob\"");
+        if ok { Ok(()) } else { Err(answer) }
     });
     let (_, stats2) = get(&format!("http://{dc2_gw}/stats?filter=dc1"));
     assert!(
-        stats2.lines().any(|l| l.contains("upstream_cx_total") && !l.ends_with(" 0")),
+        stats2
+            .lines()
+            .any(|l| l.contains("upstream_cx_total") && !l.ends_with(" 0")),
         "dc2's gateway carried the call to dc1: {stats2}"
     );
     up.down();

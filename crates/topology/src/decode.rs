@@ -502,7 +502,10 @@ fn datacenter(
             f.finish(cx);
             s
         }
-        None => Server { line, ..default_server() },
+        None => Server {
+            line,
+            ..default_server()
+        },
     };
     let platform = match f.one_block(cx, "platform") {
         Some(b) => {
@@ -518,7 +521,10 @@ fn datacenter(
             f.finish(cx);
             p
         }
-        None => Platform { line, ..default_platform() },
+        None => Platform {
+            line,
+            ..default_platform()
+        },
     };
     let registrator = f.one_block(cx, "registrator").map(|b| {
         let _ = labels(cx, &b, 0, "registrator { ... }");
@@ -598,12 +604,7 @@ fn datacenter(
         .blocks("intention")
         .into_iter()
         .filter_map(|b| {
-            let l = labels(
-                cx,
-                &b,
-                2,
-                "intention \"SOURCE\" \"DESTINATION\" { ... }",
-            )?;
+            let l = labels(cx, &b, 2, "intention \"SOURCE\" \"DESTINATION\" { ... }")?;
             let what = format!("intention {:?} → {:?}", l[0], l[1]);
             let mut f = Fields::new(what.clone(), b.line, b.body);
             let allow = match f.string(cx, "action") {

@@ -354,7 +354,11 @@ pub(crate) fn check(t: &Topology, problems: &mut Vec<Problem>) {
                     format!(
                         "function {:?}: a mesh function needs a registrator block{} (it registers the function and writes its mTLS material)",
                         f.name,
-                        if t.federated { format!(" in datacenter {:?}", d.name) } else { String::new() }
+                        if t.federated {
+                            format!(" in datacenter {:?}", d.name)
+                        } else {
+                            String::new()
+                        }
                     ),
                 );
             }
@@ -390,7 +394,11 @@ pub(crate) fn check(t: &Topology, problems: &mut Vec<Problem>) {
                             "intention {:?} → {:?}: {n:?} is not a mesh service {}",
                             i.source,
                             i.destination,
-                            if t.federated { "in any datacenter".to_owned() } else { here(dc) }
+                            if t.federated {
+                                "in any datacenter".to_owned()
+                            } else {
+                                here(dc)
+                            }
                         ),
                     );
                 }

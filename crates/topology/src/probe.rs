@@ -39,7 +39,11 @@ pub fn ports(t: &Topology) -> Vec<(SocketAddr, String, usize)> {
                 d.server.line,
             ));
         }
-        out.push((d.platform.addr, of("the platform".to_owned()), d.platform.line));
+        out.push((
+            d.platform.addr,
+            of("the platform".to_owned()),
+            d.platform.line,
+        ));
         for s in &d.services {
             // A service without a command runs elsewhere: its port is not ours to open.
             if !s.command.is_empty() {

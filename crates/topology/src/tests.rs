@@ -23,15 +23,26 @@ fn the_greeter_example_parses_and_orders_its_parts() {
     assert_eq!(t.primary().functions[0].name, "greeter-lambda");
     assert!(t.primary().functions[0].mesh_enabled());
     assert_eq!(
-        t.primary().functions[0].extension.as_ref().unwrap().upstreams.len(),
+        t.primary().functions[0]
+            .extension
+            .as_ref()
+            .unwrap()
+            .upstreams
+            .len(),
         2
     );
     assert_eq!(t.primary().gateways[1].kind, GatewayKind::Mesh);
     assert_eq!(t.primary().config_entries.len(), 2);
-    assert_eq!(t.primary().config_entries[1].label, "service-splitter/greeter");
+    assert_eq!(
+        t.primary().config_entries[1].label,
+        "service-splitter/greeter"
+    );
     assert_eq!(t.primary().intentions.len(), 7);
     assert!(!t.primary().intentions[6].allow);
-    assert_eq!(t.primary().services[0].health, Health::Http("/health".into()));
+    assert_eq!(
+        t.primary().services[0].health,
+        Health::Http("/health".into())
+    );
     let parts = t.parts();
     let pos = |k: PartKind| parts.iter().position(|p| p.kind == k).unwrap();
     // Each part after what it needs.
@@ -49,7 +60,10 @@ fn the_greeter_example_parses_and_orders_its_parts() {
 fn the_authentication_example_parses() {
     let t = crate::load(&examples().join("authentication")).unwrap();
     assert_eq!(t.primary().functions[0].name, "authentication");
-    assert!(t.primary().services[0].command.is_empty(), "api is registered only");
+    assert!(
+        t.primary().services[0].command.is_empty(),
+        "api is registered only"
+    );
 }
 
 #[test]
@@ -326,8 +340,15 @@ datacenter "west" {
     let t = parse(Path::new("/x/t.json"), json).unwrap();
     assert_eq!(t.primary, 1);
     assert_eq!(t.datacenters[1].server.server_port, Some(7513));
-    let u = &t.datacenters[0].services[0].sidecar.as_ref().unwrap().upstreams[0];
-    assert_eq!((u.name.as_str(), u.datacenter.as_deref()), ("b", Some("west")));
+    let u = &t.datacenters[0].services[0]
+        .sidecar
+        .as_ref()
+        .unwrap()
+        .upstreams[0];
+    assert_eq!(
+        (u.name.as_str(), u.datacenter.as_deref()),
+        ("b", Some("west"))
+    );
 }
 
 #[test]
@@ -461,7 +482,9 @@ fn federation_settings_need_datacenter_blocks() {
             "missing {w:?} in {p:#?}"
         );
     }
-    let p = problems("primary_datacenter = \"dc9\"\ndatacenter \"dc1\" {\n  gateway \"m\" {\n    kind = \"mesh\"\n    port = 7001\n  }\n}\n");
+    let p = problems(
+        "primary_datacenter = \"dc9\"\ndatacenter \"dc1\" {\n  gateway \"m\" {\n    kind = \"mesh\"\n    port = 7001\n  }\n}\n",
+    );
     assert!(
         p.iter().any(|m| m.starts_with(
             "/x/top.hcl:1: topology: primary_datacenter \"dc9\" is not a datacenter here (dc1)"

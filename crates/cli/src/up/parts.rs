@@ -98,10 +98,7 @@ impl Run {
                 ),
                 |r| joined(r.consul(primary), r.consul(dc)),
             )?;
-            return Ok(format!(
-                "http://{http}, joined {}",
-                self.t.primary().name
-            ));
+            return Ok(format!("http://{http}, joined {}", self.t.primary().name));
         }
         Ok(format!("http://{http}"))
     }
@@ -566,7 +563,11 @@ impl Run {
             self.wait(
                 None,
                 Duration::from_secs(60),
-                &format!("{} reaches it (?dc={})", self.t.primary().name, self.dc(dc).name),
+                &format!(
+                    "{} reaches it (?dc={})",
+                    self.t.primary().name,
+                    self.dc(dc).name
+                ),
                 |r| {
                     r.consul(primary)
                         .call("GET", &path, None)
@@ -738,9 +739,11 @@ impl Run {
                 Duration::from_secs(60),
                 "the entries replicated from the primary",
                 |r| {
-                    paths
-                        .iter()
-                        .all(|p| r.consul(dc).call("GET", p, None).is_ok_and(|(s, _)| s == 200))
+                    paths.iter().all(|p| {
+                        r.consul(dc)
+                            .call("GET", p, None)
+                            .is_ok_and(|(s, _)| s == 200)
+                    })
                 },
             )?;
         }
@@ -772,9 +775,11 @@ impl Run {
                 Duration::from_secs(60),
                 "the intentions replicated from the primary",
                 |r| {
-                    paths
-                        .iter()
-                        .all(|p| r.consul(dc).call("GET", p, None).is_ok_and(|(s, _)| s == 200))
+                    paths.iter().all(|p| {
+                        r.consul(dc)
+                            .call("GET", p, None)
+                            .is_ok_and(|(s, _)| s == 200)
+                    })
                 },
             )?;
         }
