@@ -492,3 +492,16 @@ fn federation_settings_need_datacenter_blocks() {
         "{p:#?}"
     );
 }
+
+#[test]
+fn a_syntax_error_names_the_problem_not_the_source_line() {
+    // Two attributes on one line of a block are not HCL: a block that fits on one line holds
+    // one attribute.
+    let p = problems("gateway \"t\" { kind = \"terminating\", port = 8443 }\n");
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert!(p[0].starts_with("/x/top.hcl:1: "), "{p:?}");
+    assert!(
+        !p[0].contains("gateway \"t\""),
+        "the message, not the line: {p:?}"
+    );
+}
