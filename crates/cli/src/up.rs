@@ -3,7 +3,8 @@
 //! dependency order (`up/run.rs`, `up/parts.rs`), prints the entry points, watches the parts,
 //! and stops them in reverse order on Ctrl-C, SIGTERM or `down`. Children die with it even on
 //! SIGKILL (`up/child.rs`); what a dead run left is cleaned by the next `up` or `down`
-//! (`up/state.rs`).
+//! (`up/state.rs`). A file of several datacenters starts them all, the primary first, each
+//! secondary joined through the primary's mesh gateways; parts are named `dc2/server`.
 
 mod calls;
 mod child;

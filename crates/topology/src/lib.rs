@@ -1,6 +1,8 @@
 //! The topology file of `lambdamesh up`: one HCL file (or JSON, HCL's JSON form) describing the
 //! control plane, the local Lambda platform, plain services with their sidecars, functions,
-//! gateways, the registrator, config entries and intentions. Parsed once into [`Topology`];
+//! gateways, the registrator, config entries and intentions; for several datacenters, one
+//! `datacenter "NAME"` block of those each, joined through mesh gateways. Parsed once into
+//! [`Topology`];
 //! every bad value is reported as a [`Problem`] with file and line, all at once, before anything
 //! starts. The format is documented in `docs/up.md`.
 //!
