@@ -8,6 +8,7 @@
 
 mod calls;
 mod child;
+mod federation;
 mod parts;
 mod progress;
 mod run;
