@@ -3,10 +3,12 @@
 //! dependency order (`up/run.rs`, `up/parts.rs`), prints the entry points, watches the parts,
 //! and stops them in reverse order on Ctrl-C, SIGTERM or `down`. Children die with it even on
 //! SIGKILL (`up/child.rs`); what a dead run left is cleaned by the next `up` or `down`
-//! (`up/state.rs`).
+//! (`up/state.rs`). A file of several datacenters starts them all, the primary first, each
+//! secondary joined through the primary's mesh gateways; parts are named `dc2/server`.
 
 mod calls;
 mod child;
+mod federation;
 mod parts;
 mod progress;
 mod run;
@@ -214,21 +216,49 @@ pub fn up(args: UpArgs) -> anyhow::Result<u8> {
 fn banner(run: &Run, took: Duration) -> String {
     let t = &run.t;
     let mut b = format!(
-        "\nUp in {:.1} s: {}\n\n  HTTP API   http://{}   (the CLI and Consul's clients use it with no setting{})\n",
+        "\nUp in {:.1} s: {}\n",
         took.as_secs_f64(),
-        t.file.display(),
-        t.server.http,
-        if t.server.http.port() == 8500 {
+        t.file.display()
+    );
+    for (i, d) in t.datacenters.iter().enumerate() {
+        if t.federated {
+            b.push_str(&format!(
+                "\n  Datacenter {}{}\n",
+                d.name,
+                if i == t.primary { " (primary)" } else { "" }
+            ));
+        } else {
+            b.push('\n');
+        }
+        datacenter_banner(&mut b, d);
+    }
+    b.push_str(&format!(
+        "  Logs       {}   (lambdamesh logs [NAME] [-f])\n\nCtrl-C or `lambdamesh down` stops everything.\n",
+        run.state.logs().display()
+    ));
+    b
+}
+
+fn datacenter_banner(b: &mut String, d: &topology::Datacenter) {
+    b.push_str(&format!(
+        "  HTTP API   http://{}   (the CLI and Consul's clients use it with no setting{})\n",
+        d.server.http,
+        if d.server.http.port() == 8500 {
             String::new()
         } else {
-            format!("; export CONSUL_HTTP_ADDR={}", t.server.http)
+            format!("; export CONSUL_HTTP_ADDR={}", d.server.http)
         }
-    );
-    b.push_str(&format!(
-        "  Lambda     http://{}   (AWS_ENDPOINT_URL; credentials test/test)\n",
-        t.platform.addr
     ));
-    for s in &t.services {
+    b.push_str(&format!(
+        "  Lambda     http://{}   (AWS_ENDPOINT_URL; credentials test/test{})\n",
+        d.platform.addr,
+        if d.platform.region == topology::DEFAULT_REGION {
+            String::new()
+        } else {
+            format!("; AWS_REGION={}", d.platform.region)
+        }
+    ));
+    for s in &d.services {
         if !s.command.is_empty() {
             b.push_str(&format!("  {:<10} http://127.0.0.1:{}/\n", s.name, s.port));
         }
@@ -236,20 +266,22 @@ fn banner(run: &Run, took: Duration) -> String {
             if s.command.is_empty() {
                 b.push_str(&format!(
                     "  {:<10} its upstream {} on http://127.0.0.1:{}/\n",
-                    s.name, u.name, u.port
+                    s.name,
+                    u.label(),
+                    u.port
                 ));
             }
         }
     }
     // What to curl: the way in (a service called `ingress`), else the first upstream of a
     // service that runs elsewhere.
-    let try_url = t
+    let try_url = d
         .services
         .iter()
         .find(|s| s.name == "ingress" && !s.command.is_empty())
         .map(|s| format!("http://127.0.0.1:{}/", s.port))
         .or_else(|| {
-            t.services
+            d.services
                 .iter()
                 .filter(|s| s.command.is_empty())
                 .flat_map(|s| s.sidecar.iter().flat_map(|sc| &sc.upstreams))
@@ -259,11 +291,6 @@ fn banner(run: &Run, took: Duration) -> String {
     if let Some(url) = try_url {
         b.push_str(&format!("\n  Try:       curl {url}\n\n"));
     }
-    b.push_str(&format!(
-        "  Logs       {}   (lambdamesh logs [NAME] [-f])\n\nCtrl-C or `lambdamesh down` stops everything.\n",
-        run.state.logs().display()
-    ));
-    b
 }
 
 /// SIGINT/SIGTERM set `stop`; the main thread notices within 50 ms.
@@ -339,11 +366,19 @@ pub fn status(args: StatusArgs) -> anyhow::Result<u8> {
             record["pid"],
             if ready { "up" } else { "starting" }
         );
-        for p in record["parts"].as_array().into_iter().flatten() {
+        let parts = record["parts"].as_array().cloned().unwrap_or_default();
+        let width = parts
+            .iter()
+            .filter_map(|p| p["name"].as_str())
+            .map(|n| n.chars().count())
+            .max()
+            .unwrap_or(0)
+            .max(28);
+        for p in &parts {
             let pid = p["pid"].as_u64().unwrap_or(0);
             let alive = Path::new(&format!("/proc/{pid}")).exists();
             s.push_str(&format!(
-                "  {:<28} pid {:<8} {}\n",
+                "  {:<width$} pid {:<8} {}\n",
                 p["name"].as_str().unwrap_or_default(),
                 pid,
                 if alive { "running" } else { "exited" }
@@ -367,34 +402,42 @@ pub fn logs(args: LogsArgs) -> anyhow::Result<u8> {
     let Some(state) = StateDir::existing(&dir) else {
         bail!("no state directory at {}", dir.display());
     };
-    let mut files: Vec<PathBuf> = std::fs::read_dir(state.logs())
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|e| e.path())
-        .collect();
-    let functions = state.root.join("lambda").join("logs");
-    files.extend(
-        std::fs::read_dir(&functions)
+    // Each log with its name: the part's (`server`, `dc2/sidecar-api`), a function's (its
+    // name, `dc2/NAME`).
+    let mut files: Vec<(String, PathBuf)> = Vec::new();
+    collect_logs(&state.logs(), "", &mut files);
+    let datacenters = std::iter::once(String::new()).chain(
+        std::fs::read_dir(&state.root)
             .into_iter()
             .flatten()
             .flatten()
-            .map(|e| e.path()),
+            .filter(|e| e.path().join("lambda").is_dir() && e.file_name() != "lambda")
+            .filter_map(|e| e.file_name().to_str().map(|n| format!("{n}/"))),
     );
+    for prefix in datacenters {
+        let dir = state.root.join(&prefix).join("lambda").join("logs");
+        for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let path = e.path();
+            if let Some(stem) = path.file_stem().and_then(|s| s.to_str()) {
+                files.push((format!("{prefix}{stem}"), path));
+            }
+        }
+    }
     files.sort();
     if let Some(name) = &args.name {
-        let want: Vec<String> = [
-            name.replace(' ', "-"),
-            format!("service-{name}"),
-            format!("function-{name}"),
-        ]
-        .into_iter()
-        .collect();
-        files.retain(|f| {
-            f.file_stem()
-                .and_then(|s| s.to_str())
-                .is_some_and(|s| want.iter().any(|w| w == s) || s == name)
-        });
+        // `sidecar web`, `dc2/sidecar web`, `web` (its service), a function's name.
+        let name = name.replace(' ', "-");
+        let (scope, bare) = name
+            .rsplit_once('/')
+            .map_or((String::new(), name.as_str()), |(dc, n)| {
+                (format!("{dc}/"), n)
+            });
+        let want = [
+            format!("{scope}{bare}"),
+            format!("{scope}service-{bare}"),
+            format!("{scope}function-{bare}"),
+        ];
+        files.retain(|(label, _)| want.contains(label));
         if files.is_empty() {
             bail!("no log for {name:?} in {}", state.logs().display());
         }
@@ -402,7 +445,7 @@ pub fn logs(args: LogsArgs) -> anyhow::Result<u8> {
     let many = files.len() > 1;
     let mut offsets: Vec<u64> = vec![0; files.len()];
     loop {
-        for (i, f) in files.iter().enumerate() {
+        for (i, (label, f)) in files.iter().enumerate() {
             let Ok(bytes) = std::fs::read(f) else {
                 continue;
             };
@@ -412,7 +455,6 @@ pub fn logs(args: LogsArgs) -> anyhow::Result<u8> {
             if new.is_empty() {
                 continue;
             }
-            let label = f.file_stem().and_then(|s| s.to_str()).unwrap_or_default();
             let text = String::from_utf8_lossy(new);
             let mut o = String::new();
             for line in text.lines() {
@@ -429,6 +471,22 @@ pub fn logs(args: LogsArgs) -> anyhow::Result<u8> {
             return Ok(0);
         }
         std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// The `.log` files under `dir`, each named by its path below the logs directory without
+/// `.log` (a federated part's log is in its datacenter's directory).
+fn collect_logs(dir: &Path, prefix: &str, out: &mut Vec<(String, PathBuf)>) {
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = e.path();
+        let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+            continue;
+        };
+        if path.is_dir() {
+            collect_logs(&path, &format!("{prefix}{name}/"), out);
+        } else if let Some(stem) = name.strip_suffix(".log") {
+            out.push((format!("{prefix}{stem}"), path));
+        }
     }
 }
 

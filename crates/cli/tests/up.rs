@@ -25,58 +25,11 @@ use std::{
 };
 
 use common::mesh::{get, python, wait_until};
-use common::up::{Up, lambdamesh};
+use common::up::{Up, endpoint_ports, lambdamesh, listening, run_processes};
 use serde_json::Value;
 
 fn examples() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples")
-}
-
-fn run_processes(state: &Path) -> Vec<u32> {
-    let state = state.canonicalize().unwrap_or(state.to_owned());
-    let marker = format!("LAMBDAMESH_UP_STATE={}", state.display());
-    let inside = format!("{}/", state.display());
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| {
-            let env = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
-            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-            let zombie = stat
-                .rsplit_once(')')
-                .is_some_and(|(_, r)| r.trim_start().starts_with('Z'));
-            let marked = env.split(|b| *b == 0).any(|kv| kv == marker.as_bytes());
-            let cwd = std::fs::read_link(format!("/proc/{pid}/cwd"))
-                .is_ok_and(|c| format!("{}/", c.display()).starts_with(&inside));
-            !zombie && (marked || cwd)
-        })
-        .collect()
-}
-
-fn listening(port: u16) -> bool {
-    std::net::TcpStream::connect_timeout(
-        &std::net::SocketAddr::from(([127, 0, 0, 1], port)),
-        Duration::from_millis(300),
-    )
-    .is_ok()
-}
-
-/// Every port the run's endpoints name.
-fn endpoint_ports(record: &Value) -> Vec<u16> {
-    record["endpoints"]
-        .as_object()
-        .unwrap()
-        .values()
-        .filter_map(|v| {
-            v.as_str()?
-                .rsplit(':')
-                .next()?
-                .trim_end_matches('/')
-                .parse()
-                .ok()
-        })
-        .collect()
 }
 
 const NAMES: &[&str] = &[

@@ -230,9 +230,27 @@ impl Fields {
     fn upstreams(&mut self, cx: &mut Ctx<'_>) -> Vec<Upstream> {
         let mut out = Vec::new();
         for (name, line, v) in self.map(cx, "upstreams").unwrap_or_default() {
+            // `name:dc`: an upstream in another datacenter (Consul's `Datacenter` field).
+            let (service, datacenter) = match name.split_once(':') {
+                None => (name.clone(), None),
+                Some((s, dc)) if !s.is_empty() && !dc.is_empty() && !dc.contains(':') => {
+                    (s.to_owned(), Some(dc.to_owned()))
+                }
+                Some(_) => {
+                    cx.report(
+                        line,
+                        format!(
+                            "{}: upstream {name:?} must be NAME or NAME:DATACENTER",
+                            self.what
+                        ),
+                    );
+                    continue;
+                }
+            };
             match v.val {
                 Val::Int(p) if (1..=65535).contains(&p) => out.push(Upstream {
-                    name,
+                    name: service,
+                    datacenter,
                     port: u16::try_from(p).unwrap_or(0),
                     line,
                 }),
@@ -310,6 +328,19 @@ fn addr(s: &str) -> SocketAddr {
     s.parse().unwrap_or(SocketAddr::from(([127, 0, 0, 1], 0)))
 }
 
+/// The blocks and fields of one datacenter: a `datacenter` block's body, or the whole file
+/// without such blocks.
+const PER_DATACENTER: &[&str] = &[
+    "server",
+    "platform",
+    "registrator",
+    "service",
+    "function",
+    "gateway",
+    "config_entry",
+    "intention",
+];
+
 /// The whole file.
 pub(crate) fn topology(
     file: &Path,
@@ -322,51 +353,189 @@ pub(crate) fn topology(
     let state_dir = top
         .string(&mut cx, "state_dir")
         .map_or_else(|| base.join(".lambdamesh"), |(s, _)| base.join(s));
+    let primary_name = top.string(&mut cx, "primary_datacenter");
+    let blocks = top.blocks("datacenter");
+    if blocks.is_empty() {
+        if let Some((_, line)) = &primary_name {
+            cx.report(
+                *line,
+                "topology: primary_datacenter needs datacenter \"NAME\" { ... } blocks",
+            );
+        }
+        let dc = datacenter(&mut cx, base, &mut top, DEFAULT_DATACENTER, 1, false);
+        top.finish(&mut cx);
+        return Topology {
+            file: file.to_owned(),
+            base: base.to_owned(),
+            state_dir,
+            datacenters: vec![dc],
+            primary: 0,
+            federated: false,
+        };
+    }
+    // With datacenter blocks, every part belongs to one: a part left outside would have no
+    // server to register with.
+    for ident in PER_DATACENTER {
+        for b in top.blocks(ident) {
+            cx.report(
+                b.line,
+                format!("{ident} block outside a datacenter block: with datacenter blocks, every part goes inside one"),
+            );
+        }
+    }
+    if let Some(node) = top.take(&mut cx, "config_entries") {
+        cx.report(
+            node.line,
+            "config_entries outside a datacenter block: with datacenter blocks, every part goes inside one",
+        );
+    }
+    let mut datacenters: Vec<Datacenter> = Vec::new();
+    for b in blocks {
+        let Some(l) = labels(&mut cx, &b, 1, "datacenter \"NAME\" { ... }") else {
+            continue;
+        };
+        let name = l[0].clone();
+        if let Err(e) = mesh_model::federation::validate_datacenter(&name) {
+            cx.report(b.line, format!("datacenter {name:?}: {e}"));
+        }
+        if let Some(first) = datacenters.iter().find(|d| d.name == name) {
+            cx.report(
+                b.line,
+                format!(
+                    "datacenter {name:?} is declared twice (first on line {})",
+                    first.line
+                ),
+            );
+            continue;
+        }
+        let mut f = Fields::new(format!("datacenter {name:?}"), b.line, b.body);
+        let dc = datacenter(&mut cx, base, &mut f, &name, b.line, true);
+        f.finish(&mut cx);
+        datacenters.push(dc);
+    }
+    let primary = match &primary_name {
+        None => 0,
+        Some((name, line)) => match datacenters.iter().position(|d| &d.name == name) {
+            Some(i) => i,
+            None => {
+                let known: Vec<&str> = datacenters.iter().map(|d| d.name.as_str()).collect();
+                cx.report(
+                    *line,
+                    format!(
+                        "topology: primary_datacenter {name:?} is not a datacenter here ({})",
+                        known.join(", ")
+                    ),
+                );
+                0
+            }
+        },
+    };
+    top.finish(&mut cx);
+    if datacenters.is_empty() {
+        // Every block was refused above; keep the shape (one datacenter) for the later checks.
+        datacenters.push(Datacenter {
+            name: DEFAULT_DATACENTER.to_owned(),
+            line: 1,
+            server: default_server(),
+            platform: default_platform(),
+            registrator: None,
+            services: Vec::new(),
+            functions: Vec::new(),
+            gateways: Vec::new(),
+            config_entries: Vec::new(),
+            intentions: Vec::new(),
+        });
+    }
+    Topology {
+        file: file.to_owned(),
+        base: base.to_owned(),
+        state_dir,
+        datacenters,
+        primary,
+        federated: true,
+    }
+}
 
-    let server = match top.one_block(&mut cx, "server") {
+fn default_server() -> Server {
+    Server {
+        http: addr("127.0.0.1:8500"),
+        grpc: addr("127.0.0.1:8502"),
+        server_port: None,
+        line: 1,
+    }
+}
+
+fn default_platform() -> Platform {
+    Platform {
+        addr: addr("127.0.0.1:9001"),
+        region: DEFAULT_REGION.to_owned(),
+        line: 1,
+    }
+}
+
+/// One datacenter's parts, taken from `f` (the file's top level or a `datacenter` block).
+fn datacenter(
+    cx: &mut Ctx<'_>,
+    base: &Path,
+    f: &mut Fields,
+    name: &str,
+    line: usize,
+    federated: bool,
+) -> Datacenter {
+    let server = match f.one_block(cx, "server") {
         Some(b) => {
-            let _ = labels(&mut cx, &b, 0, "server { ... }");
+            let _ = labels(cx, &b, 0, "server { ... }");
             let mut f = Fields::new("server", b.line, b.body);
+            let server_port = f.port(cx, "server_port");
+            if let (Some(_), false) = (server_port, federated) {
+                cx.report(
+                    b.line,
+                    "server: server_port is for files with datacenter blocks (the servers of several datacenters talk on it)",
+                );
+            }
             let s = Server {
-                http: f.addr(&mut cx, "http_addr", addr("127.0.0.1:8500")),
-                grpc: f.addr(&mut cx, "grpc_addr", addr("127.0.0.1:8502")),
+                http: f.addr(cx, "http_addr", addr("127.0.0.1:8500")),
+                grpc: f.addr(cx, "grpc_addr", addr("127.0.0.1:8502")),
+                server_port,
                 line: b.line,
             };
-            f.finish(&mut cx);
+            f.finish(cx);
             s
         }
         None => Server {
-            http: addr("127.0.0.1:8500"),
-            grpc: addr("127.0.0.1:8502"),
-            line: 1,
+            line,
+            ..default_server()
         },
     };
-    let platform = match top.one_block(&mut cx, "platform") {
+    let platform = match f.one_block(cx, "platform") {
         Some(b) => {
-            let _ = labels(&mut cx, &b, 0, "platform { ... }");
+            let _ = labels(cx, &b, 0, "platform { ... }");
             let mut f = Fields::new("platform", b.line, b.body);
             let p = Platform {
-                addr: f.addr(&mut cx, "addr", addr("127.0.0.1:9001")),
+                addr: f.addr(cx, "addr", addr("127.0.0.1:9001")),
+                region: f
+                    .string(cx, "region")
+                    .map_or_else(|| DEFAULT_REGION.to_owned(), |(r, _)| r),
                 line: b.line,
             };
-            f.finish(&mut cx);
+            f.finish(cx);
             p
         }
         None => Platform {
-            addr: addr("127.0.0.1:9001"),
-            line: 1,
+            line,
+            ..default_platform()
         },
     };
-    let registrator = top.one_block(&mut cx, "registrator").map(|b| {
-        let _ = labels(&mut cx, &b, 0, "registrator { ... }");
+    let registrator = f.one_block(cx, "registrator").map(|b| {
+        let _ = labels(cx, &b, 0, "registrator { ... }");
         let mut f = Fields::new("registrator", b.line, b.body);
         let schedule = f
-            .string(&mut cx, "schedule")
+            .string(cx, "schedule")
             .map_or_else(|| "rate(1 minute)".to_owned(), |(s, _)| s);
         let node = f
-            .string(&mut cx, "node")
+            .string(cx, "node")
             .map_or_else(|| "lambdas".to_owned(), |(s, _)| s);
-        f.finish(&mut cx);
+        f.finish(cx);
         Registrator {
             schedule,
             node,
@@ -374,24 +543,24 @@ pub(crate) fn topology(
         }
     });
 
-    let services = top
+    let services = f
         .blocks("service")
         .into_iter()
-        .filter_map(|b| service(&mut cx, base, b))
+        .filter_map(|b| service(cx, base, b))
         .collect();
-    let functions = top
+    let functions = f
         .blocks("function")
         .into_iter()
-        .filter_map(|b| function(&mut cx, base, b))
+        .filter_map(|b| function(cx, base, b))
         .collect();
-    let gateways = top
+    let gateways = f
         .blocks("gateway")
         .into_iter()
-        .filter_map(|b| gateway(&mut cx, b))
+        .filter_map(|b| gateway(cx, b))
         .collect();
 
     let mut config_entries = Vec::new();
-    if let Some(files) = top.strings(&mut cx, "config_entries") {
+    if let Some(files) = f.strings(cx, "config_entries") {
         for (f, line) in files {
             let path = base.join(&f);
             match std::fs::read_to_string(&path) {
@@ -410,8 +579,8 @@ pub(crate) fn topology(
             }
         }
     }
-    for b in top.blocks("config_entry") {
-        let _ = labels(&mut cx, &b, 0, "config_entry { Kind = ... }");
+    for b in f.blocks("config_entry") {
+        let _ = labels(cx, &b, 0, "config_entry { Kind = ... }");
         let Some((_, _, node)) = b.body.attrs.into_iter().next() else {
             continue;
         };
@@ -431,19 +600,14 @@ pub(crate) fn topology(
         }
     }
 
-    let intentions = top
+    let intentions = f
         .blocks("intention")
         .into_iter()
         .filter_map(|b| {
-            let l = labels(
-                &mut cx,
-                &b,
-                2,
-                "intention \"SOURCE\" \"DESTINATION\" { ... }",
-            )?;
+            let l = labels(cx, &b, 2, "intention \"SOURCE\" \"DESTINATION\" { ... }")?;
             let what = format!("intention {:?} → {:?}", l[0], l[1]);
             let mut f = Fields::new(what.clone(), b.line, b.body);
-            let allow = match f.string(&mut cx, "action") {
+            let allow = match f.string(cx, "action") {
                 None => true,
                 Some((a, _)) if a == "allow" => true,
                 Some((a, _)) if a == "deny" => false,
@@ -455,7 +619,7 @@ pub(crate) fn topology(
                     true
                 }
             };
-            f.finish(&mut cx);
+            f.finish(cx);
             Some(Intention {
                 source: l[0].clone(),
                 destination: l[1].clone(),
@@ -464,11 +628,9 @@ pub(crate) fn topology(
             })
         })
         .collect();
-    top.finish(&mut cx);
-    Topology {
-        file: file.to_owned(),
-        base: base.to_owned(),
-        state_dir,
+    Datacenter {
+        name: name.to_owned(),
+        line,
         server,
         platform,
         registrator,

@@ -66,9 +66,12 @@ pub(crate) struct Body {
 /// `config_entry` bodies are free-form Consul keys and are read as values.
 pub(crate) fn block_labels(parent: Option<&str>, ident: &str) -> Option<usize> {
     match (parent, ident) {
-        (None, "server" | "platform" | "registrator" | "config_entry") => Some(0),
-        (None, "service" | "function" | "gateway") => Some(1),
-        (None, "intention") => Some(2),
+        (None, "datacenter") => Some(1),
+        (None | Some("datacenter"), "server" | "platform" | "registrator" | "config_entry") => {
+            Some(0)
+        }
+        (None | Some("datacenter"), "service" | "function" | "gateway") => Some(1),
+        (None | Some("datacenter"), "intention") => Some(2),
         (Some("service"), "sidecar" | "health") => Some(0),
         (Some("function"), "extension") => Some(0),
         _ => None,

@@ -1,8 +1,9 @@
 //! The topology file of `lambdamesh up`: one HCL file (or JSON, HCL's JSON form) describing the
 //! control plane, the local Lambda platform, plain services with their sidecars, functions,
-//! gateways, the registrator, config entries and intentions. Parsed once into [`Topology`];
-//! every bad value is reported as a [`Problem`] with file and line, all at once, before anything
-//! starts. The format is documented in `docs/up.md`.
+//! gateways, the registrator, config entries and intentions; for several datacenters, one
+//! `datacenter "NAME"` block of those each, joined through mesh gateways. Parsed once into
+//! [`Topology`]; every bad value is reported as a [`Problem`] with file and line, all at once,
+//! before anything starts. The format is documented in `docs/up.md`.
 //!
 //! Pure except for [`probe`], which checks the file's references against the machine (files,
 //! commands, listeners already open). No processes, no network beyond a bind test.
@@ -15,7 +16,7 @@ mod types;
 
 use std::path::{Path, PathBuf};
 
-pub use graph::{Part, PartKind};
+pub use graph::{Part, PartId, PartKind};
 pub use types::*;
 
 /// One problem in a topology file.

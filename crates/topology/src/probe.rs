@@ -9,47 +9,75 @@ use std::{
 
 use crate::{Problem, Problems, Topology};
 
-/// Every port the topology listens on, with what listens and its line.
+/// Every port the topology listens on, with what listens and its line (in a federated file,
+/// each names its datacenter).
 pub fn ports(t: &Topology) -> Vec<(SocketAddr, String, usize)> {
     let local = |p: u16| SocketAddr::from(([127, 0, 0, 1], p));
-    let mut out = vec![
-        (
-            t.server.http,
-            "the server's HTTP API".to_owned(),
-            t.server.line,
-        ),
-        (t.server.grpc, "the server's gRPC".to_owned(), t.server.line),
-        (t.platform.addr, "the platform".to_owned(), t.platform.line),
-    ];
-    for s in &t.services {
-        // A service without a command runs elsewhere: its port is not ours to open.
-        if !s.command.is_empty() {
-            out.push((local(s.port), format!("service {:?}", s.name), s.line));
-        }
-        if let Some(sc) = &s.sidecar {
-            if let Some(p) = sc.port {
-                out.push((local(p), format!("service {:?}'s sidecar", s.name), sc.line));
+    let mut out = Vec::new();
+    for d in &t.datacenters {
+        let of = |what: String| {
+            if t.federated {
+                format!("{what} in {}", d.name)
+            } else {
+                what
             }
-            for u in &sc.upstreams {
+        };
+        out.push((
+            d.server.http,
+            of("the server's HTTP API".to_owned()),
+            d.server.line,
+        ));
+        out.push((
+            d.server.grpc,
+            of("the server's gRPC".to_owned()),
+            d.server.line,
+        ));
+        if let Some(p) = d.server.server_port {
+            out.push((
+                local(p),
+                of("the server's server_port".to_owned()),
+                d.server.line,
+            ));
+        }
+        out.push((
+            d.platform.addr,
+            of("the platform".to_owned()),
+            d.platform.line,
+        ));
+        for s in &d.services {
+            // A service without a command runs elsewhere: its port is not ours to open.
+            if !s.command.is_empty() {
+                out.push((local(s.port), of(format!("service {:?}", s.name)), s.line));
+            }
+            if let Some(sc) = &s.sidecar {
+                if let Some(p) = sc.port {
+                    out.push((
+                        local(p),
+                        of(format!("service {:?}'s sidecar", s.name)),
+                        sc.line,
+                    ));
+                }
+                for u in &sc.upstreams {
+                    out.push((
+                        local(u.port),
+                        of(format!("service {:?}'s upstream {:?}", s.name, u.label())),
+                        u.line,
+                    ));
+                }
+            }
+        }
+        for f in &d.functions {
+            for u in f.extension.iter().flat_map(|e| &e.upstreams) {
                 out.push((
                     local(u.port),
-                    format!("service {:?}'s upstream {:?}", s.name, u.name),
+                    of(format!("function {:?}'s upstream {:?}", f.name, u.label())),
                     u.line,
                 ));
             }
         }
-    }
-    for f in &t.functions {
-        for u in f.extension.iter().flat_map(|e| &e.upstreams) {
-            out.push((
-                local(u.port),
-                format!("function {:?}'s upstream {:?}", f.name, u.name),
-                u.line,
-            ));
+        for g in &d.gateways {
+            out.push((local(g.port), of(format!("gateway {:?}", g.name)), g.line));
         }
-    }
-    for g in &t.gateways {
-        out.push((local(g.port), format!("gateway {:?}", g.name), g.line));
     }
     out
 }
@@ -67,7 +95,7 @@ pub fn check(t: &Topology) -> Result<(), Problems> {
             message,
         });
     };
-    for s in &t.services {
+    for s in t.datacenters.iter().flat_map(|d| &d.services) {
         if let Some(program) = s.command.first()
             && find_program(&t.base, program).is_none()
         {
@@ -81,7 +109,7 @@ pub fn check(t: &Topology) -> Result<(), Problems> {
             );
         }
     }
-    for f in &t.functions {
+    for f in t.datacenters.iter().flat_map(|d| &d.functions) {
         let ok =
             f.code.is_dir() || (f.code.is_file() && f.code.extension().is_some_and(|e| e == "zip"));
         if !ok {

@@ -11,6 +11,26 @@ pub struct Topology {
     pub base: PathBuf,
     /// Where state lives (`state_dir`, relative to the file; default `<dir>/.lambdamesh`).
     pub state_dir: PathBuf,
+    /// The datacenters in file order: one (named `dc1`, Consul's default) for a file without
+    /// `datacenter` blocks.
+    pub datacenters: Vec<Datacenter>,
+    /// The index of the primary datacenter in `datacenters` (`primary_datacenter`, else the
+    /// first block).
+    pub primary: usize,
+    /// Declared with `datacenter` blocks: the servers are federated through mesh gateways, and
+    /// part names, endpoints, logs and state carry each datacenter's name.
+    pub federated: bool,
+}
+
+/// The name of the one datacenter of a file without `datacenter` blocks (Consul's default).
+pub const DEFAULT_DATACENTER: &str = "dc1";
+
+/// One datacenter: its control plane, platform, registrator and what runs in it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Datacenter {
+    pub name: String,
+    /// The line of its `datacenter` block (1 without blocks).
+    pub line: usize,
     pub server: Server,
     pub platform: Platform,
     pub registrator: Option<Registrator>,
@@ -28,6 +48,9 @@ pub struct Server {
     pub http: SocketAddr,
     /// ADS for Envoy; default 127.0.0.1:8502.
     pub grpc: SocketAddr,
+    /// The inter-server protocol's port (federated files only; reached through the datacenter's
+    /// mesh gateways, so picked free at start when not given).
+    pub server_port: Option<u16>,
     pub line: usize,
 }
 
@@ -36,6 +59,8 @@ pub struct Server {
 pub struct Platform {
     /// Its AWS API endpoint; default 127.0.0.1:9001.
     pub addr: SocketAddr,
+    /// The region in its ARNs and signatures; default `us-east-1`.
+    pub region: String,
     pub line: usize,
 }
 
@@ -90,8 +115,20 @@ pub struct Sidecar {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Upstream {
     pub name: String,
+    /// The datacenter it is in (`name:dc` in the file); `None`: the caller's own.
+    pub datacenter: Option<String>,
     pub port: u16,
     pub line: usize,
+}
+
+impl Upstream {
+    /// As the file writes it: `name` or `name:dc`.
+    pub fn label(&self) -> String {
+        match &self.datacenter {
+            Some(dc) => format!("{}:{dc}", self.name),
+            None => self.name.clone(),
+        }
+    }
 }
 
 /// A function on the local platform.
@@ -186,13 +223,46 @@ pub struct Reference {
     pub line: usize,
 }
 
+/// The platform's default region.
+pub const DEFAULT_REGION: &str = "us-east-1";
+
 impl Topology {
+    /// The primary datacenter (the only one of a file without `datacenter` blocks).
+    pub fn primary(&self) -> &Datacenter {
+        &self.datacenters[self.primary]
+    }
+
+    /// `what` as `status`, `logs` and the run record name it: `dc2/what` in a federated file,
+    /// `what` otherwise.
+    pub fn scoped(&self, dc: usize, what: &str) -> String {
+        match self.datacenters.get(dc) {
+            Some(d) if self.federated => format!("{}/{what}", d.name),
+            _ => what.to_owned(),
+        }
+    }
+
+    /// The index of the datacenter named `name`.
+    pub fn datacenter_index(&self, name: &str) -> Option<usize> {
+        self.datacenters.iter().position(|d| d.name == name)
+    }
+
     /// Moves every port the file names to one `pick` gives (`up --free-ports`: a second copy
     /// next to a running one, tests). Services learn their ports from the environment `up`
     /// sets, so the topology stays consistent.
     pub fn remap_ports(&mut self, mut pick: impl FnMut() -> u16) {
+        for d in &mut self.datacenters {
+            d.remap_ports(&mut pick);
+        }
+    }
+}
+
+impl Datacenter {
+    fn remap_ports(&mut self, pick: &mut impl FnMut() -> u16) {
         self.server.http.set_port(pick());
         self.server.grpc.set_port(pick());
+        if self.server.server_port.is_some() {
+            self.server.server_port = Some(pick());
+        }
         self.platform.addr.set_port(pick());
         for s in &mut self.services {
             s.port = pick();

@@ -77,13 +77,14 @@ impl Consul {
 pub struct Aws {
     rt: tokio::runtime::Runtime,
     client: Client,
+    /// The platform's region (in its ARNs).
+    pub region: String,
 }
 
 pub const ACCOUNT: &str = "123456789012";
-pub const REGION: &str = "us-east-1";
 
 impl Aws {
-    pub fn new(endpoint: &str) -> anyhow::Result<Aws> {
+    pub fn new(endpoint: &str, region: &str) -> anyhow::Result<Aws> {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
@@ -93,9 +94,13 @@ impl Aws {
                 access_key: "test".into(),
                 secret_key: "test".into(),
             },
-            REGION,
+            region,
         )?;
-        Ok(Aws { rt, client })
+        Ok(Aws {
+            rt,
+            client,
+            region: region.to_owned(),
+        })
     }
 
     pub fn lambda(&self, method: &str, path: &str, body: Option<&Value>) -> anyhow::Result<Value> {
@@ -153,6 +158,6 @@ impl Aws {
     }
 }
 
-pub fn function_arn(name: &str) -> String {
-    format!("arn:aws:lambda:{REGION}:{ACCOUNT}:function:{name}")
+pub fn function_arn(region: &str, name: &str) -> String {
+    format!("arn:aws:lambda:{region}:{ACCOUNT}:function:{name}")
 }

@@ -31,73 +31,111 @@ fn url_var(name: &str) -> String {
 }
 
 impl Run {
-    fn aws_env(&self) -> Vec<(String, String)> {
+    fn aws_env(&self, dc: usize) -> Vec<(String, String)> {
+        let d = self.dc(dc);
         vec![
             ("AWS_ACCESS_KEY_ID".into(), "test".into()),
             ("AWS_SECRET_ACCESS_KEY".into(), "test".into()),
-            ("AWS_REGION".into(), super::calls::REGION.into()),
+            ("AWS_REGION".into(), d.platform.region.clone()),
             ("AWS_EC2_METADATA_DISABLED".into(), "true".into()),
             (
                 "AWS_ENDPOINT_URL".into(),
-                format!("http://{}", self.t.platform.addr),
+                format!("http://{}", d.platform.addr),
             ),
-            ("CONSUL_HTTP_ADDR".into(), self.t.server.http.to_string()),
+            ("CONSUL_HTTP_ADDR".into(), d.server.http.to_string()),
         ]
     }
 
-    pub(super) fn start_server(&mut self) -> Result<String, PartError> {
-        let data = self.state.root.join("server");
+    /// Where a datacenter's platform keeps its functions, with their logs in `logs/`.
+    fn lambda_dir(&self, dc: usize) -> std::path::PathBuf {
+        self.dc_root(dc).join("lambda")
+    }
+
+    fn registrator_log(&self, dc: usize) -> std::path::PathBuf {
+        self.lambda_dir(dc)
+            .join("logs")
+            .join(format!("{REGISTRATOR}.log"))
+    }
+
+    pub(super) fn start_server(&mut self, dc: usize) -> Result<String, PartError> {
+        let d = self.dc(dc).clone();
+        let root = self.dc_root(dc);
+        let data = root.join("server");
         let mut argv = vec![self.bin.clone().into_os_string()];
         argv.extend(os(&["server", "-data-dir"]));
         argv.push(data.into_os_string());
         argv.extend(os(&[
             "-http-addr",
-            &self.t.server.http.to_string(),
+            &d.server.http.to_string(),
             "-grpc-addr",
-            &self.t.server.grpc.to_string(),
+            &d.server.grpc.to_string(),
             "-lambda-endpoint",
-            &format!("http://{}", self.t.platform.addr),
+            &format!("http://{}", d.platform.addr),
         ]));
-        let env = self.aws_env();
-        let i = self.spawn("server", argv, &env)?;
+        if self.t.federated {
+            argv.extend(self.federation_args(dc, &root)?);
+        }
+        let env = self.aws_env(dc);
+        let name = self.t.scoped(dc, "server");
+        let i = self.spawn(&name, argv, &env)?;
         self.wait(Some(i), Duration::from_secs(30), "a leader", |r| {
-            r.consul
+            r.consul(dc)
                 .call("GET", "/v1/status/leader", None)
                 .is_ok_and(|(s, body)| s == 200 && body.trim().len() > 2)
         })?;
-        let http = self.t.server.http.to_string();
-        self.set_endpoint("http", format!("http://{http}"));
+        let http = d.server.http.to_string();
+        self.set_endpoint(dc, "http", format!("http://{http}"));
+        if self.t.federated && dc != self.t.primary {
+            // Joined: the primary's roots, and an intermediate the primary signed, without
+            // which no leaf of this datacenter can be issued.
+            let primary = self.t.primary;
+            self.wait(
+                Some(i),
+                Duration::from_secs(60),
+                &format!(
+                    "joined {} through its mesh gateway (its roots and an intermediate)",
+                    self.t.primary().name
+                ),
+                |r| super::federation::joined(r.consul(primary), r.consul(dc)),
+            )?;
+            return Ok(format!("http://{http}, joined {}", self.t.primary().name));
+        }
         Ok(format!("http://{http}"))
     }
 
-    pub(super) fn start_platform(&mut self) -> Result<String, PartError> {
+    pub(super) fn start_platform(&mut self, dc: usize) -> Result<String, PartError> {
+        let d = self.dc(dc).clone();
         let mut argv = vec![self.bin.clone().into_os_string()];
         argv.extend(os(&[
             "lambda",
             "serve",
             "-addr",
-            &self.t.platform.addr.to_string(),
+            &d.platform.addr.to_string(),
+            "-region",
+            &d.platform.region,
         ]));
         argv.push("-data-dir".into());
-        argv.push(self.state.root.join("lambda").into_os_string());
+        argv.push(self.lambda_dir(dc).into_os_string());
         argv.push("-python".into());
         argv.push(self.python.clone().into_os_string());
-        let env = self.aws_env();
-        let i = self.spawn("platform", argv, &env)?;
+        let env = self.aws_env(dc);
+        let name = self.t.scoped(dc, "platform");
+        let i = self.spawn(&name, argv, &env)?;
         self.wait(
             Some(i),
             Duration::from_secs(30),
             "the Lambda API answers",
-            |r| r.aws.reachable(),
+            |r| r.aws(dc).reachable(),
         )?;
-        let url = format!("http://{}", self.t.platform.addr);
-        self.set_endpoint("lambda", url.clone());
+        let url = format!("http://{}", d.platform.addr);
+        self.set_endpoint(dc, "lambda", url.clone());
         Ok(url)
     }
 
     /// Creates or updates a function (code zipped from a directory or read from a zip).
     fn put_function(
         &mut self,
+        dc: usize,
         name: &str,
         config: Value,
         code: &std::path::Path,
@@ -112,38 +150,39 @@ impl Run {
         use base64::Engine as _;
         let zip = base64::engine::general_purpose::STANDARD.encode(zip);
         let path = format!("/2015-03-31/functions/{name}");
-        let exists = self.aws.lambda_answer("GET", &path, None).is_ok();
+        let aws = self.aws(dc);
+        let exists = aws.lambda_answer("GET", &path, None).is_ok();
         if exists {
             // The platform keeps functions across runs: bring this one up to the file.
-            self.aws.lambda(
+            aws.lambda(
                 "PUT",
                 &format!("{path}/code"),
                 Some(&json!({"ZipFile": zip})),
             )?;
-            self.wait_active(name)?;
-            self.aws
+            self.wait_active(dc, name)?;
+            self.aws(dc)
                 .lambda("PUT", &format!("{path}/configuration"), Some(&config))?;
-            self.sync_tags(name, tags)?;
+            self.sync_tags(dc, name, tags)?;
         } else {
             let mut body = config;
             body["FunctionName"] = json!(name);
             body["Code"] = json!({"ZipFile": zip});
             body["Tags"] = tags.clone();
-            self.aws
-                .lambda("POST", "/2015-03-31/functions", Some(&body))?;
+            aws.lambda("POST", "/2015-03-31/functions", Some(&body))?;
         }
-        self.wait_active(name)
+        self.wait_active(dc, name)
     }
 
     /// Makes an existing function's tags exactly the file's: the registrator reads them, so a
     /// tag removed from the file (say, `lambda/enabled`) must go from the function too.
-    fn sync_tags(&mut self, name: &str, tags: &Value) -> anyhow::Result<()> {
+    fn sync_tags(&mut self, dc: usize, name: &str, tags: &Value) -> anyhow::Result<()> {
+        let aws = self.aws(dc);
         let path = format!(
             "/2017-03-31/tags/{}",
-            function_arn(name).replace(':', "%3A")
+            function_arn(&aws.region, name).replace(':', "%3A")
         );
         let wanted = tags.as_object().cloned().unwrap_or_default();
-        let current = self.aws.lambda("GET", &path, None)?;
+        let current = aws.lambda("GET", &path, None)?;
         let stale: Vec<String> = current["Tags"]
             .as_object()
             .map(|t| {
@@ -154,20 +193,18 @@ impl Run {
             })
             .unwrap_or_default();
         if !stale.is_empty() {
-            self.aws
-                .lambda("DELETE", &format!("{path}?{}", stale.join("&")), None)?;
+            aws.lambda("DELETE", &format!("{path}?{}", stale.join("&")), None)?;
         }
         if !wanted.is_empty() {
-            self.aws
-                .lambda("POST", &path, Some(&json!({"Tags": wanted})))?;
+            aws.lambda("POST", &path, Some(&json!({"Tags": wanted})))?;
         }
         Ok(())
     }
 
-    fn wait_active(&self, name: &str) -> anyhow::Result<()> {
+    fn wait_active(&self, dc: usize, name: &str) -> anyhow::Result<()> {
         let path = format!("/2015-03-31/functions/{name}/configuration");
         for _ in 0..600 {
-            let c = self.aws.lambda("GET", &path, None)?;
+            let c = self.aws(dc).lambda("GET", &path, None)?;
             let updating = c["LastUpdateStatus"] == "InProgress";
             if c["State"] == "Active" && !updating {
                 return Ok(());
@@ -180,8 +217,9 @@ impl Run {
         Err(anyhow!("function {name} did not become Active"))
     }
 
-    pub(super) fn start_registrator(&mut self) -> Result<String, PartError> {
-        let Some(reg) = self.t.registrator.clone() else {
+    pub(super) fn start_registrator(&mut self, dc: usize) -> Result<String, PartError> {
+        let d = self.dc(dc).clone();
+        let Some(reg) = d.registrator.clone() else {
             return Ok(String::new());
         };
         // The deployment package: a bootstrap that execs this binary in Lambda mode.
@@ -200,10 +238,10 @@ impl Run {
         std::fs::set_permissions(&bootstrap, std::fs::Permissions::from_mode(0o755))
             .map_err(anyhow::Error::from)?;
         let mut vars = json!({
-            "CONSUL_HTTP_ADDR": self.t.server.http.to_string(),
+            "CONSUL_HTTP_ADDR": d.server.http.to_string(),
             "NODE_NAME": reg.node,
         });
-        if self.t.functions.iter().any(|f| f.extension.is_some()) {
+        if d.functions.iter().any(|f| f.extension.is_some()) {
             vars["CONSUL_EXTENSION_DATA_PREFIX"] = json!(EXTENSION_PREFIX);
         }
         let config = json!({
@@ -214,10 +252,11 @@ impl Run {
             "MemorySize": 128,
             "Environment": {"Variables": vars},
         });
-        self.put_function(REGISTRATOR, config, &pkg, &json!({}))?;
+        self.put_function(dc, REGISTRATOR, config, &pkg, &json!({}))?;
         // Triggers, as the Terraform module deploys them: CloudTrail-shaped Lambda API calls
         // and a schedule.
-        let arn = function_arn(REGISTRATOR);
+        let arn = function_arn(&d.platform.region, REGISTRATOR);
+        let aws = self.aws(dc);
         let rules = [
             (
                 "lambdamesh-registrator-events",
@@ -231,8 +270,8 @@ impl Run {
             ),
         ];
         for (name, rule) in rules {
-            self.aws.target("events", "AWSEvents.PutRule", &rule)?;
-            self.aws.target(
+            aws.target("events", "AWSEvents.PutRule", &rule)?;
+            aws.target(
                 "events",
                 "AWSEvents.PutTargets",
                 &json!({"Rule": name, "Targets": [{"Id": "registrator", "Arn": arn}]}),
@@ -240,26 +279,21 @@ impl Run {
         }
         // One full sync now: proves it reaches Consul, and catches up with functions kept
         // from an earlier run.
-        let (failed, answer) = self.aws.invoke(
+        let (failed, answer) = aws.invoke(
             REGISTRATOR,
             &json!({"source": "aws.events", "detail-type": "Scheduled Event", "detail": {}}),
         )?;
         if failed {
             return Err(PartError::Failed {
                 message: format!("its first full sync failed: {answer}"),
-                log: Some(
-                    self.state
-                        .root
-                        .join("lambda/logs")
-                        .join(format!("{REGISTRATOR}.log")),
-                ),
+                log: Some(self.registrator_log(dc)),
             });
         }
         Ok(reg.schedule)
     }
 
-    pub(super) fn start_service(&mut self, i: usize) -> Result<String, PartError> {
-        let s = self.t.services[i].clone();
+    pub(super) fn start_service(&mut self, dc: usize, i: usize) -> Result<String, PartError> {
+        let s = self.dc(dc).services[i].clone();
         if s.command.is_empty() {
             return Ok("runs elsewhere: registered only".into());
         }
@@ -272,14 +306,14 @@ impl Run {
             ("SERVICE_NAME".to_owned(), s.name.clone()),
             (
                 "CONSUL_HTTP_ADDR".to_owned(),
-                self.t.server.http.to_string(),
+                self.dc(dc).server.http.to_string(),
             ),
         ];
         for u in s.sidecar.iter().flat_map(|sc| &sc.upstreams) {
-            env.push((url_var(&u.name), format!("http://127.0.0.1:{}", u.port)));
+            env.push((url_var(&u.label()), format!("http://127.0.0.1:{}", u.port)));
         }
         env.extend(s.env.clone());
-        let name = format!("service {}", s.name);
+        let name = self.t.scoped(dc, &format!("service {}", s.name));
         let idx = self.spawn(&name, argv, &env)?;
         let port = s.port;
         match &s.health {
@@ -304,13 +338,14 @@ impl Run {
                 )?;
             }
         }
-        self.set_endpoint(&s.name, format!("http://127.0.0.1:{port}"));
+        self.set_endpoint(dc, &s.name, format!("http://127.0.0.1:{port}"));
         Ok(format!("127.0.0.1:{port}"))
     }
 
     /// Runs `connect envoy ...` and waits for Envoy's `/ready` and its listeners.
     fn start_envoy(
         &mut self,
+        dc: usize,
         part: &str,
         args: Vec<String>,
         metrics: u16,
@@ -325,21 +360,23 @@ impl Run {
             "-admin-bind",
             &format!("127.0.0.1:{admin}"),
             "-grpc-addr",
-            &self.t.server.grpc.to_string(),
+            &self.dc(dc).server.grpc.to_string(),
             "--",
             "-l",
             "warning",
         ]));
-        let mut env = self.aws_env();
+        let mut env = self.aws_env(dc);
         env.push(("ENVOY_BIN".into(), super::envoy_bin(&self.t.base)));
-        let idx = self.spawn(part, argv, &env)?;
+        let idx = self.spawn(&self.t.scoped(dc, part), argv, &env)?;
         // Envoy's admin API: its config dump and stats are how a user sees what it was given.
         self.set_endpoint(
+            dc,
             &format!("{part} admin"),
             format!("http://127.0.0.1:{admin}"),
         );
         // Consul's metrics listener (`envoy_prometheus_bind_addr`): what `migrate` scrapes.
         self.set_endpoint(
+            dc,
             &format!("{part} metrics"),
             format!(
                 "http://127.0.0.1:{metrics}{}",
@@ -360,27 +397,33 @@ impl Run {
         )
     }
 
-    pub(super) fn start_sidecar(&mut self, i: usize) -> Result<String, PartError> {
-        let s = self.t.services[i].clone();
+    pub(super) fn start_sidecar(&mut self, dc: usize, i: usize) -> Result<String, PartError> {
+        let s = self.dc(dc).services[i].clone();
         let Some(sc) = &s.sidecar else {
             return Ok(String::new());
         };
         if let Some(protocol) = &s.protocol {
-            self.consul.must(
+            self.consul(dc).must(
                 "PUT",
                 "/v1/config",
                 Some(&json!({"Kind": "service-defaults", "Name": s.name, "Protocol": protocol})),
             )?;
         }
-        let port = match self.sidecar_ports[i] {
+        let port = match self.sidecar_ports[dc][i] {
             Some(p) => p,
             None => free_port()?,
         };
-        self.sidecar_ports[i] = Some(port);
+        self.sidecar_ports[dc][i] = Some(port);
         let upstreams: Vec<Value> = sc
             .upstreams
             .iter()
-            .map(|u| json!({"DestinationName": u.name, "LocalBindPort": u.port}))
+            .map(|u| {
+                let mut up = json!({"DestinationName": u.name, "LocalBindPort": u.port});
+                if let Some(other) = &u.datacenter {
+                    up["Datacenter"] = json!(other);
+                }
+                up
+            })
             .collect();
         let metrics = free_port()?;
         let reg = json!({
@@ -390,20 +433,22 @@ impl Run {
                 "Config": {"envoy_prometheus_bind_addr": format!("127.0.0.1:{metrics}")},
             }}},
         });
-        self.consul.must(
+        self.consul(dc).must(
             "PUT",
             "/v1/agent/service/register?replace-existing-checks=true",
             Some(&reg),
         )?;
         for u in &sc.upstreams {
             self.set_endpoint(
-                &format!("{} → {}", s.name, u.name),
+                dc,
+                &format!("{} → {}", s.name, u.label()),
                 format!("http://127.0.0.1:{}", u.port),
             );
         }
         let mut ports = vec![port];
         ports.extend(sc.upstreams.iter().map(|u| u.port));
         self.start_envoy(
+            dc,
             &format!("sidecar {}", s.name),
             vec!["-sidecar-for".into(), s.name.clone()],
             metrics,
@@ -412,8 +457,8 @@ impl Run {
         Ok(format!("mTLS on 127.0.0.1:{port}"))
     }
 
-    pub(super) fn start_gateway(&mut self, i: usize) -> Result<String, PartError> {
-        let g = self.t.gateways[i].clone();
+    pub(super) fn start_gateway(&mut self, dc: usize, i: usize) -> Result<String, PartError> {
+        let g = self.dc(dc).gateways[i].clone();
         // Registered here rather than with `connect envoy -register`, which has no way to set
         // the proxy's `Config`: the metrics listener's address goes there.
         let metrics = free_port()?;
@@ -421,16 +466,21 @@ impl Run {
             GatewayKind::Mesh => "mesh-gateway",
             GatewayKind::Terminating => "terminating-gateway",
         };
-        self.consul.must(
-            "PUT",
-            "/v1/agent/service/register",
-            Some(&json!({
-                "Kind": kind, "ID": g.name, "Name": g.name,
-                "Address": "127.0.0.1", "Port": g.port,
-                "Proxy": {"Config": {"envoy_prometheus_bind_addr": format!("127.0.0.1:{metrics}")}},
-            })),
-        )?;
+        let mut reg = json!({
+            "Kind": kind, "ID": g.name, "Name": g.name,
+            "Address": "127.0.0.1", "Port": g.port,
+            "Proxy": {"Config": {"envoy_prometheus_bind_addr": format!("127.0.0.1:{metrics}")}},
+        });
+        let exposes_servers = self.t.federated && g.kind == GatewayKind::Mesh;
+        if exposes_servers {
+            // `-expose-servers`: the gateway also routes `server.<dc>.consul` to this
+            // datacenter's server, which is how the other datacenters reach it.
+            reg["Meta"] = json!({mesh_model::federation::WAN_FEDERATION_META: "1"});
+        }
+        self.consul(dc)
+            .must("PUT", "/v1/agent/service/register", Some(&reg))?;
         self.start_envoy(
+            dc,
             &format!("gateway {}", g.name),
             vec![
                 "-gateway".into(),
@@ -448,15 +498,47 @@ impl Run {
             },
         )?;
         if g.kind == GatewayKind::Mesh {
-            self.set_endpoint("mesh_gateway", format!("127.0.0.1:{}", g.port));
+            self.set_endpoint(dc, "mesh_gateway", format!("127.0.0.1:{}", g.port));
         }
-        Ok(format!("{} on 127.0.0.1:{}", g.kind.as_str(), g.port))
+        if exposes_servers && dc != self.t.primary {
+            // The way back: the primary reaches this datacenter through the gateways it reports
+            // (every 10 s at most; on a restart the map may still hold last run's address).
+            // Ready when a `?dc=` read from the primary is answered here.
+            let primary = self.t.primary;
+            let path = format!("/v1/status/leader?dc={}", self.dc(dc).name);
+            self.wait(
+                None,
+                Duration::from_secs(60),
+                &format!(
+                    "{} reaches it (?dc={})",
+                    self.t.primary().name,
+                    self.dc(dc).name
+                ),
+                |r| {
+                    r.consul(primary)
+                        .call("GET", &path, None)
+                        .is_ok_and(|(s, _)| s == 200)
+                },
+            )?;
+        }
+        Ok(format!(
+            "{} on 127.0.0.1:{}{}",
+            g.kind.as_str(),
+            g.port,
+            if exposes_servers {
+                ", exposing the servers"
+            } else {
+                ""
+            }
+        ))
     }
 
     /// The extension layer, published once per run (a new version each run, as a rebuild
     /// would on AWS).
-    fn extension_layer(&mut self) -> Result<String, PartError> {
-        if let Some(arn) = self.record["extension_layer"].as_str() {
+    fn extension_layer(&mut self, dc: usize) -> Result<String, PartError> {
+        // One layer per platform: each datacenter has its own.
+        let key = self.t.scoped(dc, "extension_layer");
+        if let Some(arn) = self.record[&key].as_str() {
             return Ok(arn.to_owned());
         }
         let binary = self.bin.with_file_name("lambdamesh-extension");
@@ -476,7 +558,7 @@ impl Run {
             .status();
         let zip = crate::lambda::layer_zip(&copy)?;
         use base64::Engine as _;
-        let published = self.aws.lambda(
+        let published = self.aws(dc).lambda(
             "POST",
             &format!("/2018-10-31/layers/{EXTENSION_LAYER}/versions"),
             Some(&json!({"Content": {"ZipFile": base64::engine::general_purpose::STANDARD.encode(zip)},
@@ -486,18 +568,18 @@ impl Run {
             .as_str()
             .ok_or_else(|| anyhow!("PublishLayerVersion answered no LayerVersionArn"))?
             .to_owned();
-        self.record["extension_layer"] = json!(arn);
+        self.record[&key] = json!(arn);
         Ok(arn)
     }
 
-    pub(super) fn start_function(&mut self, i: usize) -> Result<String, PartError> {
-        let f = self.t.functions[i].clone();
+    pub(super) fn start_function(&mut self, dc: usize, i: usize) -> Result<String, PartError> {
+        let f = self.dc(dc).functions[i].clone();
         let mut vars = serde_json::Map::new();
         let mut layers = f.layers.clone();
         if let Some(ext) = &f.extension {
-            layers.push(self.extension_layer()?);
+            layers.push(self.extension_layer(dc)?);
             let gateway = self
-                .t
+                .dc(dc)
                 .gateways
                 .iter()
                 .find(|g| g.kind == GatewayKind::Mesh)
@@ -511,15 +593,23 @@ impl Run {
                 "CONSUL_EXTENSION_DATA_PREFIX".into(),
                 json!(EXTENSION_PREFIX),
             );
+            // The extension's own form: `name:port[:dc]`.
             let ups: Vec<String> = ext
                 .upstreams
                 .iter()
-                .map(|u| format!("{}:{}", u.name, u.port))
+                .map(|u| match &u.datacenter {
+                    Some(other) => format!("{}:{}:{other}", u.name, u.port),
+                    None => format!("{}:{}", u.name, u.port),
+                })
                 .collect();
             vars.insert("CONSUL_SERVICE_UPSTREAMS".into(), json!(ups.join(",")));
+            if self.t.federated {
+                // Upstreams that name no datacenter are in the function's own.
+                vars.insert("CONSUL_DATACENTER".into(), json!(self.dc(dc).name));
+            }
             for u in &ext.upstreams {
                 vars.insert(
-                    url_var(&u.name),
+                    url_var(&u.label()),
                     json!(format!("http://localhost:{}", u.port)),
                 );
             }
@@ -534,7 +624,7 @@ impl Run {
             "Environment": {"Variables": vars}, "Layers": layers,
         });
         let tags = json!(f.tags);
-        self.put_function(&f.name, config, &f.code, &tags)?;
+        self.put_function(dc, &f.name, config, &f.code, &tags)?;
         if !f.mesh_enabled() {
             return Ok("not in the mesh".into());
         }
@@ -542,26 +632,22 @@ impl Run {
         let name = f.name.clone();
         let ext = f.extension.is_some();
         let param = format!("{EXTENSION_PREFIX}/default/default/{name}");
-        let log = self
-            .state
-            .root
-            .join("lambda/logs")
-            .join(format!("{REGISTRATOR}.log"));
+        let log = self.registrator_log(dc);
         self.wait(
             None,
             Duration::from_secs(60),
             "the registrator registers it",
             |r| {
                 let registered = r
-                    .consul
+                    .consul(dc)
                     .get_json(&format!("/v1/catalog/service/{name}"))
                     .is_some_and(|v| v.to_string().contains("managed-by-lambda-registrator"));
                 let defaults = r
-                    .consul
+                    .consul(dc)
                     .call("GET", &format!("/v1/config/service-defaults/{name}"), None)
                     .is_ok_and(|(s, _)| s == 200);
                 let material = !ext
-                    || r.aws
+                    || r.aws(dc)
                         .target("ssm", "AmazonSSM.GetParameter", &json!({"Name": param}))
                         .is_ok();
                 registered && defaults && material
@@ -581,12 +667,31 @@ impl Run {
         })
     }
 
-    pub(super) fn write_config_entries(&mut self) -> Result<String, PartError> {
-        let entries = self.t.config_entries.clone();
+    pub(super) fn write_config_entries(&mut self, dc: usize) -> Result<String, PartError> {
+        let entries = self.dc(dc).config_entries.clone();
         for e in &entries {
-            self.consul
+            self.consul(dc)
                 .must("PUT", "/v1/config", Some(&e.json))
                 .map_err(|err| anyhow!("{}: {err:#}", e.label))?;
+        }
+        if self.t.federated && dc != self.t.primary {
+            // A secondary sends the write to the primary; it is in force here once replicated.
+            let paths: Vec<String> = entries
+                .iter()
+                .map(|e| format!("/v1/config/{}", e.label))
+                .collect();
+            self.wait(
+                None,
+                Duration::from_secs(60),
+                "the entries replicated from the primary",
+                |r| {
+                    paths.iter().all(|p| {
+                        r.consul(dc)
+                            .call("GET", p, None)
+                            .is_ok_and(|(s, _)| s == 200)
+                    })
+                },
+            )?;
         }
         Ok(entries
             .iter()
@@ -595,17 +700,34 @@ impl Run {
             .join(", "))
     }
 
-    pub(super) fn write_intentions(&mut self) -> Result<String, PartError> {
-        let intentions = self.t.intentions.clone();
+    pub(super) fn write_intentions(&mut self, dc: usize) -> Result<String, PartError> {
+        let intentions = self.dc(dc).intentions.clone();
+        let mut paths = Vec::new();
         for i in &intentions {
             let path = format!(
                 "/v1/connect/intentions/exact?source={}&destination={}",
                 i.source, i.destination
             );
             let action = if i.allow { "allow" } else { "deny" };
-            self.consul
+            self.consul(dc)
                 .must("PUT", &path, Some(&json!({"Action": action})))
                 .map_err(|e| anyhow!("{} → {}: {e:#}", i.source, i.destination))?;
+            paths.push(path);
+        }
+        if self.t.federated && dc != self.t.primary {
+            // As config entries: written to the primary, in force here once replicated.
+            self.wait(
+                None,
+                Duration::from_secs(60),
+                "the intentions replicated from the primary",
+                |r| {
+                    paths.iter().all(|p| {
+                        r.consul(dc)
+                            .call("GET", p, None)
+                            .is_ok_and(|(s, _)| s == 200)
+                    })
+                },
+            )?;
         }
         Ok(format!("{} written", intentions.len()))
     }

@@ -15,7 +15,7 @@ use std::{
 
 use anyhow::anyhow;
 use serde_json::{Value, json};
-use topology::{Part, PartKind, Topology};
+use topology::{Datacenter, Part, PartKind, Topology};
 
 use super::{
     calls::{Aws, Consul},
@@ -50,16 +50,18 @@ pub struct Run {
     pub state: StateDir,
     pub stop: Arc<AtomicBool>,
     pub progress: Progress,
-    pub consul: Consul,
-    pub aws: Aws,
+    /// Each datacenter's Consul API and platform, by datacenter index.
+    pub consuls: Vec<Consul>,
+    pub awss: Vec<Aws>,
     /// The `lambdamesh` binary (this one).
     pub bin: PathBuf,
     pub python: PathBuf,
     /// Processes in start order, with their part's name.
     pub procs: Vec<(String, Proc)>,
     pub record: Value,
-    /// Sidecar public ports, by service index (picked free when the file gives none).
-    pub sidecar_ports: Vec<Option<u16>>,
+    /// Sidecar public ports, by datacenter and service index (picked free when the file gives
+    /// none).
+    pub sidecar_ports: Vec<Vec<Option<u16>>>,
 }
 
 impl Run {
@@ -71,13 +73,26 @@ impl Run {
     ) -> anyhow::Result<Run> {
         let parts = t.parts();
         let progress = Progress::new(parts.iter().map(|p| p.name.clone()).collect());
-        let consul = Consul::new(&t.server.http.to_string());
-        let aws = Aws::new(&format!("http://{}", t.platform.addr))?;
+        let consuls = t
+            .datacenters
+            .iter()
+            .map(|d| Consul::new(&d.server.http.to_string()))
+            .collect();
+        let awss = t
+            .datacenters
+            .iter()
+            .map(|d| Aws::new(&format!("http://{}", d.platform.addr), &d.platform.region))
+            .collect::<anyhow::Result<_>>()?;
         let record = super::state::record(&t.file);
         let sidecar_ports = t
-            .services
+            .datacenters
             .iter()
-            .map(|s| s.sidecar.as_ref().and_then(|sc| sc.port))
+            .map(|d| {
+                d.services
+                    .iter()
+                    .map(|s| s.sidecar.as_ref().and_then(|sc| sc.port))
+                    .collect()
+            })
             .collect();
         Ok(Run {
             bin: std::env::current_exe()?,
@@ -85,8 +100,8 @@ impl Run {
             state,
             stop,
             progress,
-            consul,
-            aws,
+            consuls,
+            awss,
             python,
             procs: Vec::new(),
             record,
@@ -144,16 +159,17 @@ impl Run {
     }
 
     fn start_part(&mut self, part: &Part) -> Result<String, PartError> {
+        let dc = part.dc;
         match part.kind {
-            PartKind::Server => self.start_server(),
-            PartKind::Platform => self.start_platform(),
-            PartKind::Registrator => self.start_registrator(),
-            PartKind::Service(i) => self.start_service(i),
-            PartKind::Sidecar(i) => self.start_sidecar(i),
-            PartKind::Gateway(i) => self.start_gateway(i),
-            PartKind::Function(i) => self.start_function(i),
-            PartKind::ConfigEntries => self.write_config_entries(),
-            PartKind::Intentions => self.write_intentions(),
+            PartKind::Server => self.start_server(dc),
+            PartKind::Platform => self.start_platform(dc),
+            PartKind::Registrator => self.start_registrator(dc),
+            PartKind::Service(i) => self.start_service(dc, i),
+            PartKind::Sidecar(i) => self.start_sidecar(dc, i),
+            PartKind::Gateway(i) => self.start_gateway(dc, i),
+            PartKind::Function(i) => self.start_function(dc, i),
+            PartKind::ConfigEntries => self.write_config_entries(dc),
+            PartKind::Intentions => self.write_intentions(dc),
         }
     }
 
@@ -256,9 +272,36 @@ impl Run {
         }
     }
 
-    /// Entry points, for the banner, `status` and the record.
-    pub fn set_endpoint(&mut self, key: &str, value: String) {
+    /// Entry points, for the banner, `status` and the record (`dc2/<key>` in a federated
+    /// file).
+    pub fn set_endpoint(&mut self, dc: usize, key: &str, value: String) {
+        let key = self.t.scoped(dc, key);
         self.record["endpoints"][key] = json!(value);
+    }
+
+    /// Datacenter `dc` of the topology.
+    pub fn dc(&self, dc: usize) -> &Datacenter {
+        &self.t.datacenters[dc]
+    }
+
+    /// Its Consul API.
+    pub fn consul(&self, dc: usize) -> &Consul {
+        &self.consuls[dc]
+    }
+
+    /// Its platform.
+    pub fn aws(&self, dc: usize) -> &Aws {
+        &self.awss[dc]
+    }
+
+    /// Where datacenter `dc` keeps its state (the server's data, the platform's): the state
+    /// directory itself, or `<state>/<dc>` in a federated file.
+    pub fn dc_root(&self, dc: usize) -> PathBuf {
+        if self.t.federated {
+            self.state.root.join(&self.t.datacenters[dc].name)
+        } else {
+            self.state.root.clone()
+        }
     }
 }
 

@@ -47,8 +47,14 @@ impl StateDir {
         self.root.join("logs")
     }
 
+    /// A part's log: `logs/<part>.log`; a federated part's in its datacenter's directory
+    /// (`dc2/sidecar api` → `logs/dc2/sidecar-api.log`).
     pub fn log(&self, part: &str) -> PathBuf {
-        self.logs().join(format!("{}.log", part.replace(' ', "-")))
+        let path = self.logs().join(format!("{}.log", part.replace(' ', "-")));
+        if let Some(dir) = path.parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        path
     }
 
     fn record_path(&self) -> PathBuf {

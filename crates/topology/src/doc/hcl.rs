@@ -13,14 +13,14 @@ use super::{Block, Body, Node, SyntaxError, Val, line_of};
 pub(crate) fn read_hcl(text: &str) -> Result<Body, SyntaxError> {
     let body = hcl_edit::parser::parse_body(text).map_err(|e| SyntaxError {
         line: e.location().line(),
-        message: first_line(&e.to_string()),
+        message: first_line(e.message()),
     })?;
     Ok(body_of(text, &body, None))
 }
 
 fn first_line(s: &str) -> String {
-    // hcl-edit's message draws the offending line with a caret; the first line names the
-    // problem, the caller adds file and line.
+    // The problem alone (hcl-edit's `Display` draws the offending line with a caret, and its
+    // numbered source line was taken for the message); the caller adds file and line.
     s.lines()
         .map(str::trim)
         .find(|l| !l.is_empty() && !l.starts_with('|') && !l.starts_with("-->"))
