@@ -10,7 +10,7 @@
 //! - `status` and `logs` name each datacenter's parts; `down` leaves no process and no listener;
 //!   `kill -9` of `up` takes the parts of both, and the next `up` comes back on the same state;
 //! - a bad two-datacenter file is refused before anything starts, with file and line;
-//! - (ignored until cross-datacenter xDS lands) calls across: dc1's `web` → `authentication:dc2`,
+//! - calls across: dc1's `web` → `authentication:dc2`,
 //!   dc2's function `profile` → `users:dc1` through the Lambda extension.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed step is a failed test
