@@ -30,7 +30,7 @@ use std::{
 };
 
 use common::mesh::{Envoy, free_port, get_json, put, python, wait_until};
-use common::{BIN, Proc, extension_binary, stderr, stdout};
+use common::{BIN, PY_CALLER, Proc, extension_binary, stderr, stdout};
 use lambda_platform::{Credentials, PlatformConfig, client::Client};
 use parking_lot::Mutex;
 use serde_json::{Value, json};
@@ -38,18 +38,6 @@ use sha2::Digest;
 
 const PREFIX: &str = "/lambdamesh";
 const TAG: &str = "serverless.consul.hashicorp.com/v1alpha1/lambda/enabled=true";
-
-const PY_CALLER: &str = r#"
-import json, urllib.request, urllib.error
-def handler(event, context):
-    try:
-        with urllib.request.urlopen(event['url'], timeout=10) as r:
-            return {'status': r.status, 'body': r.read().decode()}
-    except urllib.error.HTTPError as e:
-        return {'status': e.code, 'body': e.read().decode()}
-    except Exception as e:
-        return {'status': 0, 'error': repr(e)}
-"#;
 
 /// The control plane, a service behind its sidecar, a mesh gateway and the Lambda platform.
 struct World {

@@ -583,10 +583,23 @@ fn splitter_between_a_service_and_a_function() {
                 .all(|b| b == "lambda /hi" || b == "second /hi")
     });
 
-    // A function with resolver failover is still invoked: Envoy would pick an aggregate
-    // cluster's member after the aws_lambda filter ran, so the failover is left out for a
-    // function the sidecar invokes itself (without that, these requests went out unsigned: 403).
+    // A function with resolver failover is still invoked, and its failover is decided from the
+    // catalog: Envoy would pick an aggregate cluster's member after the aws_lambda filter ran
+    // (those requests went out unsigned: 403), so the control plane moves the routes to the
+    // failover service while the function's check is critical, and back when it passes.
     // The resolver is written before the splitter, so once the split shows, both apply.
+    let register = |status: &str| {
+        put(
+            m.http(),
+            "/v1/catalog/register",
+            &json!({"Node": "lambdas", "SkipNodeUpdate": true,
+                "NodeMeta": {"external-node": "true", "external-probe": "true"},
+                "Service": {"ID": "greeter-lambda", "Service": "greeter-lambda"},
+                "Check": {"CheckID": "greeter-lambda-alive", "Name": "alive",
+                    "ServiceID": "greeter-lambda", "Status": status}}),
+        );
+    };
+    register("passing");
     put(
         m.http(),
         "/v1/config",
@@ -600,6 +613,16 @@ fn splitter_between_a_service_and_a_function() {
             {"Weight": 100, "Service": "greeter-lambda"}]}),
     );
     wait_until(30, "the function with failover answers", || {
+        (0..20).all(|_| get(&url) == (200, "lambda /hi".to_owned()))
+    });
+    register("critical");
+    wait_until(
+        30,
+        "the failover service answers for the down function",
+        || (0..20).all(|_| get(&url) == (200, "service /hi".to_owned())),
+    );
+    register("passing");
+    wait_until(30, "the function answers again", || {
         (0..20).all(|_| get(&url) == (200, "lambda /hi".to_owned()))
     });
 }

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use common::dcs::{mesh_gateway, primary_with, roots_file, secondary_with};
 use common::mesh::{Envoy, Guard, free_port, get, get_json, put, start_platform, wait_until};
-use common::{BIN, Proc, stderr};
+use common::{BIN, PY_CALLER, Proc, stderr};
 use serde_json::json;
 
 /// One ARN in both datacenters: config entries are global (replicated from the primary), so a
@@ -407,18 +407,6 @@ fn killing_the_dc2_mesh_gateway_cuts_only_cross_datacenter_traffic() {
     assert_eq!(local1_traffic.finish(), 0, "dc1-local traffic failed");
     assert_eq!(local2_traffic.finish(), 0, "dc2-local traffic failed");
 }
-
-const PY_CALLER: &str = r#"
-import json, urllib.request, urllib.error
-def handler(event, context):
-    try:
-        with urllib.request.urlopen(event['url'], timeout=10) as r:
-            return {'status': r.status, 'body': r.read().decode()}
-    except urllib.error.HTTPError as e:
-        return {'status': e.code, 'body': e.read().decode()}
-    except Exception as e:
-        return {'status': 0, 'error': repr(e)}
-"#;
 
 /// boto3 against a platform: `script` runs with `lam` (Lambda) and `ssm` clients; its stdout.
 fn boto(endpoint: &str, script: &str, args: &[&str]) -> String {

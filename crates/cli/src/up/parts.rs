@@ -680,18 +680,7 @@ impl Run {
                 .iter()
                 .map(|e| format!("/v1/config/{}", e.label))
                 .collect();
-            self.wait(
-                None,
-                Duration::from_secs(60),
-                "the entries replicated from the primary",
-                |r| {
-                    paths.iter().all(|p| {
-                        r.consul(dc)
-                            .call("GET", p, None)
-                            .is_ok_and(|(s, _)| s == 200)
-                    })
-                },
-            )?;
+            self.wait_replicated(dc, &paths, "the entries replicated from the primary")?;
         }
         Ok(entries
             .iter()
@@ -716,20 +705,27 @@ impl Run {
         }
         if self.t.federated && dc != self.t.primary {
             // As config entries: written to the primary, in force here once replicated.
-            self.wait(
-                None,
-                Duration::from_secs(60),
-                "the intentions replicated from the primary",
-                |r| {
-                    paths.iter().all(|p| {
-                        r.consul(dc)
-                            .call("GET", p, None)
-                            .is_ok_and(|(s, _)| s == 200)
-                    })
-                },
-            )?;
+            self.wait_replicated(dc, &paths, "the intentions replicated from the primary")?;
         }
         Ok(format!("{} written", intentions.len()))
+    }
+
+    /// Waits until `dc`'s server answers every path of `paths` (writes a secondary sent to the
+    /// primary, back by replication).
+    fn wait_replicated(
+        &mut self,
+        dc: usize,
+        paths: &[String],
+        what: &str,
+    ) -> Result<(), PartError> {
+        self.wait(None, Duration::from_secs(60), what, |r| {
+            paths.iter().all(|p| {
+                r.consul(dc)
+                    .call("GET", p, None)
+                    .is_ok_and(|(s, _)| s == 200)
+            })
+        })?;
+        Ok(())
     }
 }
 

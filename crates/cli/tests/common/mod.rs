@@ -151,3 +151,17 @@ pub fn extension_binary(dir: &std::path::Path) -> std::path::PathBuf {
         .status();
     copy
 }
+
+/// A Python function that GETs `event["url"]` (through its extension's upstream) and returns
+/// the status and body, or the error.
+pub const PY_CALLER: &str = r#"
+import json, urllib.request, urllib.error
+def handler(event, context):
+    try:
+        with urllib.request.urlopen(event['url'], timeout=10) as r:
+            return {'status': r.status, 'body': r.read().decode()}
+    except urllib.error.HTTPError as e:
+        return {'status': e.code, 'body': e.read().decode()}
+    except Exception as e:
+        return {'status': 0, 'error': repr(e)}
+"#;
