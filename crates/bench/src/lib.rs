@@ -1,10 +1,12 @@
 //! Scaffolding shared by the benchmark drivers of this crate (`cp-bench`, `xds-bench`,
-//! `registrator-bench`, `mesh-lambda-bench`, run by `bench/*.sh`): child processes killed when
-//! the driver is done with them, starting `lambdamesh` on ephemeral ports and learning its addresses, free
-//! ports, HTTP agents, polling and percentiles. It exists only so the drivers do not each carry
-//! their own copy; nothing outside `crates/bench` uses it, and it makes no promise of stability.
+//! `registrator-bench`, `mesh-lambda-bench`, `multi-dc-bench` and the others run by
+//! `bench/*.sh`): child processes killed when the driver is done with them, starting
+//! `lambdamesh` on ephemeral ports and learning its addresses, free ports, HTTP agents, an echo
+//! service, polling and percentiles. It exists only so the drivers do not each carry their own
+//! copy; nothing outside `crates/bench` uses it, and it makes no promise of stability.
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -257,6 +259,75 @@ pub fn envoy_stat(admin: u16, name: &str) -> u64 {
                 .and_then(|v| v.trim().parse().ok())
         })
         .unwrap_or(0)
+}
+
+/// A plain HTTP/1.1 keep-alive echo service on 127.0.0.1 (its port returned): answers every
+/// request with `{"echo": {method, raw_path, body}}` (the JSON shape `bench-echo-fn` returns),
+/// plus `"from": from` when given, so a driver can tell which of several copies answered. One
+/// thread per connection, named `thread_name`, so their CPU time can be told apart.
+pub fn echo_service(thread_name: &'static str, from: Option<&'static str>) -> anyhow::Result<u16> {
+    let l = TcpListener::bind("127.0.0.1:0")?;
+    let port = l.local_addr()?.port();
+    std::thread::spawn(move || {
+        for stream in l.incoming().map_while(Result::ok) {
+            let _ = std::thread::Builder::new()
+                .name(thread_name.into())
+                .spawn(move || serve_echo(stream, from));
+        }
+    });
+    Ok(port)
+}
+
+fn serve_echo(stream: TcpStream, from: Option<&'static str>) {
+    let _ = stream.set_nodelay(true);
+    let Ok(mut write) = stream.try_clone() else {
+        return;
+    };
+    let mut read = BufReader::new(stream);
+    loop {
+        let mut line = String::new();
+        if read.read_line(&mut line).unwrap_or(0) == 0 {
+            return;
+        }
+        let mut parts = line.split_whitespace();
+        let (method, path) = (
+            parts.next().unwrap_or("").to_owned(),
+            parts.next().unwrap_or("").to_owned(),
+        );
+        let mut len = 0usize;
+        loop {
+            let mut h = String::new();
+            if read.read_line(&mut h).unwrap_or(0) == 0 {
+                return;
+            }
+            let h = h.trim_end();
+            if h.is_empty() {
+                break;
+            }
+            if let Some((k, v)) = h.split_once(':')
+                && k.eq_ignore_ascii_case("content-length")
+            {
+                len = v.trim().parse().unwrap_or(0);
+            }
+        }
+        let mut body = vec![0u8; len];
+        if read.read_exact(&mut body).is_err() {
+            return;
+        }
+        let mut echo = serde_json::json!({"method": method, "raw_path": path,
+            "body": String::from_utf8_lossy(&body)});
+        if let Some(from) = from {
+            echo["from"] = from.into();
+        }
+        let out = serde_json::json!({ "echo": echo }).to_string();
+        let resp = format!(
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{out}",
+            out.len()
+        );
+        if write.write_all(resp.as_bytes()).is_err() {
+            return;
+        }
+    }
 }
 
 /// Polls `f` every 100 ms until it is true; an error naming `what` after `secs` seconds.

@@ -19,8 +19,7 @@
 
 #![allow(clippy::print_stdout)] // a benchmark's job is to print its figures
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -36,71 +35,6 @@ fn agent() -> ureq::Agent {
 
 fn put(http: &str, path: &str, body: &Value) -> anyhow::Result<()> {
     bench::put(&agent(), http, path, body)
-}
-
-/// A plain HTTP/1.1 keep-alive echo service: answers with the same JSON shape the function
-/// returns (method, path, body), one thread per connection.
-/// Its connection threads are named `thread_name`, so their CPU time can be told apart.
-fn echo_service(thread_name: &'static str) -> anyhow::Result<u16> {
-    let l = TcpListener::bind("127.0.0.1:0")?;
-    let port = l.local_addr()?.port();
-    std::thread::spawn(move || {
-        for stream in l.incoming().map_while(Result::ok) {
-            let _ = std::thread::Builder::new()
-                .name(thread_name.into())
-                .spawn(move || serve_echo(stream));
-        }
-    });
-    Ok(port)
-}
-
-fn serve_echo(stream: TcpStream) {
-    let _ = stream.set_nodelay(true);
-    let Ok(mut write) = stream.try_clone() else {
-        return;
-    };
-    let mut read = BufReader::new(stream);
-    loop {
-        let mut line = String::new();
-        if read.read_line(&mut line).unwrap_or(0) == 0 {
-            return;
-        }
-        let mut parts = line.split_whitespace();
-        let (method, path) = (
-            parts.next().unwrap_or("").to_owned(),
-            parts.next().unwrap_or("").to_owned(),
-        );
-        let mut len = 0usize;
-        loop {
-            let mut h = String::new();
-            if read.read_line(&mut h).unwrap_or(0) == 0 {
-                return;
-            }
-            let h = h.trim_end();
-            if h.is_empty() {
-                break;
-            }
-            if let Some((k, v)) = h.split_once(':')
-                && k.eq_ignore_ascii_case("content-length")
-            {
-                len = v.trim().parse().unwrap_or(0);
-            }
-        }
-        let mut body = vec![0u8; len];
-        if read.read_exact(&mut body).is_err() {
-            return;
-        }
-        let out = json!({"echo": {"method": method, "raw_path": path,
-            "body": String::from_utf8_lossy(&body)}})
-        .to_string();
-        let resp = format!(
-            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{out}",
-            out.len()
-        );
-        if write.write_all(resp.as_bytes()).is_err() {
-            return;
-        }
-    }
 }
 
 struct Figures {
@@ -364,7 +298,7 @@ fn main() -> anyhow::Result<()> {
         "/v1/config",
         &json!({"Kind": "service-defaults", "Name": "echo-ext", "Protocol": "http"}),
     )?;
-    let ext_port = echo_service("echo-ext")?;
+    let ext_port = bench::echo_service("echo-ext", None)?;
     put(
         &http,
         "/v1/catalog/register",
@@ -376,7 +310,7 @@ fn main() -> anyhow::Result<()> {
         "/v1/config",
         &json!({"Kind": "service-defaults", "Name": "echo-svc", "Protocol": "http"}),
     )?;
-    let svc_port = echo_service("echo-svc")?;
+    let svc_port = bench::echo_service("echo-svc", None)?;
     put(
         &http,
         "/v1/agent/service/register",
