@@ -3,7 +3,7 @@
 //! log rebuilds exactly the state that was acknowledged. `apply` validates everything before it
 //! mutates anything: an op is applied whole or not at all.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde::{Deserialize, Serialize};
 
@@ -126,7 +126,11 @@ pub struct State {
     floor: u64,
     pub meta: ClusterMeta,
     pub(crate) nodes: BTreeMap<NodeKey, mesh_model::catalog::Node>,
+    /// Change only through `insert_service`/`remove_service`, which keep `services_by_name`.
     pub(crate) services: BTreeMap<ServiceKey, mesh_model::catalog::NodeService>,
+    /// The instances of each service name, so a query for one service (and every proxy's
+    /// endpoints) reads its instances instead of scanning the whole catalog.
+    pub(crate) services_by_name: HashMap<catalog::NameKey, BTreeSet<ServiceKey>>,
     pub(crate) checks: BTreeMap<catalog::CheckKey, mesh_model::catalog::HealthCheck>,
     pub(crate) config: mesh_model::config_entry::ConfigEntrySet,
     pub(crate) config_index: config::EntryIndexes,
@@ -296,7 +300,7 @@ impl State {
             state.nodes.insert(NodeKey::of(&n), n);
         }
         for (node, s) in snap.services {
-            state.services.insert(ServiceKey::of(&node, &s), s);
+            state.insert_service(ServiceKey::of(&node, &s), s);
         }
         for e in snap.kv {
             state.kv.insert(e.key.clone(), e);

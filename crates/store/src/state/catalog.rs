@@ -73,6 +73,29 @@ impl ServiceKey {
     }
 }
 
+/// A service name in its tenancy: (partition, namespace, name), partition and namespace never
+/// empty.
+pub(crate) type NameKey = (String, String, String);
+
+fn name_key(key: &ServiceKey, s: &NodeService) -> NameKey {
+    (
+        key.partition.clone(),
+        key.namespace.clone(),
+        s.service.clone(),
+    )
+}
+
+/// The first key of a node in maps ordered by (partition, node, ..): a node's entries are the
+/// range from it while partition and node match.
+fn node_start(partition: &str, node: &str) -> ServiceKey {
+    ServiceKey {
+        partition: partition.to_owned(),
+        node: node.to_owned(),
+        namespace: String::new(),
+        id: String::new(),
+    }
+}
+
 /// A check: its node, namespace (never empty) and ID.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct CheckKey {
@@ -183,14 +206,64 @@ fn node_keys(partition: &str, node: &str) -> Vec<WatchKey> {
 }
 
 impl State {
+    /// Adds or replaces an instance, keeping the by-name index.
+    pub(crate) fn insert_service(&mut self, key: ServiceKey, s: NodeService) {
+        let name = name_key(&key, &s);
+        if let Some(old) = self.services.get(&key)
+            && old.service != s.service
+        {
+            let old_name = name_key(&key, old);
+            self.unindex(&old_name, &key);
+        }
+        self.services_by_name
+            .entry(name)
+            .or_default()
+            .insert(key.clone());
+        self.services.insert(key, s);
+    }
+
+    /// Removes an instance, keeping the by-name index.
+    fn remove_service(&mut self, key: &ServiceKey) -> Option<NodeService> {
+        let s = self.services.remove(key)?;
+        self.unindex(&name_key(key, &s), key);
+        Some(s)
+    }
+
+    fn unindex(&mut self, name: &NameKey, key: &ServiceKey) {
+        if let Some(keys) = self.services_by_name.get_mut(name) {
+            keys.remove(key);
+            if keys.is_empty() {
+                self.services_by_name.remove(name);
+            }
+        }
+    }
+
     fn services_on_node<'a>(
         &'a self,
         partition: &'a str,
         node: &'a str,
     ) -> impl Iterator<Item = (&'a ServiceKey, &'a NodeService)> + 'a {
         self.services
-            .iter()
-            .filter(move |(k, _)| k.partition == partition && k.node == node)
+            .range(node_start(partition, node)..)
+            .take_while(move |(k, _)| k.partition == partition && k.node == node)
+    }
+
+    /// A node's checks (node-level and its services'), from the checks map's order.
+    fn checks_on_node<'a>(
+        &'a self,
+        partition: &str,
+        node: &str,
+    ) -> impl Iterator<Item = (&'a CheckKey, &'a HealthCheck)> + 'a {
+        let start = CheckKey {
+            partition: partition.to_owned(),
+            node: node.to_owned(),
+            namespace: String::new(),
+            check_id: String::new(),
+        };
+        let (partition, node) = (start.partition.clone(), start.node.clone());
+        self.checks
+            .range(start..)
+            .take_while(move |(k, _)| k.partition == partition && k.node == node)
     }
 
     /// Keys touched when something node-wide (a node check, the node itself) changes.
@@ -283,7 +356,7 @@ impl State {
             }
             touched.extend(service_keys(&s));
             touched.extend(node_keys(&partition, &node_name));
-            self.services.insert(key, s);
+            self.insert_service(key, s);
         }
         // Checks to replace.
         for sid in &reg.replace_checks_of {
@@ -368,8 +441,13 @@ impl State {
         let (partition, node) = (key.partition.as_str(), key.node.as_str());
         let touched = self.node_wide_keys(partition, node);
         self.nodes.remove(key);
-        self.services
-            .retain(|k, _| !(k.partition == partition && k.node == node));
+        let gone: Vec<ServiceKey> = self
+            .services_on_node(partition, node)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in &gone {
+            self.remove_service(k);
+        }
         self.checks
             .retain(|k, _| !(k.partition == partition && k.node == node));
         touched
@@ -377,7 +455,7 @@ impl State {
 
     /// Removes an instance and its checks (an unknown one changes nothing).
     pub(super) fn apply_deregister_service(&mut self, key: &ServiceKey) -> Vec<WatchKey> {
-        let Some(s) = self.services.remove(key) else {
+        let Some(s) = self.remove_service(key) else {
             return Vec::new();
         };
         let mut touched = service_keys(&s);
@@ -494,10 +572,7 @@ impl State {
         partition: &'a str,
         node: &'a str,
     ) -> impl Iterator<Item = &'a NodeService> + 'a {
-        self.services
-            .iter()
-            .filter(move |(k, _)| k.partition == partition && k.node == node)
-            .map(|(_, s)| s)
+        self.services_on_node(partition, node).map(|(_, s)| s)
     }
 
     /// `catalog/services`: name → union of tags, for one tenancy.
@@ -516,13 +591,9 @@ impl State {
     fn instance<'a>(&'a self, key: &ServiceKey, s: &'a NodeService) -> Option<Instance<'a>> {
         let node = self.nodes.get(&NodeKey::new(&key.partition, &key.node))?;
         let checks = self
-            .checks
-            .iter()
+            .checks_on_node(&key.partition, &key.node)
             .filter(|(ck, c)| {
-                ck.partition == key.partition
-                    && ck.node == key.node
-                    && (c.service_id.is_empty()
-                        || (c.service_id == s.id && ck.namespace == key.namespace))
+                c.service_id.is_empty() || (c.service_id == s.id && ck.namespace == key.namespace)
             })
             .map(|(_, c)| c)
             .collect();
@@ -535,14 +606,16 @@ impl State {
 
     /// Instances of one service (catalog/service, health/service), ordered by node then ID.
     pub fn instances(&self, name: &ServiceName) -> Vec<Instance<'_>> {
-        self.services
-            .iter()
-            .filter(|(k, s)| {
-                k.partition == name.meta.partition
-                    && k.namespace == name.meta.namespace
-                    && s.service == name.name
-            })
-            .filter_map(|(k, s)| self.instance(k, s))
+        let key = (
+            name.meta.partition.clone(),
+            name.meta.namespace.clone(),
+            name.name.clone(),
+        );
+        self.services_by_name
+            .get(&key)
+            .into_iter()
+            .flatten()
+            .filter_map(|k| self.instance(k, self.services.get(k)?))
             .collect()
     }
 

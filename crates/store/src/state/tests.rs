@@ -269,3 +269,66 @@ fn federation_states_are_set_per_datacenter_and_survive_a_snapshot() {
     );
     assert_eq!(serde_json::from_value::<Op>(written).unwrap(), op);
 }
+
+/// The by-name index behind `instances` follows renames, deregistrations (of a service and of a
+/// node) and snapshots; an instance's checks are its node's only, also next to a node whose
+/// name extends it.
+#[test]
+fn instances_by_name_follow_every_change() {
+    let mut st = State::default();
+    let names = |st: &State, name: &str| -> Vec<(String, String)> {
+        st.instances(&ServiceName::default_tuple(name))
+            .iter()
+            .map(|i| (i.node.node.clone(), i.service.id.clone()))
+            .collect()
+    };
+    st.apply(
+        &reg(
+            "n1",
+            vec![svc("a-1", "a", 1), svc("b-1", "b", 2)],
+            vec![ttl_check("n1", "c1", "a-1", PASSING)],
+        ),
+        1,
+    )
+    .unwrap();
+    st.apply(
+        &reg(
+            "n10",
+            vec![svc("a-1", "a", 1)],
+            vec![ttl_check("n10", "c10", "a-1", CRITICAL)],
+        ),
+        2,
+    )
+    .unwrap();
+    let pair = |n: &str, id: &str| (n.to_owned(), id.to_owned());
+    assert_eq!(names(&st, "a"), [pair("n1", "a-1"), pair("n10", "a-1")]);
+    let a = st.instances(&ServiceName::default_tuple("a"));
+    assert_eq!(a[0].checks.len(), 1);
+    assert_eq!(a[0].status(), PASSING);
+    assert_eq!(a[1].status(), CRITICAL);
+    // The same ID registered under another name moves to that name.
+    st.apply(&reg("n1", vec![svc("a-1", "c", 1)], vec![]), 3)
+        .unwrap();
+    assert_eq!(names(&st, "a"), [pair("n10", "a-1")]);
+    assert_eq!(names(&st, "c"), [pair("n1", "a-1")]);
+    st.apply(
+        &Op::DeregisterService(ServiceKey::new("", "n10", "", "a-1")),
+        4,
+    )
+    .unwrap();
+    assert!(names(&st, "a").is_empty());
+    assert!(!st.services_by_name.contains_key(&(
+        "default".to_owned(),
+        "default".to_owned(),
+        "a".to_owned()
+    )));
+    let restored = State::from_snapshot(
+        serde_json::from_str(&serde_json::to_string(&st.to_snapshot()).unwrap()).unwrap(),
+    );
+    assert_eq!(names(&restored, "b"), [pair("n1", "b-1")]);
+    assert_eq!(names(&restored, "c"), [pair("n1", "a-1")]);
+    st.apply(&Op::DeregisterNode(NodeKey::new("", "n1")), 5)
+        .unwrap();
+    assert!(names(&st, "b").is_empty() && names(&st, "c").is_empty());
+    assert!(st.services_by_name.is_empty());
+}
