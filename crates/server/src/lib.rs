@@ -37,9 +37,22 @@ pub use background::Background;
 pub use config::{AclConfig, ServerConfig};
 use store::Store;
 
-/// Shared state of the HTTP handlers.
+/// Shared state of the HTTP handlers: one `Arc`, because axum clones the state for every
+/// request several times over (router, middleware, extractors). Cloning the fields one by one
+/// cost about 15 atomic reference counts per clone, contended between cores: 20 % of a busy
+/// replica's CPU in a profile of the HA write benchmark (`docs/benchmarks.md`).
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<App>);
+
+impl std::ops::Deref for AppState {
+    type Target = App;
+    fn deref(&self) -> &App {
+        &self.0
+    }
+}
+
+/// What [`AppState`] shares.
+pub struct App {
     pub(crate) store: Store,
     pub(crate) config: Arc<ServerConfig>,
     pub(crate) ttl: Arc<ttl::TtlTimers>,
@@ -80,7 +93,7 @@ impl AppState {
             config::StoreChoice::Etcd(opts) => Store::open_etcd((**opts).clone()).await?,
         };
         let leaves = Arc::new(connect::LeafCache::open(&config.data_dir));
-        let app = Self {
+        let app = Self(Arc::new(App {
             store,
             config: Arc::new(config),
             ttl: Arc::new(ttl::TtlTimers::default()),
@@ -89,7 +102,7 @@ impl AppState {
             xds_acks: Arc::default(),
             metrics: Arc::default(),
             federation: Arc::default(),
-        };
+        }));
         // The start-up failures keep the text the HTTP API would give them.
         let failed = |e: error::ApiError| ServerError::SelfRegistration(e.message);
         // A secondary's CA is an intermediate of the primary's root: it has no root of its own
@@ -152,7 +165,10 @@ pub async fn serve_federated(
         shutdown.await;
         let _ = stop_tx.send(true);
     });
-    let result = axum::serve(http, router)
+    // A make-service that clones the finished router (one `Arc`) per connection: given the
+    // `Router` itself, axum rebuilds every route's state per connection (`Router::with_state`
+    // over ~100 routes), which was most of the cost of a request on a new connection.
+    let result = axum::serve(http, router.into_make_service())
         .with_graceful_shutdown(stopped(http_rx))
         .await
         .map_err(ServerError::Http);
