@@ -56,7 +56,13 @@ pub struct EtcdOptions {
     pub replica: String,
     /// The elected replica writes a snapshot and drops the log before it after this many ops.
     pub snapshot_every: u64,
+    /// Log appends this replica keeps in flight at once (1 to [`MAX_APPENDS_IN_FLIGHT`]); writes
+    /// that arrive while every slot is taken join the next append as one batch.
+    pub appends_in_flight: usize,
 }
+
+/// The most appends in flight a replica may be configured with.
+pub const MAX_APPENDS_IN_FLIGHT: usize = 256;
 
 /// PEM files for TLS towards etcd.
 #[derive(Debug, Clone)]
@@ -78,6 +84,7 @@ impl EtcdOptions {
             request_timeout: Duration::from_secs(5),
             replica: String::new(),
             snapshot_every: 10_000,
+            appends_in_flight: commit::DEFAULT_IN_FLIGHT,
         }
     }
 }

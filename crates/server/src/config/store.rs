@@ -45,6 +45,9 @@ pub struct EtcdFile {
     pub encryption_key_file: Option<String>,
     /// Seconds a write waits for etcd before it answers 503.
     pub request_timeout_seconds: Option<u64>,
+    /// Log appends this replica keeps in flight at once; writes queued meanwhile join the next
+    /// append (fewer means bigger batches: less CPU per write, more waiting).
+    pub appends_in_flight: Option<u64>,
 }
 
 /// The `-store` and `-etcd-*` flags.
@@ -97,7 +100,8 @@ pub(crate) fn build(
                 cert,
                 key,
                 encryption_key_file,
-                request_timeout_seconds
+                request_timeout_seconds,
+                appends_in_flight
             );
         }
     }
@@ -194,6 +198,17 @@ pub(crate) fn build(
         }
         opts.request_timeout = Duration::from_secs(s.max(1));
     }
+    if let Some(n) = etcd.appends_in_flight {
+        match usize::try_from(n) {
+            Ok(n) if (1..=store::etcd::MAX_APPENDS_IN_FLIGHT).contains(&n) => {
+                opts.appends_in_flight = n;
+            }
+            _ => p.push(format!(
+                "store.etcd.appends_in_flight: {n} is out of range: must be 1 to {}",
+                store::etcd::MAX_APPENDS_IN_FLIGHT
+            )),
+        }
+    }
     StoreChoice::Etcd(Box::new(opts))
 }
 
@@ -262,5 +277,36 @@ mod tests {
         let text = p.join("\n");
         assert!(text.contains("expected a URL"), "{text}");
         assert!(text.contains("/nonexistent/key"), "{text}");
+    }
+
+    #[test]
+    fn appends_in_flight_is_taken_and_checked() {
+        let k = key_file();
+        let file_with = |n: &str| {
+            let text = format!(
+                "store {{ etcd {{\n endpoints = [\"http://127.0.0.1:2379\"]\n encryption_key_file = \"{}\"\n appends_in_flight = {n}\n}} }}\n",
+                k.path().display()
+            );
+            crate::config::ConfigFile::parse_str(&text, false).unwrap()
+        };
+        let file = file_with("2");
+        let mut p = Vec::new();
+        let StoreChoice::Etcd(o) =
+            build(&[file.store.as_ref()], &StoreFlags::default(), "r", &mut p)
+        else {
+            panic!("{p:?}")
+        };
+        assert!(p.is_empty(), "{p:?}");
+        assert_eq!(o.appends_in_flight, 2);
+        for bad in ["0", "100000"] {
+            let file = file_with(bad);
+            let mut p = Vec::new();
+            build(&[file.store.as_ref()], &StoreFlags::default(), "r", &mut p);
+            assert!(
+                p.iter()
+                    .any(|m| m.contains("appends_in_flight") && m.contains(bad)),
+                "{bad}: {p:?}"
+            );
+        }
     }
 }

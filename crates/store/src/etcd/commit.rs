@@ -22,18 +22,20 @@ use crate::{ApplyError, StoreError};
 const MAX_BATCH: usize = 512;
 /// Bytes of ops per append: etcd refuses requests over 1.5 MiB by default.
 const MAX_ENTRY_BYTES: usize = 1024 * 1024;
-/// Appends in flight per replica: one per writer of a busy replica, so a write never waits for
-/// another's append (etcd commits every proposal that arrived during one fsync together anyway).
-/// Fewer, with bigger batches, measured slower: 4 gave 0.46 of etcd's raw put rate where 16 gave
-/// 0.60 (`docs/benchmarks.md`, HA).
-const IN_FLIGHT: usize = 16;
+/// Appends in flight per replica, by default: one, as the embedded committer has one fsync in
+/// flight; writes that arrive meanwhile join the next append. On the shared 2-core machine,
+/// where the run is CPU-bound, bigger batches cost less per write in etcd (one proposal and one
+/// watch event per replica per batch) and in the replicas (one sealed entry): 1 in flight gave
+/// 0.69 of etcd's raw put rate, 2 gave 0.63, 4 gave 0.52, 16 gave 0.50 (`docs/benchmarks.md`,
+/// HA). `store { etcd { appends_in_flight = N } }` sets it.
+pub(crate) const DEFAULT_IN_FLIGHT: usize = 1;
 /// One attempt of an append waits this long at most: a proposal held by a member whose leader
 /// just died is answered only after etcd's own request timeout (seconds), while a new leader is
 /// usually elected within about one second; trying again (safe: put-if-absent) reaches it.
 const ATTEMPT: Duration = Duration::from_secs(1);
 
 pub(crate) async fn run(ctx: Arc<Ctx>, mut rx: mpsc::Receiver<Request>) {
-    let slots = Arc::new(Semaphore::new(IN_FLIGHT));
+    let slots = Arc::new(Semaphore::new(ctx.opts.appends_in_flight.max(1)));
     // An op that did not fit the last entry starts the next one.
     let mut carried: Option<(Request, Vec<u8>)> = None;
     loop {

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use etcd_client::{EventType, WatchOptions};
+use etcd_client::{EventType, WatchFilterType, WatchOptions};
 
 use super::{Ctx, Loaded, apply_entry, decode_entry, load};
 
@@ -50,7 +50,12 @@ pub(crate) async fn run(ctx: Arc<Ctx>, revision: i64) {
 
 async fn watch_once(ctx: &Ctx, mut next: i64) -> Step {
     let mut client = ctx.client.clone();
-    let opts = WatchOptions::new().with_prefix().with_start_revision(next);
+    // Deletes are the elected replica dropping log entries a snapshot holds: nothing to apply,
+    // and each entry's delete would cost etcd a second event to every replica.
+    let opts = WatchOptions::new()
+        .with_prefix()
+        .with_start_revision(next)
+        .with_filters([WatchFilterType::NoDelete]);
     let mut stream = match client.watch(ctx.keys.log_prefix(), Some(opts)).await {
         Ok(s) => s,
         Err(e) => {
