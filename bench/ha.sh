@@ -5,6 +5,7 @@
 # cross-replica blocking-query wake-ups; fan-out to 1,000 watchers; writer failover after
 # kill -9 of the etcd leader and of a replica; Envoy failover after kill -9 of its xDS replica.
 # Prints JSON. Knobs: HA_BENCH_SECS=10 HA_BENCH_CLIENTS=16 HA_BENCH_WATCHERS=1000 HA_BENCH_CHANGES=200
+# HA_BENCH_ROUNDS=1 (alternations of the raw and replicated write phases) HA_BENCH_WRITES_ONLY=0 HA_BENCH_APPENDS_IN_FLIGHT (the store setting; server default when unset)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 "$root/scripts/setup.sh" >&2

@@ -4,7 +4,9 @@
 //! 1. etcd's own put rate: `HA_BENCH_CLIENTS` threads doing raw puts through etcd's JSON gateway
 //!    (`/v3/kv/put`), the same HTTP/1.1 client as the writers below (the peer figure);
 //! 2. durable writes/s with the same clients spread over the 3 replicas, and against one server on
-//!    the embedded store;
+//!    the embedded store; 1 and 2 alternate `HA_BENCH_ROUNDS` times with every process running,
+//!    so the machine's changing load shows as spread instead of favouring one side
+//!    (`HA_BENCH_WRITES_ONLY=1` stops there; `HA_BENCH_APPENDS_IN_FLIGHT` sets the store's);
 //! 3. cross-replica wake-up: 1,000 watchers on replicas B and C, each blocking on its own
 //!    service; writes through replica A; change → wake latency of the one watcher concerned;
 //! 4. fan-out: 1,000 watchers over the 3 replicas on one service, one write, every wake-up;
@@ -48,6 +50,10 @@ struct Config {
     clients: usize,
     watchers: usize,
     changes: usize,
+    /// Alternations of etcd's raw rate and ours.
+    rounds: u64,
+    /// Stop after the write rates (to compare store settings quickly).
+    writes_only: bool,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -58,6 +64,8 @@ fn main() -> anyhow::Result<()> {
         clients: usize::try_from(env_num("HA_BENCH_CLIENTS", 16)?)?,
         watchers: usize::try_from(env_num("HA_BENCH_WATCHERS", 1000)?)?,
         changes: usize::try_from(env_num("HA_BENCH_CHANGES", 200)?)?,
+        rounds: env_num("HA_BENCH_ROUNDS", 1)?.max(1),
+        writes_only: env_num("HA_BENCH_WRITES_ONLY", 0)? != 0,
     };
     let scratch = bench::scratch_dir("lambdamesh-ha-bench-")?;
     let mut out = serde_json::Map::new();
@@ -68,14 +76,21 @@ fn main() -> anyhow::Result<()> {
         .iter()
         .map(|u| u.trim_start_matches("http://").to_owned())
         .collect();
-    let cpu = Cpu::start(&etcd.pids(), &[]);
-    let (ok, errors, secs) = load(&members, &cfg, &stop_after(cfg.secs), etcd_put)?;
-    out.insert("etcd_raw_puts_per_s".into(), json!(rate(ok, secs)));
-    out.insert("etcd_raw_put_errors".into(), json!(errors));
-    cpu.report("etcd_raw", ok, &mut out);
-
     let key = scratch.path().join("etcd.key");
     std::fs::write(&key, store_key())?;
+    // A store setting to compare (`store { etcd { appends_in_flight = N } }`); the server's
+    // default when unset.
+    let settings = scratch.path().join("store.hcl");
+    let in_flight = env_num("HA_BENCH_APPENDS_IN_FLIGHT", 0)?;
+    if in_flight > 0 {
+        out.insert("appends_in_flight".into(), json!(in_flight));
+        std::fs::write(
+            &settings,
+            format!("store {{\n  etcd {{\n    appends_in_flight = {in_flight}\n  }}\n}}\n"),
+        )?;
+    } else {
+        std::fs::write(&settings, "")?;
+    }
     let mut replicas = Vec::new();
     for i in 0..3 {
         let dir = scratch.path().join(format!("r{i}"));
@@ -87,6 +102,8 @@ fn main() -> anyhow::Result<()> {
                 &format!("r{i}"),
                 "-data-dir",
                 &dir.to_string_lossy(),
+                "-config-file",
+                &settings.to_string_lossy(),
                 "-etcd-endpoints",
                 &etcd.endpoint_list(),
                 "-etcd-encryption-key-file",
@@ -96,17 +113,54 @@ fn main() -> anyhow::Result<()> {
     }
     let https: Vec<String> = replicas.iter().flatten().map(|s| s.http.clone()).collect();
     let replica_pids: Vec<u32> = replicas.iter().flatten().map(|s| s.child.id()).collect();
-    let cpu = Cpu::start(&etcd.pids(), &replica_pids);
-    let (ok, errors, secs) = load(&https, &cfg, &stop_after(cfg.secs), register_call)?;
-    cpu.report("ha", ok, &mut out);
-    let ha_rate = rate(ok, secs);
+
+    // The peer's rate and ours alternate, round after round, with the same processes running in
+    // both (the replicas idle during raw puts), so a change in the shared machine's load between
+    // phases shows as a spread across rounds instead of moving one side only.
+    let (mut raw_ok, mut raw_secs, mut raw_errors) = (0, 0.0, 0);
+    let (mut ha_ok, mut ha_secs, mut ha_errors) = (0, 0.0, 0);
+    let mut rounds = Vec::new();
+    for round in 0..cfg.rounds {
+        let cpu = Cpu::start(&etcd.pids(), &[]);
+        let (ok, errors, secs) = load(&members, &cfg, &stop_after(cfg.secs), etcd_put)?;
+        let mut figures = serde_json::Map::new();
+        cpu.report("etcd_raw", ok, &mut figures);
+        let raw = rate(ok, secs);
+        (raw_ok, raw_secs, raw_errors) = (raw_ok + ok, raw_secs + secs, raw_errors + errors);
+        let cpu = Cpu::start(&etcd.pids(), &replica_pids);
+        let (ok, errors, secs) = load(&https, &cfg, &stop_after(cfg.secs), register_call)?;
+        cpu.report("ha", ok, &mut figures);
+        let ha = rate(ok, secs);
+        (ha_ok, ha_secs, ha_errors) = (ha_ok + ok, ha_secs + secs, ha_errors + errors);
+        figures.insert("round".into(), json!(round + 1));
+        figures.insert("etcd_raw_puts_per_s".into(), json!(raw));
+        figures.insert("ha_writes_per_s".into(), json!(ha));
+        figures.insert("ha_vs_etcd_raw".into(), json!(round2(ha / raw.max(1.0))));
+        if round == 0 {
+            // The first round's CPU figures stay at the top level, as earlier runs printed them.
+            for (k, v) in &figures {
+                if k.ends_with("_per_write") || k.ends_with("_machine_busy") {
+                    out.insert(k.clone(), v.clone());
+                }
+            }
+        }
+        rounds.push(serde_json::Value::Object(figures));
+    }
+    let raw = rate(raw_ok, raw_secs);
+    let ha_rate = rate(ha_ok, ha_secs);
+    out.insert("etcd_raw_puts_per_s".into(), json!(raw));
+    out.insert("etcd_raw_put_errors".into(), json!(raw_errors));
     out.insert("ha_writes_per_s".into(), json!(ha_rate));
-    out.insert("ha_write_errors".into(), json!(errors));
-    let raw = out["etcd_raw_puts_per_s"].as_f64().unwrap_or(0.0);
+    out.insert("ha_write_errors".into(), json!(ha_errors));
     out.insert(
         "ha_vs_etcd_raw".into(),
         json!(round2(ha_rate / raw.max(1.0))),
     );
+    out.insert("rounds".into(), serde_json::Value::Array(rounds));
+    if cfg.writes_only {
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(());
+    }
 
     let (p50, p99, max) = cross_replica_wakeups(&https, cfg.watchers, cfg.changes)?;
     out.insert("cross_replica_wake_changes".into(), json!(cfg.changes));
@@ -271,7 +325,12 @@ fn call(agent: &ureq::Agent, addr: &str, (method, path, body): (&str, String, St
         "POST" => agent.post(&url).send(body),
         _ => agent.put(&url).send(body),
     };
-    matches!(resp, Ok(r) if r.status() == 200)
+    match resp {
+        // Read to the end, as any client does: ureq returns a connection to its pool only then,
+        // and a client that reconnects per request measures connection set-up on both sides.
+        Ok(mut r) => r.body_mut().read_to_vec().is_ok() && r.status() == 200,
+        Err(_) => false,
+    }
 }
 
 /// `cfg.clients` threads, client i on `addrs[i % len]`, until `stop`: (successes, errors, secs).
