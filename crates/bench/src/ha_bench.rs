@@ -319,7 +319,16 @@ fn register_call(client: usize, n: u64) -> (&'static str, String, String) {
     ("PUT", "/v1/catalog/register".into(), body.to_string())
 }
 
-fn call(agent: &ureq::Agent, addr: &str, (method, path, body): (&str, String, String)) -> bool {
+fn call(agent: &ureq::Agent, addr: &str, request: (&str, String, String)) -> bool {
+    call_outcome(agent, addr, request).is_ok()
+}
+
+/// One call; a failure says what it was (for the failover phases' diagnostics).
+fn call_outcome(
+    agent: &ureq::Agent,
+    addr: &str,
+    (method, path, body): (&str, String, String),
+) -> Result<(), String> {
     let url = format!("http://{addr}{path}");
     let resp = match method {
         "POST" => agent.post(&url).send(body),
@@ -328,8 +337,15 @@ fn call(agent: &ureq::Agent, addr: &str, (method, path, body): (&str, String, St
     match resp {
         // Read to the end, as any client does: ureq returns a connection to its pool only then,
         // and a client that reconnects per request measures connection set-up on both sides.
-        Ok(mut r) => r.body_mut().read_to_vec().is_ok() && r.status() == 200,
-        Err(_) => false,
+        Ok(mut r) => {
+            let answer = r.body_mut().read_to_string().map_err(|e| e.to_string())?;
+            if r.status() == 200 {
+                Ok(())
+            } else {
+                Err(format!("{}: {}", r.status(), answer.trim()))
+            }
+        }
+        Err(e) => Err(e.to_string()),
     }
 }
 
@@ -563,18 +579,34 @@ fn writer_failover(
     let last: Arc<Vec<AtomicU64>> = Arc::new((0..cfg.clients).map(|_| AtomicU64::new(0)).collect());
     let gap: Arc<Vec<AtomicU64>> = Arc::new((0..cfg.clients).map(|_| AtomicU64::new(0)).collect());
     let errors = Arc::new(AtomicU64::new(0));
+    // Per writer, for the diagnostics of a writer that stalls: the replica it writes through
+    // and its last failure.
+    let replica_of: Arc<Vec<AtomicU64>> =
+        Arc::new((0..cfg.clients).map(|_| AtomicU64::new(0)).collect());
+    let last_error: Arc<Vec<parking_lot::Mutex<String>>> = Arc::new(
+        (0..cfg.clients)
+            .map(|_| parking_lot::Mutex::new(String::new()))
+            .collect(),
+    );
     let threads: Vec<_> = (0..cfg.clients)
         .map(|i| {
             let https = https.to_vec();
             let (stop, last, gap, errors) =
                 (stop.clone(), last.clone(), gap.clone(), errors.clone());
+            let (replica_of, last_error) = (replica_of.clone(), last_error.clone());
             std::thread::spawn(move || {
                 let agent = http_agent(Duration::from_secs(30));
                 let mut at = i % https.len();
                 let mut n = 1_000_000;
                 while !stop.load(Ordering::Relaxed) {
                     n += 1;
-                    if call(&agent, &https[at], register_call(i, n)) {
+                    replica_of[i].store(at as u64, Ordering::Relaxed);
+                    let outcome = call_outcome(&agent, &https[at], register_call(i, n));
+                    if let Err(e) = &outcome {
+                        *last_error[i].lock() =
+                            format!("{:.1} s: {e}", epoch.elapsed().as_secs_f64());
+                    }
+                    if outcome.is_ok() {
                         let now = epoch.elapsed().as_nanos() as u64;
                         let before = last[i].swap(now, Ordering::Relaxed);
                         if before > 0 {
@@ -621,10 +653,22 @@ fn writer_failover(
         .unwrap_or(0);
     let replica_errors = errors.load(Ordering::Relaxed);
     // Neither stall may hide a writer that never came back.
-    let stalled = last
+    let now = epoch.elapsed();
+    let stalled_writers: Vec<serde_json::Value> = last
         .iter()
-        .filter(|l| epoch.elapsed().as_nanos() as u64 - l.load(Ordering::Relaxed) > 5_000_000_000)
-        .count();
+        .enumerate()
+        .filter(|(_, l)| now.as_nanos() as u64 - l.load(Ordering::Relaxed) > 5_000_000_000)
+        .map(|(i, l)| {
+            json!({
+                "writer": i,
+                "replica": https.get(replica_of[i].load(Ordering::Relaxed) as usize),
+                "last_success_s": round2(l.load(Ordering::Relaxed) as f64 / 1e9),
+                "now_s": round2(now.as_secs_f64()),
+                "last_error": *last_error[i].lock(),
+            })
+        })
+        .collect();
+    let stalled = stalled_writers.len();
     stop.store(true, Ordering::Relaxed);
     for t in threads {
         t.join()
@@ -651,6 +695,7 @@ fn writer_failover(
             "writers_without_a_success_in_the_last_5s".into(),
             json!(stalled),
         ),
+        ("stalled_writers".into(), json!(stalled_writers)),
     ])
 }
 
