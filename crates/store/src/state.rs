@@ -131,6 +131,9 @@ pub struct State {
     /// The instances of each service name, so a query for one service (and every proxy's
     /// endpoints) reads its instances instead of scanning the whole catalog.
     pub(crate) services_by_name: HashMap<catalog::NameKey, BTreeSet<ServiceKey>>,
+    /// The mesh-capable instances of each service name: its sidecar proxies and its
+    /// connect-native instances (`connect_instances`, every caller's upstream endpoints).
+    pub(crate) mesh_instances_of: HashMap<catalog::NameKey, BTreeSet<ServiceKey>>,
     pub(crate) checks: BTreeMap<catalog::CheckKey, mesh_model::catalog::HealthCheck>,
     pub(crate) config: mesh_model::config_entry::ConfigEntrySet,
     pub(crate) config_index: config::EntryIndexes,

@@ -85,6 +85,23 @@ fn name_key(key: &ServiceKey, s: &NodeService) -> NameKey {
     )
 }
 
+/// The names an instance is mesh-capable for (`NodeService::is_mesh_capable_for`): a sidecar's
+/// destination, a connect-native instance's own name.
+fn mesh_names(key: &ServiceKey, s: &NodeService) -> Vec<NameKey> {
+    let mut names = Vec::new();
+    if s.is_connect_proxy() {
+        names.push((
+            key.partition.clone(),
+            key.namespace.clone(),
+            s.proxy.destination_service_name.clone(),
+        ));
+    }
+    if s.connect.native {
+        names.push(name_key(key, s));
+    }
+    names
+}
+
 /// The first key of a node in maps ordered by (partition, node, ..): a node's entries are the
 /// range from it while partition and node match.
 fn node_start(partition: &str, node: &str) -> ServiceKey {
@@ -208,33 +225,45 @@ fn node_keys(partition: &str, node: &str) -> Vec<WatchKey> {
 impl State {
     /// Adds or replaces an instance, keeping the by-name index.
     pub(crate) fn insert_service(&mut self, key: ServiceKey, s: NodeService) {
-        let name = name_key(&key, &s);
-        if let Some(old) = self.services.get(&key)
-            && old.service != s.service
-        {
-            let old_name = name_key(&key, old);
-            self.unindex(&old_name, &key);
+        if let Some(old) = self.services.remove(&key) {
+            self.unindex(&key, &old);
         }
         self.services_by_name
-            .entry(name)
+            .entry(name_key(&key, &s))
             .or_default()
             .insert(key.clone());
+        for name in mesh_names(&key, &s) {
+            self.mesh_instances_of
+                .entry(name)
+                .or_default()
+                .insert(key.clone());
+        }
         self.services.insert(key, s);
     }
 
-    /// Removes an instance, keeping the by-name index.
+    /// Removes an instance, keeping the indexes.
     fn remove_service(&mut self, key: &ServiceKey) -> Option<NodeService> {
         let s = self.services.remove(key)?;
-        self.unindex(&name_key(key, &s), key);
+        self.unindex(key, &s);
         Some(s)
     }
 
-    fn unindex(&mut self, name: &NameKey, key: &ServiceKey) {
-        if let Some(keys) = self.services_by_name.get_mut(name) {
-            keys.remove(key);
-            if keys.is_empty() {
-                self.services_by_name.remove(name);
+    fn unindex(&mut self, key: &ServiceKey, s: &NodeService) {
+        fn drop_from(
+            index: &mut std::collections::HashMap<NameKey, BTreeSet<ServiceKey>>,
+            name: &NameKey,
+            key: &ServiceKey,
+        ) {
+            if let Some(keys) = index.get_mut(name) {
+                keys.remove(key);
+                if keys.is_empty() {
+                    index.remove(name);
+                }
             }
+        }
+        drop_from(&mut self.services_by_name, &name_key(key, s), key);
+        for name in mesh_names(key, s) {
+            drop_from(&mut self.mesh_instances_of, &name, key);
         }
     }
 
@@ -622,17 +651,35 @@ impl State {
     /// Mesh-capable instances for a service: its sidecars, its native instances, and, when the
     /// service is linked to a terminating gateway, that gateway's instances (as Consul answers).
     pub fn connect_instances(&self, name: &ServiceName) -> Vec<Instance<'_>> {
-        let gateways = self.gateways_for(name);
-        self.services
-            .iter()
-            .filter(|(k, s)| {
-                let same_tenancy =
-                    k.partition == name.meta.partition && k.namespace == name.meta.namespace;
-                (same_tenancy && s.is_mesh_capable_for(&name.name))
-                    || (s.kind == ServiceKind::TerminatingGateway
-                        && gateways.contains(&ServiceName::new(&s.service, s.ent_meta())))
-            })
-            .filter_map(|(k, s)| self.instance(k, s))
+        let tuple = |n: &ServiceName| {
+            (
+                n.meta.partition.clone(),
+                n.meta.namespace.clone(),
+                n.name.clone(),
+            )
+        };
+        // In the catalog's order, as a scan of it would list them.
+        let mut keys: BTreeSet<&ServiceKey> = self
+            .mesh_instances_of
+            .get(&tuple(name))
+            .into_iter()
+            .flatten()
+            .collect();
+        for gateway in self.gateways_for(name) {
+            keys.extend(
+                self.services_by_name
+                    .get(&tuple(&gateway))
+                    .into_iter()
+                    .flatten()
+                    .filter(|k| {
+                        self.services
+                            .get(*k)
+                            .is_some_and(|s| s.kind == ServiceKind::TerminatingGateway)
+                    }),
+            );
+        }
+        keys.into_iter()
+            .filter_map(|k| self.instance(k, self.services.get(k)?))
             .collect()
     }
 

@@ -332,3 +332,45 @@ fn instances_by_name_follow_every_change() {
     assert!(names(&st, "b").is_empty() && names(&st, "c").is_empty());
     assert!(st.services_by_name.is_empty());
 }
+
+/// `connect_instances` reads its index: sidecars by destination (re-pointed ones move), native
+/// instances by name, in catalog order, and nothing of another tenancy.
+#[test]
+fn connect_instances_follow_destinations_and_native_instances() {
+    let mut st = State::default();
+    let proxy = |id: &str, dest: &str| {
+        let mut p = svc(id, &format!("{dest}-sidecar-proxy"), 21000);
+        p.kind = ServiceKind::ConnectProxy;
+        p.proxy.destination_service_name = dest.into();
+        p
+    };
+    let mut native = svc("web-native", "web", 8443);
+    native.connect.native = true;
+    let mut other_ns = proxy("p-ns", "web");
+    other_ns.namespace = "team-a".into();
+    st.apply(&reg("n2", vec![proxy("p2", "web"), native], vec![]), 1)
+        .unwrap();
+    st.apply(&reg("n1", vec![proxy("p1", "web"), other_ns], vec![]), 2)
+        .unwrap();
+    let web = ServiceName::default_tuple("web");
+    let ids = |st: &State, name: &ServiceName| -> Vec<String> {
+        st.connect_instances(name)
+            .iter()
+            .map(|i| format!("{}/{}", i.node.node, i.service.id))
+            .collect()
+    };
+    assert_eq!(ids(&st, &web), ["n1/p1", "n2/p2", "n2/web-native"]);
+    // p1 re-pointed at api: it leaves web's list and joins api's.
+    st.apply(&reg("n1", vec![proxy("p1", "api")], vec![]), 3)
+        .unwrap();
+    assert_eq!(ids(&st, &web), ["n2/p2", "n2/web-native"]);
+    assert_eq!(ids(&st, &ServiceName::default_tuple("api")), ["n1/p1"]);
+    let team_a = ServiceName::new("web", mesh_model::EntMeta::new(None, Some("team-a")));
+    assert_eq!(ids(&st, &team_a), ["n1/p-ns"]);
+    st.apply(&Op::DeregisterNode(NodeKey::new("", "n2")), 4)
+        .unwrap();
+    assert!(ids(&st, &web).is_empty());
+    st.apply(&Op::DeregisterNode(NodeKey::new("", "n1")), 5)
+        .unwrap();
+    assert!(st.mesh_instances_of.is_empty() && st.services_by_name.is_empty());
+}
