@@ -126,7 +126,7 @@ pub struct State {
     floor: u64,
     pub meta: ClusterMeta,
     pub(crate) nodes: BTreeMap<NodeKey, mesh_model::catalog::Node>,
-    /// Change only through `insert_service`/`remove_service`, which keep `services_by_name`.
+    /// Change only through `insert_service`/`remove_service`, which keep the two indexes below.
     pub(crate) services: BTreeMap<ServiceKey, mesh_model::catalog::NodeService>,
     /// The instances of each service name, so a query for one service (and every proxy's
     /// endpoints) reads its instances instead of scanning the whole catalog.

@@ -223,7 +223,7 @@ fn node_keys(partition: &str, node: &str) -> Vec<WatchKey> {
 }
 
 impl State {
-    /// Adds or replaces an instance, keeping the by-name index.
+    /// Adds or replaces an instance, keeping the indexes (by name, mesh-capable by name).
     pub(crate) fn insert_service(&mut self, key: ServiceKey, s: NodeService) {
         if let Some(old) = self.services.remove(&key) {
             self.unindex(&key, &old);
