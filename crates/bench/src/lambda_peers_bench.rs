@@ -508,17 +508,7 @@ fn main() -> anyhow::Result<()> {
             "usage: lambda-peers-bench <lambdamesh> <bench-echo-fn> <aws-lambda-rie> <cargo-lambda> <bench Cargo.toml> [requests=4000] [concurrency=1,4]"
         );
     };
-    let requests: usize = match rest.first() {
-        Some(n) => n.parse().context("requests must be a number")?,
-        None => 4000,
-    };
-    let concurrency: Vec<usize> = match rest.get(1) {
-        Some(list) => list
-            .split(',')
-            .map(|c| c.parse().context("concurrency must be numbers, e.g. 1,4"))
-            .collect::<anyhow::Result<_>>()?,
-        None => vec![1, 4],
-    };
+    let (requests, concurrency) = bench::requests_and_concurrency(rest)?;
     let echo_fn = std::fs::canonicalize(echo_fn)?;
     let manifest = std::fs::canonicalize(manifest)?;
     println!(

@@ -342,6 +342,25 @@ pub fn wait_for(what: &str, secs: u64, mut f: impl FnMut() -> bool) -> anyhow::R
     bail!("timed out waiting for {what}")
 }
 
+/// The `[requests=4000] [concurrency=1,4]` arguments the latency drivers take after their own.
+///
+/// # Errors
+/// Either is not a number (a list of numbers for concurrency).
+pub fn requests_and_concurrency(rest: &[String]) -> anyhow::Result<(usize, Vec<usize>)> {
+    let requests: usize = match rest.first() {
+        Some(n) => n.parse().context("requests must be a number")?,
+        None => 4000,
+    };
+    let concurrency: Vec<usize> = match rest.get(1) {
+        Some(list) => list
+            .split(',')
+            .map(|c| c.parse().context("concurrency must be numbers, e.g. 1,4"))
+            .collect::<anyhow::Result<_>>()?,
+        None => vec![1, 4],
+    };
+    Ok((requests, concurrency))
+}
+
 /// The `p` quantile (0 to 1) of `sorted`, nearest rank; `None` when it is empty.
 pub fn percentile<T: Copy>(sorted: &[T], p: f64) -> Option<T> {
     let idx = (sorted.len().saturating_sub(1) as f64 * p).round() as usize;

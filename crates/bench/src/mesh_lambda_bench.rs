@@ -202,17 +202,7 @@ fn main() -> anyhow::Result<()> {
             "usage: mesh-lambda-bench <lambdamesh> <envoy> <bench-echo-fn> [requests=4000] [concurrency=1,4] [paths=all]"
         );
     };
-    let requests: usize = match rest.first() {
-        Some(n) => n.parse().context("requests must be a number")?,
-        None => 4000,
-    };
-    let concurrency: Vec<usize> = match rest.get(1) {
-        Some(list) => list
-            .split(',')
-            .map(|c| c.parse().context("concurrency must be numbers, e.g. 1,4"))
-            .collect::<anyhow::Result<_>>()?,
-        None => vec![1, 4],
-    };
+    let (requests, concurrency) = bench::requests_and_concurrency(rest)?;
     // For profiling one path alone: its numbers in the order printed (0 = plain, 1 = Lambda, ...).
     let only: Option<Vec<usize>> = match rest.get(2) {
         Some(list) => Some(

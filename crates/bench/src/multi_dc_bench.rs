@@ -406,17 +406,7 @@ fn main() -> anyhow::Result<()> {
             "usage: multi-dc-bench <lambdamesh> <envoy> [requests=4000] [concurrency=1,4] [entries=200]"
         );
     };
-    let requests: usize = match rest.first() {
-        Some(n) => n.parse().context("requests must be a number")?,
-        None => 4000,
-    };
-    let concurrency: Vec<usize> = match rest.get(1) {
-        Some(list) => list
-            .split(',')
-            .map(|c| c.parse().context("concurrency must be numbers, e.g. 1,4"))
-            .collect::<anyhow::Result<_>>()?,
-        None => vec![1, 4],
-    };
+    let (requests, concurrency) = bench::requests_and_concurrency(rest)?;
     let entries: usize = match rest.get(2) {
         Some(n) => n.parse().context("entries must be a number")?,
         None => 200,
